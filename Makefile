@@ -1,0 +1,123 @@
+# ocimirror: the nginx module, the fetcher daemon and their tests.
+#
+#   make            build build/ngx_http_ocimirror_module.so and
+#                   build/ocimirror-fetcher
+#   make run        install what is missing, build, serve on 127.0.0.1:5000
+#   make test       install what is missing, build, run every test
+#   make bench      the side-by-side benchmark (not a test)
+
+CC        ?= cc
+PYTHON    ?= /usr/bin/python3
+BUILD     := build
+NGINX_SRC ?= /usr/share/nginx/src
+CFLAGS    ?= -O2 -g
+SRC_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+             -Wno-unused-parameter $(CFLAGS) -Isrc -Isrc/fetcher \
+             $(SANITIZE_FLAGS)
+LDLIBS_FETCHER = -lcurl -lconfig -ljansson -lcrypto -lz
+
+ifeq ($(SANITIZE),1)
+SANITIZE_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer
+endif
+
+CORE_SRCS    := src/oci_ref.c src/oci_error.c src/oci_config.c \
+                src/oci_route.c src/oci_ipc.c src/oci_store.c \
+                src/oci_auth.c
+CORE_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/core/%.o)
+FETCHER_SRCS := $(wildcard src/fetcher/*.c)
+FETCHER_OBJS := $(FETCHER_SRCS:src/fetcher/%.c=$(BUILD)/fetcher/%.o)
+HEADERS      := $(wildcard src/*.h src/fetcher/*.h)
+MODULE_SRCS  := $(wildcard module/*.c module/*.h)
+UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
+UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit e2e bench clean fetcher module install
+
+all: fetcher module
+
+fetcher: $(BUILD)/ocimirror-fetcher
+module: $(BUILD)/ngx_http_ocimirror_module.so
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/core/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -c -o $@ $<
+
+$(BUILD)/fetcher/%.o: src/fetcher/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -c -o $@ $<
+
+$(BUILD)/ocimirror-fetcher: $(FETCHER_OBJS) $(CORE_OBJS)
+	$(CC) $(SRC_CFLAGS) -o $@ $^ $(LDLIBS_FETCHER)
+
+# The module is built inside a copy of Debian's nginx source tree, with the
+# flags Debian's nginx was configured with, so that the stock binary loads
+# it.  configure runs again only when the list of sources changes.
+$(BUILD)/module-srcs.txt: FORCE
+	@mkdir -p $(@D)
+	@echo "$(MODULE_SRCS) $(CORE_SRCS)" | cmp -s - $@ || \
+	    echo "$(MODULE_SRCS) $(CORE_SRCS)" > $@
+
+$(BUILD)/nginx/.configured: config $(BUILD)/module-srcs.txt
+	rm -rf $(BUILD)/nginx
+	cp -r $(NGINX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && bash -c '. ./conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module="$(CURDIR)"' \
+	    > ../nginx-configure.log 2>&1 || \
+	    { cat ../nginx-configure.log; exit 1; }
+	touch $@
+
+$(BUILD)/ngx_http_ocimirror_module.so: $(BUILD)/nginx/.configured \
+        $(MODULE_SRCS) $(CORE_SRCS) $(HEADERS)
+	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
+	cp $(BUILD)/nginx/objs/ngx_http_ocimirror_module.so $@
+
+# Unit tests: each binary links its test file and the core library.
+$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJS) $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -o $@ $< $(CORE_OBJS) -lcmocka $(LDLIBS_FETCHER)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: all
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) e2e
+
+run: deps
+	$(MAKE) all
+	scripts/run.sh
+
+bench: deps
+	$(MAKE) all
+	$(PYTHON) tests/bench/bench.py
+
+# A VM or image: make install [DESTDIR=...], then the systemd units.
+install: all
+	install -D -m 0755 $(BUILD)/ocimirror-fetcher \
+	    $(DESTDIR)/usr/sbin/ocimirror-fetcher
+	install -D -m 0644 $(BUILD)/ngx_http_ocimirror_module.so \
+	    $(DESTDIR)/usr/lib/nginx/modules/ngx_http_ocimirror_module.so
+	install -D -m 0644 conf/mod-http-ocimirror.conf \
+	    $(DESTDIR)/etc/nginx/modules-enabled/50-mod-http-ocimirror.conf
+	install -D -m 0644 conf/ocimirror-nginx.conf \
+	    $(DESTDIR)/etc/ocimirror/ocimirror-nginx.conf
+	test -e $(DESTDIR)/etc/ocimirror/ocimirror.cfg || \
+	    install -D -m 0644 conf/ocimirror.cfg \
+	    $(DESTDIR)/etc/ocimirror/ocimirror.cfg
+	install -D -m 0644 conf/systemd/ocimirror-fetcher.service \
+	    $(DESTDIR)/lib/systemd/system/ocimirror-fetcher.service
+	install -D -m 0644 conf/systemd/nginx.service.d/ocimirror.conf \
+	    $(DESTDIR)/etc/systemd/system/nginx.service.d/ocimirror.conf
+	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/ocimirror/README.md
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install the Debian packages ocimirror builds and tests with, if missing.
+# Idempotent and quiet when everything is there.
+set -euo pipefail
+
+pkgs=(
+    build-essential pkg-config ca-certificates curl
+    nginx nginx-dev
+    libcurl4-openssl-dev libconfig-dev libjansson-dev libssl-dev zlib1g-dev
+    libcmocka-dev
+    docker-registry skopeo containerd
+    python3 python3-pytest
+    wrk
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$p")
+done
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# policy-rc.d keeps the packages' own services (nginx, containerd,
+# docker-registry) from being started by the install.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,110 @@
+/*
+ * The line protocol between nginx workers and the fetcher, over one unix
+ * stream socket per worker.  Every message is one line of at most
+ * OCI_IPC_LINE_MAX bytes: a verb, a request id chosen by the worker, and
+ * space-separated tokens that never contain spaces or control bytes
+ * ('-' stands for an empty token).  Only FAIL's last field, a message,
+ * runs to the end of the line.
+ *
+ * worker -> fetcher
+ *   PING     <id>
+ *   BLOB     <id> <registry> <name> <digest>
+ *   MANIFEST <id> <registry> <name> <reference> <head:0|1> <accept|->
+ *   TAGS     <id> <registry> <name> <n|-1> <last|->
+ *   CANCEL   <id>                     the worker's client went away
+ *
+ * fetcher -> worker
+ *   PONG     <id> <writable:0|1>    the fetcher could create and remove
+ *                                     a file in the store just now
+ *   SIZE     <id> <size> <path>       blob size known; path is the file to
+ *                                     open (temp file while downloading,
+ *                                     the store file if already complete)
+ *   PROGRESS <id> <bytes>             bytes written contiguously from 0
+ *   DONE     <id>                     blob verified and committed
+ *   META     <id> <digest> <size> <media-type> <stale:0|1>
+ *                                     manifest answer; for a GET the
+ *                                     manifest is in the store by digest
+ *   BODY     <id> <status> <path> <next|->
+ *                                     tags/list body in a temp file that
+ *                                     the worker unlinks after opening;
+ *                                     next is the query of the Link
+ *                                     header's next page ("n=..&last=..")
+ *   FAIL     <id> <status> <code> <message...>
+ *
+ * If the worker cannot open a SIZE path that is a temp file (ENOENT), the
+ * fetcher has already committed it: the worker opens the store path.
+ */
+
+#ifndef OCI_IPC_H
+#define OCI_IPC_H
+
+#include "oci.h"
+
+#define OCI_IPC_LINE_MAX  8192
+
+typedef enum {
+    OCI_MSG_PING = 0,
+    OCI_MSG_BLOB,
+    OCI_MSG_MANIFEST,
+    OCI_MSG_TAGS,
+    OCI_MSG_CANCEL,
+    OCI_MSG_PONG,
+    OCI_MSG_SIZE,
+    OCI_MSG_PROGRESS,
+    OCI_MSG_DONE,
+    OCI_MSG_META,
+    OCI_MSG_BODY,
+    OCI_MSG_FAIL,
+    OCI_MSG__COUNT
+} oci_msg_type_t;
+
+typedef struct {
+    oci_msg_type_t  type;
+    uint32_t        id;
+
+    /* BLOB, MANIFEST, TAGS */
+    char            registry[OCI_HOST_MAX + 1];
+    char            name[OCI_NAME_MAX + 1];
+    char            reference[OCI_REF_MAX + 1];  /* BLOB: the digest */
+    int             head;                        /* MANIFEST */
+    char            accept[OCI_ACCEPT_MAX + 1];  /* MANIFEST, "" = none */
+    long long       n;                           /* TAGS, -1 = absent */
+    char            last[OCI_TAG_MAX + 1];       /* TAGS, "" = absent */
+
+    /* SIZE, PROGRESS, META */
+    long long       size;                 /* SIZE, META */
+    long long       bytes;                /* PROGRESS */
+    char            path[OCI_PATH_MAX];   /* SIZE, BODY */
+    char            digest[OCI_DIGEST_MAX + 1];           /* META */
+    char            media_type[OCI_MEDIA_TYPE_MAX + 1];   /* META */
+    int             stale;                                /* META */
+
+    /* BODY, FAIL; PONG: 1 if the store is writable */
+    int             status;
+    char            next[512];            /* BODY, "" = no next page */
+    char            code[32];             /* FAIL: "MANIFEST_UNKNOWN" */
+    char            message[256];         /* FAIL */
+} oci_msg_t;
+
+/* Clear a message and set its type and id; other fields empty. */
+void oci_msg_init(oci_msg_t *m, oci_msg_type_t type, uint32_t id);
+
+/*
+ * Encode m as one line ending in '\n' into buf.  Returns the length (no
+ * NUL is counted) or OCI_EINVAL if a token field holds a space, control
+ * byte or is invalid for the verb, OCI_ERANGE if cap is too small.  The
+ * FAIL message has control bytes replaced by spaces.
+ */
+int oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap);
+
+/*
+ * Decode the first line in buf[0..len).  On success fills m, sets
+ * *consumed to the bytes used (line and '\n') and returns OCI_OK.
+ * Returns OCI_EAGAIN if no complete line is there yet (and len is below
+ * OCI_IPC_LINE_MAX), OCI_EINVAL for a malformed line (*consumed is still
+ * set so the caller may skip it) or OCI_ERANGE for an over-long line.
+ */
+int oci_msg_decode(const char *buf, size_t len, oci_msg_t *m,
+    size_t *consumed);
+
+#endif /* OCI_IPC_H */

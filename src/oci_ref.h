@@ -1,0 +1,67 @@
+/*
+ * Repository names, tags, digests and media types: the grammars of the
+ * OCI distribution spec.  All checks take a pointer and a length (nginx
+ * strings are not NUL-terminated) and never read past len.
+ *
+ * Names that pass oci_name_valid() are safe to join into store paths:
+ * every component starts with [a-z0-9], so "." and ".." cannot occur,
+ * and "//" is rejected.  The same holds for tags (first char [A-Za-z0-9_]).
+ */
+
+#ifndef OCI_REF_H
+#define OCI_REF_H
+
+#include "oci.h"
+
+/* name: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
+ * at most OCI_NAME_MAX bytes.  Returns 1 if valid, 0 if not. */
+int oci_name_valid(const char *s, size_t len);
+
+/* tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.  Returns 1 if valid, 0 if not. */
+int oci_tag_valid(const char *s, size_t len);
+
+/* A registry name as configured and as sent in ?ns=: a host name or IPv4
+ * address with an optional :port, lower case, at most OCI_HOST_MAX bytes.
+ * Returns 1 if valid, 0 if not. */
+int oci_host_valid(const char *s, size_t len);
+
+/*
+ * digest: "sha256:" followed by exactly 64 lower-case hex digits.
+ * On success copies the 64 hex digits plus a NUL into hex (65 bytes).
+ * Returns OCI_OK, OCI_ENOTSUP for a well-formed digest of another
+ * algorithm (sha512, ...), or OCI_EINVAL.
+ */
+int oci_digest_parse(const char *s, size_t len, char hex[OCI_SHA256_HEX_LEN + 1]);
+
+/* 1 if s looks like "<alg>:<encoded>" (so it is meant as a digest, not a
+ * tag: tags cannot contain ':'), 0 otherwise. */
+int oci_ref_is_digest(const char *s, size_t len);
+
+/* type "/" subtype with RFC 6838 restricted-name characters, no
+ * parameters, at most OCI_MEDIA_TYPE_MAX bytes.  1 if valid, 0 if not. */
+int oci_media_type_valid(const char *s, size_t len);
+
+/*
+ * Turn one or more Accept header values into a comma-separated list of
+ * bare media types (parameters such as ";q=0.5" dropped, duplicates and
+ * invalid entries dropped, "*" + "/" + "*" kept).  Call once per header
+ * with the list built so far in out (start with out[0] = '\0').
+ * Returns OCI_OK or OCI_ERANGE if out would overflow (out stays valid).
+ */
+int oci_accept_append(char *out, size_t cap, const char *hdr, size_t len);
+
+/* 1 if media_type is acceptable under the list built by
+ * oci_accept_append(): an empty list or a wildcard accepts everything. */
+int oci_accept_allows(const char *list, const char *media_type);
+
+/* The manifest media types the mirror asks for when a client sent none. */
+#define OCI_MT_OCI_MANIFEST  "application/vnd.oci.image.manifest.v1+json"
+#define OCI_MT_OCI_INDEX     "application/vnd.oci.image.index.v1+json"
+#define OCI_MT_DOCKER_MANIFEST \
+    "application/vnd.docker.distribution.manifest.v2+json"
+#define OCI_MT_DOCKER_LIST \
+    "application/vnd.docker.distribution.manifest.list.v2+json"
+#define OCI_MT_ALL_MANIFESTS OCI_MT_OCI_INDEX "," OCI_MT_DOCKER_LIST "," \
+    OCI_MT_OCI_MANIFEST "," OCI_MT_DOCKER_MANIFEST
+
+#endif /* OCI_REF_H */

@@ -1,0 +1,89 @@
+/*
+ * The content-addressed store, shared by the fetcher (the only writer of
+ * blobs and tag records) and the nginx workers (readers).
+ *
+ *   <root>/sha256/<2 hex>/<64 hex>        blobs and manifests, by digest
+ *   <root>/types/sha256/<2 hex>/<64 hex>  a manifest's media type (one
+ *                                         line), written before the
+ *                                         manifest itself becomes visible
+ *   <root>/tags/<registry>/<name>/@<tag>  tag records
+ *   <root>/tmp/                           downloads in progress
+ *   <root>/ocimirror-store                a marker line, written by
+ *                                         oci_store_prepare(); readiness
+ *                                         reads it to prove the store is
+ *                                         readable
+ *
+ * A blob appears under sha256/ only by rename() of a complete temp file
+ * whose digest was verified; temp files are swept at fetcher start.
+ * Paths are built only from parts that passed oci_ref.h's checks.
+ */
+
+#ifndef OCI_STORE_H
+#define OCI_STORE_H
+
+#include "oci.h"
+
+typedef struct {
+    char       digest[OCI_DIGEST_MAX + 1];   /* "sha256:..." */
+    long long  size;
+    char       media_type[OCI_MEDIA_TYPE_MAX + 1];
+    long long  fetched_at;                   /* unix seconds */
+} oci_tag_record_t;
+
+/* Path builders: return OCI_OK or OCI_ERANGE; hex is 64 lower hex. */
+int oci_store_blob_path(const char *root, const char *hex, char *out,
+    size_t cap);
+int oci_store_type_path(const char *root, const char *hex, char *out,
+    size_t cap);
+int oci_store_tag_path(const char *root, const char *registry,
+    const char *name, const char *tag, char *out, size_t cap);
+
+/* Create the directories under root and the marker file.  OCI_OK or
+ * OCI_EIO (err filled with the path and strerror). */
+#define OCI_STORE_MARKER "ocimirror-store"
+int oci_store_prepare(const char *root, char *err, size_t errlen);
+
+/* Remove every file under <root>/tmp.  Returns the count removed (>= 0)
+ * or OCI_EIO. */
+int oci_store_sweep(const char *root);
+
+/* Create a new, empty temp file under <root>/tmp, opened O_RDWR, mode
+ * 0644 (nginx workers, another user, open it to stream a miss).
+ * Returns the fd (>= 0) and its path in path_out, or OCI_EIO. */
+int oci_store_tmp_create(const char *root, char *path_out, size_t cap);
+
+/*
+ * Make a fully written and verified temp file visible as the blob hex:
+ * fsync the file (if do_fsync), create sha256/<2 hex>/, rename, fsync the
+ * directory (if do_fsync).  The fd stays open and valid (the caller closes
+ * it).  If the blob already exists the temp file is simply removed.
+ * Returns OCI_OK or OCI_EIO.
+ */
+int oci_store_commit(const char *root, const char *tmp_path, int fd,
+    const char *hex, int do_fsync);
+
+/* Write / read the media type of a stored manifest. */
+int oci_store_type_write(const char *root, const char *hex,
+    const char *media_type, int do_fsync);
+int oci_store_type_read(const char *root, const char *hex, char *out,
+    size_t cap);
+
+/*
+ * Tag records: one line "<digest> <size> <media-type> <fetched-at>\n".
+ * write: atomically (temp file, fsync if asked, rename), creating the
+ * directories.  read: OCI_OK, OCI_ENOENT, or OCI_EINVAL for a corrupt
+ * record (treated as absent by callers).
+ */
+int oci_tag_record_write(const char *root, const char *registry,
+    const char *name, const char *tag, const oci_tag_record_t *rec,
+    int do_fsync);
+int oci_tag_record_read(const char *root, const char *registry,
+    const char *name, const char *tag, oci_tag_record_t *rec);
+
+/* Encode / parse the record line (used by the two functions above). */
+int oci_tag_record_format(const oci_tag_record_t *rec, char *buf,
+    size_t cap);
+int oci_tag_record_parse(const char *buf, size_t len,
+    oci_tag_record_t *rec);
+
+#endif /* OCI_STORE_H */
