@@ -26,6 +26,9 @@
 #define OCI_DEFAULT_TAG_TTL        300
 #define OCI_DEFAULT_MAX_TRANSFERS  64
 #define OCI_DEFAULT_MIN_FREE       (1024LL * 1024 * 1024)
+#define OCI_DEFAULT_FETCHER_SOCKET "/run/ocimirror/fetcher.sock"
+#define OCI_DEFAULT_CONNECT_TIMEOUT  10
+#define OCI_DEFAULT_LOW_SPEED_TIME   30
 
 typedef struct {
     char    *name;            /* "docker.io": what clients route by */

@@ -41,8 +41,9 @@ int oci_err_parse(const char *s, size_t len, oci_errcode_t *out);
 /*
  * Write the spec's error body into buf:
  *   {"errors":[{"code":"NAME_INVALID","message":"...","detail":null}]}
- * The message is JSON-escaped.  Returns the length written (without NUL)
- * or OCI_ERANGE if buf is too small.
+ * The message is JSON-escaped (NULL: the spec's text for the code).
+ * Returns the length written (without NUL), OCI_ERANGE if buf is too
+ * small or OCI_EINVAL for an unknown code.
  */
 int oci_err_json(char *buf, size_t cap, oci_errcode_t e, const char *message);
 

@@ -30,7 +30,8 @@ typedef struct {
     long long  fetched_at;                   /* unix seconds */
 } oci_tag_record_t;
 
-/* Path builders: return OCI_OK or OCI_ERANGE; hex is 64 lower hex. */
+/* Path builders: return OCI_OK, OCI_ERANGE, or OCI_EINVAL if a part fails
+ * its check (hex: 64 lower hex; registry, name, tag: oci_ref.h). */
 int oci_store_blob_path(const char *root, const char *hex, char *out,
     size_t cap);
 int oci_store_type_path(const char *root, const char *hex, char *out,

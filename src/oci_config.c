@@ -1,0 +1,888 @@
+/*
+ * Loading and checking of the libconfig file shared by the module and the
+ * fetcher.  Unknown settings are errors, so that a typo fails loudly
+ * instead of silently falling back to a default.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "oci_config.h"
+#include "oci_ref.h"
+
+
+#define OCI_STORE_PATH_MAX     1024
+#define OCI_ENDPOINT_MAX       1024
+#define OCI_SOCKET_PATH_MAX \
+    (sizeof(((struct sockaddr_un *) 0)->sun_path) - 1)
+
+
+typedef struct {
+    const char  *file;
+    char        *err;
+    size_t       errlen;
+} oci_config_ctx_t;
+
+
+static void oci_config_error(oci_config_ctx_t *ctx,
+    const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int oci_config_check_keys(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *where,
+    const char *const *allowed);
+static int oci_config_get_int(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *name, long long min,
+    long long max, long long *out);
+static int oci_config_get_bool(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *name, int *out);
+static int oci_config_get_string(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *name, const char **out);
+static int oci_config_parse_size(const char *s, long long *out);
+static int oci_config_store(oci_config_ctx_t *ctx, config_t *lc,
+    oci_config_t *cf);
+static int oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc,
+    oci_config_t *cf);
+static int oci_config_endpoint(oci_config_ctx_t *ctx,
+    const config_setting_t *s, char **out);
+static int oci_config_registry_parse(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_config_t *cf, oci_registry_t *reg);
+static int oci_config_registries(oci_config_ctx_t *ctx, config_t *lc,
+    oci_config_t *cf);
+static int oci_config_check_file(oci_config_ctx_t *ctx);
+
+
+static const char *const  oci_config_top_keys[] = {
+    "store", "fetcher", "default_registry", "registries", NULL
+};
+
+static const char *const  oci_config_store_keys[] = {
+    "path", "fsync", "min_free", NULL
+};
+
+static const char *const  oci_config_fetcher_keys[] = {
+    "socket", "max_transfers", "connect_timeout", "low_speed_time", NULL
+};
+
+static const char *const  oci_config_registry_keys[] = {
+    "name", "endpoints", "tag_ttl", "library_prefix", NULL
+};
+
+
+static void
+oci_config_error(oci_config_ctx_t *ctx, const config_setting_t *s,
+    const char *fmt, ...)
+{
+    va_list      ap;
+    const char  *file;
+    int          line, n;
+
+    if (ctx->err == NULL || ctx->errlen == 0) {
+        return;
+    }
+
+    file = NULL;
+    line = 0;
+
+    if (s != NULL) {
+        file = config_setting_source_file(s);
+        line = config_setting_source_line(s);
+    }
+
+    if (file == NULL) {
+        file = ctx->file;
+    }
+
+    /* a setting that is missing has no line of its own */
+    if (line <= 0) {
+        line = 1;
+    }
+
+    n = snprintf(ctx->err, ctx->errlen, "%s:%d: ", file, line);
+
+    if (n < 0 || (size_t) n >= ctx->errlen) {
+        return;
+    }
+
+    va_start(ap, fmt);
+    vsnprintf(ctx->err + n, ctx->errlen - (size_t) n, fmt, ap);
+    va_end(ap);
+}
+
+
+static int
+oci_config_check_keys(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *where, const char *const *allowed)
+{
+    config_setting_t  *child;
+    const char        *name;
+    size_t             i;
+    int                n, k;
+
+    n = config_setting_length(group);
+
+    for (k = 0; k < n; k++) {
+        child = config_setting_get_elem(group, (unsigned) k);
+        name = config_setting_name(child);
+
+        if (name == NULL) {
+            continue;
+        }
+
+        for (i = 0; allowed[i] != NULL; i++) {
+            if (strcmp(allowed[i], name) == 0) {
+                break;
+            }
+        }
+
+        if (allowed[i] == NULL) {
+            oci_config_error(ctx, child, "unknown setting \"%s%s\"", where,
+                             name);
+            return OCI_EINVAL;
+        }
+    }
+
+    return OCI_OK;
+}
+
+
+/* 0 if absent (out untouched), 1 if set, OCI_EINVAL */
+static int
+oci_config_get_int(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *name, long long min, long long max, long long *out)
+{
+    config_setting_t  *s;
+    long long          v;
+
+    s = config_setting_get_member(group, name);
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    if (config_setting_type(s) != CONFIG_TYPE_INT
+        && config_setting_type(s) != CONFIG_TYPE_INT64)
+    {
+        oci_config_error(ctx, s, "\"%s\" must be an integer", name);
+        return OCI_EINVAL;
+    }
+
+    v = config_setting_get_int64(s);
+
+    if (v < min || v > max) {
+        oci_config_error(ctx, s, "\"%s\" must be between %lld and %lld",
+                         name, min, max);
+        return OCI_EINVAL;
+    }
+
+    *out = v;
+
+    return 1;
+}
+
+
+static int
+oci_config_get_bool(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *name, int *out)
+{
+    config_setting_t  *s;
+
+    s = config_setting_get_member(group, name);
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        oci_config_error(ctx, s, "\"%s\" must be true or false", name);
+        return OCI_EINVAL;
+    }
+
+    *out = config_setting_get_bool(s) ? 1 : 0;
+
+    return 1;
+}
+
+
+static int
+oci_config_get_string(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *name, const char **out)
+{
+    config_setting_t  *s;
+
+    s = config_setting_get_member(group, name);
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        oci_config_error(ctx, s, "\"%s\" must be a string", name);
+        return OCI_EINVAL;
+    }
+
+    *out = config_setting_get_string(s);
+
+    return 1;
+}
+
+
+/* "1073741824", "512K", "100M", "1G", "2T" */
+static int
+oci_config_parse_size(const char *s, long long *out)
+{
+    long long  v, mult;
+    size_t     i;
+
+    v = 0;
+    mult = 1;
+
+    if (s[0] < '0' || s[0] > '9') {
+        return OCI_EINVAL;
+    }
+
+    for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (LLONG_MAX - (s[i] - '0')) / 10) {
+            return OCI_ERANGE;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+
+    switch (s[i]) {
+    case '\0':
+        break;
+    case 'k': case 'K':
+        mult = 1024LL;
+        break;
+    case 'm': case 'M':
+        mult = 1024LL * 1024;
+        break;
+    case 'g': case 'G':
+        mult = 1024LL * 1024 * 1024;
+        break;
+    case 't': case 'T':
+        mult = 1024LL * 1024 * 1024 * 1024;
+        break;
+    default:
+        return OCI_EINVAL;
+    }
+
+    if (s[i] != '\0' && s[i + 1] != '\0') {
+        return OCI_EINVAL;
+    }
+
+    if (v > LLONG_MAX / mult) {
+        return OCI_ERANGE;
+    }
+
+    *out = v * mult;
+
+    return OCI_OK;
+}
+
+
+static int
+oci_config_store(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
+{
+    config_setting_t  *group, *s;
+    const char        *path, *str;
+    long long          v;
+    int                rc;
+
+    group = config_lookup(lc, "store");
+
+    if (group == NULL) {
+        oci_config_error(ctx, NULL, "the \"store\" section is missing");
+        return OCI_EINVAL;
+    }
+
+    if (!config_setting_is_group(group)) {
+        oci_config_error(ctx, group, "\"store\" must be a group { ... }");
+        return OCI_EINVAL;
+    }
+
+    if (oci_config_check_keys(ctx, group, "store.", oci_config_store_keys)
+        != OCI_OK)
+    {
+        return OCI_EINVAL;
+    }
+
+    path = NULL;
+    rc = oci_config_get_string(ctx, group, "path", &path);
+
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (rc == 0) {
+        oci_config_error(ctx, group, "\"store.path\" is missing");
+        return OCI_EINVAL;
+    }
+
+    s = config_setting_get_member(group, "path");
+
+    if (path[0] != '/' || strlen(path) > OCI_STORE_PATH_MAX) {
+        oci_config_error(ctx, s, "\"store.path\" must be an absolute path "
+                         "of at most %d bytes", OCI_STORE_PATH_MAX);
+        return OCI_EINVAL;
+    }
+
+    cf->store_path = strdup(path);
+
+    if (cf->store_path == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    if (oci_config_get_bool(ctx, group, "fsync", &cf->store_fsync) < 0) {
+        return OCI_EINVAL;
+    }
+
+    s = config_setting_get_member(group, "min_free");
+
+    if (s != NULL && config_setting_type(s) == CONFIG_TYPE_STRING) {
+        str = config_setting_get_string(s);
+
+        if (oci_config_parse_size(str, &cf->store_min_free) != OCI_OK) {
+            oci_config_error(ctx, s, "\"store.min_free\" must be a number "
+                             "of bytes with an optional K, M, G or T suffix");
+            return OCI_EINVAL;
+        }
+
+    } else {
+        rc = oci_config_get_int(ctx, group, "min_free", 0, LLONG_MAX, &v);
+
+        if (rc < 0) {
+            return rc;
+        }
+
+        if (rc == 1) {
+            cf->store_min_free = v;
+        }
+    }
+
+    return OCI_OK;
+}
+
+
+static int
+oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
+{
+    config_setting_t  *group, *s;
+    const char        *sock;
+    long long          v;
+    int                rc;
+
+    sock = OCI_DEFAULT_FETCHER_SOCKET;
+    s = NULL;
+
+    group = config_lookup(lc, "fetcher");
+
+    if (group != NULL) {
+        if (!config_setting_is_group(group)) {
+            oci_config_error(ctx, group, "\"fetcher\" must be a group { ... }");
+            return OCI_EINVAL;
+        }
+
+        if (oci_config_check_keys(ctx, group, "fetcher.",
+                                  oci_config_fetcher_keys)
+            != OCI_OK)
+        {
+            return OCI_EINVAL;
+        }
+
+        if (oci_config_get_string(ctx, group, "socket", &sock) < 0) {
+            return OCI_EINVAL;
+        }
+
+        s = config_setting_get_member(group, "socket");
+
+        rc = oci_config_get_int(ctx, group, "max_transfers", 1, 65536, &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->max_transfers = (int) v;
+        }
+
+        rc = oci_config_get_int(ctx, group, "connect_timeout", 1, 3600, &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->connect_timeout = (long) v;
+        }
+
+        rc = oci_config_get_int(ctx, group, "low_speed_time", 1, 3600, &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->low_speed_time = (long) v;
+        }
+    }
+
+    if (sock[0] != '/' || strlen(sock) > OCI_SOCKET_PATH_MAX) {
+        oci_config_error(ctx, s, "\"fetcher.socket\" must be an absolute "
+                         "path of at most %d bytes",
+                         (int) OCI_SOCKET_PATH_MAX);
+        return OCI_EINVAL;
+    }
+
+    cf->fetcher_socket = strdup(sock);
+
+    if (cf->fetcher_socket == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    return OCI_OK;
+}
+
+
+static int
+oci_config_endpoint(oci_config_ctx_t *ctx, const config_setting_t *s,
+    char **out)
+{
+    const char  *url, *host;
+    size_t       len, i;
+    int          c;
+
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        oci_config_error(ctx, s, "an endpoint must be a string");
+        return OCI_EINVAL;
+    }
+
+    url = config_setting_get_string(s);
+    len = strlen(url);
+
+    if (strncmp(url, "https://", 8) == 0) {
+        host = url + 8;
+
+    } else if (strncmp(url, "http://", 7) == 0) {
+        host = url + 7;
+
+    } else {
+        oci_config_error(ctx, s, "endpoint \"%.64s\" must start with "
+                         "\"https://\" or \"http://\"", url);
+        return OCI_EINVAL;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) url[i];
+
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#') {
+            oci_config_error(ctx, s, "endpoint \"%.64s\" holds a character "
+                             "not allowed in a base URL", url);
+            return OCI_EINVAL;
+        }
+    }
+
+    /* a trailing '/' would double the one before "v2/" */
+    while (len > (size_t) (host - url) && url[len - 1] == '/') {
+        len--;
+    }
+
+    if (len > OCI_ENDPOINT_MAX || host[0] == '/' || host[0] == '\0'
+        || len == (size_t) (host - url))
+    {
+        oci_config_error(ctx, s, "endpoint \"%.64s\" has no host or is "
+                         "too long", url);
+        return OCI_EINVAL;
+    }
+
+    *out = malloc(len + 1);
+
+    if (*out == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    memcpy(*out, url, len);
+    (*out)[len] = '\0';
+
+    return OCI_OK;
+}
+
+
+static int
+oci_config_registry_parse(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_config_t *cf, oci_registry_t *reg)
+{
+    config_setting_t  *s, *eps;
+    const char        *name;
+    long long          v;
+    size_t             i;
+    int                rc, n;
+
+    if (!config_setting_is_group(group)) {
+        oci_config_error(ctx, group, "a registry must be a group { ... }");
+        return OCI_EINVAL;
+    }
+
+    if (oci_config_check_keys(ctx, group, "registries.",
+                              oci_config_registry_keys)
+        != OCI_OK)
+    {
+        return OCI_EINVAL;
+    }
+
+    name = NULL;
+    rc = oci_config_get_string(ctx, group, "name", &name);
+
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (rc == 0) {
+        oci_config_error(ctx, group, "a registry without \"name\"");
+        return OCI_EINVAL;
+    }
+
+    s = config_setting_get_member(group, "name");
+
+    if (!oci_host_valid(name, strlen(name))) {
+        oci_config_error(ctx, s, "registry name \"%.64s\" is not a lower-case "
+                         "host[:port]", name);
+        return OCI_EINVAL;
+    }
+
+    if (oci_config_registry(cf, name, strlen(name)) != NULL) {
+        oci_config_error(ctx, s, "duplicate registry \"%s\"", name);
+        return OCI_EINVAL;
+    }
+
+    reg->name = strdup(name);
+
+    if (reg->name == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    reg->tag_ttl = OCI_DEFAULT_TAG_TTL;
+    reg->library_prefix = (strcmp(name, "docker.io") == 0);
+
+    rc = oci_config_get_int(ctx, group, "tag_ttl", 0, 365LL * 24 * 3600, &v);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc == 1) {
+        reg->tag_ttl = (long) v;
+    }
+
+    if (oci_config_get_bool(ctx, group, "library_prefix",
+                            &reg->library_prefix)
+        < 0)
+    {
+        return OCI_EINVAL;
+    }
+
+    eps = config_setting_get_member(group, "endpoints");
+
+    if (eps == NULL) {
+        oci_config_error(ctx, group, "registry \"%s\" has no \"endpoints\"",
+                         name);
+        return OCI_EINVAL;
+    }
+
+    if (!config_setting_is_list(eps) && !config_setting_is_array(eps)) {
+        oci_config_error(ctx, eps, "\"endpoints\" must be a list "
+                         "( \"https://...\", ... )");
+        return OCI_EINVAL;
+    }
+
+    n = config_setting_length(eps);
+
+    if (n <= 0) {
+        oci_config_error(ctx, eps, "registry \"%s\" has no endpoints", name);
+        return OCI_EINVAL;
+    }
+
+    reg->endpoints = calloc((size_t) n, sizeof(char *));
+
+    if (reg->endpoints == NULL) {
+        oci_config_error(ctx, eps, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    for (i = 0; i < (size_t) n; i++) {
+        rc = oci_config_endpoint(ctx, config_setting_get_elem(eps,
+                                 (unsigned) i), &reg->endpoints[i]);
+        if (rc != OCI_OK) {
+            return rc;
+        }
+
+        reg->n_endpoints++;
+    }
+
+    return OCI_OK;
+}
+
+
+static int
+oci_config_registries(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
+{
+    config_setting_t  *list, *s;
+    const char        *name;
+    size_t             i;
+    int                n, rc;
+
+    list = config_lookup(lc, "registries");
+
+    if (list == NULL) {
+        oci_config_error(ctx, NULL, "the \"registries\" list is missing");
+        return OCI_EINVAL;
+    }
+
+    if (!config_setting_is_list(list)) {
+        oci_config_error(ctx, list, "\"registries\" must be a list "
+                         "( { ... }, ... )");
+        return OCI_EINVAL;
+    }
+
+    n = config_setting_length(list);
+
+    if (n <= 0) {
+        oci_config_error(ctx, list, "\"registries\" is empty");
+        return OCI_EINVAL;
+    }
+
+    cf->registries = calloc((size_t) n, sizeof(oci_registry_t));
+
+    if (cf->registries == NULL) {
+        oci_config_error(ctx, list, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    for (i = 0; i < (size_t) n; i++) {
+        /* counted first so that destroy frees a half-parsed entry */
+        cf->n_registries++;
+
+        rc = oci_config_registry_parse(ctx,
+                 config_setting_get_elem(list, (unsigned) i), cf,
+                 &cf->registries[i]);
+        if (rc != OCI_OK) {
+            return rc;
+        }
+    }
+
+    name = NULL;
+    rc = oci_config_get_string(ctx, config_root_setting(lc),
+                               "default_registry", &name);
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (rc == 1) {
+        cf->default_registry = oci_config_registry(cf, name, strlen(name));
+
+        if (cf->default_registry == NULL) {
+            s = config_lookup(lc, "default_registry");
+            oci_config_error(ctx, s, "default_registry \"%.64s\" is not "
+                             "among the registries", name);
+            return OCI_EINVAL;
+        }
+    }
+
+    return OCI_OK;
+}
+
+
+static int
+oci_config_check_file(oci_config_ctx_t *ctx)
+{
+    struct stat  st;
+    int          fd, err;
+
+    /* libconfig reports any open failure as "file I/O error" */
+
+    fd = open(ctx->file, O_RDONLY);
+
+    if (fd == -1 || fstat(fd, &st) == -1) {
+        err = errno;
+        if (fd != -1) {
+            close(fd);
+        }
+        snprintf(ctx->err, ctx->errlen, "%s:0: cannot read: %s", ctx->file,
+                 strerror(err));
+        errno = err;
+        return OCI_EIO;
+    }
+
+    close(fd);
+
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(ctx->err, ctx->errlen, "%s:0: cannot read: %s", ctx->file,
+                 strerror(EISDIR));
+        errno = EISDIR;
+        return OCI_EIO;
+    }
+
+    return OCI_OK;
+}
+
+
+int
+oci_config_load(const char *file, oci_config_t **out, char *err,
+    size_t errlen)
+{
+    oci_config_ctx_t   ctx;
+    oci_config_t      *cf;
+    config_t           lc;
+    const char        *efile;
+    int                rc;
+    char               dummy[1];
+
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+
+    err[0] = '\0';
+    *out = NULL;
+
+    ctx.file = file;
+    ctx.err = err;
+    ctx.errlen = errlen;
+
+    rc = oci_config_check_file(&ctx);
+
+    if (rc != OCI_OK) {
+        return rc;
+    }
+
+    config_init(&lc);
+
+    if (config_read_file(&lc, file) != CONFIG_TRUE) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
+            snprintf(err, errlen, "%s:0: cannot read: %s", file,
+                     config_error_text(&lc));
+            config_destroy(&lc);
+            return OCI_EIO;
+        }
+
+        efile = config_error_file(&lc);
+
+        snprintf(err, errlen, "%s:%d: %s", efile != NULL ? efile : file,
+                 config_error_line(&lc), config_error_text(&lc));
+        config_destroy(&lc);
+        return OCI_EINVAL;
+    }
+
+    cf = calloc(1, sizeof(oci_config_t));
+
+    if (cf == NULL) {
+        snprintf(err, errlen, "%s:0: out of memory", file);
+        config_destroy(&lc);
+        return OCI_ENOMEM;
+    }
+
+    cf->store_fsync = 1;
+    cf->store_min_free = OCI_DEFAULT_MIN_FREE;
+    cf->max_transfers = OCI_DEFAULT_MAX_TRANSFERS;
+    cf->connect_timeout = OCI_DEFAULT_CONNECT_TIMEOUT;
+    cf->low_speed_time = OCI_DEFAULT_LOW_SPEED_TIME;
+
+    cf->file = strdup(file);
+
+    if (cf->file == NULL) {
+        snprintf(err, errlen, "%s:0: out of memory", file);
+        rc = OCI_ENOMEM;
+        goto failed;
+    }
+
+    rc = oci_config_check_keys(&ctx, config_root_setting(&lc), "",
+                               oci_config_top_keys);
+    if (rc != OCI_OK) {
+        goto failed;
+    }
+
+    rc = oci_config_store(&ctx, &lc, cf);
+    if (rc != OCI_OK) {
+        goto failed;
+    }
+
+    rc = oci_config_fetcher(&ctx, &lc, cf);
+    if (rc != OCI_OK) {
+        goto failed;
+    }
+
+    rc = oci_config_registries(&ctx, &lc, cf);
+    if (rc != OCI_OK) {
+        goto failed;
+    }
+
+    config_destroy(&lc);
+    *out = cf;
+
+    return OCI_OK;
+
+failed:
+
+    config_destroy(&lc);
+    oci_config_destroy(cf);
+
+    return rc;
+}
+
+
+void
+oci_config_destroy(oci_config_t *cf)
+{
+    size_t           i, j;
+    oci_registry_t  *reg;
+
+    if (cf == NULL) {
+        return;
+    }
+
+    for (i = 0; i < cf->n_registries; i++) {
+        reg = &cf->registries[i];
+
+        if (reg->endpoints != NULL) {
+            for (j = 0; j < reg->n_endpoints; j++) {
+                free(reg->endpoints[j]);
+            }
+            free(reg->endpoints);
+        }
+
+        free(reg->name);
+    }
+
+    free(cf->registries);
+    free(cf->fetcher_socket);
+    free(cf->store_path);
+    free(cf->file);
+    free(cf);
+}
+
+
+oci_registry_t *
+oci_config_registry(const oci_config_t *cf, const char *name, size_t len)
+{
+    size_t  i;
+
+    if (cf == NULL || name == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < cf->n_registries; i++) {
+        if (cf->registries[i].name != NULL
+            && strlen(cf->registries[i].name) == len
+            && memcmp(cf->registries[i].name, name, len) == 0)
+        {
+            return &cf->registries[i];
+        }
+    }
+
+    return NULL;
+}

@@ -1,0 +1,553 @@
+/*
+ * Grammars of the OCI distribution spec: repository names, tags, digests,
+ * registry host names and media types, plus the Accept list normaliser.
+ * Every check takes (pointer, length) and never reads past the length.
+ */
+
+#include <string.h>
+#include <strings.h>
+
+#include "oci_ref.h"
+
+
+#define OCI_DIGEST_INPUT_MAX  1024   /* longest digest string examined */
+
+
+static int oci_is_lower_alnum(int c);
+static int oci_is_alnum(int c);
+static int oci_is_lower_hex(int c);
+static int oci_is_restricted_name_char(int c);
+static int oci_media_part_valid(const char *s, size_t len);
+static int oci_accept_has(const char *list, const char *type, size_t len);
+static int oci_accept_q_zero(const char *params, size_t len);
+
+
+static int
+oci_is_lower_alnum(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+
+static int
+oci_is_alnum(int c)
+{
+    return oci_is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+
+static int
+oci_is_lower_hex(int c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+
+int
+oci_name_valid(const char *s, size_t len)
+{
+    size_t  i;
+    int     c;
+
+    if (s == NULL || len == 0 || len > OCI_NAME_MAX) {
+        return 0;
+    }
+
+    i = 0;
+
+    for ( ;; ) {
+        /* a path component: alnum runs joined by single separators */
+
+        if (i >= len || !oci_is_lower_alnum((unsigned char) s[i])) {
+            return 0;
+        }
+
+        for ( ;; ) {
+            while (i < len && oci_is_lower_alnum((unsigned char) s[i])) {
+                i++;
+            }
+
+            if (i == len) {
+                return 1;
+            }
+
+            c = (unsigned char) s[i];
+
+            if (c == '/') {
+                i++;
+                break;
+            }
+
+            if (c == '.') {
+                i++;
+
+            } else if (c == '_') {
+                i++;
+                if (i < len && s[i] == '_') {
+                    i++;
+                }
+
+            } else if (c == '-') {
+                while (i < len && s[i] == '-') {
+                    i++;
+                }
+
+            } else {
+                return 0;
+            }
+
+            /* a separator must be followed by an alnum run */
+
+            if (i >= len || !oci_is_lower_alnum((unsigned char) s[i])) {
+                return 0;
+            }
+        }
+    }
+}
+
+
+int
+oci_tag_valid(const char *s, size_t len)
+{
+    size_t  i;
+    int     c;
+
+    if (s == NULL || len == 0 || len > OCI_TAG_MAX) {
+        return 0;
+    }
+
+    c = (unsigned char) s[0];
+
+    if (!oci_is_alnum(c) && c != '_') {
+        return 0;
+    }
+
+    for (i = 1; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (!oci_is_alnum(c) && c != '_' && c != '.' && c != '-') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+oci_host_valid(const char *s, size_t len)
+{
+    size_t    i, label, hostlen;
+    unsigned  port;
+    int       c;
+
+    if (s == NULL || len == 0 || len > OCI_HOST_MAX) {
+        return 0;
+    }
+
+    hostlen = len;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == ':') {
+            hostlen = i;
+            break;
+        }
+    }
+
+    if (hostlen == 0) {
+        return 0;
+    }
+
+    /* labels of [a-z0-9-], not starting or ending with '-', 1-63 long */
+
+    label = 0;
+
+    for (i = 0; i < hostlen; i++) {
+        c = (unsigned char) s[i];
+
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-') {
+                return 0;
+            }
+            label = 0;
+            continue;
+        }
+
+        if (c == '-') {
+            if (label == 0) {
+                return 0;
+            }
+
+        } else if (!oci_is_lower_alnum(c)) {
+            return 0;
+        }
+
+        if (++label > 63) {
+            return 0;
+        }
+    }
+
+    if (label == 0 || s[hostlen - 1] == '-') {
+        return 0;
+    }
+
+    if (hostlen == len) {
+        return 1;
+    }
+
+    /* ":port", 1-65535, no leading zero */
+
+    i = hostlen + 1;
+
+    if (i == len || len - i > 5 || s[i] == '0') {
+        return 0;
+    }
+
+    port = 0;
+
+    for ( /* void */ ; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (c < '0' || c > '9') {
+            return 0;
+        }
+
+        port = port * 10 + (unsigned) (c - '0');
+    }
+
+    return port <= 65535;
+}
+
+
+int
+oci_digest_parse(const char *s, size_t len, char hex[OCI_SHA256_HEX_LEN + 1])
+{
+    size_t  i, colon, enclen;
+    int     c, component;
+
+    if (s == NULL || len == 0 || len > OCI_DIGEST_INPUT_MAX) {
+        return OCI_EINVAL;
+    }
+
+    /* algorithm: [a-z0-9]+ ([+._-] [a-z0-9]+)* */
+
+    component = 0;
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (c == ':') {
+            break;
+        }
+
+        if (oci_is_lower_alnum(c)) {
+            component++;
+            continue;
+        }
+
+        if ((c == '+' || c == '.' || c == '_' || c == '-') && component) {
+            component = 0;
+            continue;
+        }
+
+        return OCI_EINVAL;
+    }
+
+    if (i == len || component == 0) {
+        return OCI_EINVAL;
+    }
+
+    colon = i;
+    enclen = len - colon - 1;
+
+    if (colon == 6 && memcmp(s, "sha256", 6) == 0) {
+        if (enclen != OCI_SHA256_HEX_LEN) {
+            return OCI_EINVAL;
+        }
+
+        for (i = colon + 1; i < len; i++) {
+            if (!oci_is_lower_hex((unsigned char) s[i])) {
+                return OCI_EINVAL;
+            }
+        }
+
+        if (hex != NULL) {
+            memcpy(hex, s + colon + 1, OCI_SHA256_HEX_LEN);
+            hex[OCI_SHA256_HEX_LEN] = '\0';
+        }
+
+        return OCI_OK;
+    }
+
+    if (colon == 6 && memcmp(s, "sha512", 6) == 0) {
+        if (enclen != 128) {
+            return OCI_EINVAL;
+        }
+
+        for (i = colon + 1; i < len; i++) {
+            if (!oci_is_lower_hex((unsigned char) s[i])) {
+                return OCI_EINVAL;
+            }
+        }
+
+        return OCI_ENOTSUP;
+    }
+
+    /* encoded: [a-zA-Z0-9=_-]+ */
+
+    if (enclen == 0) {
+        return OCI_EINVAL;
+    }
+
+    for (i = colon + 1; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (!oci_is_alnum(c) && c != '=' && c != '_' && c != '-') {
+            return OCI_EINVAL;
+        }
+    }
+
+    return OCI_ENOTSUP;
+}
+
+
+int
+oci_ref_is_digest(const char *s, size_t len)
+{
+    /* tags cannot hold ':', so any ':' means the client meant a digest */
+    return s != NULL && len != 0 && memchr(s, ':', len) != NULL;
+}
+
+
+static int
+oci_is_restricted_name_char(int c)
+{
+    return oci_is_alnum(c) || c == '!' || c == '#' || c == '$' || c == '&'
+           || c == '-' || c == '^' || c == '_' || c == '.' || c == '+';
+}
+
+
+static int
+oci_media_part_valid(const char *s, size_t len)
+{
+    size_t  i;
+
+    /* RFC 6838 restricted-name: ALPHA/DIGIT then up to 126 more */
+
+    if (len == 0 || len > 127 || !oci_is_alnum((unsigned char) s[0])) {
+        return 0;
+    }
+
+    for (i = 1; i < len; i++) {
+        if (!oci_is_restricted_name_char((unsigned char) s[i])) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+oci_media_type_valid(const char *s, size_t len)
+{
+    const char  *slash;
+
+    if (s == NULL || len == 0 || len > OCI_MEDIA_TYPE_MAX) {
+        return 0;
+    }
+
+    slash = memchr(s, '/', len);
+
+    if (slash == NULL) {
+        return 0;
+    }
+
+    return oci_media_part_valid(s, (size_t) (slash - s))
+           && oci_media_part_valid(slash + 1, len - (size_t) (slash - s) - 1);
+}
+
+
+/* 1 if list (built by oci_accept_append) already holds type */
+static int
+oci_accept_has(const char *list, const char *type, size_t len)
+{
+    const char  *p, *comma;
+    size_t       n;
+
+    p = list;
+
+    while (*p != '\0') {
+        comma = strchr(p, ',');
+        n = (comma != NULL) ? (size_t) (comma - p) : strlen(p);
+
+        if (n == len && strncasecmp(p, type, len) == 0) {
+            return 1;
+        }
+
+        if (comma == NULL) {
+            break;
+        }
+
+        p = comma + 1;
+    }
+
+    return 0;
+}
+
+
+/* 1 if the parameters of an Accept element hold q=0 ("not acceptable") */
+static int
+oci_accept_q_zero(const char *params, size_t len)
+{
+    size_t  i, start, end;
+
+    i = 0;
+
+    while (i < len) {
+        /* params: ";" OWS name "=" value ... */
+
+        while (i < len && (params[i] == ';' || params[i] == ' '
+                           || params[i] == '\t'))
+        {
+            i++;
+        }
+
+        start = i;
+
+        while (i < len && params[i] != ';') {
+            i++;
+        }
+
+        end = i;
+
+        while (end > start && (params[end - 1] == ' '
+                               || params[end - 1] == '\t'))
+        {
+            end--;
+        }
+
+        if (end - start >= 2 && (params[start] == 'q' || params[start] == 'Q')
+            && params[start + 1] == '=')
+        {
+            start += 2;
+
+            if (start == end || params[start] != '0') {
+                return 0;
+            }
+
+            for (start++; start < end; start++) {
+                if (params[start] != '0' && params[start] != '.') {
+                    return 0;
+                }
+            }
+
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+oci_accept_append(char *out, size_t cap, const char *hdr, size_t len)
+{
+    size_t       i, start, end, typend, used;
+    const char  *type;
+    size_t       tlen;
+
+    if (out == NULL || cap == 0) {
+        return OCI_ERANGE;
+    }
+
+    used = strnlen(out, cap);
+
+    if (used == cap) {
+        out[0] = '\0';
+        return OCI_ERANGE;
+    }
+
+    if (hdr == NULL) {
+        return OCI_OK;
+    }
+
+    i = 0;
+
+    while (i < len) {
+        start = i;
+
+        while (i < len && hdr[i] != ',') {
+            i++;
+        }
+
+        end = i;
+        i++;                       /* past the ',' */
+
+        while (start < end && (hdr[start] == ' ' || hdr[start] == '\t')) {
+            start++;
+        }
+
+        typend = start;
+
+        while (typend < end && hdr[typend] != ';') {
+            typend++;
+        }
+
+        if (typend < end && oci_accept_q_zero(hdr + typend, end - typend)) {
+            continue;
+        }
+
+        while (typend > start && (hdr[typend - 1] == ' '
+                                  || hdr[typend - 1] == '\t'))
+        {
+            typend--;
+        }
+
+        type = hdr + start;
+        tlen = typend - start;
+
+        if (!(tlen == 3 && memcmp(type, "*/*", 3) == 0)
+            && !oci_media_type_valid(type, tlen))
+        {
+            continue;
+        }
+
+        if (oci_accept_has(out, type, tlen)) {
+            continue;
+        }
+
+        if (used + (used ? 1 : 0) + tlen + 1 > cap) {
+            return OCI_ERANGE;
+        }
+
+        if (used) {
+            out[used++] = ',';
+        }
+
+        memcpy(out + used, type, tlen);
+        used += tlen;
+        out[used] = '\0';
+    }
+
+    return OCI_OK;
+}
+
+
+int
+oci_accept_allows(const char *list, const char *media_type)
+{
+    if (list == NULL || list[0] == '\0') {
+        return 1;
+    }
+
+    if (oci_accept_has(list, "*/*", 3)) {
+        return 1;
+    }
+
+    if (media_type == NULL) {
+        return 0;
+    }
+
+    return oci_accept_has(list, media_type, strlen(media_type));
+}

@@ -1,0 +1,442 @@
+/*
+ * Unit tests for src/oci_config.c: every file is written into a fresh
+ * temp dir, loaded, and the result or the exact "file:line: message"
+ * checked.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "oci_config.h"
+
+
+typedef struct {
+    char  dir[64];
+    char  file[128];
+    char  err[512];
+} fixture_t;
+
+
+static int
+setup(void **state)
+{
+    fixture_t  *f;
+
+    f = calloc(1, sizeof(fixture_t));
+    if (f == NULL) {
+        return -1;
+    }
+
+    strcpy(f->dir, "/tmp/oci-test-config.XXXXXX");
+
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+
+    snprintf(f->file, sizeof(f->file), "%s/ocimirror.cfg", f->dir);
+    *state = f;
+
+    return 0;
+}
+
+
+static int
+teardown(void **state)
+{
+    fixture_t  *f = *state;
+
+    unlink(f->file);
+    rmdir(f->dir);
+    free(f);
+
+    return 0;
+}
+
+
+/* write text as the config file and load it */
+static int
+load(fixture_t *f, const char *text, oci_config_t **cf)
+{
+    FILE  *fp;
+
+    fp = fopen(f->file, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+
+    f->err[0] = '\0';
+    *cf = NULL;
+
+    return oci_config_load(f->file, cf, f->err, sizeof(f->err));
+}
+
+
+/* the load must fail with "FILE:line: <contains>" */
+static void
+expect_error(fixture_t *f, const char *text, int line, const char *contains)
+{
+    oci_config_t  *cf;
+    char           prefix[256];
+    int            rc;
+
+    rc = load(f, text, &cf);
+    assert_int_equal(rc, OCI_EINVAL);
+    assert_null(cf);
+
+    snprintf(prefix, sizeof(prefix), "%s:%d: ", f->file, line);
+
+    if (strncmp(f->err, prefix, strlen(prefix)) != 0) {
+        fail_msg("expected \"%s...\", got \"%s\"", prefix, f->err);
+    }
+
+    if (strstr(f->err, contains) == NULL) {
+        fail_msg("expected \"%s\" in \"%s\"", contains, f->err);
+    }
+}
+
+
+#define STORE  "store = { path = \"/var/cache/ocimirror\"; };\n"
+#define REG    "registries = ( { name = \"docker.io\";\n" \
+               "  endpoints = ( \"https://registry-1.docker.io\" ); } );\n"
+
+
+static void
+test_full(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f,
+        "store = { path = \"/srv/store\"; fsync = false;\n"
+        "          min_free = \"2G\"; };\n"
+        "fetcher = { socket = \"/run/x.sock\"; max_transfers = 8;\n"
+        "            connect_timeout = 5; low_speed_time = 20; };\n"
+        "default_registry = \"docker.io\";\n"
+        "registries = (\n"
+        "  { name = \"docker.io\";\n"
+        "    endpoints = ( \"https://mirror.example/\",\n"
+        "                  \"https://registry-1.docker.io\" );\n"
+        "    tag_ttl = 600; },\n"
+        "  { name = \"ghcr.io\"; endpoints = [ \"https://ghcr.io\" ]; },\n"
+        "  { name = \"localhost:5000\"; library_prefix = true;\n"
+        "    endpoints = ( \"http://127.0.0.1:5000/prefix//\" ); }\n"
+        ");\n", &cf), OCI_OK);
+
+    assert_string_equal(cf->file, f->file);
+    assert_string_equal(cf->store_path, "/srv/store");
+    assert_int_equal(cf->store_fsync, 0);
+    assert_true(cf->store_min_free == 2LL * 1024 * 1024 * 1024);
+    assert_string_equal(cf->fetcher_socket, "/run/x.sock");
+    assert_int_equal(cf->max_transfers, 8);
+    assert_int_equal(cf->connect_timeout, 5);
+    assert_int_equal(cf->low_speed_time, 20);
+
+    assert_int_equal(cf->n_registries, 3);
+    assert_ptr_equal(cf->default_registry, &cf->registries[0]);
+
+    assert_string_equal(cf->registries[0].name, "docker.io");
+    assert_int_equal(cf->registries[0].n_endpoints, 2);
+    assert_string_equal(cf->registries[0].endpoints[0],
+                        "https://mirror.example");
+    assert_string_equal(cf->registries[0].endpoints[1],
+                        "https://registry-1.docker.io");
+    assert_int_equal(cf->registries[0].tag_ttl, 600);
+    assert_int_equal(cf->registries[0].library_prefix, 1);
+
+    assert_string_equal(cf->registries[1].name, "ghcr.io");
+    assert_int_equal(cf->registries[1].tag_ttl, OCI_DEFAULT_TAG_TTL);
+    assert_int_equal(cf->registries[1].library_prefix, 0);
+
+    assert_int_equal(cf->registries[2].library_prefix, 1);
+    assert_string_equal(cf->registries[2].endpoints[0],
+                        "http://127.0.0.1:5000/prefix");
+
+    assert_ptr_equal(oci_config_registry(cf, "ghcr.io", 7),
+                     &cf->registries[1]);
+    assert_ptr_equal(oci_config_registry(cf, "ghcr.iox", 7),
+                     &cf->registries[1]);
+    assert_null(oci_config_registry(cf, "ghcr.i", 6));
+    assert_null(oci_config_registry(cf, "GHCR.IO", 7));
+
+    oci_config_destroy(cf);
+}
+
+
+static void
+test_defaults(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+
+    assert_int_equal(cf->store_fsync, 1);
+    assert_true(cf->store_min_free == OCI_DEFAULT_MIN_FREE);
+    assert_string_equal(cf->fetcher_socket, OCI_DEFAULT_FETCHER_SOCKET);
+    assert_int_equal(cf->max_transfers, OCI_DEFAULT_MAX_TRANSFERS);
+    assert_int_equal(cf->connect_timeout, 10);
+    assert_int_equal(cf->low_speed_time, 30);
+    assert_null(cf->default_registry);
+    assert_int_equal(cf->registries[0].library_prefix, 1);
+
+    oci_config_destroy(cf);
+
+    /* library_prefix may be turned off for docker.io */
+    assert_int_equal(load(f, STORE
+        "registries = ( { name = \"docker.io\"; library_prefix = false;\n"
+        "  endpoints = ( \"https://r\" ); } );\n", &cf), OCI_OK);
+    assert_int_equal(cf->registries[0].library_prefix, 0);
+    oci_config_destroy(cf);
+}
+
+
+static void
+test_min_free(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f,
+        "store = { path = \"/s\"; min_free = 12345; };\n" REG, &cf), OCI_OK);
+    assert_true(cf->store_min_free == 12345);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f,
+        "store = { path = \"/s\"; min_free = 8589934592L; };\n" REG, &cf),
+        OCI_OK);
+    assert_true(cf->store_min_free == 8589934592LL);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f,
+        "store = { path = \"/s\"; min_free = \"512k\"; };\n" REG, &cf),
+        OCI_OK);
+    assert_true(cf->store_min_free == 512 * 1024);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f,
+        "store = { path = \"/s\"; min_free = \"0\"; };\n" REG, &cf), OCI_OK);
+    assert_true(cf->store_min_free == 0);
+    oci_config_destroy(cf);
+
+    expect_error(f, "store = { path = \"/s\";\n min_free = \"1X\"; };\n" REG,
+                 2, "min_free");
+    expect_error(f, "store = { path = \"/s\";\n min_free = \"1GB\"; };\n" REG,
+                 2, "min_free");
+    expect_error(f, "store = { path = \"/s\";\n min_free = \"G\"; };\n" REG,
+                 2, "min_free");
+    expect_error(f, "store = { path = \"/s\";\n min_free = \"-1\"; };\n" REG,
+                 2, "min_free");
+    expect_error(f, "store = { path = \"/s\";\n"
+                 " min_free = \"99999999999999999999\"; };\n" REG,
+                 2, "min_free");
+    expect_error(f, "store = { path = \"/s\";\n"
+                 " min_free = \"9999999999T\"; };\n" REG, 2, "min_free");
+    expect_error(f, "store = { path = \"/s\";\n min_free = -1; };\n" REG,
+                 2, "\"min_free\" must be between 0 and");
+    expect_error(f, "store = { path = \"/s\";\n min_free = 1.5; };\n" REG,
+                 2, "\"min_free\" must be an integer");
+}
+
+
+static void
+test_syntax_error(void **state)
+{
+    fixture_t  *f = *state;
+
+    /* libconfig's own message, with its line */
+    expect_error(f, STORE "\n\nfetcher = { socket = \"/x\" }\n" REG
+                 "oops oops;\n", 7, "syntax error");
+    expect_error(f, STORE "registries = ( { name = \"docker.io\"\n", 3,
+                 "syntax error");
+    expect_error(f, STORE "store = { path = \"/y\"; };\n" REG, 2,
+                 "duplicate setting");
+}
+
+
+static void
+test_missing_file(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+    char           expect[256];
+
+    cf = (oci_config_t *) 1;
+    assert_int_equal(oci_config_load("/nonexistent/x.cfg", &cf, f->err,
+                                     sizeof(f->err)), OCI_EIO);
+    assert_null(cf);
+    assert_string_equal(f->err, "/nonexistent/x.cfg:0: cannot read: "
+                        "No such file or directory");
+
+    assert_int_equal(oci_config_load(f->dir, &cf, f->err, sizeof(f->err)),
+                     OCI_EIO);
+    snprintf(expect, sizeof(expect), "%s:0: cannot read: Is a directory",
+             f->dir);
+    assert_string_equal(f->err, expect);
+}
+
+
+static void
+test_unknown_keys(void **state)
+{
+    fixture_t  *f = *state;
+
+    expect_error(f, STORE REG "\nregistires = ();\n", 5,
+                 "unknown setting \"registires\"");
+    expect_error(f, "store = { path = \"/s\";\n fsnyc = true; };\n" REG, 2,
+                 "unknown setting \"store.fsnyc\"");
+    expect_error(f, STORE "fetcher = {\n\n sockets = \"/x\"; };\n" REG, 4,
+                 "unknown setting \"fetcher.sockets\"");
+    expect_error(f, STORE "registries = ( { name = \"docker.io\";\n"
+                 "  endpoints = ( \"https://r\" );\n  ttl = 5; } );\n", 4,
+                 "unknown setting \"registries.ttl\"");
+}
+
+
+static void
+test_store_errors(void **state)
+{
+    fixture_t  *f = *state;
+
+    expect_error(f, REG, 1, "\"store\" section is missing");
+    expect_error(f, "\nstore = { fsync = true; };\n" REG, 2,
+                 "\"store.path\" is missing");
+    expect_error(f, "store = { path = \"relative/dir\"; };\n" REG, 1,
+                 "absolute path");
+    expect_error(f, "store = { path = 5; };\n" REG, 1,
+                 "\"path\" must be a string");
+    expect_error(f, "store = { path = \"/s\";\n fsync = 1; };\n" REG, 2,
+                 "\"fsync\" must be true or false");
+    expect_error(f, "store = \"/s\";\n" REG, 1, "must be a group");
+}
+
+
+static void
+test_fetcher_errors(void **state)
+{
+    fixture_t  *f = *state;
+    char       text[512];
+    char       longpath[120];
+
+    expect_error(f, STORE "fetcher = {\n max_transfers = -1; };\n" REG, 3,
+                 "\"max_transfers\" must be between 1 and");
+    expect_error(f, STORE "fetcher = {\n max_transfers = 0; };\n" REG, 3,
+                 "\"max_transfers\" must be between 1 and");
+    expect_error(f, STORE "fetcher = {\n connect_timeout = -5; };\n" REG, 3,
+                 "\"connect_timeout\" must be between 1 and");
+    expect_error(f, STORE "fetcher = {\n low_speed_time = \"30\"; };\n" REG,
+                 3, "\"low_speed_time\" must be an integer");
+    expect_error(f, STORE "fetcher = {\n socket = \"x.sock\"; };\n" REG, 3,
+                 "\"fetcher.socket\" must be an absolute path");
+
+    /* sun_path holds 107 bytes and a NUL */
+    memset(longpath, 'a', sizeof(longpath));
+    longpath[0] = '/';
+    longpath[108] = '\0';
+    snprintf(text, sizeof(text), STORE "fetcher = {\n socket = \"%s\"; };\n"
+             REG, longpath);
+    expect_error(f, text, 3, "\"fetcher.socket\" must be an absolute path");
+}
+
+
+static void
+test_registry_errors(void **state)
+{
+    fixture_t  *f = *state;
+
+    expect_error(f, STORE, 1, "\"registries\" list is missing");
+    expect_error(f, STORE "\nregistries = ();\n", 3, "\"registries\" is empty");
+    expect_error(f, STORE "registries = ( { name = \"Docker.io\";\n"
+                 "  endpoints = ( \"https://r\" ); } );\n", 2,
+                 "registry name \"Docker.io\" is not a lower-case");
+    expect_error(f, STORE "registries = ( { name = \"a/b\";\n"
+                 "  endpoints = ( \"https://r\" ); } );\n", 2,
+                 "is not a lower-case host[:port]");
+    expect_error(f, STORE "registries = ( {\n"
+                 "  endpoints = ( \"https://r\" ); } );\n", 2,
+                 "a registry without \"name\"");
+    expect_error(f, STORE "registries = ( { name = \"a.io\"; } );\n", 2,
+                 "registry \"a.io\" has no \"endpoints\"");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = (); } );\n", 3,
+                 "registry \"a.io\" has no endpoints");
+    expect_error(f, STORE
+                 "registries = ( { name = \"a.io\";\n"
+                 "  endpoints = ( \"https://r\" ); },\n"
+                 "  { name = \"b.io\"; endpoints = ( \"https://r\" ); },\n"
+                 "  { endpoints = ( \"https://r\" );\n"
+                 "    name = \"a.io\"; } );\n", 6,
+                 "duplicate registry \"a.io\"");
+    expect_error(f, STORE REG "\ndefault_registry = \"ghcr.io\";\n", 5,
+                 "default_registry \"ghcr.io\" is not among the registries");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https://r\" );\n tag_ttl = -1; } );\n", 4,
+                 "\"tag_ttl\" must be between 0 and");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https://r\" );\n library_prefix = 1; } );\n",
+                 4, "\"library_prefix\" must be true or false");
+    expect_error(f, STORE "registries = ( \"a.io\" );\n", 2,
+                 "a registry must be a group");
+}
+
+
+static void
+test_endpoints(void **state)
+{
+    fixture_t  *f = *state;
+
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https://ok\",\n"
+                 "   \"ftp://a.io\" ); } );\n", 4,
+                 "endpoint \"ftp://a.io\" must start with \"https://\" or "
+                 "\"http://\"");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"a.io\" ); } );\n", 3, "must start with");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"HTTPS://a.io\" ); } );\n", 3,
+                 "must start with");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https://\" ); } );\n", 3, "has no host");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https:///x\" ); } );\n", 3, "has no host");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https://a b\" ); } );\n", 3,
+                 "not allowed in a base URL");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https://a?x=1\" ); } );\n", 3,
+                 "not allowed in a base URL");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( 5 ); } );\n", 3,
+                 "an endpoint must be a string");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = \"https://a\"; } );\n", 3,
+                 "\"endpoints\" must be a list");
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test_setup_teardown(test_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetcher_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_endpoints, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
