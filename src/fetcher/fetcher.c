@@ -1,0 +1,310 @@
+/*
+ * ocimirror-fetcher: the daemon that does all upstream work for the nginx
+ * workers (see DESIGN.md).
+ *
+ *   ocimirror-fetcher -c FILE [-v]        run in the foreground
+ *   ocimirror-fetcher --check -c FILE     check the config and exit
+ *
+ * One thread, one epoll loop (loop.c): the workers' socket (server.c),
+ * libcurl's sockets and timer (xfer.c) and a signalfd for SIGTERM/SIGINT.
+ * Ownership, from the top: main owns the config, the loop, the transfer
+ * multi, the token cache, the job table and the server; it tears them
+ * down in the reverse order of their dependencies.
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "oci_config.h"
+#include "oci_store.h"
+#include "job.h"
+#include "log.h"
+#include "loop.h"
+#include "server.h"
+#include "token.h"
+#include "xfer.h"
+
+typedef struct {
+    oci_config_t   *cf;
+    loop_t         *loop;
+    xfer_multi_t   *xm;
+    token_cache_t  *tokens;
+    jobs_t         *jobs;
+    server_t       *server;
+    int             sigfd;
+} fetcher_t;
+
+
+static void
+fetcher_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: ocimirror-fetcher -c FILE [-v]\n"
+            "       ocimirror-fetcher --check -c FILE\n"
+            "  -c FILE    the ocimirror config file\n"
+            "  --check    check the config file and exit\n"
+            "  -v         also log debug lines\n");
+}
+
+
+static void
+fetcher_signal_handler(loop_t *loop, int fd, uint32_t events, void *data)
+{
+    struct signalfd_siginfo  si;
+    ssize_t                  n;
+
+    for ( ;; ) {
+        n = read(fd, &si, sizeof(si));
+
+        if (n == (ssize_t) sizeof(si)) {
+            log_info("got signal %u, stopping", si.ssi_signo);
+            loop_stop(loop);
+            continue;
+        }
+
+        if (n == -1 && errno == EINTR) {
+            continue;
+        }
+
+        if (n == -1 && errno != EAGAIN) {
+            log_error("read(signalfd) failed: %s", strerror(errno));
+        }
+
+        return;
+    }
+}
+
+
+/*
+ * Once per loop iteration, after the events: start queued transfers,
+ * report progress, write and close connections.  Closing a connection can
+ * end a job and free a transfer slot, so go round until nothing moves.
+ */
+static void
+fetcher_after(void *data)
+{
+    fetcher_t  *f = data;
+    int         more;
+
+    do {
+        more = xfer_pump(f->xm);
+        jobs_flush(f->jobs);
+        more |= server_flush(f->server);
+    } while (more);
+}
+
+
+static int
+fetcher_signals(fetcher_t *f)
+{
+    sigset_t  set;
+
+    /* a worker that went away must not kill us in send() */
+    signal(SIGPIPE, SIG_IGN);
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
+        log_error("sigprocmask() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    f->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (f->sigfd == -1) {
+        log_error("signalfd() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    if (loop_add(f->loop, f->sigfd, EPOLLIN, fetcher_signal_handler, f)
+        != 0)
+    {
+        log_error("epoll_ctl(signalfd) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+fetcher_start(fetcher_t *f)
+{
+    char  err[OCI_PATH_MAX + 128];
+    int   swept;
+
+    if (oci_store_prepare(f->cf->store_path, err, sizeof(err)) != OCI_OK) {
+        log_error("store: %s", err);
+        return -1;
+    }
+
+    swept = oci_store_sweep(f->cf->store_path);
+    if (swept < 0) {
+        log_error("cannot sweep \"%s/tmp\": %s", f->cf->store_path,
+                  strerror(errno));
+        return -1;
+    }
+
+    log_info("store \"%s\": swept %d temp file%s", f->cf->store_path, swept,
+             swept == 1 ? "" : "s");
+
+    f->loop = loop_create();
+    if (f->loop == NULL) {
+        log_error("epoll_create1() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    if (fetcher_signals(f) != 0) {
+        return -1;
+    }
+
+    f->xm = xfer_multi_create(f->loop, f->cf);
+    if (f->xm == NULL) {
+        return -1;
+    }
+
+    f->tokens = token_cache_create(f->xm);
+    if (f->tokens == NULL) {
+        return -1;
+    }
+
+    f->jobs = jobs_create(f->cf, f->xm, f->tokens);
+    if (f->jobs == NULL) {
+        return -1;
+    }
+
+    f->server = server_create(f->loop, f->cf->fetcher_socket, jobs_on_msg,
+                              jobs_on_gone, f->jobs);
+    if (f->server == NULL) {
+        return -1;
+    }
+
+    loop_set_after(f->loop, fetcher_after, f);
+
+    log_info("listening on \"%s\", %zu registr%s, at most %d transfers",
+             f->cf->fetcher_socket, f->cf->n_registries,
+             f->cf->n_registries == 1 ? "y" : "ies", f->cf->max_transfers);
+
+    return 0;
+}
+
+
+/* The workers' socket first (closing a connection drops its waiters),
+ * then the jobs (their transfers, token waits and temp files), the tokens
+ * (their transfers), the multi, the loop. */
+static void
+fetcher_stop(fetcher_t *f)
+{
+    server_destroy(f->server);
+    jobs_destroy(f->jobs);
+    token_cache_destroy(f->tokens);
+    xfer_multi_destroy(f->xm);
+
+    if (f->sigfd != -1) {
+        if (f->loop != NULL) {
+            loop_del(f->loop, f->sigfd);
+        }
+
+        close(f->sigfd);
+    }
+
+    loop_destroy(f->loop);
+    oci_config_destroy(f->cf);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    fetcher_t   f;
+    const char *file;
+    char        err[OCI_PATH_MAX + 256];
+    int         i, check, verbose, rc;
+
+    file = NULL;
+    check = 0;
+    verbose = 0;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            file = argv[++i];
+
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = 1;
+
+        } else if (strcmp(argv[i], "-v") == 0) {
+            verbose = 1;
+
+        } else if (strcmp(argv[i], "-h") == 0
+                   || strcmp(argv[i], "--help") == 0)
+        {
+            fetcher_usage(stdout);
+            return 0;
+
+        } else {
+            fprintf(stderr, "ocimirror-fetcher: unknown argument \"%s\"\n",
+                    argv[i]);
+            fetcher_usage(stderr);
+            return 2;
+        }
+    }
+
+    if (file == NULL) {
+        fetcher_usage(stderr);
+        return 2;
+    }
+
+    log_set_verbose(verbose);
+
+    memset(&f, 0, sizeof(f));
+    f.sigfd = -1;
+
+    err[0] = '\0';
+    if (oci_config_load(file, &f.cf, err, sizeof(err)) != OCI_OK) {
+        if (check) {
+            fprintf(stderr, "%s\n", err);
+
+        } else {
+            log_error("%s", err);
+        }
+
+        return 1;
+    }
+
+    if (check) {
+        printf("%s: ok\n", file);
+        oci_config_destroy(f.cf);
+        return 0;
+    }
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("curl_global_init() failed");
+        oci_config_destroy(f.cf);
+        return 1;
+    }
+
+    log_info("ocimirror-fetcher starting, config \"%s\", %s",
+             file, curl_version());
+
+    rc = 1;
+
+    if (fetcher_start(&f) == 0 && loop_run(f.loop) == 0) {
+        rc = 0;
+    }
+
+    fetcher_stop(&f);
+    curl_global_cleanup();
+
+    log_info("ocimirror-fetcher stopped");
+
+    return rc;
+}

@@ -1,0 +1,735 @@
+/*
+ * Jobs: the in-flight table, waiters, and the upstream request cycle
+ * shared by every kind (see job.h).
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "oci_ref.h"
+#include "oci_store.h"
+#include "job.h"
+#include "log.h"
+
+#define JOBS_BUCKETS  1024
+
+static void job_xfer_done(xfer_t *x, CURLcode rc, void *data);
+static int job_xfer_headers(xfer_t *x, void *data);
+static int job_xfer_body(xfer_t *x, const char *p, size_t n, void *data);
+static void job_token_done(token_waiter_t *w, int ok, oci_errcode_t code);
+
+static const xfer_handler_t  job_xfer_handler = {
+    job_xfer_headers,
+    job_xfer_body,
+    job_xfer_done
+};
+
+
+jobs_t *
+jobs_create(const oci_config_t *cf, xfer_multi_t *xm, token_cache_t *tokens)
+{
+    jobs_t  *jobs;
+    size_t   i;
+
+    jobs = calloc(1, sizeof(jobs_t));
+    if (jobs == NULL) {
+        log_error("out of memory");
+        return NULL;
+    }
+
+    jobs->buckets = calloc(JOBS_BUCKETS, sizeof(queue_t));
+    if (jobs->buckets == NULL) {
+        log_error("out of memory");
+        free(jobs);
+        return NULL;
+    }
+
+    jobs->nbuckets = JOBS_BUCKETS;
+
+    for (i = 0; i < jobs->nbuckets; i++) {
+        queue_init(&jobs->buckets[i]);
+    }
+
+    jobs->cf = cf;
+    jobs->xm = xm;
+    jobs->tokens = tokens;
+    queue_init(&jobs->all);
+    queue_init(&jobs->dirty);
+
+    return jobs;
+}
+
+
+void
+jobs_destroy(jobs_t *jobs)
+{
+    queue_t  *q;
+
+    if (jobs == NULL) {
+        return;
+    }
+
+    while (!queue_empty(&jobs->all)) {
+        q = queue_head(&jobs->all);
+        job_finish(queue_data(q, job_t, link));
+    }
+
+    free(jobs->buckets);
+    free(jobs);
+}
+
+
+static queue_t *
+jobs_bucket(jobs_t *jobs, const char *key)
+{
+    uint32_t  h;
+
+    /* FNV-1a */
+    h = 2166136261u;
+
+    while (*key != '\0') {
+        h ^= (unsigned char) *key++;
+        h *= 16777619u;
+    }
+
+    return &jobs->buckets[h % jobs->nbuckets];
+}
+
+
+job_t *
+job_find(jobs_t *jobs, const char *key)
+{
+    queue_t  *b, *q;
+    job_t    *j;
+
+    b = jobs_bucket(jobs, key);
+
+    for (q = queue_head(b); q != queue_sentinel(b); q = queue_next(q)) {
+        j = queue_data(q, job_t, hash_link);
+
+        if (strcmp(j->key, key) == 0) {
+            return j;
+        }
+    }
+
+    return NULL;
+}
+
+
+job_t *
+job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
+    const oci_registry_t *reg, const char *name, const char *ref,
+    const char *key)
+{
+    job_t  *j;
+
+    j = calloc(1, size);
+    if (j == NULL) {
+        log_error("out of memory for a %s job", ops->kind);
+        return NULL;
+    }
+
+    if (key != NULL) {
+        j->key = strdup(key);
+        if (j->key == NULL) {
+            log_error("out of memory for a %s job", ops->kind);
+            free(j);
+            return NULL;
+        }
+    }
+
+    j->ops = ops;
+    j->jobs = jobs;
+    j->registry = reg;
+    snprintf(j->name, sizeof(j->name), "%s", name);
+    snprintf(j->scope, sizeof(j->scope), "repository:%s:pull", name);
+    snprintf(j->label, sizeof(j->label), "%s %s/%s%s%s", ops->kind,
+             reg->name, name,
+             ref == NULL ? "" : (strchr(ref, ':') != NULL ? "@" : ":"),
+             ref == NULL ? "" : ref);
+
+    queue_init(&j->hash_link);
+    queue_init(&j->dirty_link);
+    queue_init(&j->waiters);
+    token_waiter_init(&j->token_waiter, job_token_done, j);
+
+    queue_insert_tail(&jobs->all, &j->link);
+
+    if (j->key != NULL) {
+        queue_insert_tail(jobs_bucket(jobs, j->key), &j->hash_link);
+    }
+
+    return j;
+}
+
+
+waiter_t *
+job_add_waiter(job_t *j, conn_t *c, uint32_t id)
+{
+    waiter_t  *w;
+
+    w = calloc(1, sizeof(waiter_t));
+    if (w == NULL) {
+        log_error("out of memory for a waiter");
+        return NULL;
+    }
+
+    w->job = j;
+    w->conn = c;
+    w->id = id;
+    queue_insert_tail(&j->waiters, &w->job_link);
+    queue_insert_tail(conn_waiters(c), &w->conn_link);
+
+    return w;
+}
+
+
+static void
+waiter_free(waiter_t *w)
+{
+    queue_remove(&w->job_link);
+    queue_remove(&w->conn_link);
+    free(w);
+}
+
+
+/* A waiter leaves (CANCEL, worker gone).  The job may end here. */
+static void
+waiter_leave(waiter_t *w)
+{
+    job_t  *j = w->job;
+
+    waiter_free(w);
+
+    if (queue_empty(&j->waiters) && j->ops->idle != NULL) {
+        j->ops->idle(j);
+    }
+}
+
+
+void
+job_finish(job_t *j)
+{
+    queue_t  *q;
+
+    if (j->xfer != NULL) {
+        xfer_abort(j->xfer);
+        j->xfer = NULL;
+    }
+
+    token_waiter_cancel(&j->token_waiter);
+
+    while (!queue_empty(&j->waiters)) {
+        q = queue_head(&j->waiters);
+        waiter_free(queue_data(q, waiter_t, job_link));
+    }
+
+    j->ops->cleanup(j);
+
+    queue_remove(&j->link);
+    queue_remove(&j->hash_link);
+    queue_remove(&j->dirty_link);
+
+    free(j->key);
+    free(j);
+}
+
+
+void
+job_mark_dirty(job_t *j)
+{
+    if (!queue_linked(&j->dirty_link)) {
+        queue_insert_tail(&j->jobs->dirty, &j->dirty_link);
+    }
+}
+
+
+void
+jobs_flush(jobs_t *jobs)
+{
+    queue_t  *q;
+    job_t    *j;
+
+    while (!queue_empty(&jobs->dirty)) {
+        q = queue_head(&jobs->dirty);
+        queue_remove(q);
+        j = queue_data(q, job_t, dirty_link);
+
+        if (j->ops->flush != NULL) {
+            j->ops->flush(j);
+        }
+    }
+}
+
+
+int
+waiter_send(waiter_t *w, oci_msg_t *m)
+{
+    m->id = w->id;
+    return conn_send(w->conn, m);
+}
+
+
+void
+job_send_all(job_t *j, oci_msg_t *m)
+{
+    queue_t   *q;
+
+    for (q = queue_head(&j->waiters);
+         q != queue_sentinel(&j->waiters);
+         q = queue_next(q))
+    {
+        waiter_send(queue_data(q, waiter_t, job_link), m);
+    }
+}
+
+
+static void
+msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
+    const char *message)
+{
+    const char  *s;
+
+    oci_msg_init(m, OCI_MSG_FAIL, id);
+    m->status = status;
+
+    s = oci_err_code(code);
+    snprintf(m->code, sizeof(m->code), "%s", s != NULL ? s : "UNKNOWN");
+    snprintf(m->message, sizeof(m->message), "%s", message);
+}
+
+
+void
+reply_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
+    const char *message)
+{
+    oci_msg_t  m;
+
+    msg_fail(&m, id, status, code, message);
+    conn_send(c, &m);
+}
+
+
+void
+job_fail(job_t *j, int status, oci_errcode_t code, const char *message)
+{
+    oci_msg_t  m;
+
+    log_debug("%s: FAIL %d %s %s", j->label, status, oci_err_code(code),
+              message);
+
+    msg_fail(&m, 0, status, code, message);
+    job_send_all(j, &m);
+    job_finish(j);
+}
+
+
+int
+job_abort(job_t *j, int status, oci_errcode_t code, const char *message)
+{
+    j->aborted = 1;
+    j->abort_status = status;
+    j->abort_code = code;
+    snprintf(j->abort_message, sizeof(j->abort_message), "%s", message);
+
+    return -1;
+}
+
+
+void
+job_issue(job_t *j)
+{
+    const char  *ep, *token;
+    char         url[OCI_PATH_MAX + JOB_PATH_MAX];
+    size_t       eplen;
+    xfer_req_t   req;
+
+    if (j->ops->reset(j) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot reset the download");
+        return;
+    }
+
+    ep = j->registry->endpoints[j->endpoint];
+    eplen = strlen(ep);
+
+    while (eplen > 0 && ep[eplen - 1] == '/') {
+        eplen--;
+    }
+
+    if (eplen + strlen(j->path) >= sizeof(url)) {
+        log_error("%s: URL too long", j->label);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "URL too long");
+        return;
+    }
+
+    snprintf(url, sizeof(url), "%.*s%s", (int) eplen, ep, j->path);
+
+    token = token_lookup(j->jobs->tokens, j->registry->name, j->scope);
+
+    memset(&req, 0, sizeof(req));
+    req.url = url;
+    req.head = j->head;
+    req.accept = j->accept;
+    req.bearer = token;
+
+    j->sent_bearer = token != NULL;
+    j->aborted = 0;
+
+    j->xfer = xfer_start(j->jobs->xm, &req, &job_xfer_handler, j);
+    if (j->xfer == NULL) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot start a transfer");
+    }
+}
+
+
+static int
+job_xfer_headers(xfer_t *x, void *data)
+{
+    job_t  *j = data;
+
+    return j->ops->headers(j, xfer_response(x));
+}
+
+
+static int
+job_xfer_body(xfer_t *x, const char *p, size_t n, void *data)
+{
+    job_t  *j = data;
+
+    return j->ops->body(j, p, n);
+}
+
+
+/* The endpoint failed to answer usefully: try the next one. */
+static void
+job_next_endpoint(job_t *j, const char *why)
+{
+    const oci_registry_t  *reg = j->registry;
+
+    if (j->endpoint + 1 < reg->n_endpoints && j->ops->can_retry(j)) {
+        log_warn("%s: endpoint %s failed (%s), trying %s", j->label,
+                 reg->endpoints[j->endpoint], why,
+                 reg->endpoints[j->endpoint + 1]);
+        j->endpoint++;
+        job_issue(j);
+        return;
+    }
+
+    if (j->ops->unavailable != NULL) {
+        log_debug("%s: last endpoint failed (%s)", j->label, why);
+        j->ops->unavailable(j);
+        return;
+    }
+
+    log_error("%s: upstream unavailable (%s)", j->label, why);
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+}
+
+
+/* A 401: fetch a token once, then the request goes again. */
+static void
+job_auth(job_t *j, const xfer_resp_t *r)
+{
+    oci_challenge_t  ch;
+    const char      *hdr;
+
+    hdr = r->www_authenticate;
+
+    if (j->auth_tried) {
+        log_warn("%s: upstream refused the token", j->label);
+        job_fail(j, 401, OCI_ERR_UNAUTHORIZED, "upstream refused access");
+        return;
+    }
+
+    if (hdr[0] == '\0'
+        || oci_auth_parse_challenge(hdr, strlen(hdr), &ch) != OCI_OK
+        || ch.scheme != OCI_AUTH_BEARER)
+    {
+        log_warn("%s: upstream wants credentials (none configured)",
+                 j->label);
+        job_fail(j, 401, OCI_ERR_UNAUTHORIZED,
+                 "upstream requires authentication");
+        return;
+    }
+
+    if (j->sent_bearer) {
+        token_forget(j->jobs->tokens, j->registry->name, j->scope);
+    }
+
+    j->auth_tried = 1;
+
+    if (token_fetch(j->jobs->tokens, j->registry->name, j->scope, &ch,
+                    &j->token_waiter)
+        != 0)
+    {
+        job_fail(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
+    }
+}
+
+
+static void
+job_token_done(token_waiter_t *w, int ok, oci_errcode_t code)
+{
+    job_t  *j = w->data;
+
+    if (!ok) {
+        job_fail(j, oci_err_status(code), code,
+                 code == OCI_ERR_UNAVAILABLE
+                 ? "token service unavailable" : "no token granted");
+        return;
+    }
+
+    job_issue(j);
+}
+
+
+/* An upstream error answer becomes FAIL, with the upstream's own error
+ * code when its JSON names one we know. */
+static void
+job_fail_upstream(job_t *j, const xfer_resp_t *r)
+{
+    oci_errcode_t   code, up;
+    json_t         *root, *errs, *e0, *v;
+    char            message[160];
+    const char     *s;
+
+    switch (r->status) {
+    case 404:
+        code = j->ops->not_found;
+        break;
+    case 403:
+        code = OCI_ERR_DENIED;
+        break;
+    case 429:
+        code = OCI_ERR_TOOMANYREQUESTS;
+        break;
+    default:
+        code = OCI_ERR_UPSTREAM;
+        break;
+    }
+
+    snprintf(message, sizeof(message), "upstream answered %ld", r->status);
+
+    root = NULL;
+    if (r->body_len > 0) {
+        root = json_loadb(r->body, r->body_len, 0, NULL);
+    }
+
+    errs = root != NULL ? json_object_get(root, "errors") : NULL;
+    e0 = json_is_array(errs) ? json_array_get(errs, 0) : NULL;
+
+    if (json_is_object(e0)) {
+        v = json_object_get(e0, "code");
+        s = json_string_value(v);
+
+        if (s != NULL && oci_err_parse(s, strlen(s), &up) == OCI_OK) {
+            code = up;
+        }
+
+        v = json_object_get(e0, "message");
+        s = json_string_value(v);
+
+        if (s != NULL && s[0] != '\0') {
+            snprintf(message, sizeof(message), "%s", s);
+        }
+    }
+
+    json_decref(root);
+
+    if (r->status == 404) {
+        log_info("%s: not found upstream (%s)", j->label,
+                 oci_err_code(code));
+
+    } else {
+        log_warn("%s: upstream answered %ld (%s)", j->label, r->status,
+                 oci_err_code(code));
+    }
+
+    job_fail(j, oci_err_status(code), code, message);
+}
+
+
+static void
+job_xfer_done(xfer_t *x, CURLcode rc, void *data)
+{
+    job_t              *j = data;
+    const xfer_resp_t  *r;
+    char                why[CURL_ERROR_SIZE + 32];
+
+    j->xfer = NULL;
+    r = xfer_response(x);
+
+    if (j->aborted) {
+        job_fail(j, j->abort_status, j->abort_code, j->abort_message);
+        return;
+    }
+
+    if (rc != CURLE_OK) {
+        snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));
+
+        if (xfer_unreachable(rc)) {
+            job_next_endpoint(j, why);
+            return;
+        }
+
+        log_error("%s: transfer failed: %s", j->label, why);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "upstream transfer failed");
+        return;
+    }
+
+    if (r->status >= 200 && r->status < 300) {
+        j->ops->done(j, r);
+        return;
+    }
+
+    if (r->status >= 500 || r->status == 0) {
+        snprintf(why, sizeof(why), "answered %ld", r->status);
+        job_next_endpoint(j, why);
+        return;
+    }
+
+    if (r->status == 401) {
+        job_auth(j, r);
+        return;
+    }
+
+    job_fail_upstream(j, r);
+}
+
+
+const oci_registry_t *
+job_check_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    const oci_registry_t  *reg;
+
+    reg = oci_config_registry(jobs->cf, m->registry, strlen(m->registry));
+    if (reg == NULL || reg->n_endpoints == 0) {
+        reply_fail(c, m->id, 403, OCI_ERR_DENIED,
+                   "registry not configured");
+        return NULL;
+    }
+
+    if (!oci_name_valid(m->name, strlen(m->name))) {
+        reply_fail(c, m->id, 400, OCI_ERR_NAME_INVALID,
+                   "invalid repository name");
+        return NULL;
+    }
+
+    return reg;
+}
+
+
+static void
+jobs_ping(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    oci_msg_t  pong;
+    char       path[OCI_PATH_MAX];
+    int        fd, ok;
+
+    ok = 0;
+    fd = oci_store_tmp_create(jobs->cf->store_path, path, sizeof(path));
+
+    if (fd >= 0) {
+        close(fd);
+        ok = unlink(path) == 0;
+    }
+
+    /* readiness probes ping all the time: log changes only */
+    if (!ok && !jobs->store_failing) {
+        log_error("store \"%s\" is not writable: %s", jobs->cf->store_path,
+                  strerror(errno));
+
+    } else if (ok && jobs->store_failing) {
+        log_info("store \"%s\" is writable again", jobs->cf->store_path);
+    }
+
+    jobs->store_failing = !ok;
+
+    oci_msg_init(&pong, OCI_MSG_PONG, m->id);
+    pong.status = ok;
+    conn_send(c, &pong);
+}
+
+
+static void
+jobs_cancel(conn_t *c, const oci_msg_t *m)
+{
+    queue_t   *q, *h;
+    waiter_t  *w;
+
+    h = conn_waiters(c);
+
+    for (q = queue_head(h); q != queue_sentinel(h); q = queue_next(q)) {
+        w = queue_data(q, waiter_t, conn_link);
+
+        if (w->id == m->id) {
+            log_debug("worker #%u: request %u cancelled", conn_number(c),
+                      (unsigned) m->id);
+            waiter_leave(w);
+            return;
+        }
+    }
+}
+
+
+void
+jobs_on_msg(conn_t *c, const oci_msg_t *m, void *data)
+{
+    jobs_t  *jobs = data;
+
+    switch (m->type) {
+
+    case OCI_MSG_PING:
+        jobs_ping(jobs, c, m);
+        break;
+
+    case OCI_MSG_BLOB:
+        log_debug("worker #%u: BLOB %u %s %s %s", conn_number(c),
+                  (unsigned) m->id, m->registry, m->name, m->reference);
+        blob_request(jobs, c, m);
+        break;
+
+    case OCI_MSG_MANIFEST:
+        log_debug("worker #%u: MANIFEST %u %s %s %s head=%d accept=%s",
+                  conn_number(c), (unsigned) m->id, m->registry, m->name,
+                  m->reference, m->head, m->accept[0] ? m->accept : "-");
+        manifest_request(jobs, c, m);
+        break;
+
+    case OCI_MSG_TAGS:
+        log_debug("worker #%u: TAGS %u %s %s", conn_number(c),
+                  (unsigned) m->id, m->registry, m->name);
+        tags_request(jobs, c, m);
+        break;
+
+    case OCI_MSG_CANCEL:
+        jobs_cancel(c, m);
+        break;
+
+    default:
+        log_error("worker #%u sent a fetcher message (type %d), closing it",
+                  conn_number(c), (int) m->type);
+        conn_kill(c);
+        break;
+    }
+}
+
+
+void
+jobs_on_gone(conn_t *c, void *data)
+{
+    queue_t  *h;
+
+    h = conn_waiters(c);
+
+    /* one at a time from the head: leaving may end a job, which frees its
+     * other waiters too */
+    while (!queue_empty(h)) {
+        waiter_leave(queue_data(queue_head(h), waiter_t, conn_link));
+    }
+}

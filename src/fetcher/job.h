@@ -1,0 +1,197 @@
+/*
+ * Jobs: the upstream work the workers ask for, and who waits for it.
+ *
+ * A job (blob, manifest or tags) is created by the first request for a
+ * thing and found again by its key in the in-flight table, so one upstream
+ * transfer serves every worker and client that asks meanwhile.  Each
+ * request that waits on a job is a waiter_t, owned by the job and linked
+ * into its worker connection's list too, so that a CANCEL or a closed
+ * connection can drop it; the job itself goes on (a blob still fills the
+ * cache).
+ *
+ * The common part here runs the upstream request: endpoints in order
+ * (failing over on connection errors, timeouts and 5xx), the Bearer token
+ * flow on a 401, and the mapping of upstream errors to FAIL.  The kinds
+ * (blob.c, manifest.c, tags.c) supply a job_ops_t for what is specific:
+ * what the body becomes, and what the answer is.
+ *
+ * Ownership: jobs_t owns every job; a job owns its waiters, its transfer
+ * (xfer_t, until the transfer's done callback) and its token waiter.
+ * job_finish() releases all of it and frees the job; nothing may touch the
+ * job afterwards.
+ */
+
+#ifndef FETCHER_JOB_H
+#define FETCHER_JOB_H
+
+#include "oci.h"
+#include "oci_config.h"
+#include "oci_error.h"
+#include "oci_ipc.h"
+#include "queue.h"
+#include "server.h"
+#include "token.h"
+#include "xfer.h"
+
+#define JOB_KEY_MAX   (OCI_HOST_MAX + OCI_NAME_MAX + OCI_REF_MAX \
+                       + OCI_ACCEPT_MAX + 16)
+#define JOB_PATH_MAX  (OCI_NAME_MAX + OCI_REF_MAX + 1024)
+
+typedef struct jobs_s   jobs_t;
+typedef struct job_s    job_t;
+typedef struct waiter_s waiter_t;
+
+struct jobs_s {
+    const oci_config_t    *cf;
+    xfer_multi_t          *xm;
+    token_cache_t         *tokens;
+    queue_t               *buckets;     /* the in-flight table, by key */
+    size_t                 nbuckets;
+    queue_t                all;         /* every job */
+    queue_t                dirty;       /* jobs with progress to report */
+    int                    store_failing;   /* PING failed last time */
+};
+
+typedef struct {
+    const char      *kind;              /* "blob", for the log */
+    oci_errcode_t    not_found;         /* the code for an upstream 404 */
+
+    /* the 2xx header block is complete / 2xx body bytes: 0 or -1 after
+     * job_abort() to stop the transfer */
+    int   (*headers)(job_t *j, const xfer_resp_t *r);
+    int   (*body)(job_t *j, const char *p, size_t n);
+
+    /* forget a partial body before the request is sent (again) */
+    int   (*reset)(job_t *j);
+
+    /* may the request move to another endpoint after a failure? */
+    int   (*can_retry)(job_t *j);
+
+    /* a 2xx answer is complete: answer the waiters, job_finish() */
+    void  (*done)(job_t *j, const xfer_resp_t *r);
+
+    /* every endpoint failed; NULL: FAIL 503 UNAVAILABLE */
+    void  (*unavailable)(job_t *j);
+
+    /* the last waiter left; NULL: go on */
+    void  (*idle)(job_t *j);
+
+    /* report progress (the job was marked dirty); NULL: nothing */
+    void  (*flush)(job_t *j);
+
+    /* release what the kind holds (called by job_finish) */
+    void  (*cleanup)(job_t *j);
+} job_ops_t;
+
+struct job_s {
+    const job_ops_t   *ops;
+    jobs_t            *jobs;
+    queue_t            link;            /* jobs_t.all */
+    queue_t            hash_link;       /* in a bucket, if keyed */
+    queue_t            dirty_link;
+    queue_t            waiters;         /* waiter_t.job_link */
+    char              *key;             /* NULL: not coalesced */
+
+    const oci_registry_t  *registry;
+    char               name[OCI_NAME_MAX + 1];
+    char               scope[TOKEN_SCOPE_MAX];  /* token cache key */
+    char               label[OCI_HOST_MAX + OCI_NAME_MAX + OCI_REF_MAX
+                             + 32];             /* "blob reg/name@digest" */
+
+    /* the upstream request */
+    int                head;
+    char               path[JOB_PATH_MAX];      /* "/v2/..." + query */
+    const char        *accept;                  /* NULL: none */
+    size_t             endpoint;                /* index being tried */
+    int                auth_tried;              /* fetched a token once */
+    int                sent_bearer;
+    xfer_t            *xfer;
+    token_waiter_t     token_waiter;
+
+    /* set by job_abort() from a kind's callback */
+    int                aborted;
+    int                abort_status;
+    oci_errcode_t      abort_code;
+    char               abort_message[128];
+};
+
+struct waiter_s {
+    queue_t            job_link;
+    queue_t            conn_link;
+    job_t             *job;
+    conn_t            *conn;
+    uint32_t           id;
+    int                sent_size;       /* blob: SIZE went out */
+    long long          sent_bytes;      /* blob: last PROGRESS */
+};
+
+/* NULL on failure (logged). */
+jobs_t *jobs_create(const oci_config_t *cf, xfer_multi_t *xm,
+    token_cache_t *tokens);
+
+/* Abort every job: transfers stop, temp files go, no message is sent. */
+void jobs_destroy(jobs_t *jobs);
+
+/* The server's callbacks: a message from a worker, a worker gone. */
+void jobs_on_msg(conn_t *c, const oci_msg_t *m, void *data);
+void jobs_on_gone(conn_t *c, void *data);
+
+/* Send the coalesced progress of every dirty job. */
+void jobs_flush(jobs_t *jobs);
+
+/*
+ * For the kinds.
+ */
+
+/* Allocate a job of size bytes (a kind's struct that starts with job_t);
+ * ref (a tag or digest, for the log) may be NULL; key NULL for a job
+ * nobody joins.  NULL on failure (logged). */
+job_t *job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
+    const oci_registry_t *reg, const char *name, const char *ref,
+    const char *key);
+
+/* The in-flight job for key, or NULL. */
+job_t *job_find(jobs_t *jobs, const char *key);
+
+/* Add a waiter for (c, id); NULL on failure (logged). */
+waiter_t *job_add_waiter(job_t *j, conn_t *c, uint32_t id);
+
+/* Send the upstream request for j->path / j->head / j->accept to the
+ * current endpoint.  On failure the job is failed and finished. */
+void job_issue(job_t *j);
+
+/* From a kind's headers/body callback: remember the failure and return
+ * -1 from the callback; the job fails once the transfer has stopped. */
+int job_abort(job_t *j, int status, oci_errcode_t code, const char *message);
+
+/* Send FAIL to every waiter and finish the job. */
+void job_fail(job_t *j, int status, oci_errcode_t code, const char *message);
+
+/* Release everything and free the job (see above). */
+void job_finish(job_t *j);
+
+void job_mark_dirty(job_t *j);
+
+/* Send m to every waiter, with each waiter's id. */
+void job_send_all(job_t *j, oci_msg_t *m);
+
+/* Send m to one waiter (with its id).  0 or -1 (connection gone). */
+int waiter_send(waiter_t *w, oci_msg_t *m);
+
+/* Answer one request directly, without a job. */
+void reply_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
+    const char *message);
+
+/*
+ * The request handlers of the kinds (blob.c, manifest.c, tags.c).
+ */
+void blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+void manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+void tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
+/* Shared checks of a request: the registry is configured and the name is
+ * valid.  The registry, or NULL after answering FAIL. */
+const oci_registry_t *job_check_request(jobs_t *jobs, conn_t *c,
+    const oci_msg_t *m);
+
+#endif /* FETCHER_JOB_H */

@@ -1,0 +1,612 @@
+/*
+ * Manifest jobs.  Identical requests (registry, name, reference, head,
+ * accept) in flight share one job.
+ *
+ *   by digest:  GET (verify sha256 == digest, store type then body), or
+ *               for a HEAD, an upstream HEAD whose Docker-Content-Digest
+ *               must be the digest asked for.
+ *   by tag:     HEAD (a client HEAD, or revalidating a stored record):
+ *               the digest, type and size come from the headers; without
+ *               a digest header, or when the digest moved, GET.  A GET
+ *               stores the manifest under sha256(body) and writes the
+ *               tag record.
+ *
+ * Tag records are written only when the client's accept list allows an
+ * index or a manifest list, so a narrow client never downgrades what broad
+ * clients see.  If every endpoint is unreachable and a record whose
+ * manifest is stored exists, it is served stale.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "oci_ref.h"
+#include "oci_store.h"
+#include "job.h"
+#include "log.h"
+
+typedef struct {
+    job_t             job;                      /* first */
+    char              ref[OCI_REF_MAX + 1];
+    char              accept[OCI_ACCEPT_MAX + 1];   /* client's, "" = any */
+    int               client_head;
+    int               is_digest;
+    char              hex[OCI_SHA256_HEX_LEN + 1];  /* if is_digest */
+    int               revalidate;               /* a stored record exists */
+    oci_tag_record_t  rec;                      /* valid if revalidate */
+    char             *body;
+    size_t            len;
+    size_t            cap;
+} manifest_job_t;
+
+static int manifest_headers(job_t *j, const xfer_resp_t *r);
+static int manifest_body(job_t *j, const char *p, size_t n);
+static int manifest_reset(job_t *j);
+static int manifest_can_retry(job_t *j);
+static void manifest_done(job_t *j, const xfer_resp_t *r);
+static void manifest_unavailable(job_t *j);
+static void manifest_cleanup(job_t *j);
+
+static const job_ops_t  manifest_ops = {
+    "manifest",
+    OCI_ERR_MANIFEST_UNKNOWN,
+    manifest_headers,
+    manifest_body,
+    manifest_reset,
+    manifest_can_retry,
+    manifest_done,
+    manifest_unavailable,
+    NULL,               /* idle: finish, the answer fills the cache */
+    NULL,
+    manifest_cleanup
+};
+
+
+static void
+manifest_send_meta(job_t *j, const char *digest, long long size,
+    const char *type, int stale)
+{
+    oci_msg_t  m;
+
+    oci_msg_init(&m, OCI_MSG_META, 0);
+    snprintf(m.digest, sizeof(m.digest), "%s", digest);
+    m.size = size;
+    snprintf(m.media_type, sizeof(m.media_type), "%s", type);
+    m.stale = stale;
+
+    job_send_all(j, &m);
+}
+
+
+/* The manifest hex is in the store (body and media type): 1 and the
+ * size and type filled, else 0. */
+static int
+manifest_stored(const char *root, const char *hex, long long *size,
+    char *type, size_t cap)
+{
+    char         path[OCI_PATH_MAX];
+    struct stat  st;
+
+    if (oci_store_blob_path(root, hex, path, sizeof(path)) != OCI_OK
+        || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+    {
+        return 0;
+    }
+
+    if (oci_store_type_read(root, hex, type, cap) != OCI_OK) {
+        return 0;
+    }
+
+    *size = (long long) st.st_size;
+
+    return 1;
+}
+
+
+/* A broad client's answer may become the tag's record. */
+static int
+manifest_may_record(const char *accept)
+{
+    return oci_accept_allows(accept, OCI_MT_OCI_INDEX)
+           || oci_accept_allows(accept, OCI_MT_DOCKER_LIST);
+}
+
+
+static void
+manifest_write_record(manifest_job_t *mj, const char *digest,
+    long long size, const char *type)
+{
+    job_t             *j = &mj->job;
+    oci_tag_record_t   rec;
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.digest, sizeof(rec.digest), "%s", digest);
+    rec.size = size;
+    snprintf(rec.media_type, sizeof(rec.media_type), "%s", type);
+    rec.fetched_at = (long long) time(NULL);
+
+    if (oci_tag_record_write(j->jobs->cf->store_path, j->registry->name,
+                             j->name, mj->ref, &rec,
+                             j->jobs->cf->store_fsync)
+        != OCI_OK)
+    {
+        log_error("%s: cannot write the tag record: %s", j->label,
+                  strerror(errno));
+    }
+}
+
+
+/* Content-Type without parameters, if it is a valid media type. */
+static int
+manifest_content_type(const char *v, char *out, size_t cap)
+{
+    size_t  len;
+
+    len = strcspn(v, ";");
+
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) {
+        len--;
+    }
+
+    if (len == 0 || len >= cap || !oci_media_type_valid(v, len)) {
+        return 0;
+    }
+
+    memcpy(out, v, len);
+    out[len] = '\0';
+
+    return 1;
+}
+
+
+/* Types some servers put on anything: they say nothing about a manifest,
+ * so the body's own "mediaType" is preferred to them. */
+static int
+manifest_type_generic(const char *type)
+{
+    return strcasecmp(type, "application/json") == 0
+           || strcasecmp(type, "text/plain") == 0
+           || strcasecmp(type, "application/octet-stream") == 0;
+}
+
+
+/* A sha256 Docker-Content-Digest header, or 0. */
+static int
+manifest_header_digest(const xfer_resp_t *r)
+{
+    char  hex[OCI_SHA256_HEX_LEN + 1];
+
+    return r->digest[0] != '\0'
+           && oci_digest_parse(r->digest, strlen(r->digest), hex) == OCI_OK;
+}
+
+
+void
+manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    const oci_registry_t  *reg;
+    manifest_job_t        *mj;
+    job_t                 *j;
+    char                   key[JOB_KEY_MAX];
+    char                   type[OCI_MEDIA_TYPE_MAX + 1];
+    char                   hex[OCI_SHA256_HEX_LEN + 1];
+    char                   rhex[OCI_SHA256_HEX_LEN + 1];
+    const char            *root;
+    long long              size;
+    oci_msg_t              r;
+    int                    is_digest, rc;
+
+    reg = job_check_request(jobs, c, m);
+    if (reg == NULL) {
+        return;
+    }
+
+    root = jobs->cf->store_path;
+    is_digest = oci_ref_is_digest(m->reference, strlen(m->reference));
+
+    if (is_digest) {
+        rc = oci_digest_parse(m->reference, strlen(m->reference), hex);
+        if (rc != OCI_OK) {
+            reply_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID,
+                       rc == OCI_ENOTSUP ? "unsupported digest algorithm"
+                                         : "invalid digest");
+            return;
+        }
+
+        if (manifest_stored(root, hex, &size, type, sizeof(type))) {
+            oci_msg_init(&r, OCI_MSG_META, m->id);
+            snprintf(r.digest, sizeof(r.digest), "%s", m->reference);
+            r.size = size;
+            snprintf(r.media_type, sizeof(r.media_type), "%s", type);
+            conn_send(c, &r);
+            return;
+        }
+
+    } else if (!oci_tag_valid(m->reference, strlen(m->reference))) {
+        reply_fail(c, m->id, 400, OCI_ERR_MANIFEST_INVALID, "invalid tag");
+        return;
+    }
+
+    snprintf(key, sizeof(key), "M %s %s %s %d %s", m->registry, m->name,
+             m->reference, m->head ? 1 : 0, m->accept);
+
+    j = job_find(jobs, key);
+
+    if (j != NULL) {
+        if (job_add_waiter(j, c, m->id) == NULL) {
+            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        }
+
+        return;
+    }
+
+    j = job_create(jobs, &manifest_ops, sizeof(manifest_job_t), reg,
+                   m->name, m->reference, key);
+    if (j == NULL) {
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    mj = (manifest_job_t *) j;
+    snprintf(mj->ref, sizeof(mj->ref), "%s", m->reference);
+    snprintf(mj->accept, sizeof(mj->accept), "%s", m->accept);
+    mj->client_head = m->head != 0;
+    mj->is_digest = is_digest;
+
+    if (is_digest) {
+        memcpy(mj->hex, hex, sizeof(mj->hex));
+    }
+
+    if (job_add_waiter(j, c, m->id) == NULL) {
+        job_finish(j);
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    /* a tag whose record points at a stored manifest: revalidate with a
+     * HEAD, and keep it for stale-if-error */
+    if (!is_digest
+        && oci_tag_record_read(root, reg->name, m->name, m->reference,
+                               &mj->rec) == OCI_OK
+        && oci_digest_parse(mj->rec.digest, strlen(mj->rec.digest), rhex)
+           == OCI_OK
+        && manifest_stored(root, rhex, &size, type, sizeof(type)))
+    {
+        mj->revalidate = 1;
+    }
+
+    snprintf(j->path, sizeof(j->path), "/v2/%s/manifests/%s", m->name,
+             m->reference);
+    j->accept = mj->accept[0] != '\0' ? mj->accept : OCI_MT_ALL_MANIFESTS;
+    j->head = mj->client_head || mj->revalidate;
+
+    job_issue(j);
+}
+
+
+static int
+manifest_reset(job_t *j)
+{
+    ((manifest_job_t *) j)->len = 0;
+    return 0;
+}
+
+
+static int
+manifest_can_retry(job_t *j)
+{
+    return 1;
+}
+
+
+static int
+manifest_headers(job_t *j, const xfer_resp_t *r)
+{
+    if (!j->head && r->content_length > OCI_MANIFEST_MAX) {
+        log_error("%s: %lld bytes is over the limit", j->label,
+                  r->content_length);
+        return job_abort(j, 502, OCI_ERR_UPSTREAM, "manifest too large");
+    }
+
+    return 0;
+}
+
+
+static int
+manifest_body(job_t *j, const char *p, size_t n)
+{
+    manifest_job_t  *mj = (manifest_job_t *) j;
+    char            *body;
+    size_t           cap;
+
+    if (n > OCI_MANIFEST_MAX - mj->len) {
+        log_error("%s: body over the limit", j->label);
+        return job_abort(j, 502, OCI_ERR_UPSTREAM, "manifest too large");
+    }
+
+    if (mj->len + n > mj->cap) {
+        cap = mj->cap ? mj->cap : 16384;
+        while (cap < mj->len + n) {
+            cap *= 2;
+        }
+
+        body = realloc(mj->body, cap);
+        if (body == NULL) {
+            return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        }
+
+        mj->body = body;
+        mj->cap = cap;
+    }
+
+    memcpy(mj->body + mj->len, p, n);
+    mj->len += n;
+
+    return 0;
+}
+
+
+/* Switch from HEAD to GET on the endpoint that answered. */
+static void
+manifest_get(job_t *j)
+{
+    j->head = 0;
+    job_issue(j);
+}
+
+
+static void
+manifest_head_done(manifest_job_t *mj, const xfer_resp_t *r)
+{
+    job_t  *j = &mj->job;
+    char    type[OCI_MEDIA_TYPE_MAX + 1];
+
+    if (!manifest_header_digest(r)
+        || !manifest_content_type(r->content_type, type, sizeof(type))
+        || manifest_type_generic(type)
+        || r->content_length < 0 || r->content_length > OCI_MANIFEST_MAX)
+    {
+        /* the headers do not tell it all: the body will */
+        log_debug("%s: HEAD is not conclusive, GET", j->label);
+        manifest_get(j);
+        return;
+    }
+
+    if (mj->is_digest) {
+        if (strcmp(r->digest, mj->ref) != 0) {
+            log_error("%s: upstream HEAD names %s", j->label, r->digest);
+            job_fail(j, 502, OCI_ERR_UPSTREAM, "upstream digest differs");
+            return;
+        }
+
+        manifest_send_meta(j, r->digest, r->content_length, type, 0);
+        job_finish(j);
+        return;
+    }
+
+    if (mj->revalidate && !mj->client_head) {
+        if (strcmp(r->digest, mj->rec.digest) != 0) {
+            log_info("%s: moved from %s to %s", j->label, mj->rec.digest,
+                     r->digest);
+            manifest_get(j);
+            return;
+        }
+
+        /* unchanged: the record is fresh again */
+        manifest_write_record(mj, mj->rec.digest, mj->rec.size,
+                              mj->rec.media_type);
+        manifest_send_meta(j, mj->rec.digest, mj->rec.size,
+                           mj->rec.media_type, 0);
+        job_finish(j);
+        return;
+    }
+
+    /* a client HEAD by tag: answered from the headers; the worker checks
+     * that the body is stored before it serves a GET from this record */
+    if (manifest_may_record(mj->accept)) {
+        manifest_write_record(mj, r->digest, r->content_length, type);
+    }
+
+    manifest_send_meta(j, r->digest, r->content_length, type, 0);
+    job_finish(j);
+}
+
+
+/* The media type from the body's "mediaType", if valid. */
+static int
+manifest_body_type(manifest_job_t *mj, char *out, size_t cap)
+{
+    json_t      *root;
+    const char  *s;
+    int          ok;
+
+    root = json_loadb(mj->body != NULL ? mj->body : "", mj->len, 0, NULL);
+    if (root == NULL) {
+        return 0;
+    }
+
+    ok = 0;
+    s = json_string_value(json_object_get(root, "mediaType"));
+
+    if (s != NULL && strlen(s) < cap && oci_media_type_valid(s, strlen(s))) {
+        snprintf(out, cap, "%s", s);
+        ok = 1;
+    }
+
+    json_decref(root);
+
+    return ok;
+}
+
+
+/* Write the media type, then the body: the type exists before the
+ * manifest becomes visible.  0 or -1 (logged). */
+static int
+manifest_store(manifest_job_t *mj, const char *hex, const char *type)
+{
+    job_t       *j = &mj->job;
+    const char  *root = j->jobs->cf->store_path;
+    char         tmp[OCI_PATH_MAX];
+    size_t       done;
+    ssize_t      n;
+    int          fd, rc;
+
+    if (oci_store_type_write(root, hex, type, j->jobs->cf->store_fsync)
+        != OCI_OK)
+    {
+        log_error("%s: cannot write the media type of sha256:%s: %s",
+                  j->label, hex, strerror(errno));
+        return -1;
+    }
+
+    fd = oci_store_tmp_create(root, tmp, sizeof(tmp));
+    if (fd < 0) {
+        log_error("cannot create a temp file in \"%s/tmp\": %s", root,
+                  strerror(errno));
+        return -1;
+    }
+
+    for (done = 0; done < mj->len; done += (size_t) n) {
+        n = write(fd, mj->body + done, mj->len - done);
+
+        if (n < 0) {
+            if (errno == EINTR) {
+                n = 0;
+                continue;
+            }
+
+            log_error("write(\"%s\") failed: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+    }
+
+    rc = oci_store_commit(root, tmp, fd, hex, j->jobs->cf->store_fsync);
+    close(fd);
+
+    if (rc != OCI_OK) {
+        log_error("cannot commit \"%s\" to the store: %s", tmp,
+                  strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
+{
+    job_t          *j = &mj->job;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+    unsigned int    mdlen, i;
+    char            hex[OCI_SHA256_HEX_LEN + 1];
+    char            digest[OCI_DIGEST_MAX + 1];
+    char            type[OCI_MEDIA_TYPE_MAX + 1];
+
+    mdlen = 0;
+    if (EVP_Digest(mj->body != NULL ? mj->body : "", mj->len, md, &mdlen,
+                   EVP_sha256(), NULL) != 1
+        || mdlen != OCI_SHA256_HEX_LEN / 2)
+    {
+        log_error("EVP_Digest() failed");
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "hashing failed");
+        return;
+    }
+
+    for (i = 0; i < mdlen; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    }
+
+    snprintf(digest, sizeof(digest), "sha256:%s", hex);
+
+    if (mj->is_digest && strcmp(hex, mj->hex) != 0) {
+        log_error("%s: digest mismatch, upstream sent %s; not stored",
+                  j->label, digest);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        return;
+    }
+
+    if (manifest_header_digest(r) && strcmp(r->digest, digest) != 0) {
+        log_error("%s: Docker-Content-Digest %s but the body is %s; "
+                  "not stored", j->label, r->digest, digest);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        return;
+    }
+
+    if (manifest_content_type(r->content_type, type, sizeof(type))) {
+        if (manifest_type_generic(type)) {
+            manifest_body_type(mj, type, sizeof(type));
+        }
+
+    } else if (!manifest_body_type(mj, type, sizeof(type))) {
+        log_error("%s: no media type", j->label);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "manifest without media type");
+        return;
+    }
+
+    if (manifest_store(mj, hex, type) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+
+    if (!mj->is_digest && manifest_may_record(mj->accept)) {
+        manifest_write_record(mj, digest, (long long) mj->len, type);
+    }
+
+    manifest_send_meta(j, digest, (long long) mj->len, type, 0);
+    job_finish(j);
+}
+
+
+static void
+manifest_done(job_t *j, const xfer_resp_t *r)
+{
+    manifest_job_t  *mj = (manifest_job_t *) j;
+
+    if (j->head) {
+        manifest_head_done(mj, r);
+
+    } else {
+        manifest_get_done(mj, r);
+    }
+}
+
+
+/* Every endpoint failed: serve the stored record if there is one the
+ * client accepts (stale-if-error). */
+static void
+manifest_unavailable(job_t *j)
+{
+    manifest_job_t  *mj = (manifest_job_t *) j;
+
+    if (mj->revalidate && oci_accept_allows(mj->accept, mj->rec.media_type)) {
+        log_warn("%s: upstream unavailable, serving stale %s", j->label,
+                 mj->rec.digest);
+        manifest_send_meta(j, mj->rec.digest, mj->rec.size,
+                           mj->rec.media_type, 1);
+        job_finish(j);
+        return;
+    }
+
+    log_error("%s: upstream unavailable", j->label);
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+}
+
+
+static void
+manifest_cleanup(job_t *j)
+{
+    free(((manifest_job_t *) j)->body);
+}

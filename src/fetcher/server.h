@@ -1,0 +1,61 @@
+/*
+ * The unix socket nginx workers connect to, and one conn_t per worker.
+ *
+ * Input is split into lines and decoded with oci_msg_decode(); each
+ * message goes to the on_msg callback.  A malformed line is logged and
+ * the connection closed.  Output is queued by conn_send() and written
+ * once per loop iteration by server_flush(), with EPOLLOUT armed only
+ * while output is pending; a worker that lets more than SERVER_OUT_MAX
+ * pile up is dropped.
+ *
+ * A connection is never freed under a caller's feet: conn_kill() only
+ * marks it, server_flush() closes it, calling on_gone first so that the
+ * job layer can drop that worker's waiters (the downloads go on).
+ */
+
+#ifndef FETCHER_SERVER_H
+#define FETCHER_SERVER_H
+
+#include "oci_ipc.h"
+#include "loop.h"
+#include "queue.h"
+
+#define SERVER_OUT_MAX  (16 * 1024 * 1024)
+
+typedef struct server_s  server_t;
+typedef struct conn_s    conn_t;
+
+typedef void (*server_msg_pt)(conn_t *c, const oci_msg_t *m, void *data);
+typedef void (*server_gone_pt)(conn_t *c, void *data);
+
+/*
+ * Bind and listen on path: create its directory if missing, refuse if
+ * another process answers on it, else replace a stale socket file; the
+ * socket is made mode 0666.  NULL on failure (logged).
+ */
+server_t *server_create(loop_t *loop, const char *path, server_msg_pt on_msg,
+    server_gone_pt on_gone, void *data);
+
+/* Close every connection (on_gone is called) and unlink the socket. */
+void server_destroy(server_t *s);
+
+/* Write pending output and close killed connections.  Returns 1 if
+ * anything was closed (more work may follow), 0 otherwise. */
+int server_flush(server_t *s);
+
+/* Queue one message.  0, or -1 if the connection is dead (or becomes
+ * dead now) or the message cannot be encoded (logged). */
+int conn_send(conn_t *c, const oci_msg_t *m);
+
+/* Mark the connection for closing at the next server_flush(). */
+void conn_kill(conn_t *c);
+
+int conn_alive(const conn_t *c);
+
+/* The list of the job layer's waiters of this connection. */
+queue_t *conn_waiters(conn_t *c);
+
+/* The number logs call this worker connection by. */
+unsigned conn_number(const conn_t *c);
+
+#endif /* FETCHER_SERVER_H */

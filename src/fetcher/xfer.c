@@ -1,0 +1,786 @@
+/*
+ * Upstream HTTP transfers on a libcurl multi handle (see xfer.h).
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "queue.h"
+#include "xfer.h"
+
+#define XFER_USER_AGENT  "ocimirror/0.1"
+
+struct xfer_multi_s {
+    CURLM                 *multi;
+    loop_t                *loop;
+    const oci_config_t    *cf;
+    int                    timerfd;
+    int                    running;
+    queue_t                pending;     /* xfer_t, not yet added */
+    queue_t                active;      /* xfer_t, added to the multi */
+};
+
+struct xfer_s {
+    queue_t                link;        /* in pending or active */
+    xfer_multi_t          *xm;
+    CURL                  *easy;
+    struct curl_slist     *headers;
+    const xfer_handler_t  *handler;
+    void                  *data;
+    char                  *url;
+    const char            *method;
+    int                    active;
+    int                    final;       /* 2xx header block complete */
+    struct timespec        started;
+    xfer_resp_t            resp;
+    char                   errbuf[CURL_ERROR_SIZE];
+};
+
+static void xfer_free(xfer_t *x);
+static void xfer_drain(xfer_multi_t *xm);
+static void xfer_log_done(xfer_t *x, CURLcode rc);
+
+
+static void
+xfer_check(const char *where, CURLMcode mc)
+{
+    /* a socket curl already forgot is harmless; anything else is logged
+     * and the loop carries on */
+    if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET) {
+        log_error("%s failed: %s", where, curl_multi_strerror(mc));
+    }
+}
+
+
+static void
+xfer_timer_handler(loop_t *loop, int fd, uint32_t events, void *data)
+{
+    xfer_multi_t  *xm = data;
+    uint64_t       count;
+    int            running;
+
+    /* EAGAIN: the timer was rearmed after it fired; curl still wants to
+     * look at its timeouts, so go on either way */
+    if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
+        log_error("read(timerfd) failed: %s", strerror(errno));
+    }
+
+    xfer_check("curl_multi_socket_action(timeout)",
+               curl_multi_socket_action(xm->multi, CURL_SOCKET_TIMEOUT, 0,
+                                        &running));
+    xfer_drain(xm);
+}
+
+
+static void
+xfer_socket_handler(loop_t *loop, int fd, uint32_t events, void *data)
+{
+    xfer_multi_t  *xm = data;
+    int            action, running;
+
+    action = 0;
+
+    if (events & (EPOLLIN | EPOLLHUP)) {
+        action |= CURL_CSELECT_IN;
+    }
+
+    if (events & EPOLLOUT) {
+        action |= CURL_CSELECT_OUT;
+    }
+
+    if (events & EPOLLERR) {
+        action |= CURL_CSELECT_ERR;
+    }
+
+    xfer_check("curl_multi_socket_action",
+               curl_multi_socket_action(xm->multi, fd, action, &running));
+    xfer_drain(xm);
+}
+
+
+/* CURLMOPT_SOCKETFUNCTION: mirror curl's interest in a socket in epoll. */
+static int
+xfer_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
+    void *socketp)
+{
+    xfer_multi_t  *xm = userp;
+    uint32_t       events;
+    int            rc;
+
+    if (what == CURL_POLL_REMOVE) {
+        if (loop_del(xm->loop, s) != 0) {
+            log_error("epoll_ctl(DEL, %d) failed: %s", (int) s,
+                      strerror(errno));
+        }
+
+        return 0;
+    }
+
+    events = 0;
+
+    if (what & CURL_POLL_IN) {
+        events |= EPOLLIN;
+    }
+
+    if (what & CURL_POLL_OUT) {
+        events |= EPOLLOUT;
+    }
+
+    if (loop_has(xm->loop, s)) {
+        rc = loop_mod(xm->loop, s, events);
+
+    } else {
+        rc = loop_add(xm->loop, s, events, xfer_socket_handler, xm);
+    }
+
+    if (rc != 0) {
+        log_error("epoll_ctl(%d) failed: %s", (int) s, strerror(errno));
+    }
+
+    return 0;
+}
+
+
+/* CURLMOPT_TIMERFUNCTION: one timerfd holds curl's next deadline. */
+static int
+xfer_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    xfer_multi_t       *xm = userp;
+    struct itimerspec   its;
+
+    memset(&its, 0, sizeof(its));
+
+    if (timeout_ms > 0) {
+        its.it_value.tv_sec = timeout_ms / 1000;
+        its.it_value.tv_nsec = (timeout_ms % 1000) * 1000000L;
+
+    } else if (timeout_ms == 0) {
+        /* "now": an all-zero it_value would disarm the timer */
+        its.it_value.tv_nsec = 1;
+    }
+
+    if (timerfd_settime(xm->timerfd, 0, &its, NULL) != 0) {
+        log_error("timerfd_settime() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+xfer_multi_t *
+xfer_multi_create(loop_t *loop, const oci_config_t *cf)
+{
+    xfer_multi_t  *xm;
+
+    xm = calloc(1, sizeof(xfer_multi_t));
+    if (xm == NULL) {
+        log_error("out of memory");
+        return NULL;
+    }
+
+    xm->loop = loop;
+    xm->cf = cf;
+    queue_init(&xm->pending);
+    queue_init(&xm->active);
+
+    xm->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (xm->timerfd == -1) {
+        log_error("timerfd_create() failed: %s", strerror(errno));
+        free(xm);
+        return NULL;
+    }
+
+    if (loop_add(loop, xm->timerfd, EPOLLIN, xfer_timer_handler, xm) != 0) {
+        log_error("epoll_ctl(timerfd) failed: %s", strerror(errno));
+        close(xm->timerfd);
+        free(xm);
+        return NULL;
+    }
+
+    xm->multi = curl_multi_init();
+    if (xm->multi == NULL) {
+        log_error("curl_multi_init() failed");
+        loop_del(loop, xm->timerfd);
+        close(xm->timerfd);
+        free(xm);
+        return NULL;
+    }
+
+    curl_multi_setopt(xm->multi, CURLMOPT_SOCKETFUNCTION, xfer_socket_cb);
+    curl_multi_setopt(xm->multi, CURLMOPT_SOCKETDATA, xm);
+    curl_multi_setopt(xm->multi, CURLMOPT_TIMERFUNCTION, xfer_timer_cb);
+    curl_multi_setopt(xm->multi, CURLMOPT_TIMERDATA, xm);
+    curl_multi_setopt(xm->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long) cf->max_transfers);
+
+    return xm;
+}
+
+
+void
+xfer_multi_destroy(xfer_multi_t *xm)
+{
+    queue_t  *q;
+
+    if (xm == NULL) {
+        return;
+    }
+
+    while (!queue_empty(&xm->active)) {
+        q = queue_head(&xm->active);
+        xfer_abort(queue_data(q, xfer_t, link));
+    }
+
+    while (!queue_empty(&xm->pending)) {
+        q = queue_head(&xm->pending);
+        xfer_abort(queue_data(q, xfer_t, link));
+    }
+
+    /* curl_multi_cleanup() may still report sockets to remove: the loop
+     * is alive until after this returns */
+    curl_multi_cleanup(xm->multi);
+    loop_del(xm->loop, xm->timerfd);
+    close(xm->timerfd);
+    free(xm);
+}
+
+
+static void
+xfer_resp_reset(xfer_resp_t *r)
+{
+    r->status = 0;
+    r->content_length = -1;
+    r->content_type[0] = '\0';
+    r->digest[0] = '\0';
+    r->www_authenticate[0] = '\0';
+    r->link[0] = '\0';
+    r->body_len = 0;
+    r->bytes = 0;
+}
+
+
+/* Copy a header value if it fits; "" otherwise (a truncated value would
+ * be a different value). */
+static void
+xfer_copy_value(char *dst, size_t cap, const char *v, size_t len)
+{
+    if (len >= cap) {
+        dst[0] = '\0';
+        return;
+    }
+
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+
+static int
+xfer_header_is(const char *line, size_t nlen, const char *name)
+{
+    return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
+}
+
+
+static void
+xfer_parse_header(xfer_t *x, const char *line, size_t len)
+{
+    const char   *colon, *v;
+    size_t        nlen, vlen;
+    char          num[32];
+    char         *end;
+    long long     cl;
+    xfer_resp_t  *r = &x->resp;
+
+    colon = memchr(line, ':', len);
+    if (colon == NULL) {
+        return;
+    }
+
+    nlen = (size_t) (colon - line);
+    v = colon + 1;
+    vlen = len - nlen - 1;
+
+    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+    }
+
+    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) {
+        vlen--;
+    }
+
+    if (xfer_header_is(line, nlen, "content-length")) {
+        if (vlen == 0 || vlen >= sizeof(num)) {
+            return;
+        }
+
+        memcpy(num, v, vlen);
+        num[vlen] = '\0';
+        errno = 0;
+        cl = strtoll(num, &end, 10);
+
+        if (errno == 0 && *end == '\0' && cl >= 0 && num[0] != '-') {
+            r->content_length = cl;
+        }
+
+    } else if (xfer_header_is(line, nlen, "content-type")) {
+        xfer_copy_value(r->content_type, sizeof(r->content_type), v, vlen);
+
+    } else if (xfer_header_is(line, nlen, "docker-content-digest")) {
+        xfer_copy_value(r->digest, sizeof(r->digest), v, vlen);
+
+    } else if (xfer_header_is(line, nlen, "www-authenticate")) {
+        /* several challenges may be offered: prefer Bearer */
+        if (r->www_authenticate[0] == '\0'
+            || (strncasecmp(r->www_authenticate, "bearer", 6) != 0
+                && vlen >= 6 && strncasecmp(v, "bearer", 6) == 0))
+        {
+            xfer_copy_value(r->www_authenticate,
+                            sizeof(r->www_authenticate), v, vlen);
+        }
+
+    } else if (xfer_header_is(line, nlen, "link")) {
+        xfer_copy_value(r->link, sizeof(r->link), v, vlen);
+    }
+}
+
+
+/* CURLOPT_HEADERFUNCTION: one header line per call. */
+static size_t
+xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    xfer_t  *x = userdata;
+    size_t   total, len;
+    char    *p, *end;
+    long     status;
+
+    total = size * nitems;
+    len = total;
+
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
+        len--;
+    }
+
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        /* a new response: forget the previous block (a redirect, 1xx) */
+        xfer_resp_reset(&x->resp);
+        x->final = 0;
+
+        p = memchr(buf, ' ', len);
+        if (p != NULL) {
+            status = strtol(p + 1, &end, 10);
+            if (end != p + 1 && status >= 100 && status <= 999) {
+                x->resp.status = status;
+            }
+        }
+
+        return total;
+    }
+
+    if (x->final) {
+        /* trailers after a body: not ours to interpret */
+        return total;
+    }
+
+    if (len == 0) {
+        if (x->resp.status >= 200 && x->resp.status < 300) {
+            x->final = 1;
+
+            if (x->handler->headers != NULL
+                && x->handler->headers(x, x->data) != 0)
+            {
+                return 0;
+            }
+        }
+
+        return total;
+    }
+
+    xfer_parse_header(x, buf, len);
+
+    return total;
+}
+
+
+/* CURLOPT_WRITEFUNCTION */
+static size_t
+xfer_write_cb(char *p, size_t size, size_t nmemb, void *userdata)
+{
+    xfer_t       *x = userdata;
+    xfer_resp_t  *r = &x->resp;
+    size_t        n, room;
+    char         *body;
+
+    n = size * nmemb;
+
+    if (r->status >= 200 && r->status < 300) {
+        if (x->handler->body(x, p, n, x->data) != 0) {
+            return 0;
+        }
+
+        r->bytes += (long long) n;
+        return n;
+    }
+
+    /* an error answer: keep its start for the JSON error code */
+    if (r->body == NULL) {
+        body = malloc(XFER_ERRBODY_MAX);
+        if (body == NULL) {
+            return n;
+        }
+
+        r->body = body;
+    }
+
+    room = XFER_ERRBODY_MAX - r->body_len;
+    if (n < room) {
+        room = n;
+    }
+
+    memcpy(r->body + r->body_len, p, room);
+    r->body_len += room;
+
+    return n;
+}
+
+
+/* Append "<prefix><value>" to the request headers. */
+static struct curl_slist *
+xfer_add_header(struct curl_slist *list, const char *prefix,
+    const char *value, int *failed)
+{
+    struct curl_slist  *l;
+    char               *line;
+    size_t              len;
+
+    if (*failed) {
+        return list;
+    }
+
+    len = strlen(prefix) + strlen(value) + 1;
+    line = malloc(len);
+    if (line == NULL) {
+        *failed = 1;
+        return list;
+    }
+
+    snprintf(line, len, "%s%s", prefix, value);
+    l = curl_slist_append(list, line);
+
+    /* curl copied the string; wipe ours, it may hold a token */
+    memset(line, 0, len);
+    free(line);
+
+    if (l == NULL) {
+        *failed = 1;
+        return list;
+    }
+
+    return l;
+}
+
+
+xfer_t *
+xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
+    const xfer_handler_t *handler, void *data)
+{
+    xfer_t              *x;
+    CURL                *e;
+    int                  failed;
+    const oci_config_t  *cf = xm->cf;
+
+    x = calloc(1, sizeof(xfer_t));
+    if (x == NULL) {
+        log_error("out of memory for a transfer");
+        return NULL;
+    }
+
+    queue_init(&x->link);
+    x->xm = xm;
+    x->handler = handler;
+    x->data = data;
+    x->method = req->head ? "HEAD" : "GET";
+    xfer_resp_reset(&x->resp);
+
+    x->url = strdup(req->url);
+    x->easy = curl_easy_init();
+
+    if (x->url == NULL || x->easy == NULL) {
+        log_error("cannot set up a transfer for %s", req->url);
+        xfer_free(x);
+        return NULL;
+    }
+
+    failed = 0;
+
+    if (req->accept != NULL) {
+        x->headers = xfer_add_header(x->headers, "Accept: ", req->accept,
+                                     &failed);
+    }
+
+    if (req->bearer != NULL) {
+        x->headers = xfer_add_header(x->headers, "Authorization: Bearer ",
+                                     req->bearer, &failed);
+    }
+
+    if (failed) {
+        log_error("out of memory for request headers of %s", req->url);
+        xfer_free(x);
+        return NULL;
+    }
+
+    e = x->easy;
+
+    curl_easy_setopt(e, CURLOPT_URL, x->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+
+    /* Redirects (blob CDNs) are followed; CURLOPT_UNRESTRICTED_AUTH is
+     * left off, so curl sends our Authorization header only while the
+     * scheme, host and port are those of the original URL. */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, cf->connect_timeout);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, cf->low_speed_time);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, XFER_USER_AGENT);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, xfer_header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, xfer_write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+
+    if (req->head) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    }
+
+    if (x->headers != NULL) {
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    }
+
+    if (req->urgent) {
+        queue_insert_head(&xm->pending, &x->link);
+
+    } else {
+        queue_insert_tail(&xm->pending, &x->link);
+    }
+
+    return x;
+}
+
+
+void
+xfer_abort(xfer_t *x)
+{
+    xfer_free(x);
+}
+
+
+static void
+xfer_free(xfer_t *x)
+{
+    xfer_multi_t  *xm = x->xm;
+
+    queue_remove(&x->link);
+
+    if (x->active) {
+        xfer_check("curl_multi_remove_handle",
+                   curl_multi_remove_handle(xm->multi, x->easy));
+        xm->running--;
+    }
+
+    if (x->easy != NULL) {
+        curl_easy_cleanup(x->easy);
+    }
+
+    /* the list may hold an Authorization header */
+    if (x->headers != NULL) {
+        curl_slist_free_all(x->headers);
+    }
+
+    free(x->resp.body);
+    free(x->url);
+    free(x);
+}
+
+
+int
+xfer_pump(xfer_multi_t *xm)
+{
+    xfer_t     *x;
+    queue_t    *q;
+    CURLMcode   mc;
+    int         worked;
+
+    worked = 0;
+
+    while (!queue_empty(&xm->pending)
+           && xm->running < xm->cf->max_transfers)
+    {
+        q = queue_head(&xm->pending);
+        x = queue_data(q, xfer_t, link);
+        queue_remove(q);
+
+        clock_gettime(CLOCK_MONOTONIC, &x->started);
+        worked = 1;
+
+        mc = curl_multi_add_handle(xm->multi, x->easy);
+        if (mc != CURLM_OK) {
+            log_error("curl_multi_add_handle(%s) failed: %s", x->url,
+                      curl_multi_strerror(mc));
+            x->handler->done(x, CURLE_FAILED_INIT, x->data);
+            xfer_free(x);
+            continue;
+        }
+
+        x->active = 1;
+        xm->running++;
+        queue_insert_tail(&xm->active, &x->link);
+    }
+
+    return worked;
+}
+
+
+/* Collect finished transfers: after every curl_multi_socket_action(). */
+static void
+xfer_drain(xfer_multi_t *xm)
+{
+    CURLMsg   *msg;
+    CURL      *easy;
+    CURLcode   rc;
+    xfer_t    *x;
+    char      *priv;
+    int        left;
+
+    for ( ;; ) {
+        msg = curl_multi_info_read(xm->multi, &left);
+        if (msg == NULL) {
+            break;
+        }
+
+        if (msg->msg != CURLMSG_DONE) {
+            continue;
+        }
+
+        /* msg dies with the handle's removal: copy what we need */
+        easy = msg->easy_handle;
+        rc = msg->data.result;
+
+        priv = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        x = (xfer_t *) priv;
+
+        xfer_check("curl_multi_remove_handle",
+                   curl_multi_remove_handle(xm->multi, easy));
+        x->active = 0;
+        xm->running--;
+        queue_remove(&x->link);
+
+        xfer_log_done(x, rc);
+
+        x->handler->done(x, rc, x->data);
+        xfer_free(x);
+    }
+
+    xfer_pump(xm);
+}
+
+
+/* One line per finished transfer.  Only our own URL is printed in full (it
+ * holds no secret); a redirect target may carry a signed query, so only
+ * its scheme, host and path are shown. */
+static void
+xfer_log_done(xfer_t *x, CURLcode rc)
+{
+    struct timespec   now;
+    long long         ms;
+    curl_off_t        bytes;
+    char             *eff;
+    const char       *q;
+    int               efflen;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (long long) (now.tv_sec - x->started.tv_sec) * 1000
+         + (now.tv_nsec - x->started.tv_nsec) / 1000000;
+
+    bytes = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_SIZE_DOWNLOAD_T, &bytes);
+
+    eff = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &eff);
+
+    if (eff != NULL && strcmp(eff, x->url) != 0) {
+        q = strpbrk(eff, "?#");
+        efflen = q != NULL ? (int) (q - eff) : (int) strlen(eff);
+
+    } else {
+        eff = NULL;
+        efflen = 0;
+    }
+
+    if (rc == CURLE_OK) {
+        log_info("%s %s%s%.*s %ld %lld bytes %lld ms", x->method, x->url,
+                 eff != NULL ? " -> " : "", efflen, eff != NULL ? eff : "",
+                 x->resp.status, (long long) bytes, ms);
+
+    } else {
+        log_info("%s %s%s%.*s failed: %s (%lld bytes, %lld ms)", x->method,
+                 x->url, eff != NULL ? " -> " : "", efflen,
+                 eff != NULL ? eff : "", xfer_strerror(x, rc),
+                 (long long) bytes, ms);
+    }
+}
+
+
+const xfer_resp_t *
+xfer_response(const xfer_t *x)
+{
+    return &x->resp;
+}
+
+
+const char *
+xfer_strerror(const xfer_t *x, CURLcode rc)
+{
+    if (x->errbuf[0] != '\0') {
+        return x->errbuf;
+    }
+
+    return curl_easy_strerror(rc);
+}
+
+
+int
+xfer_unreachable(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_WEIRD_SERVER_REPLY:
+        return 1;
+
+    default:
+        return 0;
+    }
+}

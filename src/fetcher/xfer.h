@@ -1,0 +1,92 @@
+/*
+ * Upstream HTTP transfers: a libcurl multi handle driven from the loop
+ * with CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION (a timerfd) and
+ * curl_multi_socket_action(), after curl's ephiperfifo example.
+ *
+ * Every transfer is an xfer_t (CURLOPT_PRIVATE) owned by this unit from
+ * xfer_start() until its done callback has returned (or xfer_abort()):
+ * callers keep the pointer only to abort it, and forget it in done.
+ * At most cf->max_transfers run at once; the rest wait in a queue that
+ * xfer_pump() starts from (urgent requests, token fetches, go first).
+ *
+ * The header block of every response is parsed as it arrives; a new status
+ * line resets that state, because redirects (and 1xx answers) produce
+ * several blocks.  Bodies of 2xx answers go to the caller's body callback;
+ * bodies of other answers are kept (bounded) for their error JSON.
+ */
+
+#ifndef FETCHER_XFER_H
+#define FETCHER_XFER_H
+
+#include <curl/curl.h>
+
+#include "oci.h"
+#include "oci_config.h"
+#include "loop.h"
+
+#define XFER_ERRBODY_MAX  (64 * 1024)
+
+typedef struct xfer_s        xfer_t;
+typedef struct xfer_multi_s  xfer_multi_t;
+
+typedef struct {
+    long        status;           /* of the last response; 0 if none */
+    long long   content_length;   /* -1 if not sent */
+    char        content_type[OCI_MEDIA_TYPE_MAX + 64];  /* raw value */
+    char        digest[OCI_DIGEST_MAX + 1];  /* Docker-Content-Digest */
+    char        www_authenticate[2048];      /* the first challenge */
+    char        link[1024];                  /* "" if absent/too long */
+    char       *body;             /* non-2xx body, bounded, not NUL-ended */
+    size_t      body_len;
+    long long   bytes;            /* 2xx body bytes handed over */
+} xfer_resp_t;
+
+typedef struct {
+    /* The header block of a 2xx answer is complete.  0 to go on, -1 to
+     * abort the transfer (done then sees CURLE_WRITE_ERROR). */
+    int   (*headers)(xfer_t *x, void *data);
+    /* 2xx body bytes, in order.  0 or -1 to abort. */
+    int   (*body)(xfer_t *x, const char *p, size_t n, void *data);
+    /* The transfer ended.  x is freed when this returns. */
+    void  (*done)(xfer_t *x, CURLcode rc, void *data);
+} xfer_handler_t;
+
+typedef struct {
+    const char  *url;
+    int          head;            /* HEAD instead of GET */
+    const char  *accept;          /* Accept value or NULL */
+    const char  *bearer;          /* token or NULL; never logged */
+    int          urgent;          /* start before queued requests */
+} xfer_req_t;
+
+/* NULL on failure (logged). */
+xfer_multi_t *xfer_multi_create(loop_t *loop, const oci_config_t *cf);
+
+/* Abort and free every transfer (no done callback) and the multi. */
+void xfer_multi_destroy(xfer_multi_t *xm);
+
+/*
+ * Queue a transfer; it starts at the next xfer_pump().  Returns NULL if it
+ * could not be set up (logged).  The handler struct must outlive it.
+ */
+xfer_t *xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
+    const xfer_handler_t *handler, void *data);
+
+/* Stop and free a transfer; its done callback is not called.  Never call
+ * this from inside one of the transfer's own callbacks. */
+void xfer_abort(xfer_t *x);
+
+/* Start queued transfers while slots are free.  1 if any was started or
+ * failed (so more work may have been produced), 0 otherwise. */
+int xfer_pump(xfer_multi_t *xm);
+
+const xfer_resp_t *xfer_response(const xfer_t *x);
+
+/* curl's message for the failure rc (the error buffer if it has one). */
+const char *xfer_strerror(const xfer_t *x, CURLcode rc);
+
+/* 1 if rc means the endpoint could not be reached or stalled, so another
+ * endpoint should be tried; 0 otherwise. */
+int xfer_unreachable(CURLcode rc);
+
+#endif /* FETCHER_XFER_H */
