@@ -26,6 +26,8 @@ CORE_SRCS    := src/oci_ref.c src/oci_error.c src/oci_config.c \
 CORE_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/core/%.o)
 FETCHER_SRCS := $(wildcard src/fetcher/*.c)
 FETCHER_OBJS := $(FETCHER_SRCS:src/fetcher/%.c=$(BUILD)/fetcher/%.o)
+# the fetcher's units without main(), for its unit tests
+FETCHER_LIB_OBJS := $(filter-out $(BUILD)/fetcher/fetcher.o,$(FETCHER_OBJS))
 HEADERS      := $(wildcard src/*.h src/fetcher/*.h)
 MODULE_SRCS  := $(wildcard module/*.c module/*.h)
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
@@ -72,12 +74,19 @@ $(BUILD)/nginx/.configured: config $(BUILD)/module-srcs.txt
 $(BUILD)/ngx_http_ocimirror_module.so: $(BUILD)/nginx/.configured \
         $(MODULE_SRCS) $(CORE_SRCS) $(HEADERS)
 	$(MAKE) -s -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_http_ocimirror_module.so $@
+	cp $(BUILD)/nginx/objs/ngx_http_ocimirror_module.so $@.tmp
+	mv -f $@.tmp $@    # a running nginx keeps its mapping of the old file
 
-# Unit tests: each binary links its test file and the core library.
-$(BUILD)/tests/%: tests/unit/%.c $(CORE_OBJS) $(HEADERS)
+# Unit tests: each binary links its test file, the core library and the
+# fetcher's units (the linker takes only the objects a test uses).
+$(BUILD)/tests/libocitest.a: $(CORE_OBJS) $(FETCHER_LIB_OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(SRC_CFLAGS) -o $@ $< $(CORE_OBJS) -lcmocka $(LDLIBS_FETCHER)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/tests/libocitest.a $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -o $@ $< $(BUILD)/tests/libocitest.a -lcmocka \
+	    $(LDLIBS_FETCHER)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

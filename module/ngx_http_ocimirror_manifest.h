@@ -1,0 +1,22 @@
+/*
+ * /v2/<name>/manifests/<reference>: from the store when it may be, else
+ * through the fetcher (MANIFEST, answered by META or FAIL).
+ */
+
+#ifndef NGX_HTTP_OCIMIRROR_MANIFEST_H
+#define NGX_HTTP_OCIMIRROR_MANIFEST_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "oci_route.h"
+#include "ngx_http_ocimirror_module.h"
+
+
+/* Returns what a content handler returns (NGX_DONE while parked). */
+ngx_int_t ngx_http_ocimirror_manifest(ngx_http_request_t *r,
+    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route);
+
+
+#endif /* NGX_HTTP_OCIMIRROR_MANIFEST_H */

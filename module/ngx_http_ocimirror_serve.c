@@ -1,0 +1,653 @@
+/*
+ * Serving from the store, the way ngx_http_static_module serves files:
+ * the file leaves as a file buffer (sendfile), nginx's not_modified
+ * filter answers If-None-Match from the ETag, its range filter answers a
+ * Range.  Only the unsatisfiable Range is answered here, before the
+ * headers, because the range filter would send it with an HTML body.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "oci_store.h"
+#include "oci_error.h"
+#include "ngx_http_ocimirror_error.h"
+#include "ngx_http_ocimirror_serve.h"
+
+
+static ngx_uint_t ngx_http_ocimirror_etag_match(ngx_str_t *list,
+    ngx_str_t *etag, ngx_uint_t weak);
+static ngx_uint_t ngx_http_ocimirror_range_parse(ngx_http_request_t *r,
+    off_t size, off_t *end);
+
+
+ngx_str_t  ngx_http_ocimirror_octet_stream =
+    ngx_string("application/octet-stream");
+
+
+ngx_int_t
+ngx_http_ocimirror_add_header(ngx_http_request_t *r, const char *key,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.len = ngx_strlen(key);
+    h->key.data = (u_char *) key;
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_add_api_version(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  name = ngx_string("Docker-Distribution-API-Version");
+    static ngx_str_t  version = ngx_string("registry/2.0");
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash != 0
+            && h[i].key.len == name.len
+            && ngx_strncasecmp(h[i].key.data, name.data, name.len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return ngx_http_ocimirror_add_header(r, (const char *) name.data,
+                                         &version);
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_blob_path(ngx_http_request_t *r, const char *root,
+    const char *hex, ngx_str_t *path)
+{
+    size_t   cap;
+    u_char  *p;
+
+    cap = ngx_strlen(root) + sizeof("/types/sha256/xx/")
+          + OCI_SHA256_HEX_LEN + 1;
+
+    p = ngx_pnalloc(r->pool, cap);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (oci_store_blob_path(root, hex, (char *) p, cap) != OCI_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ocimirror: cannot build the store path of %s", hex);
+        return NGX_ERROR;
+    }
+
+    path->data = p;
+    path->len = ngx_strlen(p);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_etag(ngx_http_request_t *r, ngx_str_t *digest,
+    ngx_str_t *etag)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, digest->len + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    etag->data = p;
+    *p++ = '"';
+    p = ngx_cpymem(p, digest->data, digest->len);
+    *p++ = '"';
+    etag->len = p - etag->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_open(ngx_http_request_t *r, ngx_str_t *path,
+    ngx_open_file_info_t *of)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ngx_memzero(of, sizeof(ngx_open_file_info_t));
+
+    of->read_ahead = clcf->read_ahead;
+    of->directio = clcf->directio;
+    of->valid = clcf->open_file_cache_valid;
+    of->min_uses = clcf->open_file_cache_min_uses;
+    of->errors = 0;
+    of->events = clcf->open_file_cache_events;
+
+    if (ngx_open_cached_file(clcf->open_file_cache, path, of, r->pool)
+        != NGX_OK)
+    {
+        if (of->err == NGX_ENOENT || of->err == NGX_ENOTDIR) {
+            return NGX_DECLINED;
+        }
+
+        if (of->err != 0) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, of->err,
+                          "%s \"%s\" failed", of->failed, path->data);
+        }
+
+        return NGX_ERROR;
+    }
+
+    if (!of->is_file) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "\"%s\" in the store is not a regular file",
+                      path->data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_set_content(ngx_http_request_t *r, off_t length,
+    ngx_str_t *type, ngx_str_t *digest, ngx_str_t *etag)
+{
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = length;
+
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (digest == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_ocimirror_add_header(r, "Docker-Content-Digest", digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "ETag");
+    h->value = *etag;
+
+    r->headers_out.etag = h;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_send_file(ngx_http_request_t *r, ngx_fd_t fd,
+    ngx_str_t *path, off_t size, ngx_uint_t directio)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    /* allocate all before the header is sent */
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+    if (b->file == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b->file_pos = 0;
+    b->file_last = size;
+
+    b->in_file = size ? 1 : 0;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    b->file->fd = fd;
+    b->file->name = *path;
+    b->file->log = r->connection->log;
+    b->file->directio = directio;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = body->len ? 1 : 0;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_uint_t
+ngx_http_ocimirror_range_test(ngx_http_request_t *r, off_t size,
+    ngx_str_t *etag, off_t *end)
+{
+    ngx_str_t                 *v;
+    ngx_table_elt_t           *range;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    *end = size;
+
+    /* the conditions of ngx_http_range_header_filter() */
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    range = r->headers_in.range;
+
+    if (r->http_version < NGX_HTTP_VERSION_10
+        || r != r->main
+        || clcf->max_ranges == 0
+        || range == NULL
+        || range->value.len < 7
+        || ngx_strncasecmp(range->value.data, (u_char *) "bytes=", 6) != 0)
+    {
+        return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+    }
+
+    /*
+     * The not_modified filter runs first.  Without a Last-Modified,
+     * If-Unmodified-Since always fails (412) and If-Modified-Since always
+     * counts as modified, which also disables If-None-Match.
+     */
+
+    if (!r->disable_not_modified) {
+
+        if (r->headers_in.if_unmodified_since != NULL) {
+            return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+        }
+
+        if (r->headers_in.if_match != NULL
+            && !ngx_http_ocimirror_etag_match(&r->headers_in.if_match->value,
+                                              etag, 0))
+        {
+            return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+        }
+
+        if (r->headers_in.if_none_match != NULL
+            && r->headers_in.if_modified_since == NULL
+            && ngx_http_ocimirror_etag_match(
+                   &r->headers_in.if_none_match->value, etag, 1))
+        {
+            return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+        }
+    }
+
+    /* If-Range: an exact ETag, or a date that cannot match */
+
+    if (r->headers_in.if_range != NULL) {
+        v = &r->headers_in.if_range->value;
+
+        if (v->len < 2 || v->data[v->len - 1] != '"'
+            || v->len != etag->len
+            || ngx_strncmp(v->data, etag->data, etag->len) != 0)
+        {
+            return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+        }
+    }
+
+    return ngx_http_ocimirror_range_parse(r, size, end);
+}
+
+
+/*
+ * The grammar and the limits of ngx_http_range_parse(), on the same
+ * NUL-terminated header value: a syntax error is "unsatisfiable" there
+ * too, more ranges than max_ranges or ranges larger than the body mean
+ * "send it all".
+ */
+
+static ngx_uint_t
+ngx_http_ocimirror_range_parse(ngx_http_request_t *r, off_t size, off_t *end)
+{
+    u_char                    *p;
+    off_t                      start, last, total, cutoff, cutlim;
+    ngx_uint_t                 suffix, count, ranges;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ranges = r->single_range ? 1 : clcf->max_ranges;
+
+    p = r->headers_in.range->value.data + 6;
+    count = 0;
+    total = 0;
+
+    cutoff = NGX_MAX_OFF_T_VALUE / 10;
+    cutlim = NGX_MAX_OFF_T_VALUE % 10;
+
+    for ( ;; ) {
+        start = 0;
+        last = 0;
+        suffix = 0;
+
+        while (*p == ' ') { p++; }
+
+        if (*p != '-') {
+            if (*p < '0' || *p > '9') {
+                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+            }
+
+            while (*p >= '0' && *p <= '9') {
+                if (start >= cutoff && (start > cutoff || *p - '0' > cutlim)) {
+                    return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+                }
+
+                start = start * 10 + (*p++ - '0');
+            }
+
+            while (*p == ' ') { p++; }
+
+            if (*p++ != '-') {
+                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+            }
+
+            while (*p == ' ') { p++; }
+
+            if (*p == ',' || *p == '\0') {
+                last = size;
+                goto found;
+            }
+
+        } else {
+            suffix = 1;
+            p++;
+        }
+
+        if (*p < '0' || *p > '9') {
+            return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+        }
+
+        while (*p >= '0' && *p <= '9') {
+            if (last >= cutoff && (last > cutoff || *p - '0' > cutlim)) {
+                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+            }
+
+            last = last * 10 + (*p++ - '0');
+        }
+
+        while (*p == ' ') { p++; }
+
+        if (*p != ',' && *p != '\0') {
+            return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+        }
+
+        if (suffix) {
+            start = (last < size) ? size - last : 0;
+            last = size - 1;
+        }
+
+        if (last >= size) {
+            last = size;
+
+        } else {
+            last++;
+        }
+
+    found:
+
+        if (start < last) {
+            if (count++ == 0) {
+                *end = last;
+            }
+
+            if (total > NGX_MAX_OFF_T_VALUE - (last - start)) {
+                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+            }
+
+            total += last - start;
+
+            if (ranges-- == 0) {
+                *end = size;
+                return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+            }
+
+        } else if (start == 0) {
+            *end = size;
+            return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+        }
+
+        if (*p++ != ',') {
+            break;
+        }
+    }
+
+    if (count == 0) {
+        return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
+    }
+
+    if (total > size) {
+        *end = size;
+        return NGX_HTTP_OCIMIRROR_RANGE_NONE;
+    }
+
+    if (count > 1) {
+        *end = size;
+        return NGX_HTTP_OCIMIRROR_RANGE_MULTI;
+    }
+
+    return NGX_HTTP_OCIMIRROR_RANGE_SINGLE;
+}
+
+
+/* ngx_http_test_if_match() of the not_modified filter */
+
+static ngx_uint_t
+ngx_http_ocimirror_etag_match(ngx_str_t *list, ngx_str_t *etag,
+    ngx_uint_t weak)
+{
+    u_char  *start, *end, ch;
+
+    if (list->len == 1 && list->data[0] == '*') {
+        return 1;
+    }
+
+    start = list->data;
+    end = list->data + list->len;
+
+    while (start < end) {
+
+        if (weak && end - start > 2 && start[0] == 'W' && start[1] == '/') {
+            start += 2;
+        }
+
+        if (etag->len > (size_t) (end - start)) {
+            return 0;
+        }
+
+        if (ngx_strncmp(start, etag->data, etag->len) == 0) {
+            start += etag->len;
+
+            while (start < end && (*start == ' ' || *start == '\t')) {
+                start++;
+            }
+
+            if (start == end || *start == ',') {
+                return 1;
+            }
+        }
+
+        while (start < end && *start != ',') { start++; }
+
+        while (start < end) {
+            ch = *start;
+
+            if (ch != ' ' && ch != '\t' && ch != ',') {
+                break;
+            }
+
+            start++;
+        }
+    }
+
+    return 0;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_send_unsatisfiable(ngx_http_request_t *r, off_t size)
+{
+    ngx_str_t  value;
+
+    value.data = ngx_pnalloc(r->pool, sizeof("bytes */") - 1 + NGX_OFF_T_LEN);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    value.len = ngx_sprintf(value.data, "bytes */%O", size) - value.data;
+
+    if (ngx_http_ocimirror_add_header(r, "Content-Range", &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_ocimirror_send_error(r,
+                                         NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                         OCI_ERR_RANGE_INVALID,
+                                         "requested range not satisfiable");
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_serve_blob(ngx_http_request_t *r, ngx_open_file_info_t *of,
+    ngx_str_t *path, ngx_str_t *digest)
+{
+    off_t      end;
+    ngx_str_t  etag;
+
+    if (ngx_http_ocimirror_etag(r, digest, &etag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_ocimirror_range_test(r, of->size, &etag, &end)
+        == NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE)
+    {
+        return ngx_http_ocimirror_send_unsatisfiable(r, of->size);
+    }
+
+    if (ngx_http_ocimirror_set_content(r, of->size,
+                                       &ngx_http_ocimirror_octet_stream,
+                                       digest, &etag)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->allow_ranges = 1;
+
+    return ngx_http_ocimirror_send_file(r, of->fd, path, of->size,
+                                        of->is_directio);
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_serve_manifest(ngx_http_request_t *r,
+    ngx_open_file_info_t *of, ngx_str_t *path, ngx_str_t *type,
+    ngx_str_t *digest, ngx_uint_t stale)
+{
+    ngx_str_t  etag;
+
+    if (ngx_http_ocimirror_etag(r, digest, &etag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_ocimirror_set_content(r, of->size, type, digest, &etag)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (stale && ngx_http_ocimirror_add_stale_warning(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_ocimirror_send_file(r, of->fd, path, of->size,
+                                        of->is_directio);
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_add_stale_warning(ngx_http_request_t *r)
+{
+    static ngx_str_t  stale = ngx_string("110 - \"Response is Stale\"");
+
+    return ngx_http_ocimirror_add_header(r, "Warning", &stale);
+}

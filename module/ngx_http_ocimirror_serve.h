@@ -1,0 +1,94 @@
+/*
+ * Serving from the store: opening files, the registry's response headers,
+ * file-backed and in-memory bodies, and the Range pre-check.
+ *
+ * Every ngx_int_t "send" function returns what ngx_http_finalize_request()
+ * wants: NGX_OK, NGX_AGAIN, NGX_ERROR, or (header filters only) a status.
+ */
+
+#ifndef NGX_HTTP_OCIMIRROR_SERVE_H
+#define NGX_HTTP_OCIMIRROR_SERVE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* what nginx's range filter will make of the request's Range header */
+#define NGX_HTTP_OCIMIRROR_RANGE_NONE           0  /* the whole body */
+#define NGX_HTTP_OCIMIRROR_RANGE_SINGLE         1
+#define NGX_HTTP_OCIMIRROR_RANGE_MULTI          2  /* multipart/byteranges */
+#define NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE  3
+
+
+/* Push a response header; key and value must outlive the request. */
+ngx_int_t ngx_http_ocimirror_add_header(ngx_http_request_t *r,
+    const char *key, ngx_str_t *value);
+
+/* Docker-Distribution-API-Version: registry/2.0, once. */
+ngx_int_t ngx_http_ocimirror_add_api_version(ngx_http_request_t *r);
+
+/* "<root>/sha256/ab/ab..." for a blob or manifest, in the request pool,
+ * NUL-terminated. */
+ngx_int_t ngx_http_ocimirror_blob_path(ngx_http_request_t *r,
+    const char *root, const char *hex, ngx_str_t *path);
+
+/* The quoted digest that serves as ETag. */
+ngx_int_t ngx_http_ocimirror_etag(ngx_http_request_t *r, ngx_str_t *digest,
+    ngx_str_t *etag);
+
+/*
+ * Open a store file (a path built by ngx_http_ocimirror_blob_path())
+ * through the location's open_file_cache, never caching its absence: a
+ * miss now may be a hit a moment later.  Returns NGX_OK, NGX_DECLINED if
+ * there is no such file, NGX_ERROR (logged).
+ */
+ngx_int_t ngx_http_ocimirror_open(ngx_http_request_t *r, ngx_str_t *path,
+    ngx_open_file_info_t *of);
+
+/* Status 200, Content-Length, Content-Type, and, with a digest,
+ * Docker-Content-Digest and the ETag (so If-None-Match gets a 304). */
+ngx_int_t ngx_http_ocimirror_set_content(ngx_http_request_t *r,
+    off_t length, ngx_str_t *type, ngx_str_t *digest, ngx_str_t *etag);
+
+/* Send the headers and then bytes [0, size) of fd as one file buffer. */
+ngx_int_t ngx_http_ocimirror_send_file(ngx_http_request_t *r, ngx_fd_t fd,
+    ngx_str_t *path, off_t size, ngx_uint_t directio);
+
+/* Send status, type and an in-memory body (pool or static memory). */
+ngx_int_t ngx_http_ocimirror_send_body(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
+
+/*
+ * Predict, exactly as nginx's not_modified and range filters will decide
+ * for a 200 response of size bytes with this ETag and no Last-Modified,
+ * what the Range header leads to.  For RANGE_SINGLE, *end is the end
+ * (exclusive) of the range, else size.
+ */
+ngx_uint_t ngx_http_ocimirror_range_test(ngx_http_request_t *r, off_t size,
+    ngx_str_t *etag, off_t *end);
+
+/* 416 SIZE_INVALID, with a Content-Range of "bytes *" "/" size. */
+ngx_int_t ngx_http_ocimirror_send_unsatisfiable(ngx_http_request_t *r,
+    off_t size);
+
+/*
+ * A stored blob: the Range pre-check, the blob headers, the file.
+ * The file must be open (of from ngx_http_ocimirror_open()).
+ */
+ngx_int_t ngx_http_ocimirror_serve_blob(ngx_http_request_t *r,
+    ngx_open_file_info_t *of, ngx_str_t *path, ngx_str_t *digest);
+
+/* A stored manifest with its media type; stale adds a Warning. */
+ngx_int_t ngx_http_ocimirror_serve_manifest(ngx_http_request_t *r,
+    ngx_open_file_info_t *of, ngx_str_t *path, ngx_str_t *type,
+    ngx_str_t *digest, ngx_uint_t stale);
+
+/* Add "Warning: 110 - "Response is Stale"". */
+ngx_int_t ngx_http_ocimirror_add_stale_warning(ngx_http_request_t *r);
+
+
+extern ngx_str_t  ngx_http_ocimirror_octet_stream;
+
+
+#endif /* NGX_HTTP_OCIMIRROR_SERVE_H */

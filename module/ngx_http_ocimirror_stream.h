@@ -1,0 +1,25 @@
+/*
+ * A blob that is not in the store: asked of the fetcher (BLOB) and sent
+ * to the client while the fetcher is still writing it.
+ */
+
+#ifndef NGX_HTTP_OCIMIRROR_STREAM_H
+#define NGX_HTTP_OCIMIRROR_STREAM_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "oci_route.h"
+#include "ngx_http_ocimirror_module.h"
+
+
+/* store_path: where the blob will be once committed; digest: its
+ * "sha256:..." name.  Returns what a content handler returns (NGX_DONE
+ * while parked). */
+ngx_int_t ngx_http_ocimirror_stream_blob(ngx_http_request_t *r,
+    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route,
+    ngx_str_t *store_path, ngx_str_t *digest);
+
+
+#endif /* NGX_HTTP_OCIMIRROR_STREAM_H */
