@@ -1,0 +1,143 @@
+"""Fixtures of the end-to-end suite.
+
+  binaries         copies of build/ocimirror-fetcher and the module
+  catalog          the test images (images.build_catalog), built once
+  layouts          each image written as an OCI layout, tag "v1"
+  upstream         docker-registry with every image pushed (session)
+  mirror_factory   start a mirror (fetcher + nginx) with given registries;
+                   stopped at teardown, and the test fails on [alert],
+                   [emerg] or a sanitizer report in their logs
+  mirror           a mirror whose default registry is the upstream
+  fake_upstream    a FakeRegistry, stopped at teardown
+
+Repositories in the upstream (all tag "v1" unless said):
+  e2e/multi      5 layers, one of 3 MiB
+  e2e/shared-a   shares its base layer with e2e/shared-b
+  e2e/shared-b
+  e2e/plat       multi-platform index (linux/amd64, linux/arm64)
+  e2e/large      one 64 MiB layer
+  e2e/small      one small layer
+  library/xyz    the small image, for the docker.io library/ prefix
+  e2e/tagged     the small image under tags v1 and t01..t05
+"""
+
+import os
+import shutil
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import harness  # noqa: E402
+import images  # noqa: E402
+from fakeregistry import FakeRegistry  # noqa: E402
+
+TAG = "v1"
+TAGGED = ["t01", "t02", "t03", "t04", "t05"]
+
+UPSTREAM_REPOS = {
+    "e2e/multi": "multi",
+    "e2e/shared-a": "shared_a",
+    "e2e/shared-b": "shared_b",
+    "e2e/plat": "plat",
+    "e2e/large": "large",
+    "e2e/small": "small",
+    "library/xyz": "small",
+}
+
+
+def pytest_configure(config):
+    missing = [p for p in (harness.NGINX_BIN, harness.REGISTRY_BIN,
+                           harness.SKOPEO_BIN, harness.CONTAINERD_BIN,
+                           harness.CTR_BIN) if not os.path.exists(p)]
+    if missing:
+        raise pytest.UsageError("e2e: required binaries missing: %s "
+                                "(run `make deps`)" % ", ".join(missing))
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return images.build_catalog()
+
+
+@pytest.fixture(scope="session")
+def layouts(catalog, tmp_path_factory):
+    root = tmp_path_factory.mktemp("layouts")
+    out = {}
+    for role, image in catalog.items():
+        out[role] = images.write_layout(str(root / role), TAG, image)
+    return out
+
+
+@pytest.fixture(scope="session")
+def upstream(layouts, tmp_path_factory):
+    up = harness.Upstream(str(tmp_path_factory.mktemp("upstream"))).start()
+    try:
+        for repo, role in UPSTREAM_REPOS.items():
+            images.skopeo_push(layouts[role], TAG, up.hostport, repo)
+        images.skopeo_push(layouts["small"], TAG, up.hostport,
+                           "e2e/tagged")
+        for tag in TAGGED:
+            _retag(up, "e2e/tagged", TAG, tag)
+    except Exception:
+        up.stop()
+        raise
+    yield up
+    up.stop()
+
+
+def _retag(up, repo, src, dst):
+    """Tag an existing manifest again: PUT the same bytes under dst."""
+    r = up.get("/v2/%s/manifests/%s" % (repo, src),
+               {"Accept": images.MT_OCI_MANIFEST})
+    assert r.status == 200, r
+    put = harness.request(up.hostport, "PUT",
+                          "/v2/%s/manifests/%s" % (repo, dst),
+                          {"Content-Type": r.header("Content-Type")}, r.body)
+    assert put.status == 201, put
+
+
+@pytest.fixture(scope="session")
+def binaries(tmp_path_factory):
+    """The product's fetcher and module, copied once per session."""
+    return harness.copy_binaries(str(tmp_path_factory.mktemp("bin")))
+
+
+@pytest.fixture
+def mirror_factory(tmp_path, tmp_path_factory, binaries):
+    started = []
+
+    def make(default_registry, registries, **kw):
+        workdir = tmp_path / ("mirror%d" % len(started))
+        workdir.mkdir()
+        kw.setdefault("socket_dir", str(tmp_path_factory.mktemp("s")))
+        kw.setdefault("binaries", binaries)
+        m = harness.Mirror(str(workdir), default_registry, registries, **kw)
+        started.append(m)
+        m.start()
+        return m
+
+    yield make
+    problems = []
+    for m in started:
+        problems += m.stop()
+    if problems:
+        pytest.fail("mirror logs show problems:\n" + "\n".join(problems),
+                    pytrace=False)
+    for m in started:
+        # The 64 MiB blobs add up over a session: drop stores we passed.
+        shutil.rmtree(m.store, ignore_errors=True)
+
+
+@pytest.fixture
+def mirror(mirror_factory, upstream):
+    return mirror_factory(upstream.hostport,
+                          [harness.upstream_registry(upstream)])
+
+
+@pytest.fixture
+def fake_upstream():
+    reg = FakeRegistry().start()
+    yield reg
+    reg.stop()

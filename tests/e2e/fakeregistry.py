@@ -1,0 +1,322 @@
+"""A programmable fake upstream registry for the faults the real one
+cannot produce.
+
+It serves the pull side of the distribution API from dicts:
+
+    reg = FakeRegistry()
+    reg.add_image("team/app", "v1", image)      # images.Image or Index
+    reg.start()
+    ... reg.hostport, reg.url ...
+    reg.stop()
+
+and lets a test inject behaviours, all plain attributes:
+
+    reg.throttle[digest] = bytes_per_second   slow blob download
+    reg.corrupt[digest] = b"..."              other bytes under the digest
+    reg.require_token("secret")               Bearer token flow (/token)
+    reg.accept_ranges = True                  honour Range on blobs
+    reg.fail[path_regex] = (status, code)     answer matching requests
+                                              with this error
+
+and counts what it saw: reg.count("GET", r"/blobs/sha256:..."),
+reg.token_calls, reg.requests (method, path, headers) in order.
+"""
+
+import http.server
+import json
+import re
+import socket
+import threading
+import time
+import urllib.parse
+
+from images import Index, sha256_digest
+
+CHUNK = 16 * 1024
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FakeRegistry:
+
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
+        self.blobs = {}          # digest -> bytes
+        self.manifests = {}      # (repo, digest) -> (media type, bytes)
+        self.tags = {}           # repo -> {tag: digest}
+        self.throttle = {}       # digest -> bytes per second
+        self.corrupt = {}        # digest -> bytes served instead
+        self.accept_ranges = False
+        self.fail = {}           # path regex -> (status, error code)
+        self.token = None        # Bearer token required when set
+        self.token_expires_in = 300
+        self.token_calls = 0
+        self.token_scopes = []
+        self.requests = []       # (method, path with query, headers dict)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = None
+        self._thread = None
+
+    # --- content -------------------------------------------------------
+
+    def add_blob(self, data):
+        digest = sha256_digest(data)
+        self.blobs[digest] = data
+        return digest
+
+    def add_manifest(self, repo, media_type, data, tag=None):
+        digest = sha256_digest(data)
+        self.manifests[(repo, digest)] = (media_type, data)
+        if tag is not None:
+            self.tags.setdefault(repo, {})[tag] = digest
+        return digest
+
+    def add_image(self, repo, tag, image):
+        """Serve an images.Image or images.Index as repo:tag."""
+        if isinstance(image, Index):
+            for im in image.images:
+                self.add_image(repo, None, im)
+            top = image.index
+        else:
+            for b in image.layer_blobs():
+                self.blobs[b.digest] = b.data
+            top = image.manifest
+        self.add_manifest(repo, top.media_type, top.data, tag)
+
+    def require_token(self, token, expires_in=300):
+        self.token = token
+        self.token_expires_in = expires_in
+
+    # --- observation ---------------------------------------------------
+
+    def count(self, method, path_regex):
+        """Requests seen with this method (None: any) whose path and
+        query match the regex."""
+        rx = re.compile(path_regex)
+        with self._lock:
+            return sum(1 for m, p, _ in self.requests
+                       if (method is None or m == method) and rx.search(p))
+
+    def reset_counts(self):
+        with self._lock:
+            self.requests.clear()
+            self.token_calls = 0
+            self.token_scopes.clear()
+
+    def _record(self, method, path, headers):
+        with self._lock:
+            self.requests.append((method, path, headers))
+
+    # --- life cycle ----------------------------------------------------
+
+    @property
+    def port(self):
+        return self._server.server_address[1]
+
+    @property
+    def hostport(self):
+        return "%s:%d" % (self.host, self.port)
+
+    @property
+    def url(self):
+        return "http://" + self.hostport
+
+    def start(self):
+        registry = self
+
+        class Handler(_Handler):
+            reg = registry
+
+        self._server = _Server((self.host, 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="fakeregistry", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fakeregistry/1"
+    reg = None                                # set by FakeRegistry.start
+
+    def log_message(self, fmt, *args):        # keep pytest output quiet
+        pass
+
+    # --- plumbing ------------------------------------------------------
+
+    def _send(self, status, body=b"", ctype="application/json",
+              headers=None, head=False):
+        self.send_response(status)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        if body or status not in (204, 304):
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if not head and body:
+            self.wfile.write(body)
+
+    def _error(self, status, code, message, headers=None, head=False):
+        body = json.dumps({"errors": [{"code": code, "message": message,
+                                       "detail": None}]}).encode()
+        self._send(status, body, headers=headers, head=head)
+
+    def _authorized(self, repo, head):
+        reg = self.reg
+        if reg.token is None:
+            return True
+        if self.headers.get("Authorization") == "Bearer " + reg.token:
+            return True
+        scope = "repository:%s:pull" % repo if repo else ""
+        challenge = 'Bearer realm="%s/token",service="fakeregistry"' % reg.url
+        if scope:
+            challenge += ',scope="%s"' % scope
+        self._error(401, "UNAUTHORIZED", "authentication required",
+                    {"WWW-Authenticate": challenge}, head)
+        return False
+
+    # --- routes --------------------------------------------------------
+
+    ROUTE = re.compile(r"^/v2/(?P<repo>.+)/(?P<kind>manifests|blobs)/"
+                       r"(?P<ref>[^/]+)$")
+    TAGS = re.compile(r"^/v2/(?P<repo>.+)/tags/list$")
+
+    def do_GET(self):
+        self._dispatch(head=False)
+
+    def do_HEAD(self):
+        self._dispatch(head=True)
+
+    def _dispatch(self, head):
+        reg = self.reg
+        url = urllib.parse.urlsplit(self.path)
+        reg._record(self.command, self.path, dict(self.headers.items()))
+        try:
+            if url.path == "/token":
+                return self._token(url.query)
+            for rx, (status, code) in list(reg.fail.items()):
+                if re.search(rx, url.path):
+                    return self._error(status, code, "injected failure",
+                                       head=head)
+            if url.path == "/v2/" or url.path == "/v2":
+                if not self._authorized(None, head):
+                    return
+                return self._send(200, b"{}", head=head)
+            m = self.TAGS.match(url.path)
+            if m:
+                if not self._authorized(m["repo"], head):
+                    return
+                return self._tags(m["repo"], url.query, head)
+            m = self.ROUTE.match(url.path)
+            if m:
+                if not self._authorized(m["repo"], head):
+                    return
+                if m["kind"] == "manifests":
+                    return self._manifest(m["repo"], m["ref"], head)
+                return self._blob(m["ref"], head)
+            self._error(404, "UNSUPPORTED", "no such endpoint", head=head)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True
+
+    def _token(self, query):
+        reg = self.reg
+        q = urllib.parse.parse_qs(query)
+        with reg._lock:
+            reg.token_calls += 1
+            reg.token_scopes.append(q.get("scope", [""])[0])
+        body = json.dumps({"token": reg.token,
+                           "expires_in": reg.token_expires_in,
+                           "issued_at": "2024-01-01T00:00:00Z"}).encode()
+        self._send(200, body)
+
+    def _tags(self, repo, query, head):
+        reg = self.reg
+        if repo not in reg.tags:
+            return self._error(404, "NAME_UNKNOWN", "repository unknown",
+                               head=head)
+        q = urllib.parse.parse_qs(query)
+        tags = sorted(reg.tags[repo])
+        if "last" in q:
+            tags = [t for t in tags if t > q["last"][0]]
+        headers = {}
+        if "n" in q:
+            n = int(q["n"][0])
+            if len(tags) > n:
+                tags = tags[:n]
+                headers["Link"] = ('</v2/%s/tags/list?n=%d&last=%s>; '
+                                   'rel="next"' % (repo, n, tags[-1]))
+        body = json.dumps({"name": repo, "tags": tags}).encode()
+        self._send(200, body, headers=headers, head=head)
+
+    def _manifest(self, repo, ref, head):
+        reg = self.reg
+        digest = ref if ":" in ref else reg.tags.get(repo, {}).get(ref)
+        entry = reg.manifests.get((repo, digest)) if digest else None
+        if entry is None:
+            return self._error(404, "MANIFEST_UNKNOWN", "manifest unknown",
+                               head=head)
+        media_type, data = entry
+        self._send(200, data, ctype=media_type,
+                   headers={"Docker-Content-Digest": digest,
+                            "ETag": '"%s"' % digest}, head=head)
+
+    def _blob(self, digest, head):
+        reg = self.reg
+        if digest not in reg.blobs:
+            return self._error(404, "BLOB_UNKNOWN", "blob unknown",
+                               head=head)
+        data = reg.corrupt.get(digest, reg.blobs[digest])
+        start, end, status = 0, len(data), 200
+        headers = {"Docker-Content-Digest": digest}
+        if reg.accept_ranges:
+            headers["Accept-Ranges"] = "bytes"
+            rng = re.match(r"^bytes=(\d+)-(\d*)$",
+                           self.headers.get("Range", ""))
+            if rng:
+                start = int(rng[1])
+                end = min(int(rng[2]) + 1 if rng[2] else len(data),
+                          len(data))
+                status = 206
+                headers["Content-Range"] = "bytes %d-%d/%d" % (
+                    start, end - 1, len(data))
+        self.send_response(status)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if head:
+            return
+        rate = reg.throttle.get(digest)
+        if rate is None:
+            self.wfile.write(data[start:end])
+            return
+        # Throttled: CHUNK at a time, paced to `rate` bytes per second.
+        t0 = time.monotonic()
+        sent = 0
+        pos = start
+        while pos < end and not reg._stopping.is_set():
+            n = min(CHUNK, end - pos)
+            self.wfile.write(data[pos:pos + n])
+            self.wfile.flush()
+            pos += n
+            sent += n
+            delay = t0 + sent / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        if pos < end:
+            self.close_connection = True
+

@@ -1,0 +1,709 @@
+"""Processes and HTTP for the end-to-end tests: a real upstream registry
+(Debian's docker-registry), the mirror (nginx with the module plus
+ocimirror-fetcher), and small HTTP helpers.
+
+Everything binds 127.0.0.1 on ports chosen at run time and lives in
+temp directories handed in by the fixtures.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
+                                         ".."))
+# OCIMIRROR_BUILD_DIR runs the suite against another build, e.g. a
+# fetcher built with SANITIZE=1 elsewhere
+BUILD = os.environ.get("OCIMIRROR_BUILD_DIR") or os.path.join(REPO_ROOT,
+                                                              "build")
+FETCHER_BIN = os.path.join(BUILD, "ocimirror-fetcher")
+MODULE_SO = os.path.join(BUILD, "ngx_http_ocimirror_module.so")
+NGINX_INCLUDE = os.path.join(REPO_ROOT, "conf", "ocimirror-nginx.conf")
+
+NGINX_BIN = "/usr/sbin/nginx"
+REGISTRY_BIN = "/usr/bin/docker-registry"
+SKOPEO_BIN = "/usr/bin/skopeo"
+CONTAINERD_BIN = "/usr/bin/containerd"
+CTR_BIN = "/usr/bin/ctr"
+
+API_VERSION = "registry/2.0"
+
+# error codes of the distribution spec (plus the mirror's 416 code)
+SPEC_CODES = {"BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN",
+              "DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID",
+              "MANIFEST_UNKNOWN", "NAME_INVALID", "NAME_UNKNOWN",
+              "SIZE_INVALID", "UNAUTHORIZED", "DENIED", "UNSUPPORTED",
+              "TOOMANYREQUESTS", "UNAVAILABLE", "UNKNOWN"}
+
+
+def require_file(path, what):
+    """Fail (never skip) when something the suite needs is missing."""
+    if not os.path.exists(path):
+        pytest.fail("%s is missing: %s" % (what, path), pytrace=False)
+    return path
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s"
+                                 % (timeout, what))
+        time.sleep(interval)
+
+
+def unix_connectable(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_text(path):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def tail(path, n=40):
+    return "\n".join(read_text(path).splitlines()[-n:])
+
+
+# --- processes ------------------------------------------------------------
+
+class Process:
+    """One child process with its stderr (and stdout, unless stdout_path
+    is given) appended to log files; stopped by PID only."""
+
+    def __init__(self, name, args, log_path, stdout_path=None):
+        self.name = name
+        self.args = args
+        self.log_path = log_path
+        self.stdout_path = stdout_path
+        self.popen = None
+
+    def start(self):
+        err = open(self.log_path, "ab")
+        out = open(self.stdout_path, "ab") if self.stdout_path else None
+        try:
+            self.popen = subprocess.Popen(self.args,
+                                          stdin=subprocess.DEVNULL,
+                                          stdout=out or err, stderr=err)
+        finally:
+            err.close()
+            if out:
+                out.close()
+        return self
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Signal and reap; returns the exit code (None if never run)."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+                raise AssertionError("%s (pid %d) ignored signal %d for %ss"
+                                     % (self.name, self.popen.pid, sig,
+                                        timeout))
+        return self.popen.returncode
+
+
+# --- HTTP -----------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, reason, headers, body, error=None):
+        self.status = status
+        self.reason = reason
+        self.headers = headers           # http.client.HTTPMessage
+        self.body = body
+        self.error = error               # exception that cut the body short
+
+    def header(self, name):
+        return self.headers.get(name)
+
+    def json(self):
+        return json.loads(self.body)
+
+    def error_code(self):
+        return self.json()["errors"][0]["code"]
+
+    def __repr__(self):
+        return "<Response %s %s %r %r>" % (self.status, self.reason,
+                                           dict(self.headers.items()),
+                                           self.body[:300])
+
+
+def request(hostport, method, path, headers=None, body=None, timeout=30):
+    """One request on a fresh connection.  A body cut short (a broken
+    transfer) is returned with .error set rather than raised."""
+    host, port = hostport.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_host=False,
+                        skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        err = None
+        try:
+            data = r.read()
+        except http.client.IncompleteRead as e:
+            data, err = e.partial, e
+        except (ConnectionError, socket.timeout) as e:
+            data, err = b"", e
+        return Response(r.status, r.reason, r.headers, data, err)
+    finally:
+        conn.close()
+
+
+def raw_request(hostport, data, timeout=10):
+    """Send raw bytes, return everything the server answers until it
+    closes (or the timeout)."""
+    host, port = hostport.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def parse_raw_response(raw):
+    """(status, headers dict lower-case, body) of one raw HTTP answer."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+# --- access logs (nginx and docker-registry: combined format) -------------
+
+class AccessLog:
+    """Counts requests in an access log in combined format
+    ('"GET /v2/... HTTP/1.1" 200'), from a mark (a byte offset)."""
+
+    LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" '
+                      r'(?P<status>\d{3})')
+
+    def __init__(self, path):
+        self.path = path
+
+    def mark(self):
+        try:
+            return os.path.getsize(self.path)
+        except FileNotFoundError:
+            return 0
+
+    def entries(self, since=0):
+        with open(self.path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        out = []
+        for line in text.splitlines():
+            m = self.LINE.search(line)
+            if m:
+                out.append((m["method"], m["path"], int(m["status"])))
+        return out
+
+    def count(self, method, path_regex, since=0, status=None):
+        rx = re.compile(path_regex)
+        return sum(1 for m, p, s in self.entries(since)
+                   if (method is None or m == method) and rx.search(p)
+                   and (status is None or s == status))
+
+    def settle(self, quiet=0.3, timeout=10):
+        """Wait until the log stops growing for `quiet` seconds: work the
+        mirror does in the background (prefetch) has then reached it."""
+        last = self.mark()
+        still_since = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.mark()
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= quiet:
+                return
+
+
+# --- the real upstream: Debian's docker-registry ---------------------------
+
+class Upstream:
+    """docker-registry on 127.0.0.1:<free port>, filesystem storage in a
+    temp dir, its access log (stdout) and its own log (stderr) in files."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.port = free_port()
+        self.hostport = "127.0.0.1:%d" % self.port
+        self.url = "http://" + self.hostport
+        self.access_log_path = os.path.join(workdir, "access.log")
+        self.log_path = os.path.join(workdir, "registry.log")
+        self.access = AccessLog(self.access_log_path)
+        self.proc = None
+
+    def start(self):
+        require_file(REGISTRY_BIN, "docker-registry (apt install "
+                     "docker-registry)")
+        cfg = os.path.join(self.workdir, "config.yml")
+        with open(cfg, "w") as f:
+            f.write("version: 0.1\n"
+                    "log:\n  level: info\n  accesslog:\n"
+                    "    disabled: false\n"
+                    "storage:\n  filesystem:\n    rootdirectory: %s\n"
+                    "  delete:\n    enabled: true\n"
+                    "http:\n  addr: %s\n  secret: ocimirror-e2e\n"
+                    % (os.path.join(self.workdir, "data"), self.hostport))
+        # the access log goes to stdout, everything else to stderr
+        self.proc = Process("docker-registry", [REGISTRY_BIN, "serve", cfg],
+                            self.log_path, self.access_log_path).start()
+
+        def up():
+            if not self.proc.alive():
+                raise AssertionError("docker-registry exited:\n"
+                                     + tail(self.log_path))
+            try:
+                return request(self.hostport, "GET", "/v2/",
+                               timeout=2).status == 200
+            except OSError:
+                return False
+        wait_for(up, 15, what="docker-registry on " + self.hostport)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.stop()
+
+    def get(self, path, headers=None):
+        return request(self.hostport, "GET", path, headers)
+
+
+def copy_binaries(dest):
+    """Copy the fetcher and the module into dest; returns their paths.
+    `make` rewrites build/*.so in place: an nginx that mapped it would
+    crash (SIGBUS) if a rebuild ran during the suite."""
+    require_file(FETCHER_BIN, "the fetcher (run `make fetcher`)")
+    require_file(MODULE_SO, "the nginx module (run `make module`)")
+    out = []
+    for src in (FETCHER_BIN, MODULE_SO):
+        dst = os.path.join(dest, os.path.basename(src))
+        shutil.copy2(src, dst)
+        out.append(dst)
+    return tuple(out)
+
+
+def upstream_registry(up, **kw):
+    """An upstream's entry in a mirror's registries list."""
+    d = {"name": up.hostport, "endpoints": [up.url], "tag_ttl": 300}
+    d.update(kw)
+    return d
+
+
+# --- the mirror: ocimirror-fetcher + nginx with the module -----------------
+
+def render_libconfig(store, socket_path, default_registry, registries,
+                     min_free="1M", fsync=False):
+    """registries: list of dicts name, endpoints, tag_ttl, library_prefix."""
+    regs = []
+    for r in registries:
+        fields = ['name = "%s";' % r["name"],
+                  "endpoints = ( %s );" % ", ".join('"%s"' % e for e in
+                                                    r["endpoints"]),
+                  "tag_ttl = %d;" % r.get("tag_ttl", 300)]
+        if r.get("library_prefix"):
+            fields.append("library_prefix = true;")
+        regs.append("    { " + " ".join(fields) + " }")
+    return ("store = { path = \"%s\"; fsync = %s; min_free = \"%s\"; };\n"
+            "fetcher = { socket = \"%s\"; max_transfers = 16;\n"
+            "            connect_timeout = 3; low_speed_time = 10; };\n"
+            "default_registry = \"%s\";\n"
+            "registries = (\n%s\n);\n"
+            % (store, "true" if fsync else "false", min_free, socket_path,
+               default_registry, ",\n".join(regs)))
+
+
+class Mirror:
+    """The product under test.  `registries` as for render_libconfig."""
+
+    def __init__(self, workdir, default_registry, registries,
+                 socket_dir=None, fetch_timeout=None, min_free="1M",
+                 binaries=None):
+        # binaries: (fetcher, module .so); copies made by the suite, so
+        # that a rebuild during the run cannot rewrite a mapped file
+        self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
+                                                        MODULE_SO)
+        self.workdir = workdir
+        self.store = os.path.join(workdir, "store")
+        # sun_path holds 108 bytes: long test names make long tmp paths
+        self.socket_path = os.path.join(socket_dir or workdir,
+                                        "fetcher.sock")
+        self.config_path = os.path.join(workdir, "ocimirror.cfg")
+        self.prefix = os.path.join(workdir, "nginx")
+        self.nginx_conf = os.path.join(self.prefix, "nginx.conf")
+        self.error_log = os.path.join(self.prefix, "error.log")
+        self.access_log_path = os.path.join(self.prefix, "access.log")
+        self.access = AccessLog(self.access_log_path)
+        self.fetcher_log = os.path.join(workdir, "fetcher.log")
+        self.port = free_port()
+        self.hostport = "127.0.0.1:%d" % self.port
+        self.default_registry = default_registry
+        self.registries = registries
+        self.fetch_timeout = fetch_timeout
+        self.min_free = min_free
+        self.fetcher = None
+        self.fetcher_stopped = False
+        self.nginx = None
+        self.fetcher_starts = 0
+        for d in (self.store, self.prefix):
+            os.makedirs(d, exist_ok=True)
+
+    # --- configuration -------------------------------------------------
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            f.write(render_libconfig(self.store, self.socket_path,
+                                     self.default_registry, self.registries,
+                                     self.min_free))
+
+    def render_include(self):
+        text = read_text(require_file(NGINX_INCLUDE,
+                                      "the project's nginx include"))
+        for needle in ("listen 127.0.0.1:5000;",
+                       "ocimirror_config /etc/ocimirror/ocimirror.cfg;"):
+            if needle not in text:
+                raise AssertionError("%s no longer contains %r: the suite "
+                                     "substitutes it" % (NGINX_INCLUDE,
+                                                         needle))
+        text = text.replace("listen 127.0.0.1:5000;",
+                            "listen %s;" % self.hostport)
+        text = text.replace("ocimirror_config /etc/ocimirror/ocimirror.cfg;",
+                            "ocimirror_config %s;" % self.config_path)
+        if self.fetch_timeout is not None:
+            text = re.sub(r"ocimirror_fetch_timeout\s+\S+;",
+                          "ocimirror_fetch_timeout %s;" % self.fetch_timeout,
+                          text)
+        path = os.path.join(self.prefix, "ocimirror-nginx.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def write_nginx_conf(self):
+        include = self.render_include()
+        temps = "\n".join("    %s_temp_path %s;" % (
+            k, os.path.join(self.prefix, k + "_temp"))
+            for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        conf = ("load_module %s;\n"
+                "user root;\n"
+                "worker_processes 2;\n"
+                "daemon off;\n"
+                "error_log %s info;\n"
+                "pid %s;\n"
+                "events { worker_connections 1024; }\n"
+                "http {\n%s\n"
+                "    access_log %s;\n"
+                "    default_type application/octet-stream;\n"
+                "    include %s;\n"
+                "}\n"
+                % (self.module_so, self.error_log,
+                   os.path.join(self.prefix, "nginx.pid"), temps,
+                   self.access_log_path, include))
+        with open(self.nginx_conf, "w") as f:
+            f.write(conf)
+
+    # --- life cycle ----------------------------------------------------
+
+    def start(self):
+        require_file(self.fetcher_bin, "the fetcher (make fetcher)")
+        require_file(self.module_so, "the nginx module (make module)")
+        require_file(NGINX_BIN, "nginx (apt install nginx)")
+        self.write_config()
+        self.write_nginx_conf()
+        self.start_fetcher()
+        self.nginx = Process("nginx", [NGINX_BIN, "-p", self.prefix,
+                                       "-e", self.error_log,
+                                       "-c", self.nginx_conf],
+                             os.path.join(self.prefix, "nginx.out"))
+        self.nginx.start()
+
+        def up():
+            if not self.nginx.alive():
+                raise AssertionError("nginx exited:\n" + tail(self.error_log)
+                                     + tail(self.nginx.log_path))
+            try:
+                return self.get("/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+        wait_for(up, 15, what="nginx /healthz on " + self.hostport)
+        return self
+
+    def start_fetcher(self):
+        self.fetcher_stopped = False
+        self.fetcher_starts += 1
+        with open(self.fetcher_log, "a") as f:
+            f.write("=== e2e: fetcher start %d\n" % self.fetcher_starts)
+        self.fetcher = Process("ocimirror-fetcher",
+                               [self.fetcher_bin, "-c", self.config_path],
+                               self.fetcher_log)
+        self.fetcher.start()
+
+        def up():
+            if not self.fetcher.alive():
+                raise AssertionError("fetcher exited:\n"
+                                     + tail(self.fetcher_log))
+            return unix_connectable(self.socket_path)
+        wait_for(up, 10, what="fetcher socket " + self.socket_path)
+
+    def stop_fetcher(self, sig=signal.SIGTERM):
+        self.fetcher_stopped = True
+        return self.fetcher.stop(sig)
+
+    def restart_fetcher(self, sig=signal.SIGKILL):
+        """Stop the fetcher with sig and start a new one.  A SIGKILLed
+        fetcher leaves its socket file behind: the new one must cope."""
+        self.stop_fetcher(sig)
+        self.start_fetcher()
+
+    def wait_ready(self, timeout=10):
+        """Poll /readyz until 200 (the workers reconnected)."""
+        wait_for(lambda: self.get("/readyz", timeout=2).status == 200,
+                 timeout, what="/readyz 200")
+
+    def stop(self):
+        """Stop both by PID; returns the problems found: a process that
+        died on its own, a bad exit, [alert]/[emerg], sanitizer reports."""
+        problems = []
+        if self.nginx is not None:
+            if not self.nginx.alive():
+                problems.append("nginx exited by itself (%s)"
+                                % self.nginx.popen.returncode)
+            try:
+                rc = self.nginx.stop(signal.SIGTERM)
+                if rc != 0:
+                    problems.append("nginx exited %s on SIGTERM" % rc)
+            except AssertionError as e:
+                problems.append(str(e))
+        if self.fetcher is not None and not self.fetcher_stopped \
+                and not self.fetcher.alive():
+            problems.append("the fetcher exited by itself (%s)"
+                            % self.fetcher.popen.returncode)
+        if self.fetcher is not None and self.fetcher.alive():
+            try:
+                rc = self.fetcher.stop(signal.SIGTERM)
+                if rc != 0:
+                    problems.append("fetcher exited %s on SIGTERM" % rc)
+            except AssertionError as e:
+                problems.append(str(e))
+        return problems + self.log_problems()
+
+    def log_problems(self):
+        problems = []
+        for line in read_text(self.error_log).splitlines():
+            if "[alert]" in line or "[emerg]" in line:
+                problems.append("nginx error.log: " + line)
+        for line in read_text(self.fetcher_log).splitlines():
+            if "AddressSanitizer" in line or "runtime error" in line \
+                    or "LeakSanitizer" in line:
+                problems.append("fetcher log: " + line)
+        for line in read_text(self.error_log).splitlines():
+            if "AddressSanitizer" in line or "runtime error" in line:
+                problems.append("nginx: " + line)
+        return problems
+
+    def alive(self):
+        return self.nginx.alive() and self.fetcher.alive()
+
+    # --- requests ------------------------------------------------------
+
+    def request(self, method, path, headers=None, body=None, timeout=30):
+        return request(self.hostport, method, path, headers, body, timeout)
+
+    def get(self, path, headers=None, timeout=30):
+        return self.request("GET", path, headers, timeout=timeout)
+
+    def head(self, path, headers=None, timeout=30):
+        return self.request("HEAD", path, headers, timeout=timeout)
+
+    # --- store ---------------------------------------------------------
+
+    def blob_path(self, digest):
+        hexd = digest.split(":", 1)[1]
+        return os.path.join(self.store, "sha256", hexd[:2], hexd)
+
+    def has_blob(self, digest):
+        return os.path.exists(self.blob_path(digest))
+
+    def stored_digests(self):
+        out = set()
+        root = os.path.join(self.store, "sha256")
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                out.add("sha256:" + f)
+        return out
+
+    def diagnostics(self):
+        return ("--- nginx error.log\n%s\n--- fetcher log\n%s"
+                % (tail(self.error_log), tail(self.fetcher_log)))
+
+
+def tree_snapshot(root, exclude=()):
+    """Every path under root (files and dirs), minus excluded subtrees."""
+    out = set()
+    excl = [os.path.abspath(e) for e in exclude]
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = [d for d in dirnames
+                       if os.path.abspath(os.path.join(dirpath, d))
+                       not in excl]
+        for name in dirnames + files:
+            out.add(os.path.relpath(os.path.join(dirpath, name), root))
+    return out
+
+
+def skopeo_copy(src, dest, extra=(), timeout=180):
+    cmd = [SKOPEO_BIN, "--insecure-policy", "copy", "--all",
+           "--src-tls-verify=false", "--dest-tls-verify=false"]
+    cmd += list(extra) + [src, dest]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return p
+
+
+def oci_layout_digests(layout):
+    """(top digest of the single tag, set of blob digests) of a layout."""
+    with open(os.path.join(layout, "index.json")) as f:
+        idx = json.load(f)
+    top = idx["manifests"][0]["digest"]
+    blobs = {"sha256:" + n for n in
+             os.listdir(os.path.join(layout, "blobs", "sha256"))}
+    return top, blobs
+
+
+# --- assertions shared by the tests ----------------------------------------
+
+ACCEPT_ALL = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json"])
+
+
+def assert_json_error(r, status=None, code=None):
+    """r is a registry error: 4xx/5xx (as given), JSON body with a spec
+    code (as given), and the API version header."""
+    assert r.status != 500, r
+    if status is not None:
+        if isinstance(status, int):
+            assert r.status == status, r
+        else:
+            assert r.status in status, r
+    else:
+        assert 400 <= r.status < 600, r
+    ctype = r.header("Content-Type") or ""
+    assert ctype.split(";")[0].strip() == "application/json", r
+    if r.body:
+        got = r.error_code()
+        assert got in SPEC_CODES, r
+        if code is not None:
+            if isinstance(code, str):
+                assert got == code, r
+            else:
+                assert got in code, r
+    return r
+
+
+def assert_blob(r, blob, head=False):
+    """A complete 200 answer for an images.Blob."""
+    assert r.status == 200, r
+    assert r.error is None, r
+    assert r.header("Docker-Distribution-API-Version") == API_VERSION, r
+    assert r.header("Content-Length") == str(blob.size), r
+    assert r.header("Docker-Content-Digest") == blob.digest, r
+    if head:
+        assert r.body == b"", r
+    else:
+        assert len(r.body) == blob.size, r
+        assert sha256_hex(r.body) == blob.hex, r
+
+
+def assert_manifest(r, blob, head=False):
+    assert_blob(r, blob, head)
+    assert r.header("Content-Type") == blob.media_type, r
+    etag = r.header("ETag")
+    assert etag is not None and blob.digest in etag, r
+
+
+def random_bytes(seed, n):
+    """n pseudo-random bytes, the same for the same seed."""
+    return random.Random("ocimirror-e2e:" + str(seed)).randbytes(n)
+
+
+def fake_registry_entry(fake, name=None, **kw):
+    """A FakeRegistry's entry in a mirror's registries list."""
+    d = {"name": name or fake.hostport, "endpoints": [fake.url]}
+    d.update(kw)
+    return d
+
+
+def store_tmp_files(mirror):
+    d = os.path.join(mirror.store, "tmp")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def assert_store_consistent(mirror):
+    """Every file under sha256/ is named by the sha256 of its content."""
+    for digest in mirror.stored_digests():
+        with open(mirror.blob_path(digest), "rb") as f:
+            got = hashlib.sha256(f.read()).hexdigest()
+        assert got == digest.split(":", 1)[1], "torn or wrong blob " + digest
