@@ -83,7 +83,8 @@ $(BUILD)/tests/libocitest.a: $(CORE_OBJS) $(FETCHER_LIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/tests/libocitest.a $(HEADERS)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/tests/libocitest.a $(HEADERS) \
+        $(wildcard tests/unit/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(SRC_CFLAGS) -o $@ $< $(BUILD)/tests/libocitest.a -lcmocka \
 	    $(LDLIBS_FETCHER)
@@ -91,8 +92,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/tests/libocitest.a $(HEADERS)
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# The suite runs the fetcher built with AddressSanitizer and UBSan: any
+# report in its log fails the test that caused it.
 e2e: all
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher
+	OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
 test: deps
 	$(MAKE) all

@@ -197,37 +197,48 @@ loop_stop(loop_t *loop)
 
 
 int
-loop_run(loop_t *loop)
+loop_once(loop_t *loop, int timeout_ms)
 {
     int                 n, i, fd;
     loop_slot_t        *slot;
     struct epoll_event  events[LOOP_EVENTS];
 
+    n = epoll_wait(loop->epfd, events, LOOP_EVENTS, timeout_ms);
+
+    if (n == -1) {
+        if (errno == EINTR) {
+            return 0;
+        }
+
+        log_error("epoll_wait() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        fd = events[i].data.fd;
+
+        if (!loop_has(loop, fd)) {
+            continue;
+        }
+
+        slot = &loop->slots[fd];
+        slot->handler(loop, fd, events[i].events, slot->data);
+    }
+
+    if (loop->after != NULL) {
+        loop->after(loop->after_data);
+    }
+
+    return 0;
+}
+
+
+int
+loop_run(loop_t *loop)
+{
     while (!loop->stop) {
-        n = epoll_wait(loop->epfd, events, LOOP_EVENTS, -1);
-
-        if (n == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            log_error("epoll_wait() failed: %s", strerror(errno));
+        if (loop_once(loop, -1) != 0) {
             return -1;
-        }
-
-        for (i = 0; i < n; i++) {
-            fd = events[i].data.fd;
-
-            if (!loop_has(loop, fd)) {
-                continue;
-            }
-
-            slot = &loop->slots[fd];
-            slot->handler(loop, fd, events[i].events, slot->data);
-        }
-
-        if (loop->after != NULL) {
-            loop->after(loop->after_data);
         }
     }
 

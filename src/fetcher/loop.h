@@ -47,4 +47,12 @@ int loop_has(loop_t *loop, int fd);
 int loop_run(loop_t *loop);
 void loop_stop(loop_t *loop);
 
+/*
+ * One iteration of loop_run(): wait at most timeout_ms (-1: no limit) for
+ * events, call their handlers, then the "after" hook (not after EINTR).
+ * Returns 0, or -1 if epoll_wait failed (logged).  The unit tests step
+ * the loop with it.
+ */
+int loop_once(loop_t *loop, int timeout_ms);
+
 #endif /* FETCHER_LOOP_H */

@@ -215,26 +215,38 @@ tags_body(job_t *j, const char *p, size_t n)
 
 
 /*
- * The query of a Link header's rel="next" target:
+ * The query of the rel="next" target in a Link value, which may list
+ * several link-values separated by commas (rel="prev" and rel="next"):
  *   </v2/<name>/tags/list?n=2&last=b>; rel="next"   ->   n=2&last=b
  * 1 if found (and a valid IPC token), 0 otherwise.
  */
 static int
 tags_link_next(const char *link, char *out, size_t cap)
 {
-    const char  *lt, *gt, *q, *p;
+    const char  *lt, *gt, *q, *p, *end;
     size_t       len;
 
-    lt = strchr(link, '<');
-    gt = lt != NULL ? strchr(lt, '>') : NULL;
+    for (p = link; /* void */ ; p = end) {
+        lt = strchr(p, '<');
+        gt = lt != NULL ? strchr(lt, '>') : NULL;
 
-    if (gt == NULL) {
-        return 0;
-    }
+        if (gt == NULL) {
+            return 0;
+        }
 
-    p = gt + 1;
-    if (strstr(p, "rel=\"next\"") == NULL && strstr(p, "rel=next") == NULL) {
-        return 0;
+        /* the parameters of this link-value run to the next one's '<' */
+        end = strchr(gt, '<');
+        if (end == NULL) {
+            end = gt + strlen(gt);
+        }
+
+        len = (size_t) (end - gt);
+
+        if (memmem(gt, len, "rel=\"next\"", 10) != NULL
+            || memmem(gt, len, "rel=next", 8) != NULL)
+        {
+            break;
+        }
     }
 
     q = memchr(lt, '?', (size_t) (gt - lt));

@@ -17,10 +17,11 @@
 
 typedef struct {
     queue_t         link;        /* in token_cache_t.entries */
+    token_cache_t  *tc;
     char            registry[OCI_HOST_MAX + 1];
     char            scope[TOKEN_SCOPE_MAX];
     char           *token;       /* NULL until fetched */
-    time_t          expires;     /* CLOCK_MONOTONIC seconds */
+    time_t          expires;     /* token_cache_t.now seconds */
     xfer_t         *xfer;        /* the request under way, or NULL */
     char           *body;
     size_t          body_len;
@@ -29,6 +30,7 @@ typedef struct {
 
 struct token_cache_s {
     xfer_multi_t   *xm;
+    token_clock_pt  now;
     queue_t         entries;
 };
 
@@ -43,7 +45,7 @@ static const xfer_handler_t  token_handler = {
 
 
 static time_t
-token_now(void)
+token_monotonic(void)
 {
     struct timespec  ts;
 
@@ -64,9 +66,17 @@ token_cache_create(xfer_multi_t *xm)
     }
 
     tc->xm = xm;
+    tc->now = token_monotonic;
     queue_init(&tc->entries);
 
     return tc;
+}
+
+
+void
+token_cache_set_clock(token_cache_t *tc, token_clock_pt now)
+{
+    tc->now = now != NULL ? now : token_monotonic;
 }
 
 
@@ -126,7 +136,7 @@ token_find(token_cache_t *tc, const char *registry, const char *scope)
     token_entry_t  *e, *found;
     time_t          now;
 
-    now = token_now();
+    now = tc->now();
     found = NULL;
 
     for (q = queue_head(&tc->entries);
@@ -159,7 +169,7 @@ token_lookup(token_cache_t *tc, const char *registry, const char *scope)
     token_entry_t  *e;
 
     e = token_find(tc, registry, scope);
-    if (e == NULL || e->token == NULL || e->expires <= token_now()) {
+    if (e == NULL || e->token == NULL || e->expires <= tc->now()) {
         return NULL;
     }
 
@@ -288,6 +298,7 @@ token_fetch(token_cache_t *tc, const char *registry, const char *scope,
             return -1;
         }
 
+        e->tc = tc;
         snprintf(e->registry, sizeof(e->registry), "%s", registry);
         snprintf(e->scope, sizeof(e->scope), "%s", scope);
         queue_init(&e->waiters);
@@ -411,7 +422,7 @@ token_done(xfer_t *x, CURLcode rc, void *data)
             }
 
             e->token = strdup(token);
-            e->expires = token_now() + ttl;
+            e->expires = e->tc->now() + ttl;
             ok = e->token != NULL;
 
             log_debug("token for %s %s cached for %ld s", e->registry,

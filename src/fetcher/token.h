@@ -14,6 +14,8 @@
 #ifndef FETCHER_TOKEN_H
 #define FETCHER_TOKEN_H
 
+#include <time.h>
+
 #include "oci.h"
 #include "oci_auth.h"
 #include "oci_error.h"
@@ -37,6 +39,12 @@ struct token_waiter_s {
 
 /* NULL on failure (logged). */
 token_cache_t *token_cache_create(xfer_multi_t *xm);
+
+/* Expiry is measured in seconds of this clock: CLOCK_MONOTONIC unless
+ * the unit tests set their own (NULL: back to CLOCK_MONOTONIC). */
+typedef time_t (*token_clock_pt)(void);
+
+void token_cache_set_clock(token_cache_t *tc, token_clock_pt now);
 
 /* Abort token requests (waiters are not called) and wipe every token. */
 void token_cache_destroy(token_cache_t *tc);

@@ -2,6 +2,7 @@
  * Upstream HTTP transfers on a libcurl multi handle (see xfer.h).
  */
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,26 @@ xfer_copy_value(char *dst, size_t cap, const char *v, size_t len)
 }
 
 
+/* Append ", " and a header value to the list in dst if it fits whole;
+ * otherwise leave dst as it is. */
+static void
+xfer_append_value(char *dst, size_t cap, const char *v, size_t len)
+{
+    size_t  used, sep;
+
+    used = strlen(dst);
+    sep = used > 0 ? 2 : 0;
+
+    if (len == 0 || used + sep + len >= cap) {
+        return;
+    }
+
+    memcpy(dst + used, ", ", sep);
+    memcpy(dst + used + sep, v, len);
+    dst[used + sep + len] = '\0';
+}
+
+
 static int
 xfer_header_is(const char *line, size_t nlen, const char *name)
 {
@@ -349,19 +370,37 @@ xfer_parse_header(xfer_t *x, const char *line, size_t len)
         }
 
     } else if (xfer_header_is(line, nlen, "link")) {
-        xfer_copy_value(r->link, sizeof(r->link), v, vlen);
+        /* repeated Link fields make one list (RFC 9110, 5.3): a registry
+         * may send rel="prev" and rel="next" apart */
+        xfer_append_value(r->link, sizeof(r->link), v, vlen);
     }
 }
 
 
+/* The status code at the start of s[0..len) ("200 OK", "503"): three
+ * digits, 100 to 999; 0 if there is none.  The line is not NUL-terminated,
+ * so no strtol(). */
+static long
+xfer_status(const char *s, size_t len)
+{
+    if (len < 3 || s[0] < '1' || s[0] > '9'
+        || !isdigit((unsigned char) s[1]) || !isdigit((unsigned char) s[2])
+        || (len > 3 && isdigit((unsigned char) s[3])))
+    {
+        return 0;
+    }
+
+    return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+}
+
+
 /* CURLOPT_HEADERFUNCTION: one header line per call. */
-static size_t
+size_t
 xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 {
     xfer_t  *x = userdata;
     size_t   total, len;
-    char    *p, *end;
-    long     status;
+    char    *p;
 
     total = size * nitems;
     len = total;
@@ -377,10 +416,7 @@ xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 
         p = memchr(buf, ' ', len);
         if (p != NULL) {
-            status = strtol(p + 1, &end, 10);
-            if (end != p + 1 && status >= 100 && status <= 999) {
-                x->resp.status = status;
-            }
+            x->resp.status = xfer_status(p + 1, len - (size_t) (p + 1 - buf));
         }
 
         return total;
@@ -412,7 +448,7 @@ xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 
 
 /* CURLOPT_WRITEFUNCTION */
-static size_t
+size_t
 xfer_write_cb(char *p, size_t size, size_t nmemb, void *userdata)
 {
     xfer_t       *x = userdata;

@@ -35,7 +35,8 @@ typedef struct {
     char        content_type[OCI_MEDIA_TYPE_MAX + 64];  /* raw value */
     char        digest[OCI_DIGEST_MAX + 1];  /* Docker-Content-Digest */
     char        www_authenticate[2048];      /* the first challenge */
-    char        link[1024];                  /* "" if absent/too long */
+    char        link[1024];       /* the Link values, ", "-joined; ""
+                                     if absent; one too long is left out */
     char       *body;             /* non-2xx body, bounded, not NUL-ended */
     size_t      body_len;
     long long   bytes;            /* 2xx body bytes handed over */
@@ -88,5 +89,16 @@ const char *xfer_strerror(const xfer_t *x, CURLcode rc);
 /* 1 if rc means the endpoint could not be reached or stalled, so another
  * endpoint should be tried; 0 otherwise. */
 int xfer_unreachable(CURLcode rc);
+
+/*
+ * libcurl's CURLOPT_HEADERFUNCTION and CURLOPT_WRITEFUNCTION of every
+ * transfer (userdata is the xfer_t): they parse the header blocks into
+ * the xfer_resp_t, call the handler's headers and body callbacks, and keep
+ * the bounded body of an error answer.  Only curl calls them; they are
+ * declared here so that the unit tests can feed them answers without a
+ * network.
+ */
+size_t xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata);
+size_t xfer_write_cb(char *p, size_t size, size_t nmemb, void *userdata);
 
 #endif /* FETCHER_XFER_H */

@@ -26,7 +26,10 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 # fetcher built with SANITIZE=1 elsewhere
 BUILD = os.environ.get("OCIMIRROR_BUILD_DIR") or os.path.join(REPO_ROOT,
                                                               "build")
-FETCHER_BIN = os.path.join(BUILD, "ocimirror-fetcher")
+# OCIMIRROR_FETCHER: another fetcher binary (`make e2e` uses the one built
+# with AddressSanitizer and UBSan, so that any report fails the suite)
+FETCHER_BIN = os.environ.get("OCIMIRROR_FETCHER") or os.path.join(
+    BUILD, "ocimirror-fetcher")
 MODULE_SO = os.path.join(BUILD, "ngx_http_ocimirror_module.so")
 NGINX_INCLUDE = os.path.join(REPO_ROOT, "conf", "ocimirror-nginx.conf")
 

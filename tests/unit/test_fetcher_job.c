@@ -1,0 +1,1065 @@
+/*
+ * Unit tests for src/fetcher/job.c with a kind of the test's own: the
+ * in-flight table, waiters (CANCEL, a worker gone, idle), progress
+ * coalescing, the upstream request (URL, failover over endpoints, the
+ * token flow on a 401), the mapping of upstream errors to FAIL, the
+ * request checks, PING, and tearing everything down.  Transfers and
+ * worker connections are the fakes of fetcher_fakes.h.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fetcher_fakes.h"
+
+
+#define HEX64 \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define DIGEST     "sha256:" HEX64
+#define PATH       "/v2/a/b/manifests/v1"
+#define CHALLENGE  "Bearer realm=\"https://auth.test/token\"," \
+                   "service=\"reg.test\",scope=\"repository:a/b:pull\""
+#define TOKEN_URL  "https://auth.test/token?service=reg.test" \
+                   "&scope=repository%3Aa%2Fb%3Apull"
+
+typedef struct {
+    job_t    job;                   /* first */
+    char     body[256];
+    size_t   len;
+} test_job_t;
+
+/* What the test kind's callbacks saw; reset per test. */
+static struct {
+    int      headers;
+    int      bodies;
+    int      resets;
+    int      dones;
+    int      unavailables;
+    int      idles;
+    int      flushes;
+    int      cleanups;
+    int      retry;                 /* can_retry's answer */
+    int      reset_rc;
+    int      abort_headers;
+    long     done_status;
+    char     done_body[256];
+} rec;
+
+static int
+kind_headers(job_t *j, const xfer_resp_t *r)
+{
+    rec.headers++;
+
+    if (rec.abort_headers) {
+        return job_abort(j, 502, OCI_ERR_UPSTREAM, "aborted by headers");
+    }
+
+    return 0;
+}
+
+
+static int
+kind_body(job_t *j, const char *p, size_t n)
+{
+    test_job_t  *t = (test_job_t *) j;
+
+    rec.bodies++;
+    assert_true(t->len + n < sizeof(t->body));
+    memcpy(t->body + t->len, p, n);
+    t->len += n;
+
+    return 0;
+}
+
+
+static int
+kind_reset(job_t *j)
+{
+    rec.resets++;
+    ((test_job_t *) j)->len = 0;
+
+    return rec.reset_rc;
+}
+
+
+static int
+kind_can_retry(job_t *j)
+{
+    return rec.retry;
+}
+
+
+static void
+kind_done(job_t *j, const xfer_resp_t *r)
+{
+    test_job_t  *t = (test_job_t *) j;
+    oci_msg_t    m;
+
+    rec.dones++;
+    rec.done_status = r->status;
+    snprintf(rec.done_body, sizeof(rec.done_body), "%.*s", (int) t->len,
+             t->body);
+
+    oci_msg_init(&m, OCI_MSG_DONE, 0);
+    job_send_all(j, &m);
+    job_finish(j);
+}
+
+
+static void
+kind_unavailable(job_t *j)
+{
+    rec.unavailables++;
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, "kind says unavailable");
+}
+
+
+static void
+kind_idle(job_t *j)
+{
+    rec.idles++;
+    job_finish(j);
+}
+
+
+static void
+kind_flush(job_t *j)
+{
+    rec.flushes++;
+}
+
+
+static void
+kind_cleanup(job_t *j)
+{
+    rec.cleanups++;
+}
+
+
+/* A kind that goes on when nobody waits and fails plainly. */
+static const job_ops_t  plain_ops = {
+    "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
+    kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup
+};
+
+/* A kind that ends when idle and handles "unavailable" itself. */
+static const job_ops_t  idle_ops = {
+    "test", OCI_ERR_BLOB_UNKNOWN, kind_headers, kind_body, kind_reset,
+    kind_can_retry, kind_done, kind_unavailable, kind_idle, NULL,
+    kind_cleanup
+};
+
+
+static int
+setup(void **state)
+{
+    memset(&rec, 0, sizeof(rec));
+    rec.retry = 1;
+
+    return fake_env_setup(state);
+}
+
+
+static const oci_registry_t *
+registry(fake_env_t *e, const char *name)
+{
+    const oci_registry_t  *reg;
+
+    reg = oci_config_registry(e->cf, name, strlen(name));
+    assert_non_null(reg);
+
+    return reg;
+}
+
+
+/* A job for reg.test a/b:v1 (or another registry), with the path set;
+ * not yet issued. */
+static job_t *
+new_job(fake_env_t *e, const job_ops_t *ops, const char *reg,
+    const char *key)
+{
+    job_t  *j;
+
+    j = job_create(e->jobs, ops, sizeof(test_job_t), registry(e, reg),
+                   "a/b", "v1", key);
+    assert_non_null(j);
+
+    snprintf(j->path, sizeof(j->path), "%s", PATH);
+    j->accept = "application/json";
+
+    return j;
+}
+
+
+static void
+reply_to(xfer_t *x, long status, const char *body, const char *challenge)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.body = body;
+    r.www_authenticate = challenge;
+    fake_xfer_reply(x, &r);
+}
+
+
+/* Answer the only transfer running. */
+static void
+reply(long status, const char *body)
+{
+    reply_to(fake_xfer_one(), status, body, NULL);
+}
+
+
+static void
+reply_rc(CURLcode rc)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.rc = rc;
+    fake_xfer_reply(fake_xfer_one(), &r);
+}
+
+
+static void
+reply_401(const char *challenge)
+{
+    reply_to(fake_xfer_one(), 401,
+             "{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}", challenge);
+}
+
+
+static void
+test_table(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *jobs[3000], *loose;
+    char         key[32];
+    int          i;
+
+    /* more keys than buckets: chains must hold */
+    for (i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "K %d", i);
+        jobs[i] = new_job(e, &plain_ops, FAKE_REG, key);
+    }
+
+    loose = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_null(loose->key);
+
+    for (i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "K %d", i);
+        assert_ptr_equal(job_find(e->jobs, key), jobs[i]);
+        assert_string_equal(jobs[i]->key, key);
+    }
+
+    assert_null(job_find(e->jobs, "K 3000"));
+    assert_null(job_find(e->jobs, "K"));
+    assert_null(job_find(e->jobs, ""));
+
+    /* finished jobs leave the table, the others stay */
+    for (i = 0; i < 3000; i += 2) {
+        job_finish(jobs[i]);
+    }
+
+    assert_int_equal(rec.cleanups, 1500);
+
+    for (i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "K %d", i);
+        assert_ptr_equal(job_find(e->jobs, key), i % 2 ? jobs[i] : NULL);
+    }
+
+    /* destroying the table finishes the rest, with no message */
+    jobs_destroy(e->jobs);
+    assert_int_equal(rec.cleanups, 3001);
+    e->jobs = jobs_create(e->cf, (xfer_multi_t *) e, e->tokens);
+    assert_non_null(e->jobs);
+}
+
+
+static void
+test_names(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    job_t                  *j;
+
+    reg = registry(e, FAKE_SOLO);
+
+    j = job_create(e->jobs, &plain_ops, sizeof(test_job_t), reg, "x/y/z",
+                   DIGEST, NULL);
+    assert_non_null(j);
+    assert_string_equal(j->label, "test solo.test/x/y/z@" DIGEST);
+    assert_string_equal(j->scope, "repository:x/y/z:pull");
+    assert_string_equal(j->name, "x/y/z");
+    assert_ptr_equal(j->registry, reg);
+    assert_true(j->endpoint == 0);
+    job_finish(j);
+
+    j = job_create(e->jobs, &plain_ops, sizeof(test_job_t), reg, "x",
+                   "latest", NULL);
+    assert_string_equal(j->label, "test solo.test/x:latest");
+    job_finish(j);
+
+    j = job_create(e->jobs, &plain_ops, sizeof(test_job_t), reg, "x", NULL,
+                   NULL);
+    assert_string_equal(j->label, "test solo.test/x");
+    job_finish(j);
+}
+
+
+static void
+test_waiters(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+    oci_msg_t    m;
+
+    j = new_job(e, &idle_ops, FAKE_REG, "W");
+    assert_non_null(job_add_waiter(j, &e->c1, 7));
+    assert_non_null(job_add_waiter(j, &e->c2, 8));
+    assert_non_null(job_add_waiter(j, &e->c1, 9));
+
+    oci_msg_init(&m, OCI_MSG_PROGRESS, 0);
+    m.bytes = 5;
+    job_send_all(j, &m);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "PROGRESS 7 5\nPROGRESS 9 5\n");
+    assert_string_equal(fake_conn_take(&e->c2), "PROGRESS 8 5\n");
+
+    /* CANCEL drops that request only; unknown ids are ignored */
+    oci_msg_init(&m, OCI_MSG_CANCEL, 9);
+    jobs_on_msg(&e->c1, &m, e->jobs);
+    oci_msg_init(&m, OCI_MSG_CANCEL, 8);
+    jobs_on_msg(&e->c1, &m, e->jobs);
+    oci_msg_init(&m, OCI_MSG_CANCEL, 100);
+    jobs_on_msg(&e->c2, &m, e->jobs);
+
+    oci_msg_init(&m, OCI_MSG_DONE, 0);
+    job_send_all(j, &m);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 7\n");
+    assert_string_equal(fake_conn_take(&e->c2), "DONE 8\n");
+
+    /* a worker goes: its requests leave; the job ends with the last */
+    jobs_on_gone(&e->c1, e->jobs);
+    assert_true(queue_empty(conn_waiters(&e->c1)));
+    assert_int_equal(rec.idles, 0);
+    assert_ptr_equal(job_find(e->jobs, "W"), j);
+
+    jobs_on_gone(&e->c2, e->jobs);
+    assert_int_equal(rec.idles, 1);
+    assert_int_equal(rec.cleanups, 1);
+    assert_null(job_find(e->jobs, "W"));
+    assert_string_equal(fake_conn_take(&e->c2), "");
+}
+
+
+/* Without an idle callback the job goes on with nobody waiting. */
+static void
+test_no_waiters_left(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+    oci_msg_t    m;
+
+    j = new_job(e, &plain_ops, FAKE_REG, "G");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+
+    oci_msg_init(&m, OCI_MSG_CANCEL, 1);
+    jobs_on_msg(&e->c1, &m, e->jobs);
+    assert_ptr_equal(job_find(e->jobs, "G"), j);
+    assert_int_equal(fake_xfer_count(), 1);
+
+    reply(200, "filled");
+    assert_int_equal(rec.dones, 1);
+    assert_string_equal(rec.done_body, "filled");
+    assert_string_equal(fake_conn_take(&e->c1), "");
+}
+
+
+/* One worker's connection, two jobs: gone drops both waiters. */
+static void
+test_gone_many_jobs(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *a, *b;
+
+    a = new_job(e, &idle_ops, FAKE_REG, "A");
+    b = new_job(e, &idle_ops, FAKE_REG, "B");
+    assert_non_null(job_add_waiter(a, &e->c1, 1));
+    assert_non_null(job_add_waiter(b, &e->c1, 2));
+    assert_non_null(job_add_waiter(a, &e->c1, 3));
+    job_issue(a);
+    job_issue(b);
+    assert_int_equal(fake_xfer_count(), 2);
+
+    jobs_on_gone(&e->c1, e->jobs);
+    assert_int_equal(rec.idles, 2);
+    assert_int_equal(rec.cleanups, 2);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.aborted, 2);
+}
+
+
+static void
+test_dirty(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *a, *b;
+
+    a = new_job(e, &plain_ops, FAKE_REG, NULL);
+    b = new_job(e, &plain_ops, FAKE_REG, NULL);
+
+    /* many marks between two flushes: one flush each */
+    job_mark_dirty(a);
+    job_mark_dirty(a);
+    job_mark_dirty(b);
+    job_mark_dirty(a);
+    jobs_flush(e->jobs);
+    assert_int_equal(rec.flushes, 2);
+
+    jobs_flush(e->jobs);
+    assert_int_equal(rec.flushes, 2);
+
+    /* a job that ends before the flush is not flushed */
+    job_mark_dirty(a);
+    job_mark_dirty(b);
+    job_finish(b);
+    jobs_flush(e->jobs);
+    assert_int_equal(rec.flushes, 3);
+
+    /* a kind without flush: marked and dropped quietly */
+    b = new_job(e, &idle_ops, FAKE_REG, NULL);
+    job_mark_dirty(b);
+    jobs_flush(e->jobs);
+    assert_int_equal(rec.flushes, 3);
+    assert_true(queue_empty(&e->jobs->dirty));
+}
+
+
+static void
+test_issue(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+    xfer_t      *x;
+
+    j = new_job(e, &plain_ops, FAKE_REG, "I");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    j->head = 1;
+    j->accept = "a/b,c/d";
+    job_issue(j);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->url, FAKE_EP1 PATH);
+    assert_int_equal(x->head, 1);
+    assert_string_equal(x->accept, "a/b,c/d");
+    assert_string_equal(x->bearer, "");
+    assert_int_equal(x->urgent, 0);
+    assert_int_equal(rec.resets, 1);
+    assert_ptr_equal(j->xfer, x);
+
+    reply(200, "body");
+    assert_int_equal(rec.headers, 1);
+    assert_int_equal(rec.dones, 1);
+    assert_int_equal(rec.done_status, 200);
+    assert_string_equal(rec.done_body, "body");
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+}
+
+
+static void
+test_issue_fails(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+
+    /* the kind cannot start over */
+    rec.reset_rc = -1;
+    j = new_job(e, &plain_ops, FAKE_REG, "R");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 503 UNAVAILABLE cannot reset the download\n");
+    assert_null(job_find(e->jobs, "R"));
+    assert_int_equal(fake_xfers.started, 0);
+
+    /* no transfer could be set up */
+    rec.reset_rc = 0;
+    fake_xfers.fail_start = 1;
+    j = new_job(e, &plain_ops, FAKE_REG, "R");
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 503 UNAVAILABLE cannot start a transfer\n");
+    assert_null(job_find(e->jobs, "R"));
+    assert_int_equal(rec.cleanups, 2);
+}
+
+
+/* Connection errors and 5xx move on to the next endpoint, from scratch,
+ * on the same path. */
+static void
+test_failover(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+
+    j = new_job(e, &plain_ops, FAKE_REG, "F");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+
+    reply_rc(CURLE_COULDNT_CONNECT);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+    assert_true(j->endpoint == 1);
+    assert_int_equal(rec.resets, 2);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    /* the last endpoint fails too */
+    reply(503, "{\"errors\":[{\"code\":\"UNAVAILABLE\"}]}");
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_null(job_find(e->jobs, "F"));
+    assert_int_equal(fake_xfer_count(), 0);
+
+    /* 5xx on the first, the second answers */
+    j = new_job(e, &plain_ops, FAKE_REG, "F");
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    reply(500, NULL);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+    reply(200, "second");
+    assert_string_equal(rec.done_body, "second");
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 2\n");
+
+    /* timeouts and resets count as unreachable, a 502 too */
+    j = new_job(e, &plain_ops, FAKE_REG, "F");
+    assert_non_null(job_add_waiter(j, &e->c1, 3));
+    job_issue(j);
+    reply_rc(CURLE_OPERATION_TIMEDOUT);
+    reply(502, NULL);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 3 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+}
+
+
+static void
+test_failover_refused(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+
+    /* the kind cannot start over elsewhere */
+    rec.retry = 0;
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    reply_rc(CURLE_RECV_ERROR);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_int_equal(fake_xfer_count(), 0);
+
+    /* one endpoint only */
+    rec.retry = 1;
+    j = new_job(e, &plain_ops, FAKE_SOLO, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP_SOLO PATH);
+    reply_rc(CURLE_COULDNT_RESOLVE_HOST);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+
+    /* the kind answers "unavailable" itself */
+    j = new_job(e, &idle_ops, FAKE_SOLO, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 3));
+    job_issue(j);
+    reply(504, NULL);
+    assert_int_equal(rec.unavailables, 1);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 3 503 UNAVAILABLE kind says unavailable\n");
+}
+
+
+/* Other transfer failures are final, and a kind's abort wins. */
+static void
+test_transfer_failed(void **state)
+{
+    fake_env_t    *e = *state;
+    job_t         *j;
+    fake_reply_t   r;
+
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    reply_rc(CURLE_TOO_MANY_REDIRECTS);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 502 UNKNOWN upstream transfer failed\n");
+    assert_int_equal(fake_xfers.started, 1);
+
+    rec.abort_headers = 1;
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    reply(200, "x");
+    assert_int_equal(rec.bodies, 0);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 502 UNKNOWN aborted by headers\n");
+
+    /* an abort also wins over an unreachable-looking end */
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 3));
+    job_issue(j);
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.rc = CURLE_PARTIAL_FILE;
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 3 502 UNKNOWN aborted by headers\n");
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* Upstream error answers: status and JSON body to FAIL. */
+static void
+test_upstream_errors(void **state)
+{
+    static const struct {
+        long         status;
+        const char  *body;
+        const char  *fail;          /* after "FAIL 1 " */
+    } cases[] = {
+        { 404, NULL, "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 404, "{\"errors\":[{\"code\":\"NAME_UNKNOWN\",\"message\":"
+               "\"repository name not known to registry\"}]}",
+          "404 NAME_UNKNOWN repository name not known to registry" },
+        { 404, "{\"errors\":[{\"code\":\"BLOB_UNKNOWN\"},"
+               "{\"code\":\"NAME_UNKNOWN\"}]}",
+          "404 BLOB_UNKNOWN upstream answered 404" },
+        { 404, "{\"errors\":[{\"code\":\"NOT_A_CODE\",\"message\":\"m\"}]}",
+          "404 MANIFEST_UNKNOWN m" },
+        { 404, "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\","
+               "\"message\":\"\"}]}",
+          "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 404, "<html>not found</html>",
+          "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 404, "{\"errors\":{\"code\":\"NAME_UNKNOWN\"}}",
+          "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 404, "{\"errors\":[]}",
+          "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 404, "{\"errors\":[\"NAME_UNKNOWN\"]}",
+          "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 404, "{\"errors\":[{\"code\":7,\"message\":8}]}",
+          "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 404, "{\"errors\":[{\"code\":\"name_unknown\"}]}",
+          "404 MANIFEST_UNKNOWN upstream answered 404" },
+        { 403, NULL, "403 DENIED upstream answered 403" },
+        { 403, "{\"errors\":[{\"code\":\"DENIED\",\"message\":\"requested "
+               "access to the resource is denied\"}]}",
+          "403 DENIED requested access to the resource is denied" },
+        { 429, "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":"
+               "\"You have reached your pull rate limit.\"}]}",
+          "429 TOOMANYREQUESTS You have reached your pull rate limit." },
+        { 429, NULL, "429 TOOMANYREQUESTS upstream answered 429" },
+        { 400, NULL, "502 UNKNOWN upstream answered 400" },
+        { 400, "{\"errors\":[{\"code\":\"MANIFEST_INVALID\","
+               "\"message\":\"manifest invalid\"}]}",
+          "400 MANIFEST_INVALID manifest invalid" },
+        { 405, NULL, "502 UNKNOWN upstream answered 405" },
+        { 304, NULL, "502 UNKNOWN upstream answered 304" },
+        { 404, "{\"errors\":[{\"code\":\"NAME_UNKNOWN\","
+               "\"message\":\"line\\none\\ttwo\"}]}",
+          "404 NAME_UNKNOWN line one two" },
+    };
+
+    fake_env_t  *e = *state;
+    job_t       *j;
+    char         want[512];
+    size_t       i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        j = new_job(e, &plain_ops, FAKE_REG, NULL);
+        assert_non_null(job_add_waiter(j, &e->c1, 1));
+        job_issue(j);
+        reply(cases[i].status, cases[i].body);
+
+        snprintf(want, sizeof(want), "FAIL 1 %s\n", cases[i].fail);
+        assert_string_equal(fake_conn_take(&e->c1), want);
+    }
+
+    /* no failover for any of them */
+    assert_int_equal(fake_xfers.started,
+                     (int) (sizeof(cases) / sizeof(cases[0])));
+
+    /* the not-found code is the kind's */
+    j = new_job(e, &idle_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    reply(404, NULL);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 404 BLOB_UNKNOWN upstream answered 404\n");
+}
+
+
+/* An upstream message is cut to fit, never dropped. */
+static void
+test_upstream_message_long(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+    char         body[600], msg[301], want[256];
+
+    memset(msg, 'm', 300);
+    msg[300] = '\0';
+    snprintf(body, sizeof(body), "{\"errors\":[{\"code\":\"DENIED\","
+             "\"message\":\"%s\"}]}", msg);
+
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    reply(403, body);
+
+    snprintf(want, sizeof(want), "FAIL 1 403 DENIED %.159s\n", msg);
+    assert_string_equal(fake_conn_take(&e->c1), want);
+}
+
+
+/* 401 -> token -> the same request again with it -> 200. */
+static void
+test_auth(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+    xfer_t      *x;
+
+    j = new_job(e, &plain_ops, FAKE_REG, "T");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    reply_401(CHALLENGE);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->url, TOKEN_URL);
+    assert_int_equal(x->urgent, 1);
+    assert_int_equal(rec.resets, 1);
+
+    reply(200, "{\"token\":\"tok-1\",\"expires_in\":300}");
+
+    x = fake_xfer_one();
+    assert_string_equal(x->url, FAKE_EP1 PATH);
+    assert_string_equal(x->bearer, "tok-1");
+    assert_int_equal(rec.resets, 2);
+
+    reply(200, "ok");
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    /* the next job of that scope sends the cached token at once */
+    j = new_job(e, &plain_ops, FAKE_REG, "T");
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    assert_string_equal(fake_xfer_one()->bearer, "tok-1");
+
+    /* refused: the token is dropped and a new one fetched, once */
+    reply_401(CHALLENGE);
+    assert_null(token_lookup(e->tokens, FAKE_REG, "repository:a/b:pull"));
+    assert_string_equal(fake_xfer_one()->url, TOKEN_URL);
+    reply(200, "{\"token\":\"tok-2\"}");
+    assert_string_equal(fake_xfer_one()->bearer, "tok-2");
+
+    /* refused again: that is the answer */
+    reply_401(CHALLENGE);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 401 UNAUTHORIZED upstream refused access\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.started, 6);
+}
+
+
+static void
+test_auth_failures(void **state)
+{
+    static const struct {
+        const char  *challenge;     /* of the 401 */
+        long         token_status;  /* 0: no token request expected */
+        const char  *fail;
+    } cases[] = {
+        { NULL, 0, "401 UNAUTHORIZED upstream requires authentication" },
+        { "Basic realm=\"r\"", 0,
+          "401 UNAUTHORIZED upstream requires authentication" },
+        { "Bearer", 0, "401 UNAUTHORIZED upstream requires authentication" },
+        { "Bearer realm=\"ftp://auth.test/\"", 0,
+          "401 UNAUTHORIZED cannot request a token" },
+        { CHALLENGE, 401, "401 UNAUTHORIZED no token granted" },
+        { CHALLENGE, 503, "503 UNAVAILABLE token service unavailable" },
+    };
+
+    fake_env_t  *e = *state;
+    job_t       *j;
+    char         want[256];
+    size_t       i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        j = new_job(e, &plain_ops, FAKE_REG, NULL);
+        assert_non_null(job_add_waiter(j, &e->c1, 1));
+        job_issue(j);
+        reply_401(cases[i].challenge);
+
+        if (cases[i].token_status != 0) {
+            assert_string_equal(fake_xfer_one()->url, TOKEN_URL);
+            reply(cases[i].token_status, NULL);
+        }
+
+        snprintf(want, sizeof(want), "FAIL 1 %s\n", cases[i].fail);
+        assert_string_equal(fake_conn_take(&e->c1), want);
+        assert_int_equal(fake_xfer_count(), 0);
+    }
+}
+
+
+/* Two jobs of one scope meet a 401: one token request serves both. */
+static void
+test_auth_shared(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *a, *b;
+
+    a = new_job(e, &plain_ops, FAKE_REG, "A");
+    b = new_job(e, &plain_ops, FAKE_REG, "B");
+    assert_non_null(job_add_waiter(a, &e->c1, 1));
+    assert_non_null(job_add_waiter(b, &e->c2, 2));
+    job_issue(a);
+    job_issue(b);
+
+    reply_to(fake_xfer_at(0), 401, NULL, CHALLENGE);
+    reply_to(fake_xfer_at(0), 401, NULL, CHALLENGE);
+    assert_string_equal(fake_xfer_one()->url, TOKEN_URL);
+    assert_int_equal(fake_xfers.started, 3);
+
+    reply(200, "{\"token\":\"tok\"}");
+    assert_int_equal(fake_xfer_count(), 2);
+    assert_ptr_equal(fake_xfer_at(0), a->xfer);
+    assert_ptr_equal(fake_xfer_at(1), b->xfer);
+    assert_string_equal(fake_xfer_at(0)->bearer, "tok");
+    assert_string_equal(fake_xfer_at(1)->bearer, "tok");
+
+    reply_to(fake_xfer_at(1), 200, "b", NULL);
+    reply_to(fake_xfer_at(0), 200, "a", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+    assert_string_equal(fake_conn_take(&e->c2), "DONE 2\n");
+}
+
+
+/* The job ends while it waits for a token: the token request goes on
+ * and fills the cache, without calling into the freed job. */
+static void
+test_auth_job_gone(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+
+    j = new_job(e, &idle_ops, FAKE_REG, "A");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    reply_401(CHALLENGE);
+
+    jobs_on_gone(&e->c1, e->jobs);
+    assert_int_equal(rec.idles, 1);
+    assert_null(job_find(e->jobs, "A"));
+
+    reply(200, "{\"token\":\"tok\"}");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG,
+                                     "repository:a/b:pull"), "tok");
+    assert_string_equal(fake_conn_take(&e->c1), "");
+}
+
+
+static void
+test_check_request(void **state)
+{
+    fake_env_t      *e = *state;
+    oci_msg_t        m;
+    oci_registry_t  *reg;
+
+    oci_msg_init(&m, OCI_MSG_BLOB, 5);
+    snprintf(m.registry, sizeof(m.registry), "nope.test");
+    snprintf(m.name, sizeof(m.name), "a/b");
+    assert_null(job_check_request(e->jobs, &e->c1, &m));
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 5 403 DENIED registry not configured\n");
+
+    snprintf(m.registry, sizeof(m.registry), FAKE_REG);
+    assert_ptr_equal(job_check_request(e->jobs, &e->c1, &m),
+                     registry(e, FAKE_REG));
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    snprintf(m.name, sizeof(m.name), "A/b");
+    assert_null(job_check_request(e->jobs, &e->c1, &m));
+    snprintf(m.name, sizeof(m.name), "a//b");
+    assert_null(job_check_request(e->jobs, &e->c1, &m));
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 5 400 NAME_INVALID invalid repository name\n"
+                        "FAIL 5 400 NAME_INVALID invalid repository name\n");
+
+    /* a registry without endpoints cannot serve */
+    reg = oci_config_registry(e->cf, FAKE_SOLO, strlen(FAKE_SOLO));
+    reg->n_endpoints = 0;
+    snprintf(m.registry, sizeof(m.registry), FAKE_SOLO);
+    snprintf(m.name, sizeof(m.name), "a/b");
+    assert_null(job_check_request(e->jobs, &e->c1, &m));
+    reg->n_endpoints = 1;
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 5 403 DENIED registry not configured\n");
+}
+
+
+static void
+test_ping(void **state)
+{
+    fake_env_t  *e = *state;
+    oci_msg_t    m;
+    char         tmp[256], off[256];
+    int          fd;
+
+    oci_msg_init(&m, OCI_MSG_PING, 3);
+    jobs_on_msg(&e->c1, &m, e->jobs);
+    assert_string_equal(fake_conn_take(&e->c1), "PONG 3 1\n");
+    assert_int_equal(fake_tmp_count(e), 0);
+
+    /* <store>/tmp is not a directory: not writable */
+    snprintf(tmp, sizeof(tmp), "%s/tmp", e->store);
+    snprintf(off, sizeof(off), "%s/tmp.off", e->store);
+    assert_int_equal(rename(tmp, off), 0);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+
+    m.id = 4;
+    jobs_on_msg(&e->c1, &m, e->jobs);
+    jobs_on_msg(&e->c2, &m, e->jobs);
+    assert_string_equal(fake_conn_take(&e->c1), "PONG 4 0\n");
+    assert_string_equal(fake_conn_take(&e->c2), "PONG 4 0\n");
+
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(rename(off, tmp), 0);
+
+    m.id = 5;
+    jobs_on_msg(&e->c1, &m, e->jobs);
+    assert_string_equal(fake_conn_take(&e->c1), "PONG 5 1\n");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* A worker that sends a fetcher's message is confused: dropped. */
+static void
+test_unexpected_verb(void **state)
+{
+    fake_env_t  *e = *state;
+    oci_msg_t    m;
+
+    oci_msg_init(&m, OCI_MSG_DONE, 1);
+    jobs_on_msg(&e->c1, &m, e->jobs);
+    assert_int_equal(conn_alive(&e->c1), 0);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    oci_msg_init(&m, OCI_MSG_FAIL, 1);
+    jobs_on_msg(&e->c2, &m, e->jobs);
+    assert_int_equal(conn_alive(&e->c2), 0);
+}
+
+
+/* Torn down mid-flight: transfers aborted, no message, every kind
+ * cleaned up; the token request belongs to the token cache. */
+static void
+test_destroy(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *a, *b, *c;
+
+    a = new_job(e, &plain_ops, FAKE_REG, "A");
+    b = new_job(e, &plain_ops, FAKE_SOLO, "B");
+    c = new_job(e, &idle_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(a, &e->c1, 1));
+    assert_non_null(job_add_waiter(b, &e->c1, 2));
+    assert_non_null(job_add_waiter(c, &e->c2, 3));
+    job_issue(a);
+    job_issue(b);
+    reply_to(fake_xfer_at(1), 401, NULL, CHALLENGE);
+    assert_int_equal(fake_xfer_count(), 2);
+
+    jobs_destroy(e->jobs);
+    assert_int_equal(rec.cleanups, 3);
+    assert_int_equal(fake_xfers.aborted, 1);
+    assert_int_equal(fake_xfer_count(), 1);
+    assert_true(queue_empty(conn_waiters(&e->c1)));
+    assert_true(queue_empty(conn_waiters(&e->c2)));
+    assert_string_equal(fake_conn_take(&e->c1), "");
+    assert_string_equal(fake_conn_take(&e->c2), "");
+
+    e->jobs = jobs_create(e->cf, (xfer_multi_t *) e, e->tokens);
+    assert_non_null(e->jobs);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_table, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_names, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_waiters, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_no_waiters_left, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_gone_many_jobs, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_dirty, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_issue, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_issue_fails, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_failover, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_failover_refused, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_transfer_failed, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_errors, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_message_long, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_auth, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_failures, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_shared, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_job_gone, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_check_request, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_ping, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_unexpected_verb, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_destroy, setup,
+                                        fake_env_teardown),
+    };
+    int  rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+
+    return rc;
+}

@@ -1,0 +1,410 @@
+/*
+ * Unit tests for src/fetcher/tags.c: the upstream query, the body handed
+ * over in a temp file (BODY), the next page from the Link header, limits,
+ * failover, and who removes the temp file in every ending.  Upstream and
+ * workers are the fakes of fetcher_fakes.h.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fetcher_fakes.h"
+
+
+#define LIST     "{\"name\":\"a/b\",\"tags\":[\"v1\",\"v2\"]}"
+#define URL      FAKE_EP1 "/v2/a/b/tags/list"
+#define NEXT     "</v2/a/b/tags/list?n=2&last=v2>; rel=\"next\""
+
+
+static void
+request(fake_env_t *e, conn_t *c, uint32_t id, long long n,
+    const char *last)
+{
+    oci_msg_t  m;
+
+    oci_msg_init(&m, OCI_MSG_TAGS, id);
+    snprintf(m.registry, sizeof(m.registry), FAKE_REG);
+    snprintf(m.name, sizeof(m.name), "a/b");
+    m.n = n;
+    snprintf(m.last, sizeof(m.last), "%s", last);
+    jobs_on_msg(c, &m, e->jobs);
+}
+
+
+static void
+reply_list(const char *body, const char *link)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.content_type = "application/json";
+    r.body = body;
+    r.link = link;
+    r.chunk = 5;
+    fake_xfer_reply(fake_xfer_one(), &r);
+}
+
+
+/* The next line is BODY id 200 <temp file> <next>; the file holds body.
+ * The file is the worker's: the test removes it, as the worker does. */
+static void
+assert_body(fake_env_t *e, conn_t *c, uint32_t id, const char *body,
+    const char *next)
+{
+    oci_msg_t  m;
+    char       prefix[256], buf[256];
+
+    assert_true(fake_conn_next(c, &m));
+    assert_int_equal(m.type, OCI_MSG_BODY);
+    assert_int_equal(m.id, id);
+    assert_int_equal(m.status, 200);
+    assert_string_equal(m.next, next);
+
+    snprintf(prefix, sizeof(prefix), "%s/tmp/", e->store);
+    assert_memory_equal(m.path, prefix, strlen(prefix));
+    assert_int_equal(fake_read_file(m.path, buf, sizeof(buf)),
+                     (long) strlen(body));
+    assert_string_equal(buf, body);
+
+    assert_int_equal(unlink(m.path), 0);
+    assert_false(fake_conn_next(c, &m));
+}
+
+
+static void
+test_list(void **state)
+{
+    fake_env_t  *e = *state;
+    xfer_t      *x;
+
+    request(e, &e->c1, 1, -1, "");
+
+    x = fake_xfer_one();
+    assert_string_equal(x->url, URL);
+    assert_string_equal(x->accept, "application/json");
+    assert_int_equal(x->head, 0);
+    assert_int_equal(fake_tmp_count(e), 1);
+
+    reply_list(LIST, NEXT);
+
+    /* the file outlives the job: the worker owns it now */
+    assert_int_equal(fake_tmp_count(e), 1);
+    assert_body(e, &e->c1, 1, LIST, "n=2&last=v2");
+    assert_int_equal(fake_tmp_count(e), 0);
+
+    /* no Link: no next page */
+    request(e, &e->c1, 2, -1, "");
+    reply_list("{\"name\":\"a/b\",\"tags\":[]}", NULL);
+    assert_body(e, &e->c1, 2, "{\"name\":\"a/b\",\"tags\":[]}", "");
+}
+
+
+static void
+test_query(void **state)
+{
+    fake_env_t  *e = *state;
+
+    request(e, &e->c1, 1, 10, "v1.2");
+    assert_string_equal(fake_xfer_one()->url, URL "?n=10&last=v1.2");
+    reply_list(LIST, NULL);
+    assert_body(e, &e->c1, 1, LIST, "");
+
+    request(e, &e->c1, 2, 0, "");
+    assert_string_equal(fake_xfer_one()->url, URL "?n=0");
+    reply_list(LIST, NULL);
+    assert_body(e, &e->c1, 2, LIST, "");
+
+    request(e, &e->c1, 3, -1, "_x-y.z");
+    assert_string_equal(fake_xfer_one()->url, URL "?last=_x-y.z");
+    reply_list(LIST, NULL);
+    assert_body(e, &e->c1, 3, LIST, "");
+}
+
+
+static void
+test_link_next(void **state)
+{
+    static const struct {
+        const char  *link;
+        const char  *next;
+    } cases[] = {
+        { NEXT, "n=2&last=v2" },
+        { "<https://one.test/v2/a/b/tags/list?last=v2&n=2>; rel=next",
+          "last=v2&n=2" },
+        { "</v2/a/b/tags/list?n=2&last=v2>;rel=\"next\";title=\"x\"",
+          "n=2&last=v2" },
+        { "</v2/a/b/tags/list?n=2&last=v2>; rel=\"prev\"", "" },
+        { "</v2/a/b/tags/list>; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list?>; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list?n=2&last=a\"b>; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list?n=2&last=a\\b>; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list?n=2 &last=b>; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list?n=2&last=a<b>; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list?n=2&last=\xc3\xa9>; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list?n=2&last=v2; rel=\"next\"", "" },
+        { "", "" },
+        { "garbage", "" },
+        /* several link-values: the one that is next, wherever it is */
+        { "</v2/a/b/tags/list?n=1>; rel=\"prev\", "
+          "</v2/a/b/tags/list?n=2&last=c>; rel=\"next\"", "n=2&last=c" },
+        { "</v2/a/b/tags/list?n=2&last=c>; rel=\"next\", "
+          "</v2/a/b/tags/list?n=1>; rel=\"prev\"", "n=2&last=c" },
+        { "</v2/a/b/tags/list?n=1>; rel=\"first\", "
+          "</v2/a/b/tags/list?n=9>; rel=\"last\"", "" },
+    };
+
+    fake_env_t  *e = *state;
+    size_t       i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        request(e, &e->c1, 1, -1, "");
+        reply_list(LIST, cases[i].link);
+        assert_body(e, &e->c1, 1, LIST, cases[i].next);
+    }
+}
+
+
+/* The query must fit the IPC field (511 bytes) whole. */
+static void
+test_link_next_long(void **state)
+{
+    fake_env_t  *e = *state;
+    char         link[700], query[520];
+
+    memset(query, 'q', sizeof(query));
+    memcpy(query, "n=1&last=", 9);
+
+    query[511] = '\0';
+    snprintf(link, sizeof(link), "</v2/a/b/tags/list?%s>; rel=\"next\"",
+             query);
+    request(e, &e->c1, 1, -1, "");
+    reply_list(LIST, link);
+    assert_body(e, &e->c1, 1, LIST, query);
+
+    query[511] = 'q';
+    query[512] = '\0';
+    snprintf(link, sizeof(link), "</v2/a/b/tags/list?%s>; rel=\"next\"",
+             query);
+    request(e, &e->c1, 2, -1, "");
+    reply_list(LIST, link);
+    assert_body(e, &e->c1, 2, LIST, "");
+}
+
+
+/* Each request has its own job: the worker unlinks its file. */
+static void
+test_no_coalescing(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+
+    request(e, &e->c1, 1, -1, "");
+    request(e, &e->c2, 2, -1, "");
+    assert_int_equal(fake_xfer_count(), 2);
+    assert_int_equal(fake_tmp_count(e), 2);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.body = LIST;
+    fake_xfer_reply(fake_xfer_at(1), &r);
+    assert_body(e, &e->c2, 2, LIST, "");
+
+    r.body = "{}";
+    fake_xfer_reply(fake_xfer_at(0), &r);
+    assert_body(e, &e->c1, 1, "{}", "");
+}
+
+
+static void
+test_not_found(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+
+    request(e, &e->c1, 1, -1, "");
+    memset(&r, 0, sizeof(r));
+    r.status = 404;
+    r.body = "{\"errors\":[{\"code\":\"NAME_UNKNOWN\",\"message\":"
+             "\"repository name not known to registry\"}]}";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    request(e, &e->c1, 2, -1, "");
+    memset(&r, 0, sizeof(r));
+    r.status = 404;
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 404 NAME_UNKNOWN repository name not known "
+                        "to registry\n"
+                        "FAIL 2 404 NAME_UNKNOWN upstream answered 404\n");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* The worker's client went away: the list is not wanted, nor its file. */
+static void
+test_cancel_and_gone(void **state)
+{
+    fake_env_t  *e = *state;
+    oci_msg_t    m;
+
+    request(e, &e->c1, 1, -1, "");
+    oci_msg_init(&m, OCI_MSG_CANCEL, 1);
+    jobs_on_msg(&e->c1, &m, e->jobs);
+
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.aborted, 1);
+    assert_int_equal(fake_tmp_count(e), 0);
+
+    request(e, &e->c1, 2, -1, "");
+    request(e, &e->c1, 3, 5, "");
+    jobs_on_gone(&e->c1, e->jobs);
+
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.aborted, 3);
+    assert_int_equal(fake_tmp_count(e), 0);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+}
+
+
+/* BODY could not be sent (the worker is dead): the file is not handed
+ * over, so the fetcher removes it. */
+static void
+test_not_handed_over(void **state)
+{
+    fake_env_t  *e = *state;
+
+    request(e, &e->c1, 1, -1, "");
+    conn_kill(&e->c1);
+    reply_list(LIST, NEXT);
+
+    assert_string_equal(fake_conn_take(&e->c1), "");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+static void
+test_too_large(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    char          *big;
+    size_t         len;
+
+    request(e, &e->c1, 1, -1, "");
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.length_set = 1;
+    r.length = 16 * 1024 * 1024 + 1;
+    r.body = "{}";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    len = 16 * 1024 * 1024 + 1;
+    big = malloc(len);
+    assert_non_null(big);
+    memset(big, ' ', len);
+
+    request(e, &e->c1, 2, -1, "");
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.chunked = 1;
+    r.body = big;
+    r.body_len = len;
+    r.chunk = 4 * 1024 * 1024;
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    free(big);
+
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 502 UNKNOWN tag list too large\n"
+                        "FAIL 2 502 UNKNOWN tag list too large\n");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* A broken answer, then the next endpoint: the file starts over. */
+static void
+test_failover(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+
+    request(e, &e->c1, 1, 3, "v0");
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_RECV_ERROR;
+    r.status = 200;
+    r.chunked = 1;
+    r.body = "{\"name\":\"a/b\",\"tags\":[\"half-of-a-very-long-list";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_string_equal(fake_xfer_one()->url,
+                        FAKE_EP2 "/v2/a/b/tags/list?n=3&last=v0");
+    reply_list(LIST, NEXT);
+    assert_body(e, &e->c1, 1, LIST, "n=2&last=v2");
+}
+
+
+static void
+test_store_unwritable(void **state)
+{
+    fake_env_t  *e = *state;
+    char         tmp[256], off[256];
+    int          fd;
+
+    snprintf(tmp, sizeof(tmp), "%s/tmp", e->store);
+    snprintf(off, sizeof(off), "%s/tmp.off", e->store);
+    assert_int_equal(rename(tmp, off), 0);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+
+    request(e, &e->c1, 1, -1, "");
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 503 UNAVAILABLE store not writable\n");
+    assert_int_equal(fake_xfers.started, 0);
+
+    assert_int_equal(unlink(tmp), 0);
+    assert_int_equal(rename(off, tmp), 0);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_list, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_query, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_link_next, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_link_next_long, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_no_coalescing, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_not_found, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_and_gone, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_not_handed_over,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_too_large, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_failover, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_store_unwritable,
+                                        fake_env_setup, fake_env_teardown),
+    };
+    int  rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+
+    return rc;
+}

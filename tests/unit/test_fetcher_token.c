@@ -1,0 +1,543 @@
+/*
+ * Unit tests for src/fetcher/token.c: the token request (URL, headers),
+ * several waiters on one request, the cache and its expiry on a test
+ * clock, failures and what code they report, cancelling, forgetting, and
+ * that no token reaches the log.  Transfers are the fakes of
+ * fetcher_fakes.h, answered by hand.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fetcher_fakes.h"
+#include "log.h"
+
+
+#define SCOPE      "repository:a/b:pull"
+#define TOKEN_URL  "https://auth.test/token?service=reg.test" \
+                   "&scope=repository%3Aa%2Fb%3Apull"
+
+typedef struct {
+    token_waiter_t   w;
+    int              calls;
+    int              ok;
+    oci_errcode_t    code;
+    int              seq;           /* the order it was called in */
+    token_waiter_t  *cancel;        /* cancel this one when called */
+    token_cache_t   *tc;
+    const char      *seen;          /* token_lookup() from inside done */
+} test_waiter_t;
+
+static int  seq;
+
+
+static void
+on_token(token_waiter_t *w, int ok, oci_errcode_t code)
+{
+    test_waiter_t  *t = w->data;
+
+    t->calls++;
+    t->ok = ok;
+    t->code = code;
+    t->seq = ++seq;
+
+    if (t->cancel != NULL) {
+        token_waiter_cancel(t->cancel);
+    }
+
+    if (t->tc != NULL) {
+        t->seen = token_lookup(t->tc, FAKE_REG, SCOPE);
+    }
+}
+
+
+static void
+waiter_init(test_waiter_t *t)
+{
+    memset(t, 0, sizeof(test_waiter_t));
+    token_waiter_init(&t->w, on_token, t);
+}
+
+
+static void
+challenge(oci_challenge_t *ch, const char *realm, const char *service,
+    const char *scope)
+{
+    memset(ch, 0, sizeof(oci_challenge_t));
+    ch->scheme = OCI_AUTH_BEARER;
+    snprintf(ch->realm, sizeof(ch->realm), "%s", realm);
+    snprintf(ch->service, sizeof(ch->service), "%s", service);
+    snprintf(ch->scope, sizeof(ch->scope), "%s", scope);
+}
+
+
+static void
+reply_token(const char *body)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.content_type = "application/json";
+    r.body = body;
+    fake_xfer_reply(fake_xfer_one(), &r);
+}
+
+
+/* Fetch SCOPE for FAKE_REG with the default challenge. */
+static void
+fetch(fake_env_t *e, test_waiter_t *t)
+{
+    oci_challenge_t  ch;
+
+    challenge(&ch, "https://auth.test/token", "reg.test", "");
+    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t->w), 0);
+}
+
+
+static void
+test_request(void **state)
+{
+    fake_env_t  *e = *state;
+    test_waiter_t    t;
+    xfer_t      *x;
+
+    waiter_init(&t);
+    fetch(e, &t);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->url, TOKEN_URL);
+    assert_string_equal(x->accept, "application/json");
+    assert_string_equal(x->bearer, "");
+    assert_int_equal(x->head, 0);
+    assert_int_equal(x->urgent, 1);
+
+    /* nothing cached while the request runs */
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_int_equal(t.calls, 0);
+
+    reply_token("{\"token\":\"tok-1\",\"expires_in\":300}");
+
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.ok, 1);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+
+    /* keyed by registry and scope */
+    assert_null(token_lookup(e->tokens, FAKE_REG, "repository:a/c:pull"));
+    assert_null(token_lookup(e->tokens, FAKE_SOLO, SCOPE));
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* The challenge's own scope wins; a realm with a query gets '&'. */
+static void
+test_request_url(void **state)
+{
+    fake_env_t       *e = *state;
+    oci_challenge_t   ch;
+    test_waiter_t         t;
+
+    waiter_init(&t);
+    challenge(&ch, "http://auth.test/t?x=1", "",
+              "repository:a/b:pull,push");
+    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), 0);
+    assert_string_equal(fake_xfer_one()->url, "http://auth.test/t?x=1"
+                        "&scope=repository%3Aa%2Fb%3Apull%2Cpush");
+
+    /* the answer "access_token" is as good as "token" */
+    reply_token("{\"access_token\":\"tok-2\"}");
+    assert_int_equal(t.ok, 1);
+
+    /* cached under the job's scope, not the challenge's */
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+}
+
+
+static void
+test_bad_realm(void **state)
+{
+    fake_env_t       *e = *state;
+    oci_challenge_t   ch;
+    test_waiter_t         t;
+
+    waiter_init(&t);
+
+    challenge(&ch, "ftp://auth.test/token", "reg.test", "");
+    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), -1);
+
+    challenge(&ch, "auth.test/token", "reg.test", "");
+    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), -1);
+
+    /* not queued, never called, nothing started */
+    assert_false(queue_linked(&t.w.link));
+    assert_int_equal(fake_xfers.started, 0);
+    assert_int_equal(t.calls, 0);
+
+    /* the transfer cannot start: the same */
+    fake_xfers.fail_start = 1;
+    challenge(&ch, "https://auth.test/token", "reg.test", "");
+    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), -1);
+    assert_false(queue_linked(&t.w.link));
+    fake_xfers.fail_start = 0;
+
+    /* and no half-made entry is left to be joined */
+    fetch(e, &t);
+    assert_int_equal(fake_xfer_count(), 1);
+    reply_token("{\"token\":\"t\"}");
+    assert_int_equal(t.calls, 1);
+}
+
+
+/* Many jobs, one request; each waiter is called once, in order. */
+static void
+test_waiters(void **state)
+{
+    fake_env_t  *e = *state;
+    test_waiter_t    t[3];
+    int          i;
+
+    seq = 0;
+
+    for (i = 0; i < 3; i++) {
+        waiter_init(&t[i]);
+        fetch(e, &t[i]);
+    }
+
+    assert_int_equal(fake_xfers.started, 1);
+
+    /* the first one, called, already finds the token */
+    t[0].tc = e->tokens;
+
+    reply_token("{\"token\":\"shared\",\"expires_in\":120}");
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(t[i].calls, 1);
+        assert_int_equal(t[i].ok, 1);
+        assert_int_equal(t[i].seq, i + 1);
+        assert_false(queue_linked(&t[i].w.link));
+    }
+
+    assert_string_equal(t[0].seen, "shared");
+}
+
+
+static void
+test_cancel(void **state)
+{
+    fake_env_t  *e = *state;
+    test_waiter_t    t[3];
+    int          i;
+
+    for (i = 0; i < 3; i++) {
+        waiter_init(&t[i]);
+        fetch(e, &t[i]);
+    }
+
+    /* one leaves before the answer; the first, when called, makes the
+     * third leave too */
+    token_waiter_cancel(&t[1].w);
+    token_waiter_cancel(&t[1].w);
+    t[0].cancel = &t[2].w;
+
+    reply_token("{\"token\":\"x\"}");
+
+    assert_int_equal(t[0].calls, 1);
+    assert_int_equal(t[1].calls, 0);
+    assert_int_equal(t[2].calls, 0);
+}
+
+
+static void
+test_expiry(void **state)
+{
+    fake_env_t  *e = *state;
+    test_waiter_t    t;
+
+    /* dropped 10 s before upstream's expiry */
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"five-min\",\"expires_in\":300}");
+
+    fake_now += 289;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE),
+                        "five-min");
+    fake_now += 1;
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+    /* gone for good: a fetch starts a new request */
+    waiter_init(&t);
+    fetch(e, &t);
+    assert_int_equal(fake_xfers.started, 2);
+
+    /* a short-lived token is kept at least 5 s */
+    reply_token("{\"token\":\"short\",\"expires_in\":3}");
+    fake_now += 4;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "short");
+    fake_now += 1;
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+    /* no expires_in: 60 s, so 50 */
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"default\"}");
+    fake_now += 49;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "default");
+    fake_now += 1;
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+}
+
+
+static void
+test_failures(void **state)
+{
+    static const struct {
+        CURLcode        rc;
+        long            status;
+        const char     *body;
+        oci_errcode_t   code;
+    } cases[] = {
+        { CURLE_OK, 401, "{\"errors\":[]}", OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 403, NULL, OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 404, NULL, OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 500, NULL, OCI_ERR_UNAVAILABLE },
+        { CURLE_OK, 503, NULL, OCI_ERR_UNAVAILABLE },
+        { CURLE_COULDNT_CONNECT, 0, NULL, OCI_ERR_UNAVAILABLE },
+        { CURLE_OPERATION_TIMEDOUT, 0, NULL, OCI_ERR_UNAVAILABLE },
+        { CURLE_OK, 200, "not json", OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 200, "{\"expires_in\":300}", OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 200, "{\"token\":\"\"}", OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 200, "{\"token\":\"a b\"}", OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 200, "{\"token\":\"a\\nb\"}", OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 200, "{\"token\":\"caf\\u00e9\"}", OCI_ERR_UNAUTHORIZED },
+        { CURLE_OK, 204, NULL, OCI_ERR_UNAUTHORIZED },
+    };
+
+    fake_env_t    *e = *state;
+    test_waiter_t      t;
+    fake_reply_t   r;
+    size_t         i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        waiter_init(&t);
+        fetch(e, &t);
+
+        memset(&r, 0, sizeof(r));
+        r.rc = cases[i].rc;
+        r.status = cases[i].status;
+        r.body = cases[i].body;
+        fake_xfer_reply(fake_xfer_one(), &r);
+
+        if (t.calls != 1 || t.ok != 0 || t.code != cases[i].code) {
+            fail_msg("case %zu: calls %d ok %d code %s", i, t.calls, t.ok,
+                     oci_err_code(t.code));
+        }
+
+        assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    }
+
+    /* every failure left nothing behind: the next fetch is a new one */
+    waiter_init(&t);
+    fetch(e, &t);
+    assert_int_equal(fake_xfers.started,
+                     (int) (sizeof(cases) / sizeof(cases[0])) + 1);
+    reply_token("{\"token\":\"finally\"}");
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "finally");
+}
+
+
+/* A token service that does not stop talking: refused past 64 KiB. */
+static void
+test_body_limit(void **state)
+{
+    fake_env_t    *e = *state;
+    test_waiter_t      t;
+    fake_reply_t   r;
+    char          *body;
+    size_t         len;
+
+    len = 64 * 1024 + 1;
+    body = malloc(len);
+    assert_non_null(body);
+    memset(body, ' ', len);
+    memcpy(body, "{\"token\":\"x\"}", 13);
+
+    waiter_init(&t);
+    fetch(e, &t);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.body = body;
+    r.body_len = len;
+    r.chunk = 4096;
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.ok, 0);
+    assert_int_equal(t.code, OCI_ERR_UNAUTHORIZED);
+
+    /* exactly 64 KiB is fine */
+    waiter_init(&t);
+    fetch(e, &t);
+    r.body_len = len - 1;
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_int_equal(t.ok, 1);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "x");
+
+    free(body);
+}
+
+
+/* A refused token is dropped; a refresh keeps the old token meanwhile. */
+static void
+test_forget_and_refresh(void **state)
+{
+    fake_env_t  *e = *state;
+    test_waiter_t    t;
+
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"old\"}");
+
+    token_forget(e->tokens, FAKE_REG, SCOPE);
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+    /* forgetting what is not there is harmless */
+    token_forget(e->tokens, FAKE_REG, SCOPE);
+    token_forget(e->tokens, FAKE_SOLO, "nothing");
+
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"second\"}");
+
+    /* a job that had not sent the token asks again: still served */
+    waiter_init(&t);
+    fetch(e, &t);
+    assert_int_equal(fake_xfer_count(), 1);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "second");
+
+    /* refused while the refresh runs: gone now, the refresh goes on */
+    token_forget(e->tokens, FAKE_REG, SCOPE);
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_int_equal(fake_xfer_count(), 1);
+
+    reply_token("{\"token\":\"third\"}");
+    assert_int_equal(t.ok, 1);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "third");
+
+    /* a failed refresh drops the entry, old token and all */
+    waiter_init(&t);
+    fetch(e, &t);
+    {
+        fake_reply_t  r;
+
+        memset(&r, 0, sizeof(r));
+        r.status = 503;
+        fake_xfer_reply(fake_xfer_one(), &r);
+    }
+    assert_int_equal(t.ok, 0);
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+}
+
+
+/* Destroyed with a request running: aborted, waiters not called. */
+static void
+test_destroy_pending(void **state)
+{
+    fake_env_t  *e = *state;
+    test_waiter_t    t[2];
+
+    waiter_init(&t[0]);
+    waiter_init(&t[1]);
+    fetch(e, &t[0]);
+    fetch(e, &t[1]);
+
+    token_cache_destroy(e->tokens);
+    e->tokens = token_cache_create((xfer_multi_t *) e);
+    assert_non_null(e->tokens);
+    e->jobs->tokens = e->tokens;
+
+    assert_int_equal(fake_xfers.aborted, 1);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(t[0].calls + t[1].calls, 0);
+    assert_false(queue_linked(&t[0].w.link));
+    assert_false(queue_linked(&t[1].w.link));
+}
+
+
+/* Tokens never reach the log, at any level. */
+static void
+test_not_logged(void **state)
+{
+    fake_env_t  *e = *state;
+    test_waiter_t    t;
+    char         path[] = "/tmp/ocitest-log.XXXXXX";
+    char         buf[8192];
+    int          fd, saved;
+    long         n;
+
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    saved = dup(STDERR_FILENO);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    close(fd);
+    log_set_verbose(1);
+
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"s3cr3t-t0ken\",\"expires_in\":300}");
+    token_forget(e->tokens, FAKE_REG, SCOPE);
+    fetch(e, &t);
+    reply_token("{\"token\":\"s3cr3t bad\"}");
+
+    log_set_verbose(0);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+
+    n = fake_read_file(path, buf, sizeof(buf));
+    unlink(path);
+
+    /* something was logged (the debug line, the refusal), no token */
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "token for reg.test " SCOPE " cached"));
+    assert_null(strstr(buf, "s3cr3t"));
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_request, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_request_url, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_realm, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_waiters, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_expiry, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_failures, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_body_limit, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_forget_and_refresh,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_pending, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_not_logged, fake_env_setup,
+                                        fake_env_teardown),
+    };
+    int  rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+
+    return rc;
+}

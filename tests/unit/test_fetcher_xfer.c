@@ -1,0 +1,650 @@
+/*
+ * Unit tests for src/fetcher/xfer.c without a network: transfers are set
+ * up with xfer_start() on a real multi handle, and curl's header and write
+ * callbacks are fed answers by hand, one exactly sized buffer (not
+ * NUL-terminated, as curl passes them) per call.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "oci_config.h"
+#include "loop.h"
+#include "xfer.h"
+
+
+#define HEX64 \
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define DIGEST  "sha256:" HEX64
+
+
+typedef struct {
+    loop_t         *loop;
+    oci_config_t    cf;
+    xfer_multi_t   *xm;
+    xfer_t         *x;
+    int             headers;        /* calls of the headers callback */
+    long            headers_status; /* the status it saw */
+    int             headers_rc;     /* what it returns */
+    int             body_rc;
+    char            body[256];
+    size_t          body_len;
+    int             done;
+} fixture_t;
+
+
+static int
+on_headers(xfer_t *x, void *data)
+{
+    fixture_t  *f = data;
+
+    f->headers++;
+    f->headers_status = xfer_response(x)->status;
+
+    return f->headers_rc;
+}
+
+
+static int
+on_body(xfer_t *x, const char *p, size_t n, void *data)
+{
+    fixture_t  *f = data;
+
+    if (f->body_rc != 0) {
+        return f->body_rc;
+    }
+
+    assert_true(f->body_len + n <= sizeof(f->body));
+    memcpy(f->body + f->body_len, p, n);
+    f->body_len += n;
+
+    return 0;
+}
+
+
+static void
+on_done(xfer_t *x, CURLcode rc, void *data)
+{
+    fixture_t  *f = data;
+
+    f->done++;
+}
+
+
+static const xfer_handler_t  handler = { on_headers, on_body, on_done };
+
+
+static xfer_t *
+start(fixture_t *f, const char *url, int urgent)
+{
+    xfer_req_t  req;
+    xfer_t     *x;
+
+    memset(&req, 0, sizeof(req));
+    req.url = url;
+    req.accept = "application/json";
+    req.bearer = "secret-token";
+    req.urgent = urgent;
+
+    x = xfer_start(f->xm, &req, &handler, f);
+    assert_non_null(x);
+
+    return x;
+}
+
+
+static int
+setup(void **state)
+{
+    fixture_t  *f;
+
+    f = calloc(1, sizeof(fixture_t));
+    assert_non_null(f);
+
+    f->cf.max_transfers = 1;
+    f->cf.connect_timeout = 10;
+    f->cf.low_speed_time = 30;
+
+    f->loop = loop_create();
+    assert_non_null(f->loop);
+    f->xm = xfer_multi_create(f->loop, &f->cf);
+    assert_non_null(f->xm);
+
+    f->x = start(f, "http://127.0.0.1:9/v2/a/manifests/v1", 0);
+
+    *state = f;
+    return 0;
+}
+
+
+static int
+teardown(void **state)
+{
+    fixture_t  *f = *state;
+
+    /* aborting never calls done */
+    xfer_multi_destroy(f->xm);
+    assert_int_equal(f->done, 0);
+
+    loop_destroy(f->loop);
+    free(f);
+
+    return 0;
+}
+
+
+/* One header line, as curl hands it over: exactly len bytes, no NUL. */
+static size_t
+feed(xfer_t *x, const char *line)
+{
+    size_t   len, rc;
+    char    *buf;
+
+    len = strlen(line);
+    buf = malloc(len > 0 ? len : 1);
+    assert_non_null(buf);
+    memcpy(buf, line, len);
+
+    rc = xfer_header_cb(buf, 1, len, x);
+
+    free(buf);
+    return rc;
+}
+
+
+static void
+feed_ok(xfer_t *x, const char *line)
+{
+    assert_int_equal(feed(x, line), strlen(line));
+}
+
+
+static size_t
+write_body(xfer_t *x, const char *p, size_t n)
+{
+    char    *buf;
+    size_t   rc;
+
+    buf = malloc(n > 0 ? n : 1);
+    assert_non_null(buf);
+    memcpy(buf, p, n);
+
+    rc = xfer_write_cb(buf, 1, n, x);
+
+    free(buf);
+    return rc;
+}
+
+
+static void
+test_fresh_response(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+
+    assert_int_equal(r->status, 0);
+    assert_true(r->content_length == -1);
+    assert_string_equal(r->content_type, "");
+    assert_string_equal(r->digest, "");
+    assert_string_equal(r->www_authenticate, "");
+    assert_string_equal(r->link, "");
+    assert_null(r->body);
+    assert_int_equal(r->body_len, 0);
+    assert_true(r->bytes == 0);
+}
+
+
+static void
+test_header_block(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+    assert_int_equal(r->status, 200);
+
+    feed_ok(f->x, "Content-Length: 1234\r\n");
+    feed_ok(f->x, "content-type: application/vnd.oci.image.manifest.v1+json;"
+                  " charset=utf-8\r\n");
+    feed_ok(f->x, "DOCKER-CONTENT-DIGEST:" DIGEST "\r\n");
+    feed_ok(f->x, "Link: \t </v2/a/tags/list?n=2&last=b>; rel=\"next\""
+                  " \t\r\n");
+    feed_ok(f->x, "X-Content-Length: 99\r\n");
+    feed_ok(f->x, "no colon here\r\n");
+    feed_ok(f->x, "Content-Typo: text/plain\n");
+
+    assert_int_equal(f->headers, 0);
+    feed_ok(f->x, "\r\n");
+    assert_int_equal(f->headers, 1);
+    assert_int_equal(f->headers_status, 200);
+
+    assert_true(r->content_length == 1234);
+    /* the raw value: parameters are the manifest kind's to strip */
+    assert_string_equal(r->content_type,
+                        "application/vnd.oci.image.manifest.v1+json;"
+                        " charset=utf-8");
+    assert_string_equal(r->digest, DIGEST);
+    assert_string_equal(r->link, "</v2/a/tags/list?n=2&last=b>; rel=\"next\"");
+    assert_string_equal(r->www_authenticate, "");
+
+    /* trailers after the final block are not interpreted */
+    feed_ok(f->x, "Content-Length: 5\r\n");
+    feed_ok(f->x, "Docker-Content-Digest: sha256:0\r\n");
+    feed_ok(f->x, "\r\n");
+    assert_true(r->content_length == 1234);
+    assert_string_equal(r->digest, DIGEST);
+    assert_int_equal(f->headers, 1);
+}
+
+
+/* A redirect's block, then the final one: nothing of the first survives. */
+static void
+test_redirect_resets(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+
+    feed_ok(f->x, "HTTP/1.1 307 Temporary Redirect\r\n");
+    feed_ok(f->x, "Location: https://cdn.example/blob?sig=1\r\n");
+    feed_ok(f->x, "Content-Type: text/html\r\n");
+    feed_ok(f->x, "Content-Length: 57\r\n");
+    feed_ok(f->x, "Docker-Content-Digest: " DIGEST "\r\n");
+    feed_ok(f->x, "Link: <x?n=1>; rel=\"next\"\r\n");
+    feed_ok(f->x, "WWW-Authenticate: Bearer realm=\"https://a/t\"\r\n");
+    feed_ok(f->x, "\r\n");
+
+    assert_int_equal(r->status, 307);
+    assert_true(r->content_length == 57);
+    assert_int_equal(f->headers, 0);
+
+    feed_ok(f->x, "HTTP/2 200 \r\n");
+    assert_int_equal(r->status, 200);
+    assert_true(r->content_length == -1);
+    assert_string_equal(r->content_type, "");
+    assert_string_equal(r->digest, "");
+    assert_string_equal(r->link, "");
+    assert_string_equal(r->www_authenticate, "");
+
+    feed_ok(f->x, "content-length: 10\r\n");
+    feed_ok(f->x, "\r\n");
+
+    assert_int_equal(f->headers, 1);
+    assert_true(r->content_length == 10);
+}
+
+
+/* 1xx blocks and error answers do not complete the headers. */
+static void
+test_interim_and_errors(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+
+    feed_ok(f->x, "HTTP/1.1 100 Continue\r\n");
+    feed_ok(f->x, "\r\n");
+    assert_int_equal(r->status, 100);
+    assert_int_equal(f->headers, 0);
+
+    feed_ok(f->x, "HTTP/1.1 401 Unauthorized\r\n");
+    feed_ok(f->x, "\r\n");
+    assert_int_equal(r->status, 401);
+    assert_int_equal(f->headers, 0);
+
+    feed_ok(f->x, "HTTP/1.0 204 No Content\r\n");
+    feed_ok(f->x, "\n");
+    assert_int_equal(f->headers, 1);
+    assert_int_equal(f->headers_status, 204);
+}
+
+
+/* The headers callback refuses: curl is told to abort (0 != len). */
+static void
+test_headers_abort(void **state)
+{
+    fixture_t  *f = *state;
+
+    f->headers_rc = -1;
+
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+    assert_int_equal(feed(f->x, "\r\n"), 0);
+    assert_int_equal(f->headers, 1);
+}
+
+
+static void
+test_status_line(void **state)
+{
+    static const struct {
+        const char  *line;
+        long         status;
+    } cases[] = {
+        { "HTTP/1.1 404 Not Found\r\n", 404 },
+        { "HTTP/2 503\r\n", 503 },
+        { "HTTP/1.1 200", 200 },            /* no line end at all */
+        { "HTTP/1.1 999 X\r\n", 999 },
+        { "HTTP/1.1 99 X\r\n", 0 },
+        { "HTTP/1.1 1000 X\r\n", 0 },
+        { "HTTP/1.1 abc\r\n", 0 },
+        { "HTTP/1.1 \r\n", 0 },
+        { "HTTP/1.1\r\n", 0 },
+        { "HTTP/", 0 },
+    };
+
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+    size_t              i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        feed_ok(f->x, "HTTP/1.1 418 Teapot\r\n");
+        assert_int_equal(r->status, 418);
+
+        feed_ok(f->x, cases[i].line);
+        if (r->status != cases[i].status) {
+            fail_msg("\"%s\": status %ld, expected %ld", cases[i].line,
+                     r->status, cases[i].status);
+        }
+    }
+}
+
+
+static void
+test_content_length(void **state)
+{
+    static const struct {
+        const char  *value;
+        long long    cl;
+    } cases[] = {
+        { "0", 0 },
+        { "42", 42 },
+        { "  42\t", 42 },
+        { "9223372036854775807", 9223372036854775807LL },
+        { "9223372036854775808", -1 },      /* overflows */
+        { "-1", -1 },
+        { "-0", -1 },
+        { "12abc", -1 },
+        { "abc", -1 },
+        { "4 2", -1 },
+        { "", -1 },
+        { "1234567890123456789012345678901234567890", -1 },
+    };
+
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+    char                line[128];
+    size_t              i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+        snprintf(line, sizeof(line), "Content-Length: %s\r\n",
+                 cases[i].value);
+        feed_ok(f->x, line);
+
+        if (r->content_length != cases[i].cl) {
+            fail_msg("\"%s\": %lld, expected %lld", cases[i].value,
+                     r->content_length, cases[i].cl);
+        }
+    }
+}
+
+
+/* Several challenges: Bearer wins whichever comes first. */
+static void
+test_www_authenticate(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+    char                line[2100];
+
+    feed_ok(f->x, "HTTP/1.1 401 Unauthorized\r\n");
+    feed_ok(f->x, "WWW-Authenticate: Basic realm=\"x\"\r\n");
+    assert_string_equal(r->www_authenticate, "Basic realm=\"x\"");
+    feed_ok(f->x, "www-authenticate: bearer realm=\"https://a/t\"\r\n");
+    assert_string_equal(r->www_authenticate, "bearer realm=\"https://a/t\"");
+    feed_ok(f->x, "WWW-Authenticate: Basic realm=\"y\"\r\n");
+    feed_ok(f->x, "WWW-Authenticate: Bearer realm=\"https://b/t\"\r\n");
+    assert_string_equal(r->www_authenticate, "bearer realm=\"https://a/t\"");
+
+    /* too long to keep whole: dropped, and a later one may fill in */
+    feed_ok(f->x, "HTTP/1.1 401 Unauthorized\r\n");
+    memset(line, 'a', sizeof(line));
+    memcpy(line, "WWW-Authenticate: Bearer realm=\"", 32);
+    memcpy(line + sizeof(line) - 4, "\"\r\n", 4);
+    feed_ok(f->x, line);
+    assert_string_equal(r->www_authenticate, "");
+    feed_ok(f->x, "WWW-Authenticate: Basic realm=\"z\"\r\n");
+    assert_string_equal(r->www_authenticate, "Basic realm=\"z\"");
+}
+
+
+/* Repeated Link fields are one list. */
+static void
+test_link_list(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+    feed_ok(f->x, "Link: </v2/a/tags/list?n=2>; rel=\"prev\"\r\n");
+    feed_ok(f->x, "Link:\r\n");
+    feed_ok(f->x, "link: </v2/a/tags/list?n=2&last=b>; rel=\"next\"\r\n");
+    assert_string_equal(r->link, "</v2/a/tags/list?n=2>; rel=\"prev\", "
+                        "</v2/a/tags/list?n=2&last=b>; rel=\"next\"");
+
+    /* a new answer, a new list */
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+    feed_ok(f->x, "Link: <b?n=1>; rel=next\r\n");
+    assert_string_equal(r->link, "<b?n=1>; rel=next");
+}
+
+
+/* A value that does not fit is dropped, not truncated. */
+static void
+test_values_too_long(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+    char                line[1200];
+    size_t              n;
+
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+
+    /* a 71-byte digest fits, 72 bytes do not */
+    feed_ok(f->x, "Docker-Content-Digest: " DIGEST "\r\n");
+    assert_string_equal(r->digest, DIGEST);
+    feed_ok(f->x, "Docker-Content-Digest: " DIGEST "0\r\n");
+    assert_string_equal(r->digest, "");
+
+    /* Link: 1024 bytes do not fit, 1023 do; nothing more fits after */
+    n = (size_t) snprintf(line, sizeof(line), "Link: ");
+    memset(line + n, 'l', 1024);
+    memcpy(line + n + 1024, "\r\n", 3);
+    feed_ok(f->x, line);
+    assert_string_equal(r->link, "");
+
+    memset(line + n, 'l', 1023);
+    memcpy(line + n + 1023, "\r\n", 3);
+    feed_ok(f->x, line);
+    assert_int_equal(strlen(r->link), 1023);
+
+    feed_ok(f->x, "Link: <a?n=1>; rel=\"next\"\r\n");
+    assert_int_equal(strlen(r->link), 1023);
+
+    n = (size_t) snprintf(line, sizeof(line), "Content-Type: a/");
+    memset(line + n, 't', sizeof(r->content_type));
+    memcpy(line + n + sizeof(r->content_type), "\r\n", 3);
+    feed_ok(f->x, line);
+    assert_string_equal(r->content_type, "");
+}
+
+
+static void
+test_body_2xx(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+    feed_ok(f->x, "\r\n");
+
+    assert_int_equal(write_body(f->x, "hello ", 6), 6);
+    assert_int_equal(write_body(f->x, "world", 5), 5);
+    assert_int_equal(f->body_len, 11);
+    assert_memory_equal(f->body, "hello world", 11);
+    assert_true(r->bytes == 11);
+    assert_null(r->body);
+
+    /* the consumer refuses: curl is told to abort, nothing is counted */
+    f->body_rc = -1;
+    assert_int_equal(write_body(f->x, "!", 1), 0);
+    assert_true(r->bytes == 11);
+}
+
+
+/* An error answer's body is kept for its JSON, up to XFER_ERRBODY_MAX;
+ * the rest is swallowed so that the transfer still ends normally. */
+static void
+test_body_error(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+    char               *big;
+    size_t              i;
+
+    feed_ok(f->x, "HTTP/1.1 404 Not Found\r\n");
+    feed_ok(f->x, "\r\n");
+
+    assert_int_equal(write_body(f->x, "{\"errors\":", 10), 10);
+    assert_int_equal(f->body_len, 0);
+    assert_int_equal(r->body_len, 10);
+    assert_memory_equal(r->body, "{\"errors\":", 10);
+    assert_true(r->bytes == 0);
+
+    big = malloc(40000);
+    assert_non_null(big);
+
+    for (i = 0; i < 40000; i++) {
+        big[i] = (char) ('a' + i % 26);
+    }
+
+    assert_int_equal(write_body(f->x, big, 40000), 40000);
+    assert_int_equal(r->body_len, 40010);
+    assert_int_equal(write_body(f->x, big, 40000), 40000);
+    assert_int_equal(r->body_len, XFER_ERRBODY_MAX);
+    assert_memory_equal(r->body + 10, big, 40000);
+    assert_memory_equal(r->body + 40010, big, XFER_ERRBODY_MAX - 40010);
+    assert_int_equal(write_body(f->x, big, 1), 1);
+    assert_int_equal(r->body_len, XFER_ERRBODY_MAX);
+
+    free(big);
+
+    /* a new answer starts with an empty body */
+    feed_ok(f->x, "HTTP/1.1 500 Oops\r\n");
+    assert_int_equal(r->body_len, 0);
+    assert_int_equal(write_body(f->x, "x", 1), 1);
+    assert_int_equal(r->body_len, 1);
+    assert_memory_equal(r->body, "x", 1);
+}
+
+
+static void
+test_unreachable(void **state)
+{
+    static const CURLcode  yes[] = {
+        CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT,
+        CURLE_OPERATION_TIMEDOUT, CURLE_SSL_CONNECT_ERROR,
+        CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR,
+        CURLE_PARTIAL_FILE, CURLE_HTTP2, CURLE_HTTP2_STREAM,
+        CURLE_WEIRD_SERVER_REPLY
+    };
+    static const CURLcode  no[] = {
+        CURLE_OK, CURLE_WRITE_ERROR, CURLE_ABORTED_BY_CALLBACK,
+        CURLE_TOO_MANY_REDIRECTS, CURLE_URL_MALFORMAT,
+        CURLE_UNSUPPORTED_PROTOCOL, CURLE_PEER_FAILED_VERIFICATION,
+        CURLE_OUT_OF_MEMORY, CURLE_FAILED_INIT
+    };
+    size_t  i;
+
+    for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        assert_int_equal(xfer_unreachable(yes[i]), 1);
+    }
+
+    for (i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        assert_int_equal(xfer_unreachable(no[i]), 0);
+    }
+}
+
+
+static void
+test_strerror(void **state)
+{
+    fixture_t  *f = *state;
+
+    /* nothing in the error buffer: curl's generic text */
+    assert_string_equal(xfer_strerror(f->x, CURLE_COULDNT_CONNECT),
+                        curl_easy_strerror(CURLE_COULDNT_CONNECT));
+    assert_string_equal(xfer_strerror(f->x, CURLE_OPERATION_TIMEDOUT),
+                        curl_easy_strerror(CURLE_OPERATION_TIMEDOUT));
+}
+
+
+/* At most max_transfers run; the rest wait; nothing runs without a loop
+ * turn, so no connection is ever attempted here. */
+static void
+test_pump(void **state)
+{
+    fixture_t  *f = *state;
+    xfer_t     *z;
+
+    start(f, "http://127.0.0.1:9/v2/b/blobs/" DIGEST, 1);
+    z = start(f, "http://127.0.0.1:9/v2/c/tags/list", 0);
+
+    assert_int_equal(xfer_pump(f->xm), 1);
+    assert_int_equal(xfer_pump(f->xm), 0);
+
+    /* a queued one can go at any time; done is not called */
+    xfer_abort(z);
+    assert_int_equal(xfer_pump(f->xm), 0);
+
+    /* teardown aborts the running and the queued one */
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fresh_response, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_resets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_interim_and_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_headers_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_length, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_www_authenticate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_link_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_values_too_long, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_body_2xx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_strerror, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pump, setup, teardown),
+    };
+    int  rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+
+    return rc;
+}
