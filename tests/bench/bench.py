@@ -1,0 +1,1791 @@
+#!/usr/bin/python3
+"""ocimirror benchmark (`make bench`): the mirror side by side with static
+nginx (the limit for hits), Docker's registry in proxy mode (the peer) and
+a direct pull across a simulated WAN.
+
+    make bench                 full run (about 5 minutes)
+    BENCH_QUICK=1 make bench   smaller blobs, shorter wrk runs (< 2 minutes)
+
+Everything runs on 127.0.0.1 with ports chosen at run time, in one temp
+directory that is removed at the end; every process is stopped by PID.
+
+    upstream   docker-registry, filesystem storage, filled by skopeo (the
+               10-layer image) and the registry API (raw blobs)
+    wan        tests/bench/wanproxy.py in front of the upstream: latency,
+               a per-connection bandwidth cap, byte counters
+    static     plain nginx serving the same blob files (sendfile)
+    peer       docker-registry with proxy.remoteurl = the wan
+    ocimirror  build/ocimirror-fetcher + nginx with the module, the wan as
+               its default registry
+
+The table goes to stdout and into BENCHMARKS.md at the top of the repo.
+A figure the product could not produce is printed as "failed: <reason>".
+
+Environment: BENCH_QUICK=1; BENCH_RTT_MS (40); BENCH_RATE_MIB (8, MiB/s
+per connection); BENCH_WRK_SECONDS; BENCH_KEEP=1 keeps the temp directory
+(its path is printed); BENCH_OUTPUT=FILE writes the report elsewhere;
+OCIMIRROR_BUILD_DIR measures another build.
+"""
+
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+
+import benchdata  # noqa: E402
+import wanproxy  # noqa: E402
+
+BUILD = os.environ.get("OCIMIRROR_BUILD_DIR") or os.path.join(REPO, "build")
+FETCHER_BIN = os.path.join(BUILD, "ocimirror-fetcher")
+MODULE_SO = os.path.join(BUILD, "ngx_http_ocimirror_module.so")
+NGINX_INCLUDE = os.path.join(REPO, "conf", "ocimirror-nginx.conf")
+
+NGINX_BIN = "/usr/sbin/nginx"
+REGISTRY_BIN = "/usr/bin/docker-registry"
+SKOPEO_BIN = "/usr/bin/skopeo"
+WRK_BIN = "/usr/bin/wrk"
+PYTHON_BIN = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
+    else sys.executable
+
+MiB = 1024 * 1024
+
+ACCEPT_ALL = ", ".join([
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json"])
+
+IMAGE_REPO = "bench/image"         # the cold pulls only
+TAGGED_REPO = "bench/tagged"       # manifest by tag (small layers)
+BLOB_REPO = "bench/blobs"
+TAG = "v1"
+
+
+def env_flag(name):
+    return os.environ.get(name, "") not in ("", "0", "no", "false")
+
+
+def env_num(name, default):
+    v = os.environ.get(name)
+    return float(v) if v else default
+
+
+class Params:
+    def __init__(self):
+        self.quick = env_flag("BENCH_QUICK")
+        q = self.quick
+        self.rtt_ms = env_num("BENCH_RTT_MS", 40.0)
+        self.rate_mib = env_num("BENCH_RATE_MIB", 8.0)
+        self.layers = 10
+        self.layer_mib = 2 if q else 6
+        self.small_mib = 1
+        self.large_mib = 64
+        self.coalesce_mib = 16 if q else 64
+        self.coalesce_clients = 32
+        self.fanout_n = 64
+        self.fanout_mib = 1 if q else 2
+        self.ttfb_mib = 64 if q else 256
+        self.wrk_seconds = int(env_num("BENCH_WRK_SECONDS", 2 if q else 5))
+        self.wrk_rounds = 2 if q else 3
+        self.wrk_threads = 2
+        self.wrk_conns = 16
+        # past this, the remaining steps are skipped (their cells say so)
+        self.budget = 105.0 if q else 570.0
+
+
+# --- small helpers ----------------------------------------------------------
+
+class Failure:
+    """A cell the run could not measure."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def __str__(self):
+        return self.reason
+
+
+class StepError(Exception):
+    pass
+
+
+def ok(v):
+    return v is not None and not isinstance(v, Failure)
+
+
+def one_line(text, limit=120):
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise StepError("timed out after %.0fs waiting for %s"
+                            % (timeout, what))
+        time.sleep(interval)
+
+
+def read_text(path):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def tail(path, n=15):
+    return "\n".join(read_text(path).splitlines()[-n:])
+
+
+def log(msg):
+    sys.stderr.write("bench: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def proc_status(pid):
+    """(VmRSS, VmHWM) of a process in KiB, or None if it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            text = f.read()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            k, v = line.split(":", 1)
+            out[k] = int(v.split()[0])
+    return out.get("VmRSS", 0), out.get("VmHWM", 0)
+
+
+def cpu_seconds(pids):
+    """User + system CPU time of the processes, in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / float(os.sysconf("SC_CLK_TCK"))
+
+
+def children_of(ppid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and int(fields[1]) == ppid:
+            out.append(int(d))
+    return out
+
+
+# --- processes ---------------------------------------------------------------
+
+class Proc:
+    """A child process, output appended to a log file, stopped by PID."""
+
+    def __init__(self, name, args, log_path, stdout=None, env=None):
+        self.name = name
+        self.args = args
+        self.log_path = log_path
+        self.stdout = stdout
+        self.env = env
+        self.popen = None
+
+    def start(self):
+        with open(self.log_path, "ab") as err:
+            self.popen = subprocess.Popen(
+                self.args, stdin=subprocess.DEVNULL,
+                stdout=self.stdout if self.stdout is not None else err,
+                stderr=err, env=self.env)
+        return self
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout=10):
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        workers = children_of(self.popen.pid) if self.name.startswith(
+            "nginx") else []
+        try:
+            os.kill(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log("%s (pid %d) ignored SIGTERM for %ds: SIGKILL"
+                % (self.name, self.popen.pid, timeout))
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+        except ProcessLookupError:
+            pass
+        # an nginx master that had to be killed leaves its workers behind
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+# --- HTTP --------------------------------------------------------------------
+
+class Fetch:
+    """The outcome of one streamed GET."""
+
+    def __init__(self):
+        self.status = None
+        self.headers = {}
+        self.nbytes = 0
+        self.sha256 = None
+        self.ttfb = None            # seconds to the first body byte
+        self.total = None           # seconds to the end of the body
+        self.error = None
+        self.body = b""             # all of it with keep_body
+        self.start = b""            # its first 512 bytes, for messages
+
+
+def fetch(hostport, path, headers=None, timeout=120, keep_body=False,
+          max_bytes=None):
+    """GET path; reads the body in chunks, hashing it.  max_bytes stops
+    after that much body (then the connection is dropped)."""
+    r = Fetch()
+    host, port = hostport.rsplit(":", 1)
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        r.status = resp.status
+        r.headers = {k.lower(): v for k, v in resp.getheaders()}
+        h = hashlib.sha256()
+        body = []
+        while True:
+            want = 256 * 1024
+            if max_bytes is not None:
+                want = min(want, max_bytes - r.nbytes)
+                if want <= 0:
+                    break
+            chunk = resp.read1(want)
+            if not chunk:
+                break
+            if r.ttfb is None:
+                r.ttfb = time.monotonic() - t0
+            if len(r.start) < 512:
+                r.start += chunk[:512 - len(r.start)]
+            r.nbytes += len(chunk)
+            h.update(chunk)
+            if keep_body:
+                body.append(chunk)
+        r.total = time.monotonic() - t0
+        r.sha256 = h.hexdigest()
+        r.body = b"".join(body)
+    except (OSError, http.client.HTTPException) as e:
+        r.error = "%s: %s" % (type(e).__name__, e)
+    finally:
+        conn.close()
+    return r
+
+
+def expect_blob(r, blob, what):
+    """Raise StepError unless r is the complete, right blob."""
+    if r.error:
+        raise StepError("%s: %s after %d bytes" % (what, r.error, r.nbytes))
+    if r.status != 200:
+        raise StepError("%s: HTTP %s %s" % (what, r.status,
+                                            one_line(r.start[:200])))
+    if r.nbytes != blob.size or r.sha256 != blob.hex:
+        raise StepError("%s: got %d bytes (sha256 %s...), want %d (%s...)"
+                        % (what, r.nbytes, (r.sha256 or "")[:12], blob.size,
+                           blob.hex[:12]))
+
+
+def _read_small_answer(s, deadline):
+    """Read one complete small answer with a Content-Length."""
+    buf = b""
+    while True:
+        head, sep, body = buf.partition(b"\r\n\r\n")
+        if sep:
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if m and len(body) >= int(m.group(1)):
+                return
+        if time.monotonic() > deadline:
+            raise StepError("no answer to the priming request")
+        chunk = s.recv(65536)
+        if not chunk:
+            raise StepError("closed during the priming request")
+        buf += chunk
+
+
+def ttfb_probe(hostport, path, timeout=60, reuse=False):
+    """Seconds to the first body byte of a GET; the connection is then
+    dropped.  Fresh: counted from connect().  reuse: a GET /v2/ on the
+    same connection first, and the count starts when the blob request is
+    sent (a kept-alive connection).  StepError on a non-200."""
+    host, port = hostport.rsplit(":", 1)
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if reuse:
+            s.sendall(("GET /v2/ HTTP/1.1\r\nHost: %s\r\n\r\n"
+                       % hostport).encode())
+            _read_small_answer(s, deadline)
+            t0 = time.monotonic()
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n"
+                   "Connection: close\r\n\r\n" % (path, hostport)).encode())
+        buf = b""
+        while True:
+            if time.monotonic() > deadline:
+                raise StepError("no first byte in %ds" % timeout)
+            chunk = s.recv(65536)
+            if not chunk:
+                raise StepError("connection closed after %d bytes: %s"
+                                % (len(buf), one_line(buf[:200])))
+            buf += chunk
+            head, sep, body = buf.partition(b"\r\n\r\n")
+            if sep and body:
+                t = time.monotonic() - t0
+                status = int(head.split(b" ", 2)[1])
+                if status != 200:
+                    raise StepError("HTTP %d: %s" % (status,
+                                                     one_line(body[:200])))
+                return t
+    finally:
+        s.close()
+
+
+def push_blob(hostport, repo, blob, timeout=300):
+    """Monolithic upload with the registry API (POST, then PUT)."""
+    host, port = hostport.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout,
+                                      blocksize=1 << 20)
+    try:
+        conn.request("POST", "/v2/%s/blobs/uploads/" % repo,
+                     headers={"Content-Length": "0"})
+        r = conn.getresponse()
+        r.read()
+        if r.status != 202:
+            raise StepError("upload POST: HTTP %d" % r.status)
+        loc = urllib.parse.urlsplit(r.getheader("Location"))
+        path = loc.path + "?" + (loc.query + "&" if loc.query else "") + \
+            "digest=" + urllib.parse.quote(blob.digest)
+        with open(blob.path, "rb") as f:
+            conn.request("PUT", path, body=f,
+                         headers={"Content-Length": str(blob.size),
+                                  "Content-Type":
+                                  "application/octet-stream"})
+            r = conn.getresponse()
+            r.read()
+        if r.status != 201:
+            raise StepError("upload PUT: HTTP %d" % r.status)
+    finally:
+        conn.close()
+
+
+# --- RSS sampling ------------------------------------------------------------
+
+class RssSampler:
+    """Samples VmRSS of named process groups every 50 ms in a thread.
+    phase(name) starts a phase: the baseline of every PID is its first
+    sample, and the phase keeps each PID's peak."""
+
+    def __init__(self):
+        self.groups = {}            # name -> callable returning [pid]
+        self.pids = {}              # name -> [pid], refreshed
+        self.phases = {}            # phase -> {group: {pid: [base, peak]}}
+        self.current = None
+        self.lock = threading.Lock()
+        self.stop_ev = threading.Event()
+        self.thread = None
+
+    def add(self, name, pid_fn):
+        self.groups[name] = pid_fn
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def phase(self, name):
+        with self.lock:
+            self._refresh()
+            self.current = name
+            self.phases.setdefault(name, {})
+        self._sample()
+
+    def end_phase(self):
+        self._sample()
+        with self.lock:
+            self.current = None
+
+    def _refresh(self):
+        for name, fn in self.groups.items():
+            try:
+                self.pids[name] = fn()
+            except OSError:
+                self.pids[name] = []
+
+    def _sample(self):
+        with self.lock:
+            if self.current is None:
+                return
+            ph = self.phases[self.current]
+            for name, pids in self.pids.items():
+                g = ph.setdefault(name, {})
+                for pid in pids:
+                    st = proc_status(pid)
+                    if st is None:
+                        continue
+                    rec = g.get(pid)
+                    if rec is None:
+                        g[pid] = [st[0], st[0]]
+                    elif st[0] > rec[1]:
+                        rec[1] = st[0]
+
+    def _run(self):
+        last_refresh = 0
+        while not self.stop_ev.wait(0.05):
+            if time.monotonic() - last_refresh > 0.5:
+                self._refresh()
+                last_refresh = time.monotonic()
+            self._sample()
+
+    def stop(self):
+        self.stop_ev.set()
+        if self.thread:
+            self.thread.join(5)
+
+    def peak(self, phase, group):
+        """Largest VmRSS (KiB) of one process of the group in the phase."""
+        g = self.phases.get(phase, {}).get(group, {})
+        return max((p for _, p in g.values()), default=None)
+
+    def growth(self, phase, group):
+        """Largest per-process VmRSS growth (KiB) in the phase."""
+        g = self.phases.get(phase, {}).get(group, {})
+        return max((p - b for b, p in g.values()), default=None)
+
+
+# --- the cast ----------------------------------------------------------------
+
+def registry_config(path, root, hostport, remote=None):
+    with open(path, "w") as f:
+        f.write("version: 0.1\n"
+                "log:\n  level: warn\n  accesslog:\n    disabled: %s\n"
+                "storage:\n  filesystem:\n    rootdirectory: %s\n"
+                "  delete:\n    enabled: true\n"
+                "http:\n  addr: %s\n  secret: ocimirror-bench\n"
+                % ("true" if remote else "false", root, hostport))
+        if remote:
+            f.write("proxy:\n  remoteurl: %s\n" % remote)
+
+
+def start_registry(name, workdir, remote=None):
+    os.makedirs(workdir, exist_ok=True)
+    port = free_port()
+    hostport = "127.0.0.1:%d" % port
+    cfg = os.path.join(workdir, "config.yml")
+    registry_config(cfg, os.path.join(workdir, "data"), hostport, remote)
+    access = open(os.path.join(workdir, "access.log"), "ab")
+    try:
+        p = Proc(name, [REGISTRY_BIN, "serve", cfg],
+                 os.path.join(workdir, "registry.log"), stdout=access).start()
+    finally:
+        access.close()
+    p.hostport = hostport
+
+    def up():
+        if not p.alive():
+            raise StepError("%s exited: %s" % (
+                name, one_line(tail(p.log_path, 5))))
+        try:
+            return fetch(hostport, "/v2/", timeout=2).status == 200
+        except OSError:
+            return False
+    wait_for(up, 20, "%s on %s" % (name, hostport))
+    return p
+
+
+def start_wanproxy(workdir, upstream, rtt_ms, rate_mib):
+    logp = os.path.join(workdir, "wanproxy.log")
+    p = Proc("wanproxy", [PYTHON_BIN, os.path.join(HERE, "wanproxy.py"),
+                          "--upstream", upstream, "--rtt-ms", str(rtt_ms),
+                          "--rate-mib", str(rate_mib)],
+             logp, stdout=subprocess.PIPE).start()
+    deadline = time.monotonic() + 15
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not p.alive():
+            p.stop()
+            raise StepError("wanproxy did not start: %s"
+                            % one_line(tail(logp, 5)))
+        r, _, _ = select.select([p.popen.stdout], [], [], left)
+        if r:
+            b = os.read(p.popen.stdout.fileno(), 1)
+            if not b:
+                continue
+            line += b
+    parts = line.decode().split()
+    if len(parts) != 3 or parts[0] != "READY":
+        p.stop()
+        raise StepError("wanproxy said %r" % line)
+    p.port, p.control = int(parts[1]), int(parts[2])
+    p.hostport = "127.0.0.1:%d" % p.port
+    return p
+
+
+def wan_stats(wan):
+    return wanproxy.query(wan.control)
+
+
+def wait_wan_quiet(wan, quiet=0.5, timeout=90):
+    """Wait until no byte crossed the WAN for `quiet` seconds."""
+    last = wan_stats(wan)["down_bytes"]
+    still = time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = wan_stats(wan)["down_bytes"]
+        if now != last:
+            last, still = now, time.monotonic()
+        elif time.monotonic() - still >= quiet:
+            return last
+    raise StepError("the WAN was still busy after %ds" % timeout)
+
+
+def nginx_main_conf(prefix, http_body, module_so=None):
+    temps = "\n".join("    %s_temp_path %s;" % (
+        k, os.path.join(prefix, k + "_temp"))
+        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return ("%s%s"
+            "worker_processes 2;\n"
+            "daemon off;\n"
+            "error_log %s warn;\n"
+            "pid %s;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n%s\n"
+            "    access_log off;\n"
+            "    default_type application/octet-stream;\n"
+            "%s\n"
+            "}\n"
+            % ("load_module %s;\n" % module_so if module_so else "",
+               "user root;\n" if os.geteuid() == 0 else "",
+               os.path.join(prefix, "error.log"),
+               os.path.join(prefix, "nginx.pid"), temps, http_body))
+
+
+def start_nginx(name, prefix, conf_text, hostport, health_path):
+    os.makedirs(prefix, exist_ok=True)
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    errlog = os.path.join(prefix, "error.log")
+    p = Proc(name, [NGINX_BIN, "-p", prefix, "-e", errlog, "-c", conf],
+             os.path.join(prefix, "nginx.out")).start()
+    p.hostport = hostport
+
+    def up():
+        if not p.alive():
+            raise StepError("%s exited: %s %s" % (
+                name, one_line(tail(errlog, 5)),
+                one_line(tail(p.log_path, 5))))
+        try:
+            return fetch(hostport, health_path, timeout=2).status == 200
+        except OSError:
+            return False
+    wait_for(up, 20, "%s on %s" % (name, hostport))
+    return p
+
+
+def start_static(workdir, root, store):
+    """nginx serving root, and under /store/ ocimirror's store."""
+    prefix = os.path.join(workdir, "static-nginx")
+    port = free_port()
+    hostport = "127.0.0.1:%d" % port
+    body = ("    server {\n"
+            "        listen %s;\n"
+            "        sendfile on;\n"
+            "        tcp_nopush on;\n"
+            "        open_file_cache max=10000 inactive=60s;\n"
+            "        open_file_cache_errors off;\n"
+            "        root %s;\n"
+            "        location /store/ { alias %s/; }\n"
+            "        location = /healthz { return 200; }\n"
+            "    }" % (hostport, root, store))
+    return start_nginx("nginx-static", prefix,
+                       nginx_main_conf(prefix, body), hostport, "/healthz")
+
+
+class Mirror:
+    """ocimirror: the fetcher and nginx with the module."""
+
+    def __init__(self, workdir, wan_hostport):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.store = os.path.join(workdir, "store")
+        self.socket = os.path.join(workdir, "fetcher.sock")
+        self.config = os.path.join(workdir, "ocimirror.cfg")
+        self.prefix = os.path.join(workdir, "nginx")
+        self.fetcher_log = os.path.join(workdir, "fetcher.log")
+        self.error_log = os.path.join(self.prefix, "error.log")
+        self.port = free_port()
+        self.hostport = "127.0.0.1:%d" % self.port
+        self.wan = wan_hostport
+        self.fetcher = None
+        self.nginx = None
+        # copies: `make` rewrites build/*.so in place, and an nginx that
+        # mapped it would die if a rebuild ran meanwhile
+        bindir = os.path.join(workdir, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        for src in (FETCHER_BIN, MODULE_SO):
+            if not os.path.exists(src):
+                raise StepError("%s is missing (make all)"
+                                % os.path.relpath(src, REPO))
+            shutil.copy2(src, bindir)
+        self.fetcher_bin = os.path.join(bindir, os.path.basename(FETCHER_BIN))
+        self.module_so = os.path.join(bindir, os.path.basename(MODULE_SO))
+
+    def write_config(self, fetcher_extra=""):
+        """Everything not written here keeps the product's default."""
+        os.makedirs(self.store, exist_ok=True)
+        with open(self.config, "w") as f:
+            f.write('store = { path = "%s"; fsync = false; '
+                    'min_free = "1M"; };\n'
+                    'fetcher = { socket = "%s"; max_transfers = 64;\n'
+                    '            connect_timeout = 10; '
+                    'low_speed_time = 30; %s};\n'
+                    'default_registry = "%s";\n'
+                    'registries = (\n'
+                    '    { name = "%s"; endpoints = ( "http://%s" ); '
+                    'tag_ttl = 300; }\n'
+                    ');\n' % (self.store, self.socket, fetcher_extra,
+                              self.wan, self.wan, self.wan))
+
+    def render_include(self):
+        text = read_text(NGINX_INCLUDE)
+        for needle in ("listen 127.0.0.1:5000;",
+                       "ocimirror_config /etc/ocimirror/ocimirror.cfg;"):
+            if needle not in text:
+                raise StepError("conf/ocimirror-nginx.conf no longer has %r"
+                                % needle)
+        text = text.replace("listen 127.0.0.1:5000;",
+                            "listen %s;" % self.hostport)
+        text = text.replace("ocimirror_config /etc/ocimirror/ocimirror.cfg;",
+                            "ocimirror_config %s;" % self.config)
+        path = os.path.join(self.prefix, "ocimirror-nginx.conf")
+        os.makedirs(self.prefix, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start(self):
+        self.write_config()
+        self.start_fetcher()
+        include = self.render_include()
+        conf = nginx_main_conf(self.prefix, "    include %s;" % include,
+                               self.module_so)
+        self.nginx = start_nginx("nginx-ocimirror", self.prefix, conf,
+                                 self.hostport, "/readyz")
+
+    def restart_fetcher(self, fetcher_extra):
+        """A new fetcher with other fetcher settings; nginx stays (the
+        settings written here are the fetcher's alone)."""
+        self.fetcher.stop()
+        self.write_config(fetcher_extra)
+        self.start_fetcher()
+
+        def ready():
+            try:
+                return fetch(self.hostport, "/readyz", timeout=2).status \
+                    == 200
+            except OSError:
+                return False
+        wait_for(ready, 20, "/readyz after the fetcher's restart",
+                 interval=0.1)
+
+    def start_fetcher(self):
+        self.fetcher = Proc("ocimirror-fetcher",
+                            [self.fetcher_bin, "-c", self.config],
+                            self.fetcher_log).start()
+
+        def sock_up():
+            if not self.fetcher.alive():
+                raise StepError("fetcher exited: %s"
+                                % one_line(tail(self.fetcher_log, 5)))
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.socket)
+                return True
+            except OSError:
+                return False
+            finally:
+                s.close()
+        wait_for(sock_up, 15, "the fetcher's socket")
+
+    def worker_pids(self):
+        if self.nginx is None or not self.nginx.alive():
+            return []
+        return children_of(self.nginx.pid)
+
+    def fetcher_pids(self):
+        return [self.fetcher.pid] if self.fetcher and self.fetcher.alive() \
+            else []
+
+    def alive(self):
+        return bool(self.nginx and self.nginx.alive() and self.fetcher
+                    and self.fetcher.alive())
+
+    def down_reason(self):
+        """'' while both run, else which one ended and how."""
+        out = []
+        for p in (self.fetcher, self.nginx):
+            if p is not None and p.popen is not None and not p.alive():
+                rc = p.popen.returncode
+                out.append("%s %s" % (p.name, "killed by signal %d" % -rc
+                                      if rc < 0 else "exited %d" % rc))
+        return " (%s)" % ", ".join(out) if out else ""
+
+    def stop(self):
+        if self.nginx:
+            self.nginx.stop()
+        if self.fetcher:
+            self.fetcher.stop()
+
+    def problems(self):
+        out = []
+        for line in read_text(self.error_log).splitlines():
+            if "[alert]" in line or "[emerg]" in line or \
+                    "exited on signal" in line:
+                out.append("nginx: " + line)
+        for line in read_text(self.fetcher_log).splitlines():
+            if " error " in line or " crit " in line:
+                out.append("fetcher: " + line)
+        return out
+
+
+# --- the run -----------------------------------------------------------------
+
+class Bench:
+    def __init__(self, params):
+        self.p = params
+        self.t0 = time.monotonic()
+        self.tmp = tempfile.mkdtemp(prefix="ocimirror-bench-")
+        self.procs = []
+        self.mirror = None
+        self.r = {}                 # figure key -> value or Failure
+        self.notes = []
+        self.rss = RssSampler()
+        self.ready = {}
+        self.start_errors = {}
+        self.cpu = {}               # (test, target) -> [CPU s/request]
+        self.static_paths = {}      # hex -> what static nginx serves
+        self.static_fallbacks = set()
+        self.load_at_start = " ".join(read_text("/proc/loadavg").split()[:3])
+
+    # --- infrastructure -----------------------------------------------
+
+    def remaining(self):
+        return self.p.budget - (time.monotonic() - self.t0)
+
+    def sanitize(self, text):
+        return str(text).replace(self.tmp, "<tmp>").replace(REPO, ".")
+
+    def step(self, keys, fn, needs=()):
+        """Run fn (which fills self.r); on an exception, every key it did
+        not fill becomes a Failure with the reason."""
+        missing = [k for k in needs if not self.ready.get(k)]
+        if missing:
+            reason = "failed: %s did not start: %s" % (
+                missing[0], self.start_errors.get(missing[0], "see notes"))
+            reason = one_line(reason, 100)
+        elif self.remaining() <= 0:
+            reason = "skipped: time budget spent"
+        else:
+            try:
+                fn()
+                return
+            except Exception as e:      # a figure, not the whole run
+                reason = "failed: " + one_line(self.sanitize(
+                    e if isinstance(e, StepError)
+                    else "%s: %s" % (type(e).__name__, e)))
+                if "ocimirror" in needs and self.mirror is not None:
+                    reason += self.mirror.down_reason()
+                log(reason)
+        for k in keys:
+            if k not in self.r:
+                self.r[k] = Failure(reason)
+
+    def cap(self, seconds):
+        return max(10.0, min(seconds, self.remaining() + 30))
+
+    # --- setup --------------------------------------------------------
+
+    def make_content(self):
+        p = self.p
+        static = os.path.join(self.tmp, "static")
+        blobs = os.path.join(static, "blobs")
+        self.static_root = static
+        self.small = benchdata.write_random(blobs, "small", p.small_mib * MiB)
+        self.large = benchdata.write_random(blobs, "large", p.large_mib * MiB)
+        self.coal = benchdata.write_random(blobs, "coalesce",
+                                           p.coalesce_mib * MiB)
+        self.ttfb_blob = benchdata.write_random(blobs, "ttfb",
+                                                p.ttfb_mib * MiB)
+        self.fanout = [benchdata.write_random(blobs, "fanout-%d" % i,
+                                              p.fanout_mib * MiB)
+                       for i in range(p.fanout_n)]
+        self.layout = os.path.join(self.tmp, "layout")
+        self.man, self.cfg, self.layers = benchdata.write_image_layout(
+            self.layout, "bench-image", TAG, p.layers, p.layer_mib * MiB)
+        # A mirror may prefetch the layers of a manifest it brings: the
+        # manifest-by-tag test uses an image of its own (as many layers,
+        # 4 KiB each) so that the cold pull stays cold.
+        self.tlayout = os.path.join(self.tmp, "tagged-layout")
+        self.tman, _, _ = benchdata.write_image_layout(
+            self.tlayout, "bench-tagged", TAG, p.layers, 4096)
+        # the static twin of the manifest-by-tag answer
+        shutil.copyfile(self.tman.path,
+                        os.path.join(static, "manifest.json"))
+
+    def start_upstream(self):
+        self.upstream = start_registry("upstream",
+                                       os.path.join(self.tmp, "upstream"))
+        self.procs.append(self.upstream)
+        up = self.upstream.hostport
+        for layout, repo in ((self.layout, IMAGE_REPO),
+                             (self.tlayout, TAGGED_REPO)):
+            cmd = [SKOPEO_BIN, "--insecure-policy", "copy",
+                   "--preserve-digests", "--dest-tls-verify=false",
+                   "oci:%s:%s" % (layout, TAG),
+                   "docker://%s/%s:%s" % (up, repo, TAG)]
+            pr = subprocess.run(cmd, capture_output=True, text=True,
+                                timeout=180, env=self.skopeo_env())
+            if pr.returncode != 0:
+                raise StepError("skopeo push: %s" % one_line(pr.stderr))
+        for b in [self.small, self.large, self.coal, self.ttfb_blob] + \
+                self.fanout:
+            push_blob(up, BLOB_REPO, b)
+
+    def skopeo_env(self):
+        env = dict(os.environ)
+        d = os.path.join(self.tmp, "skopeo-tmp")
+        os.makedirs(d, exist_ok=True)
+        env["TMPDIR"] = d
+        return env
+
+    def start_all(self):
+        t = time.monotonic()
+        self.make_content()
+        log("content generated in %.1fs" % (time.monotonic() - t))
+        self.start_upstream()
+        self.ready["upstream"] = True
+        self.wan = start_wanproxy(self.tmp, self.upstream.hostport,
+                                  self.p.rtt_ms, self.p.rate_mib)
+        self.procs.append(self.wan)
+        self.ready["wan"] = True
+        log("upstream filled and WAN up in %.1fs" % (time.monotonic() - t))
+
+        def static():
+            self.static = start_static(self.tmp, self.static_root,
+                                       os.path.join(self.tmp, "mirror",
+                                                    "store"))
+            self.procs.append(self.static)
+            self.ready["static"] = True
+
+        def peer():
+            self.peer = start_registry(
+                "peer", os.path.join(self.tmp, "peer"),
+                remote="http://" + self.wan.hostport)
+            self.procs.append(self.peer)
+            self.ready["peer"] = True
+
+        def mirror():
+            self.mirror = Mirror(os.path.join(self.tmp, "mirror"),
+                                 self.wan.hostport)
+            try:
+                self.mirror.start()
+            finally:
+                self.procs.append(self.mirror)
+            self.ready["ocimirror"] = True
+
+        for name, fn in (("static", static), ("peer", peer),
+                         ("ocimirror", mirror)):
+            try:
+                fn()
+            except Exception as e:
+                err = self.sanitize(one_line(e))
+                self.start_errors[name] = err
+                self.notes.append("%s did not start: %s" % (name, err))
+                log("%s did not start: %s" % (name, err))
+        self.rss.add("workers", lambda: self.mirror.worker_pids()
+                     if self.mirror else [])
+        self.rss.add("fetcher", lambda: self.mirror.fetcher_pids()
+                     if self.mirror else [])
+        self.rss.add("peer", lambda: [self.peer.pid]
+                     if self.ready.get("peer") and self.peer.alive()
+                     else [])
+        self.rss.start()
+
+    def stop_all(self):
+        self.rss.stop()
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception as e:
+                log("stopping %s: %s" % (getattr(p, "name", p), e))
+
+    # --- measurements -------------------------------------------------
+
+    def server_pids(self, name):
+        if name == "static":
+            return children_of(self.static.pid)
+        if name == "ocimirror":
+            return self.mirror.worker_pids()
+        return [self.peer.pid]
+
+    def wrk(self, hostport, path, headers=(), cpu_of=None):
+        """(bytes/s, requests/s, server CPU seconds per request) of a wrk
+        run, the CPU of the processes of target cpu_of (None if not
+        given); StepError if any answer was not 2xx/3xx or nothing
+        completed."""
+        p = self.p
+        pids = self.server_pids(cpu_of) if cpu_of else []
+        cpu0 = cpu_seconds(pids)
+        script = os.path.join(self.tmp, "report.lua")
+        if not os.path.exists(script):
+            with open(script, "w") as f:
+                f.write(WRK_LUA)
+        cmd = [WRK_BIN, "-t%d" % p.wrk_threads, "-c%d" % p.wrk_conns,
+               "-d%ds" % p.wrk_seconds, "--timeout", "30s", "-s", script]
+        for h in headers:
+            cmd += ["-H", h]
+        cmd.append("http://%s%s" % (hostport, path))
+        pr = subprocess.run(cmd, capture_output=True, text=True,
+                            timeout=p.wrk_seconds + 60)
+        m = re.search(r"^BENCHJSON (\{.*\})$", pr.stdout, re.M)
+        if pr.returncode != 0 or not m:
+            raise StepError("wrk exited %d: %s" % (
+                pr.returncode, one_line(pr.stderr or pr.stdout)))
+        s = json.loads(m.group(1))
+        errs = s["connect"] + s["read"] + s["write"] + s["timeout"]
+        if s["requests"] == 0:
+            raise StepError("wrk completed no request (%d socket errors)"
+                            % errs)
+        if s["status"]:
+            raise StepError("%d of %d answers were HTTP errors"
+                            % (s["status"], s["requests"]))
+        if errs:
+            self.notes.append("wrk against %s%s: %d socket errors "
+                              "(connect %d, read %d, write %d, timeout %d)"
+                              % (self.name_of(hostport), path, errs,
+                                 s["connect"], s["read"], s["write"],
+                                 s["timeout"]))
+        dur = s["duration_us"] / 1e6
+        cpu = (cpu_seconds(pids) - cpu0) / s["requests"] if pids else None
+        return s["bytes"] / dur, s["requests"] / dur, cpu
+
+    def name_of(self, hostport):
+        for name in ("static", "peer", "mirror", "wan", "upstream"):
+            obj = getattr(self, name, None)
+            if obj is not None and getattr(obj, "hostport", None) == hostport:
+                return {"mirror": "ocimirror"}.get(name, name)
+        return hostport
+
+    def static_path(self, hexd, fallback):
+        """Static nginx serves ocimirror's own copy of the file when there
+        is one (the same inode, hence the same page cache: how a file was
+        written changes how fast sendfile reads it), else the generated
+        file at fallback."""
+        if self.mirror is not None:
+            p = os.path.join(self.mirror.store, "sha256", hexd[:2], hexd)
+            if os.path.exists(p):
+                return "/store/sha256/%s/%s" % (hexd[:2], hexd)
+        self.static_fallbacks.add(fallback)
+        return fallback
+
+    def targets(self):
+        out = [("static", "static",
+                lambda b: self.static_paths.get(b.hex, "/blobs/" + b.hex))]
+        out.append(("peer", "peer",
+                    lambda b: "/v2/%s/blobs/%s" % (BLOB_REPO, b.digest)))
+        out.append(("ocimirror", "mirror",
+                    lambda b: "/v2/%s/blobs/%s" % (BLOB_REPO, b.digest)))
+        return out
+
+    def warm_blobs(self):
+        """One GET of each warm blob through every target, in parallel
+        per target; then wait for the peer's background store to end."""
+        errors = {}
+
+        def one(name, attr, pathfn):
+            try:
+                for b in (self.small, self.large):
+                    r = fetch(getattr(self, attr).hostport, pathfn(b),
+                              timeout=self.cap(180))
+                    expect_blob(r, b, "warm-up GET of %d MiB"
+                                % (b.size // MiB))
+            except Exception as e:
+                errors[name] = self.sanitize(one_line(e))
+        threads = [threading.Thread(target=one, args=t)
+                   for t in self.targets()
+                   if self.ready.get(t[0]) and t[0] != "static"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(self.cap(240))
+        wait_wan_quiet(self.wan, timeout=self.cap(90))
+        # static last: it serves ocimirror's copies if they are there
+        for b in (self.small, self.large):
+            self.static_paths[b.hex] = self.static_path(b.hex,
+                                                        "/blobs/" + b.hex)
+        if self.ready.get("static"):
+            one(*self.targets()[0])
+        self.warm_errors = errors
+
+    # Every target runs p.wrk_rounds times, in the order A B C C B A A B C
+    # ..., and keeps its best run: a drift of the machine falls on all
+    # alike, and a run that other work on the machine disturbed does not
+    # count.
+    def warm_order(self):
+        fwd = ["static", "ocimirror", "peer"]
+        out = []
+        for i in range(self.p.wrk_rounds):
+            out += fwd if i % 2 == 0 else fwd[::-1]
+        return out
+
+    def measure_warm(self):
+        self.step([], self.warm_blobs, needs=("wan",))
+        targets = {t[0]: t for t in self.targets()}
+        for size_key, blob in (("blob1", self.small), ("blob64", self.large)):
+            samples = {}
+            for name in self.warm_order():
+                _, attr, pathfn = targets[name]
+                key = "%s.%s" % (size_key, name)
+
+                def run(attr=attr, pathfn=pathfn, name=name, blob=blob):
+                    err = getattr(self, "warm_errors", {}).get(name)
+                    if err:
+                        raise StepError(err)
+                    bps, _, cpu = self.wrk(getattr(self, attr).hostport,
+                                           pathfn(blob), cpu_of=name)
+                    samples.setdefault(name, []).append(bps / MiB)
+                    self.cpu.setdefault((size_key, name), []).append(cpu)
+                    log("warm %s %s: %.0f MiB/s" % (size_key, name,
+                                                    bps / MiB))
+                if not isinstance(self.r.get(key), Failure):
+                    self.step([key], run, needs=(name,))
+            for name, vals in samples.items():
+                key = "%s.%s" % (size_key, name)
+                if not isinstance(self.r.get(key), Failure):
+                    self.r[key] = max(vals)
+
+    def measure_manifest(self):
+        accept = "Accept: " + ACCEPT_ALL
+        mpath = "/v2/%s/manifests/%s" % (TAGGED_REPO, TAG)
+        where = {"peer": ("peer", mpath), "ocimirror": ("mirror", mpath)}
+
+        # warm-ups, ocimirror first: static serves its copy if it has one
+        def warm_up(name):
+            attr, path = where[name]
+            r = fetch(getattr(self, attr).hostport, path,
+                      {"Accept": ACCEPT_ALL}, timeout=self.cap(60),
+                      keep_body=True)
+            if r.error:
+                raise StepError("warm-up GET: %s" % r.error)
+            if r.status != 200 or r.sha256 != self.tman.hex:
+                raise StepError("warm-up GET: HTTP %s, %d bytes, not "
+                                "the pushed manifest: %s" % (
+                                    r.status, r.nbytes,
+                                    one_line(r.start[:120])))
+            # whatever it set off upstream (a prefetch) ends before the
+            # measurement
+            wait_wan_quiet(self.wan, timeout=self.cap(60))
+        for name in ("ocimirror", "peer", "static"):
+            if name == "static":
+                where[name] = ("static", self.static_path(self.tman.hex,
+                                                          "/manifest.json"))
+            self.step(["manifest." + name], lambda n=name: warm_up(n),
+                      needs=(name,))
+        samples = {}
+        for name in self.warm_order():
+            attr, path = where[name]
+            key = "manifest.%s" % name
+            if isinstance(self.r.get(key), Failure):
+                continue
+
+            def run(attr=attr, path=path, name=name):
+                hp = getattr(self, attr).hostport
+                _, rps, cpu = self.wrk(hp, path, [accept], cpu_of=name)
+                samples.setdefault(name, []).append(rps)
+                self.cpu.setdefault(("manifest", name), []).append(cpu)
+                log("manifest by tag %s: %.0f req/s" % (name, rps))
+            self.step([key], run, needs=(name,))
+        for name, vals in samples.items():
+            key = "manifest.%s" % name
+            if not isinstance(self.r.get(key), Failure):
+                self.r[key] = max(vals)
+
+    def skopeo_pull(self, hostport, dest):
+        cmd = [SKOPEO_BIN, "--insecure-policy", "copy",
+               "--src-tls-verify=false",
+               "docker://%s/%s:%s" % (hostport, IMAGE_REPO, TAG),
+               "dir:" + dest]
+        t = time.monotonic()
+        pr = subprocess.run(cmd, capture_output=True, text=True,
+                            timeout=self.cap(300), env=self.skopeo_env())
+        took = time.monotonic() - t
+        if pr.returncode != 0:
+            raise StepError("skopeo copy exited %d: %s"
+                            % (pr.returncode, one_line(pr.stderr, 200)))
+        want = {l.hex for l in self.layers} | {self.cfg.hex}
+        have = set(os.listdir(dest))
+        if not want <= have:
+            raise StepError("skopeo copy left %d of %d blobs"
+                            % (len(want & have), len(want)))
+        shutil.rmtree(dest, ignore_errors=True)
+        return took
+
+    def measure_cold_pull(self):
+        for name, attr, need in (("direct", "wan", "wan"),
+                                 ("peer", "peer", "peer"),
+                                 ("ocimirror", "mirror", "ocimirror")):
+            key = "pull.%s" % name
+
+            def run(attr=attr, name=name, key=key):
+                wait_wan_quiet(self.wan, timeout=self.cap(60))
+                self.rss.phase("cold-pull-" + name)
+                try:
+                    took = self.skopeo_pull(
+                        getattr(self, attr).hostport,
+                        os.path.join(self.tmp, "pull-" + name))
+                finally:
+                    self.rss.end_phase()
+                self.r[key] = took
+                log("cold pull %s: %.2fs" % (name, took))
+            self.step([key], run, needs=(need,))
+
+        def warm():
+            self.r["pull.warm"] = self.skopeo_pull(
+                self.mirror.hostport, os.path.join(self.tmp, "pull-warm"))
+            log("warm pull ocimirror: %.2fs" % self.r["pull.warm"])
+        if ok(self.r.get("pull.ocimirror")):
+            self.step(["pull.warm"], warm, needs=("ocimirror",))
+
+    def coalesce(self, hostport, n):
+        """n clients GET the cold coalescing blob at once.  Returns
+        (upstream bytes / size, upstream GETs, slowest client seconds)."""
+        blob = self.coal
+        path = "/v2/%s/blobs/%s" % (BLOB_REPO, blob.digest)
+        before = wait_wan_quiet(self.wan, timeout=self.cap(60))
+        gets_before = self.upstream_gets(blob)
+        barrier = threading.Barrier(n)
+        results = [None] * n
+
+        def client(i):
+            try:
+                barrier.wait(30)
+            except threading.BrokenBarrierError:
+                pass
+            results[i] = fetch(hostport, path, timeout=self.cap(120))
+        threads = [threading.Thread(target=client, args=(i,), daemon=True)
+                   for i in range(n)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + self.cap(240)
+        for t in threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        bad = []
+        for i, r in enumerate(results):
+            if r is None:
+                bad.append("client %d still running" % i)
+                continue
+            try:
+                expect_blob(r, blob, "client %d" % i)
+            except StepError as e:
+                bad.append(str(e))
+        after = wait_wan_quiet(self.wan, timeout=self.cap(120))
+        gets = self.upstream_gets(blob) - gets_before
+        if bad:
+            raise StepError("%d of %d clients failed; first: %s"
+                            % (len(bad), n, bad[0]))
+        slowest = max(r.total for r in results)
+        return (after - before) / blob.size, gets, slowest
+
+    def upstream_gets(self, blob):
+        text = read_text(os.path.join(self.tmp, "upstream", "access.log"))
+        return len(re.findall(r'"GET /v2/%s/blobs/%s HTTP'
+                              % (re.escape(BLOB_REPO),
+                                 re.escape(blob.digest)), text))
+
+    def measure_coalescing(self):
+        n = self.p.coalesce_clients
+
+        def mirror_run():
+            self.rss.phase("coalesce")
+            try:
+                f, gets, slow = self.coalesce(self.mirror.hostport, n)
+            finally:
+                self.rss.end_phase()
+            self.r["coalesce.ocimirror"] = f
+            self.r["coalesce.ocimirror.gets"] = gets
+            self.r["coalesce.ocimirror.slowest"] = slow
+            g = self.rss.growth("coalesce", "workers")
+            self.r["rss.worker_growth"] = g / 1024.0 if g is not None \
+                else Failure("failed: no nginx worker sampled")
+            log("coalescing ocimirror: %.3f (%d upstream GETs, slowest "
+                "client %.1fs)" % (f, gets, slow))
+        self.step(["coalesce.ocimirror", "rss.worker_growth"], mirror_run,
+                  needs=("ocimirror",))
+
+        def peer_run():
+            f, gets, slow = self.coalesce(self.peer.hostport, n)
+            self.r["coalesce.peer"] = f
+            self.r["coalesce.peer.gets"] = gets
+            log("coalescing peer: %.3f (%d upstream GETs, slowest client "
+                "%.1fs)" % (f, gets, slow))
+        self.step(["coalesce.peer"], peer_run, needs=("peer",))
+
+    def measure_fanout(self):
+        """p.fanout_n distinct cold blobs at once through the mirror: the
+        fetcher runs that many transfers."""
+        def run():
+            # max_per_host (default 16) would hold the transfers to one
+            # upstream host below the 64 the target speaks of
+            self.mirror.restart_fetcher("max_per_host = %d; "
+                                        % self.p.fanout_n)
+            wait_wan_quiet(self.wan, timeout=self.cap(60))
+            wanproxy.query(self.wan.control, command="reset-peak")
+            self.rss.phase("fanout")
+            results = [None] * len(self.fanout)
+
+            def client(i, b):
+                results[i] = fetch(self.mirror.hostport, "/v2/%s/blobs/%s"
+                                   % (BLOB_REPO, b.digest),
+                                   timeout=self.cap(120))
+            threads = [threading.Thread(target=client, args=(i, b),
+                                        daemon=True)
+                       for i, b in enumerate(self.fanout)]
+            t = time.monotonic()
+            try:
+                for th in threads:
+                    th.start()
+                deadline = time.monotonic() + self.cap(180)
+                for th in threads:
+                    th.join(max(0.1, deadline - time.monotonic()))
+            finally:
+                self.rss.end_phase()
+            took = time.monotonic() - t
+            for i, r in enumerate(results):
+                if r is None:
+                    raise StepError("client %d still running" % i)
+                expect_blob(r, self.fanout[i], "blob %d" % i)
+            peak = self.rss.peak("fanout", "fetcher")
+            if peak is None:
+                raise StepError("the fetcher was not sampled")
+            self.r["rss.fetcher64"] = peak / 1024.0
+            self.r["fanout.seconds"] = took
+            self.r["fanout.wan_conns"] = wan_stats(self.wan)["peak_active"]
+            log("fan-out %d cold blobs: %.1fs, fetcher peak %.1f MiB"
+                % (len(self.fanout), took, peak / 1024.0))
+        self.step(["rss.fetcher64"], run, needs=("ocimirror",))
+
+    def measure_ttfb(self):
+        path = "/v2/%s/blobs/%s" % (BLOB_REPO, self.ttfb_blob.digest)
+
+        def direct():
+            wait_wan_quiet(self.wan, timeout=self.cap(60))
+            for key, reuse in (("ttfb.direct", False),
+                               ("ttfb.direct_reused", True)):
+                samples = []
+                for _ in range(3):
+                    samples.append(ttfb_probe(self.wan.hostport, path,
+                                              timeout=self.cap(60),
+                                              reuse=reuse))
+                    # the dropped transfer drains before the next probe
+                    wait_wan_quiet(self.wan, quiet=0.2,
+                                   timeout=self.cap(60))
+                self.r[key] = statistics.median(samples) * 1000
+                log("TTFB %s: %.1f ms (samples %s)" % (
+                    key, self.r[key],
+                    ", ".join("%.1f" % (x * 1000) for x in samples)))
+        self.step(["ttfb.direct", "ttfb.direct_reused"], direct,
+                  needs=("wan",))
+
+        # the mirror goes on downloading after the probe drops its
+        # connection (and so does the peer): no waiting for a quiet WAN
+        # after this point, and nothing runs after these two
+        for name, attr in (("ocimirror", "mirror"), ("peer", "peer")):
+            key = "ttfb.%s" % name
+
+            def run(attr=attr, name=name, key=key):
+                self.rss.phase("ttfb-" + name)
+                try:
+                    t = ttfb_probe(getattr(self, attr).hostport, path,
+                                   timeout=self.cap(60))
+                finally:
+                    self.rss.end_phase()
+                self.r[key] = t * 1000
+                log("TTFB cold %s: %.1f ms" % (name, t * 1000))
+            self.step([key], run, needs=(name,))
+
+    def collect_rss(self):
+        def peak(phases, group):
+            vals = [self.rss.peak(ph, group) for ph in phases]
+            vals = [v for v in vals if v is not None]
+            return max(vals) / 1024.0 if vals else None
+        om = ["cold-pull-ocimirror", "coalesce", "fanout", "ttfb-ocimirror"]
+        w = peak(om, "workers")
+        f = peak(om, "fetcher")
+        if w is not None and f is not None:
+            self.r["rss.cold.ocimirror"] = (w, f)
+        elif "ocimirror" in self.ready:
+            self.r["rss.cold.ocimirror"] = Failure("failed: not sampled")
+        pe = peak(["cold-pull-peer", "ttfb-peer"], "peer")
+        if pe is not None:
+            self.r["rss.cold.peer"] = pe
+
+    def run(self):
+        self.start_all()
+        self.measure_warm()
+        self.measure_manifest()
+        self.measure_cold_pull()
+        self.measure_coalescing()
+        self.measure_fanout()
+        self.measure_ttfb()
+        self.collect_rss()
+        if self.mirror is not None and self.mirror.alive():
+            hwm = [proc_status(pid) for pid in self.mirror.worker_pids()]
+            f = proc_status(self.mirror.fetcher.pid)
+            hwm = [h[1] for h in hwm if h]
+            if hwm and f:
+                self.notes.append("VmHWM over the whole run: nginx workers "
+                                  "%s MiB, fetcher %.1f MiB." % (
+                                      " / ".join("%.1f" % (h / 1024.0)
+                                                 for h in hwm),
+                                      f[1] / 1024.0))
+        if self.mirror is not None and not self.mirror.alive():
+            self.notes.append("ocimirror was not running at the end "
+                              "(nginx %s, fetcher %s)" % (
+                                  "up" if self.mirror.nginx and
+                                  self.mirror.nginx.alive() else "down",
+                                  "up" if self.mirror.fetcher and
+                                  self.mirror.fetcher.alive() else "down"))
+
+    def finish_notes(self):
+        if self.mirror is not None:
+            probs = self.mirror.problems()
+            for line in probs[:8]:
+                self.notes.append(self.sanitize(one_line(line, 240)))
+            if len(probs) > 8:
+                self.notes.append("... and %d more problem lines in the "
+                                  "ocimirror logs" % (len(probs) - 8))
+
+
+WRK_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCHJSON {\"requests\":%d,\"bytes\":%d,\"duration_us\":%d," ..
+    "\"connect\":%d,\"read\":%d,\"write\":%d,\"status\":%d," ..
+    "\"timeout\":%d,\"p50_us\":%d,\"p99_us\":%d}\n",
+    summary.requests, summary.bytes, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# --- the report --------------------------------------------------------------
+
+def fmt(v, spec):
+    if v is None:
+        return "—"
+    if isinstance(v, Failure):
+        return v.reason
+    return spec % v
+
+
+def ratio(a, b):
+    if ok(a) and ok(b) and b > 0:
+        return a / b
+    return None
+
+
+def verdict(value, test, short_by):
+    """'yes', 'no (<how far>)' or 'n/a'."""
+    if value is None:
+        return "n/a"
+    return "yes" if test(value) else "no (%s)" % short_by(value)
+
+
+def build_rows(b):
+    p, r = b.p, b.r
+
+    def g(key):
+        return r.get(key, Failure("not run"))
+    rows = []
+
+    def xr(v):
+        return "—" if v is None else "%.2f×" % v
+
+    for key, label in (("blob1", "warm blob GET, %d MiB (MiB/s)"
+                        % p.small_mib),
+                       ("blob64", "warm blob GET, %d MiB (MiB/s)"
+                        % p.large_mib)):
+        s, pe, o = g(key + ".static"), g(key + ".peer"), g(key + ".ocimirror")
+        rs, rp = ratio(o, s), ratio(o, pe)
+        rows.append([label, fmt(s, "%.0f"), fmt(pe, "%.0f"), "—",
+                     fmt(o, "%.0f"),
+                     "%s static; %s peer" % (xr(rs), xr(rp)),
+                     "≥ 0.95× static; ≥ 5× peer",
+                     "%s; %s" % (
+                         verdict(rs, lambda x: x >= 0.95,
+                                 lambda x: "%.1f%% short" %
+                                 ((0.95 - x) / 0.95 * 100)),
+                         verdict(rp, lambda x: x >= 5,
+                                 lambda x: "%.1f× short" % (5 - x)))])
+
+    s, pe = g("manifest.static"), g("manifest.peer")
+    o = g("manifest.ocimirror")
+    rs, rp = ratio(o, s), ratio(o, pe)
+    rows.append(["warm manifest GET by tag (req/s; static: the same bytes "
+                 "as a file)", fmt(s, "%.0f"), fmt(pe, "%.0f"), "—",
+                 fmt(o, "%.0f"),
+                 "%s static; %s peer" % (xr(rs), xr(rp)),
+                 "≥ 0.8× static; ≥ 5× peer",
+                 "%s; %s" % (
+                     verdict(rs, lambda x: x >= 0.8,
+                             lambda x: "%.1f%% short" %
+                             ((0.8 - x) / 0.8 * 100)),
+                     verdict(rp, lambda x: x >= 5,
+                             lambda x: "%.1f× short" % (5 - x)))])
+
+    d, pe, o = g("pull.direct"), g("pull.peer"), g("pull.ocimirror")
+    rd, rpd = ratio(o, d), ratio(pe, d)
+    rows.append(["cold pull, %d layers × %d MiB, skopeo (s)"
+                 % (p.layers, p.layer_mib), "—", fmt(pe, "%.2f"),
+                 fmt(d, "%.2f"), fmt(o, "%.2f"),
+                 "%s direct (peer %s)" % (xr(rd), xr(rpd)),
+                 "≤ 0.7× direct",
+                 verdict(rd, lambda x: x <= 0.7,
+                         lambda x: "%.2f× over" % (x - 0.7))])
+
+    pe, o = g("coalesce.peer"), g("coalesce.ocimirror")
+    extra = ""
+    if ok(o) and ok(g("coalesce.ocimirror.gets")):
+        extra = " (%d upstream GET%s)" % (
+            r["coalesce.ocimirror.gets"],
+            "" if r["coalesce.ocimirror.gets"] == 1 else "s")
+    rows.append(["coalescing: upstream bytes ÷ blob size, %d cold GETs of "
+                 "%d MiB" % (p.coalesce_clients, p.coalesce_mib), "—",
+                 fmt(pe, "%.2f"), "—", fmt(o, "%.3f") + extra,
+                 "—", "≤ 1.05",
+                 verdict(o if ok(o) else None, lambda x: x <= 1.05,
+                         lambda x: "%.2f over" % (x - 1.05))])
+
+    d, dr = g("ttfb.direct"), g("ttfb.direct_reused")
+    pe, o = g("ttfb.peer"), g("ttfb.ocimirror")
+    delta = o - dr if ok(o) and ok(dr) else None
+    delta_fresh = o - d if ok(o) and ok(d) else None
+    rows.append(["time to first byte, cold %d MiB blob (ms; direct = the "
+                 "upstream's own: kept-alive / new connection)"
+                 % p.ttfb_mib, "—", fmt(pe, "%.1f"),
+                 "%s / %s" % (fmt(dr, "%.1f"), fmt(d, "%.1f")),
+                 fmt(o, "%.1f"),
+                 "%s vs kept-alive; %s vs new" % (
+                     "—" if delta is None else "%+.1f ms" % delta,
+                     "—" if delta_fresh is None
+                     else "%+.1f ms" % delta_fresh),
+                 "within +20 ms of kept-alive",
+                 verdict(delta, lambda x: x <= 20,
+                         lambda x: "%.1f ms over" % (x - 20))])
+
+    o = g("rss.worker_growth")
+    rows.append(["nginx worker RSS growth streaming %d × %d MiB (MiB)"
+                 % (p.coalesce_clients, p.coalesce_mib), "—", "—", "—",
+                 fmt(o, "%.1f"), "—", "< 8 MiB",
+                 verdict(o if ok(o) else None, lambda x: x < 8,
+                         lambda x: "%.1f MiB over" % (x - 8))])
+
+    o = g("rss.fetcher64")
+    rows.append(["fetcher peak RSS, %d cold %d MiB blobs at once (MiB)"
+                 % (p.fanout_n, p.fanout_mib), "—", "—", "—",
+                 fmt(o, "%.1f"), "—", "< 64 MiB",
+                 verdict(o if ok(o) else None, lambda x: x < 64,
+                         lambda x: "%.1f MiB over" % (x - 64))])
+
+    o, pe = g("rss.cold.ocimirror"), g("rss.cold.peer")
+    rows.append(["peak RSS during the cold runs (MiB; ocimirror: nginx "
+                 "worker / fetcher)", "—", fmt(pe, "%.1f"), "—",
+                 "%.1f / %.1f" % o if ok(o) else fmt(o, "%s"), "—", "—",
+                 "—"])
+    return rows
+
+
+HEADER = ["figure", "static nginx", "peer (registry proxy)", "direct (WAN)",
+          "ocimirror", "ratio", "target", "met"]
+
+
+def markdown_table(rows):
+    out = ["| " + " | ".join(HEADER) + " |",
+           "|" + "|".join(" --- " for _ in HEADER) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in row)
+                   + " |")
+    return "\n".join(out)
+
+
+def first_line(cmd):
+    try:
+        pr = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (pr.stdout or pr.stderr).strip().splitlines()
+    return text[0].strip() if text else "unknown"
+
+
+def machine(load):
+    model = "unknown"
+    for line in read_text("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = "unknown"
+    for line in read_text("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            mem = "%.1f GiB" % (int(line.split()[1]) / 1024.0 / 1024.0)
+    curl = first_line(["curl", "--version"])
+    m = re.search(r"libcurl/\S+", curl)
+    return [
+        ("date (UTC)", datetime.datetime.now(datetime.timezone.utc)
+         .strftime("%Y-%m-%d %H:%M")),
+        ("CPU", "%s, %d online (nproc)" % (model, os.cpu_count() or 0)),
+        ("memory", mem),
+        ("load average at the start", load),
+        ("kernel", "%s %s" % (platform.system(), platform.release())),
+        ("nginx", first_line([NGINX_BIN, "-v"]).replace("nginx version: ",
+                                                        "")),
+        ("libcurl", m.group(0) if m else curl),
+        ("docker-registry", first_line([REGISTRY_BIN, "--version"])
+         .replace(REGISTRY_BIN, "docker-registry")),
+        ("skopeo", first_line([SKOPEO_BIN, "--version"])),
+        ("wrk", first_line([WRK_BIN, "-v"]).split(" Copyright")[0]),
+        ("python", platform.python_version()),
+    ]
+
+
+def report(b, rows):
+    p = b.p
+    mode = "quick (BENCH_QUICK=1)" if p.quick else "full"
+    lines = ["# ocimirror benchmarks", "",
+             "Written by `make bench` (tests/bench/bench.py); numbers from "
+             "one run, %s mode, in %.0f s." % (mode,
+                                               time.monotonic() - b.t0), "",
+             "## Machine", ""]
+    lines += ["- %s: %s" % kv for kv in machine(b.load_at_start)]
+    lines += ["", "## Setup", "",
+              "- Everything on loopback, on the machine above; clients, "
+              "servers and the WAN simulator share its CPUs.",
+              "- WAN (tests/bench/wanproxy.py) between the upstream "
+              "(docker-registry) and everyone who talks to it: %.0f ms "
+              "RTT, %.0f MiB/s per connection and direction; a new "
+              "connection costs one RTT." % (p.rtt_ms, p.rate_mib),
+              "- static nginx and ocimirror's nginx: 2 workers, sendfile, "
+              "tcp_nopush, open_file_cache, access_log off; ocimirror with "
+              "fsync = false, max_transfers = 64, tag_ttl = 300, every "
+              "other setting at its default; the fan-out step and the "
+              "TTFB after it run with a fetcher restarted with "
+              "max_per_host = 64.",
+              "- peer: docker-registry in proxy mode "
+              "(proxy.remoteurl = the WAN), filesystem storage.",
+              "- warm: wrk -t%d -c%d -d%ds after one GET through each "
+              "target, best of %d runs (order A B C C B A ...); cold: "
+              "the first request for that content through each target."
+              % (p.wrk_threads, p.wrk_conns, p.wrk_seconds, p.wrk_rounds),
+              "- static nginx serves the very files ocimirror serves, from "
+              "ocimirror's store (same inode, same page cache); the "
+              "generated files only when ocimirror has no copy.",
+              "- manifest by tag: a 10-layer image of its own (so that a "
+              "prefetch it sets off cannot warm the cold pull), Accept: "
+              "all four manifest types; static serves the same bytes.",
+              "- cold pull: `skopeo copy docker://... dir:`; the direct "
+              "column pulls from the upstream through the WAN.",
+              "- TTFB: to the first body byte, one cold probe per cache. "
+              "Direct is the median of 3 probes at the upstream through "
+              "the WAN, on a kept-alive connection (the request's round "
+              "trip: what the mirror's fetcher, holding its upstream "
+              "connections open, can at best achieve; the target is "
+              "judged against it) and on a new one (one more round trip "
+              "for the handshake: what a client pulling directly sees).",
+              "", "## Results", "", markdown_table(rows), ""]
+    extra = []
+    if ok(b.r.get("fanout.seconds")):
+        extra.append("%d cold %d MiB blobs at once through ocimirror took "
+                     "%.1f s, with at most %d upstream connections open "
+                     "at once (idle kept-alive ones included)."
+                     % (p.fanout_n, p.fanout_mib, b.r["fanout.seconds"],
+                        b.r["fanout.wan_conns"]))
+    if ok(b.r.get("coalesce.ocimirror.slowest")):
+        extra.append("Slowest of the %d coalesced clients: %.1f s for %d "
+                     "MiB at %.0f MiB/s per WAN connection."
+                     % (p.coalesce_clients,
+                        b.r["coalesce.ocimirror.slowest"], p.coalesce_mib,
+                        p.rate_mib))
+    if ok(b.r.get("coalesce.peer.gets")):
+        extra.append("The peer sent %d GETs upstream for the coalescing "
+                     "blob." % b.r["coalesce.peer.gets"])
+    if ok(b.r.get("pull.direct")):
+        size = sum(l.size for l in b.layers) + b.cfg.size
+        extra.insert(0, "The direct pull moved %.0f MiB in %.2f s, %.1f "
+                     "MiB/s: skopeo's dir: destination takes the layers "
+                     "one at a time, so a client alone uses one capped "
+                     "connection." % (size / MiB, b.r["pull.direct"],
+                                      size / MiB / b.r["pull.direct"]))
+    if ok(b.r.get("pull.warm")):
+        extra.insert(0, "The same skopeo pull from ocimirror once warm took "
+                     "%.2f s: skopeo's own floor on this machine."
+                     % b.r["pull.warm"])
+    try:
+        load1 = float(b.load_at_start.split()[0])
+    except (ValueError, IndexError):
+        load1 = 0.0
+    if load1 > 0.5 * (os.cpu_count() or 1):
+        extra.append("The load average was %s when the run started: other "
+                     "work shared the CPUs, so the throughput figures are "
+                     "noisier than usual." % b.load_at_start)
+    for test, label in (("blob1", "%d MiB blob GET" % p.small_mib),
+                        ("blob64", "%d MiB blob GET" % p.large_mib),
+                        ("manifest", "manifest GET by tag")):
+        med = {}
+        for name in ("static", "ocimirror", "peer"):
+            vals = b.cpu.get((test, name))
+            if vals:
+                med[name] = statistics.median(vals) * 1e6
+        if med:
+            parts = ["%s %.0f µs" % (n, med[n]) for n in
+                     ("static", "ocimirror", "peer") if n in med]
+            if "static" in med and "ocimirror" in med and med["static"]:
+                parts[1] += " (%.2f× static)" % (med["ocimirror"] /
+                                                 med["static"])
+            extra.append("Server CPU per warm %s during wrk (median of "
+                         "the runs; nginx workers, or the peer's "
+                         "process): %s." % (label, ", ".join(parts)))
+    if b.static_fallbacks:
+        extra.append("static nginx served the generated file for %s: "
+                     "ocimirror had no copy." % ", ".join(
+                         sorted(b.static_fallbacks)))
+    notes = extra + b.notes
+    if notes:
+        lines += ["## Notes", ""] + ["- " + n for n in notes] + [""]
+    return "\n".join(lines)
+
+
+def text_table(rows):
+    widths = [max(len(r[i]) for r in rows + [HEADER])
+              for i in range(len(HEADER))]
+    widths = [min(w, 48) for w in widths]
+    out = []
+    for row in [HEADER] + rows:
+        out.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)))
+        if row is HEADER:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main():
+    missing = [x for x in (NGINX_BIN, REGISTRY_BIN, SKOPEO_BIN, WRK_BIN)
+               if not os.path.exists(x)]
+    if missing:
+        sys.stderr.write("bench: missing %s (make deps; apt install wrk)\n"
+                         % ", ".join(missing))
+        return 2
+    params = Params()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_term)
+
+    b = Bench(params)
+    log("%s mode; temp dir %s" % ("quick" if params.quick else "full",
+                                  b.tmp))
+    interrupted = False
+    try:
+        try:
+            b.run()
+        except KeyboardInterrupt:
+            interrupted = True
+            b.notes.append("interrupted")
+        except Exception as e:
+            b.notes.append("setup failed: " + b.sanitize(one_line(e, 300)))
+            log("setup failed: %s" % e)
+        b.finish_notes()
+    finally:
+        b.stop_all()
+        if env_flag("BENCH_KEEP"):
+            log("kept %s" % b.tmp)
+        else:
+            shutil.rmtree(b.tmp, ignore_errors=True)
+    rows = build_rows(b)
+    print(text_table(rows))
+    out = os.environ.get("BENCH_OUTPUT") or os.path.join(REPO,
+                                                         "BENCHMARKS.md")
+    text = report(b, rows)
+    if not interrupted:
+        with open(out, "w") as f:
+            f.write(text)
+        log("wrote %s" % os.path.relpath(out, REPO))
+    if b.notes:
+        print("\nnotes:\n" + "\n".join("  - " + n for n in b.notes))
+    log("done in %.0fs" % (time.monotonic() - b.t0))
+    return 1 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Content for the benchmark, generated in Python.
+
+Raw blobs are pseudo-random bytes written straight to files (they are
+pushed with the registry API and served as static files).  The image is
+an OCI layout with gzip tar layers, which skopeo pushes.  Everything is
+deterministic for its seed; one run's seeds differ from another's only if
+the caller says so.
+"""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import tarfile
+
+MiB = 1024 * 1024
+
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+class BlobFile:
+    """A blob on disk: its path, digest and size."""
+
+    def __init__(self, path, hexdigest, size, media_type):
+        self.path = path
+        self.hex = hexdigest
+        self.digest = "sha256:" + hexdigest
+        self.size = size
+        self.media_type = media_type
+
+    def descriptor(self):
+        return {"mediaType": self.media_type, "digest": self.digest,
+                "size": self.size}
+
+
+def _canonical(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_random(directory, seed, size, chunk=4 * MiB):
+    """A file of `size` pseudo-random bytes named by its sha256."""
+    os.makedirs(directory, exist_ok=True)
+    rng = random.Random("ocimirror-bench:" + seed)
+    h = hashlib.sha256()
+    tmp = os.path.join(directory, ".tmp-" + seed)
+    with open(tmp, "wb") as f:
+        left = size
+        while left > 0:
+            data = rng.randbytes(min(chunk, left))
+            h.update(data)
+            f.write(data)
+            left -= len(data)
+    hexd = h.hexdigest()
+    path = os.path.join(directory, hexd)
+    os.replace(tmp, path)
+    return BlobFile(path, hexd, size, "application/octet-stream")
+
+
+def _write_bytes(directory, data, media_type):
+    hexd = hashlib.sha256(data).hexdigest()
+    path = os.path.join(directory, hexd)
+    with open(path, "wb") as f:
+        f.write(data)
+    return BlobFile(path, hexd, len(data), media_type)
+
+
+def _layer_tar(seed, size):
+    """A reproducible tar holding one file of random bytes."""
+    rng = random.Random("ocimirror-bench-layer:" + seed)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        d = tarfile.TarInfo("data")
+        d.type = tarfile.DIRTYPE
+        d.mode = 0o755
+        d.mtime = 0
+        t.addfile(d)
+        info = tarfile.TarInfo("data/%s.bin" % seed)
+        info.size = size
+        info.mode = 0o644
+        info.mtime = 0
+        t.addfile(info, io.BytesIO(rng.randbytes(size)))
+    return buf.getvalue()
+
+
+def write_image_layout(directory, name, tag, n_layers, layer_size):
+    """An OCI layout with one single-platform image of n_layers layers of
+    about layer_size bytes each.  Returns (manifest, config, layers)."""
+    blobs = os.path.join(directory, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+    layers = []
+    diff_ids = []
+    for i in range(n_layers):
+        tar = _layer_tar("%s-%d" % (name, i), layer_size)
+        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
+        # random data does not compress: level 0 keeps this fast
+        gz = gzip.compress(tar, compresslevel=0, mtime=0)
+        layers.append(_write_bytes(blobs, gz, MT_OCI_LAYER_GZIP))
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/true"],
+                   "Labels": {"ocimirror.bench": name}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": "2024-01-01T00:00:00Z",
+                     "created_by": "ocimirror bench layer %d" % i}
+                    for i in range(n_layers)],
+    }
+    cfg = _write_bytes(blobs, _canonical(config), MT_OCI_CONFIG)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_MANIFEST,
+        "config": cfg.descriptor(),
+        "layers": [l.descriptor() for l in layers],
+    }
+    man = _write_bytes(blobs, _canonical(manifest), MT_OCI_MANIFEST)
+    with open(os.path.join(directory, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    desc = man.descriptor()
+    desc["annotations"] = {REF_NAME: tag}
+    index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+             "manifests": [desc]}
+    with open(os.path.join(directory, "index.json"), "wb") as f:
+        f.write(_canonical(index))
+    return man, cfg, layers
