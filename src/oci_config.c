@@ -48,9 +48,15 @@ static int oci_config_get_bool(oci_config_ctx_t *ctx,
 static int oci_config_get_string(oci_config_ctx_t *ctx,
     const config_setting_t *group, const char *name, const char **out);
 static int oci_config_parse_size(const char *s, long long *out);
+static int oci_config_get_size(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *section, const char *name,
+    long long min, long long max, long long *out);
 static int oci_config_store(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc,
+    oci_config_t *cf);
+static int oci_config_platform_valid(const char *s);
+static int oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_endpoint(oci_config_ctx_t *ctx,
     const config_setting_t *s, char **out);
@@ -62,7 +68,7 @@ static int oci_config_check_file(oci_config_ctx_t *ctx);
 
 
 static const char *const  oci_config_top_keys[] = {
-    "store", "fetcher", "default_registry", "registries", NULL
+    "store", "fetcher", "prefetch", "default_registry", "registries", NULL
 };
 
 static const char *const  oci_config_store_keys[] = {
@@ -70,7 +76,13 @@ static const char *const  oci_config_store_keys[] = {
 };
 
 static const char *const  oci_config_fetcher_keys[] = {
-    "socket", "max_transfers", "connect_timeout", "low_speed_time", NULL
+    "socket", "max_transfers", "connect_timeout", "low_speed_time",
+    "max_per_host", "http2", "chunk_threshold", "chunk_size",
+    "chunks_per_blob", NULL
+};
+
+static const char *const  oci_config_prefetch_keys[] = {
+    "enabled", "platforms", "max_bytes", NULL
 };
 
 static const char *const  oci_config_registry_keys[] = {
@@ -290,12 +302,52 @@ oci_config_parse_size(const char *s, long long *out)
 }
 
 
+/*
+ * A size: an integer number of bytes, or a string parsed by
+ * oci_config_parse_size().  0 if absent (out untouched), 1 if set,
+ * OCI_EINVAL.
+ */
+static int
+oci_config_get_size(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *section, const char *name, long long min, long long max,
+    long long *out)
+{
+    config_setting_t  *s;
+    long long          v;
+
+    s = config_setting_get_member(group, name);
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        return oci_config_get_int(ctx, group, name, min, max, out);
+    }
+
+    if (oci_config_parse_size(config_setting_get_string(s), &v) != OCI_OK) {
+        oci_config_error(ctx, s, "\"%s.%s\" must be a number of bytes with "
+                         "an optional K, M, G or T suffix", section, name);
+        return OCI_EINVAL;
+    }
+
+    if (v < min || v > max) {
+        oci_config_error(ctx, s, "\"%s.%s\" must be between %lld and %lld "
+                         "bytes", section, name, min, max);
+        return OCI_EINVAL;
+    }
+
+    *out = v;
+
+    return 1;
+}
+
+
 static int
 oci_config_store(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 {
     config_setting_t  *group, *s;
-    const char        *path, *str;
-    long long          v;
+    const char        *path;
     int                rc;
 
     group = config_lookup(lc, "store");
@@ -347,27 +399,11 @@ oci_config_store(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         return OCI_EINVAL;
     }
 
-    s = config_setting_get_member(group, "min_free");
-
-    if (s != NULL && config_setting_type(s) == CONFIG_TYPE_STRING) {
-        str = config_setting_get_string(s);
-
-        if (oci_config_parse_size(str, &cf->store_min_free) != OCI_OK) {
-            oci_config_error(ctx, s, "\"store.min_free\" must be a number "
-                             "of bytes with an optional K, M, G or T suffix");
-            return OCI_EINVAL;
-        }
-
-    } else {
-        rc = oci_config_get_int(ctx, group, "min_free", 0, LLONG_MAX, &v);
-
-        if (rc < 0) {
-            return rc;
-        }
-
-        if (rc == 1) {
-            cf->store_min_free = v;
-        }
+    if (oci_config_get_size(ctx, group, "store", "min_free", 0, LLONG_MAX,
+                            &cf->store_min_free)
+        < 0)
+    {
+        return OCI_EINVAL;
     }
 
     return OCI_OK;
@@ -429,6 +465,44 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         if (rc == 1) {
             cf->low_speed_time = (long) v;
         }
+
+        rc = oci_config_get_int(ctx, group, "max_per_host", 1, 65536, &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->max_per_host = (int) v;
+        }
+
+        if (oci_config_get_bool(ctx, group, "http2", &cf->http2) < 0) {
+            return OCI_EINVAL;
+        }
+
+        if (oci_config_get_size(ctx, group, "fetcher", "chunk_threshold", 0,
+                                LLONG_MAX, &cf->chunk_threshold)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        /* tiny chunks would cost a request each for a few bytes: a typo
+         * ("8" for "8M") is refused rather than obeyed */
+        if (oci_config_get_size(ctx, group, "fetcher", "chunk_size",
+                                OCI_CHUNK_SIZE_MIN, 1024LL * 1024 * 1024,
+                                &cf->chunk_size)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        rc = oci_config_get_int(ctx, group, "chunks_per_blob", 0,
+                                OCI_CHUNKS_PER_BLOB_MAX, &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->chunks_per_blob = (int) v;
+        }
     }
 
     if (sock[0] != '/' || strlen(sock) > OCI_SOCKET_PATH_MAX) {
@@ -443,6 +517,143 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
     if (cf->fetcher_socket == NULL) {
         oci_config_error(ctx, s, "out of memory");
         return OCI_ENOMEM;
+    }
+
+    return OCI_OK;
+}
+
+
+/* "os/arch" or "os/arch/variant", each part [a-z0-9._-]+ */
+static int
+oci_config_platform_valid(const char *s)
+{
+    size_t  i, part, parts;
+
+    if (strlen(s) > OCI_PLATFORM_MAX) {
+        return 0;
+    }
+
+    part = 0;
+    parts = 1;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        if (s[i] == '/') {
+            if (part == 0) {
+                return 0;
+            }
+
+            part = 0;
+            parts++;
+            continue;
+        }
+
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')
+              || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+        {
+            return 0;
+        }
+
+        part++;
+    }
+
+    return part > 0 && (parts == 2 || parts == 3);
+}
+
+
+static int
+oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
+{
+    config_setting_t  *group, *list, *s;
+    const char        *p;
+    size_t             i;
+    int                n;
+
+    group = config_lookup(lc, "prefetch");
+    list = NULL;
+
+    if (group != NULL) {
+        if (!config_setting_is_group(group)) {
+            oci_config_error(ctx, group, "\"prefetch\" must be a group "
+                             "{ ... }");
+            return OCI_EINVAL;
+        }
+
+        if (oci_config_check_keys(ctx, group, "prefetch.",
+                                  oci_config_prefetch_keys)
+            != OCI_OK)
+        {
+            return OCI_EINVAL;
+        }
+
+        if (oci_config_get_bool(ctx, group, "enabled", &cf->prefetch) < 0) {
+            return OCI_EINVAL;
+        }
+
+        if (oci_config_get_size(ctx, group, "prefetch", "max_bytes", 0,
+                                LLONG_MAX, &cf->prefetch_max_bytes)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        list = config_setting_get_member(group, "platforms");
+    }
+
+    if (list == NULL) {
+        cf->prefetch_platforms = calloc(1, sizeof(char *));
+
+        if (cf->prefetch_platforms == NULL) {
+            oci_config_error(ctx, group, "out of memory");
+            return OCI_ENOMEM;
+        }
+
+        cf->prefetch_platforms[0] = strdup(OCI_DEFAULT_PREFETCH_PLATFORM);
+
+        if (cf->prefetch_platforms[0] == NULL) {
+            oci_config_error(ctx, group, "out of memory");
+            return OCI_ENOMEM;
+        }
+
+        cf->n_prefetch_platforms = 1;
+
+        return OCI_OK;
+    }
+
+    if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
+        oci_config_error(ctx, list, "\"prefetch.platforms\" must be a list "
+                         "( \"linux/amd64\", ... )");
+        return OCI_EINVAL;
+    }
+
+    /* an empty list is allowed: an index then prefetches nothing */
+    n = config_setting_length(list);
+
+    cf->prefetch_platforms = calloc((size_t) n + 1, sizeof(char *));
+
+    if (cf->prefetch_platforms == NULL) {
+        oci_config_error(ctx, list, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    for (i = 0; i < (size_t) n; i++) {
+        s = config_setting_get_elem(list, (unsigned) i);
+        p = config_setting_get_string(s);
+
+        if (p == NULL || !oci_config_platform_valid(p)) {
+            oci_config_error(ctx, s, "a platform must be a string "
+                             "\"os/arch\" or \"os/arch/variant\" in lower "
+                             "case");
+            return OCI_EINVAL;
+        }
+
+        cf->prefetch_platforms[i] = strdup(p);
+
+        if (cf->prefetch_platforms[i] == NULL) {
+            oci_config_error(ctx, s, "out of memory");
+            return OCI_ENOMEM;
+        }
+
+        cf->n_prefetch_platforms++;
     }
 
     return OCI_OK;
@@ -791,6 +1002,13 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->max_transfers = OCI_DEFAULT_MAX_TRANSFERS;
     cf->connect_timeout = OCI_DEFAULT_CONNECT_TIMEOUT;
     cf->low_speed_time = OCI_DEFAULT_LOW_SPEED_TIME;
+    cf->max_per_host = OCI_DEFAULT_MAX_PER_HOST;
+    cf->http2 = 1;
+    cf->chunk_threshold = OCI_DEFAULT_CHUNK_THRESHOLD;
+    cf->chunk_size = OCI_DEFAULT_CHUNK_SIZE;
+    cf->chunks_per_blob = OCI_DEFAULT_CHUNKS_PER_BLOB;
+    cf->prefetch = 1;
+    cf->prefetch_max_bytes = OCI_DEFAULT_PREFETCH_MAX_BYTES;
 
     cf->file = strdup(file);
 
@@ -812,6 +1030,11 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     }
 
     rc = oci_config_fetcher(&ctx, &lc, cf);
+    if (rc != OCI_OK) {
+        goto failed;
+    }
+
+    rc = oci_config_prefetch(&ctx, &lc, cf);
     if (rc != OCI_OK) {
         goto failed;
     }
@@ -856,6 +1079,13 @@ oci_config_destroy(oci_config_t *cf)
         }
 
         free(reg->name);
+    }
+
+    if (cf->prefetch_platforms != NULL) {
+        for (i = 0; i < cf->n_prefetch_platforms; i++) {
+            free(cf->prefetch_platforms[i]);
+        }
+        free(cf->prefetch_platforms);
     }
 
     free(cf->registries);

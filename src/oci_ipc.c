@@ -63,6 +63,7 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_META] =     { "META", 4, 6 },
     [OCI_MSG_BODY] =     { "BODY", 4, 5 },
     [OCI_MSG_FAIL] =     { "FAIL", 4, 4 },
+    [OCI_MSG_WAIT] =     { "WAIT", 4, 2 },
 };
 
 
@@ -215,6 +216,7 @@ oci_ipc_check(const oci_msg_t *m)
     case OCI_MSG_PING:
     case OCI_MSG_CANCEL:
     case OCI_MSG_DONE:
+    case OCI_MSG_WAIT:
         return OCI_OK;
 
     case OCI_MSG_BLOB:

@@ -30,6 +30,12 @@
  *                                     next is the query of the Link
  *                                     header's next page ("n=..&last=..")
  *   FAIL     <id> <status> <code> <message...>
+ *   WAIT     <id>                     still working on it (queued for a
+ *                                     transfer slot, waiting for a token,
+ *                                     or a body without Content-Length):
+ *                                     sent to a waiter that has heard
+ *                                     nothing for a while, so the worker's
+ *                                     timer measures silence, not work
  *
  * If the worker cannot open a SIZE path that is a temp file (ENOENT), the
  * fetcher has already committed it: the worker opens the store path.
@@ -55,6 +61,7 @@ typedef enum {
     OCI_MSG_META,
     OCI_MSG_BODY,
     OCI_MSG_FAIL,
+    OCI_MSG_WAIT,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 

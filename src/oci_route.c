@@ -24,7 +24,10 @@ static int oci_route_denied(oci_errcode_t *code, char *msg, size_t msglen,
 static int oci_route_looks_like_host(const char *s, size_t len);
 
 
-/* the last occurrence of pat in s[0..len), or NULL */
+/*
+ * the last occurrence of pat (which starts with '/') in s[0..len), or
+ * NULL; comparing only at slashes keeps this off the hit path's profile
+ */
 static const char *
 oci_route_last(const char *s, size_t len, const char *pat, size_t plen)
 {
@@ -35,7 +38,7 @@ oci_route_last(const char *s, size_t len, const char *pat, size_t plen)
     }
 
     for (i = len - plen + 1; i-- > 0; /* void */) {
-        if (memcmp(s + i, pat, plen) == 0) {
+        if (s[i] == '/' && memcmp(s + i, pat, plen) == 0) {
             return s + i;
         }
     }

@@ -1,12 +1,36 @@
 /*
- * Blob jobs: one upstream GET per digest, written to a temp file as it
- * arrives and hashed on the way, committed to the store only when the
- * size and sha256 match.  Waiters get SIZE (the temp file to stream from)
- * as soon as the upstream sent a Content-Length, PROGRESS once per loop
- * iteration, and DONE after the commit.
+ * Blob jobs: one download per digest into a temp file, hashed on the way,
+ * committed to the store only when the size and sha256 match.  Waiters get
+ * SIZE (the temp file to stream from) as soon as the size is known,
+ * PROGRESS (bytes complete from offset 0) once per loop iteration, and
+ * DONE after the commit.
+ *
+ * With ranged downloads on (fetcher.chunks_per_blob > 0) the first request
+ * is a probe for the first chunk, "Range: bytes=0-<chunk_size - 1>":
+ *
+ *   200          the upstream ignores Range: the probe is the whole blob,
+ *                streamed in order as without ranges.
+ *   206          its Content-Range gives the size: the temp file is sized
+ *                at once and the rest is fetched as ranged chunks (chunks.h)
+ *                from the URL the probe ended at (a CDN after a redirect),
+ *                over HTTP/1.1 connections of their own, at most
+ *                chunks_per_blob at a time counting the probe.  A blob
+ *                below chunk_threshold gets its rest in one request.
+ *   206 with another Content-Range than asked for (or no total): the
+ *                probe is dropped for a plain GET.
+ *   416          an empty blob: a plain GET (job.c).
+ *
+ * Chunks write with pwrite() at their offsets.  The hash follows the
+ * contiguous prefix: bytes that arrive at its end are hashed from the
+ * buffer, chunks that finished further out are read back with pread()
+ * (from the page cache) once the prefix reaches them.  A failed chunk is
+ * retried alone, for the bytes it still lacks, at most BLOB_CHUNK_TRIES
+ * times in all before the job fails; the others go on meanwhile.
  */
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +41,12 @@
 
 #include "oci_ref.h"
 #include "oci_store.h"
+#include "chunks.h"
 #include "job.h"
 #include "log.h"
+
+#define BLOB_CHUNK_TRIES  4              /* the first try and 3 retries */
+#define BLOB_READBACK     (64 * 1024)
 
 typedef struct {
     job_t         job;                          /* first */
@@ -27,9 +55,17 @@ typedef struct {
     char          tmp[OCI_PATH_MAX];
     EVP_MD_CTX   *md;
     long long     size;                         /* -1 until known */
-    long long     written;
+    long long     written;                      /* from 0, in order, hashed */
     int           size_sent;                    /* waiters stream tmp */
     int           committed;
+
+    /* ranged chunks, once the probe answered 206 */
+    int           chunked;
+    chunks_t      chunks;                       /* chunk 0 is the probe's */
+    int           parallel;                     /* chunks in flight at most */
+    char         *url;                          /* where the probe ended */
+    int           url_is_endpoint;              /* same origin: send auth */
+    int           store_failed;                 /* a chunk could not write */
 } blob_job_t;
 
 static int blob_headers(job_t *j, const xfer_resp_t *r);
@@ -37,8 +73,15 @@ static int blob_body(job_t *j, const char *p, size_t n);
 static int blob_reset(job_t *j);
 static int blob_can_retry(job_t *j);
 static void blob_done(job_t *j, const xfer_resp_t *r);
+static void blob_unavailable(job_t *j);
 static void blob_flush(job_t *j);
 static void blob_cleanup(job_t *j);
+static void blob_promote(job_t *j);
+
+static int blob_schedule(blob_job_t *b);
+static int blob_chunk_headers(xfer_t *x, void *data);
+static int blob_chunk_body(xfer_t *x, const char *p, size_t n, void *data);
+static void blob_chunk_done(xfer_t *x, CURLcode rc, void *data);
 
 static const job_ops_t  blob_ops = {
     "blob",
@@ -48,10 +91,17 @@ static const job_ops_t  blob_ops = {
     blob_reset,
     blob_can_retry,
     blob_done,
-    NULL,               /* unavailable: FAIL 503 */
+    blob_unavailable,
     NULL,               /* idle: the download goes on to fill the cache */
     blob_flush,
-    blob_cleanup
+    blob_cleanup,
+    blob_promote
+};
+
+static const xfer_handler_t  blob_chunk_handler = {
+    blob_chunk_headers,
+    blob_chunk_body,
+    blob_chunk_done
 };
 
 
@@ -86,6 +136,87 @@ blob_send_progress(blob_job_t *b, waiter_t *w)
 }
 
 
+/* The blob at path is stored: 1 and its size, else 0. */
+static int
+blob_stored(const char *path, long long *size)
+{
+    struct stat  st;
+
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        return 0;
+    }
+
+    *size = (long long) st.st_size;
+
+    return 1;
+}
+
+
+/* A new job for the digest (key "B <digest>"), its temp file created and
+ * the probe (or the plain GET) on its way.  NULL on failure (logged);
+ * with a waiter given, it has got FAIL. */
+static job_t *
+blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *digest, const char *hex, const char *key, xfer_prio_t prio,
+    conn_t *c, uint32_t id)
+{
+    const oci_config_t  *cf = jobs->cf;
+    blob_job_t          *b;
+    job_t               *j;
+
+    j = job_create(jobs, &blob_ops, sizeof(blob_job_t), reg, name, digest,
+                   key);
+    if (j == NULL) {
+        if (c != NULL) {
+            reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        }
+
+        return NULL;
+    }
+
+    b = (blob_job_t *) j;
+    b->fd = -1;
+    b->size = -1;
+    memcpy(b->hex, hex, sizeof(b->hex));
+    j->prio = prio;
+
+    if (c != NULL && job_add_waiter(j, c, id) == NULL) {
+        job_finish(j);
+        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+
+    b->md = EVP_MD_CTX_new();
+    if (b->md == NULL) {
+        log_error("EVP_MD_CTX_new() failed");
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+
+    b->fd = oci_store_tmp_create(cf->store_path, b->tmp, sizeof(b->tmp));
+    if (b->fd < 0) {
+        log_error("cannot create a temp file in \"%s/tmp\": %s",
+                  cf->store_path, strerror(errno));
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store not writable");
+        return NULL;
+    }
+
+    snprintf(j->path, sizeof(j->path), "/v2/%s/blobs/%s", name, digest);
+    j->head = 0;
+    j->accept = NULL;
+
+    if (cf->chunks_per_blob > 0) {
+        j->ranged = 1;
+        j->range_first = 0;
+        j->range_last = cf->chunk_size - 1;
+    }
+
+    job_issue(j);
+
+    return j;
+}
+
+
 void
 blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
@@ -96,7 +227,7 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     char                   hex[OCI_SHA256_HEX_LEN + 1];
     char                   path[OCI_PATH_MAX];
     char                   key[OCI_DIGEST_MAX + 8];
-    struct stat            st;
+    long long              size;
     oci_msg_t              r;
     int                    rc;
 
@@ -120,9 +251,9 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (blob_stored(path, &size)) {
         oci_msg_init(&r, OCI_MSG_SIZE, m->id);
-        r.size = (long long) st.st_size;
+        r.size = size;
         snprintf(r.path, sizeof(r.path), "%s", path);
         conn_send(c, &r);
 
@@ -145,6 +276,8 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
             return;
         }
 
+        job_promote(j);
+
         if (b->size_sent) {
             blob_send_size(b, w, b->tmp);
             blob_send_progress(b, w);
@@ -153,46 +286,70 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    j = job_create(jobs, &blob_ops, sizeof(blob_job_t), reg, m->name,
-                   m->reference, key);
-    if (j == NULL) {
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
+    blob_start(jobs, reg, m->name, m->reference, hex, key, XFER_PRIO_CLIENT,
+               c, m->id);
+}
+
+
+int
+blob_present(jobs_t *jobs, const char *digest)
+{
+    char       hex[OCI_SHA256_HEX_LEN + 1];
+    char       path[OCI_PATH_MAX];
+    char       key[OCI_DIGEST_MAX + 8];
+    long long  size;
+
+    if (oci_digest_parse(digest, strlen(digest), hex) != OCI_OK
+        || oci_store_blob_path(jobs->cf->store_path, hex, path, sizeof(path))
+           != OCI_OK)
+    {
+        return 1;
     }
 
-    b = (blob_job_t *) j;
-    b->fd = -1;
-    b->size = -1;
-    memcpy(b->hex, hex, sizeof(b->hex));
+    snprintf(key, sizeof(key), "B %s", digest);
 
-    if (job_add_waiter(j, c, m->id) == NULL) {
-        job_finish(j);
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
+    return blob_stored(path, &size) || job_find(jobs, key) != NULL;
+}
+
+
+int
+blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *digest)
+{
+    char  hex[OCI_SHA256_HEX_LEN + 1];
+    char  key[OCI_DIGEST_MAX + 8];
+
+    if (blob_present(jobs, digest)
+        || oci_digest_parse(digest, strlen(digest), hex) != OCI_OK)
+    {
+        return 0;
     }
 
-    b->md = EVP_MD_CTX_new();
-    if (b->md == NULL) {
-        log_error("EVP_MD_CTX_new() failed");
-        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
+    snprintf(key, sizeof(key), "B %s", digest);
+
+    return blob_start(jobs, reg, name, digest, hex, key, XFER_PRIO_PREFETCH,
+                      NULL, 0)
+           != NULL ? 1 : -1;
+}
+
+
+/* Abort the chunk transfers (never from inside one of their callbacks)
+ * and forget the chunks. */
+static void
+blob_chunks_stop(blob_job_t *b)
+{
+    size_t  i;
+
+    for (i = 0; i < b->chunks.n; i++) {
+        if (b->chunks.chunk[i].xfer != NULL) {
+            xfer_abort(b->chunks.chunk[i].xfer);
+        }
     }
 
-    b->fd = oci_store_tmp_create(jobs->cf->store_path, b->tmp,
-                                 sizeof(b->tmp));
-    if (b->fd < 0) {
-        log_error("cannot create a temp file in \"%s/tmp\": %s",
-                  jobs->cf->store_path, strerror(errno));
-        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store not writable");
-        return;
-    }
-
-    snprintf(j->path, sizeof(j->path), "/v2/%s/blobs/%s", m->name,
-             m->reference);
-    j->head = 0;
-    j->accept = NULL;
-
-    job_issue(j);
+    chunks_free(&b->chunks);
+    free(b->url);
+    b->url = NULL;
+    b->chunked = 0;
 }
 
 
@@ -200,6 +357,8 @@ static int
 blob_reset(job_t *j)
 {
     blob_job_t  *b = (blob_job_t *) j;
+
+    blob_chunks_stop(b);
 
     if (ftruncate(b->fd, 0) != 0) {
         log_error("ftruncate(\"%s\") failed: %s", b->tmp, strerror(errno));
@@ -226,25 +385,13 @@ blob_can_retry(job_t *j)
 }
 
 
-static int
-blob_headers(job_t *j, const xfer_resp_t *r)
+static void
+blob_size_known(blob_job_t *b, long long size)
 {
-    blob_job_t  *b = (blob_job_t *) j;
-    queue_t     *q;
+    job_t    *j = &b->job;
+    queue_t  *q;
 
-    if (r->status != 200) {
-        log_error("%s: upstream answered %ld to a plain GET", j->label,
-                  r->status);
-        return job_abort(j, 502, OCI_ERR_UPSTREAM,
-                         "unexpected upstream status");
-    }
-
-    if (r->content_length < 0) {
-        /* the size is known only at the end: waiters get SIZE then */
-        return 0;
-    }
-
-    b->size = r->content_length;
+    b->size = size;
     b->size_sent = 1;
 
     for (q = queue_head(&j->waiters);
@@ -253,6 +400,284 @@ blob_headers(job_t *j, const xfer_resp_t *r)
     {
         blob_send_size(b, queue_data(q, waiter_t, job_link), b->tmp);
     }
+}
+
+
+/* Reserve the whole blob (size > 0) on disk, so that a full disk fails
+ * now and not halfway; a filesystem that cannot reserve still gets the
+ * size. */
+static int
+blob_presize(blob_job_t *b, long long size)
+{
+    if (fallocate(b->fd, 0, 0, (off_t) size) == 0) {
+        return 0;
+    }
+
+    if (errno != EOPNOTSUPP && errno != ENOSYS) {
+        log_error("fallocate(\"%s\", %lld) failed: %s", b->tmp, size,
+                  strerror(errno));
+        return -1;
+    }
+
+    if (ftruncate(b->fd, (off_t) size) != 0) {
+        log_error("ftruncate(\"%s\", %lld) failed: %s", b->tmp, size,
+                  strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* The scheme, host and port of url, lower case, in one string ("a default
+ * port written out or not" makes no difference).  0, or -1 if url does not
+ * parse. */
+static int
+blob_origin(const char *url, char *out, size_t cap)
+{
+    CURLU  *u;
+    char   *scheme, *host, *port;
+    int     n;
+
+    u = curl_url();
+    if (u == NULL) {
+        return -1;
+    }
+
+    scheme = NULL;
+    host = NULL;
+    port = NULL;
+    n = -1;
+
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT)
+           == CURLUE_OK)
+    {
+        n = snprintf(out, cap, "%s://%s:%s", scheme, host, port);
+    }
+
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+
+    if (n < 0 || (size_t) n >= cap) {
+        return -1;
+    }
+
+    for ( /* void */ ; *out != '\0'; out++) {
+        *out = (char) tolower((unsigned char) *out);
+    }
+
+    return 0;
+}
+
+
+/* 1 if both URLs have the same scheme, host and port. */
+static int
+blob_same_origin(const char *a, const char *b)
+{
+    char  oa[OCI_HOST_MAX + 64], ob[OCI_HOST_MAX + 64];
+
+    return blob_origin(a, oa, sizeof(oa)) == 0
+           && blob_origin(b, ob, sizeof(ob)) == 0
+           && strcmp(oa, ob) == 0;
+}
+
+
+/* The probe got its 206: plan the chunks.  0, or what the headers
+ * callback returns. */
+static int
+blob_chunks_begin(blob_job_t *b, const xfer_resp_t *r)
+{
+    job_t               *j = &b->job;
+    const oci_config_t  *cf = j->jobs->cf;
+    long long            total, want_last;
+    int                  small;
+
+    total = r->range_total;
+    want_last = (total < cf->chunk_size ? total : cf->chunk_size) - 1;
+
+    if (r->range_first != 0 || total <= 0 || r->range_last != want_last) {
+        /* no usable size: what came is not worth the trouble, start over
+         * without Range */
+        log_warn("%s: unusable Content-Range (%lld-%lld/%lld) for bytes "
+                 "0-%lld, plain GET", j->label, r->range_first,
+                 r->range_last, r->range_total, cf->chunk_size - 1);
+        j->ranged = 0;
+        return job_restart(j);
+    }
+
+    small = total < cf->chunk_threshold;
+
+    if (chunks_plan(&b->chunks, total, cf->chunk_size, small, b) != OCI_OK) {
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+    }
+
+    b->url = strdup(xfer_effective_url(j->xfer));
+    if (b->url == NULL) {
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+    }
+
+    if (blob_presize(b, total) != 0) {
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+    }
+
+    /* the registry's token is for the registry, never for a CDN */
+    b->url_is_endpoint =
+        blob_same_origin(b->url, j->registry->endpoints[j->endpoint]);
+    b->parallel = small ? 1 : cf->chunks_per_blob;
+    b->chunked = 1;
+    chunks_start(&b->chunks, &b->chunks.chunk[0]);
+
+    log_debug("%s: %lld bytes in %zu chunk%s, %d at a time", j->label, total,
+              b->chunks.n, b->chunks.n == 1 ? "" : "s", b->parallel);
+
+    blob_size_known(b, total);
+
+    /* queued only: they start from the loop, after this callback */
+    if (blob_schedule(b) != 0) {
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE,
+                         "cannot start a transfer");
+    }
+
+    return 0;
+}
+
+
+static int
+blob_headers(job_t *j, const xfer_resp_t *r)
+{
+    blob_job_t  *b = (blob_job_t *) j;
+
+    if (r->status == 206 && j->ranged) {
+        return blob_chunks_begin(b, r);
+    }
+
+    if (r->status != 200) {
+        log_error("%s: upstream answered %ld to a %s GET", j->label,
+                  r->status, j->ranged ? "ranged" : "plain");
+        return job_abort(j, 502, OCI_ERR_UPSTREAM,
+                         "unexpected upstream status");
+    }
+
+    if (j->ranged) {
+        log_debug("%s: upstream ignores Range, one stream", j->label);
+    }
+
+    if (r->content_length >= 0) {
+        blob_size_known(b, r->content_length);
+    }
+
+    /* else the size is known only at the end: waiters get SIZE then */
+
+    return 0;
+}
+
+
+/* Write n bytes at off; hash them if they extend the prefix.  0, or -1
+ * if the store failed (logged). */
+static int
+blob_write(blob_job_t *b, const char *p, size_t n, long long off)
+{
+    ssize_t  w;
+    size_t   done;
+
+    for (done = 0; done < n; done += (size_t) w) {
+        w = pwrite(b->fd, p + done, n - done,
+                   (off_t) (off + (long long) done));
+
+        if (w < 0) {
+            if (errno == EINTR) {
+                w = 0;
+                continue;
+            }
+
+            log_error("write(\"%s\") failed: %s", b->tmp, strerror(errno));
+            return -1;
+        }
+    }
+
+    if (off == b->written) {
+        if (EVP_DigestUpdate(b->md, p, n) != 1) {
+            log_error("EVP_DigestUpdate() failed");
+            return -1;
+        }
+
+        b->written += (long long) n;
+    }
+
+    job_mark_dirty(&b->job);
+
+    return 0;
+}
+
+
+/* Hash what chunks further out wrote, as far as the prefix is complete.
+ * 0, or -1 (logged). */
+static int
+blob_readback(blob_job_t *b)
+{
+    long long  contiguous;
+    ssize_t    n;
+    size_t     want;
+    char       buf[BLOB_READBACK];
+
+    contiguous = chunks_contiguous(&b->chunks);
+
+    while (b->written < contiguous) {
+        want = contiguous - b->written < (long long) sizeof(buf)
+               ? (size_t) (contiguous - b->written) : sizeof(buf);
+
+        n = pread(b->fd, buf, want, (off_t) b->written);
+
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+
+            log_error("pread(\"%s\") failed: %s", b->tmp,
+                      n == 0 ? "end of file" : strerror(errno));
+            return -1;
+        }
+
+        if (EVP_DigestUpdate(b->md, buf, (size_t) n) != 1) {
+            log_error("EVP_DigestUpdate() failed");
+            return -1;
+        }
+
+        b->written += n;
+        job_mark_dirty(&b->job);
+    }
+
+    return 0;
+}
+
+
+/* Bytes for chunk c: its next bytes in order.  0, or -1 to stop its
+ * transfer (b->store_failed says whether the store or the chunk is to
+ * blame). */
+static int
+blob_chunk_write(blob_job_t *b, chunk_t *c, const char *p, size_t n)
+{
+    long long  off;
+
+    off = c->start + c->got;
+
+    if ((long long) n > c->end - off) {
+        log_warn("%s: more than bytes %lld-%lld came", b->job.label,
+                 c->start, c->end - 1);
+        return -1;
+    }
+
+    if (blob_write(b, p, n, off) != 0) {
+        b->store_failed = 1;
+        return -1;
+    }
+
+    c->got += (long long) n;
 
     return 0;
 }
@@ -262,54 +687,78 @@ static int
 blob_body(job_t *j, const char *p, size_t n)
 {
     blob_job_t  *b = (blob_job_t *) j;
-    ssize_t      w;
-    size_t       done;
+
+    if (b->chunked) {
+        if (blob_chunk_write(b, &b->chunks.chunk[0], p, n) == 0) {
+            return 0;
+        }
+
+        return b->store_failed
+               ? job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed")
+               : job_abort(j, 502, OCI_ERR_UPSTREAM,
+                           "upstream sent more than the range asked for");
+    }
 
     if (b->size >= 0 && b->written + (long long) n > b->size) {
         return job_abort(j, 502, OCI_ERR_UPSTREAM,
                          "upstream sent more than its Content-Length");
     }
 
-    for (done = 0; done < n; done += (size_t) w) {
-        w = pwrite(b->fd, p + done, n - done,
-                   (off_t) (b->written + (long long) done));
-
-        if (w < 0) {
-            if (errno == EINTR) {
-                w = 0;
-                continue;
-            }
-
-            log_error("write(\"%s\") failed: %s", b->tmp, strerror(errno));
-            return job_abort(j, 503, OCI_ERR_UNAVAILABLE,
-                             "store write failed");
-        }
+    if (blob_write(b, p, n, b->written) != 0) {
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
     }
-
-    if (EVP_DigestUpdate(b->md, p, n) != 1) {
-        log_error("EVP_DigestUpdate() failed");
-        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "hashing failed");
-    }
-
-    b->written += (long long) n;
-    job_mark_dirty(j);
 
     return 0;
 }
 
 
-static void
-blob_flush(job_t *j)
+/* Start chunk c for the bytes it lacks.  0, or -1 (logged). */
+static int
+blob_chunk_start(blob_job_t *b, chunk_t *c)
 {
-    blob_job_t  *b = (blob_job_t *) j;
-    queue_t     *q;
+    job_t       *j = &b->job;
+    xfer_req_t   req;
 
-    for (q = queue_head(&j->waiters);
-         q != queue_sentinel(&j->waiters);
-         q = queue_next(q))
-    {
-        blob_send_progress(b, queue_data(q, waiter_t, job_link));
+    memset(&req, 0, sizeof(req));
+    req.url = b->url;
+    req.redirected = 1;
+    req.prio = j->prio;
+    req.urgent = chunks_is_frontier(&b->chunks, c);
+    req.ranged = 1;
+    req.range_first = c->start + c->got;
+    req.range_last = c->end - 1;
+    req.http1 = 1;
+    req.bearer = b->url_is_endpoint
+                 ? token_lookup(j->jobs->tokens, j->registry->name, j->scope)
+                 : NULL;
+
+    c->xfer = xfer_start(j->jobs->xm, &req, &blob_chunk_handler, c);
+    if (c->xfer == NULL) {
+        return -1;
     }
+
+    chunks_start(&b->chunks, c);
+
+    return 0;
+}
+
+
+/* Keep parallel chunks in flight, the lowest waiting one first.  0, or -1
+ * if a transfer could not be set up (logged). */
+static int
+blob_schedule(blob_job_t *b)
+{
+    chunk_t  *c;
+
+    while (b->chunks.running < b->parallel
+           && (c = chunks_next(&b->chunks)) != NULL)
+    {
+        if (blob_chunk_start(b, c) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -328,10 +777,11 @@ blob_hex(const unsigned char *md, unsigned int len, char *out)
 }
 
 
+/* Every byte is in: check the size and the digest, commit, DONE. */
 static void
-blob_done(job_t *j, const xfer_resp_t *r)
+blob_complete(blob_job_t *b)
 {
-    blob_job_t     *b = (blob_job_t *) j;
+    job_t          *j = &b->job;
     unsigned char   md[EVP_MAX_MD_SIZE];
     unsigned int    mdlen;
     char            got[2 * EVP_MAX_MD_SIZE + 1];
@@ -407,10 +857,187 @@ blob_done(job_t *j, const xfer_resp_t *r)
 }
 
 
+/* A chunk is done or failed: hash what became contiguous, then finish or
+ * start what may run now. */
+static void
+blob_chunks_next(blob_job_t *b)
+{
+    if (blob_readback(b) != 0) {
+        job_fail(&b->job, 503, OCI_ERR_UNAVAILABLE, "store read failed");
+        return;
+    }
+
+    if (chunks_complete(&b->chunks)) {
+        blob_complete(b);
+        return;
+    }
+
+    if (blob_schedule(b) != 0) {
+        job_fail(&b->job, 503, OCI_ERR_UNAVAILABLE, "cannot start a transfer");
+    }
+}
+
+
+/* Chunk c (running) ended; ok: every byte of it is in. */
+static void
+blob_chunk_ended(blob_job_t *b, chunk_t *c, int ok, const char *why)
+{
+    job_t  *j = &b->job;
+
+    if (b->store_failed) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+
+    if (ok) {
+        chunks_done(&b->chunks, c);
+        blob_chunks_next(b);
+        return;
+    }
+
+    if (!chunks_failed(&b->chunks, c, BLOB_CHUNK_TRIES)) {
+        log_error("%s: bytes %lld-%lld failed %d times (%s)", j->label,
+                  c->start + c->got, c->end - 1, c->failures, why);
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+        return;
+    }
+
+    log_warn("%s: bytes %lld-%lld failed (%s), retrying", j->label,
+             c->start + c->got, c->end - 1, why);
+
+    blob_chunks_next(b);
+}
+
+
+static int
+blob_chunk_headers(xfer_t *x, void *data)
+{
+    chunk_t             *c = data;
+    blob_job_t          *b = c->owner;
+    const xfer_resp_t   *r;
+
+    r = xfer_response(x);
+
+    if (r->status != 206 || r->range_first != c->start + c->got
+        || r->range_last != c->end - 1 || r->range_total != b->size)
+    {
+        log_warn("%s: asked for bytes %lld-%lld/%lld, upstream answered "
+                 "%ld with %lld-%lld/%lld", b->job.label, c->start + c->got,
+                 c->end - 1, b->size, r->status, r->range_first,
+                 r->range_last, r->range_total);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+blob_chunk_body(xfer_t *x, const char *p, size_t n, void *data)
+{
+    chunk_t  *c = data;
+
+    return blob_chunk_write(c->owner, c, p, n);
+}
+
+
+static void
+blob_chunk_done(xfer_t *x, CURLcode rc, void *data)
+{
+    chunk_t             *c = data;
+    const xfer_resp_t   *r;
+    char                 why[CURL_ERROR_SIZE + 32];
+
+    /* the transfer is freed when this returns */
+    c->xfer = NULL;
+
+    r = xfer_response(x);
+
+    if (rc != CURLE_OK) {
+        snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));
+
+    } else {
+        snprintf(why, sizeof(why), "answered %ld", r->status);
+    }
+
+    /* every byte counts, even if the connection broke after the last */
+    blob_chunk_ended(c->owner, c, c->start + c->got == c->end, why);
+}
+
+
+static void
+blob_done(job_t *j, const xfer_resp_t *r)
+{
+    blob_job_t  *b = (blob_job_t *) j;
+    chunk_t     *c;
+
+    if (!b->chunked) {
+        blob_complete(b);
+        return;
+    }
+
+    c = &b->chunks.chunk[0];
+    blob_chunk_ended(b, c, c->start + c->got == c->end, "short body");
+}
+
+
+/* The probe failed for good on its endpoint.  Before the chunks began
+ * that is the job's end; after, only chunk 0 failed. */
+static void
+blob_unavailable(job_t *j)
+{
+    blob_job_t  *b = (blob_job_t *) j;
+
+    if (!b->chunked) {
+        log_error("%s: upstream unavailable", j->label);
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+        return;
+    }
+
+    blob_chunk_ended(b, &b->chunks.chunk[0], 0, "transfer failed");
+}
+
+
+static void
+blob_flush(job_t *j)
+{
+    blob_job_t  *b = (blob_job_t *) j;
+    queue_t     *q;
+
+    if (b->chunked && blob_readback(b) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store read failed");
+        return;
+    }
+
+    for (q = queue_head(&j->waiters);
+         q != queue_sentinel(&j->waiters);
+         q = queue_next(q))
+    {
+        blob_send_progress(b, queue_data(q, waiter_t, job_link));
+    }
+}
+
+
+static void
+blob_promote(job_t *j)
+{
+    blob_job_t  *b = (blob_job_t *) j;
+    size_t       i;
+
+    for (i = 0; i < b->chunks.n; i++) {
+        if (b->chunks.chunk[i].xfer != NULL) {
+            xfer_set_prio(b->chunks.chunk[i].xfer, XFER_PRIO_CLIENT);
+        }
+    }
+}
+
+
 static void
 blob_cleanup(job_t *j)
 {
     blob_job_t  *b = (blob_job_t *) j;
+
+    blob_chunks_stop(b);
 
     if (b->fd >= 0) {
         close(b->fd);

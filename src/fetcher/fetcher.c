@@ -190,9 +190,25 @@ fetcher_start(fetcher_t *f)
 
     loop_set_after(f->loop, fetcher_after, f);
 
-    log_info("listening on \"%s\", %zu registr%s, at most %d transfers",
-             f->cf->fetcher_socket, f->cf->n_registries,
-             f->cf->n_registries == 1 ? "y" : "ies", f->cf->max_transfers);
+    log_info("listening on \"%s\", %zu registr%s, at most %d transfers, "
+             "%d per host, HTTP/2 %s", f->cf->fetcher_socket,
+             f->cf->n_registries, f->cf->n_registries == 1 ? "y" : "ies",
+             f->cf->max_transfers, f->cf->max_per_host,
+             f->cf->http2 ? "on" : "off");
+
+    if (f->cf->chunks_per_blob > 0) {
+        log_info("blobs from %lld bytes on in ranges of %lld bytes, %d at "
+                 "a time", f->cf->chunk_threshold, f->cf->chunk_size,
+                 f->cf->chunks_per_blob);
+
+    } else {
+        log_info("ranged downloads off");
+    }
+
+    log_info("prefetch %s, at most %lld bytes per image, %zu platform%s",
+             f->cf->prefetch ? "on" : "off", f->cf->prefetch_max_bytes,
+             f->cf->n_prefetch_platforms,
+             f->cf->n_prefetch_platforms == 1 ? "" : "s");
 
     return 0;
 }

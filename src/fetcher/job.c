@@ -153,6 +153,8 @@ job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
              ref == NULL ? "" : (strchr(ref, ':') != NULL ? "@" : ":"),
              ref == NULL ? "" : ref);
 
+    j->prio = XFER_PRIO_CLIENT;
+
     queue_init(&j->hash_link);
     queue_init(&j->dirty_link);
     queue_init(&j->waiters);
@@ -341,6 +343,36 @@ job_abort(job_t *j, int status, oci_errcode_t code, const char *message)
 }
 
 
+int
+job_restart(job_t *j)
+{
+    j->restart = 1;
+
+    return -1;
+}
+
+
+void
+job_promote(job_t *j)
+{
+    if (j->prio != XFER_PRIO_PREFETCH) {
+        return;
+    }
+
+    log_debug("%s: a client joined the prefetch", j->label);
+
+    j->prio = XFER_PRIO_CLIENT;
+
+    if (j->xfer != NULL) {
+        xfer_set_prio(j->xfer, XFER_PRIO_CLIENT);
+    }
+
+    if (j->ops->promote != NULL) {
+        j->ops->promote(j);
+    }
+}
+
+
 void
 job_issue(job_t *j)
 {
@@ -376,9 +408,14 @@ job_issue(job_t *j)
     req.head = j->head;
     req.accept = j->accept;
     req.bearer = token;
+    req.prio = j->prio;
+    req.ranged = j->ranged;
+    req.range_first = j->range_first;
+    req.range_last = j->range_last;
 
     j->sent_bearer = token != NULL;
     j->aborted = 0;
+    j->restart = 0;
 
     j->xfer = xfer_start(j->jobs->xm, &req, &job_xfer_handler, j);
     if (j->xfer == NULL) {
@@ -569,6 +606,11 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
         return;
     }
 
+    if (j->restart) {
+        job_issue(j);
+        return;
+    }
+
     if (rc != CURLE_OK) {
         snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));
 
@@ -595,6 +637,14 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
 
     if (r->status == 401) {
         job_auth(j, r);
+        return;
+    }
+
+    /* an empty blob has no byte 0 to range over */
+    if (r->status == 416 && j->ranged) {
+        log_debug("%s: range not satisfiable, plain GET", j->label);
+        j->ranged = 0;
+        job_issue(j);
         return;
     }
 

@@ -11,7 +11,12 @@
  *
  * The common part here runs the upstream request: endpoints in order
  * (failing over on connection errors, timeouts and 5xx), the Bearer token
- * flow on a 401, and the mapping of upstream errors to FAIL.  The kinds
+ * flow on a 401, a plain GET again when a ranged one was not satisfiable
+ * (416), and the mapping of upstream errors to FAIL.
+ *
+ * A job runs at client priority, or at prefetch priority when the fetcher
+ * started it on its own (no waiters); the first client that joins a
+ * prefetch job promotes it and every transfer it has.  The kinds
  * (blob.c, manifest.c, tags.c) supply a job_ops_t for what is specific:
  * what the body becomes, and what the answer is.
  *
@@ -70,7 +75,8 @@ typedef struct {
     /* a 2xx answer is complete: answer the waiters, job_finish() */
     void  (*done)(job_t *j, const xfer_resp_t *r);
 
-    /* every endpoint failed; NULL: FAIL 503 UNAVAILABLE */
+    /* the request failed for good: every endpoint failed, or can_retry
+     * said no; NULL: FAIL 503 UNAVAILABLE */
     void  (*unavailable)(job_t *j);
 
     /* the last waiter left; NULL: go on */
@@ -81,6 +87,10 @@ typedef struct {
 
     /* release what the kind holds (called by job_finish) */
     void  (*cleanup)(job_t *j);
+
+    /* the job was promoted to client priority: move the kind's own
+     * transfers too; NULL: it has none besides j->xfer */
+    void  (*promote)(job_t *j);
 } job_ops_t;
 
 struct job_s {
@@ -102,11 +112,18 @@ struct job_s {
     int                head;
     char               path[JOB_PATH_MAX];      /* "/v2/..." + query */
     const char        *accept;                  /* NULL: none */
+    int                ranged;                  /* Range: bytes=F-L */
+    long long          range_first;
+    long long          range_last;
+    xfer_prio_t        prio;
     size_t             endpoint;                /* index being tried */
     int                auth_tried;              /* fetched a token once */
     int                sent_bearer;
     xfer_t            *xfer;
     token_waiter_t     token_waiter;
+
+    /* set by job_restart() from a kind's callback */
+    int                restart;
 
     /* set by job_abort() from a kind's callback */
     int                aborted;
@@ -143,9 +160,9 @@ void jobs_flush(jobs_t *jobs);
  * For the kinds.
  */
 
-/* Allocate a job of size bytes (a kind's struct that starts with job_t);
- * ref (a tag or digest, for the log) may be NULL; key NULL for a job
- * nobody joins.  NULL on failure (logged). */
+/* Allocate a job of size bytes (a kind's struct that starts with job_t),
+ * at client priority; ref (a tag or digest, for the log) may be NULL; key
+ * NULL for a job nobody joins.  NULL on failure (logged). */
 job_t *job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
     const oci_registry_t *reg, const char *name, const char *ref,
     const char *key);
@@ -163,6 +180,14 @@ void job_issue(job_t *j);
 /* From a kind's headers/body callback: remember the failure and return
  * -1 from the callback; the job fails once the transfer has stopped. */
 int job_abort(job_t *j, int status, oci_errcode_t code, const char *message);
+
+/* From a kind's headers/body callback, after changing the request: stop
+ * this transfer and send the request again to the same endpoint.  Returns
+ * -1 for the callback to return. */
+int job_restart(job_t *j);
+
+/* A client joined: from prefetch to client priority (no-op otherwise). */
+void job_promote(job_t *j);
 
 /* Send FAIL to every waiter and finish the job. */
 void job_fail(job_t *j, int status, oci_errcode_t code, const char *message);
@@ -188,6 +213,23 @@ void reply_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
 void blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 void manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 void tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
+/*
+ * For prefetch.c: jobs at prefetch priority that nobody waits for yet.
+ * 1 if one was started, 0 if the thing is stored or already in flight (or
+ * the digest is not sha256), -1 on failure (logged).  A manifest is
+ * fetched by digest with every manifest type accepted.
+ */
+int blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *digest);
+int manifest_prefetch(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *digest);
+
+/* 1 if the blob / the manifest by digest is stored or in flight.  A
+ * digest that is not sha256 counts as present: it is never fetched. */
+int blob_present(jobs_t *jobs, const char *digest);
+int manifest_present(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *digest);
 
 /* Shared checks of a request: the registry is configured and the name is
  * valid.  The registry, or NULL after answering FAIL. */

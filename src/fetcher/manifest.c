@@ -15,6 +15,9 @@
  * index or a manifest list, so a narrow client never downgrades what broad
  * clients see.  If every endpoint is unreachable and a record whose
  * manifest is stored exists, it is served stale.
+ *
+ * Every manifest a GET brings goes to prefetch.c, which may start jobs
+ * for its blobs or its platforms' manifests.
  */
 
 #include <errno.h>
@@ -33,6 +36,7 @@
 #include "oci_store.h"
 #include "job.h"
 #include "log.h"
+#include "prefetch.h"
 
 typedef struct {
     job_t             job;                      /* first */
@@ -67,7 +71,8 @@ static const job_ops_t  manifest_ops = {
     manifest_unavailable,
     NULL,               /* idle: finish, the answer fills the cache */
     NULL,
-    manifest_cleanup
+    manifest_cleanup,
+    NULL                /* promote: no transfers of its own */
 };
 
 
@@ -190,17 +195,86 @@ manifest_header_digest(const xfer_resp_t *r)
 }
 
 
+static void
+manifest_key(char *key, size_t cap, const oci_registry_t *reg,
+    const char *name, const char *ref, int head, const char *accept)
+{
+    snprintf(key, cap, "M %s %s %s %d %s", reg->name, name, ref,
+             head ? 1 : 0, accept);
+}
+
+
+/* A new job for the key, its request on its way.  NULL on failure
+ * (logged); with a waiter given, it has got FAIL. */
+static job_t *
+manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *ref, const char *hex, int head, const char *accept,
+    const char *key, xfer_prio_t prio, conn_t *c, uint32_t id)
+{
+    manifest_job_t  *mj;
+    job_t           *j;
+    char             type[OCI_MEDIA_TYPE_MAX + 1];
+    char             rhex[OCI_SHA256_HEX_LEN + 1];
+    long long        size;
+
+    j = job_create(jobs, &manifest_ops, sizeof(manifest_job_t), reg, name,
+                   ref, key);
+    if (j == NULL) {
+        if (c != NULL) {
+            reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        }
+
+        return NULL;
+    }
+
+    mj = (manifest_job_t *) j;
+    snprintf(mj->ref, sizeof(mj->ref), "%s", ref);
+    snprintf(mj->accept, sizeof(mj->accept), "%s", accept);
+    mj->client_head = head != 0;
+    mj->is_digest = hex != NULL;
+    j->prio = prio;
+
+    if (hex != NULL) {
+        memcpy(mj->hex, hex, sizeof(mj->hex));
+    }
+
+    if (c != NULL && job_add_waiter(j, c, id) == NULL) {
+        job_finish(j);
+        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+
+    /* a tag whose record points at a stored manifest: revalidate with a
+     * HEAD, and keep it for stale-if-error */
+    if (hex == NULL
+        && oci_tag_record_read(jobs->cf->store_path, reg->name, name, ref,
+                               &mj->rec) == OCI_OK
+        && oci_digest_parse(mj->rec.digest, strlen(mj->rec.digest), rhex)
+           == OCI_OK
+        && manifest_stored(jobs->cf->store_path, rhex, &size, type,
+                           sizeof(type)))
+    {
+        mj->revalidate = 1;
+    }
+
+    snprintf(j->path, sizeof(j->path), "/v2/%s/manifests/%s", name, ref);
+    j->accept = mj->accept[0] != '\0' ? mj->accept : OCI_MT_ALL_MANIFESTS;
+    j->head = mj->client_head || mj->revalidate;
+
+    job_issue(j);
+
+    return j;
+}
+
+
 void
 manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
     const oci_registry_t  *reg;
-    manifest_job_t        *mj;
     job_t                 *j;
     char                   key[JOB_KEY_MAX];
     char                   type[OCI_MEDIA_TYPE_MAX + 1];
     char                   hex[OCI_SHA256_HEX_LEN + 1];
-    char                   rhex[OCI_SHA256_HEX_LEN + 1];
-    const char            *root;
     long long              size;
     oci_msg_t              r;
     int                    is_digest, rc;
@@ -210,7 +284,6 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    root = jobs->cf->store_path;
     is_digest = oci_ref_is_digest(m->reference, strlen(m->reference));
 
     if (is_digest) {
@@ -222,7 +295,9 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
             return;
         }
 
-        if (manifest_stored(root, hex, &size, type, sizeof(type))) {
+        if (manifest_stored(jobs->cf->store_path, hex, &size, type,
+                            sizeof(type)))
+        {
             oci_msg_init(&r, OCI_MSG_META, m->id);
             snprintf(r.digest, sizeof(r.digest), "%s", m->reference);
             r.size = size;
@@ -236,60 +311,67 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    snprintf(key, sizeof(key), "M %s %s %s %d %s", m->registry, m->name,
-             m->reference, m->head ? 1 : 0, m->accept);
+    manifest_key(key, sizeof(key), reg, m->name, m->reference, m->head,
+                 m->accept);
 
     j = job_find(jobs, key);
 
     if (j != NULL) {
         if (job_add_waiter(j, c, m->id) == NULL) {
             reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            return;
         }
 
+        job_promote(j);
         return;
     }
 
-    j = job_create(jobs, &manifest_ops, sizeof(manifest_job_t), reg,
-                   m->name, m->reference, key);
-    if (j == NULL) {
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
+    manifest_start(jobs, reg, m->name, m->reference,
+                   is_digest ? hex : NULL, m->head, m->accept, key,
+                   XFER_PRIO_CLIENT, c, m->id);
+}
+
+
+int
+manifest_present(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *digest)
+{
+    char       key[JOB_KEY_MAX];
+    char       type[OCI_MEDIA_TYPE_MAX + 1];
+    char       hex[OCI_SHA256_HEX_LEN + 1];
+    long long  size;
+
+    if (oci_digest_parse(digest, strlen(digest), hex) != OCI_OK) {
+        return 1;
     }
 
-    mj = (manifest_job_t *) j;
-    snprintf(mj->ref, sizeof(mj->ref), "%s", m->reference);
-    snprintf(mj->accept, sizeof(mj->accept), "%s", m->accept);
-    mj->client_head = m->head != 0;
-    mj->is_digest = is_digest;
+    manifest_key(key, sizeof(key), reg, name, digest, 0, "");
 
-    if (is_digest) {
-        memcpy(mj->hex, hex, sizeof(mj->hex));
-    }
+    return manifest_stored(jobs->cf->store_path, hex, &size, type,
+                           sizeof(type))
+           || job_find(jobs, key) != NULL;
+}
 
-    if (job_add_waiter(j, c, m->id) == NULL) {
-        job_finish(j);
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
-    }
 
-    /* a tag whose record points at a stored manifest: revalidate with a
-     * HEAD, and keep it for stale-if-error */
-    if (!is_digest
-        && oci_tag_record_read(root, reg->name, m->name, m->reference,
-                               &mj->rec) == OCI_OK
-        && oci_digest_parse(mj->rec.digest, strlen(mj->rec.digest), rhex)
-           == OCI_OK
-        && manifest_stored(root, rhex, &size, type, sizeof(type)))
+int
+manifest_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *digest)
+{
+    char  key[JOB_KEY_MAX];
+    char  hex[OCI_SHA256_HEX_LEN + 1];
+
+    if (manifest_present(jobs, reg, name, digest)
+        || oci_digest_parse(digest, strlen(digest), hex) != OCI_OK)
     {
-        mj->revalidate = 1;
+        return 0;
     }
 
-    snprintf(j->path, sizeof(j->path), "/v2/%s/manifests/%s", m->name,
-             m->reference);
-    j->accept = mj->accept[0] != '\0' ? mj->accept : OCI_MT_ALL_MANIFESTS;
-    j->head = mj->client_head || mj->revalidate;
+    /* the key of a client GET by digest without an Accept header */
+    manifest_key(key, sizeof(key), reg, name, digest, 0, "");
 
-    job_issue(j);
+    return manifest_start(jobs, reg, name, digest, hex, 0, "", key,
+                          XFER_PRIO_PREFETCH, NULL, 0)
+           != NULL ? 1 : -1;
 }
 
 
@@ -566,6 +648,10 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
     }
 
     manifest_send_meta(j, digest, (long long) mj->len, type, 0);
+
+    prefetch_manifest(j->jobs, j->registry, j->name, digest, type,
+                      mj->body != NULL ? mj->body : "", mj->len);
+
     job_finish(j);
 }
 

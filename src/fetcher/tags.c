@@ -45,7 +45,8 @@ static const job_ops_t  tags_ops = {
     NULL,               /* unavailable: FAIL 503 */
     tags_idle,
     NULL,
-    tags_cleanup
+    tags_cleanup,
+    NULL                /* promote: no transfers of its own */
 };
 
 

@@ -308,7 +308,7 @@ token_fetch(token_cache_t *tc, const char *registry, const char *scope,
     memset(&req, 0, sizeof(req));
     req.url = url;
     req.accept = "application/json";
-    req.urgent = 1;
+    req.prio = XFER_PRIO_TOKEN;
 
     e->xfer = xfer_start(tc->xm, &req, &token_handler, e);
     if (e->xfer == NULL) {

@@ -25,7 +25,9 @@ struct xfer_multi_s {
     const oci_config_t    *cf;
     int                    timerfd;
     int                    running;
-    queue_t                pending;     /* xfer_t, not yet added */
+    int                    running_prefetch;
+    int                    prefetch_max;    /* slots prefetch may hold */
+    queue_t                pending[XFER_PRIO_N];   /* not yet added */
     queue_t                active;      /* xfer_t, added to the multi */
 };
 
@@ -38,6 +40,9 @@ struct xfer_s {
     void                  *data;
     char                  *url;
     const char            *method;
+    xfer_prio_t            prio;
+    int                    redirected;  /* see xfer_req_t */
+    char                   range[48];   /* "F-L" or "F-", "" if none */
     int                    active;
     int                    final;       /* 2xx header block complete */
     struct timespec        started;
@@ -46,7 +51,9 @@ struct xfer_s {
 };
 
 static void xfer_free(xfer_t *x);
+static void xfer_deactivate(xfer_t *x);
 static void xfer_drain(xfer_multi_t *xm);
+static int xfer_url_loggable(const xfer_t *x);
 static void xfer_log_done(xfer_t *x, CURLcode rc);
 
 
@@ -181,6 +188,7 @@ xfer_multi_t *
 xfer_multi_create(loop_t *loop, const oci_config_t *cf)
 {
     xfer_multi_t  *xm;
+    int            i, slots;
 
     xm = calloc(1, sizeof(xfer_multi_t));
     if (xm == NULL) {
@@ -190,7 +198,17 @@ xfer_multi_create(loop_t *loop, const oci_config_t *cf)
 
     xm->loop = loop;
     xm->cf = cf;
-    queue_init(&xm->pending);
+    /* half of the slots, and of the connections to one host: a client's
+     * request for the registry a big image is prefetched from must not
+     * queue inside curl behind the prefetch's connections */
+    slots = cf->max_transfers < cf->max_per_host ? cf->max_transfers
+                                                  : cf->max_per_host;
+    xm->prefetch_max = slots > 1 ? slots / 2 : 1;
+
+    for (i = 0; i < XFER_PRIO_N; i++) {
+        queue_init(&xm->pending[i]);
+    }
+
     queue_init(&xm->active);
 
     xm->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -222,6 +240,10 @@ xfer_multi_create(loop_t *loop, const oci_config_t *cf)
     curl_multi_setopt(xm->multi, CURLMOPT_TIMERDATA, xm);
     curl_multi_setopt(xm->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long) cf->max_transfers);
+    curl_multi_setopt(xm->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long) cf->max_per_host);
+    curl_multi_setopt(xm->multi, CURLMOPT_PIPELINING,
+                      cf->http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
 
     return xm;
 }
@@ -231,6 +253,7 @@ void
 xfer_multi_destroy(xfer_multi_t *xm)
 {
     queue_t  *q;
+    int       i;
 
     if (xm == NULL) {
         return;
@@ -241,9 +264,11 @@ xfer_multi_destroy(xfer_multi_t *xm)
         xfer_abort(queue_data(q, xfer_t, link));
     }
 
-    while (!queue_empty(&xm->pending)) {
-        q = queue_head(&xm->pending);
-        xfer_abort(queue_data(q, xfer_t, link));
+    for (i = 0; i < XFER_PRIO_N; i++) {
+        while (!queue_empty(&xm->pending[i])) {
+            q = queue_head(&xm->pending[i]);
+            xfer_abort(queue_data(q, xfer_t, link));
+        }
     }
 
     /* curl_multi_cleanup() may still report sockets to remove: the loop
@@ -264,6 +289,9 @@ xfer_resp_reset(xfer_resp_t *r)
     r->digest[0] = '\0';
     r->www_authenticate[0] = '\0';
     r->link[0] = '\0';
+    r->range_first = -1;
+    r->range_last = -1;
+    r->range_total = -1;
     r->body_len = 0;
     r->bytes = 0;
 }
@@ -311,6 +339,93 @@ xfer_header_is(const char *line, size_t nlen, const char *name)
 }
 
 
+/* A decimal number at *p (advanced past it), below 10^18; -1 if none. */
+static long long
+xfer_number(const char **p, const char *end)
+{
+    long long  v;
+    int        digits;
+
+    v = 0;
+
+    for (digits = 0; *p < end && isdigit((unsigned char) **p); digits++) {
+        if (digits == 18) {
+            return -1;
+        }
+
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+
+    return digits > 0 ? v : -1;
+}
+
+
+/*
+ * Content-Range (RFC 9110, 14.4): "bytes F-L/T" where the total T may be
+ * an asterisk (unknown), or the unsatisfied form with an asterisk in place
+ * of "F-L".  Whatever does not parse leaves the fields at -1.
+ */
+static void
+xfer_parse_content_range(xfer_resp_t *r, const char *v, size_t len)
+{
+    const char  *p, *end;
+    long long    first, last, total;
+
+    p = v;
+    end = v + len;
+
+    if (len < 6 || strncasecmp(p, "bytes ", 6) != 0) {
+        return;
+    }
+
+    p += 6;
+
+    if (p < end && *p == '*') {
+        first = -1;
+        last = -1;
+        p++;
+
+    } else {
+        first = xfer_number(&p, end);
+
+        if (first < 0 || p == end || *p++ != '-') {
+            return;
+        }
+
+        last = xfer_number(&p, end);
+
+        if (last < first) {
+            return;
+        }
+    }
+
+    if (p == end || *p++ != '/') {
+        return;
+    }
+
+    if (p < end && *p == '*') {
+        total = -1;
+        p++;
+
+    } else {
+        total = xfer_number(&p, end);
+
+        if (total < 0 || (last >= 0 && last >= total)) {
+            return;
+        }
+    }
+
+    if (p != end || (first < 0 && total < 0)) {
+        return;
+    }
+
+    r->range_first = first;
+    r->range_last = last;
+    r->range_total = total;
+}
+
+
 static void
 xfer_parse_header(xfer_t *x, const char *line, size_t len)
 {
@@ -352,6 +467,9 @@ xfer_parse_header(xfer_t *x, const char *line, size_t len)
         if (errno == 0 && *end == '\0' && cl >= 0 && num[0] != '-') {
             r->content_length = cl;
         }
+
+    } else if (xfer_header_is(line, nlen, "content-range")) {
+        xfer_parse_content_range(r, v, vlen);
 
     } else if (xfer_header_is(line, nlen, "content-type")) {
         xfer_copy_value(r->content_type, sizeof(r->content_type), v, vlen);
@@ -545,13 +663,17 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     x->handler = handler;
     x->data = data;
     x->method = req->head ? "HEAD" : "GET";
+    x->prio = req->prio;
+    x->redirected = req->redirected;
     xfer_resp_reset(&x->resp);
 
     x->url = strdup(req->url);
     x->easy = curl_easy_init();
 
     if (x->url == NULL || x->easy == NULL) {
-        log_error("cannot set up a transfer for %s", req->url);
+        log_error("cannot set up a transfer for %.*s",
+                  (int) (req->redirected ? strcspn(req->url, "?#")
+                                         : strlen(req->url)), req->url);
         xfer_free(x);
         return NULL;
     }
@@ -598,8 +720,27 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, xfer_write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
 
+    /* the chunks of one blob go over HTTP/1.1 on purpose: streams of one
+     * HTTP/2 connection share its congestion window, separate
+     * connections each get their own */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                     cf->http2 && !req->http1 ? CURL_HTTP_VERSION_2TLS
+                                              : CURL_HTTP_VERSION_1_1);
+
     if (req->head) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    }
+
+    if (req->ranged) {
+        if (req->range_last >= 0) {
+            snprintf(x->range, sizeof(x->range), "%lld-%lld",
+                     req->range_first, req->range_last);
+
+        } else {
+            snprintf(x->range, sizeof(x->range), "%lld-", req->range_first);
+        }
+
+        curl_easy_setopt(e, CURLOPT_RANGE, x->range);
     }
 
     if (x->headers != NULL) {
@@ -607,10 +748,10 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     }
 
     if (req->urgent) {
-        queue_insert_head(&xm->pending, &x->link);
+        queue_insert_head(&xm->pending[x->prio], &x->link);
 
     } else {
-        queue_insert_tail(&xm->pending, &x->link);
+        queue_insert_tail(&xm->pending[x->prio], &x->link);
     }
 
     return x;
@@ -624,17 +765,55 @@ xfer_abort(xfer_t *x)
 }
 
 
-static void
-xfer_free(xfer_t *x)
+void
+xfer_set_prio(xfer_t *x, xfer_prio_t prio)
 {
     xfer_multi_t  *xm = x->xm;
 
-    queue_remove(&x->link);
+    if (x->prio == prio) {
+        return;
+    }
 
     if (x->active) {
-        xfer_check("curl_multi_remove_handle",
-                   curl_multi_remove_handle(xm->multi, x->easy));
-        xm->running--;
+        xm->running_prefetch += (prio == XFER_PRIO_PREFETCH)
+                                - (x->prio == XFER_PRIO_PREFETCH);
+
+    } else {
+        queue_remove(&x->link);
+        queue_insert_tail(&xm->pending[prio], &x->link);
+    }
+
+    x->prio = prio;
+}
+
+
+/* Out of the multi and out of the running counts. */
+static void
+xfer_deactivate(xfer_t *x)
+{
+    xfer_multi_t  *xm = x->xm;
+
+    xfer_check("curl_multi_remove_handle",
+               curl_multi_remove_handle(xm->multi, x->easy));
+    x->active = 0;
+    xm->running--;
+
+    if (x->prio == XFER_PRIO_PREFETCH) {
+        xm->running_prefetch--;
+    }
+
+    queue_remove(&x->link);
+}
+
+
+static void
+xfer_free(xfer_t *x)
+{
+    if (x->active) {
+        xfer_deactivate(x);
+
+    } else {
+        queue_remove(&x->link);
     }
 
     if (x->easy != NULL) {
@@ -652,30 +831,51 @@ xfer_free(xfer_t *x)
 }
 
 
+/* The next transfer to start, by priority; NULL if none may start. */
+static xfer_t *
+xfer_next(xfer_multi_t *xm)
+{
+    int  i;
+
+    if (xm->running >= xm->cf->max_transfers) {
+        return NULL;
+    }
+
+    for (i = 0; i < XFER_PRIO_N; i++) {
+        if (i == XFER_PRIO_PREFETCH
+            && xm->running_prefetch >= xm->prefetch_max)
+        {
+            return NULL;
+        }
+
+        if (!queue_empty(&xm->pending[i])) {
+            return queue_data(queue_head(&xm->pending[i]), xfer_t, link);
+        }
+    }
+
+    return NULL;
+}
+
+
 int
 xfer_pump(xfer_multi_t *xm)
 {
     xfer_t     *x;
-    queue_t    *q;
     CURLMcode   mc;
     int         worked;
 
     worked = 0;
 
-    while (!queue_empty(&xm->pending)
-           && xm->running < xm->cf->max_transfers)
-    {
-        q = queue_head(&xm->pending);
-        x = queue_data(q, xfer_t, link);
-        queue_remove(q);
+    while ((x = xfer_next(xm)) != NULL) {
+        queue_remove(&x->link);
 
         clock_gettime(CLOCK_MONOTONIC, &x->started);
         worked = 1;
 
         mc = curl_multi_add_handle(xm->multi, x->easy);
         if (mc != CURLM_OK) {
-            log_error("curl_multi_add_handle(%s) failed: %s", x->url,
-                      curl_multi_strerror(mc));
+            log_error("curl_multi_add_handle(%.*s) failed: %s",
+                      xfer_url_loggable(x), x->url, curl_multi_strerror(mc));
             x->handler->done(x, CURLE_FAILED_INIT, x->data);
             xfer_free(x);
             continue;
@@ -683,6 +883,11 @@ xfer_pump(xfer_multi_t *xm)
 
         x->active = 1;
         xm->running++;
+
+        if (x->prio == XFER_PRIO_PREFETCH) {
+            xm->running_prefetch++;
+        }
+
         queue_insert_tail(&xm->active, &x->link);
     }
 
@@ -719,12 +924,7 @@ xfer_drain(xfer_multi_t *xm)
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
         x = (xfer_t *) priv;
 
-        xfer_check("curl_multi_remove_handle",
-                   curl_multi_remove_handle(xm->multi, easy));
-        x->active = 0;
-        xm->running--;
-        queue_remove(&x->link);
-
+        xfer_deactivate(x);
         xfer_log_done(x, rc);
 
         x->handler->done(x, rc, x->data);
@@ -732,6 +932,14 @@ xfer_drain(xfer_multi_t *xm)
     }
 
     xfer_pump(xm);
+}
+
+
+/* How much of the transfer's URL a log line may show. */
+static int
+xfer_url_loggable(const xfer_t *x)
+{
+    return x->redirected ? (int) strcspn(x->url, "?#") : (int) strlen(x->url);
 }
 
 
@@ -746,7 +954,7 @@ xfer_log_done(xfer_t *x, CURLcode rc)
     curl_off_t        bytes;
     char             *eff;
     const char       *q;
-    int               efflen;
+    int               efflen, urllen;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
     ms = (long long) (now.tv_sec - x->started.tv_sec) * 1000
@@ -767,14 +975,18 @@ xfer_log_done(xfer_t *x, CURLcode rc)
         efflen = 0;
     }
 
+    urllen = xfer_url_loggable(x);
+
     if (rc == CURLE_OK) {
-        log_info("%s %s%s%.*s %ld %lld bytes %lld ms", x->method, x->url,
+        log_info("%s %.*s%s%s%s%.*s %ld %lld bytes %lld ms", x->method,
+                 urllen, x->url, x->range[0] ? " bytes=" : "", x->range,
                  eff != NULL ? " -> " : "", efflen, eff != NULL ? eff : "",
                  x->resp.status, (long long) bytes, ms);
 
     } else {
-        log_info("%s %s%s%.*s failed: %s (%lld bytes, %lld ms)", x->method,
-                 x->url, eff != NULL ? " -> " : "", efflen,
+        log_info("%s %.*s%s%s%s%.*s failed: %s (%lld bytes, %lld ms)",
+                 x->method, urllen, x->url, x->range[0] ? " bytes=" : "",
+                 x->range, eff != NULL ? " -> " : "", efflen,
                  eff != NULL ? eff : "", xfer_strerror(x, rc),
                  (long long) bytes, ms);
     }
@@ -785,6 +997,23 @@ const xfer_resp_t *
 xfer_response(const xfer_t *x)
 {
     return &x->resp;
+}
+
+
+const char *
+xfer_effective_url(const xfer_t *x)
+{
+    char  *eff;
+
+    eff = NULL;
+
+    if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &eff) != CURLE_OK
+        || eff == NULL)
+    {
+        return x->url;
+    }
+
+    return eff;
 }
 
 

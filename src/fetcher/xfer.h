@@ -6,8 +6,12 @@
  * Every transfer is an xfer_t (CURLOPT_PRIVATE) owned by this unit from
  * xfer_start() until its done callback has returned (or xfer_abort()):
  * callers keep the pointer only to abort it, and forget it in done.
- * At most cf->max_transfers run at once; the rest wait in a queue that
- * xfer_pump() starts from (urgent requests, token fetches, go first).
+ * At most cf->max_transfers run at once; the rest wait in one queue per
+ * priority that xfer_pump() starts from: token requests first (every job
+ * of a registry may be waiting for one), then what clients wait for, then
+ * prefetch.  Prefetch never holds more than half of the slots (or of
+ * fetcher.max_per_host, if lower), so that a client's request finds a
+ * free one soon even while a big image is being prefetched.
  *
  * The header block of every response is parsed as it arrives; a new status
  * line resets that state, because redirects (and 1xx answers) produce
@@ -29,6 +33,13 @@
 typedef struct xfer_s        xfer_t;
 typedef struct xfer_multi_s  xfer_multi_t;
 
+typedef enum {
+    XFER_PRIO_TOKEN = 0,
+    XFER_PRIO_CLIENT,
+    XFER_PRIO_PREFETCH,
+    XFER_PRIO_N
+} xfer_prio_t;
+
 typedef struct {
     long        status;           /* of the last response; 0 if none */
     long long   content_length;   /* -1 if not sent */
@@ -37,6 +48,9 @@ typedef struct {
     char        www_authenticate[2048];      /* the first challenge */
     char        link[1024];       /* the Link values, ", "-joined; ""
                                      if absent; one too long is left out */
+    long long   range_first;      /* Content-Range "bytes F-L/T"; each -1 */
+    long long   range_last;       /* if absent or unparsable, the total */
+    long long   range_total;      /* also if it is "*" */
     char       *body;             /* non-2xx body, bounded, not NUL-ended */
     size_t      body_len;
     long long   bytes;            /* 2xx body bytes handed over */
@@ -54,10 +68,18 @@ typedef struct {
 
 typedef struct {
     const char  *url;
+    int          redirected;      /* url is where a redirect led: its query
+                                     may be a signature, kept out of logs */
     int          head;            /* HEAD instead of GET */
     const char  *accept;          /* Accept value or NULL */
     const char  *bearer;          /* token or NULL; never logged */
-    int          urgent;          /* start before queued requests */
+    xfer_prio_t  prio;
+    int          urgent;          /* start before queued requests of its
+                                     priority */
+    int          ranged;          /* send Range: bytes=first-last */
+    long long    range_first;
+    long long    range_last;      /* -1: to the end */
+    int          http1;           /* HTTP/1.1 even if HTTP/2 is on */
 } xfer_req_t;
 
 /* NULL on failure (logged). */
@@ -77,11 +99,19 @@ xfer_t *xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
  * this from inside one of the transfer's own callbacks. */
 void xfer_abort(xfer_t *x);
 
+/* Move a transfer to another priority: a queued one to the end of that
+ * queue; a running one goes on, counted in its new class. */
+void xfer_set_prio(xfer_t *x, xfer_prio_t prio);
+
 /* Start queued transfers while slots are free.  1 if any was started or
  * failed (so more work may have been produced), 0 otherwise. */
 int xfer_pump(xfer_multi_t *xm);
 
 const xfer_resp_t *xfer_response(const xfer_t *x);
+
+/* The URL the answer came from, after redirects (the request's own URL
+ * before any answer).  Valid until the transfer is freed. */
+const char *xfer_effective_url(const xfer_t *x);
 
 /* curl's message for the failure rc (the error buffer if it has one). */
 const char *xfer_strerror(const xfer_t *x, CURLcode rc);

@@ -17,9 +17,21 @@ and lets a test inject behaviours, all plain attributes:
     reg.accept_ranges = True                  honour Range on blobs
     reg.fail[path_regex] = (status, code)     answer matching requests
                                               with this error
+    reg.range_faults[(digest, first)] = ["500", "cut"]
+                                              the next GETs of the blob
+                                              whose Range starts at first
+                                              get these, one each: a 500,
+                                              or half the body and a
+                                              closed connection
+    reg.blob_redirect = "http://host:port"    blob GETs answer 307 to
+                                              <that>/cdn/<digest>?sig=...,
+                                              a route every FakeRegistry
+                                              serves (no token, ranges as
+                                              accept_ranges says)
 
 and counts what it saw: reg.count("GET", r"/blobs/sha256:..."),
-reg.token_calls, reg.requests (method, path, headers) in order.
+reg.ranges(digest) (the Range headers of the GETs of a blob, None for
+none), reg.token_calls, reg.requests (method, path, headers) in order.
 """
 
 import http.server
@@ -50,6 +62,8 @@ class FakeRegistry:
         self.throttle = {}       # digest -> bytes per second
         self.corrupt = {}        # digest -> bytes served instead
         self.accept_ranges = False
+        self.range_faults = {}   # (digest, first byte) -> [fault, ...]
+        self.blob_redirect = None
         self.fail = {}           # path regex -> (status, error code)
         self.token = None        # Bearer token required when set
         self.token_expires_in = 300
@@ -100,6 +114,14 @@ class FakeRegistry:
         with self._lock:
             return sum(1 for m, p, _ in self.requests
                        if (method is None or m == method) and rx.search(p))
+
+    def ranges(self, digest):
+        """The Range header (None if absent) of every GET of the blob, by
+        the registry route or the /cdn/ one, in order."""
+        rx = re.compile(r"/(blobs|cdn)/%s(\?|$)" % re.escape(digest))
+        with self._lock:
+            return [h.get("Range") for m, p, h in self.requests
+                    if m == "GET" and rx.search(p)]
 
     def reset_counts(self):
         with self._lock:
@@ -192,6 +214,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     ROUTE = re.compile(r"^/v2/(?P<repo>.+)/(?P<kind>manifests|blobs)/"
                        r"(?P<ref>[^/]+)$")
     TAGS = re.compile(r"^/v2/(?P<repo>.+)/tags/list$")
+    CDN = re.compile(r"^/cdn/(?P<digest>[^/]+)$")
 
     def do_GET(self):
         self._dispatch(head=False)
@@ -206,6 +229,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             if url.path == "/token":
                 return self._token(url.query)
+            m = self.CDN.match(url.path)
+            if m:
+                return self._blob(m["digest"], head)
             for rx, (status, code) in list(reg.fail.items()):
                 if re.search(rx, url.path):
                     return self._error(status, code, "injected failure",
@@ -225,6 +251,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return
                 if m["kind"] == "manifests":
                     return self._manifest(m["repo"], m["ref"], head)
+                if reg.blob_redirect is not None:
+                    return self._send(307, headers={
+                        "Location": "%s/cdn/%s?sig=s3cr3t" % (
+                            reg.blob_redirect, m["ref"])}, head=head)
                 return self._blob(m["ref"], head)
             self._error(404, "UNSUPPORTED", "no such endpoint", head=head)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
@@ -280,6 +310,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         data = reg.corrupt.get(digest, reg.blobs[digest])
         start, end, status = 0, len(data), 200
         headers = {"Docker-Content-Digest": digest}
+        fault = None
         if reg.accept_ranges:
             headers["Accept-Ranges"] = "bytes"
             rng = re.match(r"^bytes=(\d+)-(\d*)$",
@@ -291,6 +322,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 status = 206
                 headers["Content-Range"] = "bytes %d-%d/%d" % (
                     start, end - 1, len(data))
+                with reg._lock:
+                    faults = reg.range_faults.get((digest, start))
+                    if faults:
+                        fault = faults.pop(0)
+        if fault == "500" and not head:
+            return self._error(500, "UNKNOWN", "injected range failure")
         self.send_response(status)
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         self.send_header("Content-Type", "application/octet-stream")
@@ -299,6 +336,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         if head:
+            return
+        if fault == "cut":
+            self.wfile.write(data[start:start + (end - start) // 2])
+            self.wfile.flush()
+            self.close_connection = True
             return
         rate = reg.throttle.get(digest)
         if rate is None:

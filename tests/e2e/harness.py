@@ -358,9 +358,28 @@ def upstream_registry(up, **kw):
 
 # --- the mirror: ocimirror-fetcher + nginx with the module -----------------
 
+def libconfig_value(v):
+    """A Python value as a libconfig value: bool, int, string or list."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return "%dL" % v if abs(v) >= 2 ** 31 else str(v)
+    if isinstance(v, (list, tuple)):
+        return "( %s )" % ", ".join(libconfig_value(x) for x in v)
+    return '"%s"' % v
+
+
+def libconfig_settings(d):
+    return "".join(" %s = %s;" % (k, libconfig_value(v))
+                   for k, v in (d or {}).items())
+
+
 def render_libconfig(store, socket_path, default_registry, registries,
-                     min_free="1M", fsync=False):
-    """registries: list of dicts name, endpoints, tag_ttl, library_prefix."""
+                     min_free="1M", fsync=False, fetcher=None,
+                     prefetch=None):
+    """registries: list of dicts name, endpoints, tag_ttl, library_prefix.
+    fetcher: more settings of the fetcher group (chunk_size = "256K", ...);
+    prefetch: the prefetch group's settings (none: the defaults)."""
     regs = []
     for r in registries:
         fields = ['name = "%s";' % r["name"],
@@ -372,10 +391,14 @@ def render_libconfig(store, socket_path, default_registry, registries,
         regs.append("    { " + " ".join(fields) + " }")
     return ("store = { path = \"%s\"; fsync = %s; min_free = \"%s\"; };\n"
             "fetcher = { socket = \"%s\"; max_transfers = 16;\n"
-            "            connect_timeout = 3; low_speed_time = 10; };\n"
+            "            connect_timeout = 3; low_speed_time = 10;%s };\n"
+            "%s"
             "default_registry = \"%s\";\n"
             "registries = (\n%s\n);\n"
             % (store, "true" if fsync else "false", min_free, socket_path,
+               libconfig_settings(fetcher),
+               "prefetch = {%s };\n" % libconfig_settings(prefetch)
+               if prefetch is not None else "",
                default_registry, ",\n".join(regs)))
 
 
@@ -384,7 +407,7 @@ class Mirror:
 
     def __init__(self, workdir, default_registry, registries,
                  socket_dir=None, fetch_timeout=None, min_free="1M",
-                 binaries=None):
+                 binaries=None, fetcher=None, prefetch=None):
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
@@ -407,6 +430,8 @@ class Mirror:
         self.registries = registries
         self.fetch_timeout = fetch_timeout
         self.min_free = min_free
+        self.fetcher_settings = fetcher
+        self.prefetch_settings = prefetch
         self.fetcher = None
         self.fetcher_stopped = False
         self.nginx = None
@@ -420,7 +445,9 @@ class Mirror:
         with open(self.config_path, "w") as f:
             f.write(render_libconfig(self.store, self.socket_path,
                                      self.default_registry, self.registries,
-                                     self.min_free))
+                                     self.min_free,
+                                     fetcher=self.fetcher_settings,
+                                     prefetch=self.prefetch_settings))
 
     def render_include(self):
         text = read_text(require_file(NGINX_INCLUDE,

@@ -55,7 +55,14 @@ struct xfer_s {
     int                    head;
     char                   accept[OCI_ACCEPT_MAX + 1];  /* "" if none */
     char                   bearer[256];                 /* "" if none */
+    xfer_prio_t            prio;
     int                    urgent;
+    int                    ranged;
+    long long              range_first;
+    long long              range_last;
+    int                    http1;
+    int                    redirected;
+    char                   effective_url[8192];  /* what a test sets */
     xfer_resp_t            resp;
 };
 
@@ -106,8 +113,17 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
              req->accept != NULL ? req->accept : "");
     snprintf(x->bearer, sizeof(x->bearer), "%s",
              req->bearer != NULL ? req->bearer : "");
+    x->prio = req->prio;
     x->urgent = req->urgent;
+    x->ranged = req->ranged;
+    x->range_first = req->range_first;
+    x->range_last = req->range_last;
+    x->http1 = req->http1;
+    x->redirected = req->redirected;
     x->resp.content_length = -1;
+    x->resp.range_first = -1;
+    x->resp.range_last = -1;
+    x->resp.range_total = -1;
 
     queue_insert_tail(&fake_xfers.live, &x->link);
     fake_xfers.started++;
@@ -133,10 +149,26 @@ xfer_abort(xfer_t *x)
 }
 
 
+void
+xfer_set_prio(xfer_t *x, xfer_prio_t prio)
+{
+    x->prio = prio;
+}
+
+
 const xfer_resp_t *
 xfer_response(const xfer_t *x)
 {
     return &x->resp;
+}
+
+
+/* The request's URL unless the test made the answer come from elsewhere
+ * (a redirect). */
+const char *
+xfer_effective_url(const xfer_t *x)
+{
+    return x->effective_url[0] != '\0' ? x->effective_url : x->url;
 }
 
 
@@ -217,6 +249,32 @@ fake_xfer_at(int i)
 }
 
 
+/* The live ranged transfer whose range starts at first, or NULL. */
+xfer_t *
+fake_xfer_range(long long first)
+{
+    queue_t  *q;
+    xfer_t   *x;
+
+    if (!fake_xfers.inited) {
+        return NULL;
+    }
+
+    for (q = queue_head(&fake_xfers.live);
+         q != queue_sentinel(&fake_xfers.live);
+         q = queue_next(q))
+    {
+        x = queue_data(q, xfer_t, link);
+
+        if (x->ranged && x->range_first == first) {
+            return x;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* The only live transfer: fails the test if there is not exactly one. */
 xfer_t *
 fake_xfer_one(void)
@@ -239,6 +297,10 @@ typedef struct {
     int          length_set;        /* Content-Length is length ... */
     long long    length;
     int          chunked;           /* ... or absent; else the body's */
+    int          range_set;         /* Content-Range: bytes F-L/T, where */
+    long long    range_first;       /* T < 0 stands for "*" */
+    long long    range_last;
+    long long    range_total;
     size_t       chunk;             /* body handed over in pieces */
     void       (*between)(void *arg, size_t done);  /* after each piece */
     void        *arg;
@@ -271,6 +333,12 @@ fake_xfer_reply(xfer_t *x, const fake_reply_t *r)
              r->www_authenticate != NULL ? r->www_authenticate : "");
     snprintf(resp->link, sizeof(resp->link), "%s",
              r->link != NULL ? r->link : "");
+
+    if (r->range_set) {
+        resp->range_first = r->range_first;
+        resp->range_last = r->range_last;
+        resp->range_total = r->range_total;
+    }
 
     if (r->status < 200 || r->status >= 300) {
         if (len > 0) {

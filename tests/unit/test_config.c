@@ -184,6 +184,15 @@ test_defaults(void **state)
     assert_int_equal(cf->max_transfers, OCI_DEFAULT_MAX_TRANSFERS);
     assert_int_equal(cf->connect_timeout, 10);
     assert_int_equal(cf->low_speed_time, 30);
+    assert_int_equal(cf->max_per_host, OCI_DEFAULT_MAX_PER_HOST);
+    assert_int_equal(cf->http2, 1);
+    assert_true(cf->chunk_threshold == 16 * 1024 * 1024);
+    assert_true(cf->chunk_size == 8 * 1024 * 1024);
+    assert_int_equal(cf->chunks_per_blob, 4);
+    assert_int_equal(cf->prefetch, 1);
+    assert_int_equal(cf->n_prefetch_platforms, 1);
+    assert_string_equal(cf->prefetch_platforms[0], "linux/amd64");
+    assert_true(cf->prefetch_max_bytes == 2LL * 1024 * 1024 * 1024);
     assert_null(cf->default_registry);
     assert_int_equal(cf->registries[0].library_prefix, 1);
 
@@ -421,6 +430,115 @@ test_endpoints(void **state)
 }
 
 
+static void
+test_parallel_engine(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f, STORE
+        "fetcher = { max_per_host = 3; http2 = false;\n"
+        "            chunk_threshold = \"1M\"; chunk_size = 262144;\n"
+        "            chunks_per_blob = 8; };\n" REG, &cf), OCI_OK);
+    assert_int_equal(cf->max_per_host, 3);
+    assert_int_equal(cf->http2, 0);
+    assert_true(cf->chunk_threshold == 1024 * 1024);
+    assert_true(cf->chunk_size == 256 * 1024);
+    assert_int_equal(cf->chunks_per_blob, 8);
+    oci_config_destroy(cf);
+
+    /* 0 chunks per blob: no ranged downloads; threshold 0: any size */
+    assert_int_equal(load(f, STORE
+        "fetcher = { chunks_per_blob = 0; chunk_threshold = 0;\n"
+        "            chunk_size = \"1g\"; };\n" REG, &cf), OCI_OK);
+    assert_int_equal(cf->chunks_per_blob, 0);
+    assert_true(cf->chunk_threshold == 0);
+    assert_true(cf->chunk_size == 1024 * 1024 * 1024);
+    oci_config_destroy(cf);
+
+    expect_error(f, STORE "fetcher = {\n max_per_host = 0; };\n" REG, 3,
+                 "\"max_per_host\" must be between 1 and 65536");
+    expect_error(f, STORE "fetcher = {\n http2 = \"yes\"; };\n" REG, 3,
+                 "\"http2\" must be true or false");
+    expect_error(f, STORE "fetcher = {\n chunk_threshold = \"16MB\"; };\n"
+                 REG, 3, "\"fetcher.chunk_threshold\" must be a number of "
+                 "bytes with an optional K, M, G or T suffix");
+    expect_error(f, STORE "fetcher = {\n chunk_threshold = -1; };\n" REG, 3,
+                 "\"chunk_threshold\" must be between 0 and");
+    expect_error(f, STORE "fetcher = {\n chunk_size = \"8\"; };\n" REG, 3,
+                 "\"fetcher.chunk_size\" must be between 65536 and "
+                 "1073741824 bytes");
+    expect_error(f, STORE "fetcher = {\n chunk_size = \"2G\"; };\n" REG, 3,
+                 "\"fetcher.chunk_size\" must be between 65536 and");
+    expect_error(f, STORE "fetcher = {\n chunk_size = 1024; };\n" REG, 3,
+                 "\"chunk_size\" must be between 65536 and 1073741824");
+    expect_error(f, STORE "fetcher = {\n chunks_per_blob = 65; };\n" REG, 3,
+                 "\"chunks_per_blob\" must be between 0 and 64");
+    expect_error(f, STORE "fetcher = {\n chunks = 4; };\n" REG, 3,
+                 "unknown setting \"fetcher.chunks\"");
+}
+
+
+static void
+test_prefetch(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f, STORE
+        "prefetch = { enabled = false;\n"
+        "  platforms = ( \"linux/arm64\", \"linux/arm/v7\",\n"
+        "                \"windows/amd64\" );\n"
+        "  max_bytes = \"512M\"; };\n" REG, &cf), OCI_OK);
+    assert_int_equal(cf->prefetch, 0);
+    assert_int_equal(cf->n_prefetch_platforms, 3);
+    assert_string_equal(cf->prefetch_platforms[0], "linux/arm64");
+    assert_string_equal(cf->prefetch_platforms[1], "linux/arm/v7");
+    assert_string_equal(cf->prefetch_platforms[2], "windows/amd64");
+    assert_true(cf->prefetch_max_bytes == 512 * 1024 * 1024);
+    oci_config_destroy(cf);
+
+    /* a group without platforms keeps the default; an empty list means
+     * no platform of an index */
+    assert_int_equal(load(f, STORE "prefetch = { max_bytes = 1000; };\n"
+                          REG, &cf), OCI_OK);
+    assert_int_equal(cf->prefetch, 1);
+    assert_int_equal(cf->n_prefetch_platforms, 1);
+    assert_string_equal(cf->prefetch_platforms[0], "linux/amd64");
+    assert_true(cf->prefetch_max_bytes == 1000);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f, STORE "prefetch = { platforms = [ ]; };\n"
+                          REG, &cf), OCI_OK);
+    assert_int_equal(cf->n_prefetch_platforms, 0);
+    oci_config_destroy(cf);
+
+    expect_error(f, STORE "prefetch = {\n enabled = 1; };\n" REG, 3,
+                 "\"enabled\" must be true or false");
+    expect_error(f, STORE "prefetch = {\n max_bytes = \"lots\"; };\n" REG,
+                 3, "\"prefetch.max_bytes\" must be a number of bytes");
+    expect_error(f, STORE "prefetch = { platforms = (\n \"linux\" ); };\n"
+                 REG, 3, "a platform must be a string \"os/arch\" or "
+                 "\"os/arch/variant\" in lower case");
+    expect_error(f, STORE "prefetch = { platforms = ( \"linux/amd64\",\n"
+                 " \"Linux/AMD64\" ); };\n" REG, 3, "a platform must be");
+    expect_error(f, STORE "prefetch = { platforms = (\n \"linux//v7\" ); "
+                 "};\n" REG, 3, "a platform must be");
+    expect_error(f, STORE "prefetch = { platforms = (\n \"a/b/c/d\" ); "
+                 "};\n" REG, 3, "a platform must be");
+    expect_error(f, STORE "prefetch = { platforms = (\n \"linux/amd64/\" ); "
+                 "};\n" REG, 3, "a platform must be");
+    expect_error(f, STORE "prefetch = { platforms = (\n 5 ); };\n" REG, 3,
+                 "a platform must be");
+    expect_error(f, STORE "prefetch = {\n platforms = \"linux/amd64\"; };\n"
+                 REG, 3, "\"prefetch.platforms\" must be a list");
+    expect_error(f, STORE "prefetch = {\n platform = ( ); };\n" REG, 3,
+                 "unknown setting \"prefetch.platform\"");
+    expect_error(f, STORE "\nprefetch = true;\n" REG, 3,
+                 "\"prefetch\" must be a group");
+}
+
+
 int
 main(void)
 {
@@ -436,6 +554,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_registry_errors, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_engine, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

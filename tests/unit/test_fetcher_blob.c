@@ -2,7 +2,9 @@
  * Unit tests for src/fetcher/blob.c: one download per digest into a temp
  * file, SIZE / PROGRESS / DONE to every waiter (late joiners included),
  * the sha256 and size checks before the commit, failover before and after
- * waiters started streaming, and the store's own state afterwards.
+ * waiters started streaming, and the store's own state afterwards; ranged
+ * chunks (the probe, out-of-order completion, the contiguous prefix, one
+ * failed chunk retried alone, the fallbacks), prefetch and promotion.
  * Upstream and workers are the fakes of fetcher_fakes.h.
  */
 
@@ -403,11 +405,17 @@ test_upstream_answers(void **state)
              "\"message\":\"blob unknown to registry\"}]}";
     fake_xfer_reply(fake_xfer_one(), &r);
 
-    /* a 2xx that is not a plain 200 is not a whole blob */
+    /* a 206 without a usable Content-Range: a plain GET instead, and a
+     * 2xx that is not a 200 to that is not a whole blob */
     request(t, &t->e->c1, 2, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfer_one()->ranged, 1);
     memset(&r, 0, sizeof(r));
     r.status = 206;
     r.body = "llo";
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&t->e->c1),
+                        "FAIL 1 404 BLOB_UNKNOWN blob unknown to registry\n");
+    assert_int_equal(fake_xfer_one()->ranged, 0);
     fake_xfer_reply(fake_xfer_one(), &r);
 
     request(t, &t->e->c1, 3, FAKE_REG, "a/b", t->digest);
@@ -416,7 +424,6 @@ test_upstream_answers(void **state)
     fake_xfer_reply(fake_xfer_one(), &r);
 
     assert_string_equal(fake_conn_take(&t->e->c1),
-                        "FAIL 1 404 BLOB_UNKNOWN blob unknown to registry\n"
                         "FAIL 2 502 UNKNOWN unexpected upstream status\n"
                         "FAIL 3 404 BLOB_UNKNOWN upstream answered 404\n");
     assert_int_equal(fake_tmp_count(t->e), 0);
@@ -542,6 +549,624 @@ test_destroy_removes_tmp(void **state)
 }
 
 
+/*
+ * Ranged chunks.  The blob is CHUNK_TOTAL pseudo-random bytes; chunks of
+ * 64 KiB make five of them (the last one shorter), at most three in
+ * flight, probe included.
+ */
+
+#define CHUNK_SIZE   (64 * 1024)
+#define CHUNK_TOTAL  300000
+#define CDN_URL      "http://cdn.test/blobs/x?sig=secret"
+
+typedef struct {
+    blob_test_t   b;                /* first: request() and friends */
+    char         *data;
+} chunk_test_t;
+
+
+static int
+setup_chunks(void **state)
+{
+    chunk_test_t  *t;
+    unsigned int   seed;
+    size_t         i;
+
+    t = calloc(1, sizeof(chunk_test_t));
+    assert_non_null(t);
+
+    fake_env_setup((void **) &t->b.e);
+
+    t->b.e->cf->chunk_size = CHUNK_SIZE;
+    t->b.e->cf->chunk_threshold = 2 * CHUNK_SIZE;
+    t->b.e->cf->chunks_per_blob = 3;
+
+    t->data = malloc(CHUNK_TOTAL);
+    assert_non_null(t->data);
+
+    seed = 12345;
+    for (i = 0; i < CHUNK_TOTAL; i++) {
+        seed = seed * 1103515245 + 12345;
+        t->data[i] = (char) (seed >> 16);
+    }
+
+    fake_sha256(t->data, CHUNK_TOTAL, t->b.hex);
+    snprintf(t->b.digest, sizeof(t->b.digest), "sha256:%s", t->b.hex);
+    snprintf(t->b.url, sizeof(t->b.url), FAKE_EP1 "/v2/a/b/blobs/%s",
+             t->b.digest);
+    assert_int_equal(oci_store_blob_path(t->b.e->store, t->b.hex, t->b.blob,
+                                         sizeof(t->b.blob)), OCI_OK);
+
+    *state = t;
+    return 0;
+}
+
+
+static int
+teardown_chunks(void **state)
+{
+    chunk_test_t  *t = *state;
+
+    fake_env_teardown((void **) &t->b.e);
+    free(t->data);
+    free(t);
+
+    return 0;
+}
+
+
+/*
+ * Answer x with the bytes [first, last] of the blob, of a total of total
+ * (as the upstream claims them), cut short after cut bytes (0: no cut)
+ * and ending with rc.
+ */
+static void
+reply_range(chunk_test_t *t, xfer_t *x, long status, long long first,
+    long long last, long long total, size_t cut, CURLcode rc)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.rc = rc;
+    r.body = t->data + first;
+    r.body_len = (size_t) (last - first + 1);
+    r.length_set = 1;
+    r.length = last - first + 1;
+    r.chunk = 16 * 1024;
+    r.between = between;
+    r.arg = &t->b;
+
+    if (status == 206) {
+        r.range_set = 1;
+        r.range_first = first;
+        r.range_last = last;
+        r.range_total = total;
+    }
+
+    if (cut != 0) {
+        r.body_len = cut;
+    }
+
+    fake_xfer_reply(x, &r);
+}
+
+
+/* The next line is PROGRESS id bytes. */
+static void
+assert_progress(conn_t *c, uint32_t id, long long bytes)
+{
+    oci_msg_t  m;
+
+    assert_true(fake_conn_next(c, &m));
+    assert_int_equal(m.type, OCI_MSG_PROGRESS);
+    assert_int_equal(m.id, id);
+
+    if (m.bytes != bytes) {
+        fail_msg("PROGRESS %lld, expected %lld", m.bytes, bytes);
+    }
+}
+
+
+static void
+assert_chunk_xfer(xfer_t *x, const char *url, long long first,
+    long long last)
+{
+    assert_non_null(x);
+    assert_string_equal(x->url, url);
+    assert_int_equal(x->ranged, 1);
+    assert_true(x->range_first == first);
+    assert_true(x->range_last == last);
+    assert_int_equal(x->http1, 1);
+    assert_int_equal(x->redirected, 1);
+    assert_int_equal(x->prio, XFER_PRIO_CLIENT);
+}
+
+
+static void
+assert_stored_data(chunk_test_t *t)
+{
+    char  *buf;
+    long   n;
+
+    buf = malloc(CHUNK_TOTAL + 1);
+    assert_non_null(buf);
+    n = fake_read_file(t->b.blob, buf, CHUNK_TOTAL + 1);
+    assert_int_equal(n, CHUNK_TOTAL);
+    assert_memory_equal(buf, t->data, CHUNK_TOTAL);
+    free(buf);
+}
+
+
+/* The probe, the chunks from where it ended, completion out of order:
+ * progress is the contiguous prefix, the hash follows it, the blob is
+ * stored once every byte is in. */
+static void
+test_chunks_out_of_order(void **state)
+{
+    chunk_test_t  *t = *state;
+    xfer_t        *x;
+    char           tmp[OCI_PATH_MAX], url[256];
+    struct stat    st;
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->url, t->b.url);
+    assert_int_equal(x->ranged, 1);
+    assert_true(x->range_first == 0 && x->range_last == CHUNK_SIZE - 1);
+    assert_int_equal(x->http1, 0);
+    assert_int_equal(x->prio, XFER_PRIO_CLIENT);
+
+    /* a redirect to another path of the same registry: the chunks go
+     * there, with the registry's (absent) token */
+    snprintf(url, sizeof(url), FAKE_EP1 "/cdn/%s", t->b.hex);
+    snprintf(x->effective_url, sizeof(x->effective_url), "%s", url);
+
+    t->b.flush = 1;
+    reply_range(t, x, 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0, CURLE_OK);
+
+    /* SIZE at the probe's headers, the temp file sized at once */
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    assert_int_equal(stat(tmp, &st), 0);
+    assert_int_equal(st.st_size, CHUNK_TOTAL);
+    assert_progress(&t->b.e->c1, 1, 16384);
+    assert_progress(&t->b.e->c1, 1, 32768);
+    assert_progress(&t->b.e->c1, 1, 49152);
+    assert_progress(&t->b.e->c1, 1, 65536);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+
+    /* two chunks joined the probe, a third when it ended */
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_chunk_xfer(fake_xfer_at(0), url, 65536, 131071);
+    assert_chunk_xfer(fake_xfer_at(1), url, 131072, 196607);
+    assert_chunk_xfer(fake_xfer_at(2), url, 196608, 262143);
+    assert_string_equal(fake_xfer_at(0)->bearer, "");
+
+    /* chunk 3 first: nothing new is contiguous, chunk 4 starts */
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    jobs_flush(t->b.e->jobs);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+    assert_chunk_xfer(fake_xfer_range(262144), url, 262144, CHUNK_TOTAL - 1);
+    assert_int_equal(fake_xfer_count(), 3);
+
+    /* chunk 2 */
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    jobs_flush(t->b.e->jobs);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+
+    /* the frontier: its own bytes, then 2 and 3 read back at its end */
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    assert_progress(&t->b.e->c1, 1, 65536 + 16384);
+    assert_progress(&t->b.e->c1, 1, 65536 + 32768);
+    assert_progress(&t->b.e->c1, 1, 65536 + 49152);
+    assert_progress(&t->b.e->c1, 1, 131072);
+    jobs_flush(t->b.e->jobs);
+    assert_progress(&t->b.e->c1, 1, 262144);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+    assert_not_stored(&t->b);
+
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    assert_progress(&t->b.e->c1, 1, 262144 + 16384);
+    assert_progress(&t->b.e->c1, 1, 262144 + 32768);
+    assert_progress(&t->b.e->c1, 1, CHUNK_TOTAL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "DONE 1\n");
+
+    assert_stored_data(t);
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.started, 5);
+}
+
+
+/* A chunk that fails is asked for again, alone, for the bytes it lacks;
+ * the others go on; the blob is right in the end. */
+static void
+test_chunk_retry(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX], want[OCI_PATH_MAX + 64];
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+
+    /* to a CDN: no token */
+    assert_chunk_xfer(fake_xfer_range(65536), CDN_URL, 65536, 131071);
+
+    /* chunk 1 gets a 500: the same range again, first in line */
+    reply_range(t, fake_xfer_range(65536), 500, 65536, 131071, -1, 0,
+                CURLE_OK);
+    assert_int_equal(fake_xfers.started, 5);
+    assert_chunk_xfer(fake_xfer_range(65536), CDN_URL, 65536, 131071);
+    assert_int_equal(fake_xfer_range(65536)->urgent, 1);
+
+    /* chunk 2 breaks after 20000 bytes: the rest of it again */
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 20000, CURLE_PARTIAL_FILE);
+    assert_int_equal(fake_xfers.started, 6);
+    assert_chunk_xfer(fake_xfer_range(151072), CDN_URL, 151072, 196607);
+    assert_int_equal(fake_xfer_range(151072)->urgent, 0);
+
+    /* a chunk whose answer names other bytes is a failure too */
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262000,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    assert_int_equal(fake_xfers.started, 7);
+    assert_chunk_xfer(fake_xfer_range(196608), CDN_URL, 196608, 262143);
+
+    /* a 200 to a chunk: the CDN ignores Range after all */
+    reply_range(t, fake_xfer_range(196608), 200, 0, CHUNK_TOTAL - 1, -1, 0,
+                CURLE_OK);
+    assert_int_equal(fake_xfers.started, 8);
+
+    reply_range(t, fake_xfer_range(151072), 206, 151072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+
+    snprintf(want, sizeof(want), "PROGRESS 1 %d\nDONE 1\n", CHUNK_TOTAL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), want);
+    assert_stored_data(t);
+    assert_int_equal(fake_xfers.started, 9);
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* The probe itself breaks after SIZE: its chunk is retried from where it
+ * broke, at the URL it had reached. */
+static void
+test_chunk_probe_retry(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX];
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
+    t->b.flush = 1;
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL,
+                40000, CURLE_RECV_ERROR);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    assert_progress(&t->b.e->c1, 1, 16384);
+    assert_progress(&t->b.e->c1, 1, 32768);
+    assert_progress(&t->b.e->c1, 1, 40000);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+
+    assert_chunk_xfer(fake_xfer_range(40000), CDN_URL, 40000, 65535);
+    assert_int_equal(fake_xfer_range(40000)->urgent, 1);
+
+    reply_range(t, fake_xfer_range(40000), 206, 40000, 65535, CHUNK_TOTAL,
+                0, CURLE_OK);
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+
+    assert_stored_data(t);
+    assert_int_equal(fake_xfers.started, 6);
+}
+
+
+/* A chunk that keeps failing ends the job: FAIL, every other transfer
+ * stopped, the temp file gone. */
+static void
+test_chunk_retries_run_out(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX];
+    int            i;
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+
+    for (i = 0; i < 3; i++) {
+        reply_range(t, fake_xfer_range(131072), 0, 0, 0, 0, 0,
+                    CURLE_COULDNT_CONNECT);
+        assert_int_equal(fake_xfer_count(), 3);
+        assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+    }
+
+    reply_range(t, fake_xfer_range(131072), 0, 0, 0, 0, 0,
+                CURLE_COULDNT_CONNECT);
+    assert_string_equal(fake_conn_take(&t->b.e->c1),
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_not_stored(&t->b);
+    assert_int_equal(fake_xfers.started, 7);
+}
+
+
+/* The upstream ignores Range: the probe's 200 is the whole blob. */
+static void
+test_chunks_fallback_200(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX], want[OCI_PATH_MAX + 64];
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    assert_int_equal(fake_xfer_one()->ranged, 1);
+
+    reply_range(t, fake_xfer_one(), 200, 0, CHUNK_TOTAL - 1, -1, 0,
+                CURLE_OK);
+
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    snprintf(want, sizeof(want), "PROGRESS 1 %d\nDONE 1\n", CHUNK_TOTAL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), want);
+    assert_stored_data(t);
+    assert_int_equal(fake_xfers.started, 1);
+}
+
+
+/* Below chunk_threshold: the rest in one request, after the probe. */
+static void
+test_chunks_small(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX];
+    xfer_t        *x;
+
+    t->b.e->cf->chunk_threshold = CHUNK_TOTAL + 1;
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+
+    x = fake_xfer_one();
+    assert_chunk_xfer(x, t->b.url, CHUNK_SIZE, CHUNK_TOTAL - 1);
+    reply_range(t, x, 206, CHUNK_SIZE, CHUNK_TOTAL - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+
+    assert_stored_data(t);
+    assert_int_equal(fake_xfers.started, 2);
+}
+
+
+/* What the probe got was all there is. */
+static void
+test_chunks_one(void **state)
+{
+    blob_test_t   *t = *state;
+    fake_reply_t   r;
+    char           tmp[OCI_PATH_MAX];
+
+    request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 206;
+    r.body = BODY;
+    r.range_set = 1;
+    r.range_first = 0;
+    r.range_last = 10;
+    r.range_total = 11;
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_size_tmp(t, &t->e->c1, 1, 11, tmp, sizeof(tmp));
+    assert_string_equal(fake_conn_take(&t->e->c1), "PROGRESS 1 11\nDONE 1\n");
+    assert_stored(t, BODY);
+    assert_int_equal(fake_xfers.started, 1);
+}
+
+
+/* An empty blob: no byte 0 to ask for (416), a plain GET. */
+static void
+test_chunks_empty(void **state)
+{
+    blob_test_t   *t = *state;
+    fake_reply_t   r;
+    char           hex[OCI_SHA256_HEX_LEN + 1], digest[OCI_DIGEST_MAX + 1];
+    char           tmp[OCI_PATH_MAX];
+
+    fake_sha256("", 0, hex);
+    snprintf(digest, sizeof(digest), "sha256:%s", hex);
+
+    request(t, &t->e->c1, 1, FAKE_REG, "a/b", digest);
+    assert_int_equal(fake_xfer_one()->ranged, 1);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 416;
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&t->e->c1), "");
+    assert_int_equal(fake_xfer_one()->ranged, 0);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.body = "";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_size_tmp(t, &t->e->c1, 1, 0, tmp, sizeof(tmp));
+    assert_string_equal(fake_conn_take(&t->e->c1), "DONE 1\n");
+}
+
+
+/* chunks_per_blob = 0: no Range at all. */
+static void
+test_chunks_off(void **state)
+{
+    blob_test_t  *t = *state;
+
+    t->e->cf->chunks_per_blob = 0;
+    request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfer_one()->ranged, 0);
+    reply_body(t, BODY, 0, 0);
+    assert_stored(t, BODY);
+}
+
+
+/* A prefetch runs at prefetch priority; a client joining it promotes the
+ * probe and every chunk, and no byte is fetched twice. */
+static void
+test_prefetch_promoted(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX], want[OCI_PATH_MAX + 64];
+    int            i;
+
+    assert_int_equal(blob_prefetch(t->b.e->jobs,
+                                   &t->b.e->cf->registries[0], "a/b",
+                                   t->b.digest), 1);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_PREFETCH);
+
+    /* in flight: not twice */
+    assert_int_equal(blob_prefetch(t->b.e->jobs,
+                                   &t->b.e->cf->registries[0], "a/b",
+                                   t->b.digest), 0);
+
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_int_equal(fake_xfer_count(), 3);
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_PREFETCH);
+    }
+
+    request(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_CLIENT);
+    }
+
+    assert_size_tmp(&t->b, &t->b.e->c2, 7, CHUNK_TOTAL, tmp, sizeof(tmp));
+    assert_progress(&t->b.e->c2, 7, CHUNK_SIZE);
+
+    /* what starts from now on is the client's too */
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    assert_int_equal(fake_xfer_range(262144)->prio, XFER_PRIO_CLIENT);
+
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+
+    snprintf(want, sizeof(want), "PROGRESS 7 %d\nDONE 7\n", CHUNK_TOTAL);
+    assert_string_equal(fake_conn_take(&t->b.e->c2), want);
+    assert_stored_data(t);
+    assert_int_equal(fake_xfers.started, 5);
+
+    /* stored: nothing to prefetch */
+    assert_int_equal(blob_prefetch(t->b.e->jobs,
+                                   &t->b.e->cf->registries[0], "a/b",
+                                   t->b.digest), 0);
+    assert_int_equal(fake_xfers.started, 5);
+}
+
+
+/* A token goes to chunks on the registry's own origin (a default port
+ * written out is the same origin), never to another host. */
+static void
+test_chunks_token(void **state)
+{
+    chunk_test_t  *t = *state;
+    fake_reply_t   r;
+    xfer_t        *x;
+    char           tmp[OCI_PATH_MAX];
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 401;
+    r.www_authenticate = "Bearer realm=\"https://auth.test/token\","
+                         "service=\"reg.test\"";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.body = "{\"token\":\"tok-9\"}";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->bearer, "tok-9");
+    assert_int_equal(x->ranged, 1);
+    snprintf(x->effective_url, sizeof(x->effective_url),
+             "HTTP://ONE.test:80/v2/a/b/blobs/%s", t->b.digest);
+    reply_range(t, x, 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0, CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_string_equal(fake_xfer_at(0)->bearer, "tok-9");
+    assert_string_equal(fake_xfer_at(2)->bearer, "tok-9");
+
+    jobs_destroy(t->b.e->jobs);
+    t->b.e->jobs = jobs_create(t->b.e->cf, (xfer_multi_t *) t->b.e,
+                               t->b.e->tokens);
+    assert_non_null(t->b.e->jobs);
+    fake_conn_take(&t->b.e->c1);
+
+    /* the same host on another port is another origin */
+    request(&t->b, &t->b.e->c1, 2, FAKE_REG, "a/b", t->b.digest);
+    x = fake_xfer_one();
+    assert_string_equal(x->bearer, "tok-9");
+    snprintf(x->effective_url, sizeof(x->effective_url),
+             "http://one.test:8080/v2/a/b/blobs/%s", t->b.digest);
+    reply_range(t, x, 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0, CURLE_OK);
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_string_equal(fake_xfer_at(0)->bearer, "");
+    assert_string_equal(fake_xfer_at(2)->bearer, "");
+}
+
+
+/* A 206 whose Content-Range is not what the probe asked for: a plain GET
+ * from the start. */
+static void
+test_chunks_bad_probe_range(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX];
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, -1, 0,
+                CURLE_OK);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+    assert_int_equal(fake_xfer_one()->ranged, 0);
+
+    reply_range(t, fake_xfer_one(), 200, 0, CHUNK_TOTAL - 1, -1, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    assert_stored_data(t);
+    assert_int_equal(fake_xfers.started, 2);
+}
+
+
 int
 main(void)
 {
@@ -571,6 +1196,27 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_destroy_removes_tmp, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_chunks_out_of_order,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunk_retry, setup_chunks,
+                                        teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunk_probe_retry,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunk_retries_run_out,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_fallback_200,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_small, setup_chunks,
+                                        teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunks_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunks_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_promoted,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_token, setup_chunks,
+                                        teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_bad_probe_range,
+                                        setup_chunks, teardown_chunks),
     };
     int  rc;
 

@@ -142,14 +142,14 @@ kind_cleanup(job_t *j)
 /* A kind that goes on when nobody waits and fails plainly. */
 static const job_ops_t  plain_ops = {
     "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
-    kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup
+    kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup, NULL
 };
 
 /* A kind that ends when idle and handles "unavailable" itself. */
 static const job_ops_t  idle_ops = {
     "test", OCI_ERR_BLOB_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, kind_unavailable, kind_idle, NULL,
-    kind_cleanup
+    kind_cleanup, NULL
 };
 
 
@@ -460,7 +460,8 @@ test_issue(void **state)
     assert_int_equal(x->head, 1);
     assert_string_equal(x->accept, "a/b,c/d");
     assert_string_equal(x->bearer, "");
-    assert_int_equal(x->urgent, 0);
+    assert_int_equal(x->prio, XFER_PRIO_CLIENT);
+    assert_int_equal(x->ranged, 0);
     assert_int_equal(rec.resets, 1);
     assert_ptr_equal(j->xfer, x);
 
@@ -747,7 +748,7 @@ test_auth(void **state)
 
     x = fake_xfer_one();
     assert_string_equal(x->url, TOKEN_URL);
-    assert_int_equal(x->urgent, 1);
+    assert_int_equal(x->prio, XFER_PRIO_TOKEN);
     assert_int_equal(rec.resets, 1);
 
     reply(200, "{\"token\":\"tok-1\",\"expires_in\":300}");

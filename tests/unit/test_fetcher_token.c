@@ -113,7 +113,7 @@ test_request(void **state)
     assert_string_equal(x->accept, "application/json");
     assert_string_equal(x->bearer, "");
     assert_int_equal(x->head, 0);
-    assert_int_equal(x->urgent, 1);
+    assert_int_equal(x->prio, XFER_PRIO_TOKEN);
 
     /* nothing cached while the request runs */
     assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));

@@ -36,6 +36,7 @@ typedef struct {
     char            body[256];
     size_t          body_len;
     int             done;
+    xfer_t         *done_order[16];  /* transfers in the order they ended */
 } fixture_t;
 
 
@@ -73,6 +74,10 @@ on_done(xfer_t *x, CURLcode rc, void *data)
 {
     fixture_t  *f = data;
 
+    if (f->done < 16) {
+        f->done_order[f->done] = x;
+    }
+
     f->done++;
 }
 
@@ -81,7 +86,7 @@ static const xfer_handler_t  handler = { on_headers, on_body, on_done };
 
 
 static xfer_t *
-start(fixture_t *f, const char *url, int urgent)
+start_prio(fixture_t *f, const char *url, xfer_prio_t prio, int urgent)
 {
     xfer_req_t  req;
     xfer_t     *x;
@@ -90,12 +95,20 @@ start(fixture_t *f, const char *url, int urgent)
     req.url = url;
     req.accept = "application/json";
     req.bearer = "secret-token";
+    req.prio = prio;
     req.urgent = urgent;
 
     x = xfer_start(f->xm, &req, &handler, f);
     assert_non_null(x);
 
     return x;
+}
+
+
+static xfer_t *
+start(fixture_t *f, const char *url, int urgent)
+{
+    return start_prio(f, url, XFER_PRIO_CLIENT, urgent);
 }
 
 
@@ -194,6 +207,8 @@ test_fresh_response(void **state)
     assert_string_equal(r->digest, "");
     assert_string_equal(r->www_authenticate, "");
     assert_string_equal(r->link, "");
+    assert_true(r->range_first == -1 && r->range_last == -1
+                && r->range_total == -1);
     assert_null(r->body);
     assert_int_equal(r->body_len, 0);
     assert_true(r->bytes == 0);
@@ -615,6 +630,196 @@ test_pump(void **state)
 }
 
 
+static void
+assert_range(const xfer_resp_t *r, long long first, long long last,
+    long long total)
+{
+    if (r->range_first != first || r->range_last != last
+        || r->range_total != total)
+    {
+        fail_msg("Content-Range %lld-%lld/%lld, expected %lld-%lld/%lld",
+                 r->range_first, r->range_last, r->range_total, first, last,
+                 total);
+    }
+}
+
+
+static void
+test_content_range(void **state)
+{
+    static const char *const  bad[] = {
+        "Content-Range: bytes 9-5/100\r\n",
+        "Content-Range: bytes 0-99/50\r\n",
+        "Content-Range: bytes 0-99/99\r\n",
+        "Content-Range: items 0-1/2\r\n",
+        "Content-Range: bytes 0-99/1234x\r\n",
+        "Content-Range: bytes -5/10\r\n",
+        "Content-Range: bytes 0-99\r\n",
+        "Content-Range: bytes */*\r\n",
+        "Content-Range: bytes 0-/10\r\n",
+        "Content-Range: bytes 0-1234567890123456789/*\r\n",
+        "Content-Range: bytes\r\n",
+        NULL
+    };
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+    size_t              i;
+
+    feed_ok(f->x, "HTTP/1.1 206 Partial Content\r\n");
+    feed_ok(f->x, "content-range:  bytes 0-99/1234 \r\n");
+    assert_range(r, 0, 99, 1234);
+
+    feed_ok(f->x, "HTTP/1.1 206 Partial Content\r\n");
+    assert_range(r, -1, -1, -1);
+    feed_ok(f->x, "Content-Range: bytes 5-5/*\r\n");
+    assert_range(r, 5, 5, -1);
+
+    feed_ok(f->x, "HTTP/1.1 416 Range Not Satisfiable\r\n");
+    feed_ok(f->x, "Content-Range: BYTES */1234\r\n");
+    assert_range(r, -1, -1, 1234);
+
+    feed_ok(f->x, "HTTP/1.1 206 Partial Content\r\n");
+    feed_ok(f->x, "Content-Range: bytes 8388608-16777215/67108864\r\n");
+    assert_range(r, 8388608, 16777215, 67108864);
+
+    for (i = 0; bad[i] != NULL; i++) {
+        feed_ok(f->x, "HTTP/1.1 206 Partial Content\r\n");
+        feed_ok(f->x, bad[i]);
+
+        if (r->range_first != -1 || r->range_last != -1
+            || r->range_total != -1)
+        {
+            fail_msg("\"%s\" was taken", bad[i]);
+        }
+    }
+}
+
+
+/* Before any answer the effective URL is the request's own. */
+static void
+test_effective_url(void **state)
+{
+    fixture_t  *f = *state;
+
+    assert_string_equal(xfer_effective_url(f->x),
+                        "http://127.0.0.1:9/v2/a/manifests/v1");
+}
+
+
+/* Run the loop until n transfers ended (each fails to connect to the
+ * discard port, which nobody serves). */
+static void
+run_until_done(fixture_t *f, int n)
+{
+    int  i;
+
+    xfer_pump(f->xm);
+
+    for (i = 0; i < 200 && f->done < n; i++) {
+        assert_int_equal(loop_once(f->loop, 50), 0);
+    }
+
+    assert_int_equal(f->done, n);
+}
+
+
+/* Token requests, then client work, then prefetch; urgent ones at the
+ * head of their class; a promoted transfer at the end of its new one.
+ * One slot: the order they end in is the order they started in. */
+static void
+test_priorities(void **state)
+{
+    fixture_t  *f = *state;
+    xfer_t     *p1, *c1, *t1, *c2, *p2, *p3;
+
+    p1 = start_prio(f, "http://127.0.0.1:9/p1", XFER_PRIO_PREFETCH, 0);
+    c1 = start_prio(f, "http://127.0.0.1:9/c1", XFER_PRIO_CLIENT, 0);
+    t1 = start_prio(f, "http://127.0.0.1:9/t1", XFER_PRIO_TOKEN, 0);
+    c2 = start_prio(f, "http://127.0.0.1:9/c2", XFER_PRIO_CLIENT, 1);
+    p2 = start_prio(f, "http://127.0.0.1:9/p2", XFER_PRIO_PREFETCH, 1);
+    p3 = start_prio(f, "http://127.0.0.1:9/p3", XFER_PRIO_PREFETCH, 0);
+
+    xfer_set_prio(p3, XFER_PRIO_CLIENT);
+
+    run_until_done(f, 7);
+
+    assert_ptr_equal(f->done_order[0], t1);
+    assert_ptr_equal(f->done_order[1], c2);
+    assert_ptr_equal(f->done_order[2], f->x);
+    assert_ptr_equal(f->done_order[3], c1);
+    assert_ptr_equal(f->done_order[4], p3);
+    assert_ptr_equal(f->done_order[5], p2);
+    assert_ptr_equal(f->done_order[6], p1);
+
+    /* all ended through done: nothing left for teardown to abort */
+    f->done = 0;
+}
+
+
+/* Prefetch holds at most half of the slots (the lower of max_transfers
+ * and max_per_host); client work takes the rest; a promoted transfer no
+ * longer counts as prefetch. */
+static void
+test_prefetch_share(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t   cf;
+    xfer_multi_t  *xm;
+    xfer_req_t     req;
+    xfer_t        *p[3];
+    int            i;
+
+    cf = f->cf;
+    cf.max_transfers = 4;
+    cf.max_per_host = 16;
+    xm = xfer_multi_create(f->loop, &cf);
+    assert_non_null(xm);
+
+    memset(&req, 0, sizeof(req));
+    req.prio = XFER_PRIO_PREFETCH;
+
+    for (i = 0; i < 3; i++) {
+        req.url = "http://127.0.0.1:9/p";
+        p[i] = xfer_start(xm, &req, &handler, f);
+        assert_non_null(p[i]);
+    }
+
+    assert_int_equal(xfer_pump(xm), 1);
+    assert_int_equal(xfer_pump(xm), 0);
+
+    req.prio = XFER_PRIO_CLIENT;
+    assert_non_null(xfer_start(xm, &req, &handler, f));
+    assert_int_equal(xfer_pump(xm), 1);
+
+    /* the third prefetch waited: promoted, it takes the last slot */
+    xfer_set_prio(p[2], XFER_PRIO_CLIENT);
+    assert_int_equal(xfer_pump(xm), 1);
+
+    assert_non_null(xfer_start(xm, &req, &handler, f));
+    assert_int_equal(xfer_pump(xm), 0);
+
+    xfer_multi_destroy(xm);
+
+    /* two connections per host: prefetch gets one of them */
+    cf.max_transfers = 8;
+    cf.max_per_host = 2;
+    xm = xfer_multi_create(f->loop, &cf);
+    assert_non_null(xm);
+
+    req.prio = XFER_PRIO_PREFETCH;
+    assert_non_null(xfer_start(xm, &req, &handler, f));
+    p[0] = xfer_start(xm, &req, &handler, f);
+    assert_non_null(p[0]);
+    assert_int_equal(xfer_pump(xm), 1);
+    assert_int_equal(xfer_pump(xm), 0);
+    xfer_set_prio(p[0], XFER_PRIO_CLIENT);
+    assert_int_equal(xfer_pump(xm), 1);
+
+    xfer_multi_destroy(xm);
+    assert_int_equal(f->done, 0);
+}
+
+
 int
 main(void)
 {
@@ -639,6 +844,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_strerror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pump, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_range, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_effective_url, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_priorities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_share, setup,
+                                        teardown),
     };
     int  rc;
 

@@ -131,6 +131,9 @@ test_answers(void **state)
     oci_msg_init(&m, OCI_MSG_DONE, 4);
     roundtrip(&m, "DONE 4\n");
 
+    oci_msg_init(&m, OCI_MSG_WAIT, 9);
+    roundtrip(&m, "WAIT 9\n");
+
     oci_msg_init(&m, OCI_MSG_META, 5);
     strcpy(m.digest, DIGEST);
     m.size = 1234;
@@ -368,6 +371,8 @@ test_decode_malformed(void **state)
         "PING 1\t\n",
         "PING\t1\n",
         "DONE 1x\n",
+        "WAIT\n",
+        "WAIT 1 2\n",
         "BLOB 1 docker.io a\n",
         "BLOB 1 docker.io a sha256:abc\n",
         "BLOB 1 docker.io a sha512:" HEX64 HEX64 "\n",
