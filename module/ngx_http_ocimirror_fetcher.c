@@ -22,6 +22,7 @@
 
 #include <sys/un.h>
 
+#include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_fetcher.h"
 
 
@@ -41,6 +42,8 @@ struct ngx_http_ocimirror_link_s {
     ngx_rbtree_node_t     sentinel;
     uint32_t              last_id;
 
+    ngx_str_t             tmp_dir;         /* "<store>/tmp/" */
+
     ngx_buf_t             in;              /* pos: first unparsed byte */
     ngx_buf_t             out;             /* pos: first unsent byte */
 
@@ -58,8 +61,14 @@ struct ngx_http_ocimirror_link_s {
 static void ngx_http_ocimirror_link_read_handler(ngx_event_t *rev);
 static void ngx_http_ocimirror_link_write_handler(ngx_event_t *wev);
 static void ngx_http_ocimirror_link_lost_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_ocimirror_link_request(
+    ngx_http_ocimirror_link_t *link, ngx_http_ocimirror_wait_t *w,
+    oci_msg_t *m);
 static ngx_int_t ngx_http_ocimirror_link_parse(
     ngx_http_ocimirror_link_t *link);
+static void ngx_http_ocimirror_link_drain(ngx_http_ocimirror_link_t *link);
+static void ngx_http_ocimirror_link_release(ngx_http_ocimirror_link_t *link,
+    const char *path);
 static void ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
     oci_msg_t *m);
 static ngx_int_t ngx_http_ocimirror_link_queue(
@@ -77,12 +86,14 @@ static void ngx_http_ocimirror_wait_fail(ngx_http_ocimirror_wait_t *w,
     const char *message);
 static void ngx_http_ocimirror_wait_timeout(ngx_event_t *ev);
 static void ngx_http_ocimirror_wait_cleanup(void *data);
+static void ngx_http_ocimirror_park(ngx_http_request_t *r);
 
 
 ngx_http_ocimirror_link_t *
-ngx_http_ocimirror_link_create(ngx_cycle_t *cycle, const char *socket_path)
+ngx_http_ocimirror_link_create(ngx_cycle_t *cycle, const char *socket_path,
+    const char *store_path)
 {
-    size_t                      len;
+    size_t                      len, root;
     ngx_http_ocimirror_link_t  *link;
 
     len = ngx_strlen(socket_path);
@@ -99,6 +110,24 @@ ngx_http_ocimirror_link_create(ngx_cycle_t *cycle, const char *socket_path)
     link->sockaddr.sun_family = AF_UNIX;
     ngx_memcpy(link->sockaddr.sun_path, socket_path, len + 1);
     link->socklen = offsetof(struct sockaddr_un, sun_path) + len + 1;
+
+    /* the fetcher's temp files: the root without its trailing slashes,
+     * as oci_store_tmp_create() builds them */
+
+    root = ngx_strlen(store_path);
+
+    while (root > 0 && store_path[root - 1] == '/') {
+        root--;
+    }
+
+    link->tmp_dir.len = root + sizeof("/tmp/") - 1;
+    link->tmp_dir.data = ngx_pnalloc(cycle->pool, link->tmp_dir.len);
+    if (link->tmp_dir.data == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(ngx_cpymem(link->tmp_dir.data, store_path, root), "/tmp/",
+               sizeof("/tmp/") - 1);
 
     ngx_rbtree_init(&link->pending, &link->sentinel, ngx_rbtree_insert_value);
 
@@ -276,6 +305,33 @@ ngx_http_ocimirror_link_up(ngx_http_ocimirror_link_t *link)
 
 
 ngx_int_t
+ngx_http_ocimirror_ask(ngx_http_request_t *r, ngx_http_ocimirror_link_t *link,
+    ngx_http_ocimirror_wait_t *w, ngx_http_ocimirror_wait_pt handler,
+    void *data, ngx_msec_t timeout, oci_msg_t *m)
+{
+    w->request = r;
+    w->handler = handler;
+    w->data = data;
+    w->timeout = timeout;
+
+    if (link == NULL
+        || ngx_http_ocimirror_link_request(link, w, m) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_ocimirror_park(r);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Send m and activate w.  NGX_OK, or NGX_ERROR if the fetcher cannot be
+ * reached now (nothing is pending).
+ */
+
+static ngx_int_t
 ngx_http_ocimirror_link_request(ngx_http_ocimirror_link_t *link,
     ngx_http_ocimirror_wait_t *w, oci_msg_t *m)
 {
@@ -370,7 +426,54 @@ ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w)
 }
 
 
-void
+ngx_http_ocimirror_wait_t *
+ngx_http_ocimirror_wait_of(ngx_http_request_t *r)
+{
+    ngx_http_cleanup_t         *cln;
+    ngx_http_ocimirror_wait_t  *w;
+
+    /* ngx_http_cleanup_add() keeps the cleanups with the main request */
+
+    for (cln = r->main->cleanup; cln != NULL; cln = cln->next) {
+
+        if (cln->handler != ngx_http_ocimirror_wait_cleanup) {
+            continue;
+        }
+
+        w = cln->data;
+
+        if (w->request == r) {
+            return w;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_unexpected(ngx_http_ocimirror_wait_t *w,
+    const oci_msg_t *m, const char *verb)
+{
+    ngx_http_request_t  *r;
+
+    r = w->request;
+
+    ngx_http_ocimirror_wait_done(w);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "ocimirror: unexpected answer %d to %s", m->type, verb);
+
+    return ngx_http_ocimirror_send_error(r, NGX_HTTP_BAD_GATEWAY,
+                                         OCI_ERR_UPSTREAM,
+                                         "unexpected answer from the "
+                                         "fetcher");
+}
+
+
+/* One more reference on r, released by the handler's finalization. */
+
+static void
 ngx_http_ocimirror_park(ngx_http_request_t *r)
 {
     r->main->count++;
@@ -527,6 +630,7 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
     case OCI_MSG_META:
     case OCI_MSG_BODY:
     case OCI_MSG_FAIL:
+    case OCI_MSG_WAIT:
         break;
 
     default:
@@ -541,6 +645,18 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
         /* an answer for a request that has gone away */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, link->log, 0,
                        "ocimirror: message for unknown id %uD", m->id);
+
+        if (m->type == OCI_MSG_BODY) {
+            /* handed over to nobody: the fetcher has let go of it */
+            ngx_http_ocimirror_link_release(link, m->path);
+        }
+
+        return;
+    }
+
+    if (m->type == OCI_MSG_WAIT) {
+        /* the fetcher is still at work: only the silence starts again */
+        ngx_add_timer(&w->timer, w->timeout);
         return;
     }
 
@@ -558,7 +674,90 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
 
     w->handler(w, m);
 
+    if (m->type == OCI_MSG_BODY) {
+        /* opened by the handler if it could: the fd keeps it readable */
+        ngx_http_ocimirror_link_release(link, m->path);
+    }
+
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The link is lost with input not delivered (the lines after one that
+ * is too long): no request gets them, but a BODY among them handed over
+ * a file that would then be nobody's.
+ */
+
+static void
+ngx_http_ocimirror_link_drain(ngx_http_ocimirror_link_t *link)
+{
+    u_char     *nl;
+    size_t      consumed;
+    ngx_buf_t  *b;
+
+    b = &link->in;
+
+    for ( ;; ) {
+        nl = ngx_strlchr(b->pos, b->last, '\n');
+
+        if (nl == NULL) {
+            break;
+        }
+
+        if (oci_msg_decode((const char *) b->pos, nl + 1 - b->pos,
+                           &link->msg, &consumed)
+            == OCI_OK
+            && link->msg.type == OCI_MSG_BODY)
+        {
+            ngx_http_ocimirror_link_release(link, link->msg.path);
+        }
+
+        b->pos = nl + 1;
+    }
+}
+
+
+/*
+ * Unlink a file a BODY handed over.  The path comes from another
+ * process: only a plain name directly under "<store>/tmp/" is removed.
+ */
+
+static void
+ngx_http_ocimirror_link_release(ngx_http_ocimirror_link_t *link,
+    const char *path)
+{
+    size_t       len;
+    const char  *name;
+
+    len = ngx_strlen(path);
+    name = NULL;
+
+    if (len > link->tmp_dir.len
+        && ngx_strncmp(path, link->tmp_dir.data, link->tmp_dir.len) == 0)
+    {
+        name = path + link->tmp_dir.len;
+    }
+
+    if (name == NULL
+        || ngx_strchr(name, '/') != NULL
+        || ngx_strstr(name, "..") != NULL)
+    {
+        ngx_log_error(NGX_LOG_WARN, link->log, 0,
+                      "ocimirror: not removing \"%s\": not a temp file of "
+                      "the store", path);
+        return;
+    }
+
+    if (ngx_delete_file(path) == NGX_FILE_ERROR) {
+
+        if (ngx_errno == NGX_ENOENT) {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, link->log, ngx_errno,
+                      ngx_delete_file_n " \"%s\" failed", path);
+    }
 }
 
 
@@ -669,6 +868,8 @@ ngx_http_ocimirror_link_lost(ngx_http_ocimirror_link_t *link,
     }
 
     ngx_close_connection(link->connection);
+
+    ngx_http_ocimirror_link_drain(link);
 
     link->connection = NULL;
     link->broken = 0;

@@ -2,23 +2,35 @@
  * A worker's link to the fetcher: one non-blocking unix stream socket,
  * many requests multiplexed by id with the line protocol of oci_ipc.h.
  *
- * A request that needs the fetcher embeds an ngx_http_ocimirror_wait_t,
- * fills in request, handler, data and timeout, and calls
- * ngx_http_ocimirror_link_request().  From then on the wait is "active":
- * it sits in the link's table of pending requests and its handler gets
- * every message the fetcher sends for its id.  A terminal message (any
- * but SIZE and PROGRESS) deactivates it before the handler runs; SIZE
- * and PROGRESS restart its timer.  If the timer fires or the link is
- * lost, the handler gets a FAIL message made up here (503 UNAVAILABLE)
- * with timedout or lost set.  The handler runs from the link's or the
- * timer's event, so it owns the request: it finalizes it or keeps it
- * parked; posted requests are run after it returns.
+ * A request that needs the fetcher embeds an ngx_http_ocimirror_wait_t
+ * and calls ngx_http_ocimirror_ask() with a handler and a message: the
+ * message leaves, the request is parked, and the wait is "active": it
+ * sits in the link's table of pending requests and its handler gets
+ * every message the fetcher sends for its id but WAIT.  A terminal
+ * message (any but SIZE, PROGRESS and WAIT) deactivates it before the
+ * handler runs, so a handler that finds w->active was only told that the
+ * fetcher is at work; SIZE and PROGRESS restart its timer, and so does
+ * WAIT (the fetcher is still at work), which the handler never sees.  If
+ * the timer fires or the link is lost, the handler gets a FAIL message
+ * made up here (503 UNAVAILABLE) with timedout or lost set.  The handler
+ * runs from the link's or the timer's event, so it owns the request: it
+ * finalizes it or keeps it parked; posted requests are run after it
+ * returns.
+ *
+ * A BODY hands the worker a temp file: the handler may open it, and the
+ * link unlinks it as soon as the handler returns (the open fd keeps it
+ * readable).  A BODY that finds no waiting request (cancelled, timed
+ * out, finished), or that is still unread when the link is lost, has its
+ * file unlinked at once.  Only a plain name directly under the store's
+ * "tmp/" is ever unlinked, whatever the line says.
  *
  * A request that finishes while its wait is active calls
  * ngx_http_ocimirror_wait_done(), which tells the fetcher (CANCEL); a
  * request cleanup (ngx_http_cleanup_add, run when nginx terminates or
  * frees the request) does the same for a request that goes away, such as
- * one whose client closed the connection.
+ * one whose client closed the connection.  That cleanup also keeps the
+ * wait reachable from the request (ngx_http_ocimirror_wait_of()) where
+ * r->ctx is not: ngx_http_filter_finalize_request() wipes it.
  */
 
 #ifndef NGX_HTTP_OCIMIRROR_FETCHER_H
@@ -55,9 +67,10 @@ struct ngx_http_ocimirror_wait_s {
 };
 
 
-/* Allocate the worker's link from the cycle pool; no connection yet. */
+/* Allocate the worker's link from the cycle pool; no connection yet.
+ * store_path: the store root, whose "tmp/" BODY files are in. */
 ngx_http_ocimirror_link_t *ngx_http_ocimirror_link_create(ngx_cycle_t *cycle,
-    const char *socket_path);
+    const char *socket_path, const char *store_path);
 
 /* Try to connect now; failure is logged once and retried lazily by the
  * next request.  NGX_OK if connected (or connecting), else NGX_DECLINED. */
@@ -70,21 +83,32 @@ void ngx_http_ocimirror_link_close(ngx_http_ocimirror_link_t *link);
 ngx_uint_t ngx_http_ocimirror_link_up(ngx_http_ocimirror_link_t *link);
 
 /*
- * Send m (its id is assigned here) and activate w.  Connects first if the
- * link is down.  Returns NGX_OK, or NGX_ERROR if the fetcher cannot be
- * reached now (the caller answers 503 UNAVAILABLE; nothing is pending).
+ * Ask the fetcher for r: fill in w (handler, data, timeout: the silence
+ * allowed), send m (its id is assigned here) and park r until a handler
+ * finalizes it: one more reference, and a closed client is noticed
+ * (ngx_http_test_reading), as upstream does.  Connects first if the link
+ * is down.  Returns NGX_DONE, for the content handler to return, or
+ * NGX_DECLINED if the fetcher cannot be reached now (link NULL or down):
+ * nothing is pending, and the caller answers.
  */
-ngx_int_t ngx_http_ocimirror_link_request(ngx_http_ocimirror_link_t *link,
-    ngx_http_ocimirror_wait_t *w, oci_msg_t *m);
+ngx_int_t ngx_http_ocimirror_ask(ngx_http_request_t *r,
+    ngx_http_ocimirror_link_t *link, ngx_http_ocimirror_wait_t *w,
+    ngx_http_ocimirror_wait_pt handler, void *data, ngx_msec_t timeout,
+    oci_msg_t *m);
 
 /* Deactivate w if it is active and tell the fetcher (CANCEL). */
 void ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w);
 
+/* The wait r was parked with by ngx_http_ocimirror_ask(), or NULL. */
+ngx_http_ocimirror_wait_t *ngx_http_ocimirror_wait_of(ngx_http_request_t *r);
+
 /*
- * Park r until a wait handler finalizes it: one more reference, and a
- * closed client is noticed (ngx_http_test_reading), as upstream does.
+ * For a handler that expects one final answer to verb: a terminal message
+ * it did not expect.  Logged, the fetcher is told, and the request is
+ * answered 502 UNKNOWN; returns what ngx_http_finalize_request() wants.
  */
-void ngx_http_ocimirror_park(ngx_http_request_t *r);
+ngx_int_t ngx_http_ocimirror_unexpected(ngx_http_ocimirror_wait_t *w,
+    const oci_msg_t *m, const char *verb);
 
 
 #endif /* NGX_HTTP_OCIMIRROR_FETCHER_H */

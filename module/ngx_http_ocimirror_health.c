@@ -90,19 +90,14 @@ ngx_http_ocimirror_ready_handler(ngx_http_request_t *r)
     ctx->request = r;
     ctx->oci = mcf->oci;
 
-    ctx->wait.request = r;
-    ctx->wait.handler = ngx_http_ocimirror_ready_message;
-    ctx->wait.data = ctx;
-    ctx->wait.timeout = NGX_HTTP_OCIMIRROR_PING_TIMEOUT;
-
     oci_msg_init(&m, OCI_MSG_PING, 0);
 
-    if (mcf->link != NULL
-        && ngx_http_ocimirror_link_request(mcf->link, &ctx->wait, &m)
-           == NGX_OK)
-    {
-        ngx_http_ocimirror_park(r);
-        return NGX_DONE;
+    rc = ngx_http_ocimirror_ask(r, mcf->link, &ctx->wait,
+                                ngx_http_ocimirror_ready_message, ctx,
+                                NGX_HTTP_OCIMIRROR_PING_TIMEOUT, &m);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     ctx->fetcher = "unreachable";
@@ -136,6 +131,11 @@ ngx_http_ocimirror_ready_message(ngx_http_ocimirror_wait_t *w,
     const oci_msg_t *m)
 {
     ngx_http_ocimirror_ready_ctx_t  *ctx;
+
+    if (w->active) {
+        /* SIZE or PROGRESS: no answer, the fetcher is at work */
+        return;
+    }
 
     ctx = w->data;
 

@@ -8,6 +8,10 @@
  * MANIFEST with head=1 and is answered from META alone, so the upstream
  * sees a HEAD too; a GET is answered with the file META names.
  *
+ * Tag records and media types come from the shared cache when it holds
+ * them (ngx_http_ocimirror_cache.h), else from their files, and are
+ * copied there; the fetcher's answer for a tag drops the tag's copy.
+ *
  * The fetcher serves a stale record itself when the upstream fails
  * (META stale=1).  When the fetcher itself cannot be asked (down, lost,
  * silent), the worker does the same with a record that is only too old:
@@ -27,26 +31,44 @@
 
 
 typedef struct {
-    ngx_http_request_t          *request;
-    ngx_http_ocimirror_wait_t    wait;
-    const char                  *store;
+    ngx_http_request_t              *request;
+    ngx_http_ocimirror_wait_t        wait;
+    const char                      *store;
+    oci_route_t                     *route;
+    ngx_http_ocimirror_cache_t      *cache;
 
     /* the tag record, if one the client accepts exists */
-    ngx_uint_t                   has_record;
-    char                         hex[OCI_SHA256_HEX_LEN + 1];
-    ngx_str_t                    digest;
-    ngx_str_t                    type;
+    ngx_uint_t                       has_record;
+    char                             hex[OCI_SHA256_HEX_LEN + 1];
+    ngx_str_t                        digest;
+    ngx_str_t                        type;
 } ngx_http_ocimirror_manifest_ctx_t;
 
 
-static void ngx_http_ocimirror_manifest_accept(ngx_http_request_t *r,
-    char *list, size_t cap);
-static ngx_int_t ngx_http_ocimirror_manifest_stored(ngx_http_request_t *r,
-    const char *store, const char *hex, ngx_str_t *digest, ngx_str_t *type,
-    ngx_uint_t stale);
+/* raw Accept values up to this size are remembered with their list */
+#define NGX_HTTP_OCIMIRROR_ACCEPT_RAW_MAX  2048
+
+typedef struct {
+    u_char                           raw[NGX_HTTP_OCIMIRROR_ACCEPT_RAW_MAX];
+    size_t                           raw_len;
+    ngx_uint_t                       valid;
+    char                             list[OCI_ACCEPT_MAX + 1];
+} ngx_http_ocimirror_accept_memo_t;
+
+
+static const char *ngx_http_ocimirror_manifest_accept(
+    ngx_http_request_t *r);
+static ngx_table_elt_t *ngx_http_ocimirror_next_accept(
+    ngx_list_part_t **part, ngx_uint_t *i);
+static ngx_int_t ngx_http_ocimirror_manifest_stored(
+    ngx_http_ocimirror_manifest_ctx_t *ctx, const char *hex,
+    ngx_str_t *digest, ngx_str_t *type, ngx_uint_t stale);
 static ngx_int_t ngx_http_ocimirror_manifest_tagged(
-    ngx_http_ocimirror_manifest_ctx_t *ctx, oci_route_t *route,
-    const char *accept);
+    ngx_http_ocimirror_manifest_ctx_t *ctx, const char *accept);
+static ngx_int_t ngx_http_ocimirror_manifest_record(
+    ngx_http_ocimirror_manifest_ctx_t *ctx, oci_tag_record_t *rec);
+static ngx_uint_t ngx_http_ocimirror_manifest_fresh(oci_registry_t *reg,
+    oci_tag_record_t *rec);
 static ngx_int_t ngx_http_ocimirror_manifest_unavailable(
     ngx_http_ocimirror_manifest_ctx_t *ctx, const char *message);
 static void ngx_http_ocimirror_manifest_message(ngx_http_ocimirror_wait_t *w,
@@ -55,38 +77,42 @@ static ngx_int_t ngx_http_ocimirror_manifest_meta(
     ngx_http_ocimirror_manifest_ctx_t *ctx, const oci_msg_t *m);
 
 
+/* this worker's last Accept list (ngx_http_ocimirror_manifest_accept()) */
+static ngx_http_ocimirror_accept_memo_t  ngx_http_ocimirror_accept_memo;
+
+
 ngx_int_t
 ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route)
 {
-    char                               *accept;
     ngx_int_t                           rc;
+    const char                         *accept;
     ngx_str_t                           digest;
     oci_msg_t                           m;
     ngx_http_ocimirror_loc_conf_t      *lcf;
     ngx_http_ocimirror_manifest_ctx_t  *ctx;
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_ocimirror_manifest_ctx_t));
-    accept = ngx_pnalloc(r->pool, OCI_ACCEPT_MAX + 1);
-
-    if (ctx == NULL || accept == NULL) {
+    if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->request = r;
     ctx->store = mcf->oci->store_path;
+    ctx->route = route;
+    ctx->cache = mcf->cache;
 
-    ngx_http_ocimirror_manifest_accept(r, accept, OCI_ACCEPT_MAX + 1);
+    accept = ngx_http_ocimirror_manifest_accept(r);
 
     if (route->is_digest) {
         digest.data = (u_char *) route->reference;
         digest.len = ngx_strlen(route->reference);
 
-        rc = ngx_http_ocimirror_manifest_stored(r, ctx->store, route->hex,
+        rc = ngx_http_ocimirror_manifest_stored(ctx, route->hex,
                                                 &digest, NULL, 0);
 
     } else {
-        rc = ngx_http_ocimirror_manifest_tagged(ctx, route, accept);
+        rc = ngx_http_ocimirror_manifest_tagged(ctx, accept);
     }
 
     if (rc != NGX_DECLINED) {
@@ -96,11 +122,6 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     /* ask the fetcher */
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_ocimirror_module);
-
-    ctx->wait.request = r;
-    ctx->wait.handler = ngx_http_ocimirror_manifest_message;
-    ctx->wait.data = ctx;
-    ctx->wait.timeout = lcf->fetch_timeout;
 
     oci_msg_init(&m, OCI_MSG_MANIFEST, 0);
 
@@ -112,63 +133,129 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     ngx_cpystrn((u_char *) m.accept, (u_char *) accept, sizeof(m.accept));
     m.head = (r->method == NGX_HTTP_HEAD);
 
-    if (mcf->link == NULL
-        || ngx_http_ocimirror_link_request(mcf->link, &ctx->wait, &m)
-           != NGX_OK)
-    {
-        return ngx_http_ocimirror_manifest_unavailable(ctx,
-                                             "the fetcher is not available");
+    rc = ngx_http_ocimirror_ask(r, mcf->link, &ctx->wait,
+                                ngx_http_ocimirror_manifest_message, ctx,
+                                lcf->fetch_timeout, &m);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    ngx_http_ocimirror_park(r);
-
-    return NGX_DONE;
+    return ngx_http_ocimirror_manifest_unavailable(ctx,
+                                             "the fetcher is not available");
 }
 
 
-/* The media types of every Accept header, as one normalised list. */
+/*
+ * The media types of every Accept header, as one normalised list.
+ *
+ * Normalising costs more than all the rest of a fresh tag hit, and the
+ * clients of one kind send the same Accept headers on every request: so
+ * each worker keeps the list it made last, with the raw headers it made
+ * it from (each value followed by a newline, which no value contains).
+ * The list is the worker's: valid until the handler returns.
+ */
 
-static void
-ngx_http_ocimirror_manifest_accept(ngx_http_request_t *r, char *list,
-    size_t cap)
+static const char *
+ngx_http_ocimirror_manifest_accept(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    size_t                             off;
+    ngx_uint_t                         i, fits, full;
+    ngx_list_part_t                   *part;
+    ngx_table_elt_t                   *h;
+    ngx_http_ocimirror_accept_memo_t  *memo;
 
-    list[0] = '\0';
+    memo = &ngx_http_ocimirror_accept_memo;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    if (memo->valid) {
+        part = &r->headers_in.headers.part;
+        i = 0;
+        off = 0;
 
-    for (i = 0; /* void */; i++) {
+        while ((h = ngx_http_ocimirror_next_accept(&part, &i)) != NULL) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
+            if (h->value.len >= memo->raw_len - off
+                || ngx_memcmp(memo->raw + off, h->value.data, h->value.len)
+                   != 0
+                || memo->raw[off + h->value.len] != '\n')
+            {
                 break;
             }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
+            off += h->value.len + 1;
         }
 
-        if (h[i].key.len != sizeof("Accept") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "Accept",
-                               sizeof("Accept") - 1)
-               != 0)
-        {
-            continue;
+        if (h == NULL && off == memo->raw_len) {
+            return memo->list;
+        }
+    }
+
+    memo->valid = 0;
+    memo->list[0] = '\0';
+
+    part = &r->headers_in.headers.part;
+    i = 0;
+    off = 0;
+    fits = 1;
+    full = 0;
+
+    while ((h = ngx_http_ocimirror_next_accept(&part, &i)) != NULL) {
+
+        if (fits && h->value.len < sizeof(memo->raw) - off) {
+            off = ngx_cpymem(memo->raw + off, h->value.data, h->value.len)
+                  - memo->raw;
+            memo->raw[off++] = '\n';
+
+        } else {
+            fits = 0;
         }
 
-        if (oci_accept_append(list, cap, (const char *) h[i].value.data,
-                              h[i].value.len)
-            != OCI_OK)
+        if (!full
+            && oci_accept_append(memo->list, sizeof(memo->list),
+                                 (const char *) h->value.data, h->value.len)
+               != OCI_OK)
         {
             /* the list so far stays valid; the rest does not fit */
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "ocimirror: Accept list too long, truncated");
-            break;
+            full = 1;
+        }
+    }
+
+    memo->raw_len = off;
+    memo->valid = fits;
+
+    return memo->list;
+}
+
+
+/* The next Accept header of the request from (*part, *i) on, or NULL. */
+
+static ngx_table_elt_t *
+ngx_http_ocimirror_next_accept(ngx_list_part_t **part, ngx_uint_t *i)
+{
+    ngx_table_elt_t  *h;
+
+    for ( ;; ) {
+
+        if (*i >= (*part)->nelts) {
+            if ((*part)->next == NULL) {
+                return NULL;
+            }
+
+            *part = (*part)->next;
+            *i = 0;
+            continue;
+        }
+
+        h = (ngx_table_elt_t *) (*part)->elts + (*i)++;
+
+        if (h->key.len == sizeof("Accept") - 1
+            && ngx_strncasecmp(h->key.data, (u_char *) "Accept",
+                               sizeof("Accept") - 1)
+               == 0)
+        {
+            return h;
         }
     }
 }
@@ -180,14 +267,17 @@ ngx_http_ocimirror_manifest_accept(ngx_http_request_t *r, char *list,
  */
 
 static ngx_int_t
-ngx_http_ocimirror_manifest_stored(ngx_http_request_t *r, const char *store,
+ngx_http_ocimirror_manifest_stored(ngx_http_ocimirror_manifest_ctx_t *ctx,
     const char *hex, ngx_str_t *digest, ngx_str_t *type, ngx_uint_t stale)
 {
     ngx_int_t             rc;
     ngx_str_t             path, stored;
+    ngx_http_request_t   *r;
     ngx_open_file_info_t  of;
 
-    if (ngx_http_ocimirror_blob_path(r, store, hex, &path) != NGX_OK) {
+    r = ctx->request;
+
+    if (ngx_http_ocimirror_blob_path(r, ctx->store, hex, &path) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -213,14 +303,22 @@ ngx_http_ocimirror_manifest_stored(ngx_http_request_t *r, const char *store,
         /* written before the manifest: missing only if something broke,
          * and then the fetcher knows better */
 
-        if (oci_store_type_read(store, hex, (char *) stored.data,
-                                OCI_MEDIA_TYPE_MAX + 1)
-            != OCI_OK)
+        if (ngx_http_ocimirror_cache_type_get(ctx->cache, hex,
+                                              (char *) stored.data)
+            != NGX_OK)
         {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "ocimirror: no media type stored for manifest %s",
-                          hex);
-            return NGX_DECLINED;
+            if (oci_store_type_read(ctx->store, hex, (char *) stored.data,
+                                    OCI_MEDIA_TYPE_MAX + 1)
+                != OCI_OK)
+            {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "ocimirror: no media type stored for "
+                              "manifest %s", hex);
+                return NGX_DECLINED;
+            }
+
+            ngx_http_ocimirror_cache_type_put(ctx->cache, hex,
+                                              (char *) stored.data);
         }
 
         stored.len = ngx_strlen(stored.data);
@@ -240,19 +338,14 @@ ngx_http_ocimirror_manifest_stored(ngx_http_request_t *r, const char *store,
 
 static ngx_int_t
 ngx_http_ocimirror_manifest_tagged(ngx_http_ocimirror_manifest_ctx_t *ctx,
-    oci_route_t *route, const char *accept)
+    const char *accept)
 {
-    oci_registry_t      *reg;
     oci_tag_record_t     rec;
     ngx_http_request_t  *r;
 
     r = ctx->request;
-    reg = route->registry;
 
-    if (oci_tag_record_read(ctx->store, reg->name, route->name,
-                            route->reference, &rec)
-        != OCI_OK)
-    {
+    if (ngx_http_ocimirror_manifest_record(ctx, &rec) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -280,12 +373,59 @@ ngx_http_ocimirror_manifest_tagged(ngx_http_ocimirror_manifest_ctx_t *ctx,
 
     ctx->has_record = 1;
 
-    if ((long long) ngx_time() - rec.fetched_at >= reg->tag_ttl) {
+    if (!ngx_http_ocimirror_manifest_fresh(ctx->route->registry, &rec)) {
         return NGX_DECLINED;
     }
 
-    return ngx_http_ocimirror_manifest_stored(r, ctx->store, ctx->hex,
+    return ngx_http_ocimirror_manifest_stored(ctx, ctx->hex,
                                               &ctx->digest, &ctx->type, 0);
+}
+
+
+/*
+ * The tag's record: a fresh copy from the cache, or the file (which
+ * the fetcher may have rewritten since the copy was made).  NGX_DECLINED
+ * if there is no record.
+ */
+
+static ngx_int_t
+ngx_http_ocimirror_manifest_record(ngx_http_ocimirror_manifest_ctx_t *ctx,
+    oci_tag_record_t *rec)
+{
+    oci_route_t     *route;
+    oci_registry_t  *reg;
+
+    route = ctx->route;
+    reg = route->registry;
+
+    if (ngx_http_ocimirror_cache_tag_get(ctx->cache, reg->name,
+                                         route->name, route->reference, rec)
+        == NGX_OK
+        && ngx_http_ocimirror_manifest_fresh(reg, rec))
+    {
+        return NGX_OK;
+    }
+
+    if (oci_tag_record_read(ctx->store, reg->name, route->name,
+                            route->reference, rec)
+        != OCI_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_ocimirror_manifest_fresh(reg, rec)) {
+        ngx_http_ocimirror_cache_tag_put(ctx->cache, reg->name,
+                                         route->name, route->reference, rec);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_ocimirror_manifest_fresh(oci_registry_t *reg, oci_tag_record_t *rec)
+{
+    return (long long) ngx_time() - rec->fetched_at < reg->tag_ttl;
 }
 
 
@@ -301,7 +441,7 @@ ngx_http_ocimirror_manifest_unavailable(
     r = ctx->request;
 
     if (ctx->has_record) {
-        rc = ngx_http_ocimirror_manifest_stored(r, ctx->store, ctx->hex,
+        rc = ngx_http_ocimirror_manifest_stored(ctx, ctx->hex,
                                                 &ctx->digest, &ctx->type, 1);
         if (rc != NGX_DECLINED) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -324,12 +464,25 @@ ngx_http_ocimirror_manifest_message(ngx_http_ocimirror_wait_t *w,
     ngx_http_request_t                 *r;
     ngx_http_ocimirror_manifest_ctx_t  *ctx;
 
+    if (w->active) {
+        /* SIZE or PROGRESS: no answer, the fetcher is at work */
+        return;
+    }
+
     ctx = w->data;
     r = ctx->request;
 
     switch (m->type) {
 
     case OCI_MSG_META:
+        if (!ctx->route->is_digest) {
+            /* the fetcher may have rewritten the tag's record */
+            ngx_http_ocimirror_cache_tag_forget(ctx->cache,
+                                                ctx->route->registry->name,
+                                                ctx->route->name,
+                                                ctx->route->reference);
+        }
+
         rc = ngx_http_ocimirror_manifest_meta(ctx, m);
         break;
 
@@ -344,16 +497,7 @@ ngx_http_ocimirror_manifest_message(ngx_http_ocimirror_wait_t *w,
         break;
 
     default:
-        ngx_http_ocimirror_wait_done(w);
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "ocimirror: unexpected answer %d to MANIFEST",
-                      m->type);
-
-        rc = ngx_http_ocimirror_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           OCI_ERR_UPSTREAM,
-                                           "unexpected answer from the "
-                                           "fetcher");
+        rc = ngx_http_ocimirror_unexpected(w, m, "MANIFEST");
         break;
     }
 
@@ -399,7 +543,7 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
     ngx_memcpy(type.data, m->media_type, type.len);
 
     if (r->method != NGX_HTTP_HEAD) {
-        rc = ngx_http_ocimirror_manifest_stored(r, ctx->store, hex, &digest,
+        rc = ngx_http_ocimirror_manifest_stored(ctx, hex, &digest,
                                                 &type, m->stale);
 
         if (rc != NGX_DECLINED) {

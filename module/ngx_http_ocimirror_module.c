@@ -128,6 +128,7 @@ ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf)
      *
      *     mcf->oci = NULL;
      *     mcf->link = NULL;
+     *     mcf->cache = NULL;
      *     mcf->required_by = { 0, NULL };
      */
 
@@ -245,6 +246,11 @@ ngx_http_ocimirror_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     mcf->oci = oci;
+
+    mcf->cache = ngx_http_ocimirror_cache_create(cf);
+    if (mcf->cache == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -372,7 +378,8 @@ ngx_http_ocimirror_init_process(ngx_cycle_t *cycle)
     }
 
     mcf->link = ngx_http_ocimirror_link_create(cycle,
-                                               mcf->oci->fetcher_socket);
+                                               mcf->oci->fetcher_socket,
+                                               mcf->oci->store_path);
     if (mcf->link == NULL) {
         return NGX_ERROR;
     }

@@ -7,7 +7,9 @@
  * errors with the file name and line; it lives as long as the cycle pool.
  * Each worker owns one link to the fetcher (ngx_http_ocimirror_fetcher.h),
  * created in init_process and kept in the main conf: that memory is
- * private to the worker after fork(), so no global is needed.
+ * private to the worker after fork(), so no global is needed.  The cache
+ * of small store files (ngx_http_ocimirror_cache.h) is a zone the workers
+ * share.
  */
 
 #ifndef NGX_HTTP_OCIMIRROR_MODULE_H
@@ -18,19 +20,23 @@
 #include <ngx_http.h>
 
 #include "oci_config.h"
+#include "ngx_http_ocimirror_cache.h"
 
 
 typedef struct ngx_http_ocimirror_link_s  ngx_http_ocimirror_link_t;
 
 
 typedef struct {
-    oci_config_t               *oci;       /* NULL without ocimirror_config */
-    ngx_http_ocimirror_link_t  *link;      /* this worker's link, or NULL */
+    /* NULL without ocimirror_config */
+    oci_config_t                    *oci;
+    ngx_http_ocimirror_cache_t      *cache;
+
+    ngx_http_ocimirror_link_t       *link;       /* this worker's, or NULL */
 
     /* the first directive that needs the config, for the error message */
-    ngx_str_t                   required_by;
-    ngx_str_t                   required_file;
-    ngx_uint_t                  required_line;
+    ngx_str_t                        required_by;
+    ngx_str_t                        required_file;
+    ngx_uint_t                       required_line;
 } ngx_http_ocimirror_main_conf_t;
 
 

@@ -19,7 +19,7 @@
 static ngx_uint_t ngx_http_ocimirror_etag_match(ngx_str_t *list,
     ngx_str_t *etag, ngx_uint_t weak);
 static ngx_uint_t ngx_http_ocimirror_range_parse(ngx_http_request_t *r,
-    off_t size, off_t *end);
+    off_t size);
 
 
 ngx_str_t  ngx_http_ocimirror_octet_stream =
@@ -177,6 +177,74 @@ ngx_http_ocimirror_open(ngx_http_request_t *r, ngx_str_t *path,
 
 
 ngx_int_t
+ngx_http_ocimirror_open_file(ngx_http_request_t *r, const char *name,
+    ngx_str_t *path, ngx_fd_t *fd)
+{
+    ngx_err_t                 err;
+    ngx_pool_cleanup_t       *cln;
+    ngx_pool_cleanup_file_t  *clnf;
+
+    path->len = ngx_strlen(name);
+    path->data = ngx_pnalloc(r->pool, path->len + 1);
+    if (path->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(path->data, name, path->len + 1);
+
+    /* allocated first: an open fd must never be without its cleanup */
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pool_cleanup_file_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    *fd = ngx_open_file(path->data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
+                        NGX_FILE_OPEN, 0);
+
+    if (*fd == NGX_INVALID_FILE) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
+                      ngx_open_file_n " \"%V\" failed", path);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_pool_cleanup_file;
+    clnf = cln->data;
+    clnf->fd = *fd;
+    clnf->name = path->data;
+    clnf->log = r->connection->log;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_add_accept_ranges(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Accept-Ranges");
+    ngx_str_set(&h->value, "bytes");
+
+    r->headers_out.accept_ranges = h;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_http_ocimirror_set_content(ngx_http_request_t *r, off_t length,
     ngx_str_t *type, ngx_str_t *digest, ngx_str_t *etag)
 {
@@ -300,13 +368,11 @@ ngx_http_ocimirror_send_body(ngx_http_request_t *r, ngx_uint_t status,
 
 ngx_uint_t
 ngx_http_ocimirror_range_test(ngx_http_request_t *r, off_t size,
-    ngx_str_t *etag, off_t *end)
+    ngx_str_t *etag)
 {
     ngx_str_t                 *v;
     ngx_table_elt_t           *range;
     ngx_http_core_loc_conf_t  *clcf;
-
-    *end = size;
 
     /* the conditions of ngx_http_range_header_filter() */
 
@@ -365,7 +431,7 @@ ngx_http_ocimirror_range_test(ngx_http_request_t *r, off_t size,
         }
     }
 
-    return ngx_http_ocimirror_range_parse(r, size, end);
+    return ngx_http_ocimirror_range_parse(r, size);
 }
 
 
@@ -377,7 +443,7 @@ ngx_http_ocimirror_range_test(ngx_http_request_t *r, off_t size,
  */
 
 static ngx_uint_t
-ngx_http_ocimirror_range_parse(ngx_http_request_t *r, off_t size, off_t *end)
+ngx_http_ocimirror_range_parse(ngx_http_request_t *r, off_t size)
 {
     u_char                    *p;
     off_t                      start, last, total, cutoff, cutlim;
@@ -466,9 +532,7 @@ ngx_http_ocimirror_range_parse(ngx_http_request_t *r, off_t size, off_t *end)
     found:
 
         if (start < last) {
-            if (count++ == 0) {
-                *end = last;
-            }
+            count++;
 
             if (total > NGX_MAX_OFF_T_VALUE - (last - start)) {
                 return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
@@ -477,12 +541,10 @@ ngx_http_ocimirror_range_parse(ngx_http_request_t *r, off_t size, off_t *end)
             total += last - start;
 
             if (ranges-- == 0) {
-                *end = size;
                 return NGX_HTTP_OCIMIRROR_RANGE_NONE;
             }
 
         } else if (start == 0) {
-            *end = size;
             return NGX_HTTP_OCIMIRROR_RANGE_NONE;
         }
 
@@ -496,12 +558,10 @@ ngx_http_ocimirror_range_parse(ngx_http_request_t *r, off_t size, off_t *end)
     }
 
     if (total > size) {
-        *end = size;
         return NGX_HTTP_OCIMIRROR_RANGE_NONE;
     }
 
     if (count > 1) {
-        *end = size;
         return NGX_HTTP_OCIMIRROR_RANGE_MULTI;
     }
 
@@ -590,14 +650,13 @@ ngx_int_t
 ngx_http_ocimirror_serve_blob(ngx_http_request_t *r, ngx_open_file_info_t *of,
     ngx_str_t *path, ngx_str_t *digest)
 {
-    off_t      end;
     ngx_str_t  etag;
 
     if (ngx_http_ocimirror_etag(r, digest, &etag) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_ocimirror_range_test(r, of->size, &etag, &end)
+    if (ngx_http_ocimirror_range_test(r, of->size, &etag)
         == NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE)
     {
         return ngx_http_ocimirror_send_unsatisfiable(r, of->size);

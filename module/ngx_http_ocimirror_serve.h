@@ -46,6 +46,18 @@ ngx_int_t ngx_http_ocimirror_etag(ngx_http_request_t *r, ngx_str_t *digest,
 ngx_int_t ngx_http_ocimirror_open(ngx_http_request_t *r, ngx_str_t *path,
     ngx_open_file_info_t *of);
 
+/*
+ * Open name read-only, with a pool cleanup that closes it; path gets a
+ * copy of name from the pool, for a file buffer.  For files outside the
+ * open_file_cache (the fetcher's temp files).  Returns NGX_OK,
+ * NGX_DECLINED if there is no such file (not logged), NGX_ERROR (logged).
+ */
+ngx_int_t ngx_http_ocimirror_open_file(ngx_http_request_t *r,
+    const char *name, ngx_str_t *path, ngx_fd_t *fd);
+
+/* Accept-Ranges: bytes, for a response the range filter leaves alone. */
+ngx_int_t ngx_http_ocimirror_add_accept_ranges(ngx_http_request_t *r);
+
 /* Status 200, Content-Length, Content-Type, and, with a digest,
  * Docker-Content-Digest and the ETag (so If-None-Match gets a 304). */
 ngx_int_t ngx_http_ocimirror_set_content(ngx_http_request_t *r,
@@ -62,11 +74,10 @@ ngx_int_t ngx_http_ocimirror_send_body(ngx_http_request_t *r,
 /*
  * Predict, exactly as nginx's not_modified and range filters will decide
  * for a 200 response of size bytes with this ETag and no Last-Modified,
- * what the Range header leads to.  For RANGE_SINGLE, *end is the end
- * (exclusive) of the range, else size.
+ * what the Range header leads to.
  */
 ngx_uint_t ngx_http_ocimirror_range_test(ngx_http_request_t *r, off_t size,
-    ngx_str_t *etag, off_t *end);
+    ngx_str_t *etag);
 
 /* 416 SIZE_INVALID, with a Content-Range of "bytes *" "/" size. */
 ngx_int_t ngx_http_ocimirror_send_unsatisfiable(ngx_http_request_t *r,

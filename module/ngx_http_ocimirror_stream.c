@@ -10,11 +10,18 @@
  * so a slow client costs a file offset, never memory.  Buffers are
  * recycled through free/busy chains, as the upstream module does.
  *
- * The response may look complete only after DONE (the digest matched):
- * with a Content-Length, the last byte completes it, so the last byte of
- * what the client receives (the whole blob, or its single range) waits
- * for DONE together with last_buf.  A FAIL, a lost link or a timeout
- * after the headers ends the connection short of Content-Length.
+ * A whole blob may look complete only after DONE (the digest matched):
+ * with a Content-Length, the last byte completes it, so the last byte
+ * waits for DONE together with last_buf; so does a single range that
+ * runs to the end of the blob ("bytes=N-", a resume).  A single range
+ * that ends before the blob does is only a part of it, which the client
+ * verifies when it has assembled the blob: once PROGRESS covers it, the
+ * request leaves the fetcher (CANCEL; the download goes on for the
+ * store) and completes as fast as the client reads.  Bytes before a
+ * range start are never read: nothing is sent until PROGRESS passes the
+ * start, and the range filter moves the first buffer's file_pos there.
+ * A FAIL, a lost link or a timeout while the response still needs the
+ * fetcher ends the connection short of Content-Length.
  */
 
 #include <ngx_config.h>
@@ -39,7 +46,10 @@ typedef struct {
     off_t                        size;       /* from SIZE */
     off_t                        available;  /* from PROGRESS */
     off_t                        sent;       /* handed to the filters */
-    off_t                        end;        /* end of what the client gets */
+
+    /* what the client gets: [start, end) of the blob */
+    off_t                        start;
+    off_t                        end;
 
     ngx_chain_t                 *free;
     ngx_chain_t                 *busy;
@@ -48,7 +58,7 @@ typedef struct {
     unsigned                     header_flush:1;
     unsigned                     vanished:1; /* the file SIZE named */
     unsigned                     done:1;
-    unsigned                     last_sent:1;
+    unsigned                     partial:1;  /* end < size: no DONE needed */
 } ngx_http_ocimirror_stream_t;
 
 
@@ -73,6 +83,7 @@ ngx_http_ocimirror_stream_blob(ngx_http_request_t *r,
     ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route,
     ngx_str_t *store_path, ngx_str_t *digest)
 {
+    ngx_int_t                       rc;
     oci_msg_t                       m;
     ngx_http_ocimirror_stream_t    *s;
     ngx_http_ocimirror_loc_conf_t  *lcf;
@@ -92,11 +103,6 @@ ngx_http_ocimirror_stream_blob(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    s->wait.request = r;
-    s->wait.handler = ngx_http_ocimirror_stream_message;
-    s->wait.data = s;
-    s->wait.timeout = lcf->fetch_timeout;
-
     oci_msg_init(&m, OCI_MSG_BLOB, 0);
 
     ngx_cpystrn((u_char *) m.registry, (u_char *) route->registry->name,
@@ -105,21 +111,17 @@ ngx_http_ocimirror_stream_blob(ngx_http_request_t *r,
     ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
                 sizeof(m.reference));
 
-    if (mcf->link == NULL
-        || ngx_http_ocimirror_link_request(mcf->link, &s->wait, &m)
-           != NGX_OK)
-    {
-        return ngx_http_ocimirror_send_error(r,
-                                             NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             OCI_ERR_UNAVAILABLE,
-                                             "the fetcher is not available");
+    rc = ngx_http_ocimirror_ask(r, mcf->link, &s->wait,
+                                ngx_http_ocimirror_stream_message, s,
+                                lcf->fetch_timeout, &m);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    ngx_http_set_ctx(r, s, ngx_http_ocimirror_module);
-
-    ngx_http_ocimirror_park(r);
-
-    return NGX_DONE;
+    return ngx_http_ocimirror_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         OCI_ERR_UNAVAILABLE,
+                                         "the fetcher is not available");
 }
 
 
@@ -148,16 +150,19 @@ ngx_http_ocimirror_stream_message(ngx_http_ocimirror_wait_t *w,
 
     case OCI_MSG_PROGRESS:
         if (!s->header_sent) {
-            if (s->vanished) {
-                /* its FAIL or DONE follows */
-                return;
-            }
-
-            break;
+            /* before SIZE, or after a SIZE whose file vanished (its FAIL
+             * or DONE follows): nothing can be sent yet */
+            return;
         }
 
         if (m->bytes > s->available) {
             s->available = ngx_min(m->bytes, s->size);
+        }
+
+        if (s->partial && s->available >= s->end) {
+            /* the range is on disk: nothing the fetcher says later (a
+             * FAIL, say) concerns this request any more */
+            ngx_http_ocimirror_wait_done(&s->wait);
         }
 
         ngx_http_ocimirror_stream_send(s, 0);
@@ -244,7 +249,7 @@ ngx_http_ocimirror_stream_size(ngx_http_ocimirror_stream_t *s,
 
     s->size = m->size;
 
-    range = ngx_http_ocimirror_range_test(r, s->size, &s->etag, &s->end);
+    range = ngx_http_ocimirror_range_test(r, s->size, &s->etag);
 
     switch (range) {
 
@@ -254,8 +259,16 @@ ngx_http_ocimirror_stream_size(ngx_http_ocimirror_stream_t *s,
         return;
 
     case NGX_HTTP_OCIMIRROR_RANGE_MULTI:
-        /* multipart ranges need the whole body in one buffer: send it all */
+        /* multipart ranges need the whole body in one buffer: send it
+         * all, still saying what a stored blob's answer says, which the
+         * range filter, kept out, would have */
         r->allow_ranges = 0;
+
+        if (ngx_http_ocimirror_add_accept_ranges(r) != NGX_OK) {
+            ngx_http_ocimirror_stream_finalize(s, NGX_ERROR);
+            return;
+        }
+
         break;
 
     default:
@@ -280,6 +293,24 @@ ngx_http_ocimirror_stream_size(ngx_http_ocimirror_stream_t *s,
         /* HEAD, 304, or a failure */
         ngx_http_ocimirror_stream_finalize(s, rc);
         return;
+    }
+
+    /*
+     * What the range filter made of a Range header: a single range is a
+     * 206 with a Content-Range, and ngx_http_range_singlepart_header()
+     * left its bounds in content_offset and content_length_n.
+     */
+
+    if (r->headers_out.status == NGX_HTTP_PARTIAL_CONTENT
+        && r->headers_out.content_range != NULL)
+    {
+        s->start = r->headers_out.content_offset;
+        s->end = s->start + r->headers_out.content_length_n;
+        s->partial = (s->end < s->size);
+
+    } else {
+        s->start = 0;
+        s->end = s->size;
     }
 
     r->write_event_handler = ngx_http_ocimirror_stream_write_handler;
@@ -334,56 +365,29 @@ static ngx_int_t
 ngx_http_ocimirror_stream_open(ngx_http_ocimirror_stream_t *s,
     const char *tmp_path)
 {
-    ngx_fd_t                  fd;
-    ngx_err_t                 err;
-    ngx_str_t                 path;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_request_t       *r;
-    ngx_pool_cleanup_file_t  *clnf;
+    ngx_fd_t             fd;
+    ngx_int_t            rc;
+    ngx_str_t            path;
+    ngx_http_request_t  *r;
 
     r = s->request;
 
-    path.len = ngx_strlen(tmp_path);
-    path.data = ngx_pnalloc(r->pool, path.len + 1);
-    if (path.data == NULL) {
+    rc = ngx_http_ocimirror_open_file(r, tmp_path, &path, &fd);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_ocimirror_open_file(r, (const char *) s->store_path.data,
+                                          &path, &fd);
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "ocimirror: download of %V vanished", &s->digest);
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
-
-    ngx_memcpy(path.data, tmp_path, path.len + 1);
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pool_cleanup_file_t));
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    fd = ngx_open_file(path.data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
-                       NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE && ngx_errno == NGX_ENOENT) {
-        path = s->store_path;
-        fd = ngx_open_file(path.data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
-                           NGX_FILE_OPEN, 0);
-    }
-
-    if (fd == NGX_INVALID_FILE) {
-        err = ngx_errno;
-
-        if (err == NGX_ENOENT) {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "ocimirror: download of %V vanished", &s->digest);
-            return NGX_DECLINED;
-        }
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, err,
-                      ngx_open_file_n " \"%V\" failed", &path);
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_pool_cleanup_file;
-    clnf = cln->data;
-    clnf->fd = fd;
-    clnf->name = path.data;
-    clnf->log = r->connection->log;
 
     s->file.fd = fd;
     s->file.name = path;
@@ -396,6 +400,13 @@ ngx_http_ocimirror_stream_open(ngx_http_ocimirror_stream_t *s,
 /*
  * Hand the filters what is available, one buffer at a time; resume is
  * set when the client's connection became writable again.
+ *
+ * Buffers run contiguously from offset 0 of the blob, because the range
+ * filter locates them by adding up their sizes; the first one waits
+ * until there is data past the range start, and the filter then moves
+ * its file_pos to the start, so no byte before it is ever read.  The
+ * last byte the client gets leaves with last_buf, once DONE came, or as
+ * soon as it is written for a range that ends before the blob.
  */
 
 static void
@@ -405,6 +416,7 @@ ngx_http_ocimirror_stream_send(ngx_http_ocimirror_stream_t *s,
     off_t                      limit;
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
+    ngx_uint_t                 last;
     ngx_chain_t               *out;
     ngx_event_t               *wev;
     ngx_http_request_t        *r;
@@ -422,11 +434,18 @@ ngx_http_ocimirror_stream_send(ngx_http_ocimirror_stream_t *s,
 
     for ( ;; ) {
         out = NULL;
+        last = 0;
 
         if (s->busy == NULL) {
-            limit = s->done ? s->size : ngx_min(s->available, s->end - 1);
 
-            if (s->sent < limit || (s->done && !s->last_sent)
+            /* without DONE, the last byte of a whole blob is held back */
+
+            limit = (s->done || s->partial) ? s->end : s->end - 1;
+            limit = ngx_min(s->available, limit);
+
+            last = (limit == s->end);
+
+            if ((limit > s->sent && limit > s->start) || last
                 || s->header_flush)
             {
                 out = ngx_chain_get_free_buf(r->pool, &s->free);
@@ -441,7 +460,7 @@ ngx_http_ocimirror_stream_send(ngx_http_ocimirror_stream_t *s,
                 b->tag = (ngx_buf_tag_t) &ngx_http_ocimirror_module;
                 s->header_flush = 0;
 
-                if (limit > s->sent) {
+                if (limit > s->sent && limit > s->start) {
                     b->in_file = 1;
                     b->file = &s->file;
                     b->file_pos = s->sent;
@@ -449,10 +468,9 @@ ngx_http_ocimirror_stream_send(ngx_http_ocimirror_stream_t *s,
                     s->sent = limit;
                 }
 
-                if (s->done) {
+                if (last) {
                     b->last_buf = (r == r->main) ? 1 : 0;
                     b->last_in_chain = 1;
-                    s->last_sent = 1;
 
                 } else {
                     b->flush = 1;
@@ -476,8 +494,12 @@ ngx_http_ocimirror_stream_send(ngx_http_ocimirror_stream_t *s,
         ngx_chain_update_chains(r->pool, &s->free, &s->busy, &out,
                                 (ngx_buf_tag_t) &ngx_http_ocimirror_module);
 
-        if (s->last_sent) {
-            /* nginx's writer flushes whatever is still buffered */
+        if (last) {
+            /*
+             * The only way to the end: the fetcher is told that this
+             * request is over (a FAIL that follows is not ours), and
+             * nginx's writer flushes whatever is still buffered.
+             */
             ngx_http_ocimirror_stream_finalize(s, rc);
             return;
         }
@@ -518,12 +540,24 @@ ngx_http_ocimirror_stream_write_handler(ngx_http_request_t *r)
     ngx_event_t                  *wev;
     ngx_connection_t             *c;
     ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_ocimirror_wait_t    *w;
     ngx_http_ocimirror_stream_t  *s;
 
     c = r->connection;
     wev = c->write;
 
-    s = ngx_http_get_module_ctx(r, ngx_http_ocimirror_module);
+    /* not r->ctx: ngx_http_filter_finalize_request() wipes it */
+
+    w = ngx_http_ocimirror_wait_of(r);
+
+    if (w == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "ocimirror: a streamed request lost its state");
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    s = w->data;
 
     if (wev->timedout) {
         ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,

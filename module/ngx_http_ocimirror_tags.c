@@ -1,7 +1,8 @@
 /*
  * Tag lists.  The fetcher writes the upstream's body to a temp file and
- * answers BODY; the worker opens the file, unlinks it (the open fd keeps
- * it readable) and sends it as a file buffer.
+ * answers BODY; the worker opens the file and sends it as a file buffer.
+ * The link unlinks the file once the handler returns, whatever became of
+ * the request (the open fd keeps it readable).
  */
 
 #include <ngx_config.h>
@@ -35,7 +36,7 @@ ngx_int_t
 ngx_http_ocimirror_tags(ngx_http_request_t *r,
     ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route, ngx_str_t *ns)
 {
-    ngx_int_t                       n;
+    ngx_int_t                       n, rc;
     ngx_str_t                       value;
     oci_msg_t                       m;
     ngx_http_ocimirror_loc_conf_t  *lcf;
@@ -88,24 +89,17 @@ ngx_http_ocimirror_tags(ngx_http_request_t *r,
     ctx->route = route;
     ctx->ns = *ns;
 
-    ctx->wait.request = r;
-    ctx->wait.handler = ngx_http_ocimirror_tags_message;
-    ctx->wait.data = ctx;
-    ctx->wait.timeout = lcf->fetch_timeout;
+    rc = ngx_http_ocimirror_ask(r, mcf->link, &ctx->wait,
+                                ngx_http_ocimirror_tags_message, ctx,
+                                lcf->fetch_timeout, &m);
 
-    if (mcf->link == NULL
-        || ngx_http_ocimirror_link_request(mcf->link, &ctx->wait, &m)
-           != NGX_OK)
-    {
-        return ngx_http_ocimirror_send_error(r,
-                                             NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             OCI_ERR_UNAVAILABLE,
-                                             "the fetcher is not available");
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    ngx_http_ocimirror_park(r);
-
-    return NGX_DONE;
+    return ngx_http_ocimirror_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         OCI_ERR_UNAVAILABLE,
+                                         "the fetcher is not available");
 }
 
 
@@ -116,6 +110,11 @@ ngx_http_ocimirror_tags_message(ngx_http_ocimirror_wait_t *w,
     ngx_int_t                       rc;
     ngx_http_request_t             *r;
     ngx_http_ocimirror_tags_ctx_t  *ctx;
+
+    if (w->active) {
+        /* SIZE or PROGRESS: no answer, the fetcher is at work */
+        return;
+    }
 
     ctx = w->data;
     r = ctx->request;
@@ -131,15 +130,7 @@ ngx_http_ocimirror_tags_message(ngx_http_ocimirror_wait_t *w,
         break;
 
     default:
-        ngx_http_ocimirror_wait_done(w);
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "ocimirror: unexpected answer %d to TAGS", m->type);
-
-        rc = ngx_http_ocimirror_send_error(r, NGX_HTTP_BAD_GATEWAY,
-                                           OCI_ERR_UPSTREAM,
-                                           "unexpected answer from the "
-                                           "fetcher");
+        rc = ngx_http_ocimirror_unexpected(w, m, "TAGS");
         break;
     }
 
@@ -151,54 +142,28 @@ static ngx_int_t
 ngx_http_ocimirror_tags_body(ngx_http_ocimirror_tags_ctx_t *ctx,
     const oci_msg_t *m)
 {
-    ngx_fd_t                  fd;
-    ngx_str_t                 path;
-    ngx_file_info_t           fi;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_request_t       *r;
-    ngx_pool_cleanup_file_t  *clnf;
+    ngx_fd_t             fd;
+    ngx_int_t            rc;
+    ngx_str_t            path;
+    ngx_file_info_t      fi;
+    ngx_http_request_t  *r;
 
     static ngx_str_t  json = ngx_string("application/json");
 
     r = ctx->request;
 
-    path.len = ngx_strlen(m->path);
-    path.data = ngx_pnalloc(r->pool, path.len + 1);
-    if (path.data == NULL) {
-        return NGX_ERROR;
+    rc = ngx_http_ocimirror_open_file(r, m->path, &path, &fd);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, NGX_ENOENT,
+                      "ocimirror: the tag list \"%s\" is gone", m->path);
     }
 
-    ngx_memcpy(path.data, m->path, path.len + 1);
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pool_cleanup_file_t));
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    fd = ngx_open_file(path.data, NGX_FILE_RDONLY|NGX_FILE_NONBLOCK,
-                       NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                      ngx_open_file_n " \"%V\" failed", &path);
-
+    if (rc != NGX_OK) {
         return ngx_http_ocimirror_send_error(r,
                                              NGX_HTTP_SERVICE_UNAVAILABLE,
                                              OCI_ERR_UNAVAILABLE,
                                              "cannot read the tag list");
-    }
-
-    cln->handler = ngx_pool_cleanup_file;
-    clnf = cln->data;
-    clnf->fd = fd;
-    clnf->name = path.data;
-    clnf->log = r->connection->log;
-
-    /* the fetcher hands the file over: nobody else removes it */
-
-    if (ngx_delete_file(path.data) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                      ngx_delete_file_n " \"%V\" failed", &path);
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {

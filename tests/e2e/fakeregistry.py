@@ -17,6 +17,8 @@ and lets a test inject behaviours, all plain attributes:
     reg.accept_ranges = True                  honour Range on blobs
     reg.fail[path_regex] = (status, code)     answer matching requests
                                               with this error
+    reg.delay[path_regex] = seconds           answer matching requests
+                                              this much later
     reg.range_faults[(digest, first)] = ["500", "cut"]
                                               the next GETs of the blob
                                               whose Range starts at first
@@ -65,6 +67,7 @@ class FakeRegistry:
         self.range_faults = {}   # (digest, first byte) -> [fault, ...]
         self.blob_redirect = None
         self.fail = {}           # path regex -> (status, error code)
+        self.delay = {}          # path regex -> seconds
         self.token = None        # Bearer token required when set
         self.token_expires_in = 300
         self.token_calls = 0
@@ -226,6 +229,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         reg = self.reg
         url = urllib.parse.urlsplit(self.path)
         reg._record(self.command, self.path, dict(self.headers.items()))
+        for rx, seconds in list(reg.delay.items()):
+            if re.search(rx, url.path):
+                reg._stopping.wait(seconds)
         try:
             if url.path == "/token":
                 return self._token(url.query)
