@@ -664,7 +664,7 @@ static int
 oci_config_endpoint(oci_config_ctx_t *ctx, const config_setting_t *s,
     char **out)
 {
-    const char  *url, *host;
+    const char  *url, *host, *slash, *at;
     size_t       len, i;
     int          c;
 
@@ -696,6 +696,18 @@ oci_config_endpoint(oci_config_ctx_t *ctx, const config_setting_t *s,
                              "not allowed in a base URL", url);
             return OCI_EINVAL;
         }
+    }
+
+    /* user:password@host would put a secret in the config and the logs;
+     * the URL itself is not echoed, it holds the secret */
+    slash = strchr(host, '/');
+    at = strchr(host, '@');
+
+    if (at != NULL && (slash == NULL || at < slash)) {
+        oci_config_error(ctx, s, "an endpoint must not hold credentials "
+                         "(user:password@host): credentials belong in "
+                         "credential files");
+        return OCI_EINVAL;
     }
 
     /* a trailing '/' would double the one before "v2/" */

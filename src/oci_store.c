@@ -576,7 +576,8 @@ oci_store_commit(const char *root, const char *tmp_path, int fd,
     const char *hex, int do_fsync)
 {
     char  dst[OCI_PATH_MAX];
-    int   rc, tfd, err;
+    char *shard, *sha;
+    int   rc, tfd, err, created;
 
     if (oci_store_blob_path(root, hex, dst, sizeof(dst)) != OCI_OK) {
         errno = EINVAL;
@@ -611,6 +612,15 @@ oci_store_commit(const char *root, const char *tmp_path, int fd,
         }
     }
 
+    shard = strrchr(dst, '/');
+    created = 0;
+
+    if (do_fsync) {
+        *shard = '\0';
+        created = access(dst, F_OK) != 0;
+        *shard = '/';
+    }
+
     if (oci_store_mkdir_parent(dst) != OCI_OK) {
         return OCI_EIO;
     }
@@ -620,7 +630,18 @@ oci_store_commit(const char *root, const char *tmp_path, int fd,
     }
 
     if (do_fsync) {
-        return oci_store_fsync_dir(dst, (size_t) (strrchr(dst, '/') - dst));
+        if (oci_store_fsync_dir(dst, (size_t) (shard - dst)) != OCI_OK) {
+            return OCI_EIO;
+        }
+
+        /* a new shard directory is an entry of sha256/: make it durable
+         * too, or the blob may vanish with it after a crash */
+        if (created) {
+            *shard = '\0';
+            sha = strrchr(dst, '/');
+            *shard = '/';
+            return oci_store_fsync_dir(dst, (size_t) (sha - dst));
+        }
     }
 
     return OCI_OK;

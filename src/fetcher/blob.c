@@ -95,7 +95,8 @@ static const job_ops_t  blob_ops = {
     NULL,               /* idle: the download goes on to fill the cache */
     blob_flush,
     blob_cleanup,
-    blob_promote
+    blob_promote,
+    NULL                /* throttled: FAIL, nothing stored to serve */
 };
 
 static const xfer_handler_t  blob_chunk_handler = {

@@ -13,12 +13,15 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -40,6 +43,8 @@ typedef struct {
     jobs_t         *jobs;
     server_t       *server;
     int             sigfd;
+    int             lockfd;         /* flock()ed: this store is ours */
+    int             tickfd;         /* a 1 Hz timerfd: jobs_tick() */
 } fetcher_t;
 
 
@@ -102,6 +107,49 @@ fetcher_after(void *data)
 }
 
 
+static void
+fetcher_tick_handler(loop_t *loop, int fd, uint32_t events, void *data)
+{
+    fetcher_t  *f = data;
+    uint64_t    expirations;
+
+    if (read(fd, &expirations, sizeof(expirations)) > 0) {
+        jobs_tick(f->jobs);
+    }
+}
+
+
+/* One timer for every waiter's keepalive: cheap whatever their number. */
+static int
+fetcher_ticker(fetcher_t *f)
+{
+    struct itimerspec  its;
+
+    f->tickfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (f->tickfd == -1) {
+        log_error("timerfd_create() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = 1;
+    its.it_interval.tv_sec = 1;
+
+    if (timerfd_settime(f->tickfd, 0, &its, NULL) != 0) {
+        log_error("timerfd_settime() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    if (loop_add(f->loop, f->tickfd, EPOLLIN, fetcher_tick_handler, f) != 0)
+    {
+        log_error("epoll_ctl(timerfd) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
 static int
 fetcher_signals(fetcher_t *f)
 {
@@ -140,10 +188,38 @@ static int
 fetcher_start(fetcher_t *f)
 {
     char  err[OCI_PATH_MAX + 128];
+    char  lock[OCI_PATH_MAX];
     int   swept;
 
     if (oci_store_prepare(f->cf->store_path, err, sizeof(err)) != OCI_OK) {
         log_error("store: %s", err);
+        return -1;
+    }
+
+    /* the sweep would delete the downloads of a fetcher that is running:
+     * the lock says there is none (and is released only by our exit) */
+    if (snprintf(lock, sizeof(lock), "%s/" OCI_STORE_MARKER,
+                 f->cf->store_path) >= (int) sizeof(lock))
+    {
+        log_error("store path \"%s\" too long", f->cf->store_path);
+        return -1;
+    }
+
+    f->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f->lockfd == -1) {
+        log_error("open(\"%s\") failed: %s", lock, strerror(errno));
+        return -1;
+    }
+
+    if (flock(f->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK) {
+            log_error("another fetcher uses this store \"%s\"",
+                      f->cf->store_path);
+
+        } else {
+            log_error("flock(\"%s\") failed: %s", lock, strerror(errno));
+        }
+
         return -1;
     }
 
@@ -188,6 +264,10 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
+    if (fetcher_ticker(f) != 0) {
+        return -1;
+    }
+
     loop_set_after(f->loop, fetcher_after, f);
 
     log_info("listening on \"%s\", %zu registr%s, at most %d transfers, "
@@ -225,6 +305,14 @@ fetcher_stop(fetcher_t *f)
     token_cache_destroy(f->tokens);
     xfer_multi_destroy(f->xm);
 
+    if (f->tickfd != -1) {
+        if (f->loop != NULL) {
+            loop_del(f->loop, f->tickfd);
+        }
+
+        close(f->tickfd);
+    }
+
     if (f->sigfd != -1) {
         if (f->loop != NULL) {
             loop_del(f->loop, f->sigfd);
@@ -235,6 +323,10 @@ fetcher_stop(fetcher_t *f)
 
     loop_destroy(f->loop);
     oci_config_destroy(f->cf);
+
+    if (f->lockfd != -1) {
+        close(f->lockfd);
+    }
 }
 
 
@@ -283,6 +375,8 @@ main(int argc, char **argv)
 
     memset(&f, 0, sizeof(f));
     f.sigfd = -1;
+    f.lockfd = -1;
+    f.tickfd = -1;
 
     err[0] = '\0';
     if (oci_config_load(file, &f.cf, err, sizeof(err)) != OCI_OK) {

@@ -184,6 +184,7 @@ job_add_waiter(job_t *j, conn_t *c, uint32_t id)
     w->job = j;
     w->conn = c;
     w->id = id;
+    w->heard = j->jobs->ticks;
     queue_insert_tail(&j->waiters, &w->job_link);
     queue_insert_tail(conn_waiters(c), &w->conn_link);
 
@@ -273,7 +274,39 @@ int
 waiter_send(waiter_t *w, oci_msg_t *m)
 {
     m->id = w->id;
+    w->heard = w->job->jobs->ticks;
     return conn_send(w->conn, m);
+}
+
+
+void
+jobs_tick(jobs_t *jobs)
+{
+    queue_t    *q, *wq;
+    job_t      *j;
+    waiter_t   *w;
+    oci_msg_t   m;
+
+    jobs->ticks++;
+
+    for (q = queue_head(&jobs->all);
+         q != queue_sentinel(&jobs->all);
+         q = queue_next(q))
+    {
+        j = queue_data(q, job_t, link);
+
+        for (wq = queue_head(&j->waiters);
+             wq != queue_sentinel(&j->waiters);
+             wq = queue_next(wq))
+        {
+            w = queue_data(wq, waiter_t, job_link);
+
+            if (jobs->ticks - w->heard >= JOBS_WAIT_TICKS) {
+                oci_msg_init(&m, OCI_MSG_WAIT, 0);
+                waiter_send(w, &m);
+            }
+        }
+    }
 }
 
 
@@ -637,6 +670,12 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
 
     if (r->status == 401) {
         job_auth(j, r);
+        return;
+    }
+
+    if (r->status == 429 && j->ops->throttled != NULL
+        && j->ops->throttled(j))
+    {
         return;
     }
 

@@ -55,6 +55,7 @@ struct jobs_s {
     queue_t                all;         /* every job */
     queue_t                dirty;       /* jobs with progress to report */
     int                    store_failing;   /* PING failed last time */
+    unsigned long          ticks;           /* jobs_tick() calls */
 };
 
 typedef struct {
@@ -91,6 +92,10 @@ typedef struct {
     /* the job was promoted to client priority: move the kind's own
      * transfers too; NULL: it has none besides j->xfer */
     void  (*promote)(job_t *j);
+
+    /* the upstream answered 429: 1 if the kind answered from the store
+     * (and finished the job), 0 to FAIL TOOMANYREQUESTS; NULL: 0 */
+    int   (*throttled)(job_t *j);
 } job_ops_t;
 
 struct job_s {
@@ -140,6 +145,7 @@ struct waiter_s {
     uint32_t           id;
     int                sent_size;       /* blob: SIZE went out */
     long long          sent_bytes;      /* blob: last PROGRESS */
+    unsigned long      heard;           /* jobs_t.ticks at the last send */
 };
 
 /* NULL on failure (logged). */
@@ -155,6 +161,12 @@ void jobs_on_gone(conn_t *c, void *data);
 
 /* Send the coalesced progress of every dirty job. */
 void jobs_flush(jobs_t *jobs);
+
+/* Once a second: WAIT to every waiter sent nothing for JOBS_WAIT_TICKS
+ * calls, so that a worker's timer measures the fetcher's silence, not
+ * the time a queued or slow job takes. */
+#define JOBS_WAIT_TICKS  10
+void jobs_tick(jobs_t *jobs);
 
 /*
  * For the kinds.

@@ -59,6 +59,7 @@ static int manifest_can_retry(job_t *j);
 static void manifest_done(job_t *j, const xfer_resp_t *r);
 static void manifest_unavailable(job_t *j);
 static void manifest_cleanup(job_t *j);
+static int manifest_throttled(job_t *j);
 
 static const job_ops_t  manifest_ops = {
     "manifest",
@@ -72,7 +73,8 @@ static const job_ops_t  manifest_ops = {
     NULL,               /* idle: finish, the answer fills the cache */
     NULL,
     manifest_cleanup,
-    NULL                /* promote: no transfers of its own */
+    NULL,               /* promote: no transfers of its own */
+    manifest_throttled
 };
 
 
@@ -538,12 +540,17 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
     job_t       *j = &mj->job;
     const char  *root = j->jobs->cf->store_path;
     char         tmp[OCI_PATH_MAX];
+    char         stored[OCI_MEDIA_TYPE_MAX + 1];
     size_t       done;
     ssize_t      n;
     int          fd, rc;
 
-    if (oci_store_type_write(root, hex, type, j->jobs->cf->store_fsync)
-        != OCI_OK)
+    /* every GET by tag brings the same bytes again: the type is written
+     * only when it is missing (or upstream now names another one) */
+    if ((oci_store_type_read(root, hex, stored, sizeof(stored)) != OCI_OK
+         || strcmp(stored, type) != 0)
+        && oci_store_type_write(root, hex, type, j->jobs->cf->store_fsync)
+           != OCI_OK)
     {
         log_error("%s: cannot write the media type of sha256:%s: %s",
                   j->label, hex, strerror(errno));
@@ -670,19 +677,42 @@ manifest_done(job_t *j, const xfer_resp_t *r)
 }
 
 
+/* The stored record, if there is one the client accepts, answers instead
+ * of upstream (stale-if-error).  1 if it did (the job is finished). */
+static int
+manifest_serve_stale(job_t *j, const char *why)
+{
+    manifest_job_t  *mj = (manifest_job_t *) j;
+
+    if (!mj->revalidate || !oci_accept_allows(mj->accept, mj->rec.media_type))
+    {
+        return 0;
+    }
+
+    log_warn("%s: upstream %s, serving stale %s", j->label, why,
+             mj->rec.digest);
+    manifest_send_meta(j, mj->rec.digest, mj->rec.size, mj->rec.media_type,
+                       1);
+    job_finish(j);
+
+    return 1;
+}
+
+
+/* A 429 is an upstream failure like a 5xx: a stored tag still serves. */
+static int
+manifest_throttled(job_t *j)
+{
+    return manifest_serve_stale(j, "throttles (429)");
+}
+
+
 /* Every endpoint failed: serve the stored record if there is one the
  * client accepts (stale-if-error). */
 static void
 manifest_unavailable(job_t *j)
 {
-    manifest_job_t  *mj = (manifest_job_t *) j;
-
-    if (mj->revalidate && oci_accept_allows(mj->accept, mj->rec.media_type)) {
-        log_warn("%s: upstream unavailable, serving stale %s", j->label,
-                 mj->rec.digest);
-        manifest_send_meta(j, mj->rec.digest, mj->rec.size,
-                           mj->rec.media_type, 1);
-        job_finish(j);
+    if (manifest_serve_stale(j, "unavailable")) {
         return;
     }
 

@@ -46,7 +46,8 @@ static const job_ops_t  tags_ops = {
     tags_idle,
     NULL,
     tags_cleanup,
-    NULL                /* promote: no transfers of its own */
+    NULL,               /* promote: no transfers of its own */
+    NULL                /* throttled: FAIL */
 };
 
 

@@ -14,6 +14,7 @@
 #define TOKEN_LEN_MAX    (16 * 1024)
 #define TOKEN_MARGIN     10     /* seconds before expiry a token is dropped */
 #define TOKEN_TTL_MIN    5
+#define TOKEN_TTL_MAX    86400  /* a bigger expires_in would overflow now+ttl */
 
 typedef struct {
     queue_t         link;        /* in token_cache_t.entries */
@@ -307,6 +308,7 @@ token_fetch(token_cache_t *tc, const char *registry, const char *scope,
 
     memset(&req, 0, sizeof(req));
     req.url = url;
+    req.redirected = 1;     /* the realm is the upstream's, not ours */
     req.accept = "application/json";
     req.prio = XFER_PRIO_TOKEN;
 
@@ -411,7 +413,8 @@ token_done(xfer_t *x, CURLcode rc, void *data)
                                     &expires_in) == OCI_OK
             && token_printable(token))
         {
-            ttl = expires_in - TOKEN_MARGIN;
+            ttl = expires_in > TOKEN_TTL_MAX ? TOKEN_TTL_MAX : expires_in;
+            ttl -= TOKEN_MARGIN;
             if (ttl < TOKEN_TTL_MIN) {
                 ttl = TOKEN_TTL_MIN;
             }

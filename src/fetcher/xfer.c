@@ -53,7 +53,6 @@ struct xfer_s {
 static void xfer_free(xfer_t *x);
 static void xfer_deactivate(xfer_t *x);
 static void xfer_drain(xfer_multi_t *xm);
-static int xfer_url_loggable(const xfer_t *x);
 static void xfer_log_done(xfer_t *x, CURLcode rc);
 
 
@@ -651,6 +650,7 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     CURL                *e;
     int                  failed;
     const oci_config_t  *cf = xm->cf;
+    char                 url[XFER_LOG_URL_MAX];
 
     x = calloc(1, sizeof(xfer_t));
     if (x == NULL) {
@@ -671,9 +671,8 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     x->easy = curl_easy_init();
 
     if (x->url == NULL || x->easy == NULL) {
-        log_error("cannot set up a transfer for %.*s",
-                  (int) (req->redirected ? strcspn(req->url, "?#")
-                                         : strlen(req->url)), req->url);
+        xfer_log_url(req->url, !req->redirected, url, sizeof(url));
+        log_error("cannot set up a transfer for %s", url);
         xfer_free(x);
         return NULL;
     }
@@ -691,7 +690,8 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     }
 
     if (failed) {
-        log_error("out of memory for request headers of %s", req->url);
+        xfer_log_url(req->url, !req->redirected, url, sizeof(url));
+        log_error("out of memory for request headers of %s", url);
         xfer_free(x);
         return NULL;
     }
@@ -863,6 +863,7 @@ xfer_pump(xfer_multi_t *xm)
     xfer_t     *x;
     CURLMcode   mc;
     int         worked;
+    char        url[XFER_LOG_URL_MAX];
 
     worked = 0;
 
@@ -874,8 +875,9 @@ xfer_pump(xfer_multi_t *xm)
 
         mc = curl_multi_add_handle(xm->multi, x->easy);
         if (mc != CURLM_OK) {
-            log_error("curl_multi_add_handle(%.*s) failed: %s",
-                      xfer_url_loggable(x), x->url, curl_multi_strerror(mc));
+            xfer_log_url(x->url, !x->redirected, url, sizeof(url));
+            log_error("curl_multi_add_handle(%s) failed: %s", url,
+                      curl_multi_strerror(mc));
             x->handler->done(x, CURLE_FAILED_INIT, x->data);
             xfer_free(x);
             continue;
@@ -935,11 +937,37 @@ xfer_drain(xfer_multi_t *xm)
 }
 
 
-/* How much of the transfer's URL a log line may show. */
-static int
-xfer_url_loggable(const xfer_t *x)
+void
+xfer_log_url(const char *url, int keep_query, char *out, size_t cap)
 {
-    return x->redirected ? (int) strcspn(x->url, "?#") : (int) strlen(x->url);
+    const char  *auth, *end, *at;
+    size_t       n, len;
+
+    if (cap == 0) {
+        return;
+    }
+
+    len = keep_query ? strcspn(url, "#") : strcspn(url, "?#");
+
+    /* userinfo sits between "//" and the last '@' before the path */
+    auth = strstr(url, "://");
+    auth = auth != NULL && (size_t) (auth - url) < len ? auth + 3 : url;
+    end = auth + strcspn(auth, "/?#");
+    at = memrchr(auth, '@', (size_t) (end - auth));
+
+    n = 0;
+
+    if (at != NULL) {
+        n = (size_t) (auth - url);
+        n = n < cap - 1 ? n : cap - 1;
+        memcpy(out, url, n);
+        len -= (size_t) (at + 1 - url);
+        url = at + 1;
+    }
+
+    len = len < cap - 1 - n ? len : cap - 1 - n;
+    memcpy(out + n, url, len);
+    out[n + len] = '\0';
 }
 
 
@@ -953,8 +981,7 @@ xfer_log_done(xfer_t *x, CURLcode rc)
     long long         ms;
     curl_off_t        bytes;
     char             *eff;
-    const char       *q;
-    int               efflen, urllen;
+    char              url[XFER_LOG_URL_MAX], effurl[XFER_LOG_URL_MAX];
 
     clock_gettime(CLOCK_MONOTONIC, &now);
     ms = (long long) (now.tv_sec - x->started.tv_sec) * 1000
@@ -966,29 +993,25 @@ xfer_log_done(xfer_t *x, CURLcode rc)
     eff = NULL;
     curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &eff);
 
-    if (eff != NULL && strcmp(eff, x->url) != 0) {
-        q = strpbrk(eff, "?#");
-        efflen = q != NULL ? (int) (q - eff) : (int) strlen(eff);
+    effurl[0] = '\0';
 
-    } else {
-        eff = NULL;
-        efflen = 0;
+    if (eff != NULL && strcmp(eff, x->url) != 0) {
+        xfer_log_url(eff, 0, effurl, sizeof(effurl));
     }
 
-    urllen = xfer_url_loggable(x);
+    xfer_log_url(x->url, !x->redirected, url, sizeof(url));
 
     if (rc == CURLE_OK) {
-        log_info("%s %.*s%s%s%s%.*s %ld %lld bytes %lld ms", x->method,
-                 urllen, x->url, x->range[0] ? " bytes=" : "", x->range,
-                 eff != NULL ? " -> " : "", efflen, eff != NULL ? eff : "",
+        log_info("%s %s%s%s%s%s %ld %lld bytes %lld ms", x->method,
+                 url, x->range[0] ? " bytes=" : "", x->range,
+                 effurl[0] ? " -> " : "", effurl,
                  x->resp.status, (long long) bytes, ms);
 
     } else {
-        log_info("%s %.*s%s%s%s%.*s failed: %s (%lld bytes, %lld ms)",
-                 x->method, urllen, x->url, x->range[0] ? " bytes=" : "",
-                 x->range, eff != NULL ? " -> " : "", efflen,
-                 eff != NULL ? eff : "", xfer_strerror(x, rc),
-                 (long long) bytes, ms);
+        log_info("%s %s%s%s%s%s failed: %s (%lld bytes, %lld ms)",
+                 x->method, url, x->range[0] ? " bytes=" : "",
+                 x->range, effurl[0] ? " -> " : "", effurl,
+                 xfer_strerror(x, rc), (long long) bytes, ms);
     }
 }
 

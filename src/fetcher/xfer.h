@@ -68,8 +68,10 @@ typedef struct {
 
 typedef struct {
     const char  *url;
-    int          redirected;      /* url is where a redirect led: its query
-                                     may be a signature, kept out of logs */
+    int          redirected;      /* url is not built from an endpoint (a
+                                     redirect target, a token realm): its
+                                     query may be a secret, kept out of
+                                     logs */
     int          head;            /* HEAD instead of GET */
     const char  *accept;          /* Accept value or NULL */
     const char  *bearer;          /* token or NULL; never logged */
@@ -130,5 +132,10 @@ int xfer_unreachable(CURLcode rc);
  */
 size_t xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata);
 size_t xfer_write_cb(char *p, size_t size, size_t nmemb, void *userdata);
+
+/* url as a log line may show it, into out (always terminated): never its
+ * userinfo, its query only if keep_query. */
+#define XFER_LOG_URL_MAX  2048
+void xfer_log_url(const char *url, int keep_query, char *out, size_t cap);
 
 #endif /* FETCHER_XFER_H */

@@ -2,6 +2,7 @@
 crosses the upstream link once."""
 
 import os
+import subprocess
 
 from harness import (ACCEPT_ALL, assert_blob, assert_manifest,
                      oci_layout_digests, sha256_hex, skopeo_copy)
@@ -61,3 +62,19 @@ def test_second_skopeo_copy_is_served_from_the_store(mirror, upstream,
         upstream.access.entries(mark)
     assert upstream.access.count("GET", r"/manifests/", mark) == 0, \
         upstream.access.entries(mark)
+
+
+def test_second_fetcher_on_the_store_refuses_and_sweeps_nothing(mirror):
+    # a download of the running fetcher, as far as a sweep can tell
+    tmp = os.path.join(mirror.store, "tmp", "dl.e2eBusy")
+    with open(tmp, "wb") as f:
+        f.write(b"partial")
+    p = subprocess.run([mirror.fetcher_bin, "-c", mirror.config_path],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0, p.stderr
+    assert "another fetcher uses this store" in p.stderr, p.stderr
+    assert os.path.exists(tmp)
+    # the first one still serves (its socket was left alone)
+    assert mirror.get("/v2/").status == 200
+    assert mirror.fetcher.alive()
+    os.unlink(tmp)

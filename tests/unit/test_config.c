@@ -422,6 +422,13 @@ test_endpoints(void **state)
                  " endpoints = ( \"https://a?x=1\" ); } );\n", 3,
                  "not allowed in a base URL");
     expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"https://ok\",\n"
+                 "   \"https://user:s3cret@a.io/x\" ); } );\n", 4,
+                 "credentials belong in credential files");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( \"http://u@a.io\" ); } );\n", 3,
+                 "must not hold credentials");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
                  " endpoints = ( 5 ); } );\n", 3,
                  "an endpoint must be a string");
     expect_error(f, STORE "registries = ( { name = \"a.io\";\n"

@@ -142,14 +142,14 @@ kind_cleanup(job_t *j)
 /* A kind that goes on when nobody waits and fails plainly. */
 static const job_ops_t  plain_ops = {
     "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
-    kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup, NULL
+    kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup, NULL, NULL
 };
 
 /* A kind that ends when idle and handles "unavailable" itself. */
 static const job_ops_t  idle_ops = {
     "test", OCI_ERR_BLOB_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, kind_unavailable, kind_idle, NULL,
-    kind_cleanup, NULL
+    kind_cleanup, NULL, NULL
 };
 
 
@@ -309,6 +309,62 @@ test_names(void **state)
                    NULL);
     assert_string_equal(j->label, "test solo.test/x");
     job_finish(j);
+}
+
+
+/* Keepalive: WAIT after JOBS_WAIT_TICKS ticks of silence, per waiter;
+ * anything sent restarts that waiter's count. */
+static void
+test_keepalive(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j, *k;
+    oci_msg_t    m;
+    int          i;
+
+    j = new_job(e, &plain_ops, FAKE_REG, "Q");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+
+    for (i = 0; i < 5; i++) {
+        jobs_tick(e->jobs);
+    }
+
+    /* a later waiter and a message to the first one */
+    k = new_job(e, &plain_ops, FAKE_REG, "R");
+    assert_non_null(job_add_waiter(k, &e->c2, 2));
+    assert_non_null(job_add_waiter(j, &e->c2, 3));
+
+    for (i = 0; i < JOBS_WAIT_TICKS - 5 - 1; i++) {
+        jobs_tick(e->jobs);
+    }
+
+    assert_string_equal(fake_conn_take(&e->c1), "");
+    jobs_tick(e->jobs);
+    assert_string_equal(fake_conn_take(&e->c1), "WAIT 1\n");
+    assert_string_equal(fake_conn_take(&e->c2), "");
+
+    oci_msg_init(&m, OCI_MSG_PROGRESS, 0);
+    m.bytes = 1;
+    job_send_all(k, &m);
+    assert_string_equal(fake_conn_take(&e->c2), "PROGRESS 2 1\n");
+
+    for (i = 0; i < 4; i++) {
+        jobs_tick(e->jobs);
+    }
+
+    assert_string_equal(fake_conn_take(&e->c2), "");
+    jobs_tick(e->jobs);
+
+    /* 3 was silent for 10 ticks; 2 heard PROGRESS and 1 WAIT 5 ago */
+    assert_string_equal(fake_conn_take(&e->c2), "WAIT 3\n");
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    for (i = 0; i < 5; i++) {
+        jobs_tick(e->jobs);
+    }
+
+    assert_string_equal(fake_conn_take(&e->c1), "WAIT 1\n");
+    assert_string_equal(fake_conn_take(&e->c2), "WAIT 2\n");
 }
 
 
@@ -1016,6 +1072,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_table, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_names, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_waiters, setup,
                                         fake_env_teardown),

@@ -520,6 +520,60 @@ test_revalidate(void **state)
 }
 
 
+/* A GET of a manifest whose type is stored leaves the type file alone. */
+static void
+test_type_written_once(void **state)
+{
+    fake_env_t   *e = *state;
+    doc_t         d;
+    char          path[OCI_PATH_MAX];
+    struct stat   before, after;
+
+    doc(&d, INDEX);
+    assert_int_equal(oci_store_type_write(e->store, d.hex, MT_INDEX, 0),
+                     OCI_OK);
+    assert_int_equal(oci_store_type_path(e->store, d.hex, path,
+                                         sizeof(path)), OCI_OK);
+    assert_int_equal(stat(path, &before), 0);
+
+    request(e, &e->c1, 1, "v1", 0, "");
+    answer(fake_xfer_one(), &d, MT_INDEX, d.digest);
+    assert_meta(&e->c1, 1, &d, MT_INDEX, 0);
+    assert_stored(e, &d, MT_INDEX);
+
+    /* the same inode: not replaced by a rename */
+    assert_int_equal(stat(path, &after), 0);
+    assert_true(before.st_ino == after.st_ino);
+}
+
+
+/* A 429 on a revalidation serves the stored tag stale, like a 5xx. */
+static void
+test_stale_on_429(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    doc_t          d;
+
+    doc(&d, INDEX);
+    memset(&r, 0, sizeof(r));
+    r.status = 429;
+
+    /* nothing stored: TOOMANYREQUESTS */
+    request(e, &e->c1, 1, "v1", 0, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 429 TOOMANYREQUESTS upstream answered 429\n");
+
+    seed(e, &d, MT_INDEX, 1);
+
+    request(e, &e->c1, 2, "v1", 0, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_meta(&e->c1, 2, &d, MT_INDEX, 1);
+    assert_int_equal(fake_xfers.started, 2);
+}
+
+
 /* Every endpoint down: a stored tag is served stale, if acceptable. */
 static void
 test_stale_if_error(void **state)
@@ -744,6 +798,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_head_by_digest, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_revalidate, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_type_written_once,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_on_429, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_stale_if_error, fake_env_setup,
                                         fake_env_teardown),

@@ -287,6 +287,15 @@ test_expiry(void **state)
     assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "default");
     fake_now += 1;
     assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+    /* a huge expires_in is clamped to a day (no overflow of now + ttl) */
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"huge\",\"expires_in\":9000000000000000000}");
+    fake_now += 86400 - 11;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "huge");
+    fake_now += 1;
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
 }
 
 

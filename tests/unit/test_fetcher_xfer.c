@@ -294,6 +294,31 @@ test_redirect_resets(void **state)
 }
 
 
+/* What a log line shows of a URL: never userinfo, a query only if asked. */
+static void
+test_log_url(void **state)
+{
+    char  out[XFER_LOG_URL_MAX], tiny[8];
+
+    xfer_log_url("https://u:pw@cdn.example/b?sig=s3cret#f", 0, out,
+                 sizeof(out));
+    assert_string_equal(out, "https://cdn.example/b");
+    xfer_log_url("https://u:pw@cdn.example/b?sig=s3cret", 1, out,
+                 sizeof(out));
+    assert_string_equal(out, "https://cdn.example/b?sig=s3cret");
+    xfer_log_url("https://reg.test/v2/a/tags/list?n=1&last=x", 1, out,
+                 sizeof(out));
+    assert_string_equal(out, "https://reg.test/v2/a/tags/list?n=1&last=x");
+    xfer_log_url("https://auth.test/t?user=a@b", 0, out, sizeof(out));
+    assert_string_equal(out, "https://auth.test/t");
+    xfer_log_url("http://a@b@h:1", 0, out, sizeof(out));
+    assert_string_equal(out, "http://h:1");
+    xfer_log_url("https://x:y@host.example/long/path", 0, tiny,
+                 sizeof(tiny));
+    assert_string_equal(tiny, "https:/");
+}
+
+
 /* 1xx blocks and error answers do not complete the headers. */
 static void
 test_interim_and_errors(void **state)
@@ -826,6 +851,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fresh_response, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_block, setup, teardown),
+        cmocka_unit_test(test_log_url),
         cmocka_unit_test_setup_teardown(test_redirect_resets, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_interim_and_errors, setup,
