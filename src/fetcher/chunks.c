@@ -59,7 +59,7 @@ chunks_next(chunks_t *t)
     size_t  i;
 
     for (i = t->first; i < t->n; i++) {
-        if (t->chunk[i].state == CHUNK_TODO) {
+        if (t->chunk[i].state == CHUNK_WAITING) {
             return &t->chunk[i];
         }
     }
@@ -98,7 +98,7 @@ int
 chunks_failed(chunks_t *t, chunk_t *c, int max_failures)
 {
     c->xfer = NULL;
-    c->state = CHUNK_TODO;
+    c->state = CHUNK_WAITING;
     t->running--;
 
     return ++c->failures < max_failures;

@@ -22,7 +22,7 @@
 #include "xfer.h"
 
 typedef enum {
-    CHUNK_TODO = 0,
+    CHUNK_WAITING = 0,
     CHUNK_RUNNING,
     CHUNK_DONE
 } chunk_state_t;
@@ -47,7 +47,7 @@ typedef struct {
 /*
  * Split [0, total) into chunks of size bytes, the last one shorter; with
  * rest_whole, into at most two: [0, size) and [size, total).  total > 0,
- * size > 0.  Every chunk starts as CHUNK_TODO with owner set.  Returns
+ * size > 0.  Every chunk starts as CHUNK_WAITING with owner set.  Returns
  * OCI_OK or OCI_ENOMEM; the table must be empty (zeroed or freed).
  */
 int chunks_plan(chunks_t *t, long long total, long long size,
