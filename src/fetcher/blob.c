@@ -77,6 +77,8 @@ static void blob_unavailable(job_t *j);
 static void blob_flush(job_t *j);
 static void blob_cleanup(job_t *j);
 static void blob_promote(job_t *j);
+static void blob_retarget(job_t *j, const oci_registry_t *reg,
+    const char *name);
 
 static int blob_schedule(blob_job_t *b);
 static int blob_chunk_headers(xfer_t *x, void *data);
@@ -96,7 +98,8 @@ static const job_ops_t  blob_ops = {
     blob_flush,
     blob_cleanup,
     blob_promote,
-    NULL                /* throttled: FAIL, nothing stored to serve */
+    NULL,               /* throttled: FAIL, nothing stored to serve */
+    blob_retarget
 };
 
 static const xfer_handler_t  blob_chunk_handler = {
@@ -153,6 +156,37 @@ blob_stored(const char *path, long long *size)
 }
 
 
+/* The upstream request for the digest through j->registry and j->name:
+ * the probe for the first chunk, or a plain GET. */
+static void
+blob_request_setup(job_t *j, const char *digest)
+{
+    const oci_config_t  *cf = j->jobs->cf;
+
+    snprintf(j->path, sizeof(j->path), "/v2/%s/blobs/%s", j->name, digest);
+    j->head = 0;
+    j->accept = NULL;
+    j->ranged = cf->chunks_per_blob > 0;
+    j->range_first = 0;
+    j->range_last = cf->chunk_size - 1;
+}
+
+
+/* The job is keyed by digest alone, so its waiters may have asked through
+ * other registries and names; the one it asked through refused (see
+ * job_refuse()): the same request for the next waiter's way. */
+static void
+blob_retarget(job_t *j, const oci_registry_t *reg, const char *name)
+{
+    blob_job_t  *b = (blob_job_t *) j;
+    char         digest[OCI_DIGEST_MAX + 1];
+
+    snprintf(digest, sizeof(digest), "sha256:%s", b->hex);
+    job_target(j, reg, name, digest);
+    blob_request_setup(j, digest);
+}
+
+
 /* A new job for the digest (key "B <digest>"), its temp file created and
  * the probe (or the plain GET) on its way.  NULL on failure (logged);
  * with a waiter given, it has got FAIL. */
@@ -202,16 +236,7 @@ blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
         return NULL;
     }
 
-    snprintf(j->path, sizeof(j->path), "/v2/%s/blobs/%s", name, digest);
-    j->head = 0;
-    j->accept = NULL;
-
-    if (cf->chunks_per_blob > 0) {
-        j->ranged = 1;
-        j->range_first = 0;
-        j->range_last = cf->chunk_size - 1;
-    }
-
+    blob_request_setup(j, digest);
     job_issue(j);
 
     return j;
@@ -263,7 +288,8 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    /* one download per digest, whichever registry or name asks */
+    /* one download per digest, whichever registry or name asks; each
+     * waiter keeps its own in case the job's is refused (job_refuse()) */
     snprintf(key, sizeof(key), "B %s", m->reference);
 
     j = job_find(jobs, key);
@@ -276,6 +302,9 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
             reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
             return;
         }
+
+        w->registry = reg;
+        snprintf(w->name, sizeof(w->name), "%s", m->name);
 
         job_promote(j);
 
@@ -991,7 +1020,8 @@ blob_unavailable(job_t *j)
 
     if (!b->chunked) {
         log_error("%s: upstream unavailable", j->label);
-        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+        job_refuse(j, 503, OCI_ERR_UNAVAILABLE,
+                   "upstream registry unavailable");
         return;
     }
 

@@ -121,6 +121,20 @@ job_find(jobs_t *jobs, const char *key)
 }
 
 
+void
+job_target(job_t *j, const oci_registry_t *reg, const char *name,
+    const char *ref)
+{
+    j->registry = reg;
+    snprintf(j->name, sizeof(j->name), "%s", name);
+    snprintf(j->scope, sizeof(j->scope), "repository:%s:pull", name);
+    snprintf(j->label, sizeof(j->label), "%s %s/%s%s%s", j->ops->kind,
+             reg->name, name,
+             ref == NULL ? "" : (strchr(ref, ':') != NULL ? "@" : ":"),
+             ref == NULL ? "" : ref);
+}
+
+
 job_t *
 job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
     const oci_registry_t *reg, const char *name, const char *ref,
@@ -145,13 +159,7 @@ job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
 
     j->ops = ops;
     j->jobs = jobs;
-    j->registry = reg;
-    snprintf(j->name, sizeof(j->name), "%s", name);
-    snprintf(j->scope, sizeof(j->scope), "repository:%s:pull", name);
-    snprintf(j->label, sizeof(j->label), "%s %s/%s%s%s", ops->kind,
-             reg->name, name,
-             ref == NULL ? "" : (strchr(ref, ':') != NULL ? "@" : ":"),
-             ref == NULL ? "" : ref);
+    job_target(j, reg, name, ref);
 
     j->prio = XFER_PRIO_CLIENT;
 
@@ -184,6 +192,8 @@ job_add_waiter(job_t *j, conn_t *c, uint32_t id)
     w->job = j;
     w->conn = c;
     w->id = id;
+    w->registry = j->registry;
+    snprintf(w->name, sizeof(w->name), "%s", j->name);
     w->heard = j->jobs->ticks;
     queue_insert_tail(&j->waiters, &w->job_link);
     queue_insert_tail(conn_waiters(c), &w->conn_link);
@@ -364,6 +374,62 @@ job_fail(job_t *j, int status, oci_errcode_t code, const char *message)
 }
 
 
+/*
+ * A 401, 403 or 404, or an unavailable registry, is the answer for the
+ * registry and name the job asked through, not for the thing: a blob is
+ * the same wherever it is, so its waiters may have asked through other
+ * repositories that do have it (or that they may read).  Failing them all
+ * would let anyone who asks for a public digest through a repository
+ * without it break every concurrent pull of that digest.  So only the
+ * waiters that asked the way the job did get FAIL, and the job starts
+ * over, temp file and hash reset by job_issue(), for the next waiter's
+ * way.  Once can_retry() says no (a blob's waiters already stream the
+ * temp file), there is no starting over: FAIL to all, as before.
+ */
+void
+job_refuse(job_t *j, int status, oci_errcode_t code, const char *message)
+{
+    queue_t   *q, *next;
+    waiter_t  *w;
+    oci_msg_t  m;
+
+    if (j->ops->retarget == NULL || !j->ops->can_retry(j)) {
+        job_fail(j, status, code, message);
+        return;
+    }
+
+    msg_fail(&m, 0, status, code, message);
+
+    for (q = queue_head(&j->waiters); q != queue_sentinel(&j->waiters);
+         q = next)
+    {
+        next = queue_next(q);
+        w = queue_data(q, waiter_t, job_link);
+
+        if (w->registry == j->registry && strcmp(w->name, j->name) == 0) {
+            waiter_send(w, &m);
+            waiter_free(w);
+        }
+    }
+
+    if (queue_empty(&j->waiters)) {
+        job_fail(j, status, code, message);
+        return;
+    }
+
+    w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
+
+    log_info("%s: FAIL %d %s for its waiters, trying %s/%s for the others",
+             j->label, status, oci_err_code(code), w->registry->name,
+             w->name);
+
+    j->ops->retarget(j, w->registry, w->name);
+    j->endpoint = 0;
+    j->auth_tried = 0;
+    job_issue(j);
+}
+
+
 int
 job_abort(job_t *j, int status, oci_errcode_t code, const char *message)
 {
@@ -497,7 +563,7 @@ job_next_endpoint(job_t *j, const char *why)
     }
 
     log_error("%s: upstream unavailable (%s)", j->label, why);
-    job_fail(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+    job_refuse(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
 }
 
 
@@ -512,7 +578,7 @@ job_auth(job_t *j, const xfer_resp_t *r)
 
     if (j->auth_tried) {
         log_warn("%s: upstream refused the token", j->label);
-        job_fail(j, 401, OCI_ERR_UNAUTHORIZED, "upstream refused access");
+        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "upstream refused access");
         return;
     }
 
@@ -522,8 +588,8 @@ job_auth(job_t *j, const xfer_resp_t *r)
     {
         log_warn("%s: upstream wants credentials (none configured)",
                  j->label);
-        job_fail(j, 401, OCI_ERR_UNAUTHORIZED,
-                 "upstream requires authentication");
+        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
+                   "upstream requires authentication");
         return;
     }
 
@@ -537,7 +603,7 @@ job_auth(job_t *j, const xfer_resp_t *r)
                     &j->token_waiter)
         != 0)
     {
-        job_fail(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
+        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
     }
 }
 
@@ -548,9 +614,9 @@ job_token_done(token_waiter_t *w, int ok, oci_errcode_t code)
     job_t  *j = w->data;
 
     if (!ok) {
-        job_fail(j, oci_err_status(code), code,
-                 code == OCI_ERR_UNAVAILABLE
-                 ? "token service unavailable" : "no token granted");
+        job_refuse(j, oci_err_status(code), code,
+                   code == OCI_ERR_UNAVAILABLE
+                   ? "token service unavailable" : "no token granted");
         return;
     }
 
@@ -618,6 +684,12 @@ job_fail_upstream(job_t *j, const xfer_resp_t *r)
     } else {
         log_warn("%s: upstream answered %ld (%s)", j->label, r->status,
                  oci_err_code(code));
+    }
+
+    /* these say no to this registry and name, not to the thing */
+    if (r->status == 403 || r->status == 404) {
+        job_refuse(j, oci_err_status(code), code, message);
+        return;
     }
 
     job_fail(j, oci_err_status(code), code, message);

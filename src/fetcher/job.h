@@ -96,6 +96,15 @@ typedef struct {
     /* the upstream answered 429: 1 if the kind answered from the store
      * (and finished the job), 0 to FAIL TOOMANYREQUESTS; NULL: 0 */
     int   (*throttled)(job_t *j);
+
+    /* A kind whose waiters may ask for the same thing through different
+     * registries or names (a blob, keyed by digest alone).  The upstream
+     * refused j->registry / j->name (401, 403, 404) or was unavailable,
+     * before can_retry() turned 0: job.c has sent FAIL to the waiters
+     * that asked that way, and others remain.  Set the request up for
+     * reg / name (job_target(), j->path, the range); job.c sends it.
+     * NULL: every waiter asks the way the job does, FAIL to all. */
+    void  (*retarget)(job_t *j, const oci_registry_t *reg, const char *name);
 } job_ops_t;
 
 struct job_s {
@@ -143,6 +152,11 @@ struct waiter_s {
     job_t             *job;
     conn_t            *conn;
     uint32_t           id;
+    /* how this waiter asked: a blob job serves waiters of any registry
+     * and name, but a refusal for one of them is no answer for the
+     * others (see job_refuse()) */
+    const oci_registry_t  *registry;
+    char               name[OCI_NAME_MAX + 1];
     int                sent_size;       /* blob: SIZE went out */
     long long          sent_bytes;      /* blob: last PROGRESS */
     unsigned long      heard;           /* jobs_t.ticks at the last send */
@@ -179,10 +193,17 @@ job_t *job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
     const oci_registry_t *reg, const char *name, const char *ref,
     const char *key);
 
+/* Point j at reg / name: j->registry, j->name, the token scope and the
+ * label (ref as for job_create()). */
+void job_target(job_t *j, const oci_registry_t *reg, const char *name,
+    const char *ref);
+
 /* The in-flight job for key, or NULL. */
 job_t *job_find(jobs_t *jobs, const char *key);
 
-/* Add a waiter for (c, id); NULL on failure (logged). */
+/* Add a waiter for (c, id), asking through j->registry and j->name until
+ * the caller sets w->registry and w->name otherwise; NULL on failure
+ * (logged). */
 waiter_t *job_add_waiter(job_t *j, conn_t *c, uint32_t id);
 
 /* Send the upstream request for j->path / j->head / j->accept to the
@@ -203,6 +224,13 @@ void job_promote(job_t *j);
 
 /* Send FAIL to every waiter and finish the job. */
 void job_fail(job_t *j, int status, oci_errcode_t code, const char *message);
+
+/* The upstream refused j->registry / j->name (401, 403, 404) or was
+ * unavailable: FAIL to the waiters that asked that way.  If others asked
+ * elsewhere and the kind can still start over (ops->retarget, can_retry),
+ * the job goes on for the first of them; else it finishes. */
+void job_refuse(job_t *j, int status, oci_errcode_t code,
+    const char *message);
 
 /* Release everything and free the job (see above). */
 void job_finish(job_t *j);

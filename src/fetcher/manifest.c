@@ -74,7 +74,8 @@ static const job_ops_t  manifest_ops = {
     NULL,
     manifest_cleanup,
     NULL,               /* promote: no transfers of its own */
-    manifest_throttled
+    manifest_throttled,
+    NULL                /* retarget: keyed by registry and name */
 };
 
 

@@ -47,7 +47,8 @@ static const job_ops_t  tags_ops = {
     NULL,
     tags_cleanup,
     NULL,               /* promote: no transfers of its own */
-    NULL                /* throttled: FAIL */
+    NULL,               /* throttled: FAIL */
+    NULL                /* retarget: keyed by registry and name */
 };
 
 

@@ -2,8 +2,10 @@
 
 import http.client
 import threading
+import time
 
-from harness import fake_registry_entry, random_bytes, sha256_hex
+from harness import (assert_json_error, fake_registry_entry, random_bytes,
+                     sha256_hex)
 
 MiB = 1024 * 1024
 
@@ -59,3 +61,43 @@ def test_client_leaving_does_not_stop_the_download(mirror_factory,
     assert r.status == 200 and r.error is None, r
     assert r.body == data
     assert fake_upstream.count("GET", "/blobs/" + digest) == 1
+
+
+def test_refused_repository_fails_only_its_clients(mirror_factory,
+                                                   fake_upstream):
+    """The job is per digest, but a 404 answers only the repository it
+    was asked through: a client asking through a repository without the
+    blob must not fail the clients asking through one that has it."""
+    data, digest = _throttled_blob(fake_upstream, "refused", 2 * MiB,
+                                   2 * MiB)
+    missing = r"^/v2/team/missing/blobs/"
+    fake_upstream.fail[missing] = (404, "BLOB_UNKNOWN")
+    fake_upstream.delay[missing] = 1.5         # B joins while A's job waits
+    m = mirror_factory(fake_upstream.hostport,
+                       [fake_registry_entry(fake_upstream)])
+    results = {}
+
+    def pull(repo):
+        results[repo] = m.get("/v2/%s/blobs/%s" % (repo, digest),
+                              timeout=60)
+
+    a = threading.Thread(target=pull, args=("team/missing",))
+    a.start()
+    deadline = time.monotonic() + 10
+    while fake_upstream.count("GET", missing) == 0:
+        assert time.monotonic() < deadline, "no upstream GET for A"
+        time.sleep(0.02)
+    b = threading.Thread(target=pull, args=("team/app",))
+    b.start()
+    a.join(90)
+    b.join(90)
+
+    ra, rb = results.get("team/missing"), results.get("team/app")
+    assert ra is not None and rb is not None
+    assert_json_error(ra, 404, "BLOB_UNKNOWN")
+    assert rb.status == 200 and rb.error is None, rb
+    assert rb.header("Docker-Content-Digest") == digest
+    assert sha256_hex(rb.body) == digest.split(":")[1]
+    assert fake_upstream.count("GET", missing) == 1
+    assert fake_upstream.count("GET", r"^/v2/team/app/blobs/") == 1
+    assert m.has_blob(digest)

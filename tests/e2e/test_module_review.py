@@ -136,10 +136,12 @@ class _FakeFetcher:
                     path = os.path.join(self.tmp_dir, "tags.list")
                     with open(path, "w") as f:
                         json.dump({"name": "team/app", "tags": ["v1"]}, f)
+                    # set before answering: the test reads it as soon
+                    # as its response is complete
                     self.conn = conn
+                    self.asked.set()
                     conn.sendall(("BODY %s 200 %s -\n"
                                   % (words[1], path)).encode())
-                    self.asked.set()
 
     def send(self, data):
         self.conn.sendall(data)

@@ -487,6 +487,84 @@ test_failover_after_size(void **state)
 }
 
 
+/* The digest is one job whoever asks, but a 404 (or 401/403, or an
+ * unavailable registry) answers only the repository it was asked through:
+ * its waiters get FAIL, and the job starts over, from an empty temp file,
+ * for the waiters that asked through another repository. */
+static void
+test_refused_retarget(void **state)
+{
+    blob_test_t   *t = *state;
+    fake_reply_t   r;
+    char           url[256], tmp[OCI_PATH_MAX];
+
+    request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
+    request(t, &t->e->c2, 5, FAKE_REG, "c/d", t->digest);
+    request(t, &t->e->c1, 2, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfers.started, 1);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 404;
+    r.body = "{\"errors\":[{\"code\":\"BLOB_UNKNOWN\","
+             "\"message\":\"blob unknown to registry\"}]}";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_string_equal(fake_conn_take(&t->e->c1),
+                        "FAIL 1 404 BLOB_UNKNOWN blob unknown to registry\n"
+                        "FAIL 2 404 BLOB_UNKNOWN blob unknown to registry\n");
+    assert_string_equal(fake_conn_take(&t->e->c2), "");
+
+    /* the same job, asked again through the other repository */
+    assert_int_equal(fake_xfers.started, 2);
+    snprintf(url, sizeof(url), FAKE_EP1 "/v2/c/d/blobs/%s", t->digest);
+    assert_string_equal(fake_xfer_one()->url, url);
+    assert_int_equal(fake_tmp_count(t->e), 1);
+
+    reply_body(t, BODY, 0, 0);
+
+    assert_size_tmp(t, &t->e->c2, 5, 11, tmp, sizeof(tmp));
+    assert_string_equal(fake_conn_take(&t->e->c2), "PROGRESS 5 11\nDONE 5\n");
+    assert_string_equal(fake_conn_take(&t->e->c1), "");
+    assert_stored(t, BODY);
+    assert_int_equal(fake_tmp_count(t->e), 0);
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* Once SIZE went out, a failure is everyone's: no second chance, even
+ * for a waiter that asked through another repository. */
+static void
+test_refused_after_size(void **state)
+{
+    blob_test_t   *t = *state;
+    fake_reply_t   r;
+    char           tmp[OCI_PATH_MAX];
+
+    request(t, &t->e->c1, 1, FAKE_SOLO, "a/b", t->digest);
+    request(t, &t->e->c2, 5, FAKE_SOLO, "c/d", t->digest);
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_PARTIAL_FILE;
+    r.status = 200;
+    r.length_set = 1;
+    r.length = 11;
+    r.body = "hello";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_size_tmp(t, &t->e->c1, 1, 11, tmp, sizeof(tmp));
+    assert_string_equal(fake_conn_take(&t->e->c1),
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_size_tmp(t, &t->e->c2, 5, 11, tmp, sizeof(tmp));
+    assert_string_equal(fake_conn_take(&t->e->c2),
+                        "FAIL 5 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_int_equal(fake_xfers.started, 1);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_tmp_count(t->e), 0);
+}
+
+
 /* Every waiter left: the download goes on and fills the cache. */
 static void
 test_cancel_goes_on(void **state)
@@ -1189,6 +1267,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_failover_restart, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failover_after_size, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refused_retarget, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refused_after_size, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cancel_goes_on, setup,
                                         teardown),

@@ -45,7 +45,7 @@ test_plan(void **state)
     assert_chunk(&t, 3, 768, 1000);
 
     for (i = 0; i < t.n; i++) {
-        assert_int_equal(t.chunk[i].state, CHUNK_TODO);
+        assert_int_equal(t.chunk[i].state, CHUNK_WAITING);
         assert_true(t.chunk[i].got == 0);
         assert_ptr_equal(t.chunk[i].owner, &owner);
         assert_null(t.chunk[i].xfer);
@@ -205,7 +205,7 @@ test_failures(void **state)
     /* the fourth failure of a chunk allowed four tries is its last */
     assert_int_equal(chunks_failed(&t, c, 4), 1);
     assert_null(c->xfer);
-    assert_int_equal(c->state, CHUNK_TODO);
+    assert_int_equal(c->state, CHUNK_WAITING);
     chunks_start(&t, c);
     assert_int_equal(chunks_failed(&t, c, 4), 1);
     chunks_start(&t, c);
