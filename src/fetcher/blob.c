@@ -612,22 +612,9 @@ blob_headers(job_t *j, const xfer_resp_t *r)
 static int
 blob_write(blob_job_t *b, const char *p, size_t n, long long off)
 {
-    ssize_t  w;
-    size_t   done;
-
-    for (done = 0; done < n; done += (size_t) w) {
-        w = pwrite(b->fd, p + done, n - done,
-                   (off_t) (off + (long long) done));
-
-        if (w < 0) {
-            if (errno == EINTR) {
-                w = 0;
-                continue;
-            }
-
-            log_error("write(\"%s\") failed: %s", b->tmp, strerror(errno));
-            return -1;
-        }
+    if (job_write_all(b->fd, p, n, off) != 0) {
+        log_error("pwrite(\"%s\") failed: %s", b->tmp, strerror(errno));
+        return -1;
     }
 
     if (off == b->written) {
@@ -792,21 +779,6 @@ blob_schedule(blob_job_t *b)
 }
 
 
-static void
-blob_hex(const unsigned char *md, unsigned int len, char *out)
-{
-    static const char  digits[] = "0123456789abcdef";
-    unsigned int       i;
-
-    for (i = 0; i < len; i++) {
-        out[2 * i] = digits[md[i] >> 4];
-        out[2 * i + 1] = digits[md[i] & 0xf];
-    }
-
-    out[2 * len] = '\0';
-}
-
-
 /* Every byte is in: check the size and the digest, commit, DONE. */
 static void
 blob_complete(blob_job_t *b)
@@ -814,7 +786,7 @@ blob_complete(blob_job_t *b)
     job_t          *j = &b->job;
     unsigned char   md[EVP_MAX_MD_SIZE];
     unsigned int    mdlen;
-    char            got[2 * EVP_MAX_MD_SIZE + 1];
+    char            got[OCI_SHA256_HEX_LEN + 1];
     char            path[OCI_PATH_MAX];
     const char     *root;
     queue_t        *q;
@@ -839,7 +811,7 @@ blob_complete(blob_job_t *b)
         return;
     }
 
-    blob_hex(md, mdlen, got);
+    job_sha256_hex(md, got);
 
     if (strcmp(got, b->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent sha256:%s "

@@ -894,3 +894,47 @@ jobs_on_gone(conn_t *c, void *data)
         waiter_leave(queue_data(queue_head(h), waiter_t, conn_link));
     }
 }
+
+
+void
+job_sha256_hex(const unsigned char *md, char *out)
+{
+    static const char  digits[] = "0123456789abcdef";
+    size_t             i;
+
+    for (i = 0; i < OCI_SHA256_HEX_LEN / 2; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 0xf];
+    }
+
+    out[OCI_SHA256_HEX_LEN] = '\0';
+}
+
+
+int
+job_write_all(int fd, const char *p, size_t n, long long off)
+{
+    ssize_t  w;
+    size_t   done;
+
+    for (done = 0; done < n; done += (size_t) w) {
+        if (off < 0) {
+            w = write(fd, p + done, n - done);
+
+        } else {
+            w = pwrite(fd, p + done, n - done,
+                       (off_t) (off + (long long) done));
+        }
+
+        if (w < 0) {
+            if (errno == EINTR) {
+                w = 0;
+                continue;
+            }
+
+            return -1;
+        }
+    }
+
+    return 0;
+}

@@ -276,4 +276,13 @@ int manifest_present(jobs_t *jobs, const oci_registry_t *reg,
 const oci_registry_t *job_check_request(jobs_t *jobs, conn_t *c,
     const oci_msg_t *m);
 
+/* The lowercase hex of a sha256 digest: md holds OCI_SHA256_HEX_LEN / 2
+ * bytes, out gets OCI_SHA256_HEX_LEN digits and a NUL. */
+void job_sha256_hex(const unsigned char *md, char *out);
+
+/* Write all n bytes of p to fd, at off with pwrite(), or at the file
+ * position with write() if off is negative; retries on EINTR and short
+ * writes.  0, or -1 with errno set (the caller logs, naming the call). */
+int job_write_all(int fd, const char *p, size_t n, long long off);
+
 #endif /* FETCHER_JOB_H */

@@ -25,13 +25,6 @@ log_set_verbose(int verbose)
 }
 
 
-int
-log_verbose(void)
-{
-    return log_verbose_flag;
-}
-
-
 static void
 log_vwrite(const char *level, const char *fmt, va_list ap)
 {

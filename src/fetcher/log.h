@@ -13,7 +13,6 @@
 
 /* 1: also print debug lines (-v). */
 void log_set_verbose(int verbose);
-int log_verbose(void);
 
 void log_error(const char *fmt, ...) LOG_FORMAT(1, 2);
 void log_warn(const char *fmt, ...) LOG_FORMAT(1, 2);

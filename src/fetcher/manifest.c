@@ -542,8 +542,6 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
     const char  *root = j->jobs->cf->store_path;
     char         tmp[OCI_PATH_MAX];
     char         stored[OCI_MEDIA_TYPE_MAX + 1];
-    size_t       done;
-    ssize_t      n;
     int          fd, rc;
 
     /* every GET by tag brings the same bytes again: the type is written
@@ -565,20 +563,11 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
         return -1;
     }
 
-    for (done = 0; done < mj->len; done += (size_t) n) {
-        n = write(fd, mj->body + done, mj->len - done);
-
-        if (n < 0) {
-            if (errno == EINTR) {
-                n = 0;
-                continue;
-            }
-
-            log_error("write(\"%s\") failed: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
+    if (job_write_all(fd, mj->body, mj->len, -1) != 0) {
+        log_error("write(\"%s\") failed: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
     }
 
     rc = oci_store_commit(root, tmp, fd, hex, j->jobs->cf->store_fsync);
@@ -600,7 +589,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
 {
     job_t          *j = &mj->job;
     unsigned char   md[EVP_MAX_MD_SIZE];
-    unsigned int    mdlen, i;
+    unsigned int    mdlen;
     char            hex[OCI_SHA256_HEX_LEN + 1];
     char            digest[OCI_DIGEST_MAX + 1];
     char            type[OCI_MEDIA_TYPE_MAX + 1];
@@ -615,9 +604,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
         return;
     }
 
-    for (i = 0; i < mdlen; i++) {
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    }
+    job_sha256_hex(md, hex);
 
     snprintf(digest, sizeof(digest), "sha256:%s", hex);
 

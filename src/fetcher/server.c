@@ -347,13 +347,6 @@ conn_kill(conn_t *c)
 }
 
 
-int
-conn_alive(const conn_t *c)
-{
-    return !c->dead;
-}
-
-
 queue_t *
 conn_waiters(conn_t *c)
 {

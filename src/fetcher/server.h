@@ -50,8 +50,6 @@ int conn_send(conn_t *c, const oci_msg_t *m);
 /* Mark the connection for closing at the next server_flush(). */
 void conn_kill(conn_t *c);
 
-int conn_alive(const conn_t *c);
-
 /* The list of the job layer's waiters of this connection. */
 queue_t *conn_waiters(conn_t *c);
 

@@ -15,6 +15,7 @@
 #include "oci_store.h"
 #include "job.h"
 #include "log.h"
+#include "url.h"
 
 #define TAGS_BODY_MAX  (16 * 1024 * 1024)
 
@@ -50,28 +51,6 @@ static const job_ops_t  tags_ops = {
     NULL,               /* throttled: FAIL */
     NULL                /* retarget: keyed by registry and name */
 };
-
-
-/* Append "<sep>name=<escaped value>" to the path. */
-static int
-tags_query_arg(job_t *j, CURL *easy, const char *name, const char *value)
-{
-    char    *esc;
-    size_t   len;
-    int      n;
-
-    esc = curl_easy_escape(easy, value, 0);
-    if (esc == NULL) {
-        return -1;
-    }
-
-    len = strlen(j->path);
-    n = snprintf(j->path + len, sizeof(j->path) - len, "%c%s=%s",
-                 strchr(j->path, '?') != NULL ? '&' : '?', name, esc);
-    curl_free(esc);
-
-    return (n < 0 || (size_t) n >= sizeof(j->path) - len) ? -1 : 0;
-}
 
 
 void
@@ -117,11 +96,12 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (m->n >= 0) {
         snprintf(num, sizeof(num), "%lld", m->n);
-        rc = tags_query_arg(j, easy, "n", num);
+        rc = url_add_query_arg(easy, j->path, sizeof(j->path), "n", num);
     }
 
     if (rc == 0 && m->last[0] != '\0') {
-        rc = tags_query_arg(j, easy, "last", m->last);
+        rc = url_add_query_arg(easy, j->path, sizeof(j->path), "last",
+                               m->last);
     }
 
     curl_easy_cleanup(easy);
@@ -187,28 +167,15 @@ static int
 tags_body(job_t *j, const char *p, size_t n)
 {
     tags_job_t  *t = (tags_job_t *) j;
-    ssize_t      w;
-    size_t       done;
 
     if (t->written + (long long) n > TAGS_BODY_MAX) {
         log_error("%s: body over the limit", j->label);
         return job_abort(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
     }
 
-    for (done = 0; done < n; done += (size_t) w) {
-        w = pwrite(t->fd, p + done, n - done,
-                   (off_t) (t->written + (long long) done));
-
-        if (w < 0) {
-            if (errno == EINTR) {
-                w = 0;
-                continue;
-            }
-
-            log_error("write(\"%s\") failed: %s", t->tmp, strerror(errno));
-            return job_abort(j, 503, OCI_ERR_UNAVAILABLE,
-                             "store write failed");
-        }
+    if (job_write_all(t->fd, p, n, t->written) != 0) {
+        log_error("pwrite(\"%s\") failed: %s", t->tmp, strerror(errno));
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
     }
 
     t->written += (long long) n;

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "token.h"
+#include "url.h"
 
 #define TOKEN_BODY_MAX   (64 * 1024)
 #define TOKEN_LEN_MAX    (16 * 1024)
@@ -214,29 +215,6 @@ token_waiter_cancel(token_waiter_t *w)
 }
 
 
-/* Append "&name=<escaped value>" (or '?' first) to url. */
-static int
-token_url_arg(CURL *easy, char *url, size_t cap, const char *name,
-    const char *value)
-{
-    char    *esc;
-    size_t   len;
-    int      n;
-
-    esc = curl_easy_escape(easy, value, 0);
-    if (esc == NULL) {
-        return -1;
-    }
-
-    len = strlen(url);
-    n = snprintf(url + len, cap - len, "%c%s=%s",
-                 strchr(url, '?') != NULL ? '&' : '?', name, esc);
-    curl_free(esc);
-
-    return (n < 0 || (size_t) n >= cap - len) ? -1 : 0;
-}
-
-
 int
 token_fetch(token_cache_t *tc, const char *registry, const char *scope,
     const oci_challenge_t *ch, token_waiter_t *w)
@@ -277,12 +255,13 @@ token_fetch(token_cache_t *tc, const char *registry, const char *scope,
     rc = 0;
 
     if (ch->service[0] != '\0') {
-        rc = token_url_arg(easy, url, sizeof(url), "service", ch->service);
+        rc = url_add_query_arg(easy, url, sizeof(url), "service",
+                               ch->service);
     }
 
     if (rc == 0) {
-        rc = token_url_arg(easy, url, sizeof(url), "scope",
-                           ch->scope[0] != '\0' ? ch->scope : scope);
+        rc = url_add_query_arg(easy, url, sizeof(url), "scope",
+                               ch->scope[0] != '\0' ? ch->scope : scope);
     }
 
     curl_easy_cleanup(easy);

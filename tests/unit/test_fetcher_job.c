@@ -1024,12 +1024,12 @@ test_unexpected_verb(void **state)
 
     oci_msg_init(&m, OCI_MSG_DONE, 1);
     jobs_on_msg(&e->c1, &m, e->jobs);
-    assert_int_equal(conn_alive(&e->c1), 0);
+    assert_int_equal(conn_send(&e->c1, &m), -1);
     assert_string_equal(fake_conn_take(&e->c1), "");
 
     oci_msg_init(&m, OCI_MSG_FAIL, 1);
     jobs_on_msg(&e->c2, &m, e->jobs);
-    assert_int_equal(conn_alive(&e->c2), 0);
+    assert_int_equal(conn_send(&e->c2, &m), -1);
 }
 
 
