@@ -179,30 +179,6 @@ xfer_strerror(const xfer_t *x, CURLcode rc)
 }
 
 
-/* The same list as xfer.c's (test_fetcher_xfer checks that one). */
-int
-xfer_unreachable(CURLcode rc)
-{
-    switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-    case CURLE_WEIRD_SERVER_REPLY:
-        return 1;
-
-    default:
-        return 0;
-    }
-}
-
-
 int
 fake_xfer_count(void)
 {
