@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 
 #include "oci_config.h"
+#include "test_util.h"
 #include "oci_ipc.h"
 #include "oci_store.h"
 #include "job.h"
@@ -513,44 +514,6 @@ fake_clock(void)
 }
 
 
-void
-fake_rm_rf(const char *path)
-{
-    char            sub[OCI_PATH_MAX];
-    struct stat     st;
-    DIR            *dir;
-    struct dirent  *de;
-
-    if (lstat(path, &st) == -1) {
-        return;
-    }
-
-    if (S_ISDIR(st.st_mode)) {
-        dir = opendir(path);
-
-        if (dir != NULL) {
-            while ((de = readdir(dir)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0
-                    || strcmp(de->d_name, "..") == 0)
-                {
-                    continue;
-                }
-
-                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                fake_rm_rf(sub);
-            }
-
-            closedir(dir);
-        }
-
-        rmdir(path);
-        return;
-    }
-
-    unlink(path);
-}
-
-
 /* Files in <store>/tmp. */
 int
 fake_tmp_count(fake_env_t *e)
@@ -690,7 +653,7 @@ fake_env_teardown(void **state)
     fake_conn_free(&e->c1);
     fake_conn_free(&e->c2);
     oci_config_destroy(e->cf);
-    fake_rm_rf(e->dir);
+    test_rm_rf(e->dir);
     free(e);
 
     return 0;

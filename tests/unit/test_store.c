@@ -18,6 +18,7 @@
 
 #include "oci_ref.h"
 #include "oci_store.h"
+#include "test_util.h"
 
 
 #define HEX64 \
@@ -32,44 +33,6 @@ typedef struct {
     char  path[OCI_PATH_MAX];
     char  err[512];
 } fixture_t;
-
-
-static void
-rm_rf(const char *path)
-{
-    char            sub[OCI_PATH_MAX];
-    struct stat     st;
-    DIR            *dir;
-    struct dirent  *de;
-
-    if (lstat(path, &st) == -1) {
-        return;
-    }
-
-    if (S_ISDIR(st.st_mode)) {
-        dir = opendir(path);
-
-        if (dir != NULL) {
-            while ((de = readdir(dir)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0
-                    || strcmp(de->d_name, "..") == 0)
-                {
-                    continue;
-                }
-
-                snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-
-            closedir(dir);
-        }
-
-        rmdir(path);
-        return;
-    }
-
-    unlink(path);
-}
 
 
 static int
@@ -117,7 +80,7 @@ teardown(void **state)
 {
     fixture_t  *f = *state;
 
-    rm_rf(f->root);
+    test_rm_rf(f->root);
     free(f);
 
     return 0;
