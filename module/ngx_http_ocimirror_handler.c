@@ -16,6 +16,7 @@
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_manifest.h"
+#include "ngx_http_ocimirror_referrers.h"
 #include "ngx_http_ocimirror_serve.h"
 #include "ngx_http_ocimirror_stream.h"
 #include "ngx_http_ocimirror_tags.h"
@@ -110,6 +111,9 @@ ngx_http_ocimirror_handler(ngx_http_request_t *r)
     case OCI_EP_TAGS:
         return ngx_http_ocimirror_tags(r, mcf, route, &ns);
 
+    case OCI_EP_REFERRERS:
+        return ngx_http_ocimirror_referrers(r, mcf, route);
+
     default: /* OCI_EP_BASE */
         return ngx_http_ocimirror_base(r);
     }
@@ -123,6 +127,8 @@ ngx_http_ocimirror_base(ngx_http_request_t *r)
 {
     static ngx_str_t  type = ngx_string("application/json");
     static ngx_str_t  body = ngx_string("{}");
+
+    ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_HIT_BASE);
 
     return ngx_http_ocimirror_send_body(r, NGX_HTTP_OK, &type, &body);
 }
@@ -151,6 +157,7 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
     rc = ngx_http_ocimirror_open(r, &path, &of);
 
     if (rc == NGX_OK) {
+        ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_HIT_BLOB);
         return ngx_http_ocimirror_serve_blob(r, &of, &path, &digest);
     }
 

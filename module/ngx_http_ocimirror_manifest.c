@@ -39,6 +39,7 @@ typedef struct {
 
     /* the tag record, if one the client accepts exists */
     ngx_uint_t                       has_record;
+    time_t                           fetched_at;
     char                             hex[OCI_SHA256_HEX_LEN + 1];
     ngx_str_t                        digest;
     ngx_str_t                        type;
@@ -116,6 +117,7 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     }
 
     if (rc != NGX_DECLINED) {
+        ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_HIT_MANIFEST);
         return rc;
     }
 
@@ -372,6 +374,7 @@ ngx_http_ocimirror_manifest_tagged(ngx_http_ocimirror_manifest_ctx_t *ctx,
     ngx_memcpy(ctx->type.data, rec.media_type, ctx->type.len);
 
     ctx->has_record = 1;
+    ctx->fetched_at = (time_t) rec.fetched_at;
 
     if (!ngx_http_ocimirror_manifest_fresh(ctx->route->registry, &rec)) {
         return NGX_DECLINED;
@@ -429,7 +432,9 @@ ngx_http_ocimirror_manifest_fresh(oci_registry_t *reg, oci_tag_record_t *rec)
 }
 
 
-/* The fetcher cannot answer: an old record beats a 503. */
+/* The fetcher cannot answer: an old record beats a 503, for as long as
+ * the registry's stale_if_error allows (the fetcher's own rule when
+ * upstream fails). */
 
 static ngx_int_t
 ngx_http_ocimirror_manifest_unavailable(
@@ -440,13 +445,19 @@ ngx_http_ocimirror_manifest_unavailable(
 
     r = ctx->request;
 
-    if (ctx->has_record) {
+    if (ctx->has_record
+        && ngx_time() - ctx->fetched_at
+           < ctx->route->registry->tag_ttl
+             + ctx->route->registry->stale_if_error)
+    {
         rc = ngx_http_ocimirror_manifest_stored(ctx, ctx->hex,
                                                 &ctx->digest, &ctx->type, 1);
         if (rc != NGX_DECLINED) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "ocimirror: stale %V served, fetcher unavailable",
                            &ctx->digest);
+            ngx_http_ocimirror_metrics_count(r,
+                                             NGX_HTTP_OCIMIRROR_STALE_CACHE);
             return rc;
         }
     }
@@ -547,6 +558,11 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
                                                 &type, m->stale);
 
         if (rc != NGX_DECLINED) {
+            if (m->stale) {
+                ngx_http_ocimirror_metrics_count(r,
+                                              NGX_HTTP_OCIMIRROR_STALE_FETCHER);
+            }
+
             return rc;
         }
 
@@ -568,6 +584,10 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
         || (m->stale && ngx_http_ocimirror_add_stale_warning(r) != NGX_OK))
     {
         return NGX_ERROR;
+    }
+
+    if (m->stale) {
+        ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_STALE_FETCHER);
     }
 
     return ngx_http_send_header(r);

@@ -5,6 +5,7 @@
  *   location /v2/               { ocimirror; }
  *   location = /healthz         { ocimirror_health live; }
  *   location = /readyz          { ocimirror_health ready; }
+ *   location = /metrics         { ocimirror_metrics; }
  *   location @ocimirror_error   { ocimirror_error; }
  *   ocimirror_fetch_timeout 60s;
  *
@@ -24,6 +25,7 @@
 #include "ngx_http_ocimirror_fetcher.h"
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_health.h"
+#include "ngx_http_ocimirror_metrics.h"
 
 
 static void *ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf);
@@ -38,6 +40,8 @@ static char *ngx_http_ocimirror(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_ocimirror_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocimirror_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocimirror_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_ocimirror_require_config(ngx_conf_t *cf,
     ngx_str_t *directive);
@@ -76,6 +80,13 @@ static ngx_command_t  ngx_http_ocimirror_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ocimirror_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_ocimirror_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("ocimirror_fetch_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -89,7 +100,7 @@ static ngx_command_t  ngx_http_ocimirror_commands[] = {
 
 static ngx_http_module_t  ngx_http_ocimirror_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_ocimirror_metrics_init,       /* postconfiguration */
 
     ngx_http_ocimirror_create_main_conf,   /* create main configuration */
     ngx_http_ocimirror_init_main_conf,     /* init main configuration */
@@ -129,6 +140,7 @@ ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf)
      *     mcf->oci = NULL;
      *     mcf->link = NULL;
      *     mcf->cache = NULL;
+     *     mcf->metrics = NULL;
      *     mcf->required_by = { 0, NULL };
      */
 
@@ -252,6 +264,11 @@ ngx_http_ocimirror_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    mcf->metrics = ngx_http_ocimirror_metrics_create(cf);
+    if (mcf->metrics == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -324,6 +341,27 @@ ngx_http_ocimirror_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->handler = ngx_http_ocimirror_error_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocimirror_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        return "is duplicate";
+    }
+
+    /* the counters' zone and the fetcher come with the config */
+
+    ngx_http_ocimirror_require_config(cf, &cmd->name);
+
+    clcf->handler = ngx_http_ocimirror_metrics_handler;
 
     return NGX_CONF_OK;
 }

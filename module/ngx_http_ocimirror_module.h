@@ -8,8 +8,8 @@
  * Each worker owns one link to the fetcher (ngx_http_ocimirror_fetcher.h),
  * created in init_process and kept in the main conf: that memory is
  * private to the worker after fork(), so no global is needed.  The cache
- * of small store files (ngx_http_ocimirror_cache.h) is a zone the workers
- * share.
+ * of small store files (ngx_http_ocimirror_cache.h) and the counters
+ * (ngx_http_ocimirror_metrics.h) are zones the workers share.
  */
 
 #ifndef NGX_HTTP_OCIMIRROR_MODULE_H
@@ -21,6 +21,7 @@
 
 #include "oci_config.h"
 #include "ngx_http_ocimirror_cache.h"
+#include "ngx_http_ocimirror_metrics.h"
 
 
 typedef struct ngx_http_ocimirror_link_s  ngx_http_ocimirror_link_t;
@@ -30,6 +31,7 @@ typedef struct {
     /* NULL without ocimirror_config */
     oci_config_t                    *oci;
     ngx_http_ocimirror_cache_t      *cache;
+    ngx_http_ocimirror_metrics_t    *metrics;
 
     ngx_http_ocimirror_link_t       *link;       /* this worker's, or NULL */
 

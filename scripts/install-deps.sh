@@ -9,7 +9,7 @@ pkgs=(
     libcurl4-openssl-dev libconfig-dev libjansson-dev libssl-dev zlib1g-dev
     libcmocka-dev
     docker-registry skopeo containerd
-    python3 python3-pytest
+    python3 python3-pytest openssl
     wrk
 )
 

@@ -4,10 +4,12 @@
  * instead of silently falling back to a default.
  */
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,9 @@ static int oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_endpoint(oci_config_ctx_t *ctx,
     const config_setting_t *s, char **out);
+static int oci_config_transport(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *section, char **proxy,
+    char **no_proxy, long long *bw);
 static int oci_config_registry_parse(oci_config_ctx_t *ctx,
     const config_setting_t *group, oci_config_t *cf, oci_registry_t *reg);
 static int oci_config_registries(oci_config_ctx_t *ctx, config_t *lc,
@@ -78,7 +83,7 @@ static const char *const  oci_config_store_keys[] = {
 static const char *const  oci_config_fetcher_keys[] = {
     "socket", "max_transfers", "connect_timeout", "low_speed_time",
     "max_per_host", "http2", "chunk_threshold", "chunk_size",
-    "chunks_per_blob", NULL
+    "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit", NULL
 };
 
 static const char *const  oci_config_prefetch_keys[] = {
@@ -86,7 +91,11 @@ static const char *const  oci_config_prefetch_keys[] = {
 };
 
 static const char *const  oci_config_registry_keys[] = {
-    "name", "endpoints", "tag_ttl", "library_prefix", NULL
+    "name", "endpoints", "tag_ttl", "library_prefix", "select",
+    "probe_interval", "backoff", "username", "password_file", "token_file",
+    "proxy", "no_proxy", "ca_file", "client_cert", "client_key",
+    "tls_verify", "connect_timeout", "low_speed_time", "bandwidth_limit",
+    "stale_if_error", "negative_ttl", "tags_ttl", "referrers_ttl", NULL
 };
 
 
@@ -503,6 +512,12 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         if (rc == 1) {
             cf->chunks_per_blob = (int) v;
         }
+
+        rc = oci_config_transport(ctx, group, "fetcher", &cf->proxy,
+                                  &cf->no_proxy, &cf->bandwidth_limit);
+        if (rc != OCI_OK) {
+            return rc;
+        }
     }
 
     if (sock[0] != '/' || strlen(sock) > OCI_SOCKET_PATH_MAX) {
@@ -737,6 +752,363 @@ oci_config_endpoint(oci_config_ctx_t *ctx, const config_setting_t *s,
 }
 
 
+/* A proxy URL: scheme http, https, socks5 or socks5h, a host, no
+ * credentials, no path beyond "/"; or "" (no proxy) if empty_ok. */
+static int
+oci_config_proxy_valid(const char *url, int empty_ok)
+{
+    static const char *const  schemes[] = {
+        "http://", "https://", "socks5://", "socks5h://", NULL
+    };
+
+    const char  *host;
+    size_t       i, len;
+    int          c;
+
+    if (url[0] == '\0') {
+        return empty_ok;
+    }
+
+    host = NULL;
+
+    for (i = 0; schemes[i] != NULL; i++) {
+        len = strlen(schemes[i]);
+
+        if (strncmp(url, schemes[i], len) == 0) {
+            host = url + len;
+            break;
+        }
+    }
+
+    if (host == NULL || host[0] == '\0' || host[0] == '/' || host[0] == ':')
+    {
+        return 0;
+    }
+
+    for (i = 0; host[i] != '\0'; i++) {
+        c = (unsigned char) host[i];
+
+        if (c <= 0x20 || c >= 0x7f || c == '@' || c == '?' || c == '#'
+            || (c == '/' && host[i + 1] != '\0'))
+        {
+            return 0;
+        }
+    }
+
+    return strlen(url) <= OCI_ENDPOINT_MAX;
+}
+
+
+/* A host list for no_proxy: host names, domains, addresses, "*",
+ * separated by commas and spaces. */
+static int
+oci_config_no_proxy_valid(const char *s)
+{
+    size_t  i;
+    int     c;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        c = (unsigned char) s[i];
+
+        if (!(isalnum(c) || c == '.' || c == '-' || c == ',' || c == ' '
+              || c == ':' || c == '*' || c == '[' || c == ']' || c == '/'
+              || c == '_'))
+        {
+            return 0;
+        }
+    }
+
+    return i <= 4096;
+}
+
+
+/* A copy of a string setting into *out (replacing what it held).  0 if
+ * absent, 1 if set, or OCI_EINVAL / OCI_ENOMEM. */
+static int
+oci_config_dup_string(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *name, char **out)
+{
+    config_setting_t  *s;
+    const char        *v;
+    char              *copy;
+    int                rc;
+
+    rc = oci_config_get_string(ctx, group, name, &v);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    s = config_setting_get_member(group, name);
+
+    copy = strdup(v);
+    if (copy == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    free(*out);
+    *out = copy;
+
+    return 1;
+}
+
+
+/* proxy, no_proxy and bandwidth_limit of the "fetcher" group or of a
+ * registry (where proxy = "" means no proxy).  OCI_OK or an error. */
+static int
+oci_config_transport(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *section, char **proxy, char **no_proxy, long long *bw)
+{
+    int  rc;
+
+    rc = oci_config_dup_string(ctx, group, "proxy", proxy);
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (rc == 1) {
+        if (!oci_config_proxy_valid(*proxy, strcmp(section, "fetcher") != 0))
+        {
+            oci_config_error(ctx, config_setting_get_member(group, "proxy"),
+                             "\"%s.proxy\" must be a URL such as "
+                             "\"http://proxy:3128\" (http, https, socks5 or "
+                             "socks5h; no credentials, no path)%s", section,
+                             strcmp(section, "fetcher") != 0
+                             ? ", or \"\" for none" : "");
+            return OCI_EINVAL;
+        }
+
+        if ((*proxy)[0] == '\0') {
+            free(*proxy);
+            *proxy = NULL;
+        }
+    }
+
+    rc = oci_config_dup_string(ctx, group, "no_proxy", no_proxy);
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (rc == 1 && !oci_config_no_proxy_valid(*no_proxy)) {
+        oci_config_error(ctx, config_setting_get_member(group, "no_proxy"),
+                         "\"%s.no_proxy\" must be a list of hosts or "
+                         "domains separated by commas", section);
+        return OCI_EINVAL;
+    }
+
+    /* below 1 KiB/s the low-speed timeout would end every transfer */
+    rc = oci_config_get_size(ctx, group, section, "bandwidth_limit", 0,
+                             1LL << 40, bw);
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (rc == 1 && *bw != 0 && *bw < 16 * 1024) {
+        oci_config_error(ctx,
+                         config_setting_get_member(group, "bandwidth_limit"),
+                         "\"%s.bandwidth_limit\" must be 0 (none) or at "
+                         "least 16K bytes per second", section);
+        return OCI_EINVAL;
+    }
+
+    return OCI_OK;
+}
+
+
+/* A file setting: an absolute path; its line is kept for the errors of
+ * oci_config_check_files().  OCI_OK or an error. */
+static int
+oci_config_file(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *name, oci_config_file_t *out)
+{
+    config_setting_t  *s;
+    int                rc;
+
+    rc = oci_config_dup_string(ctx, group, name, &out->path);
+    if (rc <= 0) {
+        return rc;
+    }
+
+    s = config_setting_get_member(group, name);
+    out->line = config_setting_source_line(s);
+
+    if (out->path[0] != '/' || strlen(out->path) >= OCI_PATH_MAX) {
+        oci_config_error(ctx, s, "\"%s\" must be an absolute path", name);
+        return OCI_EINVAL;
+    }
+
+    return OCI_OK;
+}
+
+
+static int
+oci_config_registry_upstream(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_config_t *cf, oci_registry_t *reg)
+{
+    static const struct {
+        const char  *name;
+        size_t       offset;
+        long long    min;
+        long long    max;
+    } secs[] = {
+        { "probe_interval", offsetof(oci_registry_t, probe_interval),
+          1, 86400 },
+        { "backoff", offsetof(oci_registry_t, backoff), 1, 3600 },
+        { "connect_timeout", offsetof(oci_registry_t, connect_timeout),
+          1, 3600 },
+        { "low_speed_time", offsetof(oci_registry_t, low_speed_time),
+          1, 3600 },
+        { "stale_if_error", offsetof(oci_registry_t, stale_if_error),
+          0, 365LL * 24 * 3600 },
+        { "negative_ttl", offsetof(oci_registry_t, negative_ttl),
+          0, 86400 },
+        { "tags_ttl", offsetof(oci_registry_t, tags_ttl), 0, 86400 },
+        { "referrers_ttl", offsetof(oci_registry_t, referrers_ttl),
+          0, 86400 },
+    };
+
+    config_setting_t  *s;
+    const char        *v;
+    long long          n;
+    size_t             i;
+    int                rc;
+    char              *proxy;
+
+    reg->select = OCI_SELECT_ORDERED;
+    reg->probe_interval = OCI_DEFAULT_PROBE_INTERVAL;
+    reg->backoff = OCI_DEFAULT_BACKOFF;
+    reg->tls_verify = 1;
+    reg->connect_timeout = cf->connect_timeout;
+    reg->low_speed_time = cf->low_speed_time;
+    reg->bandwidth_limit = 0;
+    reg->stale_if_error = OCI_DEFAULT_STALE_IF_ERROR;
+    reg->negative_ttl = OCI_DEFAULT_NEGATIVE_TTL;
+    reg->tags_ttl = OCI_DEFAULT_TAGS_TTL;
+    reg->referrers_ttl = OCI_DEFAULT_REFERRERS_TTL;
+
+    for (i = 0; i < sizeof(secs) / sizeof(secs[0]); i++) {
+        rc = oci_config_get_int(ctx, group, secs[i].name, secs[i].min,
+                                secs[i].max, &n);
+        if (rc < 0) {
+            return rc;
+        }
+
+        if (rc == 1) {
+            *(long *) ((char *) reg + secs[i].offset) = (long) n;
+        }
+    }
+
+    rc = oci_config_get_string(ctx, group, "select", &v);
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (rc == 1) {
+        if (strcmp(v, "ordered") == 0) {
+            reg->select = OCI_SELECT_ORDERED;
+
+        } else if (strcmp(v, "fastest") == 0) {
+            reg->select = OCI_SELECT_FASTEST;
+
+        } else {
+            oci_config_error(ctx, config_setting_get_member(group, "select"),
+                             "\"select\" must be \"ordered\" or "
+                             "\"fastest\"");
+            return OCI_EINVAL;
+        }
+    }
+
+    if (oci_config_get_bool(ctx, group, "tls_verify", &reg->tls_verify) < 0)
+    {
+        return OCI_EINVAL;
+    }
+
+    /* the global proxy unless the registry names its own (or "") */
+    proxy = NULL;
+
+    if (config_setting_get_member(group, "proxy") == NULL
+        && cf->proxy != NULL)
+    {
+        proxy = strdup(cf->proxy);
+        if (proxy == NULL) {
+            oci_config_error(ctx, group, "out of memory");
+            return OCI_ENOMEM;
+        }
+    }
+
+    reg->proxy = proxy;
+
+    if (config_setting_get_member(group, "no_proxy") == NULL
+        && cf->no_proxy != NULL)
+    {
+        reg->no_proxy = strdup(cf->no_proxy);
+        if (reg->no_proxy == NULL) {
+            oci_config_error(ctx, group, "out of memory");
+            return OCI_ENOMEM;
+        }
+    }
+
+    rc = oci_config_transport(ctx, group, "registries", &reg->proxy,
+                              &reg->no_proxy, &reg->bandwidth_limit);
+    if (rc != OCI_OK) {
+        return rc;
+    }
+
+    rc = oci_config_dup_string(ctx, group, "username", &reg->username);
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (oci_config_file(ctx, group, "password_file", &reg->password_file)
+            != OCI_OK
+        || oci_config_file(ctx, group, "token_file", &reg->token_file)
+            != OCI_OK
+        || oci_config_file(ctx, group, "ca_file", &reg->ca_file) != OCI_OK
+        || oci_config_file(ctx, group, "client_cert", &reg->client_cert)
+            != OCI_OK
+        || oci_config_file(ctx, group, "client_key", &reg->client_key)
+            != OCI_OK)
+    {
+        return OCI_EINVAL;
+    }
+
+    if (reg->username != NULL
+        && (reg->username[0] == '\0' || strchr(reg->username, ':') != NULL
+            || strlen(reg->username) > 256))
+    {
+        oci_config_error(ctx, config_setting_get_member(group, "username"),
+                         "\"username\" must be 1 to 256 characters without "
+                         "\":\"");
+        return OCI_EINVAL;
+    }
+
+    if ((reg->username != NULL) != (reg->password_file.path != NULL)) {
+        s = config_setting_get_member(group, reg->username != NULL
+                                             ? "username" : "password_file");
+        oci_config_error(ctx, s, "\"username\" and \"password_file\" go "
+                         "together");
+        return OCI_EINVAL;
+    }
+
+    if (reg->token_file.path != NULL && reg->username != NULL) {
+        oci_config_error(ctx, config_setting_get_member(group, "token_file"),
+                         "\"token_file\" and \"username\" exclude each "
+                         "other");
+        return OCI_EINVAL;
+    }
+
+    if ((reg->client_cert.path != NULL) != (reg->client_key.path != NULL)) {
+        s = config_setting_get_member(group, reg->client_cert.path != NULL
+                                             ? "client_cert" : "client_key");
+        oci_config_error(ctx, s, "\"client_cert\" and \"client_key\" go "
+                         "together");
+        return OCI_EINVAL;
+    }
+
+    return OCI_OK;
+}
+
+
 static int
 oci_config_registry_parse(oci_config_ctx_t *ctx,
     const config_setting_t *group, oci_config_t *cf, oci_registry_t *reg)
@@ -793,6 +1165,12 @@ oci_config_registry_parse(oci_config_ctx_t *ctx,
 
     reg->tag_ttl = OCI_DEFAULT_TAG_TTL;
     reg->library_prefix = (strcmp(name, "docker.io") == 0);
+    reg->line = config_setting_source_line(group);
+
+    rc = oci_config_registry_upstream(ctx, group, cf, reg);
+    if (rc != OCI_OK) {
+        return rc;
+    }
 
     rc = oci_config_get_int(ctx, group, "tag_ttl", 0, 365LL * 24 * 3600, &v);
     if (rc < 0) {
@@ -1091,6 +1469,14 @@ oci_config_destroy(oci_config_t *cf)
         }
 
         free(reg->name);
+        free(reg->username);
+        free(reg->password_file.path);
+        free(reg->token_file.path);
+        free(reg->proxy);
+        free(reg->no_proxy);
+        free(reg->ca_file.path);
+        free(reg->client_cert.path);
+        free(reg->client_key.path);
     }
 
     if (cf->prefetch_platforms != NULL) {
@@ -1102,6 +1488,8 @@ oci_config_destroy(oci_config_t *cf)
 
     free(cf->registries);
     free(cf->fetcher_socket);
+    free(cf->proxy);
+    free(cf->no_proxy);
     free(cf->store_path);
     free(cf->file);
     free(cf);
@@ -1127,4 +1515,127 @@ oci_config_registry(const oci_config_t *cf, const char *name, size_t len)
     }
 
     return NULL;
+}
+
+
+int
+oci_config_read_secret(const char *path, char *out, size_t cap)
+{
+    FILE    *f;
+    size_t   n;
+    int      c, err;
+
+    f = fopen(path, "re");
+    if (f == NULL) {
+        return OCI_EIO;
+    }
+
+    n = 0;
+
+    while ((c = getc(f)) != EOF && c != '\n' && c != '\r') {
+        if (n + 1 >= cap) {
+            explicit_bzero(out, cap);
+            fclose(f);
+            return OCI_ERANGE;
+        }
+
+        out[n++] = (char) c;
+    }
+
+    err = ferror(f) ? errno : 0;
+    fclose(f);
+
+    out[n] = '\0';
+
+    if (err != 0) {
+        explicit_bzero(out, cap);
+        errno = err;
+        return OCI_EIO;
+    }
+
+    return n > 0 ? OCI_OK : OCI_EINVAL;
+}
+
+
+/* One named file: readable (and, for a secret, a non-empty first line of
+ * at most 4 KiB).  OCI_OK or OCI_EIO with err filled. */
+static int
+oci_config_check_one(const oci_config_t *cf, const oci_registry_t *reg,
+    const char *what, const oci_config_file_t *file, int secret, char *err,
+    size_t errlen)
+{
+    char         buf[4096];
+    const char  *why;
+    FILE        *f;
+    int          rc;
+
+    if (file->path == NULL) {
+        return OCI_OK;
+    }
+
+    why = NULL;
+
+    if (secret) {
+        rc = oci_config_read_secret(file->path, buf, sizeof(buf));
+        explicit_bzero(buf, sizeof(buf));
+
+        if (rc == OCI_EIO) {
+            why = strerror(errno);
+
+        } else if (rc == OCI_EINVAL) {
+            why = "the first line is empty";
+
+        } else if (rc == OCI_ERANGE) {
+            why = "the first line is longer than 4095 bytes";
+        }
+
+    } else {
+        f = fopen(file->path, "re");
+
+        if (f == NULL || getc(f) == EOF) {
+            why = f == NULL ? strerror(errno)
+                            : (ferror(f) ? strerror(errno) : "empty file");
+        }
+
+        if (f != NULL) {
+            fclose(f);
+        }
+    }
+
+    if (why == NULL) {
+        return OCI_OK;
+    }
+
+    snprintf(err, errlen, "%s:%d: registry \"%s\": %s \"%s\": %s", cf->file,
+             file->line, reg->name, what, file->path, why);
+
+    return OCI_EIO;
+}
+
+
+int
+oci_config_check_files(const oci_config_t *cf, char *err, size_t errlen)
+{
+    const oci_registry_t  *reg;
+    size_t                 i;
+
+    for (i = 0; i < cf->n_registries; i++) {
+        reg = &cf->registries[i];
+
+        if (oci_config_check_one(cf, reg, "password_file",
+                                 &reg->password_file, 1, err, errlen)
+            || oci_config_check_one(cf, reg, "token_file", &reg->token_file,
+                                    1, err, errlen)
+            || oci_config_check_one(cf, reg, "ca_file", &reg->ca_file, 0,
+                                    err, errlen)
+            || oci_config_check_one(cf, reg, "client_cert",
+                                    &reg->client_cert, 0, err, errlen)
+            || oci_config_check_one(cf, reg, "client_key", &reg->client_key,
+                                    0, err, errlen))
+        {
+            return OCI_EIO;
+        }
+    }
+
+    return OCI_OK;
 }

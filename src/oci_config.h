@@ -17,6 +17,24 @@
  *     { name = "ghcr.io"; endpoints = ( "https://ghcr.io" ); }
  *   );
  *
+ * Upstream settings, in "fetcher" (for every registry) and in a registry
+ * (for it alone; a registry's own value wins):
+ *   proxy = "http://proxy:3128";    "" in a registry: no proxy for it
+ *   no_proxy = "localhost,.corp";   hosts reached without the proxy
+ *   bandwidth_limit = "100M";       bytes/s, shared by all transfers
+ *   connect_timeout, low_speed_time (seconds)
+ * Only in a registry:
+ *   select = "ordered" | "fastest";  probe_interval = 30; backoff = 10;
+ *   username = "u"; password_file = "/etc/ocimirror/u.pw";
+ *   token_file = "/etc/ocimirror/r.token";   (instead of username)
+ *   ca_file, client_cert, client_key (PEM files); tls_verify = true;
+ *   stale_if_error = 86400; negative_ttl = 15; tags_ttl = 60;
+ *   referrers_ttl = 60;
+ * The config only names secret files; oci_config_check_files() (the
+ * fetcher, at start and in --check) proves they can be read.  The proxy
+ * environment variables are not used: only "proxy" sends traffic to a
+ * proxy.
+ *
  * Every error names the file and the line ("file:12: ...").  Endpoints
  * must be https:// unless "http://" is written out; the registry name
  * must be a lower-case host[:port].  Sizes are a number of bytes or a
@@ -40,10 +58,27 @@
 #define OCI_DEFAULT_CHUNKS_PER_BLOB  4
 #define OCI_DEFAULT_PREFETCH_PLATFORM  "linux/amd64"
 #define OCI_DEFAULT_PREFETCH_MAX_BYTES (2LL * 1024 * 1024 * 1024)
+#define OCI_DEFAULT_PROBE_INTERVAL   30
+#define OCI_DEFAULT_BACKOFF          10
+#define OCI_DEFAULT_STALE_IF_ERROR   86400
+#define OCI_DEFAULT_NEGATIVE_TTL     15
+#define OCI_DEFAULT_TAGS_TTL         60
+#define OCI_DEFAULT_REFERRERS_TTL    60
 
 #define OCI_CHUNK_SIZE_MIN           (64LL * 1024)
 #define OCI_CHUNKS_PER_BLOB_MAX      64
 #define OCI_PLATFORM_MAX             64    /* "os/arch/variant" */
+
+typedef enum {
+    OCI_SELECT_ORDERED = 0,   /* endpoints in the order written */
+    OCI_SELECT_FASTEST        /* lowest probed round trip first */
+} oci_select_t;
+
+/* A file the config names, with the line that names it (for errors). */
+typedef struct {
+    char    *path;            /* NULL: not set */
+    int      line;
+} oci_config_file_t;
 
 typedef struct {
     char    *name;            /* "docker.io": what clients route by */
@@ -51,6 +86,36 @@ typedef struct {
     size_t   n_endpoints;
     long     tag_ttl;         /* seconds a tag record is fresh */
     int      library_prefix;  /* one-part names gain "library/" */
+    int      line;            /* of the registry's group */
+
+    oci_select_t  select;
+    long     probe_interval;  /* seconds between GET /v2/ probes */
+    long     backoff;         /* seconds a failing endpoint is skipped
+                                 first; doubles while it keeps failing,
+                                 up to 32 times this */
+
+    /* credentials: username + password_file, or token_file, or none */
+    char              *username;
+    oci_config_file_t  password_file;
+    oci_config_file_t  token_file;
+
+    /* transport; proxy, no_proxy, timeouts and bandwidth_limit are
+     * already resolved against the "fetcher" group's values */
+    char              *proxy;        /* NULL: direct */
+    char              *no_proxy;     /* NULL: none */
+    oci_config_file_t  ca_file;
+    oci_config_file_t  client_cert;
+    oci_config_file_t  client_key;
+    int                tls_verify;
+    long               connect_timeout;   /* seconds */
+    long               low_speed_time;    /* seconds */
+    long long          bandwidth_limit;   /* bytes/s; 0: none */
+
+    long     stale_if_error;  /* seconds past tag_ttl a stale tag may be
+                                 served while every endpoint fails */
+    long     negative_ttl;    /* seconds an upstream 404 is remembered */
+    long     tags_ttl;        /* seconds a tags/list is reused */
+    long     referrers_ttl;   /* seconds a referrers answer is reused */
 } oci_registry_t;
 
 typedef struct {
@@ -64,6 +129,10 @@ typedef struct {
     int              max_transfers;
     long             connect_timeout;  /* seconds */
     long             low_speed_time;   /* seconds below 1 KiB/s = stall */
+    char            *proxy;            /* NULL: direct */
+    char            *no_proxy;
+    long long        bandwidth_limit;  /* bytes/s for all registries
+                                          together; 0: none */
     int              max_per_host;     /* connections to one host */
     int              http2;            /* multiplex over HTTP/2 if offered */
     long long        chunk_threshold;  /* bytes; smaller blobs: one stream */
@@ -89,6 +158,22 @@ int oci_config_load(const char *file, oci_config_t **out, char *err,
     size_t errlen);
 
 void oci_config_destroy(oci_config_t *cf);
+
+/*
+ * The fetcher's check of what the config only names: every password,
+ * token, CA, certificate and key file can be opened and read, and a
+ * password or token file is not empty.  OCI_OK, or OCI_EIO with err
+ * holding "file:line: registry "x": password_file "...": reason".
+ */
+int oci_config_check_files(const oci_config_t *cf, char *err,
+    size_t errlen);
+
+/*
+ * Read a secret file (password_file, token_file) into out: the first
+ * line without its line end.  OCI_OK, OCI_EIO (errno set), OCI_EINVAL
+ * (empty) or OCI_ERANGE (longer than cap - 1).
+ */
+int oci_config_read_secret(const char *path, char *out, size_t cap);
 
 /* Exact, case-sensitive lookup of a registry by name; NULL if absent. */
 oci_registry_t *oci_config_registry(const oci_config_t *cf,

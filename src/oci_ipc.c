@@ -64,6 +64,8 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_BODY] =     { "BODY", 4, 5 },
     [OCI_MSG_FAIL] =     { "FAIL", 4, 4 },
     [OCI_MSG_WAIT] =     { "WAIT", 4, 2 },
+    [OCI_MSG_REFERRERS] = { "REFERRERS", 9, 6 },
+    [OCI_MSG_STATS] =    { "STATS", 5, 2 },
 };
 
 
@@ -217,11 +219,13 @@ oci_ipc_check(const oci_msg_t *m)
     case OCI_MSG_CANCEL:
     case OCI_MSG_DONE:
     case OCI_MSG_WAIT:
+    case OCI_MSG_STATS:
         return OCI_OK;
 
     case OCI_MSG_BLOB:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
+    case OCI_MSG_REFERRERS:
         if (!oci_ipc_terminated(m->registry, sizeof(m->registry), &len)
             || !oci_host_valid(m->registry, len)
             || !oci_ipc_terminated(m->name, sizeof(m->name), &len)
@@ -287,6 +291,18 @@ oci_ipc_check(const oci_msg_t *m)
     if (m->type == OCI_MSG_BLOB) {
         return (oci_digest_parse(m->reference, len, NULL) == OCI_OK)
                ? OCI_OK : OCI_EINVAL;
+    }
+
+    if (m->type == OCI_MSG_REFERRERS) {
+        if (oci_digest_parse(m->reference, len, NULL) != OCI_OK
+            || !oci_ipc_terminated(m->artifact_type,
+                                   sizeof(m->artifact_type), &len)
+            || (len > 0 && !oci_media_type_valid(m->artifact_type, len)))
+        {
+            return OCI_EINVAL;
+        }
+
+        return OCI_OK;
     }
 
     if (m->type == OCI_MSG_MANIFEST) {
@@ -392,6 +408,7 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
     case OCI_MSG_BLOB:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
+    case OCI_MSG_REFERRERS:
         oci_ipc_put_token(&o, m->registry);
         oci_ipc_put_token(&o, m->name);
 
@@ -406,6 +423,10 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
         if (m->type == OCI_MSG_MANIFEST) {
             oci_ipc_put_num(&o, m->head);
             oci_ipc_put_token(&o, m->accept);
+        }
+
+        if (m->type == OCI_MSG_REFERRERS) {
+            oci_ipc_put_token(&o, m->artifact_type);
         }
 
         break;
@@ -660,6 +681,7 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     case OCI_MSG_BLOB:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
+    case OCI_MSG_REFERRERS:
         if (oci_ipc_copy(&t[2], m->registry, sizeof(m->registry), 0)
             || oci_ipc_copy(&t[3], m->name, sizeof(m->name), 0))
         {
@@ -686,6 +708,13 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
                 return OCI_EINVAL;
             }
             m->head = (int) num;
+        }
+
+        if (type == OCI_MSG_REFERRERS
+            && oci_ipc_copy(&t[5], m->artifact_type,
+                            sizeof(m->artifact_type), 1))
+        {
+            return OCI_EINVAL;
         }
 
         break;

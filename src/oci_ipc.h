@@ -11,6 +11,8 @@
  *   BLOB     <id> <registry> <name> <digest>
  *   MANIFEST <id> <registry> <name> <reference> <head:0|1> <accept|->
  *   TAGS     <id> <registry> <name> <n|-1> <last|->
+ *   REFERRERS <id> <registry> <name> <digest> <artifact-type|->
+ *   STATS    <id>                     the fetcher's metrics
  *   CANCEL   <id>                     the worker's client went away
  *
  * fetcher -> worker
@@ -25,10 +27,14 @@
  *                                     manifest answer; for a GET the
  *                                     manifest is in the store by digest
  *   BODY     <id> <status> <path> <next|->
- *                                     tags/list body in a temp file that
- *                                     the worker unlinks after opening;
- *                                     next is the query of the Link
- *                                     header's next page ("n=..&last=..")
+ *                                     a body in a temp file that the
+ *                                     worker unlinks after opening:
+ *                                     TAGS: the tags/list JSON, next is
+ *                                     the query of the Link header's next
+ *                                     page ("n=..&last=..");
+ *                                     REFERRERS: the image index (already
+ *                                     filtered by the artifact type);
+ *                                     STATS: Prometheus text lines
  *   FAIL     <id> <status> <code> <message...>
  *   WAIT     <id>                     still working on it (queued for a
  *                                     transfer slot, waiting for a token,
@@ -62,6 +68,8 @@ typedef enum {
     OCI_MSG_BODY,
     OCI_MSG_FAIL,
     OCI_MSG_WAIT,
+    OCI_MSG_REFERRERS,
+    OCI_MSG_STATS,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 
@@ -69,10 +77,13 @@ typedef struct {
     oci_msg_type_t  type;
     uint32_t        id;
 
-    /* BLOB, MANIFEST, TAGS */
+    /* BLOB, MANIFEST, TAGS, REFERRERS */
     char            registry[OCI_HOST_MAX + 1];
     char            name[OCI_NAME_MAX + 1];
-    char            reference[OCI_REF_MAX + 1];  /* BLOB: the digest */
+    char            reference[OCI_REF_MAX + 1];  /* BLOB, REFERRERS: the
+                                                    digest */
+    char            artifact_type[OCI_MEDIA_TYPE_MAX + 1];
+                                                 /* REFERRERS, "" = all */
     int             head;                        /* MANIFEST */
     char            accept[OCI_ACCEPT_MAX + 1];  /* MANIFEST, "" = none */
     long long       n;                           /* TAGS, -1 = absent */

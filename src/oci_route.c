@@ -17,6 +17,7 @@
 
 static const char *oci_route_last(const char *s, size_t len,
     const char *pat, size_t plen);
+static size_t oci_route_pos(const char *path, const char *p);
 static int oci_route_fail(oci_errcode_t *code, char *msg, size_t msglen,
     oci_errcode_t e, const char *text);
 static int oci_route_denied(oci_errcode_t *code, char *msg, size_t msglen,
@@ -44,6 +45,14 @@ oci_route_last(const char *s, size_t len, const char *pat, size_t plen)
     }
 
     return NULL;
+}
+
+
+/* 1 + the offset of p in path, or 0 for NULL: positions that compare */
+static size_t
+oci_route_pos(const char *path, const char *p)
+{
+    return (p != NULL) ? (size_t) (p - path) + 1 : 0;
 }
 
 
@@ -107,8 +116,10 @@ oci_route(const oci_config_t *cf, const char *path, size_t path_len,
     const char *ns, size_t ns_len, oci_route_t *out, oci_errcode_t *code,
     char *msg, size_t msglen)
 {
-    const char      *rest, *end, *pm, *pb, *pt, *mark, *ref, *cn, *slash;
-    size_t           rlen, cnlen, reflen, nlen, plen, i;
+    const char      *rest, *end, *pm, *pb, *pr, *pt, *mark, *ref, *cn,
+                    *slash;
+    size_t           rlen, cnlen, reflen, nlen, plen, i, at_m, at_b, at_r,
+                     at_t;
     oci_registry_t  *reg;
     char             nsbuf[OCI_HOST_MAX + 1];
     int              rc, is_host;
@@ -147,21 +158,34 @@ oci_route(const oci_config_t *cf, const char *path, size_t path_len,
 
     pm = oci_route_last(rest, rlen, "/manifests/", 11);
     pb = oci_route_last(rest, rlen, "/blobs/", 7);
+    pr = oci_route_last(rest, rlen, "/referrers/", 11);
     pt = NULL;
 
     if (rlen >= 10 && memcmp(end - 10, "/tags/list", 10) == 0) {
         pt = end - 10;
     }
 
-    if (pt != NULL && (pm == NULL || pt > pm) && (pb == NULL || pt > pb)) {
+    /* the marker furthest right wins (an absent one is at 0) */
+
+    at_m = oci_route_pos(path, pm);
+    at_b = oci_route_pos(path, pb);
+    at_r = oci_route_pos(path, pr);
+    at_t = oci_route_pos(path, pt);
+
+    if (at_t > at_m && at_t > at_b && at_t > at_r) {
         out->endpoint = OCI_EP_TAGS;
         mark = pt;
         ref = end;
 
-    } else if (pm != NULL && (pb == NULL || pm > pb)) {
+    } else if (at_m > at_b && at_m > at_r) {
         out->endpoint = OCI_EP_MANIFEST;
         mark = pm;
         ref = pm + 11;
+
+    } else if (at_r > at_b) {
+        out->endpoint = OCI_EP_REFERRERS;
+        mark = pr;
+        ref = pr + 11;
 
     } else if (pb != NULL) {
         out->endpoint = OCI_EP_BLOB;
@@ -292,6 +316,7 @@ oci_route(const oci_config_t *cf, const char *path, size_t path_len,
     switch (out->endpoint) {
 
     case OCI_EP_BLOB:
+    case OCI_EP_REFERRERS:
         rc = oci_digest_parse(ref, reflen, out->hex);
 
         if (rc != OCI_OK) {

@@ -21,7 +21,8 @@ typedef enum {
     OCI_EP_BASE = 0,      /* /v2/ */
     OCI_EP_MANIFEST,      /* /v2/<name>/manifests/<reference> */
     OCI_EP_BLOB,          /* /v2/<name>/blobs/<digest> */
-    OCI_EP_TAGS           /* /v2/<name>/tags/list */
+    OCI_EP_TAGS,          /* /v2/<name>/tags/list */
+    OCI_EP_REFERRERS      /* /v2/<name>/referrers/<digest> */
 } oci_endpoint_t;
 
 typedef struct {
@@ -41,7 +42,8 @@ typedef struct {
  * ns/ns_len: the raw value of the ns query argument, or NULL.
  * Returns OCI_OK, or OCI_EINVAL with *code set to the error to answer
  * (NAME_INVALID, DIGEST_INVALID, MANIFEST_INVALID, DENIED, UNSUPPORTED
- * for an unknown endpoint) and msg filled.
+ * for an unknown endpoint) and msg filled.  A blob and a referrers
+ * request must name a sha256 digest (else DIGEST_INVALID).
  */
 int oci_route(const oci_config_t *cf, const char *path, size_t path_len,
     const char *ns, size_t ns_len, oci_route_t *out, oci_errcode_t *code,

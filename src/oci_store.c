@@ -892,3 +892,118 @@ oci_tag_record_read(const char *root, const char *registry,
 
     return oci_tag_record_parse(line, len, rec);
 }
+
+
+int
+oci_store_taglist_path(const char *root, const char *registry,
+    const char *name, char *out, size_t cap)
+{
+    if (registry == NULL || name == NULL
+        || !oci_host_valid(registry, strlen(registry))
+        || !oci_name_valid(name, strlen(name)))
+    {
+        return OCI_EINVAL;
+    }
+
+    return oci_store_path(out, cap, root, "/taglists/%s/%s/@list", registry,
+                          name);
+}
+
+
+int
+oci_store_referrers_path(const char *root, const char *registry,
+    const char *name, const char *hex, char *out, size_t cap)
+{
+    if (registry == NULL || name == NULL
+        || !oci_host_valid(registry, strlen(registry))
+        || !oci_name_valid(name, strlen(name))
+        || !oci_store_hex_valid(hex))
+    {
+        return OCI_EINVAL;
+    }
+
+    return oci_store_path(out, cap, root, "/referrers/%s/%s/@%s", registry,
+                          name, hex);
+}
+
+
+int
+oci_store_cache_write(const char *root, const char *path, const char *data,
+    size_t len, int do_fsync)
+{
+    if (oci_store_mkdir_parent(path) != OCI_OK) {
+        return OCI_EIO;
+    }
+
+    return oci_store_write_atomic(root, path, data, len, do_fsync);
+}
+
+
+int
+oci_store_cache_read(const char *path, size_t max, char **out, size_t *len,
+    long long *mtime)
+{
+    struct stat  st;
+    char        *buf;
+    size_t       got;
+    ssize_t      n;
+    int          fd, err;
+
+    fd = open(path, O_RDONLY);
+
+    if (fd == -1) {
+        return (errno == ENOENT || errno == ENOTDIR) ? OCI_ENOENT : OCI_EIO;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        goto failed;
+    }
+
+    if (st.st_size < 0 || (unsigned long long) st.st_size > max) {
+        close(fd);
+        return OCI_ERANGE;
+    }
+
+    buf = malloc((size_t) st.st_size + 1);
+
+    if (buf == NULL) {
+        close(fd);
+        return OCI_ENOMEM;
+    }
+
+    /* the file is replaced by rename(), never rewritten: its size holds */
+
+    for (got = 0; got < (size_t) st.st_size; got += (size_t) n) {
+        n = read(fd, buf + got, (size_t) st.st_size - got);
+
+        if (n == -1 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            err = (n == 0) ? EIO : errno;
+            free(buf);
+            close(fd);
+            errno = err;
+            return OCI_EIO;
+        }
+    }
+
+    close(fd);
+
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    *mtime = (long long) st.st_mtime;
+
+    return OCI_OK;
+
+failed:
+
+    err = errno;
+    close(fd);
+    errno = err;
+
+    return OCI_EIO;
+}

@@ -7,6 +7,12 @@
  *                                         line), written before the
  *                                         manifest itself becomes visible
  *   <root>/tags/<registry>/<name>/@<tag>  tag records
+ *   <root>/taglists/<registry>/<name>/@list
+ *                                         a repository's whole tag list,
+ *                                         cached by the fetcher
+ *   <root>/referrers/<registry>/<name>/@<64 hex>
+ *                                         the referrers of a manifest,
+ *                                         cached by the fetcher
  *   <root>/tmp/                           downloads in progress
  *   <root>/ocimirror-store                a marker line, written by
  *                                         oci_store_prepare(); readiness
@@ -86,5 +92,30 @@ int oci_tag_record_format(const oci_tag_record_t *rec, char *buf,
     size_t cap);
 int oci_tag_record_parse(const char *buf, size_t len,
     oci_tag_record_t *rec);
+
+/*
+ * Answers the fetcher caches (tag lists, referrers): one file each, whose
+ * mtime is the time it was fetched.  The '@' keeps a cached file from
+ * colliding with a directory of a longer repository name.
+ */
+int oci_store_taglist_path(const char *root, const char *registry,
+    const char *name, char *out, size_t cap);
+int oci_store_referrers_path(const char *root, const char *registry,
+    const char *name, const char *hex, char *out, size_t cap);
+
+/* Replace the file at path (under root) with data atomically (temp file,
+ * fsync if asked, rename), creating the directories.  OCI_OK or OCI_EIO
+ * (errno set). */
+int oci_store_cache_write(const char *root, const char *path,
+    const char *data, size_t len, int do_fsync);
+
+/*
+ * Read the file at path whole: *out gets a malloc()ed copy with a NUL
+ * after its *len bytes (the caller frees it), *mtime its modification
+ * time (unix seconds).  OCI_OK, OCI_ENOENT, OCI_ERANGE (over max bytes),
+ * OCI_ENOMEM or OCI_EIO (errno set).
+ */
+int oci_store_cache_read(const char *path, size_t max, char **out,
+    size_t *len, long long *mtime);
 
 #endif /* OCI_STORE_H */

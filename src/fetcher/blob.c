@@ -44,6 +44,7 @@
 #include "chunks.h"
 #include "job.h"
 #include "log.h"
+#include "stats.h"
 
 #define BLOB_CHUNK_TRIES  4              /* the first try and 3 retries */
 #define BLOB_READBACK     (64 * 1024)
@@ -99,7 +100,8 @@ static const job_ops_t  blob_ops = {
     blob_cleanup,
     blob_promote,
     NULL,               /* throttled: FAIL, nothing stored to serve */
-    blob_retarget
+    blob_retarget,
+    NULL                /* rejected: FAIL */
 };
 
 static const xfer_handler_t  blob_chunk_handler = {
@@ -745,9 +747,7 @@ blob_chunk_start(blob_job_t *b, chunk_t *c)
     req.range_first = c->start + c->got;
     req.range_last = c->end - 1;
     req.http1 = 1;
-    req.bearer = b->url_is_endpoint
-                 ? token_lookup(j->jobs->tokens, j->registry->name, j->scope)
-                 : NULL;
+    job_auth_request(j, &req, b->url_is_endpoint);
 
     c->xfer = xfer_start(j->jobs->xm, &req, &blob_chunk_handler, c);
     if (c->xfer == NULL) {
@@ -816,6 +816,7 @@ blob_complete(blob_job_t *b)
     if (strcmp(got, b->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent sha256:%s "
                   "(%lld bytes); not stored", j->label, got, b->written);
+        stats_registry(j->registry)->digest_mismatches++;
         job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
         return;
     }
@@ -831,6 +832,7 @@ blob_complete(blob_job_t *b)
     }
 
     b->committed = 1;
+    stats_registry(j->registry)->blobs_fetched++;
     b->size = b->written;
 
     if (oci_store_blob_path(root, b->hex, path, sizeof(path)) != OCI_OK) {
@@ -992,8 +994,7 @@ blob_unavailable(job_t *j)
 
     if (!b->chunked) {
         log_error("%s: upstream unavailable", j->label);
-        job_refuse(j, 503, OCI_ERR_UNAVAILABLE,
-                   "upstream registry unavailable");
+        job_refuse(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
         return;
     }
 

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "loop.h"
 #include "server.h"
+#include "stats.h"
 #include "token.h"
 #include "xfer.h"
 
@@ -44,7 +45,7 @@ typedef struct {
     server_t       *server;
     int             sigfd;
     int             lockfd;         /* flock()ed: this store is ours */
-    int             tickfd;         /* a 1 Hz timerfd: jobs_tick() */
+    int             tickfd;         /* 1 Hz: jobs_tick(), endpoint probes */
 } fetcher_t;
 
 
@@ -187,9 +188,11 @@ fetcher_signals(fetcher_t *f)
 static int
 fetcher_start(fetcher_t *f)
 {
-    char  err[OCI_PATH_MAX + 128];
-    char  lock[OCI_PATH_MAX];
-    int   swept;
+    const oci_registry_t  *reg;
+    char                   err[OCI_PATH_MAX + 128];
+    char                   lock[OCI_PATH_MAX];
+    size_t                 i;
+    int                    swept;
 
     if (oci_store_prepare(f->cf->store_path, err, sizeof(err)) != OCI_OK) {
         log_error("store: %s", err);
@@ -243,6 +246,10 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
+    if (stats_init(f->cf) != 0) {
+        return -1;
+    }
+
     f->xm = xfer_multi_create(f->loop, f->cf);
     if (f->xm == NULL) {
         return -1;
@@ -290,6 +297,16 @@ fetcher_start(fetcher_t *f)
              f->cf->n_prefetch_platforms,
              f->cf->n_prefetch_platforms == 1 ? "" : "s");
 
+    for (i = 0; i < f->cf->n_registries; i++) {
+        reg = &f->cf->registries[i];
+
+        log_info("registry \"%s\": %zu endpoint%s, %s first, back-off "
+                 "%lds, stale-if-error %lds, negative TTL %lds", reg->name,
+                 reg->n_endpoints, reg->n_endpoints == 1 ? "" : "s",
+                 reg->select == OCI_SELECT_FASTEST ? "fastest" : "written",
+                 reg->backoff, reg->stale_if_error, reg->negative_ttl);
+    }
+
     return 0;
 }
 
@@ -322,6 +339,7 @@ fetcher_stop(fetcher_t *f)
     }
 
     loop_destroy(f->loop);
+    stats_destroy();
     oci_config_destroy(f->cf);
 
     if (f->lockfd != -1) {
@@ -379,7 +397,9 @@ main(int argc, char **argv)
     f.tickfd = -1;
 
     err[0] = '\0';
-    if (oci_config_load(file, &f.cf, err, sizeof(err)) != OCI_OK) {
+    if (oci_config_load(file, &f.cf, err, sizeof(err)) != OCI_OK
+        || oci_config_check_files(f.cf, err, sizeof(err)) != OCI_OK)
+    {
         if (check) {
             fprintf(stderr, "%s\n", err);
 
@@ -387,6 +407,7 @@ main(int argc, char **argv)
             log_error("%s", err);
         }
 
+        oci_config_destroy(f.cf);
         return 1;
     }
 

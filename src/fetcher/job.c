@@ -15,13 +15,14 @@
 #include "oci_store.h"
 #include "job.h"
 #include "log.h"
+#include "stats.h"
 
 #define JOBS_BUCKETS  1024
 
 static void job_xfer_done(xfer_t *x, CURLcode rc, void *data);
 static int job_xfer_headers(xfer_t *x, void *data);
 static int job_xfer_body(xfer_t *x, const char *p, size_t n, void *data);
-static void job_token_done(token_waiter_t *w, int ok, oci_errcode_t code);
+static void job_fail_upstream(job_t *j, const xfer_resp_t *r);
 
 static const xfer_handler_t  job_xfer_handler = {
     job_xfer_headers,
@@ -61,6 +62,18 @@ jobs_create(const oci_config_t *cf, xfer_multi_t *xm, token_cache_t *tokens)
     queue_init(&jobs->all);
     queue_init(&jobs->dirty);
 
+    jobs->eps = endpoints_create(cf, xm);
+    if (jobs->eps == NULL) {
+        jobs_destroy(jobs);
+        return NULL;
+    }
+
+    jobs->negative = negative_create(NEGATIVE_CAP, endpoints_monotonic);
+    if (jobs->negative == NULL) {
+        jobs_destroy(jobs);
+        return NULL;
+    }
+
     return jobs;
 }
 
@@ -79,8 +92,18 @@ jobs_destroy(jobs_t *jobs)
         job_finish(queue_data(q, job_t, link));
     }
 
+    endpoints_destroy(jobs->eps);
+    negative_destroy(jobs->negative);
     free(jobs->buckets);
     free(jobs);
+}
+
+
+void
+jobs_set_clock(jobs_t *jobs, endpoints_clock_pt now)
+{
+    endpoints_set_clock(jobs->eps, now);
+    negative_set_clock(jobs->negative, now);
 }
 
 
@@ -248,6 +271,7 @@ job_finish(job_t *j)
     queue_remove(&j->hash_link);
     queue_remove(&j->dirty_link);
 
+    free(j->order);
     free(j->key);
     free(j);
 }
@@ -298,6 +322,8 @@ jobs_tick(jobs_t *jobs)
     oci_msg_t   m;
 
     jobs->ticks++;
+
+    endpoints_tick(jobs->eps);
 
     for (q = queue_head(&jobs->all);
          q != queue_sentinel(&jobs->all);
@@ -424,7 +450,7 @@ job_refuse(job_t *j, int status, oci_errcode_t code, const char *message)
              w->name);
 
     j->ops->retarget(j, w->registry, w->name);
-    j->endpoint = 0;
+    j->ordered = 0;
     j->auth_tried = 0;
     job_issue(j);
 }
@@ -472,16 +498,112 @@ job_promote(job_t *j)
 }
 
 
+const char *
+job_unavailable_message(job_t *j)
+{
+    static char  message[256];
+
+    if (j->fail_reason == NULL) {
+        return "upstream registry unavailable";
+    }
+
+    snprintf(message, sizeof(message), "upstream registry unavailable: %s",
+             j->fail_reason);
+
+    return message;
+}
+
+
+/* Every endpoint failed, none is usable, or the kind cannot move on. */
+static void
+job_unavailable(job_t *j, const char *why)
+{
+    if (j->ops->unavailable != NULL) {
+        log_debug("%s: no endpoint left (%s)", j->label, why);
+        j->ops->unavailable(j);
+        return;
+    }
+
+    log_error("%s: upstream unavailable (%s)", j->label, why);
+    job_refuse(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
+}
+
+
+/* A 429 with no other endpoint to ask, or every usable one throttled:
+ * what the kind has stored, else FAIL 429. */
+static void
+job_throttled(job_t *j, const xfer_resp_t *r)
+{
+    if (j->ops->throttled != NULL && j->ops->throttled(j)) {
+        return;
+    }
+
+    if (r != NULL) {
+        job_fail_upstream(j, r);
+        return;
+    }
+
+    job_fail(j, 429, OCI_ERR_TOOMANYREQUESTS,
+             "upstream rate limit reached, retry later");
+}
+
+
+/* The usable endpoints of j->registry, best first, into j->order, and
+ * j->endpoint the first.  0, or -1 if none is usable (the job has ended:
+ * nothing is asked of an upstream known to be down or throttled). */
+static int
+job_order(job_t *j)
+{
+    const oci_registry_t  *reg = j->registry;
+    size_t                *order;
+    int                    throttled;
+
+    order = realloc(j->order, (reg->n_endpoints + 1) * sizeof(size_t));
+    if (order == NULL) {
+        log_error("%s: out of memory", j->label);
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+
+    j->order = order;
+    j->n_order = endpoints_order(j->jobs->eps, reg, order, &throttled);
+    j->order_pos = 0;
+    j->ordered = 1;
+
+    if (j->n_order > 0) {
+        j->endpoint = order[0];
+        return 0;
+    }
+
+    if (throttled) {
+        log_warn("%s: every usable endpoint of \"%s\" is throttled (429), "
+                 "not asking", j->label, reg->name);
+        job_throttled(j, NULL);
+        return -1;
+    }
+
+    log_warn("%s: every endpoint of \"%s\" is backing off, not asking",
+             j->label, reg->name);
+    job_unavailable(j, "every endpoint is backing off");
+
+    return -1;
+}
+
+
 void
 job_issue(job_t *j)
 {
-    const char  *ep, *token;
+    const char  *ep;
     char         url[OCI_PATH_MAX + JOB_PATH_MAX];
     size_t       eplen;
     xfer_req_t   req;
 
     if (j->ops->reset(j) != 0) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot reset the download");
+        return;
+    }
+
+    if (!j->ordered && job_order(j) != 0) {
         return;
     }
 
@@ -500,26 +622,26 @@ job_issue(job_t *j)
 
     snprintf(url, sizeof(url), "%.*s%s", (int) eplen, ep, j->path);
 
-    token = token_lookup(j->jobs->tokens, j->registry->name, j->scope);
-
     memset(&req, 0, sizeof(req));
     req.url = url;
     req.head = j->head;
     req.accept = j->accept;
-    req.bearer = token;
     req.prio = j->prio;
     req.ranged = j->ranged;
     req.range_first = j->range_first;
     req.range_last = j->range_last;
 
-    j->sent_bearer = token != NULL;
+    job_auth_request(j, &req, 1);
     j->aborted = 0;
     j->restart = 0;
 
     j->xfer = xfer_start(j->jobs->xm, &req, &job_xfer_handler, j);
     if (j->xfer == NULL) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot start a transfer");
+        return;
     }
+
+    endpoints_sent(j->jobs->eps, j->registry, j->endpoint);
 }
 
 
@@ -541,86 +663,44 @@ job_xfer_body(xfer_t *x, const char *p, size_t n, void *data)
 }
 
 
-/* The endpoint failed to answer usefully: try the next one. */
+/* The endpoint failed to answer usefully: the request goes to the next
+ * endpoint of the job's order that is still usable, if the kind can
+ * start over.  1 if it did, 0 if there is none. */
+static int
+job_failover(job_t *j, const char *why)
+{
+    const oci_registry_t  *reg = j->registry;
+    size_t                 pos;
+
+    for (pos = j->order_pos + 1; pos < j->n_order; pos++) {
+        if (endpoints_usable(j->jobs->eps, reg, j->order[pos])) {
+            break;
+        }
+    }
+
+    if (pos >= j->n_order || !j->ops->can_retry(j)) {
+        return 0;
+    }
+
+    log_warn("%s: endpoint %s failed (%s), trying %s", j->label,
+             reg->endpoints[j->endpoint], why,
+             reg->endpoints[j->order[pos]]);
+
+    stats_registry(reg)->failovers++;
+    j->order_pos = pos;
+    j->endpoint = j->order[pos];
+    job_issue(j);
+
+    return 1;
+}
+
+
 static void
 job_next_endpoint(job_t *j, const char *why)
 {
-    const oci_registry_t  *reg = j->registry;
-
-    if (j->endpoint + 1 < reg->n_endpoints && j->ops->can_retry(j)) {
-        log_warn("%s: endpoint %s failed (%s), trying %s", j->label,
-                 reg->endpoints[j->endpoint], why,
-                 reg->endpoints[j->endpoint + 1]);
-        j->endpoint++;
-        job_issue(j);
-        return;
+    if (!job_failover(j, why)) {
+        job_unavailable(j, why);
     }
-
-    if (j->ops->unavailable != NULL) {
-        log_debug("%s: last endpoint failed (%s)", j->label, why);
-        j->ops->unavailable(j);
-        return;
-    }
-
-    log_error("%s: upstream unavailable (%s)", j->label, why);
-    job_refuse(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
-}
-
-
-/* A 401: fetch a token once, then the request goes again. */
-static void
-job_auth(job_t *j, const xfer_resp_t *r)
-{
-    oci_challenge_t  ch;
-    const char      *hdr;
-
-    hdr = r->www_authenticate;
-
-    if (j->auth_tried) {
-        log_warn("%s: upstream refused the token", j->label);
-        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "upstream refused access");
-        return;
-    }
-
-    if (hdr[0] == '\0'
-        || oci_auth_parse_challenge(hdr, strlen(hdr), &ch) != OCI_OK
-        || ch.scheme != OCI_AUTH_BEARER)
-    {
-        log_warn("%s: upstream wants credentials (none configured)",
-                 j->label);
-        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
-                   "upstream requires authentication");
-        return;
-    }
-
-    if (j->sent_bearer) {
-        token_forget(j->jobs->tokens, j->registry->name, j->scope);
-    }
-
-    j->auth_tried = 1;
-
-    if (token_fetch(j->jobs->tokens, j->registry->name, j->scope, &ch,
-                    &j->token_waiter)
-        != 0)
-    {
-        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
-    }
-}
-
-
-static void
-job_token_done(token_waiter_t *w, int ok, oci_errcode_t code)
-{
-    job_t  *j = w->data;
-
-    if (!ok) {
-        job_refuse(j, oci_err_status(code), code,
-                   code == OCI_ERR_UNAVAILABLE
-                   ? "token service unavailable" : "no token granted");
-        return;
-    }
-
-    job_issue(j);
 }
 
 
@@ -681,6 +761,11 @@ job_fail_upstream(job_t *j, const xfer_resp_t *r)
         log_info("%s: not found upstream (%s)", j->label,
                  oci_err_code(code));
 
+        if (j->negative_ref != NULL) {
+            negative_add(j->jobs->negative, j->registry, j->name,
+                         j->negative_ref, code);
+        }
+
     } else {
         log_warn("%s: upstream answered %ld (%s)", j->label, r->status,
                  oci_err_code(code));
@@ -706,6 +791,16 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
     j->xfer = NULL;
     r = xfer_response(x);
 
+    /* the endpoint's health: a reset counts even after a status line */
+    if ((rc != CURLE_OK && xfer_unreachable(rc))
+        || (rc == CURLE_OK && r->status == 0))
+    {
+        endpoints_failed(j->jobs->eps, j->registry, j->endpoint);
+
+    } else if (r->status > 0) {
+        endpoints_answered(j->jobs->eps, j->registry, j->endpoint, r);
+    }
+
     if (j->aborted) {
         job_fail(j, j->abort_status, j->abort_code, j->abort_message);
         return;
@@ -715,6 +810,8 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
         job_issue(j);
         return;
     }
+
+    j->fail_reason = rc != CURLE_OK ? xfer_failure_reason(rc) : NULL;
 
     if (rc != CURLE_OK) {
         snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));
@@ -745,9 +842,12 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
         return;
     }
 
-    if (r->status == 429 && j->ops->throttled != NULL
-        && j->ops->throttled(j))
-    {
+    /* the endpoint is throttled now (endpoints_answered()) */
+    if (r->status == 429) {
+        if (!job_failover(j, "answered 429")) {
+            job_throttled(j, r);
+        }
+
         return;
     }
 
@@ -756,6 +856,10 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
         log_debug("%s: range not satisfiable, plain GET", j->label);
         j->ranged = 0;
         job_issue(j);
+        return;
+    }
+
+    if (j->ops->rejected != NULL && j->ops->rejected(j, r)) {
         return;
     }
 
@@ -866,6 +970,17 @@ jobs_on_msg(conn_t *c, const oci_msg_t *m, void *data)
         log_debug("worker #%u: TAGS %u %s %s", conn_number(c),
                   (unsigned) m->id, m->registry, m->name);
         tags_request(jobs, c, m);
+        break;
+
+    case OCI_MSG_REFERRERS:
+        log_debug("worker #%u: REFERRERS %u %s %s %s %s", conn_number(c),
+                  (unsigned) m->id, m->registry, m->name, m->reference,
+                  m->artifact_type[0] ? m->artifact_type : "-");
+        referrers_request(jobs, c, m);
+        break;
+
+    case OCI_MSG_STATS:
+        stats_request(jobs, c, m);
         break;
 
     case OCI_MSG_CANCEL:

@@ -9,8 +9,10 @@
  * connection can drop it; the job itself goes on (a blob still fills the
  * cache).
  *
- * The common part here runs the upstream request: endpoints in order
- * (failing over on connection errors, timeouts and 5xx), the Bearer token
+ * The common part here runs the upstream request: endpoints in the order
+ * endpoints.h gives when the job first sends it (failing over on
+ * connection errors, timeouts, 5xx and 429, failing at once when no
+ * endpoint is usable), the Bearer token
  * flow on a 401, a plain GET again when a ranged one was not satisfiable
  * (416), and the mapping of upstream errors to FAIL.
  *
@@ -33,6 +35,8 @@
 #include "oci_config.h"
 #include "oci_error.h"
 #include "oci_ipc.h"
+#include "endpoints.h"
+#include "negative.h"
 #include "queue.h"
 #include "server.h"
 #include "token.h"
@@ -50,6 +54,8 @@ struct jobs_s {
     const oci_config_t    *cf;
     xfer_multi_t          *xm;
     token_cache_t         *tokens;
+    endpoints_t           *eps;         /* endpoint health, probes */
+    negative_t            *negative;    /* remembered 404s */
     queue_t               *buckets;     /* the in-flight table, by key */
     size_t                 nbuckets;
     queue_t                all;         /* every job */
@@ -76,8 +82,8 @@ typedef struct {
     /* a 2xx answer is complete: answer the waiters, job_finish() */
     void  (*done)(job_t *j, const xfer_resp_t *r);
 
-    /* the request failed for good: every endpoint failed, or can_retry
-     * said no; NULL: FAIL 503 UNAVAILABLE */
+    /* the request failed for good: every endpoint failed, none was
+     * usable, or can_retry said no; NULL: FAIL 503 UNAVAILABLE */
     void  (*unavailable)(job_t *j);
 
     /* the last waiter left; NULL: go on */
@@ -93,8 +99,9 @@ typedef struct {
      * transfers too; NULL: it has none besides j->xfer */
     void  (*promote)(job_t *j);
 
-    /* the upstream answered 429: 1 if the kind answered from the store
-     * (and finished the job), 0 to FAIL TOOMANYREQUESTS; NULL: 0 */
+    /* the upstream answered 429 and no other endpoint is usable, or
+     * every usable one is throttled: 1 if the kind answered from the
+     * store (and finished the job), 0 to FAIL TOOMANYREQUESTS; NULL: 0 */
     int   (*throttled)(job_t *j);
 
     /* A kind whose waiters may ask for the same thing through different
@@ -105,6 +112,14 @@ typedef struct {
      * reg / name (job_target(), j->path, the range); job.c sends it.
      * NULL: every waiter asks the way the job does, FAIL to all. */
     void  (*retarget)(job_t *j, const oci_registry_t *reg, const char *name);
+
+    /* The upstream answered r, an error status that is not 401, 5xx, a
+     * 429 the kind did not take (throttled) or a ranged 416: 1 if the
+     * kind took the answer over (it changed the request and called
+     * job_issue(), or answered the waiters and finished the job), 0 for
+     * the usual FAIL.  NULL: 0.  (Referrers: a 404 means "no referrers
+     * API here", not "no such thing".) */
+    int   (*rejected)(job_t *j, const xfer_resp_t *r);
 } job_ops_t;
 
 struct job_s {
@@ -131,8 +146,23 @@ struct job_s {
     long long          range_last;
     xfer_prio_t        prio;
     size_t             endpoint;                /* index being tried */
+    size_t            *order;       /* endpoints to try, best first: */
+    size_t             n_order;     /* computed by the first job_issue() */
+    size_t             order_pos;   /* for j->registry; order[order_pos]
+                                       is j->endpoint */
+    int                ordered;     /* 0: job_issue() computes order */
+    const char        *negative_ref;    /* remember an upstream 404 for
+                                           registry / name / this; NULL:
+                                           do not */
     int                auth_tried;              /* fetched a token once */
     int                sent_bearer;
+    const char        *fail_reason;             /* why the last endpoint
+                                                   failed, for the client
+                                                   (xfer_failure_reason());
+                                                   NULL: nothing to add */
+    int                sent_basic;              /* the request carried the
+                                                   registry's Basic
+                                                   credentials */
     xfer_t            *xfer;
     token_waiter_t     token_waiter;
 
@@ -168,6 +198,10 @@ jobs_t *jobs_create(const oci_config_t *cf, xfer_multi_t *xm,
 
 /* Abort every job: transfers stop, temp files go, no message is sent. */
 void jobs_destroy(jobs_t *jobs);
+
+/* The clock of the endpoints' back-off and of the negative cache
+ * (milliseconds); CLOCK_MONOTONIC unless a test sets another. */
+void jobs_set_clock(jobs_t *jobs, endpoints_clock_pt now);
 
 /* The server's callbacks: a message from a worker, a worker gone. */
 void jobs_on_msg(conn_t *c, const oci_msg_t *m, void *data);
@@ -207,7 +241,12 @@ job_t *job_find(jobs_t *jobs, const char *key);
 waiter_t *job_add_waiter(job_t *j, conn_t *c, uint32_t id);
 
 /* Send the upstream request for j->path / j->head / j->accept to the
- * current endpoint.  On failure the job is failed and finished. */
+ * current endpoint.  The first call (and the first after a retarget)
+ * orders the registry's usable endpoints (endpoints_order()) and starts
+ * with the best; if none is usable the job ends at once without asking
+ * upstream: ops->throttled or FAIL 429 if an endpoint is throttled, else
+ * ops->unavailable or FAIL 503.  On failure the job is failed and
+ * finished. */
 void job_issue(job_t *j);
 
 /* From a kind's headers/body callback: remember the failure and return
@@ -221,6 +260,12 @@ int job_restart(job_t *j);
 
 /* A client joined: from prefetch to client priority (no-op otherwise). */
 void job_promote(job_t *j);
+
+/* The message of a 503 after every endpoint failed: "upstream registry
+ * unavailable", and the reason of the last failure when there is one
+ * worth telling the client (a refused TLS certificate).  Valid until the
+ * next call. */
+const char *job_unavailable_message(job_t *j);
 
 /* Send FAIL to every waiter and finish the job. */
 void job_fail(job_t *j, int status, oci_errcode_t code, const char *message);
@@ -248,11 +293,33 @@ void reply_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
     const char *message);
 
 /*
+ * Authentication (auth.c).
+ */
+
+/* Fill the credentials of a request of j: req->registry, and the
+ * Authorization the registry's settings and the token cache give, if
+ * to_endpoint (the URL is one of the registry's endpoints; a redirect
+ * target gets none).  Sets j->sent_bearer and j->sent_basic.  While a
+ * refusal of the credentials is remembered (token_refused()), the
+ * request is answered 401 without going out (req->answer). */
+void job_auth_request(job_t *j, xfer_req_t *req, int to_endpoint);
+
+/* The upstream answered 401 with r: get a token (once), or refuse. */
+void job_auth(job_t *j, const xfer_resp_t *r);
+
+/* token_waiter_t callback of every job (set by job_create()). */
+void job_token_done(token_waiter_t *w, int ok, oci_errcode_t code);
+
+/*
  * The request handlers of the kinds (blob.c, manifest.c, tags.c).
  */
 void blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 void manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 void tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+void referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
+/* STATS (stats.c): the counters as a BODY file. */
+void stats_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 
 /*
  * For prefetch.c: jobs at prefetch priority that nobody waits for yet.

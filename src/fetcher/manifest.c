@@ -13,8 +13,16 @@
  *
  * Tag records are written only when the client's accept list allows an
  * index or a manifest list, so a narrow client never downgrades what broad
- * clients see.  If every endpoint is unreachable and a record whose
- * manifest is stored exists, it is served stale.
+ * clients see.  If every endpoint fails (or is throttled or backing off,
+ * see endpoints.h) and a record whose manifest is stored exists, it is
+ * served stale (META stale=1: the worker adds a Warning), but only within
+ * the registry's stale_if_error seconds after it went stale
+ * (fetched_at + tag_ttl + stale_if_error > now); later the client gets
+ * the error (503, or 429 while throttled).
+ *
+ * An upstream 404 for a reference, to a request that accepted every
+ * manifest type, is remembered for the registry's negative_ttl
+ * (negative.h) and answered from memory meanwhile, to every client.
  *
  * Every manifest a GET brings goes to prefetch.c, which may start jobs
  * for its blobs or its platforms' manifests.
@@ -37,6 +45,7 @@
 #include "job.h"
 #include "log.h"
 #include "prefetch.h"
+#include "stats.h"
 
 typedef struct {
     job_t             job;                      /* first */
@@ -75,7 +84,8 @@ static const job_ops_t  manifest_ops = {
     manifest_cleanup,
     NULL,               /* promote: no transfers of its own */
     manifest_throttled,
-    NULL                /* retarget: keyed by registry and name */
+    NULL,               /* retarget: keyed by registry and name */
+    NULL                /* rejected: FAIL */
 };
 
 
@@ -126,6 +136,20 @@ manifest_may_record(const char *accept)
 {
     return oci_accept_allows(accept, OCI_MT_OCI_INDEX)
            || oci_accept_allows(accept, OCI_MT_DOCKER_LIST);
+}
+
+
+/* Only a 404 to a request that accepted every manifest type says that the
+ * manifest is missing: registries also answer 404 when it exists in a type
+ * the client did not accept (an index to a narrow client), and a narrow
+ * client must not make it missing for the others. */
+static int
+manifest_accepts_all(const char *accept)
+{
+    return oci_accept_allows(accept, OCI_MT_OCI_INDEX)
+           && oci_accept_allows(accept, OCI_MT_DOCKER_LIST)
+           && oci_accept_allows(accept, OCI_MT_OCI_MANIFEST)
+           && oci_accept_allows(accept, OCI_MT_DOCKER_MANIFEST);
 }
 
 
@@ -262,6 +286,7 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 
     snprintf(j->path, sizeof(j->path), "/v2/%s/manifests/%s", name, ref);
     j->accept = mj->accept[0] != '\0' ? mj->accept : OCI_MT_ALL_MANIFESTS;
+    j->negative_ref = manifest_accepts_all(mj->accept) ? mj->ref : NULL;
     j->head = mj->client_head || mj->revalidate;
 
     job_issue(j);
@@ -280,6 +305,7 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     char                   hex[OCI_SHA256_HEX_LEN + 1];
     long long              size;
     oci_msg_t              r;
+    oci_errcode_t          code;
     int                    is_digest, rc;
 
     reg = job_check_request(jobs, c, m);
@@ -311,6 +337,15 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     } else if (!oci_tag_valid(m->reference, strlen(m->reference))) {
         reply_fail(c, m->id, 400, OCI_ERR_MANIFEST_INVALID, "invalid tag");
+        return;
+    }
+
+    if (negative_find(jobs->negative, reg, m->name, m->reference, &code)) {
+        log_debug("manifest %s/%s:%s: upstream 404 remembered", reg->name,
+                  m->name, m->reference);
+        stats_registry(reg)->negative_hits++;
+        reply_fail(c, m->id, oci_err_status(code), code,
+                   "manifest unknown upstream (remembered)");
         return;
     }
 
@@ -611,6 +646,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
     if (mj->is_digest && strcmp(hex, mj->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent %s; not stored",
                   j->label, digest);
+        stats_registry(j->registry)->digest_mismatches++;
         job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
         return;
     }
@@ -618,6 +654,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
     if (manifest_header_digest(r) && strcmp(r->digest, digest) != 0) {
         log_error("%s: Docker-Content-Digest %s but the body is %s; "
                   "not stored", j->label, r->digest, digest);
+        stats_registry(j->registry)->digest_mismatches++;
         job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
         return;
     }
@@ -637,6 +674,8 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
         return;
     }
+
+    stats_registry(j->registry)->manifests_fetched++;
 
     if (!mj->is_digest && manifest_may_record(mj->accept)) {
         manifest_write_record(mj, digest, (long long) mj->len, type);
@@ -671,11 +710,23 @@ static int
 manifest_serve_stale(job_t *j, const char *why)
 {
     manifest_job_t  *mj = (manifest_job_t *) j;
+    long long        until;
 
     if (!mj->revalidate || !oci_accept_allows(mj->accept, mj->rec.media_type))
     {
         return 0;
     }
+
+    until = mj->rec.fetched_at + j->registry->tag_ttl
+            + j->registry->stale_if_error;
+
+    if ((long long) time(NULL) >= until) {
+        log_warn("%s: upstream %s, the stored %s is past stale_if_error",
+                 j->label, why, mj->rec.digest);
+        return 0;
+    }
+
+    stats_registry(j->registry)->stale_served++;
 
     log_warn("%s: upstream %s, serving stale %s", j->label, why,
              mj->rec.digest);
@@ -705,7 +756,7 @@ manifest_unavailable(job_t *j)
     }
 
     log_error("%s: upstream unavailable", j->label);
-    job_fail(j, 503, OCI_ERR_UNAVAILABLE, "upstream registry unavailable");
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
 }
 
 

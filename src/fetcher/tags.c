@@ -1,30 +1,66 @@
 /*
- * Tags jobs: GET <endpoint>/v2/<name>/tags/list?n=..&last=.. into a temp
- * file that the worker opens and unlinks (BODY), with the query of the
- * Link header's next page.  Each request has its own job: the worker
- * unlinks the file, so two workers cannot share one.
+ * Tags jobs.  The answer is a tags/list JSON in a temp file that the
+ * worker opens and unlinks (BODY), with the query of the Link header's
+ * next page.  Each request has its own job: the worker unlinks the file,
+ * so two workers cannot share one.
+ *
+ * With the registry's tags_ttl at 0 the request is forwarded: GET
+ * <endpoint>/v2/<name>/tags/list?n=..&last=.., the upstream's body and
+ * next page handed on as they are.
+ *
+ * Otherwise the fetcher keeps the repository's whole list in the store
+ * (oci_store_taglist_path(), {"name":..,"tags":[..]} sorted, written
+ * atomically) and pages it itself, as the distribution spec says: tags
+ * in lexical (byte) order, only those after "last", at most "n" of them
+ * ("n=0": none), and a next page "n=<n>&last=<last tag sent>" while more
+ * remain.  A list younger than tags_ttl answers at once; an older or
+ * missing one is fetched whole (GET .../tags/list, following the
+ * upstream's own next pages, at most TAGS_PAGES_MAX of them and
+ * TAGS_BODY_MAX bytes in all) and stored.  When every endpoint fails, or
+ * the upstream answers 429, a stored list younger than tags_ttl +
+ * stale_if_error is answered instead.
  */
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "oci_ref.h"
 #include "oci_store.h"
+#include "body.h"
 #include "job.h"
+#include "link.h"
 #include "log.h"
+#include "stats.h"
 #include "url.h"
 
-#define TAGS_BODY_MAX  (16 * 1024 * 1024)
+#define TAGS_BODY_MAX   (16 * 1024 * 1024)
+#define TAGS_PAGES_MAX  1000
 
 typedef struct {
-    job_t       job;                            /* first */
-    int         fd;
-    char        tmp[OCI_PATH_MAX];
-    long long   written;
-    int         handed_over;                    /* the worker owns tmp */
+    job_t        job;                           /* first */
+
+    /* forwarded: the body goes to the temp file */
+    int          fd;
+    char         tmp[OCI_PATH_MAX];
+    long long    written;
+    int          handed_over;                   /* the worker owns tmp */
+
+    /* cached: the whole list is fetched, page by page, into memory */
+    int          whole;
+    long long    n;                             /* the client's, -1 */
+    char         last[OCI_TAG_MAX + 1];         /* the client's, "" */
+    char        *page;                          /* this page's body */
+    size_t       page_len;
+    size_t       page_cap;
+    long long    total;                         /* body bytes, all pages */
+    unsigned     pages;
+    json_t      *tags;                          /* array of strings */
 } tags_job_t;
 
 static int tags_headers(job_t *j, const xfer_resp_t *r);
@@ -32,8 +68,10 @@ static int tags_body(job_t *j, const char *p, size_t n);
 static int tags_reset(job_t *j);
 static int tags_can_retry(job_t *j);
 static void tags_done(job_t *j, const xfer_resp_t *r);
+static void tags_unavailable(job_t *j);
 static void tags_idle(job_t *j);
 static void tags_cleanup(job_t *j);
+static int tags_throttled(job_t *j);
 
 static const job_ops_t  tags_ops = {
     "tags",
@@ -43,53 +81,251 @@ static const job_ops_t  tags_ops = {
     tags_reset,
     tags_can_retry,
     tags_done,
-    NULL,               /* unavailable: FAIL 503 */
+    tags_unavailable,
     tags_idle,
     NULL,
     tags_cleanup,
     NULL,               /* promote: no transfers of its own */
-    NULL,               /* throttled: FAIL */
-    NULL                /* retarget: keyed by registry and name */
+    tags_throttled,
+    NULL,               /* retarget: keyed by registry and name */
+    NULL                /* rejected: FAIL */
 };
 
 
-void
-tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+/*
+ * The page of tags (an array of strings in order) that n and last
+ * select, as the JSON text of a tags/list answer (the caller frees it),
+ * and its next page's query in next ("" for none).  NULL if out of
+ * memory (logged).
+ */
+static char *
+tags_page(const char *name, json_t *tags, long long n, const char *last,
+    char *next, size_t cap)
 {
-    const oci_registry_t  *reg;
-    tags_job_t            *t;
-    job_t                 *j;
-    CURL                  *easy;
-    char                   num[32];
-    int                    rc;
+    json_t       *root, *out;
+    size_t        i, count, sent;
+    const char   *s, *last_sent;
+    char         *text;
 
-    reg = job_check_request(jobs, c, m);
-    if (reg == NULL) {
+    out = json_array();
+    root = json_object();
+
+    if (out == NULL || root == NULL
+        || json_object_set_new(root, "name", json_string(name)) != 0
+        || json_object_set(root, "tags", out) != 0)
+    {
+        json_decref(out);
+        json_decref(root);
+        log_error("out of memory for a tag list");
+        return NULL;
+    }
+
+    count = json_array_size(tags);
+    sent = 0;
+    last_sent = NULL;
+    next[0] = '\0';
+
+    for (i = 0; i < count; i++) {
+        s = json_string_value(json_array_get(tags, i));
+
+        if (s == NULL || (last[0] != '\0' && strcmp(s, last) <= 0)) {
+            continue;
+        }
+
+        if (n >= 0 && (long long) sent == n) {
+            /* more remain: the next page starts after the last one sent
+             * (n = 0 sends none and has no next page, as the spec says) */
+            if (last_sent != NULL) {
+                snprintf(next, cap, "n=%lld&last=%s", n, last_sent);
+            }
+            break;
+        }
+
+        if (json_array_append_new(out, json_string(s)) != 0) {
+            json_decref(out);
+            json_decref(root);
+            log_error("out of memory for a tag list");
+            return NULL;
+        }
+
+        sent++;
+        last_sent = s;
+    }
+
+    json_decref(out);
+
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    if (text == NULL) {
+        log_error("out of memory for a tag list");
+    }
+
+    return text;
+}
+
+
+/* Send the page to (c, id), or FAIL if it cannot be made. */
+static void
+tags_answer(jobs_t *jobs, conn_t *c, uint32_t id, const char *name,
+    json_t *tags, long long n, const char *last)
+{
+    char  *text, next[512];
+
+    text = tags_page(name, tags, n, last, next, sizeof(next));
+
+    if (text == NULL) {
+        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
     }
 
-    j = job_create(jobs, &tags_ops, sizeof(tags_job_t), reg, m->name, NULL,
-                   NULL);
-    if (j == NULL) {
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
+    body_reply(jobs->cf, c, id, text, strlen(text), next);
+    free(text);
+}
+
+
+/*
+ * The stored list of reg/name if it is younger than max_age seconds:
+ * its "tags" array (a new reference), else NULL.
+ */
+static json_t *
+tags_stored(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    long max_age)
+{
+    char        path[OCI_PATH_MAX];
+    char       *text;
+    size_t      len;
+    long long   mtime, age;
+    json_t     *root, *tags;
+
+    if (oci_store_taglist_path(jobs->cf->store_path, reg->name, name, path,
+                               sizeof(path))
+        != OCI_OK
+        || oci_store_cache_read(path, TAGS_BODY_MAX, &text, &len, &mtime)
+           != OCI_OK)
+    {
+        return NULL;
     }
 
-    t = (tags_job_t *) j;
-    t->fd = -1;
+    age = (long long) time(NULL) - mtime;
 
-    if (job_add_waiter(j, c, m->id) == NULL) {
-        job_finish(j);
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
+    root = NULL;
+
+    if (age >= 0 && age < max_age) {
+        root = json_loadb(text, len, 0, NULL);
     }
 
-    snprintf(j->path, sizeof(j->path), "/v2/%s/tags/list", m->name);
+    free(text);
+
+    tags = json_object_get(root, "tags");
+
+    if (!json_is_array(tags)) {
+        json_decref(root);
+        return NULL;
+    }
+
+    json_incref(tags);
+    json_decref(root);
+
+    return tags;
+}
+
+
+/* qsort() of an array of json strings, by bytes */
+static int
+tags_cmp(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *) a),
+                  json_string_value(*(json_t *const *) b));
+}
+
+
+/*
+ * The fetched pages, sorted and without duplicates, as the stored list;
+ * the sorted array replaces t->tags.  0 or -1 (logged).
+ */
+static int
+tags_store(tags_job_t *t)
+{
+    job_t       *j = &t->job;
+    json_t     **v, *sorted, *root;
+    size_t       i, count;
+    char         path[OCI_PATH_MAX];
+    char        *text;
+    int          rc;
+
+    count = json_array_size(t->tags);
+
+    v = malloc((count + 1) * sizeof(json_t *));
+    sorted = json_array();
+
+    if (v == NULL || sorted == NULL) {
+        free(v);
+        json_decref(sorted);
+        log_error("out of memory for a tag list");
+        return -1;
+    }
+
+    for (i = 0; i < count; i++) {
+        v[i] = json_array_get(t->tags, i);
+    }
+
+    qsort(v, count, sizeof(json_t *), tags_cmp);
+
+    for (i = 0; i < count; i++) {
+        if (i > 0 && tags_cmp(&v[i - 1], &v[i]) == 0) {
+            continue;
+        }
+
+        if (json_array_append(sorted, v[i]) != 0) {
+            free(v);
+            json_decref(sorted);
+            log_error("out of memory for a tag list");
+            return -1;
+        }
+    }
+
+    free(v);
+    json_decref(t->tags);
+    t->tags = sorted;
+
+    root = json_pack("{s:s, s:O}", "name", j->name, "tags", sorted);
+    text = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+
+    if (text == NULL) {
+        log_error("out of memory for a tag list");
+        return -1;
+    }
+
+    rc = oci_store_taglist_path(j->jobs->cf->store_path, j->registry->name,
+                                j->name, path, sizeof(path));
+
+    if (rc == OCI_OK) {
+        rc = oci_store_cache_write(j->jobs->cf->store_path, path, text,
+                                   strlen(text), j->jobs->cf->store_fsync);
+        if (rc != OCI_OK) {
+            log_error("cannot write \"%s\": %s", path, strerror(errno));
+        }
+    }
+
+    free(text);
+
+    /* the answer goes out even if the store could not keep it */
+    return 0;
+}
+
+
+static int
+tags_forward_query(job_t *j, const oci_msg_t *m)
+{
+    CURL  *easy;
+    char   num[32];
+    int    rc;
 
     easy = curl_easy_init();
     if (easy == NULL) {
-        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return;
+        return -1;
     }
 
     rc = 0;
@@ -106,7 +342,75 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     curl_easy_cleanup(easy);
 
-    if (rc != 0) {
+    return rc;
+}
+
+
+void
+tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    const oci_registry_t  *reg;
+    tags_job_t            *t;
+    job_t                 *j;
+    json_t                *tags;
+
+    reg = job_check_request(jobs, c, m);
+    if (reg == NULL) {
+        return;
+    }
+
+    if (m->last[0] != '\0' && !oci_tag_valid(m->last, strlen(m->last))) {
+        reply_fail(c, m->id, 400, OCI_ERR_UNSUPPORTED, "invalid last");
+        return;
+    }
+
+    if (reg->tags_ttl > 0) {
+        tags = tags_stored(jobs, reg, m->name, reg->tags_ttl);
+
+        if (tags != NULL) {
+            log_debug("tags %s/%s: from the store", reg->name, m->name);
+            tags_answer(jobs, c, m->id, m->name, tags, m->n, m->last);
+            json_decref(tags);
+            return;
+        }
+    }
+
+    j = job_create(jobs, &tags_ops, sizeof(tags_job_t), reg, m->name, NULL,
+                   NULL);
+    if (j == NULL) {
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    t = (tags_job_t *) j;
+    t->fd = -1;
+    t->whole = reg->tags_ttl > 0;
+    t->n = m->n;
+    snprintf(t->last, sizeof(t->last), "%s", m->last);
+
+    if (job_add_waiter(j, c, m->id) == NULL) {
+        job_finish(j);
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    snprintf(j->path, sizeof(j->path), "/v2/%s/tags/list", m->name);
+
+    j->head = 0;
+    j->accept = "application/json";
+
+    if (t->whole) {
+        t->tags = json_array();
+        if (t->tags == NULL) {
+            job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            return;
+        }
+
+        job_issue(j);
+        return;
+    }
+
+    if (tags_forward_query(j, m) != 0) {
         job_fail(j, 400, OCI_ERR_UNSUPPORTED, "query too long");
         return;
     }
@@ -120,9 +424,6 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    j->head = 0;
-    j->accept = "application/json";
-
     job_issue(j);
 }
 
@@ -131,6 +432,13 @@ static int
 tags_reset(job_t *j)
 {
     tags_job_t  *t = (tags_job_t *) j;
+
+    if (t->whole) {
+        /* the pages before this one stay */
+        t->total -= (long long) t->page_len;
+        t->page_len = 0;
+        return 0;
+    }
 
     if (ftruncate(t->fd, 0) != 0) {
         log_error("ftruncate(\"%s\") failed: %s", t->tmp, strerror(errno));
@@ -153,7 +461,11 @@ tags_can_retry(job_t *j)
 static int
 tags_headers(job_t *j, const xfer_resp_t *r)
 {
-    if (r->content_length > TAGS_BODY_MAX) {
+    tags_job_t  *t = (tags_job_t *) j;
+
+    if (r->content_length > TAGS_BODY_MAX
+        || (t->whole && r->content_length > TAGS_BODY_MAX - t->total))
+    {
         log_error("%s: %lld bytes is over the limit", j->label,
                   r->content_length);
         return job_abort(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
@@ -167,6 +479,39 @@ static int
 tags_body(job_t *j, const char *p, size_t n)
 {
     tags_job_t  *t = (tags_job_t *) j;
+    size_t       cap;
+    char        *page;
+
+    if (t->whole) {
+        if (t->total + (long long) n > TAGS_BODY_MAX) {
+            log_error("%s: body over the limit", j->label);
+            return job_abort(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
+        }
+
+        if (t->page_len + n > t->page_cap) {
+            cap = t->page_cap ? t->page_cap : 16384;
+
+            while (cap < t->page_len + n) {
+                cap *= 2;
+            }
+
+            page = realloc(t->page, cap);
+            if (page == NULL) {
+                log_error("%s: out of memory", j->label);
+                return job_abort(j, 503, OCI_ERR_UNAVAILABLE,
+                                 "out of memory");
+            }
+
+            t->page = page;
+            t->page_cap = cap;
+        }
+
+        memcpy(t->page + t->page_len, p, n);
+        t->page_len += n;
+        t->total += (long long) n;
+
+        return 0;
+    }
 
     if (t->written + (long long) n > TAGS_BODY_MAX) {
         log_error("%s: body over the limit", j->label);
@@ -185,59 +530,31 @@ tags_body(job_t *j, const char *p, size_t n)
 
 
 /*
- * The query of the rel="next" target in a Link value, which may list
- * several link-values separated by commas (rel="prev" and rel="next"):
+ * The query of the rel="next" target in a Link value:
  *   </v2/<name>/tags/list?n=2&last=b>; rel="next"   ->   n=2&last=b
  * 1 if found (and a valid IPC token), 0 otherwise.
  */
 static int
 tags_link_next(const char *link, char *out, size_t cap)
 {
-    const char  *lt, *gt, *q, *p, *end;
-    size_t       len;
+    const char  *target, *q;
+    size_t       tlen, len;
 
-    for (p = link; /* void */ ; p = end) {
-        lt = strchr(p, '<');
-        gt = lt != NULL ? strchr(lt, '>') : NULL;
-
-        if (gt == NULL) {
-            return 0;
-        }
-
-        /* the parameters of this link-value run to the next one's '<' */
-        end = strchr(gt, '<');
-        if (end == NULL) {
-            end = gt + strlen(gt);
-        }
-
-        len = (size_t) (end - gt);
-
-        if (memmem(gt, len, "rel=\"next\"", 10) != NULL
-            || memmem(gt, len, "rel=next", 8) != NULL)
-        {
-            break;
-        }
+    if (!link_next_target(link, &target, &tlen)) {
+        return 0;
     }
 
-    q = memchr(lt, '?', (size_t) (gt - lt));
+    q = memchr(target, '?', tlen);
     if (q == NULL) {
         return 0;
     }
 
     q++;
-    len = (size_t) (gt - q);
-
-    if (len == 0 || len >= cap) {
-        return 0;
-    }
+    len = tlen - (size_t) (q - target);
 
     /* it goes into the client's Link header and onto an IPC line */
-    for (p = q; p < gt; p++) {
-        if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f
-            || *p == '<' || *p == '"' || *p == '\\')
-        {
-            return 0;
-        }
+    if (len == 0 || len >= cap || !link_safe(q, len)) {
+        return 0;
     }
 
     memcpy(out, q, len);
@@ -247,12 +564,93 @@ tags_link_next(const char *link, char *out, size_t cap)
 }
 
 
+/*
+ * One upstream page of the whole list: add its valid tags, then ask for
+ * the next page or, after the last, store the list and answer.
+ */
+static void
+tags_done_page(tags_job_t *t, const xfer_resp_t *r)
+{
+    job_t       *j = &t->job;
+    json_t      *root, *tags, *v;
+    size_t       i;
+    const char  *s;
+    char         next[512];
+    waiter_t    *w;
+
+    root = json_loadb(t->page != NULL ? t->page : "", t->page_len, 0, NULL);
+    tags = json_object_get(root, "tags");
+
+    if (!json_is_object(root) || (!json_is_array(tags) && !json_is_null(tags)
+                                  && tags != NULL))
+    {
+        json_decref(root);
+        log_error("%s: the upstream's tag list is not valid", j->label);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "invalid tag list upstream");
+        return;
+    }
+
+    /* a tag that breaks the grammar could never be asked for */
+    json_array_foreach(tags, i, v) {
+        s = json_string_value(v);
+
+        if (s != NULL && oci_tag_valid(s, strlen(s))
+            && json_array_append(t->tags, v) != 0)
+        {
+            json_decref(root);
+            job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            return;
+        }
+    }
+
+    json_decref(root);
+
+    t->pages++;
+
+    if (tags_link_next(r->link, next, sizeof(next))) {
+        if (t->pages == TAGS_PAGES_MAX) {
+            log_error("%s: more than %d pages upstream", j->label,
+                      TAGS_PAGES_MAX);
+            job_fail(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
+            return;
+        }
+
+        snprintf(j->path, sizeof(j->path), "/v2/%s/tags/list?%s", j->name,
+                 next);
+        t->page_len = 0;
+        job_issue(j);
+        return;
+    }
+
+    if (tags_store(t) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    log_debug("%s: %zu tags in %u pages", j->label,
+              json_array_size(t->tags), t->pages);
+
+    if (!queue_empty(&j->waiters)) {
+        w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
+        tags_answer(j->jobs, w->conn, w->id, j->name, t->tags, t->n,
+                    t->last);
+    }
+
+    job_finish(j);
+}
+
+
 static void
 tags_done(job_t *j, const xfer_resp_t *r)
 {
     tags_job_t  *t = (tags_job_t *) j;
     queue_t     *q;
     oci_msg_t    m;
+
+    if (t->whole) {
+        tags_done_page(t, r);
+        return;
+    }
 
     oci_msg_init(&m, OCI_MSG_BODY, 0);
     m.status = (int) r->status;
@@ -274,6 +672,61 @@ tags_done(job_t *j, const xfer_resp_t *r)
 }
 
 
+/*
+ * The upstream cannot answer now: the stored list, if it is no older
+ * than tags_ttl + stale_if_error, answers instead.  1 if it did (and
+ * the job is finished).
+ */
+static int
+tags_stale(job_t *j)
+{
+    tags_job_t  *t = (tags_job_t *) j;
+    json_t      *tags;
+    waiter_t    *w;
+
+    if (!t->whole || queue_empty(&j->waiters)) {
+        return 0;
+    }
+
+    tags = tags_stored(j->jobs, j->registry, j->name,
+                       j->registry->tags_ttl + j->registry->stale_if_error);
+    if (tags == NULL) {
+        return 0;
+    }
+
+    log_warn("%s: upstream unavailable, the stored list answers",
+             j->label);
+    stats_registry(j->registry)->stale_served++;
+
+    w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
+    tags_answer(j->jobs, w->conn, w->id, j->name, tags, t->n, t->last);
+    json_decref(tags);
+
+    job_finish(j);
+
+    return 1;
+}
+
+
+static void
+tags_unavailable(job_t *j)
+{
+    if (tags_stale(j)) {
+        return;
+    }
+
+    log_error("%s: upstream unavailable", j->label);
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
+}
+
+
+static int
+tags_throttled(job_t *j)
+{
+    return tags_stale(j);
+}
+
+
 /* Nobody wants the list any more. */
 static void
 tags_idle(job_t *j)
@@ -286,6 +739,9 @@ static void
 tags_cleanup(job_t *j)
 {
     tags_job_t  *t = (tags_job_t *) j;
+
+    free(t->page);
+    json_decref(t->tags);
 
     if (t->fd < 0) {
         return;

@@ -1,42 +1,73 @@
 /*
- * The Bearer token cache (see token.h).
+ * The Bearer token cache and the registries' secrets (see token.h).
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
+#include "stats.h"
 #include "token.h"
 #include "url.h"
 
 #define TOKEN_BODY_MAX   (64 * 1024)
 #define TOKEN_LEN_MAX    (16 * 1024)
 #define TOKEN_MARGIN     10     /* seconds before expiry a token is dropped */
-#define TOKEN_TTL_MIN    5
 #define TOKEN_TTL_MAX    86400  /* a bigger expires_in would overflow now+ttl */
 
 typedef struct {
     queue_t         link;        /* in token_cache_t.entries */
     token_cache_t  *tc;
+    const oci_registry_t  *reg;  /* NULL: only known by name */
     char            registry[OCI_HOST_MAX + 1];
     char            scope[TOKEN_SCOPE_MAX];
     char           *token;       /* NULL until fetched */
-    time_t          expires;     /* token_cache_t.now seconds */
+    time_t          expires;     /* token_cache_t.now seconds; of the
+                                    refusal if refused */
+    int             refused;
+    unsigned        generation;  /* of the registry's secrets, refused */
     xfer_t         *xfer;        /* the request under way, or NULL */
     char           *body;
     size_t          body_len;
     queue_t         waiters;     /* token_waiter_t */
 } token_entry_t;
 
+/* A secret file's value, and what identifies the version read. */
+typedef struct {
+    char            value[TOKEN_SECRET_MAX];
+    int             loaded;
+    int             failing;     /* the last read failed (logged once) */
+    dev_t           dev;
+    ino_t           ino;
+    off_t           size;
+    struct timespec mtime;
+    struct timespec ctime;
+} token_secret_t;
+
+/* What is known about one registry's credentials. */
+typedef struct {
+    queue_t                link;       /* in token_cache_t.regs */
+    const oci_registry_t  *reg;
+    token_secret_t         password;
+    token_secret_t         token;
+    int                    basic;      /* it wants Basic at once */
+    unsigned               generation; /* counts changed secrets */
+} token_reg_t;
+
 struct token_cache_s {
     xfer_multi_t   *xm;
     token_clock_pt  now;
     queue_t         entries;
+    queue_t         regs;        /* token_reg_t */
 };
 
 static int token_body(xfer_t *x, const char *p, size_t n, void *data);
+static void token_mark_refused(token_entry_t *e);
+static token_reg_t *token_reg(token_cache_t *tc, const oci_registry_t *reg);
 static void token_done(xfer_t *x, CURLcode rc, void *data);
 
 static const xfer_handler_t  token_handler = {
@@ -70,6 +101,7 @@ token_cache_create(xfer_multi_t *xm)
     tc->xm = xm;
     tc->now = token_monotonic;
     queue_init(&tc->entries);
+    queue_init(&tc->regs);
 
     return tc;
 }
@@ -92,12 +124,12 @@ token_entry_free(token_entry_t *e)
     }
 
     if (e->token != NULL) {
-        memset(e->token, 0, strlen(e->token));
+        explicit_bzero(e->token, strlen(e->token));
         free(e->token);
     }
 
     if (e->body != NULL) {
-        memset(e->body, 0, e->body_len);
+        explicit_bzero(e->body, e->body_len);
         free(e->body);
     }
 
@@ -109,6 +141,7 @@ void
 token_cache_destroy(token_cache_t *tc)
 {
     token_entry_t  *e;
+    token_reg_t    *r;
     queue_t        *q;
 
     if (tc == NULL) {
@@ -125,6 +158,14 @@ token_cache_destroy(token_cache_t *tc)
         }
 
         token_entry_free(e);
+    }
+
+    while (!queue_empty(&tc->regs)) {
+        q = queue_head(&tc->regs);
+        queue_remove(q);
+        r = queue_data(q, token_reg_t, link);
+        explicit_bzero(r, sizeof(token_reg_t));
+        free(r);
     }
 
     free(tc);
@@ -148,7 +189,8 @@ token_find(token_cache_t *tc, const char *registry, const char *scope)
         next = queue_next(q);
         e = queue_data(q, token_entry_t, link);
 
-        /* expired and idle entries go as they are met */
+        /* expired and idle entries (and old refusals) go as they are
+         * met */
         if (e->xfer == NULL && e->expires <= now) {
             token_entry_free(e);
             continue;
@@ -171,7 +213,9 @@ token_lookup(token_cache_t *tc, const char *registry, const char *scope)
     token_entry_t  *e;
 
     e = token_find(tc, registry, scope);
-    if (e == NULL || e->token == NULL || e->expires <= tc->now()) {
+    if (e == NULL || e->token == NULL || e->refused
+        || e->expires <= tc->now())
+    {
         return NULL;
     }
 
@@ -216,11 +260,12 @@ token_waiter_cancel(token_waiter_t *w)
 
 
 int
-token_fetch(token_cache_t *tc, const char *registry, const char *scope,
-    const oci_challenge_t *ch, token_waiter_t *w)
+token_fetch(token_cache_t *tc, const oci_registry_t *reg,
+    const char *scope, const oci_challenge_t *ch, token_waiter_t *w)
 {
     token_entry_t  *e;
     CURL           *easy;
+    const char     *registry = reg->name, *password;
     char            url[2048];
     int             rc;
     xfer_req_t      req;
@@ -264,11 +309,28 @@ token_fetch(token_cache_t *tc, const char *registry, const char *scope,
                                ch->scope[0] != '\0' ? ch->scope : scope);
     }
 
+    /* the account the token is for, as docker sends it */
+    if (rc == 0 && reg->username != NULL) {
+        rc = url_add_query_arg(easy, url, sizeof(url), "account",
+                               reg->username);
+    }
+
     curl_easy_cleanup(easy);
 
     if (rc != 0) {
         log_error("token URL for %s is too long", registry);
         return -1;
+    }
+
+    password = NULL;
+
+    if (reg->username != NULL) {
+        password = token_password(tc, reg);
+        if (password == NULL) {
+            log_error("registry \"%s\": no password to ask for a token "
+                      "with", registry);
+            return -1;
+        }
     }
 
     if (e == NULL) {
@@ -279,17 +341,25 @@ token_fetch(token_cache_t *tc, const char *registry, const char *scope,
         }
 
         e->tc = tc;
+        e->reg = reg;
         snprintf(e->registry, sizeof(e->registry), "%s", registry);
         snprintf(e->scope, sizeof(e->scope), "%s", scope);
         queue_init(&e->waiters);
         queue_insert_tail(&tc->entries, &e->link);
     }
 
+    /* a refusal ends with this request: it asks again */
+    e->reg = reg;
+    e->refused = 0;
+
     memset(&req, 0, sizeof(req));
     req.url = url;
     req.redirected = 1;     /* the realm is the upstream's, not ours */
     req.accept = "application/json";
     req.prio = XFER_PRIO_TOKEN;
+    req.registry = reg;     /* its proxy, CA and client certificate */
+    req.username = password != NULL ? reg->username : NULL;
+    req.password = password;
 
     e->xfer = xfer_start(tc->xm, &req, &token_handler, e);
     if (e->xfer == NULL) {
@@ -357,13 +427,14 @@ token_done(xfer_t *x, CURLcode rc, void *data)
     const xfer_resp_t  *r;
     char               *token;
     long                expires_in, ttl;
-    int                 ok;
+    int                 ok, refused;
     oci_errcode_t       code;
 
     e->xfer = NULL;
     r = xfer_response(x);
 
     ok = 0;
+    refused = 0;
     code = OCI_ERR_UNAUTHORIZED;
     token = NULL;
 
@@ -380,8 +451,12 @@ token_done(xfer_t *x, CURLcode rc, void *data)
             code = OCI_ERR_UNAVAILABLE;
         }
 
-        log_error("token service of %s answered %ld", e->registry,
-                  r->status);
+        refused = r->status == 401 || r->status == 403;
+
+        log_error("token service of %s answered %ld%s", e->registry,
+                  r->status,
+                  refused && e->reg != NULL && e->reg->username != NULL
+                  ? ": the configured credentials were refused" : "");
 
     } else {
         token = malloc(TOKEN_LEN_MAX);
@@ -392,10 +467,13 @@ token_done(xfer_t *x, CURLcode rc, void *data)
                                     &expires_in) == OCI_OK
             && token_printable(token))
         {
+            /* dropped before it expires: 10 s early, or at half of a
+             * shorter lifetime, so that no request carries a token about
+             * to run out */
             ttl = expires_in > TOKEN_TTL_MAX ? TOKEN_TTL_MAX : expires_in;
-            ttl -= TOKEN_MARGIN;
-            if (ttl < TOKEN_TTL_MIN) {
-                ttl = TOKEN_TTL_MIN;
+            ttl = ttl > 2 * TOKEN_MARGIN ? ttl - TOKEN_MARGIN : ttl / 2;
+            if (ttl < 1) {
+                ttl = 1;
             }
 
             if (e->token != NULL) {
@@ -436,7 +514,10 @@ token_done(xfer_t *x, CURLcode rc, void *data)
         queue_insert_tail(&waiting, q);
     }
 
-    if (!ok) {
+    if (refused && e->reg != NULL) {
+        token_mark_refused(e);
+
+    } else if (!ok) {
         token_entry_free(e);
     }
 
@@ -446,4 +527,266 @@ token_done(xfer_t *x, CURLcode rc, void *data)
         w = queue_data(q, token_waiter_t, link);
         w->done(w, ok, code);
     }
+}
+
+
+/* The credential state of reg, created on first use; NULL if out of
+ * memory (logged). */
+static token_reg_t *
+token_reg(token_cache_t *tc, const oci_registry_t *reg)
+{
+    queue_t      *q;
+    token_reg_t  *r;
+
+    for (q = queue_head(&tc->regs); q != queue_sentinel(&tc->regs);
+         q = queue_next(q))
+    {
+        r = queue_data(q, token_reg_t, link);
+
+        if (r->reg == reg) {
+            return r;
+        }
+    }
+
+    r = calloc(1, sizeof(token_reg_t));
+    if (r == NULL) {
+        log_error("out of memory");
+        return NULL;
+    }
+
+    r->reg = reg;
+    queue_insert_tail(&tc->regs, &r->link);
+
+    return r;
+}
+
+
+/*
+ * The value of the secret file path, read again if the file is another
+ * one or changed since.  NULL if it was never read.  A changed value
+ * counts in the registry's generation (its refusals are then forgotten).
+ */
+static const char *
+token_secret(token_reg_t *r, token_secret_t *sec, const char *path,
+    const char *what)
+{
+    struct stat  st;
+    char         buf[TOKEN_SECRET_MAX];
+    int          rc;
+
+    if (stat(path, &st) != 0) {
+        if (!sec->failing) {
+            log_error("registry \"%s\": %s \"%s\": %s%s", r->reg->name,
+                      what, path, strerror(errno),
+                      sec->loaded ? " (using the value read before)" : "");
+            sec->failing = 1;
+        }
+
+        return sec->loaded ? sec->value : NULL;
+    }
+
+    if (sec->loaded && st.st_dev == sec->dev && st.st_ino == sec->ino
+        && st.st_size == sec->size
+        && st.st_mtim.tv_sec == sec->mtime.tv_sec
+        && st.st_mtim.tv_nsec == sec->mtime.tv_nsec
+        && st.st_ctim.tv_sec == sec->ctime.tv_sec
+        && st.st_ctim.tv_nsec == sec->ctime.tv_nsec)
+    {
+        return sec->value;
+    }
+
+    rc = oci_config_read_secret(path, buf, sizeof(buf));
+
+    if (rc != OCI_OK) {
+        explicit_bzero(buf, sizeof(buf));
+
+        if (!sec->failing) {
+            log_error("registry \"%s\": %s \"%s\": %s%s", r->reg->name,
+                      what, path,
+                      rc == OCI_EIO ? strerror(errno)
+                      : rc == OCI_EINVAL ? "the first line is empty"
+                      : "the first line is too long",
+                      sec->loaded ? " (using the value read before)" : "");
+            sec->failing = 1;
+        }
+
+        return sec->loaded ? sec->value : NULL;
+    }
+
+    if (sec->failing || sec->loaded) {
+        log_info("registry \"%s\": %s \"%s\" read again", r->reg->name,
+                 what, path);
+    }
+
+    if (!sec->loaded || strcmp(buf, sec->value) != 0) {
+        r->generation++;
+    }
+
+    explicit_bzero(sec->value, sizeof(sec->value));
+    memcpy(sec->value, buf, strlen(buf) + 1);
+    explicit_bzero(buf, sizeof(buf));
+
+    sec->loaded = 1;
+    sec->failing = 0;
+    sec->dev = st.st_dev;
+    sec->ino = st.st_ino;
+    sec->size = st.st_size;
+    sec->mtime = st.st_mtim;
+    sec->ctime = st.st_ctim;
+
+    return sec->value;
+}
+
+
+const char *
+token_file_token(token_cache_t *tc, const oci_registry_t *reg)
+{
+    token_reg_t  *r;
+    const char   *t;
+
+    if (reg->token_file.path == NULL || (r = token_reg(tc, reg)) == NULL) {
+        return NULL;
+    }
+
+    t = token_secret(r, &r->token, reg->token_file.path, "token_file");
+
+    /* it goes into a header line */
+    if (t != NULL && !token_printable(t)) {
+        if (!r->token.failing) {
+            log_error("registry \"%s\": token_file \"%s\" holds "
+                      "characters a header cannot carry", reg->name,
+                      reg->token_file.path);
+            r->token.failing = 1;
+        }
+
+        return NULL;
+    }
+
+    return t;
+}
+
+
+const char *
+token_password(token_cache_t *tc, const oci_registry_t *reg)
+{
+    token_reg_t  *r;
+
+    if (reg->username == NULL || reg->password_file.path == NULL
+        || (r = token_reg(tc, reg)) == NULL)
+    {
+        return NULL;
+    }
+
+    return token_secret(r, &r->password, reg->password_file.path,
+                        "password_file");
+}
+
+
+void
+token_set_basic(token_cache_t *tc, const oci_registry_t *reg)
+{
+    token_reg_t  *r;
+
+    r = token_reg(tc, reg);
+
+    if (r != NULL && !r->basic) {
+        log_info("registry \"%s\" wants Basic credentials", reg->name);
+        r->basic = 1;
+    }
+}
+
+
+int
+token_wants_basic(token_cache_t *tc, const oci_registry_t *reg)
+{
+    token_reg_t  *r;
+
+    r = token_reg(tc, reg);
+
+    return r != NULL && r->basic;
+}
+
+
+static void
+token_mark_refused(token_entry_t *e)
+{
+    token_reg_t  *r;
+    long          ttl;
+
+    if (e->token != NULL) {
+        explicit_bzero(e->token, strlen(e->token));
+        free(e->token);
+        e->token = NULL;
+    }
+
+    r = token_reg(e->tc, e->reg);
+
+    ttl = e->reg->negative_ttl > TOKEN_REFUSAL_MIN ? e->reg->negative_ttl
+                                                   : TOKEN_REFUSAL_MIN;
+    e->refused = 1;
+    e->generation = r != NULL ? r->generation : 0;
+    e->expires = e->tc->now() + ttl;
+
+    stats_registry(e->reg)->auth_failures++;
+
+    log_warn("registry \"%s\" refused access to %s: asking again in %ld s "
+             "at the earliest", e->registry, e->scope, ttl);
+}
+
+
+void
+token_refuse(token_cache_t *tc, const oci_registry_t *reg,
+    const char *scope)
+{
+    token_entry_t  *e;
+
+    if (strlen(reg->name) > OCI_HOST_MAX || strlen(scope) >= TOKEN_SCOPE_MAX)
+    {
+        return;
+    }
+
+    e = token_find(tc, reg->name, scope);
+
+    if (e == NULL) {
+        e = calloc(1, sizeof(token_entry_t));
+        if (e == NULL) {
+            log_error("out of memory");
+            return;
+        }
+
+        e->tc = tc;
+        snprintf(e->registry, sizeof(e->registry), "%s", reg->name);
+        snprintf(e->scope, sizeof(e->scope), "%s", scope);
+        queue_init(&e->waiters);
+        queue_insert_tail(&tc->entries, &e->link);
+    }
+
+    e->reg = reg;
+    token_mark_refused(e);
+}
+
+
+int
+token_refused(token_cache_t *tc, const oci_registry_t *reg,
+    const char *scope)
+{
+    token_entry_t  *e;
+    token_reg_t    *r;
+
+    e = token_find(tc, reg->name, scope);
+    if (e == NULL || !e->refused || e->expires <= tc->now()) {
+        return 0;
+    }
+
+    /* a secret that changed since may be the fix */
+    if (reg->token_file.path != NULL) {
+        token_file_token(tc, reg);
+
+    } else if (reg->username != NULL) {
+        token_password(tc, reg);
+    }
+
+    r = token_reg(tc, reg);
+
+    return r == NULL || r->generation == e->generation;
 }

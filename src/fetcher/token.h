@@ -1,6 +1,8 @@
 /*
- * Anonymous Bearer tokens for upstream registries (the Docker token flow),
- * cached per (registry, scope) until shortly before they expire.
+ * Upstream credentials: Bearer tokens of the Docker token flow (anonymous,
+ * or asked for with a registry's username and password), cached per
+ * (registry, scope) until shortly before they expire; the secrets a
+ * registry's password_file and token_file hold; and refusals.
  *
  * A job that met a Bearer challenge calls token_fetch() with a waiter it
  * owns (embedded in the job); every job waiting for the same (registry,
@@ -8,7 +10,18 @@
  * after which the token (if any) is in the cache: token_lookup() returns
  * it.  A job that goes away first calls token_waiter_cancel().
  *
- * Tokens never reach the log.
+ * Secret files are read again when they change (inode, size, mtime or
+ * ctime), so a rotated secret is used without a restart; a file that
+ * cannot be read keeps the last value read (the failure is logged).
+ * Replaced secrets are wiped.
+ *
+ * A refusal (the token service or the registry said no to the configured
+ * credentials, or to an anonymous token) is remembered per (registry,
+ * scope) for the registry's negative_ttl, at least TOKEN_REFUSAL_MIN
+ * seconds, or until a secret file of the registry changes: requests meet
+ * it instead of asking upstream again.
+ *
+ * Tokens, passwords and secret files never reach the log.
  */
 
 #ifndef FETCHER_TOKEN_H
@@ -22,7 +35,9 @@
 #include "queue.h"
 #include "xfer.h"
 
-#define TOKEN_SCOPE_MAX  512
+#define TOKEN_SCOPE_MAX    512
+#define TOKEN_SECRET_MAX   4096     /* a secret file's first line */
+#define TOKEN_REFUSAL_MIN  5        /* seconds a refusal is remembered */
 
 typedef struct token_cache_s   token_cache_t;
 typedef struct token_waiter_s  token_waiter_t;
@@ -49,7 +64,8 @@ void token_cache_set_clock(token_cache_t *tc, token_clock_pt now);
 /* Abort token requests (waiters are not called) and wipe every token. */
 void token_cache_destroy(token_cache_t *tc);
 
-/* A valid cached token for (registry, scope) or NULL. */
+/* A valid cached token for (registry, scope) or NULL: never one that
+ * expires within the margin (10 s, or half of a shorter lifetime). */
 const char *token_lookup(token_cache_t *tc, const char *registry,
     const char *scope);
 
@@ -57,13 +73,37 @@ const char *token_lookup(token_cache_t *tc, const char *registry,
 void token_forget(token_cache_t *tc, const char *registry, const char *scope);
 
 /*
- * Get a token for (registry, scope) from the challenge's realm, asking for
- * the challenge's scope if it names one, else for scope.  Joins a request
- * already under way.  0, or -1 if no request could be started (w is then
- * not queued and will not be called).
+ * Get a token for (reg, scope) from the challenge's realm, asking for the
+ * challenge's scope if it names one, else for scope, with reg's username
+ * and password (Basic) if it has them.  The request uses reg's transport.
+ * Joins a request already under way.  0, or -1 if no request could be
+ * started (w is then not queued and will not be called).  A token service
+ * that answers 401 or 403 is a refusal (see token_refuse()).
  */
-int token_fetch(token_cache_t *tc, const char *registry, const char *scope,
-    const oci_challenge_t *ch, token_waiter_t *w);
+int token_fetch(token_cache_t *tc, const oci_registry_t *reg,
+    const char *scope, const oci_challenge_t *ch, token_waiter_t *w);
+
+/* The upstream refused the credentials (or the anonymous token) of
+ * (reg, scope): remember it and count it (stats auth_failures). */
+void token_refuse(token_cache_t *tc, const oci_registry_t *reg,
+    const char *scope);
+
+/* 1 if a refusal of (reg, scope) is remembered. */
+int token_refused(token_cache_t *tc, const oci_registry_t *reg,
+    const char *scope);
+
+/* The token of reg's token_file, NULL if it has none or it was never
+ * read.  Valid until the next call for reg. */
+const char *token_file_token(token_cache_t *tc, const oci_registry_t *reg);
+
+/* The password of reg's password_file, NULL if it has no username or the
+ * file was never read.  Valid until the next call for reg. */
+const char *token_password(token_cache_t *tc, const oci_registry_t *reg);
+
+/* reg answered a Basic challenge to a request without credentials: from
+ * now on its requests carry Basic at once. */
+void token_set_basic(token_cache_t *tc, const oci_registry_t *reg);
+int token_wants_basic(token_cache_t *tc, const oci_registry_t *reg);
 
 void token_waiter_init(token_waiter_t *w, token_done_pt done, void *data);
 void token_waiter_cancel(token_waiter_t *w);

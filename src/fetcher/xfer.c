@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bw.h"
 #include "log.h"
 #include "queue.h"
+#include "stats.h"
 #include "xfer.h"
 
 #define XFER_USER_AGENT  "ocimirror/0.1"
@@ -27,6 +29,7 @@ struct xfer_multi_s {
     int                    running;
     int                    running_prefetch;
     int                    prefetch_max;    /* slots prefetch may hold */
+    bw_t                  *bw;          /* bandwidth limits */
     queue_t                pending[XFER_PRIO_N];   /* not yet added */
     queue_t                active;      /* xfer_t, added to the multi */
 };
@@ -42,6 +45,9 @@ struct xfer_s {
     const char            *method;
     xfer_prio_t            prio;
     int                    redirected;  /* see xfer_req_t */
+    long                   answer;      /* see xfer_req_t */
+    const oci_registry_t  *registry;    /* NULL: the "fetcher" group's */
+    bw_flow_t              flow;        /* its share of the limits */
     char                   range[48];   /* "F-L" or "F-", "" if none */
     int                    active;
     int                    final;       /* 2xx header block complete */
@@ -224,13 +230,29 @@ xfer_multi_create(loop_t *loop, const oci_config_t *cf)
         return NULL;
     }
 
-    xm->multi = curl_multi_init();
-    if (xm->multi == NULL) {
-        log_error("curl_multi_init() failed");
+    xm->bw = bw_create(loop, cf);
+    if (xm->bw == NULL) {
         loop_del(loop, xm->timerfd);
         close(xm->timerfd);
         free(xm);
         return NULL;
+    }
+
+    xm->multi = curl_multi_init();
+    if (xm->multi == NULL) {
+        log_error("curl_multi_init() failed");
+        bw_destroy(xm->bw);
+        loop_del(loop, xm->timerfd);
+        close(xm->timerfd);
+        free(xm);
+        return NULL;
+    }
+
+    for (i = 0; i < (int) cf->n_registries; i++) {
+        if (!cf->registries[i].tls_verify) {
+            log_warn("registry \"%s\": tls_verify = false: its TLS "
+                     "certificates are not checked", cf->registries[i].name);
+        }
     }
 
     curl_multi_setopt(xm->multi, CURLMOPT_SOCKETFUNCTION, xfer_socket_cb);
@@ -273,6 +295,7 @@ xfer_multi_destroy(xfer_multi_t *xm)
     /* curl_multi_cleanup() may still report sockets to remove: the loop
      * is alive until after this returns */
     curl_multi_cleanup(xm->multi);
+    bw_destroy(xm->bw);
     loop_del(xm->loop, xm->timerfd);
     close(xm->timerfd);
     free(xm);
@@ -291,6 +314,9 @@ xfer_resp_reset(xfer_resp_t *r)
     r->range_first = -1;
     r->range_last = -1;
     r->range_total = -1;
+    r->retry_after = -1;
+    r->ratelimit_limit = -1;
+    r->ratelimit_remaining = -1;
     r->body_len = 0;
     r->bytes = 0;
 }
@@ -425,10 +451,45 @@ xfer_parse_content_range(xfer_resp_t *r, const char *v, size_t len)
 }
 
 
+/* Retry-After (RFC 9110, 10.2.3): delay-seconds or an HTTP-date. */
+static void
+xfer_parse_retry_after(xfer_resp_t *r, const char *v, size_t len)
+{
+    const char  *p;
+    long long    secs;
+    char         date[64];
+    time_t       t, now;
+
+    p = v;
+    secs = xfer_number(&p, v + len);
+
+    if (secs >= 0 && p == v + len) {
+        r->retry_after = secs > 86400 ? 86400 : (long) secs;
+        return;
+    }
+
+    if (len == 0 || len >= sizeof(date)) {
+        return;
+    }
+
+    memcpy(date, v, len);
+    date[len] = '\0';
+
+    t = curl_getdate(date, NULL);
+    if (t == -1) {
+        return;
+    }
+
+    now = time(NULL);
+    secs = t > now ? (long long) (t - now) : 0;
+    r->retry_after = secs > 86400 ? 86400 : (long) secs;
+}
+
+
 static void
 xfer_parse_header(xfer_t *x, const char *line, size_t len)
 {
-    const char   *colon, *v;
+    const char   *colon, *v, *p;
     size_t        nlen, vlen;
     char          num[32];
     char         *end;
@@ -485,6 +546,17 @@ xfer_parse_header(xfer_t *x, const char *line, size_t len)
             xfer_copy_value(r->www_authenticate,
                             sizeof(r->www_authenticate), v, vlen);
         }
+
+    } else if (xfer_header_is(line, nlen, "retry-after")) {
+        xfer_parse_retry_after(r, v, vlen);
+
+    } else if (xfer_header_is(line, nlen, "ratelimit-limit")) {
+        p = v;
+        r->ratelimit_limit = xfer_number(&p, v + vlen);
+
+    } else if (xfer_header_is(line, nlen, "ratelimit-remaining")) {
+        p = v;
+        r->ratelimit_remaining = xfer_number(&p, v + vlen);
 
     } else if (xfer_header_is(line, nlen, "link")) {
         /* repeated Link fields make one list (RFC 9110, 5.3): a registry
@@ -576,11 +648,26 @@ xfer_write_cb(char *p, size_t size, size_t nmemb, void *userdata)
     n = size * nmemb;
 
     if (r->status >= 200 && r->status < 300) {
+        /* curl hands the same bytes over again after the unpause */
+        if (x->flow.bucket[0] != NULL && !bw_admit(x->xm->bw, &x->flow, n))
+        {
+            if (x->registry != NULL) {
+                stats_registry(x->registry)->bandwidth_pauses++;
+            }
+
+            return CURL_WRITEFUNC_PAUSE;
+        }
+
         if (x->handler->body(x, p, n, x->data) != 0) {
             return 0;
         }
 
         r->bytes += (long long) n;
+
+        if (x->registry != NULL) {
+            stats_registry(x->registry)->upstream_bytes += n;
+        }
+
         return n;
     }
 
@@ -642,15 +729,83 @@ xfer_add_header(struct curl_slist *list, const char *prefix,
 }
 
 
+/*
+ * The transport settings of reg (NULL: the "fetcher" group's) and the
+ * transfer's share of the bandwidth limits.
+ */
+static void
+xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg)
+{
+    CURL        *e = x->easy;
+    const char  *proxy, *no_proxy;
+    long         connect_timeout, low_speed_time, low_speed_limit;
+    long long    rate, share;
+
+    proxy = reg != NULL ? reg->proxy : cf->proxy;
+    no_proxy = reg != NULL ? reg->no_proxy : cf->no_proxy;
+    connect_timeout = reg != NULL ? reg->connect_timeout : cf->connect_timeout;
+    low_speed_time = reg != NULL ? reg->low_speed_time : cf->low_speed_time;
+
+    /* "" rather than unset: curl would otherwise take a proxy from the
+     * http_proxy, https_proxy, all_proxy and no_proxy environment
+     * variables, and only the config may send traffic to a proxy */
+    curl_easy_setopt(e, CURLOPT_PROXY, proxy != NULL ? proxy : "");
+    curl_easy_setopt(e, CURLOPT_NOPROXY, no_proxy != NULL ? no_proxy : "");
+
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, connect_timeout);
+
+    bw_flow_init(x->xm->bw, &x->flow, reg, e);
+
+    /* a stall is less than 1 KiB/s, or less than the transfer's share of
+     * a bandwidth limit lower than that */
+    low_speed_limit = 1024;
+    rate = bw_flow_rate(&x->flow);
+
+    if (rate > 0) {
+        share = rate / (cf->max_transfers > 0 ? cf->max_transfers : 1);
+
+        if (share < low_speed_limit) {
+            low_speed_limit = share > 0 ? (long) share : 1;
+        }
+    }
+
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, low_speed_limit);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, low_speed_time);
+
+    if (reg == NULL) {
+        return;
+    }
+
+    /* a CA file replaces the system store for this registry */
+    if (reg->ca_file.path != NULL) {
+        curl_easy_setopt(e, CURLOPT_CAINFO, reg->ca_file.path);
+    }
+
+    if (reg->client_cert.path != NULL) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, reg->client_cert.path);
+    }
+
+    if (reg->client_key.path != NULL) {
+        curl_easy_setopt(e, CURLOPT_SSLKEY, reg->client_key.path);
+    }
+
+    if (!reg->tls_verify) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+}
+
+
 xfer_t *
 xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     const xfer_handler_t *handler, void *data)
 {
-    xfer_t              *x;
-    CURL                *e;
-    int                  failed;
-    const oci_config_t  *cf = xm->cf;
-    char                 url[XFER_LOG_URL_MAX];
+    xfer_t                *x;
+    CURL                  *e;
+    int                    failed;
+    const oci_config_t    *cf = xm->cf;
+    const oci_registry_t  *reg = req->registry;
+    char                   url[XFER_LOG_URL_MAX];
 
     x = calloc(1, sizeof(xfer_t));
     if (x == NULL) {
@@ -665,6 +820,9 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     x->method = req->head ? "HEAD" : "GET";
     x->prio = req->prio;
     x->redirected = req->redirected;
+    x->answer = req->answer;
+    x->registry = reg;
+    queue_init(&x->flow.link);
     xfer_resp_reset(&x->resp);
 
     x->url = strdup(req->url);
@@ -711,9 +869,16 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
 
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, cf->connect_timeout);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, cf->low_speed_time);
+    xfer_transport(x, cf, reg);
+
+    if (req->username != NULL && req->password != NULL) {
+        /* curl keeps Basic, like our Authorization header, to the host
+         * and port of the URL: a redirect elsewhere goes without */
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+        curl_easy_setopt(e, CURLOPT_USERNAME, req->username);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, req->password);
+    }
+
     curl_easy_setopt(e, CURLOPT_USERAGENT, XFER_USER_AGENT);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, xfer_header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
@@ -722,10 +887,13 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
 
     /* the chunks of one blob go over HTTP/1.1 on purpose: streams of one
      * HTTP/2 connection share its congestion window, separate
-     * connections each get their own */
+     * connections each get their own.  So do transfers under a bandwidth
+     * limit: pausing and resuming an HTTP/2 stream over and over can
+     * stall it in the curl we build on (curl issue 10988), while a paused
+     * HTTP/1.1 transfer simply leaves its data to TCP's flow control */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     cf->http2 && !req->http1 ? CURL_HTTP_VERSION_2TLS
-                                              : CURL_HTTP_VERSION_1_1);
+                     cf->http2 && !req->http1 && x->flow.bucket[0] == NULL
+                     ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
 
     if (req->head) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -816,6 +984,8 @@ xfer_free(xfer_t *x)
         queue_remove(&x->link);
     }
 
+    bw_flow_remove(x->xm->bw, &x->flow);
+
     if (x->easy != NULL) {
         curl_easy_cleanup(x->easy);
     }
@@ -872,6 +1042,16 @@ xfer_pump(xfer_multi_t *xm)
 
         clock_gettime(CLOCK_MONOTONIC, &x->started);
         worked = 1;
+
+        if (x->answer != 0) {
+            xfer_log_url(x->url, !x->redirected, url, sizeof(url));
+            log_debug("%s %s answered %ld without a request", x->method,
+                      url, x->answer);
+            x->resp.status = x->answer;
+            x->handler->done(x, CURLE_OK, x->data);
+            xfer_free(x);
+            continue;
+        }
 
         mc = curl_multi_add_handle(xm->multi, x->easy);
         if (mc != CURLM_OK) {

@@ -51,6 +51,12 @@ typedef struct {
     long long   range_first;      /* Content-Range "bytes F-L/T"; each -1 */
     long long   range_last;       /* if absent or unparsable, the total */
     long long   range_total;      /* also if it is "*" */
+    long        retry_after;      /* Retry-After in seconds from now (a
+                                     date is converted); -1 if absent */
+    long long   ratelimit_limit;  /* RateLimit-Limit / -Remaining: the
+                                     leading number ("100;w=21600");
+                                     -1 if absent */
+    long long   ratelimit_remaining;
     char       *body;             /* non-2xx body, bounded, not NUL-ended */
     size_t      body_len;
     long long   bytes;            /* 2xx body bytes handed over */
@@ -74,7 +80,13 @@ typedef struct {
                                      logs */
     int          head;            /* HEAD instead of GET */
     const char  *accept;          /* Accept value or NULL */
+    const oci_registry_t  *registry;  /* whose transport settings,
+                                     bandwidth share and counters apply;
+                                     NULL: the "fetcher" group's */
     const char  *bearer;          /* token or NULL; never logged */
+    const char  *username;        /* Basic credentials or NULL; never */
+    const char  *password;        /* logged, never sent on a redirect to
+                                     another host */
     xfer_prio_t  prio;
     int          urgent;          /* start before queued requests of its
                                      priority */
@@ -82,6 +94,11 @@ typedef struct {
     long long    range_first;
     long long    range_last;      /* -1: to the end */
     int          http1;           /* HTTP/1.1 even if HTTP/2 is on */
+    long         answer;          /* not 0: send nothing; the transfer
+                                     ends at the next xfer_pump() with
+                                     this status and no body (auth.c:
+                                     credentials the registry refused
+                                     moments ago) */
 } xfer_req_t;
 
 /* NULL on failure (logged). */
@@ -119,8 +136,15 @@ const char *xfer_effective_url(const xfer_t *x);
 const char *xfer_strerror(const xfer_t *x, CURLcode rc);
 
 /* 1 if rc means the endpoint could not be reached or stalled, so another
- * endpoint should be tried; 0 otherwise. */
+ * endpoint should be tried; 0 otherwise.  A certificate the endpoint
+ * showed that does not verify (CURLE_PEER_FAILED_VERIFICATION) counts: the
+ * next endpoint may have a good one. */
 int xfer_unreachable(CURLcode rc);
+
+/* For the client's error message: what a failed transfer means, for the
+ * results that are about the TLS setup ("upstream TLS certificate
+ * refused", ...); NULL for the others. */
+const char *xfer_failure_reason(CURLcode rc);
 
 /*
  * libcurl's CURLOPT_HEADERFUNCTION and CURLOPT_WRITEFUNCTION of every

@@ -25,26 +25,80 @@ and lets a test inject behaviours, all plain attributes:
                                               get these, one each: a 500,
                                               or half the body and a
                                               closed connection
+    reg.latency = seconds                     every request (any path)
+                                              is answered this much later
+    reg.reset.add(path_regex)                 matching requests get no
+                                              answer: the connection is
+                                              reset (RST)
+    reg.too_many[path_regex] = retry_after    matching requests get 429
+                                              TOOMANYREQUESTS, with
+                                              Retry-After unless None
     reg.blob_redirect = "http://host:port"    blob GETs answer 307 to
                                               <that>/cdn/<digest>?sig=...,
                                               a route every FakeRegistry
                                               serves (no token, ranges as
                                               accept_ranges says)
 
+Credentials and TLS (H1):
+
+    FakeRegistry(ssl_context=ctx)             serve HTTPS (reg.url is then
+                                              https://...)
+    reg.require_scoped_tokens(expires_in=300, credentials=None)
+                                              Bearer flow whose /token
+                                              issues a new token per call,
+                                              bound to the scope asked for
+                                              and valid expires_in seconds;
+                                              credentials=(user, password):
+                                              /token wants them as Basic
+                                              (401 otherwise)
+    reg.require_basic(user, password)         Basic auth on /v2/
+    reg.expired_seen, reg.wrong_scope_seen    requests that carried an
+                                              expired token / a token of
+                                              another repository
+    reg.auth_refused                          401s answered to requests
+                                              that carried credentials
+
+Referrers and tag lists (H3):
+
+    reg.add_referrer(repo, subject, artifact_type, tag=None,
+                     annotations=None)        push an OCI image manifest
+                                              whose subject is the digest
+                                              subject (its descriptor is
+                                              returned)
+    reg.add_referrers_tag(repo, subject, descriptors)
+                                              the referrers tag schema:
+                                              an index of descriptors
+                                              under tag sha256-<hex>
+    reg.referrers_api = False                 /v2/<name>/referrers/<digest>
+                                              answers 404 (no API), as
+                                              docker-registry 2.8 does;
+                                              with the API (the default)
+                                              it lists the stored
+                                              manifests whose subject is
+                                              the digest, artifactType
+                                              filter included
+    reg.referrers_page_size = n               the API answers n
+                                              descriptors a page, with a
+                                              Link to the next
+    reg.tags_page_size = n                    tags/list without n answers
+                                              n tags a page, with a Link
+
 and counts what it saw: reg.count("GET", r"/blobs/sha256:..."),
 reg.ranges(digest) (the Range headers of the GETs of a blob, None for
 none), reg.token_calls, reg.requests (method, path, headers) in order.
 """
 
+import base64
 import http.server
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import urllib.parse
 
-from images import Index, sha256_digest
+from images import MT_OCI_INDEX, MT_OCI_MANIFEST, Index, sha256_digest
 
 CHUNK = 16 * 1024
 
@@ -52,15 +106,31 @@ CHUNK = 16 * 1024
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128     # many transfers connect at once
+
+    def handle_error(self, request, client_address):
+        # a TLS client that gives up the handshake (a refused certificate)
+        # is what some tests want: keep the output quiet
+        pass
 
 
 class FakeRegistry:
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", ssl_context=None):
         self.host = host
+        self.ssl_context = ssl_context
+        self.scoped = None       # (expires_in, credentials) of
+        self.issued = {}         # token -> (repository, expiry)
+        self.basic = None        # "Basic ..." required when set
+        self.expired_seen = 0
+        self.wrong_scope_seen = 0
+        self.auth_refused = 0
         self.blobs = {}          # digest -> bytes
         self.manifests = {}      # (repo, digest) -> (media type, bytes)
         self.tags = {}           # repo -> {tag: digest}
+        self.referrers_api = True
+        self.referrers_page_size = None
+        self.tags_page_size = None
         self.throttle = {}       # digest -> bytes per second
         self.corrupt = {}        # digest -> bytes served instead
         self.accept_ranges = False
@@ -68,6 +138,9 @@ class FakeRegistry:
         self.blob_redirect = None
         self.fail = {}           # path regex -> (status, error code)
         self.delay = {}          # path regex -> seconds
+        self.latency = 0.0       # seconds before any answer
+        self.reset = set()       # path regexes answered by a reset
+        self.too_many = {}       # path regex -> Retry-After or None
         self.token = None        # Bearer token required when set
         self.token_expires_in = 300
         self.token_calls = 0
@@ -104,9 +177,50 @@ class FakeRegistry:
             top = image.manifest
         self.add_manifest(repo, top.media_type, top.data, tag)
 
+    def add_referrer(self, repo, subject, artifact_type, tag=None,
+                     annotations=None):
+        """An artifact manifest referring to subject (a digest); returns
+        its descriptor as a referrers list shows it."""
+        layer = self.add_blob(("%s refers to %s as %s" % (
+            repo, subject, artifact_type)).encode())
+        empty = self.add_blob(b"{}")
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                       "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/octet-stream",
+                        "digest": layer,
+                        "size": len(self.blobs[layer])}],
+            "subject": {"mediaType": MT_OCI_MANIFEST, "digest": subject,
+                        "size": 1},
+        }
+        if annotations:
+            manifest["annotations"] = annotations
+        data = json.dumps(manifest, sort_keys=True).encode()
+        digest = self.add_manifest(repo, MT_OCI_MANIFEST, data, tag)
+        return _descriptor(MT_OCI_MANIFEST, digest, data)
+
+    def add_referrers_tag(self, repo, subject, descriptors):
+        """What a client pushes to a registry without the referrers API:
+        an image index of the referrers under tag sha256-<hex>."""
+        index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+                 "manifests": descriptors}
+        return self.add_manifest(repo, MT_OCI_INDEX,
+                                 json.dumps(index).encode(),
+                                 subject.replace(":", "-"))
+
     def require_token(self, token, expires_in=300):
         self.token = token
         self.token_expires_in = expires_in
+
+    def require_scoped_tokens(self, expires_in=300, credentials=None):
+        self.scoped = (expires_in, _basic(credentials) if credentials
+                       else None)
+
+    def require_basic(self, user, password):
+        self.basic = _basic((user, password))
 
     # --- observation ---------------------------------------------------
 
@@ -148,7 +262,7 @@ class FakeRegistry:
 
     @property
     def url(self):
-        return "http://" + self.hostport
+        return ("https://" if self.ssl_context else "http://") + self.hostport
 
     def start(self):
         registry = self
@@ -157,6 +271,12 @@ class FakeRegistry:
             reg = registry
 
         self._server = _Server((self.host, 0), Handler)
+        if self.ssl_context is not None:
+            # the handshake happens in the handler's thread, at its first
+            # read: a failing one does not hold up the others
+            self._server.socket = self.ssl_context.wrap_socket(
+                self._server.socket, server_side=True,
+                do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="fakeregistry", daemon=True)
         self._thread.start()
@@ -200,6 +320,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _authorized(self, repo, head):
         reg = self.reg
+        if reg.basic is not None or reg.scoped is not None:
+            return self._authorized_h1(repo, head)
         if reg.token is None:
             return True
         if self.headers.get("Authorization") == "Bearer " + reg.token:
@@ -217,6 +339,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     ROUTE = re.compile(r"^/v2/(?P<repo>.+)/(?P<kind>manifests|blobs)/"
                        r"(?P<ref>[^/]+)$")
     TAGS = re.compile(r"^/v2/(?P<repo>.+)/tags/list$")
+    REFERRERS = re.compile(r"^/v2/(?P<repo>.+)/referrers/(?P<digest>[^/]+)$")
     CDN = re.compile(r"^/cdn/(?P<digest>[^/]+)$")
 
     def do_GET(self):
@@ -229,10 +352,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         reg = self.reg
         url = urllib.parse.urlsplit(self.path)
         reg._record(self.command, self.path, dict(self.headers.items()))
+        if reg.latency:
+            reg._stopping.wait(reg.latency)
         for rx, seconds in list(reg.delay.items()):
             if re.search(rx, url.path):
                 reg._stopping.wait(seconds)
         try:
+            for rx in list(reg.reset):
+                if re.search(rx, url.path):
+                    return self._reset()
+            for rx, retry_after in list(reg.too_many.items()):
+                if re.search(rx, url.path):
+                    headers = {}
+                    if retry_after is not None:
+                        headers["Retry-After"] = str(retry_after)
+                    return self._error(429, "TOOMANYREQUESTS",
+                                       "injected rate limit", headers, head)
             if url.path == "/token":
                 return self._token(url.query)
             m = self.CDN.match(url.path)
@@ -251,6 +386,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if not self._authorized(m["repo"], head):
                     return
                 return self._tags(m["repo"], url.query, head)
+            m = self.REFERRERS.match(url.path)
+            if m:
+                if not self._authorized(m["repo"], head):
+                    return
+                return self._referrers(m["repo"], m["digest"], url.query,
+                                       head)
             m = self.ROUTE.match(url.path)
             if m:
                 if not self._authorized(m["repo"], head):
@@ -266,14 +407,74 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
 
+    def _reset(self):
+        """No answer: close with SO_LINGER 0, so the peer gets a RST."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                   struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def _authorized_h1(self, repo, head):
+        """Basic, or the scope-checking token flow."""
+        reg = self.reg
+        auth = self.headers.get("Authorization")
+        if reg.basic is not None:
+            if auth == reg.basic:
+                return True
+            with reg._lock:
+                reg.auth_refused += auth is not None
+            self._error(401, "UNAUTHORIZED", "authentication required",
+                        {"WWW-Authenticate": 'Basic realm="fakeregistry"'},
+                        head)
+            return False
+        if auth is not None and auth.startswith("Bearer "):
+            with reg._lock:
+                issued = reg.issued.get(auth[7:])
+                if issued is None:
+                    reg.auth_refused += 1
+                elif time.monotonic() >= issued[1]:
+                    reg.expired_seen += 1
+                elif repo is not None and issued[0] != repo:
+                    reg.wrong_scope_seen += 1
+                else:
+                    return True
+        scope = "repository:%s:pull" % repo if repo else ""
+        challenge = 'Bearer realm="%s/token",service="fakeregistry"' % reg.url
+        if scope:
+            challenge += ',scope="%s"' % scope
+        self._error(401, "UNAUTHORIZED", "authentication required",
+                    {"WWW-Authenticate": challenge}, head)
+        return False
+
     def _token(self, query):
         reg = self.reg
         q = urllib.parse.parse_qs(query)
         with reg._lock:
             reg.token_calls += 1
             reg.token_scopes.append(q.get("scope", [""])[0])
+        if reg.scoped is not None:
+            return self._scoped_token(q)
         body = json.dumps({"token": reg.token,
                            "expires_in": reg.token_expires_in,
+                           "issued_at": "2024-01-01T00:00:00Z"}).encode()
+        self._send(200, body)
+
+    def _scoped_token(self, q):
+        reg = self.reg
+        expires_in, credentials = reg.scoped
+        if credentials is not None \
+                and self.headers.get("Authorization") != credentials:
+            with reg._lock:
+                reg.auth_refused += 1
+            return self._error(401, "UNAUTHORIZED", "bad credentials",
+                               {"WWW-Authenticate":
+                                'Basic realm="fakeregistry-token"'})
+        m = re.match(r"^repository:([^:]+):pull", q.get("scope", [""])[0])
+        with reg._lock:
+            token = "tok-%d-%s" % (len(reg.issued) + 1,
+                                   m[1].replace("/", "-") if m else "none")
+            reg.issued[token] = (m[1] if m else None,
+                                 time.monotonic() + expires_in)
+        body = json.dumps({"token": token, "expires_in": expires_in,
                            "issued_at": "2024-01-01T00:00:00Z"}).encode()
         self._send(200, body)
 
@@ -287,14 +488,50 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if "last" in q:
             tags = [t for t in tags if t > q["last"][0]]
         headers = {}
-        if "n" in q:
-            n = int(q["n"][0])
+        n = int(q["n"][0]) if "n" in q else reg.tags_page_size
+        if n is not None:
             if len(tags) > n:
                 tags = tags[:n]
                 headers["Link"] = ('</v2/%s/tags/list?n=%d&last=%s>; '
                                    'rel="next"' % (repo, n, tags[-1]))
         body = json.dumps({"name": repo, "tags": tags}).encode()
         self._send(200, body, headers=headers, head=head)
+
+    def _referrers(self, repo, digest, query, head):
+        reg = self.reg
+        if not reg.referrers_api:
+            return self._send(404, b"404 page not found\n",
+                              ctype="text/plain; charset=utf-8", head=head)
+        q = urllib.parse.parse_qs(query)
+        wanted = q.get("artifactType", [None])[0]
+        found = []
+        for (r, d), (media_type, data) in sorted(reg.manifests.items()):
+            if r != repo:
+                continue
+            try:
+                m = json.loads(data)
+            except ValueError:
+                continue
+            if (m.get("subject") or {}).get("digest") != digest:
+                continue
+            desc = _descriptor(media_type, d, data)
+            if wanted is None or desc.get("artifactType") == wanted:
+                found.append(desc)
+        headers = {}
+        if wanted is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        if "last" in q:
+            found = [f for f in found if f["digest"] > q["last"][0]]
+        size = reg.referrers_page_size
+        if size is not None and len(found) > size:
+            found = found[:size]
+            headers["Link"] = ('<%s/v2/%s/referrers/%s?last=%s>; '
+                               'rel="next"' % (reg.url, repo, digest,
+                                               found[-1]["digest"]))
+        body = json.dumps({"schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+                           "manifests": found}).encode()
+        self._send(200, body, ctype=MT_OCI_INDEX, headers=headers,
+                   head=head)
 
     def _manifest(self, repo, ref, head):
         reg = self.reg
@@ -368,3 +605,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if pos < end:
             self.close_connection = True
 
+
+def _basic(credentials):
+    user, password = credentials
+    return "Basic " + base64.b64encode(
+        ("%s:%s" % (user, password)).encode()).decode()
+
+
+def _descriptor(media_type, digest, data):
+    """A referrers list's descriptor of a stored manifest: artifactType
+    from the manifest, else its config's media type (the spec's rule)."""
+    m = json.loads(data)
+    desc = {"mediaType": media_type, "digest": digest, "size": len(data)}
+    at = m.get("artifactType") or (m.get("config") or {}).get("mediaType")
+    if at:
+        desc["artifactType"] = at
+    if m.get("annotations"):
+        desc["annotations"] = m["annotations"]
+    return desc

@@ -377,7 +377,9 @@ def libconfig_settings(d):
 def render_libconfig(store, socket_path, default_registry, registries,
                      min_free="1M", fsync=False, fetcher=None,
                      prefetch=None):
-    """registries: list of dicts name, endpoints, tag_ttl, library_prefix.
+    """registries: list of dicts name, endpoints, tag_ttl (300 if not
+    given), and any other registry setting by its name (select = "fastest",
+    password_file = "...", library_prefix = True, ...).
     fetcher: more settings of the fetcher group (chunk_size = "256K", ...);
     prefetch: the prefetch group's settings (none: the defaults)."""
     regs = []
@@ -386,17 +388,22 @@ def render_libconfig(store, socket_path, default_registry, registries,
                   "endpoints = ( %s );" % ", ".join('"%s"' % e for e in
                                                     r["endpoints"]),
                   "tag_ttl = %d;" % r.get("tag_ttl", 300)]
-        if r.get("library_prefix"):
-            fields.append("library_prefix = true;")
-        regs.append("    { " + " ".join(fields) + " }")
+        rest = {k: v for k, v in r.items()
+                if k not in ("name", "endpoints", "tag_ttl")}
+        regs.append("    { " + " ".join(fields) + libconfig_settings(rest)
+                    + " }")
+    # the suite's defaults, which `fetcher` may override (libconfig
+    # refuses a setting written twice)
+    fetcher_all = {"max_transfers": 16, "connect_timeout": 3,
+                   "low_speed_time": 10}
+    fetcher_all.update(fetcher or {})
     return ("store = { path = \"%s\"; fsync = %s; min_free = \"%s\"; };\n"
-            "fetcher = { socket = \"%s\"; max_transfers = 16;\n"
-            "            connect_timeout = 3; low_speed_time = 10;%s };\n"
+            "fetcher = { socket = \"%s\";%s };\n"
             "%s"
             "default_registry = \"%s\";\n"
             "registries = (\n%s\n);\n"
             % (store, "true" if fsync else "false", min_free, socket_path,
-               libconfig_settings(fetcher),
+               libconfig_settings(fetcher_all),
                "prefetch = {%s };\n" % libconfig_settings(prefetch)
                if prefetch is not None else "",
                default_registry, ",\n".join(regs)))

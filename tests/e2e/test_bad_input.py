@@ -60,7 +60,13 @@ CASES = [
     ("/v2/e2e/small/manifests/", (400, 404), None),
     ("/v2/e2e/small/tags/list/extra", (400, 404), None),
     ("/v2/e2e/small/manifests/v1/extra", (400, 404), None),
-    ("/v2/e2e/small/referrers/sha256:" + GOOD_HEX, 404, "UNSUPPORTED"),
+    # referrers: only by a valid digest, filtered by a media type
+    ("/v2/e2e/small/referrers/v1", 400, "DIGEST_INVALID"),
+    ("/v2/e2e/small/referrers/sha256:" + "a" * 63, 400, "DIGEST_INVALID"),
+    ("/v2/e2e/small/referrers/sha512:" + "a" * 128, 400, "DIGEST_INVALID"),
+    ("/v2/e2e/small/referrers/sha256:" + GOOD_HEX + "?artifactType=a%20b",
+     400, "UNSUPPORTED"),
+    ("/v2/e2e/small/referrers/", (400, 404), None),
 ]
 
 

@@ -76,6 +76,56 @@ def test_check_names_file_and_line(binaries, tmp_path, name, mutate):
     assert out.startswith("%s:%d: " % (path, _line_of(good, bad))), out
 
 
+def test_every_upstream_setting_is_accepted(binaries, tmp_path):
+    """Both readers of the file (the fetcher's --check and nginx -t)
+    accept every upstream setting of a registry and of the fetcher."""
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    reg = dict(GOOD, select="fastest", probe_interval=5, backoff=2,
+               username="bob", password_file=str(pw), ca_file=str(ca),
+               tls_verify=True, proxy="", no_proxy="localhost",
+               bandwidth_limit="1M", connect_timeout=3, low_speed_time=4,
+               stale_if_error=60, negative_ttl=5, tags_ttl=10,
+               referrers_ttl=10)
+    m = Mirror(str(tmp_path / "m"), GOOD["name"], [reg],
+               socket_dir=str(tmp_path), binaries=binaries,
+               fetcher={"proxy": "http://127.0.0.1:9",
+                        "no_proxy": "127.0.0.1",
+                        "bandwidth_limit": "100M"})
+    m.write_config()
+    m.write_nginx_conf()
+    p = _check(binaries, m.config_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    t = subprocess.run([NGINX_BIN, "-t", "-p", m.prefix, "-e", m.error_log,
+                        "-c", m.nginx_conf], capture_output=True, text=True,
+                       timeout=20)
+    assert t.returncode == 0, t.stderr
+
+
+def test_check_reads_the_secret_files(binaries, tmp_path):
+    """A password file that cannot be read is the fetcher's error at
+    --check, with the file and the line that names it; the secret itself
+    is never printed."""
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret-value\n")
+    good = _good_config(tmp_path, username="bob", password_file=str(pw))
+    path = _write(tmp_path, good)
+    p = _check(binaries, path)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+    os.chmod(str(pw), 0)
+    pw.write_text("")
+    line = [i for i, l in enumerate(good.splitlines(), 1)
+            if "password_file" in l][0]
+    p = _check(binaries, path)
+    out = (p.stdout + p.stderr).strip()
+    assert p.returncode == 1, out
+    assert out.startswith("%s:%d: " % (path, line)), out
+    assert "password_file" in out and "s3cret" not in out, out
+
+
 def test_nginx_t_reports_a_bad_config(binaries, tmp_path):
     """nginx -t loads the libconfig file at the directive and fails with
     its file and line."""

@@ -201,9 +201,11 @@ def _paged_fake(fake_upstream, catalog):
 def test_tags_list_pagination_default_route(mirror_factory, fake_upstream,
                                             catalog):
     _paged_fake(fake_upstream, catalog)
+    # tags_ttl = 0: forwarded (a cached list is paged by the mirror, see
+    # test_referrers_tags.py)
     m = mirror_factory(fake_upstream.hostport,
                        [{"name": fake_upstream.hostport,
-                         "endpoints": [fake_upstream.url]}])
+                         "endpoints": [fake_upstream.url], "tags_ttl": 0}])
     r = m.get("/v2/team/app/tags/list?n=2")
     assert r.status == 200, r
     assert r.json()["tags"] == ["a1", "a2"]

@@ -40,6 +40,7 @@
 #include "job.h"
 #include "queue.h"
 #include "server.h"
+#include "stats.h"
 #include "token.h"
 #include "xfer.h"
 
@@ -56,6 +57,10 @@ struct xfer_s {
     int                    head;
     char                   accept[OCI_ACCEPT_MAX + 1];  /* "" if none */
     char                   bearer[256];                 /* "" if none */
+    char                   username[64];                /* Basic, "" */
+    char                   password[256];               /* if none */
+    const oci_registry_t  *registry;
+    long                   answer;
     xfer_prio_t            prio;
     int                    urgent;
     int                    ranged;
@@ -114,6 +119,12 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
              req->accept != NULL ? req->accept : "");
     snprintf(x->bearer, sizeof(x->bearer), "%s",
              req->bearer != NULL ? req->bearer : "");
+    snprintf(x->username, sizeof(x->username), "%s",
+             req->username != NULL ? req->username : "");
+    snprintf(x->password, sizeof(x->password), "%s",
+             req->password != NULL ? req->password : "");
+    x->registry = req->registry;
+    x->answer = req->answer;
     x->prio = req->prio;
     x->urgent = req->urgent;
     x->ranged = req->ranged;
@@ -125,6 +136,9 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     x->resp.range_first = -1;
     x->resp.range_last = -1;
     x->resp.range_total = -1;
+    x->resp.retry_after = -1;
+    x->resp.ratelimit_limit = -1;
+    x->resp.ratelimit_remaining = -1;
 
     queue_insert_tail(&fake_xfers.live, &x->link);
     fake_xfers.started++;
@@ -281,6 +295,11 @@ typedef struct {
     size_t       chunk;             /* body handed over in pieces */
     void       (*between)(void *arg, size_t done);  /* after each piece */
     void        *arg;
+    int          retry_after_set;   /* Retry-After: retry_after seconds */
+    long         retry_after;
+    int          ratelimit_set;     /* RateLimit-Limit / -Remaining */
+    long long    ratelimit_limit;
+    long long    ratelimit_remaining;
 } fake_reply_t;
 
 
@@ -310,6 +329,15 @@ fake_xfer_reply(xfer_t *x, const fake_reply_t *r)
              r->www_authenticate != NULL ? r->www_authenticate : "");
     snprintf(resp->link, sizeof(resp->link), "%s",
              r->link != NULL ? r->link : "");
+
+    if (r->retry_after_set) {
+        resp->retry_after = r->retry_after;
+    }
+
+    if (r->ratelimit_set) {
+        resp->ratelimit_limit = r->ratelimit_limit;
+        resp->ratelimit_remaining = r->ratelimit_remaining;
+    }
 
     if (r->range_set) {
         resp->range_first = r->range_first;
@@ -616,6 +644,7 @@ fake_env_setup(void **state)
     }
 
     assert_int_equal(oci_store_prepare(e->store, err, sizeof(err)), OCI_OK);
+    assert_int_equal(stats_init(e->cf), 0);
 
     fake_xfer_reset();
     fake_now = 1000;
@@ -652,6 +681,7 @@ fake_env_teardown(void **state)
 
     fake_conn_free(&e->c1);
     fake_conn_free(&e->c2);
+    stats_destroy();
     oci_config_destroy(e->cf);
     test_rm_rf(e->dir);
     free(e);

@@ -546,6 +546,222 @@ test_prefetch(void **state)
 }
 
 
+/* A file in the fixture's dir with the given content; its path in out. */
+static void
+write_file(fixture_t *f, const char *name, const char *content, char *out,
+    size_t cap)
+{
+    FILE  *fp;
+
+    snprintf(out, cap, "%s/%s", f->dir, name);
+    fp = fopen(out, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(content, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+
+static void
+test_upstream_settings(void **state)
+{
+    fixture_t             *f = *state;
+    oci_config_t          *cf;
+    const oci_registry_t  *a, *b, *c;
+
+    assert_int_equal(load(f,
+        STORE
+        "fetcher = { proxy = \"http://proxy.corp:3128\";\n"
+        "            no_proxy = \"localhost,.corp\";\n"
+        "            bandwidth_limit = \"10M\"; connect_timeout = 7;\n"
+        "            low_speed_time = 9; };\n"
+        "registries = (\n"
+        "  { name = \"a.io\"; endpoints = ( \"https://m.a.io\",\n"
+        "      \"https://a.io\" ); select = \"fastest\";\n"
+        "    probe_interval = 5; backoff = 3; username = \"bob\";\n"
+        "    password_file = \"/etc/ocimirror/a.pw\";\n"
+        "    ca_file = \"/etc/ocimirror/ca.pem\";\n"
+        "    client_cert = \"/etc/ocimirror/c.pem\";\n"
+        "    client_key = \"/etc/ocimirror/c.key\";\n"
+        "    bandwidth_limit = 65536; stale_if_error = 0;\n"
+        "    negative_ttl = 0; tags_ttl = 5; referrers_ttl = 6;\n"
+        "    connect_timeout = 2; },\n"
+        "  { name = \"b.io\"; endpoints = ( \"https://b.io\" );\n"
+        "    proxy = \"\"; no_proxy = \"b.io\"; tls_verify = false;\n"
+        "    token_file = \"/etc/ocimirror/b.token\"; },\n"
+        "  { name = \"c.io\"; endpoints = ( \"https://c.io\" );\n"
+        "    proxy = \"socks5h://127.0.0.1:1080\"; }\n"
+        ");\n", &cf), OCI_OK);
+
+    assert_string_equal(cf->proxy, "http://proxy.corp:3128");
+    assert_string_equal(cf->no_proxy, "localhost,.corp");
+    assert_int_equal(cf->bandwidth_limit, 10LL * 1024 * 1024);
+
+    a = oci_config_registry(cf, "a.io", 4);
+    b = oci_config_registry(cf, "b.io", 4);
+    c = oci_config_registry(cf, "c.io", 4);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+
+    assert_int_equal(a->select, OCI_SELECT_FASTEST);
+    assert_int_equal(a->probe_interval, 5);
+    assert_int_equal(a->backoff, 3);
+    assert_string_equal(a->username, "bob");
+    assert_string_equal(a->password_file.path, "/etc/ocimirror/a.pw");
+    assert_int_equal(a->password_file.line, 10);
+    assert_null(a->token_file.path);
+    assert_string_equal(a->ca_file.path, "/etc/ocimirror/ca.pem");
+    assert_string_equal(a->client_cert.path, "/etc/ocimirror/c.pem");
+    assert_string_equal(a->client_key.path, "/etc/ocimirror/c.key");
+    assert_int_equal(a->tls_verify, 1);
+    assert_string_equal(a->proxy, "http://proxy.corp:3128");
+    assert_string_equal(a->no_proxy, "localhost,.corp");
+    assert_int_equal(a->bandwidth_limit, 65536);
+    assert_int_equal(a->stale_if_error, 0);
+    assert_int_equal(a->negative_ttl, 0);
+    assert_int_equal(a->tags_ttl, 5);
+    assert_int_equal(a->referrers_ttl, 6);
+    assert_int_equal(a->connect_timeout, 2);
+    assert_int_equal(a->low_speed_time, 9);
+    assert_int_equal(a->line, 7);
+
+    /* "" turns the global proxy off for one registry */
+    assert_int_equal(b->select, OCI_SELECT_ORDERED);
+    assert_null(b->proxy);
+    assert_string_equal(b->no_proxy, "b.io");
+    assert_int_equal(b->tls_verify, 0);
+    assert_string_equal(b->token_file.path, "/etc/ocimirror/b.token");
+    assert_null(b->username);
+    assert_int_equal(b->connect_timeout, 7);
+    assert_int_equal(b->bandwidth_limit, 0);
+    assert_int_equal(b->probe_interval, OCI_DEFAULT_PROBE_INTERVAL);
+    assert_int_equal(b->backoff, OCI_DEFAULT_BACKOFF);
+    assert_int_equal(b->stale_if_error, OCI_DEFAULT_STALE_IF_ERROR);
+    assert_int_equal(b->negative_ttl, OCI_DEFAULT_NEGATIVE_TTL);
+    assert_int_equal(b->tags_ttl, OCI_DEFAULT_TAGS_TTL);
+    assert_int_equal(b->referrers_ttl, OCI_DEFAULT_REFERRERS_TTL);
+
+    assert_string_equal(c->proxy, "socks5h://127.0.0.1:1080");
+    assert_string_equal(c->no_proxy, "localhost,.corp");
+
+    oci_config_destroy(cf);
+
+    /* nothing set anywhere: direct, verified, no limit */
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_null(cf->proxy);
+    assert_null(cf->registries[0].proxy);
+    assert_null(cf->registries[0].no_proxy);
+    assert_int_equal(cf->registries[0].tls_verify, 1);
+    assert_int_equal(cf->bandwidth_limit, 0);
+    assert_int_equal(cf->registries[0].connect_timeout,
+                     OCI_DEFAULT_CONNECT_TIMEOUT);
+    oci_config_destroy(cf);
+}
+
+
+#define REG_WITH(x) \
+    STORE "registries = ( { name = \"r.io\";\n" \
+    "  endpoints = ( \"https://r.io\" );\n" x " } );\n"
+
+static void
+test_upstream_errors(void **state)
+{
+    fixture_t  *f = *state;
+
+    expect_error(f, REG_WITH("select = \"random\";"), 4,
+                 "\"select\" must be \"ordered\" or \"fastest\"");
+    expect_error(f, REG_WITH("probe_interval = 0;"), 4,
+                 "\"probe_interval\" must be between 1 and");
+    expect_error(f, REG_WITH("username = \"u\";"), 4,
+                 "\"username\" and \"password_file\" go together");
+    expect_error(f, REG_WITH("password_file = \"/p\";"), 4,
+                 "\"username\" and \"password_file\" go together");
+    expect_error(f, REG_WITH("username = \"a:b\"; password_file = \"/p\";"),
+                 4, "without \":\"");
+    expect_error(f, REG_WITH("username = \"u\"; password_file = \"/p\";\n"
+                             "token_file = \"/t\";"), 5,
+                 "\"token_file\" and \"username\" exclude each other");
+    expect_error(f, REG_WITH("token_file = \"relative/t\";"), 4,
+                 "\"token_file\" must be an absolute path");
+    expect_error(f, REG_WITH("client_cert = \"/c\";"), 4,
+                 "\"client_cert\" and \"client_key\" go together");
+    expect_error(f, REG_WITH("tls_verify = 0;"), 4,
+                 "\"tls_verify\" must be true or false");
+    expect_error(f, REG_WITH("proxy = \"ftp://p:21\";"), 4,
+                 "\"registries.proxy\" must be a URL");
+    expect_error(f, REG_WITH("proxy = \"http://u:pw@p:3128\";"), 4,
+                 "no credentials");
+    expect_error(f, REG_WITH("no_proxy = \"a.io;rm\";"), 4,
+                 "\"registries.no_proxy\" must be a list");
+    expect_error(f, REG_WITH("bandwidth_limit = \"1K\";"), 4,
+                 "at least 16K bytes per second");
+    expect_error(f, REG_WITH("bandwidth_limit = \"fast\";"), 4,
+                 "\"registries.bandwidth_limit\" must be a number of bytes");
+    expect_error(f, REG_WITH("stale_if_error = -1;"), 4,
+                 "\"stale_if_error\" must be between 0 and");
+    expect_error(f, REG_WITH("tags_tll = 5;"), 4,
+                 "unknown setting \"registries.tags_tll\"");
+    expect_error(f, STORE "fetcher = { proxy = \"\"; };\n" REG, 2,
+                 "\"fetcher.proxy\" must be a URL");
+}
+
+
+static void
+test_check_files(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+    char           pw[256], empty[256], ca[256], text[2048];
+    char           secret[64];
+
+    write_file(f, "pw", "s3cret\nignored second line\n", pw, sizeof(pw));
+    write_file(f, "empty", "\n", empty, sizeof(empty));
+    write_file(f, "ca.pem", "-----BEGIN CERTIFICATE-----\n", ca,
+               sizeof(ca));
+
+    assert_int_equal(oci_config_read_secret(pw, secret, sizeof(secret)),
+                     OCI_OK);
+    assert_string_equal(secret, "s3cret");
+    assert_int_equal(oci_config_read_secret(pw, secret, 4), OCI_ERANGE);
+    assert_int_equal(oci_config_read_secret(empty, secret, sizeof(secret)),
+                     OCI_EINVAL);
+    assert_int_equal(oci_config_read_secret("/nonexistent/pw", secret,
+                                            sizeof(secret)), OCI_EIO);
+
+    snprintf(text, sizeof(text),
+             REG_WITH("username = \"u\"; password_file = \"%s\";\n"
+                      "ca_file = \"%s\";"), pw, ca);
+    assert_int_equal(load(f, text, &cf), OCI_OK);
+    assert_int_equal(oci_config_check_files(cf, f->err, sizeof(f->err)),
+                     OCI_OK);
+    oci_config_destroy(cf);
+
+    /* an empty secret: named with its file and line */
+    snprintf(text, sizeof(text),
+             REG_WITH("username = \"u\";\npassword_file = \"%s\";"), empty);
+    assert_int_equal(load(f, text, &cf), OCI_OK);
+    assert_int_equal(oci_config_check_files(cf, f->err, sizeof(f->err)),
+                     OCI_EIO);
+    assert_non_null(strstr(f->err, ":5: registry \"r.io\": password_file"));
+    assert_non_null(strstr(f->err, "the first line is empty"));
+    oci_config_destroy(cf);
+
+    /* a CA file that is not there */
+    snprintf(text, sizeof(text),
+             REG_WITH("ca_file = \"%s/missing.pem\";"), f->dir);
+    assert_int_equal(load(f, text, &cf), OCI_OK);
+    assert_int_equal(oci_config_check_files(cf, f->err, sizeof(f->err)),
+                     OCI_EIO);
+    assert_non_null(strstr(f->err, ":4: registry \"r.io\": ca_file"));
+    assert_non_null(strstr(f->err, "No such file or directory"));
+    oci_config_destroy(cf);
+
+    unlink(pw);
+    unlink(empty);
+    unlink(ca);
+}
+
+
 int
 main(void)
 {
@@ -564,6 +780,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_parallel_engine, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_settings, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_files, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -143,15 +143,26 @@ kind_cleanup(job_t *j)
 static const job_ops_t  plain_ops = {
     "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup, NULL, NULL,
-    NULL
+    NULL, NULL
 };
 
 /* A kind that ends when idle and handles "unavailable" itself. */
 static const job_ops_t  idle_ops = {
     "test", OCI_ERR_BLOB_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, kind_unavailable, kind_idle, NULL,
-    kind_cleanup, NULL, NULL, NULL
+    kind_cleanup, NULL, NULL, NULL, NULL
 };
+
+
+/* The endpoints' clock (milliseconds). */
+static long long  test_ms;
+
+
+static long long
+test_clock(void)
+{
+    return test_ms;
+}
 
 
 static int
@@ -160,7 +171,11 @@ setup(void **state)
     memset(&rec, 0, sizeof(rec));
     rec.retry = 1;
 
-    return fake_env_setup(state);
+    fake_env_setup(state);
+    test_ms = 1000000;
+    jobs_set_clock(((fake_env_t *) *state)->jobs, test_clock);
+
+    return 0;
 }
 
 
@@ -742,20 +757,31 @@ test_upstream_errors(void **state)
     job_t       *j;
     char         want[512];
     size_t       i;
+    int          started;
+
+    started = 0;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         j = new_job(e, &plain_ops, FAKE_REG, NULL);
         assert_non_null(job_add_waiter(j, &e->c1, 1));
         job_issue(j);
         reply(cases[i].status, cases[i].body);
+        started++;
+
+        /* a 429 throttles the endpoint: the other one is asked */
+        if (cases[i].status == 429) {
+            assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+            reply(cases[i].status, cases[i].body);
+            started++;
+            test_ms += ENDPOINTS_RETRY_AFTER * 1000;
+        }
 
         snprintf(want, sizeof(want), "FAIL 1 %s\n", cases[i].fail);
         assert_string_equal(fake_conn_take(&e->c1), want);
     }
 
-    /* no failover for any of them */
-    assert_int_equal(fake_xfers.started,
-                     (int) (sizeof(cases) / sizeof(cases[0])));
+    /* no failover for any of the others */
+    assert_int_equal(fake_xfers.started, started);
 
     /* the not-found code is the kind's */
     j = new_job(e, &idle_ops, FAKE_REG, NULL);
@@ -877,6 +903,9 @@ test_auth_failures(void **state)
         snprintf(want, sizeof(want), "FAIL 1 %s\n", cases[i].fail);
         assert_string_equal(fake_conn_take(&e->c1), want);
         assert_int_equal(fake_xfer_count(), 0);
+
+        /* past the time a refused scope is not asked again */
+        fake_now += 3600;
     }
 }
 
@@ -1065,6 +1094,177 @@ test_destroy(void **state)
     assert_non_null(e->jobs);
 }
 
+/* Three failures in a row put an endpoint down: jobs start on the next
+ * usable one, walk their own order, and count failovers and requests. */
+static void
+test_endpoint_order(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    stats_registry_t       *st;
+    job_t                  *j;
+    int                     i;
+
+    reg = registry(e, FAKE_REG);
+    st = stats_registry(reg);
+
+    for (i = 1; i <= 3; i++) {
+        j = new_job(e, &plain_ops, FAKE_REG, NULL);
+        assert_non_null(job_add_waiter(j, &e->c1, i));
+        job_issue(j);
+        assert_string_equal(fake_xfer_one()->url, FAKE_EP1 PATH);
+        reply(500, NULL);
+        assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+        reply(200, "ok");
+    }
+
+    assert_true(st->failovers == 3);
+    assert_true(st->endpoints[0].requests == 3);
+    assert_true(st->endpoints[0].failures == 3);
+    assert_true(st->endpoints[1].requests == 3);
+    assert_int_equal(st->endpoints[0].up, 0);
+
+    /* skipped: the job starts on the second endpoint */
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 4));
+    job_issue(j);
+    assert_true(j->endpoint == 1);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+
+    /* a job that fails there has no other endpoint left */
+    reply(503, NULL);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "DONE 1\nDONE 2\nDONE 3\n"
+                        "FAIL 4 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_true(st->failovers == 3);
+
+    /* an order is kept by the job: the first endpoint going down while
+     * the job runs on it still lets the job move on to the second, and
+     * one going down meanwhile is not asked */
+    test_ms += (long long) reg->backoff * 1000;
+    jobs_tick(e->jobs);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP1 "/v2/");
+    reply(401, NULL);
+    assert_int_equal(st->endpoints[0].up, 1);
+
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 5));
+    job_issue(j);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP1 PATH);
+    endpoints_failed(e->jobs->eps, reg, 1);
+    endpoints_failed(e->jobs->eps, reg, 1);
+    endpoints_failed(e->jobs->eps, reg, 1);
+    reply_rc(CURLE_COULDNT_CONNECT);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 5 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+}
+
+
+/* Every endpoint backing off: the job ends at once, upstream not asked,
+ * through the kind's "unavailable" if it has one. */
+static void
+test_endpoints_all_down(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    job_t                  *j;
+    int                     i;
+
+    reg = registry(e, FAKE_REG);
+
+    for (i = 0; i < ENDPOINTS_FAIL_MAX; i++) {
+        endpoints_failed(e->jobs->eps, reg, 0);
+        endpoints_failed(e->jobs->eps, reg, 1);
+    }
+
+    j = new_job(e, &plain_ops, FAKE_REG, "D");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    assert_int_equal(fake_xfers.started, 0);
+    assert_null(job_find(e->jobs, "D"));
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+
+    j = new_job(e, &idle_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    assert_int_equal(rec.unavailables, 1);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 503 UNAVAILABLE kind says unavailable\n");
+
+    /* another registry is not concerned */
+    j = new_job(e, &plain_ops, FAKE_SOLO, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 3));
+    job_issue(j);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP_SOLO PATH);
+    reply(200, "ok");
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 3\n");
+}
+
+
+/* A 429 throttles its endpoint for Retry-After: the job moves on; with
+ * none left, FAIL 429, and later jobs fail at once until it has passed. */
+static void
+test_endpoints_throttled(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    fake_reply_t            r;
+    job_t                  *j;
+
+    reg = registry(e, FAKE_REG);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 429;
+    r.retry_after_set = 1;
+    r.retry_after = 30;
+
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+    reply(200, "second");
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+    assert_true(stats_registry(reg)->endpoints[0].throttled == 1);
+
+    /* the first is skipped, the second throttles too */
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+    r.retry_after = 60;
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 429 TOOMANYREQUESTS upstream answered 429\n");
+
+    /* nothing usable: FAIL 429 without asking */
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 3));
+    job_issue(j);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 3 429 TOOMANYREQUESTS upstream rate limit "
+                        "reached, retry later\n");
+
+    /* Retry-After of the first has passed: it is asked again */
+    test_ms += 30 * 1000;
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 4));
+    job_issue(j);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP1 PATH);
+    reply(200, "first");
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 4\n");
+
+    /* a throttled endpoint is no failure: nothing backs off */
+    assert_int_equal(stats_registry(reg)->endpoints[0].up, 1);
+    assert_true(stats_registry(reg)->endpoints[1].failures == 0);
+}
+
 
 int
 main(void)
@@ -1113,6 +1313,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unexpected_verb, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_destroy, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_endpoint_order, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_endpoints_all_down, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_endpoints_throttled, setup,
                                         fake_env_teardown),
     };
     int  rc;

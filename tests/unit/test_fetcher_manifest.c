@@ -27,6 +27,8 @@
     "\"config\":{},\"layers\":[]}"
 #define UNTYPED      "{\"schemaVersion\":2,\"config\":{},\"layers\":[]}"
 #define URL_V1       FAKE_EP1 "/v2/a/b/manifests/v1"
+#define HEX64_1 \
+    "1111111111111111111111111111111111111111111111111111111111111111"
 
 typedef struct {
     const char  *body;
@@ -547,7 +549,43 @@ test_type_written_once(void **state)
 }
 
 
-/* A 429 on a revalidation serves the stored tag stale, like a 5xx. */
+/* The endpoints' and the negative cache's clock (milliseconds). */
+static long long  test_ms;
+
+
+static long long
+test_clock(void)
+{
+    return test_ms;
+}
+
+
+static int
+setup_clock(void **state)
+{
+    fake_env_setup(state);
+    test_ms = 1000000;
+    jobs_set_clock(((fake_env_t *) *state)->jobs, test_clock);
+
+    return 0;
+}
+
+
+/* A stale record, well within stale_if_error. */
+static long long
+stale_time(fake_env_t *e)
+{
+    const oci_registry_t  *reg;
+
+    reg = oci_config_registry(e->cf, FAKE_REG, strlen(FAKE_REG));
+    assert_non_null(reg);
+
+    return (long long) time(NULL) - reg->tag_ttl - 10;
+}
+
+
+/* A 429 on a revalidation serves the stored tag stale, like a 5xx, once
+ * no endpoint is left; meanwhile nothing is asked upstream. */
 static void
 test_stale_on_429(void **state)
 {
@@ -558,19 +596,42 @@ test_stale_on_429(void **state)
     doc(&d, INDEX);
     memset(&r, 0, sizeof(r));
     r.status = 429;
+    r.retry_after_set = 1;
+    r.retry_after = 20;
 
-    /* nothing stored: TOOMANYREQUESTS */
+    /* nothing stored: TOOMANYREQUESTS, after both endpoints said so */
     request(e, &e->c1, 1, "v1", 0, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 "/v2/a/b/manifests/v1");
     fake_xfer_reply(fake_xfer_one(), &r);
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 429 TOOMANYREQUESTS upstream answered 429\n");
 
-    seed(e, &d, MT_INDEX, 1);
+    seed(e, &d, MT_INDEX, stale_time(e));
 
+    /* throttled: the record answers without a request */
     request(e, &e->c1, 2, "v1", 0, "");
-    fake_xfer_reply(fake_xfer_one(), &r);
     assert_meta(&e->c1, 2, &d, MT_INDEX, 1);
+    request(e, &e->c1, 3, "v1", 1, "");
+    assert_meta(&e->c1, 3, &d, MT_INDEX, 1);
     assert_int_equal(fake_xfers.started, 2);
+
+    /* and a digest that is not stored gets 429 at once */
+    request(e, &e->c1, 4, "sha256:" HEX64_1, 0, "");
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 4 429 TOOMANYREQUESTS upstream rate limit "
+                        "reached, retry later\n");
+    assert_int_equal(fake_xfers.started, 2);
+    assert_true(stats_registry(e->jobs->cf->registries)->stale_served == 2);
+
+    /* Retry-After has passed: a HEAD revalidates, the 429 serves stale */
+    test_ms += 20 * 1000;
+    request(e, &e->c1, 5, "v1", 0, "");
+    assert_int_equal(fake_xfer_one()->head, 1);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_meta(&e->c1, 5, &d, MT_INDEX, 1);
+    assert_int_equal(fake_xfers.started, 4);
 }
 
 
@@ -598,7 +659,7 @@ test_stale_if_error(void **state)
                         "FAIL 1 503 UNAVAILABLE upstream registry "
                         "unavailable\n");
 
-    seed(e, &d, MT_INDEX, 1);
+    seed(e, &d, MT_INDEX, stale_time(e));
 
     request(e, &e->c1, 2, "v1", 0, "");
     r.rc = CURLE_OPERATION_TIMEDOUT;
@@ -613,7 +674,8 @@ test_stale_if_error(void **state)
 
         assert_int_equal(oci_tag_record_read(e->store, FAKE_REG, "a/b", "v1",
                                              &rec), OCI_OK);
-        assert_true(rec.fetched_at == 1);
+        assert_true(rec.fetched_at == stale_time(e)
+                    || rec.fetched_at == stale_time(e) - 1);
     }
 
     /* a client that does not accept the stored type gets no stale one */
@@ -623,6 +685,60 @@ test_stale_if_error(void **state)
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 3 503 UNAVAILABLE upstream registry "
                         "unavailable\n");
+}
+
+
+/* Stale only within stale_if_error after the record went stale; and
+ * also while every endpoint backs off, without asking. */
+static void
+test_stale_window(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    fake_reply_t            r;
+    doc_t                   d;
+    long long               gone;
+
+    doc(&d, INDEX);
+    reg = oci_config_registry(e->cf, FAKE_REG, strlen(FAKE_REG));
+    gone = (long long) time(NULL) - reg->tag_ttl - reg->stale_if_error;
+
+    /* the window has just passed: 503 */
+    seed(e, &d, MT_INDEX, gone);
+    request(e, &e->c1, 1, "v1", 0, "");
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_COULDNT_CONNECT;
+    fake_xfer_reply(fake_xfer_one(), &r);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_true(stats_registry(reg)->stale_served == 0);
+
+    /* 10 s before its end: stale */
+    seed(e, &d, MT_INDEX, gone + 10);
+    request(e, &e->c1, 2, "v1", 0, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_meta(&e->c1, 2, &d, MT_INDEX, 1);
+    assert_true(stats_registry(reg)->stale_served == 1);
+
+    /* the third failure of each: both back off, nobody is asked */
+    request(e, &e->c1, 3, "v1", 0, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_meta(&e->c1, 3, &d, MT_INDEX, 1);
+    request(e, &e->c1, 4, "v1", 0, "");
+    assert_meta(&e->c1, 4, &d, MT_INDEX, 1);
+    assert_int_equal(fake_xfers.started, 6);
+    assert_true(stats_registry(reg)->stale_served == 3);
+
+    /* nothing stored for another tag: 503 at once */
+    request(e, &e->c1, 5, "v2", 0, "");
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 5 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
+    assert_int_equal(fake_xfers.started, 6);
 }
 
 
@@ -760,16 +876,59 @@ test_not_found(void **state)
              "\"manifest unknown\",\"detail\":{\"Tag\":\"v1\"}}]}";
     fake_xfer_reply(fake_xfer_one(), &r);
 
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 404 MANIFEST_UNKNOWN manifest unknown\n");
+    assert_no_record(e, "v1");
+
+    /* remembered for negative_ttl: GET or HEAD, no request */
     request(e, &e->c1, 2, "v1", 1, "");
+    request(e, &e->c2, 3, "v1", 0, MT_MANIFEST);
+    assert_int_equal(fake_xfers.started, 1);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 404 MANIFEST_UNKNOWN manifest unknown "
+                        "upstream (remembered)\n");
+    assert_string_equal(fake_conn_take(&e->c2),
+                        "FAIL 3 404 MANIFEST_UNKNOWN manifest unknown "
+                        "upstream (remembered)\n");
+    assert_true(stats_registry(e->jobs->cf->registries)->negative_hits
+                == 2);
+
+    /* another reference is asked; a digest's 404 is remembered too,
+     * with the upstream's code */
+    request(e, &e->c1, 4, "sha256:" HEX64_1, 1, "");
+    memset(&r, 0, sizeof(r));
+    r.status = 404;
+    r.body = "{\"errors\":[{\"code\":\"NAME_UNKNOWN\"}]}";
+    fake_xfer_reply(fake_xfer_one(), &r);
+    request(e, &e->c1, 5, "sha256:" HEX64_1, 0, "");
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 4 404 NAME_UNKNOWN upstream answered 404\n"
+                        "FAIL 5 404 NAME_UNKNOWN manifest unknown upstream "
+                        "(remembered)\n");
+    assert_int_equal(fake_xfers.started, 2);
+
+    /* after negative_ttl upstream is asked again */
+    test_ms += OCI_DEFAULT_NEGATIVE_TTL * 1000;
+    request(e, &e->c1, 6, "v1", 1, "");
     memset(&r, 0, sizeof(r));
     r.status = 404;
     fake_xfer_reply(fake_xfer_one(), &r);
-
     assert_string_equal(fake_conn_take(&e->c1),
-                        "FAIL 1 404 MANIFEST_UNKNOWN manifest unknown\n"
-                        "FAIL 2 404 MANIFEST_UNKNOWN upstream answered "
+                        "FAIL 6 404 MANIFEST_UNKNOWN upstream answered "
                         "404\n");
-    assert_no_record(e, "v1");
+    assert_int_equal(fake_xfers.started, 3);
+
+    /* a 404 to a narrow Accept (an index refused to a client that takes
+     * only manifests) says nothing to the others: not remembered */
+    request(e, &e->c1, 7, "v3", 0, MT_MANIFEST);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    request(e, &e->c1, 8, "v3", 0, "");
+    assert_int_equal(fake_xfers.started, 5);
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 7 404 MANIFEST_UNKNOWN upstream answered 404\n"
+                        "FAIL 8 404 MANIFEST_UNKNOWN upstream answered "
+                        "404\n");
 }
 
 
@@ -801,7 +960,7 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_type_written_once,
                                         fake_env_setup, fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_stale_on_429, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_stale_on_429, setup_clock,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_stale_if_error, fake_env_setup,
                                         fake_env_teardown),
@@ -811,7 +970,9 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_limits, fake_env_setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_not_found, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_stale_window, setup_clock,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_not_found, setup_clock,
                                         fake_env_teardown),
     };
     int  rc;

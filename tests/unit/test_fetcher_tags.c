@@ -1,14 +1,19 @@
 /*
- * Unit tests for src/fetcher/tags.c: the upstream query, the body handed
- * over in a temp file (BODY), the next page from the Link header, limits,
- * failover, and who removes the temp file in every ending.  Upstream and
- * workers are the fakes of fetcher_fakes.h.
+ * Unit tests for src/fetcher/tags.c.  Forwarded (tags_ttl = 0): the
+ * upstream query, the body handed over in a temp file (BODY), the next
+ * page from the Link header, limits, failover, and who removes the temp
+ * file in every ending.  Cached (tags_ttl > 0): the whole list fetched
+ * page by page, stored sorted, paged by the fetcher with n and last,
+ * reused within the TTL, served stale when the upstream fails.  Upstream
+ * and workers are the fakes of fetcher_fakes.h.
  */
 
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/time.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "fetcher_fakes.h"
@@ -17,6 +22,24 @@
 #define LIST     "{\"name\":\"a/b\",\"tags\":[\"v1\",\"v2\"]}"
 #define URL      FAKE_EP1 "/v2/a/b/tags/list"
 #define NEXT     "</v2/a/b/tags/list?n=2&last=v2>; rel=\"next\""
+
+
+/* Every registry forwards: the tests of the forwarding path. */
+static int
+setup_forward(void **state)
+{
+    fake_env_t  *e;
+    size_t       i;
+
+    fake_env_setup(state);
+    e = *state;
+
+    for (i = 0; i < e->cf->n_registries; i++) {
+        e->cf->registries[i].tags_ttl = 0;
+    }
+
+    return 0;
+}
 
 
 static void
@@ -373,31 +396,376 @@ test_store_unwritable(void **state)
 }
 
 
+/*
+ * Cached lists.
+ */
+
+#define PAGE1    "{\"name\":\"a/b\",\"tags\":[\"v3\",\"v1\",\"a b\"]}"
+#define PAGE2    "{\"name\":\"a/b\",\"tags\":[\"v2\",5,\"v1\",\"V0\"]}"
+#define SORTED   "{\"name\":\"a/b\",\"tags\":[\"V0\",\"v1\",\"v2\",\"v3\"]}"
+
+
+static void
+stored_path(fake_env_t *e, char *path, size_t cap)
+{
+    assert_int_equal(oci_store_taglist_path(e->store, FAKE_REG, "a/b", path,
+                                            cap), OCI_OK);
+}
+
+
+/* Make the stored list seconds old. */
+static void
+age_stored(fake_env_t *e, long seconds)
+{
+    char            path[512];
+    struct timeval  tv[2];
+
+    stored_path(e, path, sizeof(path));
+    tv[0].tv_sec = time(NULL) - seconds;
+    tv[0].tv_usec = 0;
+    tv[1] = tv[0];
+    assert_int_equal(utimes(path, tv), 0);
+}
+
+
+/* Fill the store: two upstream pages, the second asked for by Link. */
+static void
+fill(fake_env_t *e)
+{
+    request(e, &e->c1, 1, -1, "");
+
+    /* the whole list: no n, no last upstream */
+    assert_string_equal(fake_xfer_one()->url, URL);
+    reply_list(PAGE1, "</v2/a/b/tags/list?n=3&last=v1>; rel=\"next\"");
+
+    assert_string_equal(fake_xfer_one()->url, URL "?n=3&last=v1");
+    reply_list(PAGE2, NULL);
+
+    assert_body(e, &e->c1, 1, SORTED, "");
+}
+
+
+static void
+test_cached_whole_list(void **state)
+{
+    fake_env_t  *e = *state;
+    char         path[512], buf[256];
+
+    fill(e);
+
+    /* sorted, without duplicates and tags that break the grammar */
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)),
+                     (long) strlen(SORTED));
+    assert_string_equal(buf, SORTED);
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* The fetcher pages the stored list itself, as the spec says. */
+static void
+test_cached_pagination(void **state)
+{
+    static const struct {
+        long long    n;
+        const char  *last;
+        const char  *tags;
+        const char  *next;
+    } cases[] = {
+        { -1, "", "\"V0\",\"v1\",\"v2\",\"v3\"", "" },
+        { 2, "", "\"V0\",\"v1\"", "n=2&last=v1" },
+        { 2, "v1", "\"v2\",\"v3\"", "" },
+        { 3, "v1", "\"v2\",\"v3\"", "" },
+        { 1, "v1", "\"v2\"", "n=1&last=v2" },
+        { 4, "", "\"V0\",\"v1\",\"v2\",\"v3\"", "" },
+        { 100, "", "\"V0\",\"v1\",\"v2\",\"v3\"", "" },
+        { -1, "v2", "\"v3\"", "" },
+        { -1, "v", "\"v1\",\"v2\",\"v3\"", "" },
+        { -1, "A", "\"V0\",\"v1\",\"v2\",\"v3\"", "" },
+        { -1, "v3", "", "" },
+        { 2, "zzz", "", "" },
+        /* n = 0: an empty list and no next page */
+        { 0, "", "", "" },
+        { 0, "v1", "", "" },
+    };
+
+    fake_env_t  *e = *state;
+    size_t       i;
+    char         body[256];
+
+    fill(e);
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        request(e, &e->c1, 10 + i, cases[i].n, cases[i].last);
+        assert_int_equal(fake_xfer_count(), 0);
+
+        snprintf(body, sizeof(body), "{\"name\":\"a/b\",\"tags\":[%s]}",
+                 cases[i].tags);
+        assert_body(e, &e->c1, 10 + i, body, cases[i].next);
+    }
+
+    assert_int_equal(fake_xfers.started, 2);
+}
+
+
+/* Within tags_ttl from the store, after it from upstream again. */
+static void
+test_cached_ttl(void **state)
+{
+    fake_env_t  *e = *state;
+
+    fill(e);
+
+    age_stored(e, 59);
+    request(e, &e->c1, 2, -1, "");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_body(e, &e->c1, 2, SORTED, "");
+
+    age_stored(e, 60);
+    request(e, &e->c1, 3, 1, "");
+    assert_string_equal(fake_xfer_one()->url, URL);
+    reply_list("{\"name\":\"a/b\",\"tags\":[\"new\",\"v1\"]}", NULL);
+    assert_body(e, &e->c1, 3, "{\"name\":\"a/b\",\"tags\":[\"new\"]}",
+                "n=1&last=new");
+
+    request(e, &e->c1, 4, -1, "new");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_body(e, &e->c1, 4, "{\"name\":\"a/b\",\"tags\":[\"v1\"]}", "");
+}
+
+
+/* Answer every transfer with a connection error (at most a few). */
+static void
+fail_all(long status)
+{
+    fake_reply_t  r;
+    int           i;
+
+    memset(&r, 0, sizeof(r));
+    r.rc = status == 0 ? CURLE_COULDNT_CONNECT : CURLE_OK;
+    r.status = status;
+
+    for (i = 0; i < 4 && fake_xfer_count() > 0; i++) {
+        fake_xfer_reply(fake_xfer_one(), &r);
+    }
+
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* The next line is FAIL id 503 UNAVAILABLE (its message is job.c's). */
+static void
+assert_unavailable(conn_t *c, uint32_t id)
+{
+    oci_msg_t  m;
+
+    assert_true(fake_conn_next(c, &m));
+    assert_int_equal(m.type, OCI_MSG_FAIL);
+    assert_int_equal(m.id, id);
+    assert_int_equal(m.status, 503);
+    assert_string_equal(m.code, "UNAVAILABLE");
+    assert_false(fake_conn_next(c, &m));
+}
+
+
+/* Every endpoint down, or 429: the stored list, even past its TTL.
+ * (The endpoints' back-off may answer before any transfer: the same.) */
+static void
+test_cached_stale(void **state)
+{
+    fake_env_t  *e = *state;
+
+    /* nothing stored: FAIL */
+    request(e, &e->c1, 1, -1, "");
+    fail_all(0);
+    assert_unavailable(&e->c1, 1);
+
+    fill(e);
+    age_stored(e, 600);
+
+    request(e, &e->c1, 2, 2, "");
+    fail_all(0);
+    assert_body(e, &e->c1, 2, "{\"name\":\"a/b\",\"tags\":[\"V0\",\"v1\"]}",
+                "n=2&last=v1");
+
+    /* past tags_ttl + stale_if_error: no longer */
+    age_stored(e, 60 + e->cf->registries[0].stale_if_error);
+    request(e, &e->c1, 3, -1, "");
+    fail_all(0);
+    assert_unavailable(&e->c1, 3);
+
+    age_stored(e, 59 + e->cf->registries[0].stale_if_error);
+    request(e, &e->c1, 4, -1, "v2");
+    fail_all(503);
+    assert_body(e, &e->c1, 4, "{\"name\":\"a/b\",\"tags\":[\"v3\"]}", "");
+
+    request(e, &e->c1, 5, -1, "");
+    fail_all(429);
+    assert_body(e, &e->c1, 5, SORTED, "");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+static void
+test_cached_errors(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    char           path[512], buf[64];
+
+    request(e, &e->c1, 1, -1, "");
+    memset(&r, 0, sizeof(r));
+    r.status = 404;
+    r.body = "{\"errors\":[{\"code\":\"NAME_UNKNOWN\",\"message\":"
+             "\"repository name not known to registry\"}]}";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    request(e, &e->c1, 2, -1, "");
+    reply_list("{\"name\":\"a/b\",\"tags\":", NULL);
+
+    request(e, &e->c1, 3, -1, "");
+    reply_list("[\"v1\"]", NULL);
+
+    request(e, &e->c1, 4, -1, "");
+    reply_list("{\"name\":\"a/b\",\"tags\":\"v1\"}", NULL);
+
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 404 NAME_UNKNOWN repository name not known "
+                        "to registry\n"
+                        "FAIL 2 502 UNKNOWN invalid tag list upstream\n"
+                        "FAIL 3 502 UNKNOWN invalid tag list upstream\n"
+                        "FAIL 4 502 UNKNOWN invalid tag list upstream\n");
+
+    /* nothing was stored */
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+
+    /* a list without tags (null, or no field) is an empty list */
+    request(e, &e->c1, 5, -1, "");
+    reply_list("{\"name\":\"a/b\",\"tags\":null}", NULL);
+    assert_body(e, &e->c1, 5, "{\"name\":\"a/b\",\"tags\":[]}", "");
+
+    age_stored(e, 100);
+    request(e, &e->c1, 6, -1, "");
+    reply_list("{\"name\":\"a/b\"}", NULL);
+    assert_body(e, &e->c1, 6, "{\"name\":\"a/b\",\"tags\":[]}", "");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* The upstream's pages are bounded: an endless Link fails. */
+static void
+test_cached_pages_bounded(void **state)
+{
+    fake_env_t  *e = *state;
+    char         link[128];
+    int          i;
+
+    request(e, &e->c1, 1, -1, "");
+
+    for (i = 0; i < 1000; i++) {
+        assert_int_equal(fake_xfer_count(), 1);
+        snprintf(link, sizeof(link), "</v2/a/b/tags/list?n=1&last=t%d>; "
+                 "rel=\"next\"", i);
+        reply_list("{\"name\":\"a/b\",\"tags\":[\"t\"]}", link);
+    }
+
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 502 UNKNOWN tag list too large\n");
+}
+
+
+/* The client left: the fetch stops, nothing is stored. */
+static void
+test_cached_cancel(void **state)
+{
+    fake_env_t  *e = *state;
+    oci_msg_t    m;
+    char         path[512], buf[64];
+
+    request(e, &e->c1, 1, -1, "");
+    reply_list(PAGE1, "</v2/a/b/tags/list?n=3&last=v1>; rel=\"next\"");
+    assert_int_equal(fake_xfer_count(), 1);
+
+    oci_msg_init(&m, OCI_MSG_CANCEL, 1);
+    jobs_on_msg(&e->c1, &m, e->jobs);
+
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.aborted, 1);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* A broken page moves to the next endpoint; the pages before stay. */
+static void
+test_cached_failover(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+
+    request(e, &e->c1, 1, -1, "");
+    reply_list(PAGE1, "</v2/a/b/tags/list?n=3&last=v1>; rel=\"next\"");
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_RECV_ERROR;
+    r.status = 200;
+    r.chunked = 1;
+    r.body = "{\"name\":\"a/b\",\"tags\":[\"half";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_string_equal(fake_xfer_one()->url,
+                        FAKE_EP2 "/v2/a/b/tags/list?n=3&last=v1");
+    reply_list(PAGE2, NULL);
+    assert_body(e, &e->c1, 1, SORTED, "");
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_list, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_list, setup_forward,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_query, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_query, setup_forward,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_link_next, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_link_next, setup_forward,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_link_next_long, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_link_next_long, setup_forward,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_no_coalescing, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_no_coalescing, setup_forward,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_not_found, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_not_found, setup_forward,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_and_gone, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_cancel_and_gone, setup_forward,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_not_handed_over,
-                                        fake_env_setup, fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_too_large, fake_env_setup,
+                                        setup_forward, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_too_large, setup_forward,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_failover, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_failover, setup_forward,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_store_unwritable,
+                                        setup_forward, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_whole_list,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_pagination,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_ttl, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_stale, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_errors, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_pages_bounded,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_cancel, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_failover,
                                         fake_env_setup, fake_env_teardown),
     };
     int  rc;

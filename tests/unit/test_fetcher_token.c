@@ -1,8 +1,10 @@
 /*
  * Unit tests for src/fetcher/token.c: the token request (URL, headers),
  * several waiters on one request, the cache and its expiry on a test
- * clock, failures and what code they report, cancelling, forgetting, and
- * that no token reaches the log.  Transfers are the fakes of
+ * clock, failures and what code they report, cancelling, forgetting,
+ * that no token or password reaches the log; the credentials of a
+ * registry (secret files read again when they change, Basic on the token
+ * request) and remembered refusals.  Transfers are the fakes of
  * fetcher_fakes.h, answered by hand.
  */
 
@@ -32,6 +34,21 @@ typedef struct {
 } test_waiter_t;
 
 static int  seq;
+
+
+static const oci_registry_t *
+fake_reg(fake_env_t *e)
+{
+    const oci_registry_t  *reg;
+
+    reg = oci_config_registry(e->cf, FAKE_REG, strlen(FAKE_REG));
+    assert_non_null(reg);
+
+    return reg;
+}
+
+static oci_registry_t *with_password(fake_env_t *e, const char *password,
+    char *path, size_t cap);
 
 
 static void
@@ -94,7 +111,8 @@ fetch(fake_env_t *e, test_waiter_t *t)
     oci_challenge_t  ch;
 
     challenge(&ch, "https://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t->w), 0);
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch,
+                                 &t->w), 0);
 }
 
 
@@ -114,6 +132,10 @@ test_request(void **state)
     assert_string_equal(x->bearer, "");
     assert_int_equal(x->head, 0);
     assert_int_equal(x->prio, XFER_PRIO_TOKEN);
+    /* the registry's transport; no credentials configured, none sent */
+    assert_ptr_equal(x->registry, fake_reg(e));
+    assert_string_equal(x->username, "");
+    assert_string_equal(x->password, "");
 
     /* nothing cached while the request runs */
     assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
@@ -143,7 +165,8 @@ test_request_url(void **state)
     waiter_init(&t);
     challenge(&ch, "http://auth.test/t?x=1", "",
               "repository:a/b:pull,push");
-    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), 0);
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+                     0);
     assert_string_equal(fake_xfer_one()->url, "http://auth.test/t?x=1"
                         "&scope=repository%3Aa%2Fb%3Apull%2Cpush");
 
@@ -166,10 +189,12 @@ test_bad_realm(void **state)
     waiter_init(&t);
 
     challenge(&ch, "ftp://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), -1);
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+                     -1);
 
     challenge(&ch, "auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), -1);
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+                     -1);
 
     /* not queued, never called, nothing started */
     assert_false(queue_linked(&t.w.link));
@@ -179,7 +204,8 @@ test_bad_realm(void **state)
     /* the transfer cannot start: the same */
     fake_xfers.fail_start = 1;
     challenge(&ch, "https://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, FAKE_REG, SCOPE, &ch, &t.w), -1);
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+                     -1);
     assert_false(queue_linked(&t.w.link));
     fake_xfers.fail_start = 0;
 
@@ -272,10 +298,27 @@ test_expiry(void **state)
     fetch(e, &t);
     assert_int_equal(fake_xfers.started, 2);
 
-    /* a short-lived token is kept at least 5 s */
-    reply_token("{\"token\":\"short\",\"expires_in\":3}");
-    fake_now += 4;
+    /* a short-lived token is dropped at half its life: no request goes
+     * out with one about to expire */
+    reply_token("{\"token\":\"short\",\"expires_in\":8}");
+    fake_now += 3;
     assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "short");
+    fake_now += 1;
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+    /* 20 s: 10 either way; 1 s: still kept for the requests waiting */
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"twenty\",\"expires_in\":20}");
+    fake_now += 9;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "twenty");
+    fake_now += 1;
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"one\",\"expires_in\":1}");
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "one");
     fake_now += 1;
     assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
 
@@ -483,7 +526,7 @@ test_not_logged(void **state)
     fake_env_t  *e = *state;
     test_waiter_t    t;
     char         path[] = "/tmp/ocitest-log.XXXXXX";
-    char         buf[8192];
+    char         buf[8192], pw[256];
     int          fd, saved;
     long         n;
 
@@ -493,6 +536,8 @@ test_not_logged(void **state)
     assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
     close(fd);
     log_set_verbose(1);
+
+    with_password(e, "s3cr3t-passw0rd", pw, sizeof(pw));
 
     waiter_init(&t);
     fetch(e, &t);
@@ -512,6 +557,176 @@ test_not_logged(void **state)
     assert_true(n > 0);
     assert_non_null(strstr(buf, "token for reg.test " SCOPE " cached"));
     assert_null(strstr(buf, "s3cr3t"));
+}
+
+
+/* Write value and a line end to path (a new file renamed over it, as a
+ * secret is rotated). */
+static void
+write_secret(const char *path, const char *value)
+{
+    char   tmp[256];
+    FILE  *f;
+
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    f = fopen(tmp, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", value);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+
+/* FAKE_REG with username "alice" and a password file; the config frees
+ * what is set here. */
+static oci_registry_t *
+with_password(fake_env_t *e, const char *password, char *path, size_t cap)
+{
+    oci_registry_t  *reg = (oci_registry_t *) fake_reg(e);
+
+    snprintf(path, cap, "%s/alice.pw", e->dir);
+    write_secret(path, password);
+
+    reg->username = strdup("alice");
+    reg->password_file.path = strdup(path);
+    assert_non_null(reg->username);
+    assert_non_null(reg->password_file.path);
+
+    return reg;
+}
+
+
+/* The token request carries the registry's username and password; a
+ * refusal is remembered for negative_ttl, or until the password changes. */
+static void
+test_credentials_and_refusal(void **state)
+{
+    fake_env_t       *e = *state;
+    oci_registry_t   *reg;
+    test_waiter_t     t;
+    fake_reply_t      r;
+    xfer_t           *x;
+    char              path[256];
+
+    reg = with_password(e, "pw-one", path, sizeof(path));
+    reg->negative_ttl = 30;
+
+    waiter_init(&t);
+    fetch(e, &t);
+    x = fake_xfer_one();
+    assert_string_equal(x->username, "alice");
+    assert_string_equal(x->password, "pw-one");
+    assert_non_null(strstr(x->url, "&account=alice"));
+
+    memset(&r, 0, sizeof(r));
+    r.status = 401;
+    fake_xfer_reply(x, &r);
+    assert_int_equal(t.ok, 0);
+    assert_int_equal(t.code, OCI_ERR_UNAUTHORIZED);
+
+    /* remembered, counted once, for this scope only */
+    assert_true(token_refused(e->tokens, reg, SCOPE));
+    assert_false(token_refused(e->tokens, reg, "repository:a/c:pull"));
+    assert_int_equal(stats_registry(reg)->auth_failures, 1);
+    fake_now += 29;
+    assert_true(token_refused(e->tokens, reg, SCOPE));
+    fake_now += 1;
+    assert_false(token_refused(e->tokens, reg, SCOPE));
+
+    /* refused again, then the password file changes: forgotten at once,
+     * and the new password is what the next request carries */
+    token_refuse(e->tokens, reg, SCOPE);
+    assert_int_equal(stats_registry(reg)->auth_failures, 2);
+    assert_true(token_refused(e->tokens, reg, SCOPE));
+    write_secret(path, "pw-two");
+    assert_false(token_refused(e->tokens, reg, SCOPE));
+
+    waiter_init(&t);
+    fetch(e, &t);
+    assert_string_equal(fake_xfer_one()->password, "pw-two");
+    reply_token("{\"token\":\"granted\"}");
+    assert_int_equal(t.ok, 1);
+    assert_false(token_refused(e->tokens, reg, SCOPE));
+
+    /* a negative_ttl below the floor still holds TOKEN_REFUSAL_MIN */
+    reg->negative_ttl = 0;
+    token_refuse(e->tokens, reg, "repository:x/y:pull");
+    assert_null(token_lookup(e->tokens, FAKE_REG, "repository:x/y:pull"));
+    fake_now += TOKEN_REFUSAL_MIN - 1;
+    assert_true(token_refused(e->tokens, reg, "repository:x/y:pull"));
+    fake_now += 1;
+    assert_false(token_refused(e->tokens, reg, "repository:x/y:pull"));
+}
+
+
+/* Secret files: read when they change, the last good value kept while
+ * the file is missing, token_file values fit for a header. */
+static void
+test_secret_files(void **state)
+{
+    fake_env_t       *e = *state;
+    oci_registry_t   *reg, *solo;
+    char              path[256], tpath[256];
+
+    reg = with_password(e, "first", path, sizeof(path));
+    assert_string_equal(token_password(e->tokens, reg), "first");
+
+    write_secret(path, "second-longer");
+    assert_string_equal(token_password(e->tokens, reg), "second-longer");
+
+    /* same length, new file: still noticed */
+    write_secret(path, "third-longer!");
+    assert_string_equal(token_password(e->tokens, reg), "third-longer!");
+
+    assert_int_equal(unlink(path), 0);
+    assert_string_equal(token_password(e->tokens, reg), "third-longer!");
+
+    /* no username: no password, whatever the file */
+    solo = (oci_registry_t *) oci_config_registry(e->cf, FAKE_SOLO,
+                                                  strlen(FAKE_SOLO));
+    assert_null(token_password(e->tokens, solo));
+    assert_null(token_file_token(e->tokens, solo));
+
+    snprintf(tpath, sizeof(tpath), "%s/solo.token", e->dir);
+    write_secret(tpath, "ready-token");
+    solo->token_file.path = strdup(tpath);
+    assert_non_null(solo->token_file.path);
+    assert_string_equal(token_file_token(e->tokens, solo), "ready-token");
+
+    write_secret(tpath, "has space");
+    assert_null(token_file_token(e->tokens, solo));
+    write_secret(tpath, "fixed");
+    assert_string_equal(token_file_token(e->tokens, solo), "fixed");
+
+    /* Basic wanted: remembered per registry */
+    assert_false(token_wants_basic(e->tokens, reg));
+    token_set_basic(e->tokens, reg);
+    assert_true(token_wants_basic(e->tokens, reg));
+    assert_false(token_wants_basic(e->tokens, solo));
+}
+
+
+/* A token service refusal clears a token the entry still held. */
+static void
+test_refusal_drops_token(void **state)
+{
+    fake_env_t     *e = *state;
+    test_waiter_t   t;
+    fake_reply_t    r;
+
+    waiter_init(&t);
+    fetch(e, &t);
+    reply_token("{\"token\":\"held\"}");
+
+    /* a refresh while the token is cached, refused */
+    waiter_init(&t);
+    fetch(e, &t);
+    memset(&r, 0, sizeof(r));
+    r.status = 403;
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
 }
 
 
@@ -541,6 +756,12 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_not_logged, fake_env_setup,
                                         fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_credentials_and_refusal,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_secret_files, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_drops_token,
+                                        fake_env_setup, fake_env_teardown),
     };
     int  rc;
 

@@ -16,6 +16,7 @@
 
 #include "oci_config.h"
 #include "loop.h"
+#include "stats.h"
 #include "xfer.h"
 
 
@@ -600,12 +601,14 @@ test_unreachable(void **state)
         CURLE_OPERATION_TIMEDOUT, CURLE_SSL_CONNECT_ERROR,
         CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_RECV_ERROR,
         CURLE_PARTIAL_FILE, CURLE_HTTP2, CURLE_HTTP2_STREAM,
-        CURLE_WEIRD_SERVER_REPLY
+        CURLE_WEIRD_SERVER_REPLY,
+        /* the next endpoint may show a certificate that verifies */
+        CURLE_PEER_FAILED_VERIFICATION
     };
     static const CURLcode  no[] = {
         CURLE_OK, CURLE_WRITE_ERROR, CURLE_ABORTED_BY_CALLBACK,
         CURLE_TOO_MANY_REDIRECTS, CURLE_URL_MALFORMAT,
-        CURLE_UNSUPPORTED_PROTOCOL, CURLE_PEER_FAILED_VERIFICATION,
+        CURLE_UNSUPPORTED_PROTOCOL, CURLE_SSL_CERTPROBLEM,
         CURLE_OUT_OF_MEMORY, CURLE_FAILED_INIT
     };
     size_t  i;
@@ -617,6 +620,133 @@ test_unreachable(void **state)
     for (i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
         assert_int_equal(xfer_unreachable(no[i]), 0);
     }
+}
+
+
+/* TLS failures get a reason a client can act on; others none. */
+static void
+test_failure_reason(void **state)
+{
+    assert_non_null(strstr(xfer_failure_reason(
+                               CURLE_PEER_FAILED_VERIFICATION),
+                           "certificate refused"));
+    assert_non_null(strstr(xfer_failure_reason(CURLE_SSL_CERTPROBLEM),
+                           "client_cert"));
+    assert_non_null(strstr(xfer_failure_reason(CURLE_SSL_CACERT_BADFILE),
+                           "ca_file"));
+    assert_non_null(xfer_failure_reason(CURLE_SSL_CONNECT_ERROR));
+    assert_null(xfer_failure_reason(CURLE_OK));
+    assert_null(xfer_failure_reason(CURLE_COULDNT_CONNECT));
+    assert_null(xfer_failure_reason(CURLE_WRITE_ERROR));
+}
+
+
+/* A request answered from memory (a refusal auth.c remembers): done at
+ * the next pump with that status, without a slot or a connection. */
+static void
+test_answer(void **state)
+{
+    fixture_t   *f = *state;
+    xfer_req_t   req;
+    xfer_t      *x;
+
+    memset(&req, 0, sizeof(req));
+    req.url = "http://127.0.0.1:9/v2/a/manifests/v2";
+    req.answer = 401;
+    req.prio = XFER_PRIO_TOKEN;
+
+    x = xfer_start(f->xm, &req, &handler, f);
+    assert_non_null(x);
+
+    /* it goes first (token class) and ends at once; f->x then runs */
+    assert_int_equal(xfer_pump(f->xm), 1);
+    assert_int_equal(f->done, 1);
+    assert_ptr_equal(f->done_order[0], x);
+    assert_int_equal(f->headers, 0);
+    assert_int_equal(f->body_len, 0);
+
+    /* nothing left but f->x for teardown, which must not call done */
+    f->done = 0;
+}
+
+
+/* With a bandwidth limit the write callback takes blocks while the
+ * bucket holds tokens, then pauses (the bytes are handed over again
+ * later) and counts the pause; every 2xx body byte is counted. */
+static void
+test_bandwidth_pause(void **state)
+{
+    fixture_t         *f = *state;
+    oci_config_t       cf;
+    oci_registry_t     reg;
+    xfer_multi_t      *xm;
+    xfer_req_t         req;
+    xfer_t            *x, *y;
+    stats_registry_t  *st;
+    char               block[60];
+    int                i;
+
+    memset(&reg, 0, sizeof(reg));
+    reg.name = "reg.test";
+    reg.tls_verify = 1;
+    reg.connect_timeout = 10;
+    reg.low_speed_time = 30;
+
+    cf = f->cf;
+    cf.max_transfers = 4;
+    cf.max_per_host = 4;
+    cf.bandwidth_limit = 5000;       /* a 100-byte burst (20 ms) */
+    cf.registries = &reg;
+    cf.n_registries = 1;
+    assert_int_equal(stats_init(&cf), 0);
+    st = stats_registry(&reg);
+
+    xm = xfer_multi_create(f->loop, &cf);
+    assert_non_null(xm);
+
+    memset(&req, 0, sizeof(req));
+    req.url = "http://127.0.0.1:9/v2/a/blobs/" DIGEST;
+    req.registry = &reg;
+    req.prio = XFER_PRIO_CLIENT;
+    x = xfer_start(xm, &req, &handler, f);
+    y = xfer_start(xm, &req, &handler, f);
+    assert_non_null(x);
+    assert_non_null(y);
+
+    feed_ok(x, "HTTP/1.1 200 OK\r\n");
+    feed_ok(x, "\r\n");
+    feed_ok(y, "HTTP/1.1 200 OK\r\n");
+    feed_ok(y, "\r\n");
+    memset(block, 'b', sizeof(block));
+
+    /* 100 tokens: two blocks pass (the second into debt), the third
+     * pauses x */
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(write_body(x, block, sizeof(block)),
+                         sizeof(block));
+    }
+
+    assert_int_equal(write_body(x, block, sizeof(block)),
+                     CURL_WRITEFUNC_PAUSE);
+    assert_int_equal(st->bandwidth_pauses, 1);
+    assert_int_equal(st->upstream_bytes, 120);
+    assert_int_equal(f->body_len, 120);
+
+    /* y must wait its turn behind x */
+    assert_int_equal(write_body(y, block, sizeof(block)),
+                     CURL_WRITEFUNC_PAUSE);
+    assert_int_equal(st->bandwidth_pauses, 2);
+
+    /* an error answer is not limited, nor counted */
+    feed_ok(y, "HTTP/1.1 500 Oops\r\n");
+    feed_ok(y, "\r\n");
+    assert_int_equal(write_body(y, block, sizeof(block)), sizeof(block));
+    assert_int_equal(st->upstream_bytes, 120);
+
+    /* paused transfers go away cleanly */
+    xfer_multi_destroy(xm);
+    stats_destroy();
+    assert_int_equal(f->done, 0);
 }
 
 
@@ -869,6 +999,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_body_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_strerror, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_reason, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bandwidth_pause, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_range, setup,
                                         teardown),

@@ -371,6 +371,68 @@ test_references(void **state)
 
 
 static void
+test_referrers(void **state)
+{
+    fixture_t  *f = *state;
+
+    assert_int_equal(route(f, "/v2/org/app/referrers/" DIGEST), OCI_OK);
+    assert_int_equal(f->r.endpoint, OCI_EP_REFERRERS);
+    assert_ptr_equal(f->r.registry, &f->regs[0]);
+    assert_string_equal(f->r.name, "org/app");
+    assert_string_equal(f->r.reference, DIGEST);
+    assert_int_equal(f->r.is_digest, 1);
+    assert_string_equal(f->r.hex, HEX64);
+
+    /* library/ as for the other endpoints, a registry by prefix or ns */
+    assert_int_equal(route(f, "/v2/nginx/referrers/" DIGEST), OCI_OK);
+    assert_string_equal(f->r.name, "library/nginx");
+
+    assert_int_equal(route(f, "/v2/ghcr.io/org/app/referrers/" DIGEST),
+                     OCI_OK);
+    assert_int_equal(f->r.endpoint, OCI_EP_REFERRERS);
+    assert_ptr_equal(f->r.registry, &f->regs[1]);
+    assert_string_equal(f->r.name, "org/app");
+    assert_string_equal(f->r.client_prefix, "ghcr.io/");
+
+    assert_int_equal(route_ns(f, "/v2/org/app/referrers/" DIGEST,
+                              "localhost%3A5000"), OCI_OK);
+    assert_ptr_equal(f->r.registry, &f->regs[2]);
+    assert_int_equal(f->r.endpoint, OCI_EP_REFERRERS);
+
+    /* the last marker splits: names may hold the other words */
+    assert_int_equal(route(f, "/v2/a/referrers/b/manifests/v1"), OCI_OK);
+    assert_int_equal(f->r.endpoint, OCI_EP_MANIFEST);
+    assert_string_equal(f->r.name, "a/referrers/b");
+
+    assert_int_equal(route(f, "/v2/a/manifests/referrers/" DIGEST), OCI_OK);
+    assert_int_equal(f->r.endpoint, OCI_EP_REFERRERS);
+    assert_string_equal(f->r.name, "a/manifests");
+
+    assert_int_equal(route(f, "/v2/a/referrers/blobs/" DIGEST), OCI_OK);
+    assert_int_equal(f->r.endpoint, OCI_EP_BLOB);
+    assert_string_equal(f->r.name, "a/referrers");
+
+    assert_int_equal(route(f, "/v2/a/referrers/b/tags/list"), OCI_OK);
+    assert_int_equal(f->r.endpoint, OCI_EP_TAGS);
+    assert_string_equal(f->r.name, "a/referrers/b");
+
+    /* only a valid sha256 digest */
+    expect_fail(f, "/v2/a/referrers/latest", NULL, OCI_ERR_DIGEST_INVALID);
+    expect_fail(f, "/v2/a/referrers/sha256:" HEX64 "0", NULL,
+                OCI_ERR_DIGEST_INVALID);
+    expect_fail(f, "/v2/a/referrers/sha256:abc", NULL,
+                OCI_ERR_DIGEST_INVALID);
+    expect_fail(f, "/v2/a/referrers/sha512:" HEX64 HEX64, NULL,
+                OCI_ERR_DIGEST_INVALID);
+    assert_string_equal(f->msg, "unsupported digest algorithm");
+    expect_fail(f, "/v2/A/referrers/" DIGEST, NULL, OCI_ERR_NAME_INVALID);
+    expect_fail(f, "/v2/referrers/" DIGEST, NULL, OCI_ERR_NAME_INVALID);
+    expect_fail(f, "/v2/org/app/referrers/" DIGEST, "nosuch.io",
+                OCI_ERR_DENIED);
+}
+
+
+static void
 test_unsupported(void **state)
 {
     fixture_t  *f = *state;
@@ -383,7 +445,9 @@ test_unsupported(void **state)
     expect_fail(f, "/v2/a/tags/list/x", NULL, OCI_ERR_UNSUPPORTED);
     expect_fail(f, "/v2/a/tags/lists", NULL, OCI_ERR_UNSUPPORTED);
     expect_fail(f, "/v2/_catalog", NULL, OCI_ERR_UNSUPPORTED);
-    expect_fail(f, "/v2/a/referrers/" DIGEST, NULL, OCI_ERR_UNSUPPORTED);
+    expect_fail(f, "/v2/a/referrers/", NULL, OCI_ERR_UNSUPPORTED);
+    expect_fail(f, "/v2/a/referrers/" DIGEST "/x", NULL, OCI_ERR_UNSUPPORTED);
+    expect_fail(f, "/v2/a/referrers", NULL, OCI_ERR_UNSUPPORTED);
     expect_fail(f, "/v2/a/manifests", NULL, OCI_ERR_UNSUPPORTED);
 }
 
@@ -419,6 +483,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_no_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_references, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_referrers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_raw_length, setup, teardown),
     };

@@ -547,6 +547,100 @@ test_record_files(void **state)
 }
 
 
+/* The fetcher's cached answers: paths, atomic replace, age. */
+static void
+test_cache_files(void **state)
+{
+    fixture_t    *f = *state;
+    char          path[OCI_PATH_MAX], other[OCI_PATH_MAX], tmp[256];
+    char         *text;
+    size_t        len;
+    long long     mtime;
+    struct stat   st;
+    DIR          *d;
+    struct dirent *de;
+
+    assert_int_equal(oci_store_taglist_path("/s/", "ghcr.io", "org/app",
+                                            path, sizeof(path)), OCI_OK);
+    assert_string_equal(path, "/s/taglists/ghcr.io/org/app/@list");
+    assert_int_equal(oci_store_referrers_path("/s", "localhost:5000",
+                                              "org/app", HEX64, path,
+                                              sizeof(path)), OCI_OK);
+    assert_string_equal(path,
+                        "/s/referrers/localhost:5000/org/app/@" HEX64);
+
+    /* only checked parts make a path */
+    assert_int_equal(oci_store_taglist_path("/s", "ghcr.io", "../x", path,
+                                            sizeof(path)), OCI_EINVAL);
+    assert_int_equal(oci_store_taglist_path("/s", "Bad Host", "a", path,
+                                            sizeof(path)), OCI_EINVAL);
+    assert_int_equal(oci_store_referrers_path("/s", "ghcr.io", "a",
+                                              "ABCDEF", path, sizeof(path)),
+                     OCI_EINVAL);
+    assert_int_equal(oci_store_referrers_path("/s", "ghcr.io", "a", NULL,
+                                              path, sizeof(path)),
+                     OCI_EINVAL);
+    assert_int_equal(oci_store_taglist_path("/s", "ghcr.io", "a", path, 20),
+                     OCI_ERANGE);
+
+    /* a list of "a/b" and one of "a/b/c" live side by side */
+    assert_int_equal(oci_store_taglist_path(f->root, "ghcr.io", "a/b", path,
+                                            sizeof(path)), OCI_OK);
+    assert_int_equal(oci_store_taglist_path(f->root, "ghcr.io", "a/b/c",
+                                            other, sizeof(other)), OCI_OK);
+
+    assert_int_equal(oci_store_cache_read(path, 100, &text, &len, &mtime),
+                     OCI_ENOENT);
+
+    assert_int_equal(oci_store_cache_write(f->root, path, "{\"x\":1}", 7, 1),
+                     OCI_OK);
+    assert_int_equal(oci_store_cache_write(f->root, other, "[]", 2, 0),
+                     OCI_OK);
+
+    assert_int_equal(oci_store_cache_read(path, 100, &text, &len, &mtime),
+                     OCI_OK);
+    assert_int_equal(len, 7);
+    assert_string_equal(text, "{\"x\":1}");
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(mtime == (long long) st.st_mtime);
+    assert_int_equal(file_mode(path), 0644);
+    free(text);
+
+    /* replaced whole */
+    assert_int_equal(oci_store_cache_write(f->root, path, "{}", 2, 0),
+                     OCI_OK);
+    assert_int_equal(oci_store_cache_read(path, 100, &text, &len, &mtime),
+                     OCI_OK);
+    assert_string_equal(text, "{}");
+    free(text);
+
+    /* an empty file is read as empty */
+    assert_int_equal(oci_store_cache_write(f->root, path, "", 0, 0), OCI_OK);
+    assert_int_equal(oci_store_cache_read(path, 100, &text, &len, &mtime),
+                     OCI_OK);
+    assert_int_equal(len, 0);
+    assert_string_equal(text, "");
+    free(text);
+
+    /* over the bound: refused, nothing allocated */
+    assert_int_equal(oci_store_cache_read(other, 1, &text, &len, &mtime),
+                     OCI_ERANGE);
+    assert_int_equal(oci_store_cache_read(other, 2, &text, &len, &mtime),
+                     OCI_OK);
+    assert_string_equal(text, "[]");
+    free(text);
+
+    /* no temp file is left behind */
+    snprintf(tmp, sizeof(tmp), "%s/tmp", f->root);
+    d = opendir(tmp);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        assert_true(de->d_name[0] == '.');
+    }
+    closedir(d);
+}
+
+
 int
 main(void)
 {
@@ -562,6 +656,8 @@ main(void)
         cmocka_unit_test(test_record_format),
         cmocka_unit_test(test_record_corrupt),
         cmocka_unit_test_setup_teardown(test_record_files, setup_prepared,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cache_files, setup_prepared,
                                         teardown),
     };
 

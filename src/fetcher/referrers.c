@@ -1,0 +1,630 @@
+/*
+ * Referrers jobs (distribution spec v1.1, "Listing Referrers"): the
+ * manifests whose subject is a digest, as an image index in a temp file
+ * that the worker opens and unlinks (BODY).
+ *
+ * The fetcher asks GET <endpoint>/v2/<name>/referrers/<digest> without a
+ * filter, follows the upstream's next pages (at most REFERRERS_PAGES_MAX,
+ * REFERRERS_BODY_MAX bytes in all) and merges their descriptors into one
+ * index, which it keeps in the store for the registry's referrers_ttl
+ * seconds (oci_store_referrers_path(); 0: not kept).  The artifactType
+ * filter is applied to the answer only, so one stored index serves every
+ * filter, and the answer is never paged: the whole list in one index.
+ *
+ * A registry without the API answers 404 (or 405, 400: it does not know
+ * the route).  A 404 with a NAME_UNKNOWN body is taken the same way: a
+ * registry with the API answers 200 with an empty index for any digest
+ * it does not know, so a 404 says "no API" whatever its body.  The
+ * answer is then built from the referrers tag schema: the tag
+ * "sha256-<hex>" is asked for as an OCI image index; its manifests are
+ * the referrers, and a missing tag (404 of any kind) or a tag that is not
+ * an index means none.  "None" is an empty index, never a 404.
+ *
+ * When every endpoint fails, or the upstream answers 429, a stored index
+ * younger than referrers_ttl + stale_if_error answers instead.  Each
+ * request has its own job (the worker unlinks its file).
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "oci_ref.h"
+#include "oci_store.h"
+#include "body.h"
+#include "job.h"
+#include "link.h"
+#include "log.h"
+#include "stats.h"
+
+#define REFERRERS_BODY_MAX   (4 * 1024 * 1024)
+#define REFERRERS_PAGES_MAX  100
+
+typedef struct {
+    job_t        job;                           /* first */
+    char         hex[OCI_SHA256_HEX_LEN + 1];
+    char         artifact_type[OCI_MEDIA_TYPE_MAX + 1];     /* "" = all */
+    int          fallback;                      /* asking for the tag */
+    char        *page;                          /* this page's body */
+    size_t       page_len;
+    size_t       page_cap;
+    long long    total;                         /* body bytes, all pages */
+    unsigned     pages;
+    json_t      *manifests;                     /* the descriptors */
+} referrers_job_t;
+
+static int referrers_headers(job_t *j, const xfer_resp_t *r);
+static int referrers_body(job_t *j, const char *p, size_t n);
+static int referrers_reset(job_t *j);
+static int referrers_can_retry(job_t *j);
+static void referrers_done(job_t *j, const xfer_resp_t *r);
+static void referrers_unavailable(job_t *j);
+static void referrers_idle(job_t *j);
+static void referrers_cleanup(job_t *j);
+static int referrers_throttled(job_t *j);
+static int referrers_rejected(job_t *j, const xfer_resp_t *r);
+
+static const job_ops_t  referrers_ops = {
+    "referrers",
+    OCI_ERR_MANIFEST_UNKNOWN,
+    referrers_headers,
+    referrers_body,
+    referrers_reset,
+    referrers_can_retry,
+    referrers_done,
+    referrers_unavailable,
+    referrers_idle,
+    NULL,
+    referrers_cleanup,
+    NULL,               /* promote: no transfers of its own */
+    referrers_throttled,
+    NULL,               /* retarget: keyed by registry and name */
+    referrers_rejected
+};
+
+
+/*
+ * The image index of the descriptors in manifests whose artifactType is
+ * artifact_type ("": all), as JSON text (the caller frees it); NULL if
+ * out of memory.
+ */
+static char *
+referrers_index(json_t *manifests, const char *artifact_type)
+{
+    json_t       *root, *out, *d;
+    size_t        i;
+    const char   *at;
+    char         *text;
+
+    out = json_array();
+    root = json_pack("{s:i, s:s, s:o}", "schemaVersion", 2,
+                     "mediaType", OCI_MT_OCI_INDEX, "manifests", out);
+
+    if (root == NULL) {
+        return NULL;
+    }
+
+    json_array_foreach(manifests, i, d) {
+        at = json_string_value(json_object_get(d, "artifactType"));
+
+        if (artifact_type[0] != '\0'
+            && (at == NULL || strcmp(at, artifact_type) != 0))
+        {
+            continue;
+        }
+
+        if (json_array_append(out, d) != 0) {
+            json_decref(root);
+            return NULL;
+        }
+    }
+
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    return text;
+}
+
+
+/* Send the index, filtered, to (c, id), or FAIL if it cannot be made. */
+static void
+referrers_answer(jobs_t *jobs, conn_t *c, uint32_t id, json_t *manifests,
+    const char *artifact_type)
+{
+    char  *text;
+
+    text = referrers_index(manifests, artifact_type);
+
+    if (text == NULL) {
+        log_error("out of memory for a referrers index");
+        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    body_reply(jobs->cf, c, id, text, strlen(text), "");
+    free(text);
+}
+
+
+/*
+ * The descriptors of the stored index of reg/name/hex if it is younger
+ * than max_age seconds (a new reference), else NULL.
+ */
+static json_t *
+referrers_stored(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *hex, long max_age)
+{
+    char        path[OCI_PATH_MAX];
+    char       *text;
+    size_t      len;
+    long long   mtime, age;
+    json_t     *root, *manifests;
+
+    if (oci_store_referrers_path(jobs->cf->store_path, reg->name, name, hex,
+                                 path, sizeof(path))
+        != OCI_OK
+        || oci_store_cache_read(path, REFERRERS_BODY_MAX, &text, &len, &mtime)
+           != OCI_OK)
+    {
+        return NULL;
+    }
+
+    age = (long long) time(NULL) - mtime;
+
+    root = NULL;
+
+    if (age >= 0 && age < max_age) {
+        root = json_loadb(text, len, 0, NULL);
+    }
+
+    free(text);
+
+    manifests = json_object_get(root, "manifests");
+
+    if (!json_is_array(manifests)) {
+        json_decref(root);
+        return NULL;
+    }
+
+    json_incref(manifests);
+    json_decref(root);
+
+    return manifests;
+}
+
+
+void
+referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    const oci_registry_t  *reg;
+    referrers_job_t       *t;
+    job_t                 *j;
+    json_t                *manifests;
+    char                   hex[OCI_SHA256_HEX_LEN + 1];
+
+    reg = job_check_request(jobs, c, m);
+    if (reg == NULL) {
+        return;
+    }
+
+    if (oci_digest_parse(m->reference, strlen(m->reference), hex) != OCI_OK) {
+        reply_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID, "invalid digest");
+        return;
+    }
+
+    if (reg->referrers_ttl > 0) {
+        manifests = referrers_stored(jobs, reg, m->name, hex,
+                                     reg->referrers_ttl);
+
+        if (manifests != NULL) {
+            log_debug("referrers %s/%s@%s: from the store", reg->name,
+                      m->name, m->reference);
+            referrers_answer(jobs, c, m->id, manifests, m->artifact_type);
+            json_decref(manifests);
+            return;
+        }
+    }
+
+    j = job_create(jobs, &referrers_ops, sizeof(referrers_job_t), reg,
+                   m->name, m->reference, NULL);
+    if (j == NULL) {
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    t = (referrers_job_t *) j;
+    memcpy(t->hex, hex, sizeof(t->hex));
+    snprintf(t->artifact_type, sizeof(t->artifact_type), "%s",
+             m->artifact_type);
+
+    if (job_add_waiter(j, c, m->id) == NULL) {
+        job_finish(j);
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    t->manifests = json_array();
+    if (t->manifests == NULL) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    snprintf(j->path, sizeof(j->path), "/v2/%s/referrers/sha256:%s",
+             m->name, hex);
+    j->head = 0;
+    j->accept = OCI_MT_OCI_INDEX;
+
+    job_issue(j);
+}
+
+
+static int
+referrers_reset(job_t *j)
+{
+    referrers_job_t  *t = (referrers_job_t *) j;
+
+    /* the pages before this one stay */
+    t->total -= (long long) t->page_len;
+    t->page_len = 0;
+
+    return 0;
+}
+
+
+static int
+referrers_can_retry(job_t *j)
+{
+    return 1;
+}
+
+
+static int
+referrers_headers(job_t *j, const xfer_resp_t *r)
+{
+    referrers_job_t  *t = (referrers_job_t *) j;
+
+    if (r->content_length > REFERRERS_BODY_MAX - t->total) {
+        log_error("%s: %lld bytes is over the limit", j->label,
+                  r->content_length);
+        return job_abort(j, 502, OCI_ERR_UPSTREAM, "referrers too large");
+    }
+
+    return 0;
+}
+
+
+static int
+referrers_body(job_t *j, const char *p, size_t n)
+{
+    referrers_job_t  *t = (referrers_job_t *) j;
+    size_t            cap;
+    char             *page;
+
+    if (t->total + (long long) n > REFERRERS_BODY_MAX) {
+        log_error("%s: body over the limit", j->label);
+        return job_abort(j, 502, OCI_ERR_UPSTREAM, "referrers too large");
+    }
+
+    if (t->page_len + n > t->page_cap) {
+        cap = t->page_cap ? t->page_cap : 16384;
+
+        while (cap < t->page_len + n) {
+            cap *= 2;
+        }
+
+        page = realloc(t->page, cap);
+        if (page == NULL) {
+            log_error("%s: out of memory", j->label);
+            return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        }
+
+        t->page = page;
+        t->page_cap = cap;
+    }
+
+    memcpy(t->page + t->page_len, p, n);
+    t->page_len += n;
+    t->total += (long long) n;
+
+    return 0;
+}
+
+
+/*
+ * The next page of the upstream's answer, as a path for the same
+ * endpoint: the rel="next" target of link without a scheme and host
+ * (the token and the endpoint stay those of the registry).  1 if there
+ * is one that can be followed, 0 otherwise.
+ */
+static int
+referrers_link_next(const char *link, char *out, size_t cap)
+{
+    const char  *target, *p;
+    size_t       len, skip;
+
+    if (!link_next_target(link, &target, &len)) {
+        return 0;
+    }
+
+    skip = 0;
+
+    if (len > 8 && strncmp(target, "https://", 8) == 0) {
+        skip = 8;
+
+    } else if (len > 7 && strncmp(target, "http://", 7) == 0) {
+        skip = 7;
+    }
+
+    if (skip > 0) {
+        p = memchr(target + skip, '/', len - skip);
+        if (p == NULL) {
+            return 0;
+        }
+
+        len -= (size_t) (p - target);
+        target = p;
+    }
+
+    if (len < 4 || len >= cap || strncmp(target, "/v2/", 4) != 0
+        || !link_safe(target, len))
+    {
+        return 0;
+    }
+
+    memcpy(out, target, len);
+    out[len] = '\0';
+
+    return 1;
+}
+
+
+/* The index is complete: keep it and answer the waiter. */
+static void
+referrers_complete(referrers_job_t *t)
+{
+    job_t                 *j = &t->job;
+    const oci_registry_t  *reg = j->registry;
+    const oci_config_t    *cf = j->jobs->cf;
+    char                   path[OCI_PATH_MAX];
+    char                  *text;
+    waiter_t              *w;
+
+    log_debug("%s: %zu referrers%s", j->label,
+              json_array_size(t->manifests),
+              t->fallback ? " (tag schema)" : "");
+
+    if (reg->referrers_ttl > 0) {
+        text = referrers_index(t->manifests, "");
+
+        if (text == NULL) {
+            job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            return;
+        }
+
+        if (oci_store_referrers_path(cf->store_path, reg->name, j->name,
+                                     t->hex, path, sizeof(path))
+            == OCI_OK
+            && oci_store_cache_write(cf->store_path, path, text, strlen(text),
+                                     cf->store_fsync)
+               != OCI_OK)
+        {
+            /* the answer goes out even if the store could not keep it */
+            log_error("cannot write \"%s\": %s", path, strerror(errno));
+        }
+
+        free(text);
+    }
+
+    if (!queue_empty(&j->waiters)) {
+        w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
+        referrers_answer(j->jobs, w->conn, w->id, t->manifests,
+                         t->artifact_type);
+    }
+
+    job_finish(j);
+}
+
+
+/* Add the object descriptors of the array manifests.  0 or -1. */
+static int
+referrers_add(referrers_job_t *t, json_t *manifests)
+{
+    json_t  *d;
+    size_t   i;
+
+    json_array_foreach(manifests, i, d) {
+        if (json_is_object(d) && json_array_append(t->manifests, d) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+referrers_done(job_t *j, const xfer_resp_t *r)
+{
+    referrers_job_t  *t = (referrers_job_t *) j;
+    json_t           *root, *manifests;
+    const char       *mt;
+    char              next[JOB_PATH_MAX];
+    int               rc;
+
+    root = json_loadb(t->page != NULL ? t->page : "", t->page_len, 0, NULL);
+    manifests = json_object_get(root, "manifests");
+
+    if (t->fallback) {
+        /* the tag may name any manifest: only an index lists referrers */
+        mt = json_string_value(json_object_get(root, "mediaType"));
+
+        rc = 0;
+
+        if (json_is_array(manifests)
+            && ((mt != NULL && strcmp(mt, OCI_MT_OCI_INDEX) == 0)
+                || (mt == NULL
+                    && strcmp(r->content_type, OCI_MT_OCI_INDEX) == 0)))
+        {
+            rc = referrers_add(t, manifests);
+        }
+
+        json_decref(root);
+
+        if (rc != 0) {
+            job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            return;
+        }
+
+        referrers_complete(t);
+        return;
+    }
+
+    if (!json_is_array(manifests)) {
+        json_decref(root);
+        log_error("%s: the upstream's answer is not an image index",
+                  j->label);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "invalid referrers upstream");
+        return;
+    }
+
+    rc = referrers_add(t, manifests);
+    json_decref(root);
+
+    if (rc != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+
+    t->pages++;
+
+    if (referrers_link_next(r->link, next, sizeof(next))) {
+        if (t->pages == REFERRERS_PAGES_MAX) {
+            log_error("%s: more than %d pages upstream", j->label,
+                      REFERRERS_PAGES_MAX);
+            job_fail(j, 502, OCI_ERR_UPSTREAM, "referrers too large");
+            return;
+        }
+
+        snprintf(j->path, sizeof(j->path), "%s", next);
+        t->page_len = 0;
+        job_issue(j);
+        return;
+    }
+
+    referrers_complete(t);
+}
+
+
+/*
+ * 404, 405 or 400 to the first page: no referrers API, so the tag
+ * schema; 404 to the tag: no referrers.  Anything else fails as usual.
+ */
+static int
+referrers_rejected(job_t *j, const xfer_resp_t *r)
+{
+    referrers_job_t  *t = (referrers_job_t *) j;
+
+    if (t->fallback) {
+        if (r->status != 404) {
+            return 0;
+        }
+
+        referrers_complete(t);
+        return 1;
+    }
+
+    if (t->pages > 0
+        || (r->status != 404 && r->status != 405 && r->status != 400))
+    {
+        return 0;
+    }
+
+    log_debug("%s: no referrers API (%ld), asking for the tag sha256-%s",
+              j->label, r->status, t->hex);
+
+    t->fallback = 1;
+    snprintf(j->path, sizeof(j->path), "/v2/%s/manifests/sha256-%s",
+             j->name, t->hex);
+    j->accept = OCI_MT_OCI_INDEX;
+    job_issue(j);
+
+    return 1;
+}
+
+
+/*
+ * The upstream cannot answer now: the stored index, if it is no older
+ * than referrers_ttl + stale_if_error, answers instead.  1 if it did
+ * (and the job is finished).
+ */
+static int
+referrers_stale(job_t *j)
+{
+    referrers_job_t  *t = (referrers_job_t *) j;
+    json_t           *manifests;
+    waiter_t         *w;
+
+    if (j->registry->referrers_ttl == 0 || queue_empty(&j->waiters)) {
+        return 0;
+    }
+
+    manifests = referrers_stored(j->jobs, j->registry, j->name, t->hex,
+                                 j->registry->referrers_ttl
+                                 + j->registry->stale_if_error);
+    if (manifests == NULL) {
+        return 0;
+    }
+
+    log_warn("%s: upstream unavailable, the stored index answers",
+             j->label);
+    stats_registry(j->registry)->stale_served++;
+
+    w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
+    referrers_answer(j->jobs, w->conn, w->id, manifests, t->artifact_type);
+    json_decref(manifests);
+
+    job_finish(j);
+
+    return 1;
+}
+
+
+static void
+referrers_unavailable(job_t *j)
+{
+    if (referrers_stale(j)) {
+        return;
+    }
+
+    log_error("%s: upstream unavailable", j->label);
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
+}
+
+
+static int
+referrers_throttled(job_t *j)
+{
+    return referrers_stale(j);
+}
+
+
+/* Nobody wants the answer any more. */
+static void
+referrers_idle(job_t *j)
+{
+    job_finish(j);
+}
+
+
+static void
+referrers_cleanup(job_t *j)
+{
+    referrers_job_t  *t = (referrers_job_t *) j;
+
+    free(t->page);
+    json_decref(t->manifests);
+}

@@ -1,0 +1,517 @@
+/*
+ * The fetcher's counters (see stats.h), and the STATS answer: the
+ * Prometheus text exposition format (version 0.0.4) in a temp file that
+ * the worker sends on and unlinks.
+ *
+ * Every metric is written with its # HELP and # TYPE lines even when no
+ * registry is configured, so that a scraper sees the same families from
+ * a fresh fetcher as from a busy one.  Gauges that are unknown (-1) are
+ * left out rather than written as a made-up number.  An endpoint label
+ * is the endpoint's URL as configured: the config refuses credentials,
+ * queries and fragments in it, so it holds no secret.
+ */
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "oci_store.h"
+#include "job.h"
+#include "log.h"
+#include "stats.h"
+
+/* job kinds counted apart (there are four) */
+#define STATS_KINDS_MAX  16
+
+typedef enum {
+    STATS_COUNTER = 0,
+    STATS_GAUGE
+} stats_type_t;
+
+/* a family: its value is at offset in stats_registry_t (per registry)
+ * or in stats_endpoint_t (per endpoint) */
+typedef struct {
+    const char    *name;
+    const char    *help;
+    stats_type_t   type;
+    size_t         offset;
+} stats_family_t;
+
+
+static int stats_family(FILE *f, const char *name, const char *help,
+    stats_type_t type);
+static int stats_label(FILE *f, const char *value);
+static int stats_registry_families(FILE *f);
+static int stats_endpoint_families(FILE *f);
+static int stats_jobs(FILE *f, jobs_t *jobs);
+
+
+static const oci_config_t  *stats_cf;
+static stats_registry_t    *stats_regs;
+static time_t               stats_started;
+
+
+static const stats_family_t  stats_families[] = {
+    { "ocimirror_fetcher_upstream_bytes_total",
+      "Body bytes of 2xx answers received from upstream endpoints.",
+      STATS_COUNTER, offsetof(stats_registry_t, upstream_bytes) },
+    { "ocimirror_fetcher_blobs_fetched_total",
+      "Blobs downloaded, verified and committed to the store.",
+      STATS_COUNTER, offsetof(stats_registry_t, blobs_fetched) },
+    { "ocimirror_fetcher_manifests_fetched_total",
+      "Manifests downloaded with a GET, verified and stored.",
+      STATS_COUNTER, offsetof(stats_registry_t, manifests_fetched) },
+    { "ocimirror_fetcher_digest_mismatches_total",
+      "Upstream bodies refused because their sha256 differs from the "
+      "digest asked for or announced; nothing was stored.",
+      STATS_COUNTER, offsetof(stats_registry_t, digest_mismatches) },
+    { "ocimirror_fetcher_stale_served_total",
+      "Tags answered from a stale record because every endpoint failed.",
+      STATS_COUNTER, offsetof(stats_registry_t, stale_served) },
+    { "ocimirror_fetcher_negative_hits_total",
+      "Requests answered 404 from the remembered upstream 404.",
+      STATS_COUNTER, offsetof(stats_registry_t, negative_hits) },
+    { "ocimirror_fetcher_auth_failures_total",
+      "Credentials or tokens the upstream refused.",
+      STATS_COUNTER, offsetof(stats_registry_t, auth_failures) },
+    { "ocimirror_fetcher_failovers_total",
+      "Requests moved to another endpoint after a failure.",
+      STATS_COUNTER, offsetof(stats_registry_t, failovers) },
+    { "ocimirror_fetcher_bandwidth_pauses_total",
+      "Transfers paused to keep within the bandwidth limit.",
+      STATS_COUNTER, offsetof(stats_registry_t, bandwidth_pauses) },
+    { "ocimirror_fetcher_ratelimit_limit",
+      "The upstream's last RateLimit-Limit (absent until one was seen).",
+      STATS_GAUGE, offsetof(stats_registry_t, ratelimit_limit) },
+    { "ocimirror_fetcher_ratelimit_remaining",
+      "The upstream's last RateLimit-Remaining (absent until one was "
+      "seen).",
+      STATS_GAUGE, offsetof(stats_registry_t, ratelimit_remaining) }
+};
+
+
+static const stats_family_t  stats_ep_families[] = {
+    { "ocimirror_fetcher_endpoint_requests_total",
+      "Requests sent to an upstream endpoint.",
+      STATS_COUNTER, offsetof(stats_endpoint_t, requests) },
+    { "ocimirror_fetcher_endpoint_failures_total",
+      "Connect errors, timeouts, resets and 5xx answers of an endpoint.",
+      STATS_COUNTER, offsetof(stats_endpoint_t, failures) },
+    { "ocimirror_fetcher_endpoint_throttled_total",
+      "429 answers of an endpoint.",
+      STATS_COUNTER, offsetof(stats_endpoint_t, throttled) },
+    { "ocimirror_fetcher_endpoint_up",
+      "1 if the endpoint is in use, 0 while it is backed off.",
+      STATS_GAUGE, offsetof(stats_endpoint_t, up) },
+    { "ocimirror_fetcher_endpoint_rtt_seconds",
+      "Round trip of the endpoint's last probe (absent until probed).",
+      STATS_GAUGE, offsetof(stats_endpoint_t, rtt_us) }
+};
+
+
+int
+stats_init(const oci_config_t *cf)
+{
+    size_t  i, k;
+
+    stats_regs = calloc(cf->n_registries, sizeof(stats_registry_t));
+    if (stats_regs == NULL && cf->n_registries > 0) {
+        log_error("out of memory");
+        return -1;
+    }
+
+    stats_cf = cf;
+    stats_started = time(NULL);
+
+    for (i = 0; i < cf->n_registries; i++) {
+        stats_regs[i].ratelimit_limit = -1;
+        stats_regs[i].ratelimit_remaining = -1;
+        stats_regs[i].endpoints = calloc(cf->registries[i].n_endpoints,
+                                         sizeof(stats_endpoint_t));
+        if (stats_regs[i].endpoints == NULL) {
+            log_error("out of memory");
+            stats_destroy();
+            return -1;
+        }
+
+        for (k = 0; k < cf->registries[i].n_endpoints; k++) {
+            stats_regs[i].endpoints[k].up = 1;
+            stats_regs[i].endpoints[k].rtt_us = -1;
+        }
+    }
+
+    return 0;
+}
+
+
+void
+stats_destroy(void)
+{
+    size_t  i;
+
+    if (stats_regs != NULL) {
+        for (i = 0; i < stats_cf->n_registries; i++) {
+            free(stats_regs[i].endpoints);
+        }
+    }
+
+    free(stats_regs);
+    stats_regs = NULL;
+    stats_cf = NULL;
+}
+
+
+stats_registry_t *
+stats_registry(const oci_registry_t *reg)
+{
+    return &stats_regs[reg - stats_cf->registries];
+}
+
+
+int
+stats_render(FILE *f)
+{
+    if (stats_registry_families(f) != 0
+        || stats_endpoint_families(f) != 0)
+    {
+        return -1;
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_start_time_seconds",
+                     "When the fetcher started, in seconds since the "
+                     "epoch.", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_start_time_seconds %lld\n",
+                   (long long) stats_started) < 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * One sample line per registry for each family: the registries in the
+ * order of the config, so that consecutive scrapes diff cleanly.
+ */
+static int
+stats_registry_families(FILE *f)
+{
+    size_t                 i, k;
+    long long              gauge;
+    unsigned long long     counter;
+    const char            *base;
+    const stats_family_t  *fam;
+    char                   value[32];
+
+    for (k = 0; k < sizeof(stats_families) / sizeof(stats_families[0]);
+         k++)
+    {
+        fam = &stats_families[k];
+
+        if (stats_family(f, fam->name, fam->help, fam->type) != 0) {
+            return -1;
+        }
+
+        for (i = 0; stats_cf != NULL && i < stats_cf->n_registries; i++) {
+            base = (const char *) &stats_regs[i] + fam->offset;
+
+            if (fam->type == STATS_GAUGE) {
+                memcpy(&gauge, base, sizeof(gauge));
+
+                if (gauge < 0) {
+                    continue;
+                }
+
+                snprintf(value, sizeof(value), "%lld", gauge);
+
+            } else {
+                memcpy(&counter, base, sizeof(counter));
+                snprintf(value, sizeof(value), "%llu", counter);
+            }
+
+            if (fprintf(f, "%s{registry=", fam->name) < 0
+                || stats_label(f, stats_cf->registries[i].name) != 0
+                || fprintf(f, "} %s\n", value) < 0)
+            {
+                return -1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+stats_endpoint_families(FILE *f)
+{
+    size_t                   i, e, k;
+    const stats_family_t    *fam;
+    const stats_endpoint_t  *ep;
+    const oci_registry_t    *reg;
+    char                     value[48];
+
+    for (k = 0;
+         k < sizeof(stats_ep_families) / sizeof(stats_ep_families[0]);
+         k++)
+    {
+        fam = &stats_ep_families[k];
+
+        if (stats_family(f, fam->name, fam->help, fam->type) != 0) {
+            return -1;
+        }
+
+        for (i = 0; stats_cf != NULL && i < stats_cf->n_registries; i++) {
+            reg = &stats_cf->registries[i];
+
+            for (e = 0; e < reg->n_endpoints; e++) {
+                ep = &stats_regs[i].endpoints[e];
+
+                switch (fam->offset) {
+
+                case offsetof(stats_endpoint_t, up):
+                    snprintf(value, sizeof(value), "%d", ep->up);
+                    break;
+
+                case offsetof(stats_endpoint_t, rtt_us):
+                    if (ep->rtt_us < 0) {
+                        continue;
+                    }
+
+                    snprintf(value, sizeof(value), "%lld.%06lld",
+                             ep->rtt_us / 1000000, ep->rtt_us % 1000000);
+                    break;
+
+                case offsetof(stats_endpoint_t, failures):
+                    snprintf(value, sizeof(value), "%llu", ep->failures);
+                    break;
+
+                case offsetof(stats_endpoint_t, throttled):
+                    snprintf(value, sizeof(value), "%llu", ep->throttled);
+                    break;
+
+                default: /* requests */
+                    snprintf(value, sizeof(value), "%llu", ep->requests);
+                    break;
+                }
+
+                if (fprintf(f, "%s{registry=", fam->name) < 0
+                    || stats_label(f, reg->name) != 0
+                    || fputs(",endpoint=", f) == EOF
+                    || stats_label(f, reg->endpoints[e]) != 0
+                    || fprintf(f, "} %s\n", value) < 0)
+                {
+                    return -1;
+                }
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+stats_family(FILE *f, const char *name, const char *help,
+    stats_type_t type)
+{
+    if (fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                type == STATS_COUNTER ? "counter" : "gauge") < 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* A quoted label value: backslash, double quote and line feed escaped as
+ * the text format wants. */
+static int
+stats_label(FILE *f, const char *value)
+{
+    const char  *p;
+    int          rc;
+
+    if (fputc('"', f) == EOF) {
+        return -1;
+    }
+
+    for (p = value; *p != '\0'; p++) {
+
+        switch (*p) {
+
+        case '\\':
+            rc = fputs("\\\\", f);
+            break;
+
+        case '"':
+            rc = fputs("\\\"", f);
+            break;
+
+        case '\n':
+            rc = fputs("\\n", f);
+            break;
+
+        default:
+            rc = fputc(*p, f);
+            break;
+        }
+
+        if (rc == EOF) {
+            return -1;
+        }
+    }
+
+    return fputc('"', f) == EOF ? -1 : 0;
+}
+
+
+/*
+ * Jobs in flight by kind, and the requests of workers waiting on them.
+ * The usual kinds are listed at 0 too; a kind is a string constant of
+ * its job_ops_t, so kinds are told apart by content.
+ */
+static int
+stats_jobs(FILE *f, jobs_t *jobs)
+{
+    size_t          n, i;
+    queue_t        *q, *wq;
+    job_t          *j;
+    unsigned        count[STATS_KINDS_MAX];
+    unsigned long   waiters;
+    const char     *kinds[STATS_KINDS_MAX];
+
+    static const char  *usual[] = { "blob", "manifest", "tags",
+                                    "referrers" };
+
+    n = 0;
+    waiters = 0;
+
+    for (i = 0; i < sizeof(usual) / sizeof(usual[0]); i++) {
+        kinds[n] = usual[i];
+        count[n++] = 0;
+    }
+
+    for (q = queue_head(&jobs->all);
+         q != queue_sentinel(&jobs->all);
+         q = queue_next(q))
+    {
+        j = queue_data(q, job_t, link);
+
+        for (i = 0; i < n && strcmp(kinds[i], j->ops->kind) != 0; i++) {
+            /* void */
+        }
+
+        if (i == n) {
+            if (n == STATS_KINDS_MAX) {
+                continue;
+            }
+
+            kinds[n] = j->ops->kind;
+            count[n++] = 0;
+        }
+
+        count[i]++;
+
+        for (wq = queue_head(&j->waiters);
+             wq != queue_sentinel(&j->waiters);
+             wq = queue_next(wq))
+        {
+            waiters++;
+        }
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_jobs",
+                     "Upstream jobs in flight, by kind.", STATS_GAUGE)
+        != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (fputs("ocimirror_fetcher_jobs{kind=", f) == EOF
+            || stats_label(f, kinds[i]) != 0
+            || fprintf(f, "} %u\n", count[i]) < 0)
+        {
+            return -1;
+        }
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_waiters",
+                     "Worker requests waiting on jobs in flight.",
+                     STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_waiters %lu\n", waiters) < 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+void
+stats_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    int         fd, rc, err;
+    FILE       *f;
+    oci_msg_t   out;
+    char        tmp[OCI_PATH_MAX];
+
+    fd = oci_store_tmp_create(jobs->cf->store_path, tmp, sizeof(tmp));
+    if (fd < 0) {
+        log_error("cannot create a temp file in \"%s/tmp\": %s",
+                  jobs->cf->store_path, strerror(errno));
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store not writable");
+        return;
+    }
+
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        log_error("fdopen(\"%s\") failed: %s", tmp, strerror(errno));
+        close(fd);
+        rc = -1;
+
+    } else {
+        rc = stats_render(f);
+
+        if (rc == 0) {
+            rc = stats_jobs(f, jobs);
+        }
+
+        /* fclose() flushes: a full disk shows here */
+        err = errno;
+
+        if (fclose(f) != 0 && rc == 0) {
+            err = errno;
+            rc = -1;
+        }
+
+        if (rc != 0) {
+            log_error("write(\"%s\") failed: %s", tmp, strerror(err));
+        }
+    }
+
+    if (rc != 0) {
+        if (unlink(tmp) != 0) {
+            log_error("unlink(\"%s\") failed: %s", tmp, strerror(errno));
+        }
+
+        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+
+    oci_msg_init(&out, OCI_MSG_BODY, m->id);
+    out.status = 200;
+    snprintf(out.path, sizeof(out.path), "%s", tmp);
+
+    /* once the worker has the message the file is the worker's */
+    if (conn_send(c, &out) != 0 && unlink(tmp) != 0) {
+        log_error("unlink(\"%s\") failed: %s", tmp, strerror(errno));
+    }
+}

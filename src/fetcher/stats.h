@@ -1,0 +1,57 @@
+/*
+ * The fetcher's counters, per registry and per endpoint, for the STATS
+ * answer (Prometheus text, rendered by stats_render()).  One set for the
+ * process: stats_init() after the config is loaded, stats_registry() from
+ * anywhere to count.  Counters only grow; gauges say "now".
+ */
+
+#ifndef FETCHER_STATS_H
+#define FETCHER_STATS_H
+
+#include <stdio.h>
+
+#include "oci.h"
+#include "oci_config.h"
+
+typedef struct {
+    unsigned long long  requests;       /* upstream requests sent to it */
+    unsigned long long  failures;       /* connect errors, timeouts, 5xx,
+                                           resets */
+    unsigned long long  throttled;      /* 429 answers */
+    int                 up;             /* gauge: 1 usable, 0 backing off */
+    long long           rtt_us;         /* gauge: last probe round trip,
+                                           -1 unknown */
+} stats_endpoint_t;
+
+typedef struct {
+    unsigned long long  upstream_bytes;      /* 2xx body bytes received */
+    unsigned long long  blobs_fetched;       /* verified and committed */
+    unsigned long long  manifests_fetched;   /* stored by a GET */
+    unsigned long long  digest_mismatches;   /* bodies refused: not stored */
+    unsigned long long  stale_served;        /* tags served stale after an
+                                                upstream failure */
+    unsigned long long  negative_hits;       /* 404s answered from memory */
+    unsigned long long  auth_failures;       /* credentials or tokens
+                                                refused */
+    unsigned long long  failovers;           /* moves to another endpoint */
+    unsigned long long  bandwidth_pauses;    /* transfers paused by the
+                                                bandwidth limit */
+    long long           ratelimit_limit;     /* gauge: upstream's last
+                                                RateLimit-Limit, -1 */
+    long long           ratelimit_remaining; /* gauge, -1 unknown */
+    stats_endpoint_t   *endpoints;           /* reg->n_endpoints */
+} stats_registry_t;
+
+/* 0, or -1 (out of memory, logged). */
+int stats_init(const oci_config_t *cf);
+void stats_destroy(void);
+
+/* The counters of reg (a registry of the config given to stats_init()). */
+stats_registry_t *stats_registry(const oci_registry_t *reg);
+
+/* Every counter and gauge, in the Prometheus text format, with names
+ * "ocimirror_fetcher_*" and labels registry="..", endpoint="..".  0, or
+ * -1 with errno set. */
+int stats_render(FILE *f);
+
+#endif /* FETCHER_STATS_H */

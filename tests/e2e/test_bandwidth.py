@@ -1,0 +1,130 @@
+"""Bandwidth limits: fetcher.bandwidth_limit holds over 64 concurrent
+transfers (within 10%), shared fairly; a registry's own limit holds for
+it alone."""
+
+import http.client
+import threading
+import time
+
+from fakeregistry import FakeRegistry
+from harness import fake_registry_entry, random_bytes, sha256_hex
+
+KiB = 1024
+MiB = 1024 * KiB
+NO_PREFETCH = {"enabled": False}
+
+
+def _many(fake, n, size, seed):
+    blobs = []
+    for i in range(n):
+        data = random_bytes("%s-%d" % (seed, i), size)
+        blobs.append((fake.add_blob(data), data))
+    return blobs
+
+
+class _Pull(threading.Thread):
+    """GET one blob through the mirror, noting when bytes arrived."""
+
+    def __init__(self, hostport, path, start):
+        super().__init__(daemon=True)
+        self.hostport, self.path, self.start_evt = hostport, path, start
+        self.status = None
+        self.body = b""
+        self.t0 = self.first = self.end = None
+
+    def run(self):
+        host, port = self.hostport.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        self.start_evt.wait(10)
+        self.t0 = time.monotonic()
+        try:
+            conn.request("GET", self.path)
+            r = conn.getresponse()
+            self.status = r.status
+            parts = []
+            while True:
+                chunk = r.read1(64 * KiB)
+                if not chunk:
+                    break
+                if self.first is None:
+                    self.first = time.monotonic()
+                parts.append(chunk)
+            self.body = b"".join(parts)
+        finally:
+            self.end = time.monotonic()
+            conn.close()
+
+
+def _pull_all(m, paths):
+    start = threading.Event()
+    pulls = [_Pull(m.hostport, p, start) for p in paths]
+    for p in pulls:
+        p.start()
+    start.set()
+    for p in pulls:
+        p.join(120)
+    assert not any(p.is_alive() for p in pulls)
+    return pulls
+
+
+def _check(pulls, blobs):
+    for p, (digest, data) in zip(pulls, blobs):
+        assert p.status == 200, (p.path, p.status)
+        assert len(p.body) == len(data) and \
+            "sha256:" + sha256_hex(p.body) == digest, p.path
+
+
+def _rate(pulls):
+    t0 = min(p.t0 for p in pulls)
+    t1 = max(p.end for p in pulls)
+    return sum(len(p.body) for p in pulls) / (t1 - t0), t0, t1
+
+
+def test_global_limit_64_transfers_fair(mirror_factory, fake_upstream):
+    cap = 2 * MiB
+    blobs = _many(fake_upstream, 64, 160 * KiB, "bw64")   # 10 MiB: ~5 s
+    m = mirror_factory(fake_upstream.hostport,
+                       [fake_registry_entry(fake_upstream)],
+                       fetcher={"max_transfers": 64, "max_per_host": 64,
+                                "chunks_per_blob": 0,
+                                "bandwidth_limit": "2M"},
+                       prefetch=NO_PREFETCH)
+    pulls = _pull_all(m, ["/v2/team/app/blobs/" + d for d, _ in blobs])
+    _check(pulls, blobs)
+    rate, t0, t1 = _rate(pulls)
+    assert 0.9 * cap <= rate <= 1.1 * cap, (rate, cap, t1 - t0)
+    # fair: every transfer got bytes in the first half of the run, and
+    # none was done before its second half
+    half = t0 + (t1 - t0) / 2
+    assert all(p.first < half for p in pulls), \
+        sorted(p.first - t0 for p in pulls)
+    assert all(p.end > half for p in pulls), \
+        sorted(p.end - t0 for p in pulls)
+    # the upstream was asked once per blob: pauses are no new requests
+    assert fake_upstream.count("GET", "/blobs/") == 64
+
+
+def test_registry_limit(mirror_factory, fake_upstream):
+    cap = 1 * MiB
+    free = FakeRegistry().start()
+    try:
+        capped = _many(fake_upstream, 16, 192 * KiB, "bwreg")  # 3 MiB: ~3 s
+        fast = _many(free, 1, 4 * MiB, "bwfree")
+        m = mirror_factory(fake_upstream.hostport,
+                           [fake_registry_entry(fake_upstream,
+                                                bandwidth_limit="1M"),
+                            fake_registry_entry(free)],
+                           fetcher={"max_transfers": 64, "max_per_host": 64,
+                                    "chunks_per_blob": 0},
+                           prefetch=NO_PREFETCH)
+        paths = ["/v2/team/app/blobs/" + d for d, _ in capped]
+        paths.append("/v2/%s/team/app/blobs/%s" % (free.hostport,
+                                                    fast[0][0]))
+        pulls = _pull_all(m, paths)
+        _check(pulls, capped + fast)
+        rate, t0, t1 = _rate(pulls[:-1])
+        assert 0.9 * cap <= rate <= 1.1 * cap, (rate, cap, t1 - t0)
+        # the other registry is not held back by it
+        assert pulls[-1].end < min(p.end for p in pulls[:-1])
+    finally:
+        free.stop()

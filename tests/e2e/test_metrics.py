@@ -1,0 +1,259 @@
+"""/metrics: nginx's counters and the fetcher's, in the Prometheus text
+format.  Counters move on a miss and then a hit; an upstream serving
+bytes that do not match their digest stores nothing, fails the client and
+counts a digest mismatch; a stale tag served with a Warning is counted
+(by the fetcher's word, and by nginx's own when the fetcher is down); and
+with the fetcher stopped /metrics still answers, with ocimirror_fetcher_up
+0."""
+
+import re
+import time
+
+from harness import (ACCEPT_ALL, assert_blob, assert_json_error,
+                     assert_manifest, assert_store_consistent,
+                     fake_registry_entry, random_bytes, store_tmp_files,
+                     wait_for)
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+WARNING = '110 - "Response is Stale"'
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
+                   r'(,|$)')
+
+
+def parse(text):
+    """{(name, ((label, value), ...)): float}, checking the format: each
+    sample's family was declared (HELP, then TYPE) once, before it;
+    counters end in _total."""
+    types, samples, help_of = {}, {}, None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            help_of = line.split(" ", 3)[2]
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name == help_of, line
+            assert name not in types, "family declared twice: " + name
+            assert kind in ("counter", "gauge"), line
+            types[name] = kind
+            continue
+        m = SAMPLE.match(line)
+        assert m, "not a sample line: %r" % line
+        name, labels, value = m.groups()
+        assert name in types, "sample before its TYPE: " + line
+        if types[name] == "counter":
+            assert name.endswith("_total"), line
+        pairs = []
+        rest = labels or ""
+        while rest:
+            lm = LABEL.match(rest)
+            assert lm, "bad labels: %r" % line
+            pairs.append((lm[1], lm[2]))
+            rest = rest[lm.end():]
+        key = (name, tuple(sorted(pairs)))
+        assert key not in samples, "sample twice: " + line
+        samples[key] = float(value)
+    return samples
+
+
+def scrape(m):
+    r = m.get("/metrics")
+    assert r.status == 200, r
+    assert r.header("Content-Type") == CONTENT_TYPE, r
+    assert int(r.header("Content-Length")) == len(r.body), r
+    return parse(r.body.decode())
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def requests_of(samples, endpoint, outcome):
+    return value(samples, "ocimirror_requests_total", endpoint=endpoint,
+                 outcome=outcome)
+
+
+def test_metrics_miss_then_hit(mirror, upstream, catalog):
+    reg = upstream.hostport
+    small = catalog["small"]
+    blob = small.layers[0].blob
+
+    s0 = scrape(mirror)
+    # nginx's families, with every sample at 0 on a fresh mirror
+    for endpoint, outcome in (("base", "hit"), ("blob", "hit"),
+                              ("blob", "miss"), ("manifest", "hit"),
+                              ("manifest", "miss"), ("tags", "miss"),
+                              ("referrers", "miss")):
+        assert requests_of(s0, endpoint, outcome) == 0, (endpoint, outcome)
+    assert value(s0, "ocimirror_stale_served_total", source="fetcher") == 0
+    assert value(s0, "ocimirror_stale_served_total", source="cache") == 0
+    assert value(s0, "ocimirror_fetcher_up") == 1
+    # the fetcher's, by registry and by endpoint
+    assert value(s0, "ocimirror_fetcher_blobs_fetched_total",
+                 registry=reg) == 0
+    assert value(s0, "ocimirror_fetcher_digest_mismatches_total",
+                 registry=reg) == 0
+    assert value(s0, "ocimirror_fetcher_endpoint_up", registry=reg,
+                 endpoint=upstream.url) == 1
+    assert value(s0, "ocimirror_fetcher_jobs", kind="blob") == 0
+
+    # a blob: miss, then hit
+    assert_blob(mirror.get("/v2/e2e/small/blobs/" + blob.digest), blob)
+    s1 = scrape(mirror)
+    assert requests_of(s1, "blob", "miss") == 1
+    assert requests_of(s1, "blob", "hit") == 0
+    assert value(s1, "ocimirror_fetcher_blobs_fetched_total",
+                 registry=reg) == 1
+    assert value(s1, "ocimirror_fetcher_upstream_bytes_total",
+                 registry=reg) >= blob.size
+
+    assert_blob(mirror.get("/v2/e2e/small/blobs/" + blob.digest), blob)
+    s2 = scrape(mirror)
+    assert requests_of(s2, "blob", "miss") == 1
+    assert requests_of(s2, "blob", "hit") == 1
+    assert value(s2, "ocimirror_fetcher_blobs_fetched_total",
+                 registry=reg) == 1
+
+    # a manifest by tag: miss, then hit
+    path = "/v2/e2e/small/manifests/v1"
+    assert_manifest(mirror.get(path, {"Accept": ACCEPT_ALL}), small.manifest)
+    assert_manifest(mirror.get(path, {"Accept": ACCEPT_ALL}), small.manifest)
+    assert mirror.get("/v2/").status == 200
+    s3 = scrape(mirror)
+    assert requests_of(s3, "manifest", "miss") == 1
+    assert requests_of(s3, "manifest", "hit") == 1
+    assert requests_of(s3, "base", "hit") == 1
+    assert value(s3, "ocimirror_fetcher_manifests_fetched_total",
+                 registry=reg) == 1
+
+    # answers are counted once they are logged: 2 blobs, 2 manifests, /v2/
+    def logged():
+        s = scrape(mirror)
+        if value(s, "ocimirror_responses_total", code="2xx") >= 5:
+            return s
+    s4 = wait_for(logged, 5, what="five 2xx answers counted")
+    assert value(s4, "ocimirror_responses_total", code="2xx") == 5
+    assert value(s4, "ocimirror_sent_bytes_total") >= \
+        2 * blob.size + 2 * small.manifest.size + 2
+
+    # an error is counted by its class; /metrics is no /v2/ answer
+    assert_json_error(mirror.get("/v2/e2e/small/blobs/sha256:xyz"), 400)
+    s5 = wait_for(lambda: (lambda s: s if value(
+        s, "ocimirror_responses_total", code="4xx") == 1 else None)(
+        scrape(mirror)), 5, what="the 400 counted")
+    assert value(s5, "ocimirror_responses_total", code="2xx") == 5
+
+    # read-only, in the registry's error format
+    r = mirror.request("POST", "/metrics", body=b"x")
+    assert_json_error(r, 405, "UNSUPPORTED")
+    r = mirror.head("/metrics")
+    assert r.status == 200 and r.body == b"", r
+    assert r.header("Content-Type") == CONTENT_TYPE, r
+
+
+def test_metrics_digest_mismatch(mirror_factory, fake_upstream, catalog):
+    reg = fake_upstream.hostport
+    small = catalog["small"]
+    fake_upstream.add_image("team/app", "v1", small)
+    data = random_bytes("metrics-corrupt", 2000)
+    digest = fake_upstream.add_blob(data)
+    bad = bytearray(data)
+    bad[1000] ^= 0xff
+    fake_upstream.corrupt[digest] = bytes(bad)
+    m = mirror_factory(reg, [fake_registry_entry(fake_upstream)])
+
+    def mismatches():
+        return value(scrape(m), "ocimirror_fetcher_digest_mismatches_total",
+                     registry=reg)
+    assert mismatches() == 0
+
+    # a blob whose bytes are not its digest's: a client error, not stored
+    r = m.get("/v2/team/app/blobs/" + digest)
+    if r.status == 200:
+        assert r.error is not None and len(r.body) < len(data), r
+    else:
+        assert_json_error(r, 502, "UNKNOWN")
+    assert not m.has_blob(digest)
+    assert mismatches() == 1
+
+    # a manifest by digest whose body is another one's
+    mt, body = fake_upstream.manifests[("team/app", small.manifest.digest)]
+    fake_upstream.manifests[("team/app", small.manifest.digest)] = (
+        mt, body.replace(b'"schemaVersion":2', b'"schemaVersion": 2'))
+    r = m.get("/v2/team/app/manifests/" + small.manifest.digest,
+              {"Accept": ACCEPT_ALL})
+    assert_json_error(r, 502, "UNKNOWN")
+    assert mismatches() == 2
+
+    # the same by tag: the body disagrees with Docker-Content-Digest
+    r = m.get("/v2/team/app/manifests/v1", {"Accept": ACCEPT_ALL})
+    assert_json_error(r, 502, "UNKNOWN")
+    assert mismatches() == 3
+
+    assert not m.has_blob(small.manifest.digest)
+    s = scrape(m)
+    assert value(s, "ocimirror_fetcher_blobs_fetched_total",
+                 registry=reg) == 0
+    assert value(s, "ocimirror_fetcher_manifests_fetched_total",
+                 registry=reg) == 0
+    wait_for(lambda: store_tmp_files(m) == [], 5,
+             what="temp files of the refused bodies removed")
+    assert_store_consistent(m)
+
+
+def test_metrics_stale_and_fetcher_down(mirror_factory, fake_upstream,
+                                        catalog):
+    """tag_ttl 1, the default stale_if_error, every endpoint down."""
+    reg = fake_upstream.hostport
+    small = catalog["small"]
+    fake_upstream.add_image("team/app", "v1", small)
+    m = mirror_factory(reg, [fake_registry_entry(fake_upstream,
+                                                 tag_ttl=1)])
+    path = "/v2/team/app/manifests/v1"
+    r = m.get(path, {"Accept": ACCEPT_ALL})
+    assert_manifest(r, small.manifest)
+    assert r.header("Warning") is None, r
+    fetched = time.time()
+
+    fake_upstream.fail[r"^/v2/"] = (503, "UNAVAILABLE")
+    time.sleep(max(0.0, fetched + 1.5 - time.time()))   # the tag is stale
+
+    # the fetcher's word: every endpoint failed, the record is served
+    r = m.get(path, {"Accept": ACCEPT_ALL})
+    assert_manifest(r, small.manifest)
+    assert r.header("Warning") == WARNING, r
+    r = m.head(path, {"Accept": ACCEPT_ALL})
+    assert_manifest(r, small.manifest, head=True)
+    assert r.header("Warning") == WARNING, r
+    s = scrape(m)
+    assert value(s, "ocimirror_stale_served_total", source="fetcher") == 2
+    assert value(s, "ocimirror_stale_served_total", source="cache") == 0
+    assert value(s, "ocimirror_fetcher_stale_served_total",
+                 registry=reg) == 2
+    assert value(s, "ocimirror_fetcher_up") == 1
+
+    # no fetcher: nginx serves the stale record itself, and /metrics
+    # still answers with its own counters
+    assert m.stop_fetcher() == 0
+    r = m.get(path, {"Accept": ACCEPT_ALL})
+    assert_manifest(r, small.manifest)
+    assert r.header("Warning") == WARNING, r
+
+    s = scrape(m)
+    assert value(s, "ocimirror_fetcher_up") == 0
+    assert value(s, "ocimirror_stale_served_total", source="cache") == 1
+    assert value(s, "ocimirror_stale_served_total", source="fetcher") == 2
+    assert requests_of(s, "manifest", "miss") == 4
+    assert not any(name.startswith("ocimirror_fetcher_")
+                   and name != "ocimirror_fetcher_up" for name, _ in s), s
+    r = m.head("/metrics")
+    assert r.status == 200 and r.body == b"", r
+
+    # and the fetcher's counters are back with a new fetcher
+    m.start_fetcher()
+    m.wait_ready()
+    s = scrape(m)
+    assert value(s, "ocimirror_fetcher_up") == 1
+    assert value(s, "ocimirror_fetcher_stale_served_total",
+                 registry=reg) == 0

@@ -1,0 +1,380 @@
+/*
+ * Unit tests for src/fetcher/auth.c: the credentials a job's request
+ * carries (none to a redirect target, token_file as Bearer, Basic once
+ * the registry asked for it), the 401 paths (Basic retry, the token flow
+ * with the registry's username and password), refusals with a clear
+ * message, counted, and answered from memory afterwards.  Transfers and
+ * connections are the fakes of fetcher_fakes.h.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fetcher_fakes.h"
+
+
+#define PATH       "/v2/a/b/manifests/v1"
+#define BEARER     "Bearer realm=\"https://auth.test/token\"," \
+                   "service=\"reg.test\",scope=\"repository:a/b:pull\""
+#define BASIC      "Basic realm=\"reg\""
+#define REFUSED    "FAIL 1 401 UNAUTHORIZED upstream refused the " \
+                   "configured credentials\n"
+
+
+static int
+kind_headers(job_t *j, const xfer_resp_t *r)
+{
+    return 0;
+}
+
+
+static int
+kind_body(job_t *j, const char *p, size_t n)
+{
+    return 0;
+}
+
+
+static int
+kind_reset(job_t *j)
+{
+    return 0;
+}
+
+
+static int
+kind_can_retry(job_t *j)
+{
+    return 1;
+}
+
+
+static void
+kind_done(job_t *j, const xfer_resp_t *r)
+{
+    oci_msg_t  m;
+
+    oci_msg_init(&m, OCI_MSG_DONE, 0);
+    job_send_all(j, &m);
+    job_finish(j);
+}
+
+
+static void
+kind_cleanup(job_t *j)
+{
+}
+
+
+static const job_ops_t  ops = {
+    "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
+    kind_can_retry, kind_done, NULL, NULL, NULL, kind_cleanup, NULL, NULL,
+    NULL, NULL
+};
+
+
+static oci_registry_t *
+reg_of(fake_env_t *e)
+{
+    oci_registry_t  *reg;
+
+    reg = (oci_registry_t *) oci_config_registry(e->cf, FAKE_REG,
+                                                 strlen(FAKE_REG));
+    assert_non_null(reg);
+
+    return reg;
+}
+
+
+static void
+write_file(const char *path, const char *value)
+{
+    FILE  *f;
+
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", value);
+    fclose(f);
+}
+
+
+/* FAKE_REG with username "alice" and password "pw"; the config frees
+ * the strings set here. */
+static oci_registry_t *
+with_password(fake_env_t *e)
+{
+    oci_registry_t  *reg = reg_of(e);
+    char             path[256];
+
+    snprintf(path, sizeof(path), "%s/alice.pw", e->dir);
+    write_file(path, "pw");
+    reg->username = strdup("alice");
+    reg->password_file.path = strdup(path);
+    assert_non_null(reg->username);
+    assert_non_null(reg->password_file.path);
+
+    return reg;
+}
+
+
+/* A job for a/b:v1 with one waiter (c1, id 1), issued. */
+static job_t *
+issue(fake_env_t *e)
+{
+    job_t  *j;
+
+    j = job_create(e->jobs, &ops, sizeof(job_t), reg_of(e), "a/b", "v1",
+                   NULL);
+    assert_non_null(j);
+    snprintf(j->path, sizeof(j->path), "%s", PATH);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+
+    return j;
+}
+
+
+static void
+reply_to(xfer_t *x, long status, const char *body, const char *challenge)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.body = body;
+    r.www_authenticate = challenge;
+    fake_xfer_reply(x, &r);
+}
+
+
+static void
+test_redirect_target_gets_nothing(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+    xfer_req_t   req;
+    char         path[256];
+
+    with_password(e);
+    token_set_basic(e->tokens, reg_of(e));
+    snprintf(path, sizeof(path), "%s/reg.token", e->dir);
+
+    j = job_create(e->jobs, &ops, sizeof(job_t), reg_of(e), "a/b", "v1",
+                   NULL);
+    assert_non_null(j);
+
+    memset(&req, 0, sizeof(req));
+    job_auth_request(j, &req, 0);
+    assert_ptr_equal(req.registry, reg_of(e));
+    assert_null(req.bearer);
+    assert_null(req.username);
+    assert_null(req.password);
+    assert_int_equal(req.answer, 0);
+
+    /* to an endpoint: Basic, as the registry asked before */
+    job_auth_request(j, &req, 1);
+    assert_string_equal(req.username, "alice");
+    assert_string_equal(req.password, "pw");
+    assert_int_equal(j->sent_basic, 1);
+
+    /* a token_file wins over everything: Bearer, no Basic */
+    write_file(path, "ready");
+    reg_of(e)->token_file.path = strdup(path);
+    memset(&req, 0, sizeof(req));
+    job_auth_request(j, &req, 1);
+    assert_string_equal(req.bearer, "ready");
+    assert_null(req.username);
+    assert_int_equal(j->sent_bearer, 1);
+    assert_int_equal(j->sent_basic, 0);
+
+    job_finish(j);
+}
+
+
+/* A Basic challenge: one more try with Basic, then Basic at once. */
+static void
+test_basic(void **state)
+{
+    fake_env_t  *e = *state;
+    xfer_t      *x;
+
+    with_password(e);
+    issue(e);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->username, "");
+    reply_to(x, 401, NULL, BASIC);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->username, "alice");
+    assert_string_equal(x->password, "pw");
+    assert_string_equal(x->bearer, "");
+    reply_to(x, 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    issue(e);
+    x = fake_xfer_one();
+    assert_string_equal(x->username, "alice");
+    reply_to(x, 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+    assert_int_equal(fake_xfers.started, 3);
+    assert_int_equal(stats_registry(reg_of(e))->auth_failures, 0);
+}
+
+
+/* Wrong Basic credentials: a clear FAIL, counted once, and the requests
+ * that follow are answered from memory. */
+static void
+test_basic_refused(void **state)
+{
+    fake_env_t  *e = *state;
+    xfer_t      *x;
+    int          i;
+
+    with_password(e);
+    issue(e);
+    reply_to(fake_xfer_one(), 401, NULL, BASIC);
+    reply_to(fake_xfer_one(), 401, NULL, BASIC);
+    assert_string_equal(fake_conn_take(&e->c1), REFUSED);
+    assert_int_equal(stats_registry(reg_of(e))->auth_failures, 1);
+
+    for (i = 0; i < 3; i++) {
+        issue(e);
+        x = fake_xfer_one();
+        assert_int_equal(x->answer, 401);
+        assert_string_equal(x->username, "");
+        /* what xfer.c makes of it: a 401 without a challenge */
+        reply_to(x, 401, NULL, NULL);
+        assert_string_equal(fake_conn_take(&e->c1), REFUSED);
+    }
+
+    assert_int_equal(stats_registry(reg_of(e))->auth_failures, 1);
+    assert_int_equal(fake_xfers.started, 5);
+
+    /* the memory ends with negative_ttl */
+    fake_now += reg_of(e)->negative_ttl;
+    issue(e);
+    assert_int_equal(fake_xfer_one()->answer, 0);
+}
+
+
+/* A Bearer challenge: the token request carries the username and
+ * password, the registry gets only the token. */
+static void
+test_token_with_credentials(void **state)
+{
+    fake_env_t  *e = *state;
+    xfer_t      *x;
+
+    with_password(e);
+    issue(e);
+    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+
+    x = fake_xfer_one();
+    assert_non_null(strstr(x->url, "https://auth.test/token?"));
+    assert_string_equal(x->username, "alice");
+    assert_string_equal(x->password, "pw");
+    reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->bearer, "tok");
+    assert_string_equal(x->username, "");
+    reply_to(x, 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    /* the token service refuses: a clear FAIL, remembered */
+    token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
+    issue(e);
+    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    reply_to(fake_xfer_one(), 401, NULL, NULL);
+    assert_string_equal(fake_conn_take(&e->c1), REFUSED);
+    issue(e);
+    assert_int_equal(fake_xfer_one()->answer, 401);
+    reply_to(fake_xfer_one(), 401, NULL, NULL);
+    assert_string_equal(fake_conn_take(&e->c1), REFUSED);
+}
+
+
+/* token_file: sent as is; a 401 to it is a refusal, no token flow. */
+static void
+test_token_file(void **state)
+{
+    fake_env_t  *e = *state;
+    char         path[256];
+    xfer_t      *x;
+
+    snprintf(path, sizeof(path), "%s/reg.token", e->dir);
+    write_file(path, "file-token");
+    reg_of(e)->token_file.path = strdup(path);
+
+    issue(e);
+    x = fake_xfer_one();
+    assert_string_equal(x->bearer, "file-token");
+    reply_to(x, 401, NULL, BEARER);
+    assert_string_equal(fake_conn_take(&e->c1), REFUSED);
+    assert_int_equal(fake_xfers.started, 1);
+}
+
+
+/* An expired cached token: dropped, one new token, the client never sees
+ * the 401; a token refused right after it was granted is a refusal. */
+static void
+test_token_renewed_once(void **state)
+{
+    fake_env_t  *e = *state;
+
+    issue(e);
+    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    reply_to(fake_xfer_one(), 200, "{\"token\":\"t1\"}", NULL);
+    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    /* upstream says t1 is no good any more */
+    issue(e);
+    assert_string_equal(fake_xfer_one()->bearer, "t1");
+    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    reply_to(fake_xfer_one(), 200, "{\"token\":\"t2\"}", NULL);
+    assert_string_equal(fake_xfer_one()->bearer, "t2");
+    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    /* granted, then refused for the repository: no third token */
+    token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
+    issue(e);
+    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    reply_to(fake_xfer_one(), 200, "{\"token\":\"t3\"}", NULL);
+    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 401 UNAUTHORIZED upstream refused access\n");
+    assert_int_equal(stats_registry(reg_of(e))->auth_failures, 1);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_redirect_target_gets_nothing,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_basic, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_basic_refused, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_token_with_credentials,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_token_file, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_token_renewed_once,
+                                        fake_env_setup, fake_env_teardown),
+    };
+    int  rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+
+    return rc;
+}
