@@ -454,6 +454,31 @@ ngx_http_ocimirror_wait_of(ngx_http_request_t *r)
 
 
 ngx_int_t
+ngx_http_ocimirror_ask_or_fail(ngx_http_request_t *r,
+    ngx_http_ocimirror_wait_t *w, ngx_http_ocimirror_wait_pt handler,
+    void *data, oci_msg_t *m)
+{
+    ngx_int_t                        rc;
+    ngx_http_ocimirror_loc_conf_t   *lcf;
+    ngx_http_ocimirror_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ocimirror_module);
+
+    rc = ngx_http_ocimirror_ask(r, mcf->link, w, handler, data,
+                                lcf->fetch_timeout, m);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_ocimirror_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         OCI_ERR_UNAVAILABLE,
+                                         "the fetcher is not available");
+}
+
+
+ngx_int_t
 ngx_http_ocimirror_unexpected(ngx_http_ocimirror_wait_t *w,
     const oci_msg_t *m, const char *verb)
 {

@@ -96,6 +96,15 @@ ngx_int_t ngx_http_ocimirror_ask(ngx_http_request_t *r,
     ngx_http_ocimirror_wait_pt handler, void *data, ngx_msec_t timeout,
     oci_msg_t *m);
 
+/*
+ * ngx_http_ocimirror_ask() through the worker's link with the location's
+ * ocimirror_fetch_timeout; if the fetcher cannot be reached, r is
+ * answered 503 UNAVAILABLE.  Returns what a content handler returns.
+ */
+ngx_int_t ngx_http_ocimirror_ask_or_fail(ngx_http_request_t *r,
+    ngx_http_ocimirror_wait_t *w, ngx_http_ocimirror_wait_pt handler,
+    void *data, oci_msg_t *m);
+
 /* Deactivate w if it is active and tell the fetcher (CANCEL). */
 void ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w);
 

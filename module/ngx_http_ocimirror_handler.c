@@ -40,29 +40,16 @@ ngx_http_ocimirror_handler(ngx_http_request_t *r)
     char                             msg[256];
     ngx_http_ocimirror_main_conf_t  *mcf;
 
-    static ngx_str_t  allow = ngx_string("GET, HEAD");
-
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
 
     if (ngx_http_ocimirror_add_api_version(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_discard_request_body(r);
+    rc = ngx_http_ocimirror_read_only(r, "the mirror is read-only");
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-
-        if (ngx_http_ocimirror_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_ocimirror_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                             OCI_ERR_UNSUPPORTED,
-                                             "the mirror is read-only");
     }
 
     path = r->unparsed_uri.data;
@@ -109,10 +96,10 @@ ngx_http_ocimirror_handler(ngx_http_request_t *r)
         return ngx_http_ocimirror_manifest(r, mcf, route);
 
     case OCI_EP_TAGS:
-        return ngx_http_ocimirror_tags(r, mcf, route, &ns);
+        return ngx_http_ocimirror_tags(r, route, &ns);
 
     case OCI_EP_REFERRERS:
-        return ngx_http_ocimirror_referrers(r, mcf, route);
+        return ngx_http_ocimirror_referrers(r, route);
 
     default: /* OCI_EP_BASE */
         return ngx_http_ocimirror_base(r);
@@ -168,5 +155,5 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
                                              "cannot read the store");
     }
 
-    return ngx_http_ocimirror_stream_blob(r, mcf, route, &path, &digest);
+    return ngx_http_ocimirror_stream_blob(r, route, &path, &digest);
 }

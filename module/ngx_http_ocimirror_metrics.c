@@ -306,23 +306,10 @@ ngx_http_ocimirror_metrics_handler(ngx_http_request_t *r)
     ngx_http_ocimirror_main_conf_t    *mcf;
     ngx_http_ocimirror_metrics_ctx_t  *ctx;
 
-    static ngx_str_t  allow = ngx_string("GET, HEAD");
+    rc = ngx_http_ocimirror_read_only(r, "metrics are read-only");
 
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-
-        if (ngx_http_ocimirror_add_header(r, "Allow", &allow) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_ocimirror_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                             OCI_ERR_UNSUPPORTED,
-                                             "metrics are read-only");
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
@@ -395,14 +382,13 @@ ngx_http_ocimirror_metrics_message(ngx_http_ocimirror_wait_t *w,
 static ngx_int_t
 ngx_http_ocimirror_metrics_send(ngx_http_request_t *r, const oci_msg_t *m)
 {
-    off_t             size;
-    ngx_fd_t          fd;
-    ngx_int_t         rc;
-    ngx_buf_t        *b, *fb;
-    ngx_str_t         path;
-    ngx_uint_t        up;
-    ngx_chain_t       out[2];
-    ngx_file_info_t   fi;
+    off_t         size;
+    ngx_fd_t      fd;
+    ngx_int_t     rc;
+    ngx_buf_t    *b, *fb;
+    ngx_str_t     path;
+    ngx_uint_t    up;
+    ngx_chain_t   out[2];
 
     static ngx_str_t  type = ngx_string("text/plain; version=0.0.4");
     static ngx_str_t  no_store = ngx_string("no-store");
@@ -411,25 +397,12 @@ ngx_http_ocimirror_metrics_send(ngx_http_request_t *r, const oci_msg_t *m)
     size = 0;
     fd = NGX_INVALID_FILE;
 
-    if (m != NULL) {
-        rc = ngx_http_ocimirror_open_file(r, m->path, &path, &fd);
-
-        if (rc == NGX_DECLINED) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, NGX_ENOENT,
-                          "ocimirror: the fetcher's metrics \"%s\" are "
-                          "gone", m->path);
-
-        } else if (rc == NGX_OK) {
-
-            if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-                ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                              ngx_fd_info_n " \"%V\" failed", &path);
-
-            } else {
-                size = ngx_file_size(&fi);
-                up = 1;
-            }
-        }
+    if (m != NULL
+        && ngx_http_ocimirror_open_body(r, m->path, "fetcher's metrics",
+                                        &path, &fd, &size)
+           == NGX_OK)
+    {
+        up = 1;
     }
 
     b = ngx_http_ocimirror_metrics_render(r, up);
@@ -440,22 +413,10 @@ ngx_http_ocimirror_metrics_send(ngx_http_request_t *r, const oci_msg_t *m)
     fb = NULL;
 
     if (size > 0) {
-        fb = ngx_calloc_buf(r->pool);
+        fb = ngx_http_ocimirror_file_buf(r, fd, &path, size);
         if (fb == NULL) {
             return NGX_ERROR;
         }
-
-        fb->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
-        if (fb->file == NULL) {
-            return NGX_ERROR;
-        }
-
-        fb->file->fd = fd;
-        fb->file->name = path;
-        fb->file->log = r->connection->log;
-        fb->file_pos = 0;
-        fb->file_last = size;
-        fb->in_file = 1;
     }
 
     if (ngx_http_ocimirror_add_header(r, "Cache-Control", &no_store)

@@ -1,8 +1,7 @@
 /*
  * Referrers.  The fetcher writes the image index, already filtered by
- * the artifact type, to a temp file and answers BODY; the worker opens
- * the file and sends it as a file buffer.  The link unlinks the file once
- * the handler returns (the open fd keeps it readable).
+ * the artifact type, to a temp file and answers BODY, which is sent as
+ * a file buffer (ngx_http_ocimirror_body.h).
  */
 
 #include <ngx_config.h>
@@ -10,35 +9,36 @@
 #include <ngx_http.h>
 
 #include "oci_ref.h"
+#include "ngx_http_ocimirror_body.h"
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
 #include "ngx_http_ocimirror_referrers.h"
 #include "ngx_http_ocimirror_serve.h"
 
 
-typedef struct {
-    ngx_http_request_t          *request;
-    ngx_http_ocimirror_wait_t    wait;
-    ngx_uint_t                   filtered;
-} ngx_http_ocimirror_referrers_ctx_t;
-
-
 static ngx_int_t ngx_http_ocimirror_referrers_type(ngx_http_request_t *r,
     oci_msg_t *m);
-static void ngx_http_ocimirror_referrers_message(
-    ngx_http_ocimirror_wait_t *w, const oci_msg_t *m);
-static ngx_int_t ngx_http_ocimirror_referrers_body(
-    ngx_http_ocimirror_referrers_ctx_t *ctx, const oci_msg_t *m);
+static ngx_int_t ngx_http_ocimirror_referrers_filtered(
+    ngx_http_request_t *r, const oci_msg_t *m, void *data);
+
+
+/* [0]: every referrer; [1]: those of the artifactType asked for */
+
+static const ngx_http_ocimirror_body_kind_t
+    ngx_http_ocimirror_referrers_kinds[] =
+{
+    { "REFERRERS", "referrers index", "cannot read the referrers",
+      ngx_string(OCI_MT_OCI_INDEX), NULL },
+    { "REFERRERS", "referrers index", "cannot read the referrers",
+      ngx_string(OCI_MT_OCI_INDEX), ngx_http_ocimirror_referrers_filtered }
+};
 
 
 ngx_int_t
-ngx_http_ocimirror_referrers(ngx_http_request_t *r,
-    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route)
+ngx_http_ocimirror_referrers(ngx_http_request_t *r, oci_route_t *route)
 {
-    ngx_int_t                            rc;
-    oci_msg_t                            m;
-    ngx_http_ocimirror_loc_conf_t       *lcf;
-    ngx_http_ocimirror_referrers_ctx_t  *ctx;
+    ngx_int_t    rc;
+    oci_msg_t    m;
+    ngx_uint_t   filtered;
 
     oci_msg_init(&m, OCI_MSG_REFERRERS, 0);
 
@@ -61,27 +61,11 @@ ngx_http_ocimirror_referrers(ngx_http_request_t *r,
     ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
                 sizeof(m.reference));
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_ocimirror_referrers_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    filtered = (m.artifact_type[0] != '\0');
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ocimirror_module);
-
-    ctx->request = r;
-    ctx->filtered = (m.artifact_type[0] != '\0');
-
-    rc = ngx_http_ocimirror_ask(r, mcf->link, &ctx->wait,
-                                ngx_http_ocimirror_referrers_message, ctx,
-                                lcf->fetch_timeout, &m);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    return ngx_http_ocimirror_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         OCI_ERR_UNAVAILABLE,
-                                         "the fetcher is not available");
+    return ngx_http_ocimirror_ask_body(r,
+                                 &ngx_http_ocimirror_referrers_kinds[filtered],
+                                 NULL, &m);
 }
 
 
@@ -134,90 +118,13 @@ ngx_http_ocimirror_referrers_type(ngx_http_request_t *r, oci_msg_t *m)
 }
 
 
-static void
-ngx_http_ocimirror_referrers_message(ngx_http_ocimirror_wait_t *w,
-    const oci_msg_t *m)
-{
-    ngx_int_t                            rc;
-    ngx_http_request_t                  *r;
-    ngx_http_ocimirror_referrers_ctx_t  *ctx;
-
-    if (w->active) {
-        /* SIZE or PROGRESS: no answer, the fetcher is at work */
-        return;
-    }
-
-    ctx = w->data;
-    r = ctx->request;
-
-    switch (m->type) {
-
-    case OCI_MSG_BODY:
-        rc = ngx_http_ocimirror_referrers_body(ctx, m);
-        break;
-
-    case OCI_MSG_FAIL:
-        rc = ngx_http_ocimirror_send_fail(r, m);
-        break;
-
-    default:
-        rc = ngx_http_ocimirror_unexpected(w, m, "REFERRERS");
-        break;
-    }
-
-    ngx_http_finalize_request(r, rc);
-}
-
+/* The filter asked for was applied: say so. */
 
 static ngx_int_t
-ngx_http_ocimirror_referrers_body(ngx_http_ocimirror_referrers_ctx_t *ctx,
-    const oci_msg_t *m)
+ngx_http_ocimirror_referrers_filtered(ngx_http_request_t *r,
+    const oci_msg_t *m, void *data)
 {
-    ngx_fd_t             fd;
-    ngx_int_t            rc;
-    ngx_str_t            path;
-    ngx_file_info_t      fi;
-    ngx_http_request_t  *r;
-
-    static ngx_str_t  index = ngx_string(OCI_MT_OCI_INDEX);
     static ngx_str_t  filters = ngx_string("artifactType");
 
-    r = ctx->request;
-
-    rc = ngx_http_ocimirror_open_file(r, m->path, &path, &fd);
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, NGX_ENOENT,
-                      "ocimirror: the referrers index \"%s\" is gone",
-                      m->path);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_ocimirror_send_error(r,
-                                             NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             OCI_ERR_UNAVAILABLE,
-                                             "cannot read the referrers");
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                      ngx_fd_info_n " \"%V\" failed", &path);
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_ocimirror_set_content(r, ngx_file_size(&fi), &index, NULL,
-                                       NULL)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ctx->filtered
-        && ngx_http_ocimirror_add_header(r, "OCI-Filters-Applied", &filters)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_ocimirror_send_file(r, fd, &path, ngx_file_size(&fi), 0);
+    return ngx_http_ocimirror_add_header(r, "OCI-Filters-Applied", &filters);
 }

@@ -17,7 +17,7 @@
 
 /* Returns what a content handler returns (NGX_DONE while parked). */
 ngx_int_t ngx_http_ocimirror_referrers(ngx_http_request_t *r,
-    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route);
+    oci_route_t *route);
 
 
 #endif /* NGX_HTTP_OCIMIRROR_REFERRERS_H */

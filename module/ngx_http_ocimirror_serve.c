@@ -225,6 +225,36 @@ ngx_http_ocimirror_open_file(ngx_http_request_t *r, const char *name,
 
 
 ngx_int_t
+ngx_http_ocimirror_open_body(ngx_http_request_t *r, const char *name,
+    const char *what, ngx_str_t *path, ngx_fd_t *fd, off_t *size)
+{
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    rc = ngx_http_ocimirror_open_file(r, name, path, fd);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, NGX_ENOENT,
+                      "ocimirror: the %s \"%s\" is gone", what, name);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_fd_info(*fd, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
+                      ngx_fd_info_n " \"%V\" failed", path);
+        return NGX_ERROR;
+    }
+
+    *size = ngx_file_size(&fi);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_http_ocimirror_add_accept_ranges(ngx_http_request_t *r)
 {
     ngx_table_elt_t  *h;
@@ -282,6 +312,34 @@ ngx_http_ocimirror_set_content(ngx_http_request_t *r, off_t length,
 }
 
 
+ngx_buf_t *
+ngx_http_ocimirror_file_buf(ngx_http_request_t *r, ngx_fd_t fd,
+    ngx_str_t *path, off_t size)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+    if (b->file == NULL) {
+        return NULL;
+    }
+
+    b->file_pos = 0;
+    b->file_last = size;
+    b->in_file = size ? 1 : 0;
+
+    b->file->fd = fd;
+    b->file->name = *path;
+    b->file->log = r->connection->log;
+
+    return b;
+}
+
+
 ngx_int_t
 ngx_http_ocimirror_send_file(ngx_http_request_t *r, ngx_fd_t fd,
     ngx_str_t *path, off_t size, ngx_uint_t directio)
@@ -292,15 +350,12 @@ ngx_http_ocimirror_send_file(ngx_http_request_t *r, ngx_fd_t fd,
 
     /* allocate all before the header is sent */
 
-    b = ngx_calloc_buf(r->pool);
+    b = ngx_http_ocimirror_file_buf(r, fd, path, size);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
-    if (b->file == NULL) {
-        return NGX_ERROR;
-    }
+    b->file->directio = directio;
 
     rc = ngx_http_send_header(r);
 
@@ -308,22 +363,39 @@ ngx_http_ocimirror_send_file(ngx_http_request_t *r, ngx_fd_t fd,
         return rc;
     }
 
-    b->file_pos = 0;
-    b->file_last = size;
-
-    b->in_file = size ? 1 : 0;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
-
-    b->file->fd = fd;
-    b->file->name = *path;
-    b->file->log = r->connection->log;
-    b->file->directio = directio;
 
     out.buf = b;
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_read_only(ngx_http_request_t *r, const char *message)
+{
+    ngx_int_t  rc;
+
+    static ngx_str_t  allow = ngx_string("GET, HEAD");
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_ocimirror_add_header(r, "Allow", &allow) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_ocimirror_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                         OCI_ERR_UNSUPPORTED, message);
 }
 
 

@@ -55,6 +55,17 @@ ngx_int_t ngx_http_ocimirror_open(ngx_http_request_t *r, ngx_str_t *path,
 ngx_int_t ngx_http_ocimirror_open_file(ngx_http_request_t *r,
     const char *name, ngx_str_t *path, ngx_fd_t *fd);
 
+/*
+ * Open the fetcher's BODY temp file name (ngx_http_ocimirror_open_file():
+ * the link unlinks it once the handler returns, the open fd keeps it
+ * readable) and give its size.  what names it in the log ("tag list").
+ * Returns NGX_OK, NGX_DECLINED if it could not be opened, NGX_ERROR if
+ * its size could not be read (both logged).
+ */
+ngx_int_t ngx_http_ocimirror_open_body(ngx_http_request_t *r,
+    const char *name, const char *what, ngx_str_t *path, ngx_fd_t *fd,
+    off_t *size);
+
 /* Accept-Ranges: bytes, for a response the range filter leaves alone. */
 ngx_int_t ngx_http_ocimirror_add_accept_ranges(ngx_http_request_t *r);
 
@@ -63,9 +74,20 @@ ngx_int_t ngx_http_ocimirror_add_accept_ranges(ngx_http_request_t *r);
 ngx_int_t ngx_http_ocimirror_set_content(ngx_http_request_t *r,
     off_t length, ngx_str_t *type, ngx_str_t *digest, ngx_str_t *etag);
 
+/* A buffer of bytes [0, size) of fd, path naming it in the log; the
+ * caller sets last_buf.  NULL on failure. */
+ngx_buf_t *ngx_http_ocimirror_file_buf(ngx_http_request_t *r, ngx_fd_t fd,
+    ngx_str_t *path, off_t size);
+
 /* Send the headers and then bytes [0, size) of fd as one file buffer. */
 ngx_int_t ngx_http_ocimirror_send_file(ngx_http_request_t *r, ngx_fd_t fd,
     ngx_str_t *path, off_t size, ngx_uint_t directio);
+
+/* Discard the request body; a method but GET and HEAD gets 405
+ * UNSUPPORTED with message and Allow.  NGX_DECLINED for GET and HEAD,
+ * else what the content handler returns (the error is sent). */
+ngx_int_t ngx_http_ocimirror_read_only(ngx_http_request_t *r,
+    const char *message);
 
 /* Send status, type and an in-memory body (pool or static memory). */
 ngx_int_t ngx_http_ocimirror_send_body(ngx_http_request_t *r,

@@ -79,21 +79,16 @@ static void ngx_http_ocimirror_stream_finalize(
 
 
 ngx_int_t
-ngx_http_ocimirror_stream_blob(ngx_http_request_t *r,
-    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route,
+ngx_http_ocimirror_stream_blob(ngx_http_request_t *r, oci_route_t *route,
     ngx_str_t *store_path, ngx_str_t *digest)
 {
-    ngx_int_t                       rc;
-    oci_msg_t                       m;
-    ngx_http_ocimirror_stream_t    *s;
-    ngx_http_ocimirror_loc_conf_t  *lcf;
+    oci_msg_t                     m;
+    ngx_http_ocimirror_stream_t  *s;
 
     s = ngx_pcalloc(r->pool, sizeof(ngx_http_ocimirror_stream_t));
     if (s == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ocimirror_module);
 
     s->request = r;
     s->digest = *digest;
@@ -111,17 +106,9 @@ ngx_http_ocimirror_stream_blob(ngx_http_request_t *r,
     ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
                 sizeof(m.reference));
 
-    rc = ngx_http_ocimirror_ask(r, mcf->link, &s->wait,
-                                ngx_http_ocimirror_stream_message, s,
-                                lcf->fetch_timeout, &m);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    return ngx_http_ocimirror_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         OCI_ERR_UNAVAILABLE,
-                                         "the fetcher is not available");
+    return ngx_http_ocimirror_ask_or_fail(r, &s->wait,
+                                          ngx_http_ocimirror_stream_message,
+                                          s, &m);
 }
 
 

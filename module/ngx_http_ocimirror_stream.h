@@ -18,8 +18,7 @@
  * "sha256:..." name.  Returns what a content handler returns (NGX_DONE
  * while parked). */
 ngx_int_t ngx_http_ocimirror_stream_blob(ngx_http_request_t *r,
-    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route,
-    ngx_str_t *store_path, ngx_str_t *digest);
+    oci_route_t *route, ngx_str_t *store_path, ngx_str_t *digest);
 
 
 #endif /* NGX_HTTP_OCIMIRROR_STREAM_H */

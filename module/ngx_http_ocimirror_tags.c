@@ -1,8 +1,7 @@
 /*
- * Tag lists.  The fetcher writes the upstream's body to a temp file and
- * answers BODY; the worker opens the file and sends it as a file buffer.
- * The link unlinks the file once the handler returns, whatever became of
- * the request (the open fd keeps it readable).
+ * Tag lists.  The fetcher writes the list to a temp file and answers
+ * BODY, which is sent as a file buffer (ngx_http_ocimirror_body.h) with
+ * the next page's Link rewritten for the client.
  */
 
 #include <ngx_config.h>
@@ -10,36 +9,41 @@
 #include <ngx_http.h>
 
 #include "oci_ref.h"
+#include "ngx_http_ocimirror_body.h"
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
 #include "ngx_http_ocimirror_serve.h"
 #include "ngx_http_ocimirror_tags.h"
 
 
+/* what the Link of the next page is made of */
 typedef struct {
-    ngx_http_request_t          *request;
-    ngx_http_ocimirror_wait_t    wait;
     oci_route_t                 *route;
     ngx_str_t                    ns;
 } ngx_http_ocimirror_tags_ctx_t;
 
 
-static void ngx_http_ocimirror_tags_message(ngx_http_ocimirror_wait_t *w,
-    const oci_msg_t *m);
-static ngx_int_t ngx_http_ocimirror_tags_body(
-    ngx_http_ocimirror_tags_ctx_t *ctx, const oci_msg_t *m);
-static ngx_int_t ngx_http_ocimirror_tags_link(
+static ngx_int_t ngx_http_ocimirror_tags_headers(ngx_http_request_t *r,
+    const oci_msg_t *m, void *data);
+static ngx_int_t ngx_http_ocimirror_tags_link(ngx_http_request_t *r,
     ngx_http_ocimirror_tags_ctx_t *ctx, const char *next);
 
 
+static const ngx_http_ocimirror_body_kind_t  ngx_http_ocimirror_tags_kind = {
+    "TAGS",
+    "tag list",
+    "cannot read the tag list",
+    ngx_string("application/json"),
+    ngx_http_ocimirror_tags_headers
+};
+
+
 ngx_int_t
-ngx_http_ocimirror_tags(ngx_http_request_t *r,
-    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route, ngx_str_t *ns)
+ngx_http_ocimirror_tags(ngx_http_request_t *r, oci_route_t *route,
+    ngx_str_t *ns)
 {
-    ngx_int_t                       n, rc;
+    ngx_int_t                       n;
     ngx_str_t                       value;
     oci_msg_t                       m;
-    ngx_http_ocimirror_loc_conf_t  *lcf;
     ngx_http_ocimirror_tags_ctx_t  *ctx;
 
     oci_msg_init(&m, OCI_MSG_TAGS, 0);
@@ -83,127 +87,43 @@ ngx_http_ocimirror_tags(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ocimirror_module);
-
-    ctx->request = r;
     ctx->route = route;
     ctx->ns = *ns;
 
-    rc = ngx_http_ocimirror_ask(r, mcf->link, &ctx->wait,
-                                ngx_http_ocimirror_tags_message, ctx,
-                                lcf->fetch_timeout, &m);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    return ngx_http_ocimirror_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         OCI_ERR_UNAVAILABLE,
-                                         "the fetcher is not available");
+    return ngx_http_ocimirror_ask_body(r, &ngx_http_ocimirror_tags_kind, ctx,
+                                       &m);
 }
 
 
-static void
-ngx_http_ocimirror_tags_message(ngx_http_ocimirror_wait_t *w,
-    const oci_msg_t *m)
-{
-    ngx_int_t                       rc;
-    ngx_http_request_t             *r;
-    ngx_http_ocimirror_tags_ctx_t  *ctx;
-
-    if (w->active) {
-        /* SIZE or PROGRESS: no answer, the fetcher is at work */
-        return;
-    }
-
-    ctx = w->data;
-    r = ctx->request;
-
-    switch (m->type) {
-
-    case OCI_MSG_BODY:
-        rc = ngx_http_ocimirror_tags_body(ctx, m);
-        break;
-
-    case OCI_MSG_FAIL:
-        rc = ngx_http_ocimirror_send_fail(r, m);
-        break;
-
-    default:
-        rc = ngx_http_ocimirror_unexpected(w, m, "TAGS");
-        break;
-    }
-
-    ngx_http_finalize_request(r, rc);
-}
-
+/* The upstream's status (forwarded) and the next page's Link. */
 
 static ngx_int_t
-ngx_http_ocimirror_tags_body(ngx_http_ocimirror_tags_ctx_t *ctx,
-    const oci_msg_t *m)
+ngx_http_ocimirror_tags_headers(ngx_http_request_t *r, const oci_msg_t *m,
+    void *data)
 {
-    ngx_fd_t             fd;
-    ngx_int_t            rc;
-    ngx_str_t            path;
-    ngx_file_info_t      fi;
-    ngx_http_request_t  *r;
-
-    static ngx_str_t  json = ngx_string("application/json");
-
-    r = ctx->request;
-
-    rc = ngx_http_ocimirror_open_file(r, m->path, &path, &fd);
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, NGX_ENOENT,
-                      "ocimirror: the tag list \"%s\" is gone", m->path);
-    }
-
-    if (rc != NGX_OK) {
-        return ngx_http_ocimirror_send_error(r,
-                                             NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             OCI_ERR_UNAVAILABLE,
-                                             "cannot read the tag list");
-    }
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, ngx_errno,
-                      ngx_fd_info_n " \"%V\" failed", &path);
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_ocimirror_set_content(r, ngx_file_size(&fi), &json, NULL,
-                                       NULL)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     if (m->status >= NGX_HTTP_OK && m->status < 600) {
         r->headers_out.status = m->status;
     }
 
-    if (m->next[0] && ngx_http_ocimirror_tags_link(ctx, m->next) != NGX_OK) {
-        return NGX_ERROR;
+    if (m->next[0] == '\0') {
+        return NGX_OK;
     }
 
-    return ngx_http_ocimirror_send_file(r, fd, &path, ngx_file_size(&fi), 0);
+    return ngx_http_ocimirror_tags_link(r, data, m->next);
 }
 
 
 /* Link: </v2/<client-prefix><name>/tags/list?<next>[&ns=..]>; rel="next" */
 
 static ngx_int_t
-ngx_http_ocimirror_tags_link(ngx_http_ocimirror_tags_ctx_t *ctx,
-    const char *next)
+ngx_http_ocimirror_tags_link(ngx_http_request_t *r,
+    ngx_http_ocimirror_tags_ctx_t *ctx, const char *next)
 {
-    size_t               len;
-    u_char              *p;
-    ngx_str_t            value;
-    oci_route_t         *route;
-    ngx_http_request_t  *r;
+    size_t        len;
+    u_char       *p;
+    ngx_str_t     value;
+    oci_route_t  *route;
 
-    r = ctx->request;
     route = ctx->route;
 
     len = sizeof("</v2/") - 1 + ngx_strlen(route->client_prefix)

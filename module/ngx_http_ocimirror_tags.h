@@ -17,7 +17,7 @@
 /* ns: the raw ?ns= value (len 0 if none), repeated in the Link.
  * Returns what a content handler returns (NGX_DONE while parked). */
 ngx_int_t ngx_http_ocimirror_tags(ngx_http_request_t *r,
-    ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route, ngx_str_t *ns);
+    oci_route_t *route, ngx_str_t *ns);
 
 
 #endif /* NGX_HTTP_OCIMIRROR_TAGS_H */

@@ -153,15 +153,11 @@ oci_ipc_accept_valid(const char *s, size_t cap)
 }
 
 
-/*
- * "" or a query string for a Link header: printable ASCII without the
- * bytes that could end the URI reference or the header value.
- */
+/* "" or a query string for a Link header */
 static int
 oci_ipc_next_valid(const char *s, size_t cap)
 {
-    size_t  len, i;
-    int     c;
+    size_t  len;
 
     if (!oci_ipc_terminated(s, cap, &len)) {
         return 0;
@@ -170,6 +166,16 @@ oci_ipc_next_valid(const char *s, size_t cap)
     if (len == 1 && s[0] == '-') {
         return 0;
     }
+
+    return oci_ipc_link_safe(s, len);
+}
+
+
+int
+oci_ipc_link_safe(const char *s, size_t len)
+{
+    size_t  i;
+    int     c;
 
     for (i = 0; i < len; i++) {
         c = (unsigned char) s[i];

@@ -116,6 +116,13 @@ void oci_msg_init(oci_msg_t *m, oci_msg_type_t type, uint32_t id);
 int oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap);
 
 /*
+ * 1 if s[0..len) may stand in a URI reference of a Link header (a BODY's
+ * next goes into the client's; the fetcher follows the upstream's):
+ * printable ASCII without space, '<', '>', '"' and '\\'.
+ */
+int oci_ipc_link_safe(const char *s, size_t len);
+
+/*
  * Decode the first line in buf[0..len).  On success fills m, sets
  * *consumed to the bytes used (line and '\n') and returns OCI_OK.
  * Returns OCI_EAGAIN if no complete line is there yet (and len is below

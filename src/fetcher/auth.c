@@ -12,6 +12,16 @@
  * more try, is a refusal: remembered (token.c) so that the requests that
  * follow are answered from memory instead of asking upstream again.
  *
+ * Only a 401 from the origin (scheme, host, port) of the endpoint asked
+ * leads to credentials: requests follow redirects, and a redirect target
+ * (a CDN, an open redirect) that answers 401 with a challenge of its own
+ * must not get the registry's username and password sent to a realm it
+ * names.  Its 401 is a plain failure.
+ *
+ * The chunks of a ranged blob download run after the job's first answer,
+ * for as long as the download takes: a token that runs out meanwhile is
+ * fetched again for them (job_auth_chunk()).
+ *
  * Client credentials never get here: the worker forwards no header.
  */
 
@@ -21,8 +31,39 @@
 #include "oci_auth.h"
 #include "job.h"
 #include "log.h"
+#include "url.h"
 
 #define AUTH_REFUSED  "upstream refused the configured credentials"
+
+
+int
+job_from_endpoint(const job_t *j, const char *url)
+{
+    return url_same_origin(url, j->registry->endpoints[j->endpoint]);
+}
+
+
+/* The refusal of a remembered refusal, or of one just met. */
+static void
+auth_refuse(job_t *j)
+{
+    const oci_registry_t  *reg = j->registry;
+
+    job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
+               reg->token_file.path != NULL || reg->username != NULL
+               ? AUTH_REFUSED : "upstream refused access");
+}
+
+
+/* A 401 from another origin than the endpoint's: no credentials. */
+static void
+auth_foreign(job_t *j)
+{
+    log_warn("%s: a redirect target of %s answered 401: no credentials "
+             "go there", j->label, j->registry->endpoints[j->endpoint]);
+    job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
+               "upstream redirect target requires authentication");
+}
 
 
 void
@@ -75,20 +116,22 @@ job_auth_request(job_t *j, xfer_req_t *req, int to_endpoint)
 
 /* A 401: one more try with credentials, or a refusal. */
 void
-job_auth(job_t *j, const xfer_resp_t *r)
+job_auth(job_t *j, const xfer_resp_t *r, const char *from)
 {
     token_cache_t         *tc = j->jobs->tokens;
     const oci_registry_t  *reg = j->registry;
     oci_challenge_t        ch;
     const char            *hdr;
-    int                    creds, ours;
-
-    creds = reg->token_file.path != NULL || reg->username != NULL;
+    int                    ours;
 
     if (token_refused(tc, reg, j->scope)) {
         log_debug("%s: refusal remembered", j->label);
-        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
-                   creds ? AUTH_REFUSED : "upstream refused access");
+        auth_refuse(j);
+        return;
+    }
+
+    if (!job_from_endpoint(j, from)) {
+        auth_foreign(j);
         return;
     }
 
@@ -102,8 +145,7 @@ job_auth(job_t *j, const xfer_resp_t *r)
                  : reg->token_file.path != NULL ? "the configured token_file"
                  : "the token it granted");
         token_refuse(tc, reg, j->scope);
-        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
-                   creds ? AUTH_REFUSED : "upstream refused access");
+        auth_refuse(j);
         return;
     }
 
@@ -151,9 +193,107 @@ job_auth(job_t *j, const xfer_resp_t *r)
 
     j->auth_tried = 1;
 
-    if (token_fetch(tc, reg, j->scope, &ch, &j->token_waiter) != 0) {
+    if (token_fetch(tc, reg, reg->endpoints[j->endpoint], j->scope, &ch,
+                    &j->token_waiter)
+        != 0)
+    {
         job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
     }
+}
+
+
+int
+job_auth_chunk(job_t *j, const xfer_resp_t *r, const char *from,
+    unsigned long sent, unsigned long fresh, token_waiter_t *w)
+{
+    token_cache_t         *tc = j->jobs->tokens;
+    const oci_registry_t  *reg = j->registry;
+    oci_challenge_t        ch;
+    unsigned long          cached;
+    const char            *hdr;
+
+    if (token_refused(tc, reg, j->scope)) {
+        log_debug("%s: refusal remembered", j->label);
+        auth_refuse(j);
+        return -1;
+    }
+
+    if (!job_from_endpoint(j, from)) {
+        auth_foreign(j);
+        return -1;
+    }
+
+    /* another chunk already asks for a token */
+    if (token_waiter_pending(w)) {
+        return 1;
+    }
+
+    /* the configured credentials went with it (Basic or the token_file):
+     * they are refused now */
+    if (reg->token_file.path != NULL
+        || (reg->username != NULL && token_wants_basic(tc, reg)))
+    {
+        log_warn("%s: upstream refused the configured credentials",
+                 j->label);
+        token_refuse(tc, reg, j->scope);
+        auth_refuse(j);
+        return -1;
+    }
+
+    /* a token newer than the one it carried (or than none) is cached */
+    cached = token_serial(tc, reg->name, j->scope);
+
+    if (cached != 0 && cached != sent) {
+        return 0;
+    }
+
+    if (sent != 0 && sent == fresh) {
+        log_warn("%s: upstream refused the token it granted", j->label);
+        token_refuse(tc, reg, j->scope);
+        auth_refuse(j);
+        return -1;
+    }
+
+    hdr = r->www_authenticate;
+
+    if (hdr[0] == '\0'
+        || oci_auth_parse_challenge(hdr, strlen(hdr), &ch) != OCI_OK
+        || ch.scheme != OCI_AUTH_BEARER)
+    {
+        /* the registry let the probe in without Basic: a Basic challenge
+         * now is as little understood as none */
+        log_warn("%s: upstream wants credentials in a way not understood",
+                 j->label);
+        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
+                   "upstream requires authentication");
+        return -1;
+    }
+
+    /* the cached token ran out early or was revoked */
+    if (cached != 0) {
+        token_forget(tc, reg->name, j->scope);
+    }
+
+    log_debug("%s: the token ran out, asking for another", j->label);
+
+    if (token_fetch(tc, reg, reg->endpoints[j->endpoint], j->scope, &ch, w)
+        != 0)
+    {
+        job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
+        return -1;
+    }
+
+    return 1;
+}
+
+
+void
+job_auth_token_failed(job_t *j, oci_errcode_t code)
+{
+    job_refuse(j, oci_err_status(code), code,
+               code == OCI_ERR_UNAVAILABLE ? "token service unavailable"
+               : j->registry->username != NULL ? AUTH_REFUSED
+               : "no token granted");
 }
 
 
@@ -163,10 +303,7 @@ job_token_done(token_waiter_t *w, int ok, oci_errcode_t code)
     job_t  *j = w->data;
 
     if (!ok) {
-        job_refuse(j, oci_err_status(code), code,
-                   code == OCI_ERR_UNAVAILABLE ? "token service unavailable"
-                   : j->registry->username != NULL ? AUTH_REFUSED
-                   : "no token granted");
+        job_auth_token_failed(j, code);
         return;
     }
 

@@ -26,9 +26,13 @@
  * (from the page cache) once the prefix reaches them.  A failed chunk is
  * retried alone, for the bytes it still lacks, at most BLOB_CHUNK_TRIES
  * times in all before the job fails; the others go on meanwhile.
+ *
+ * Chunks on the registry's own origin carry its token, which may run out
+ * during a long download: a chunk answered 401 there waits (not counted as
+ * a failure) while the token is fetched again, and no chunk starts
+ * meanwhile; a refusal ends the job with 401 (auth.c, job_auth_chunk()).
  */
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -45,6 +49,7 @@
 #include "job.h"
 #include "log.h"
 #include "stats.h"
+#include "url.h"
 
 #define BLOB_CHUNK_TRIES  4              /* the first try and 3 retries */
 #define BLOB_READBACK     (64 * 1024)
@@ -67,6 +72,9 @@ typedef struct {
     char         *url;                          /* where the probe ended */
     int           url_is_endpoint;              /* same origin: send auth */
     int           store_failed;                 /* a chunk could not write */
+    token_waiter_t  token_waiter;               /* chunks wait for a token */
+    unsigned long   fresh_token;                /* the token it got, until a
+                                                   chunk succeeded with it */
 } blob_job_t;
 
 static int blob_headers(job_t *j, const xfer_resp_t *r);
@@ -85,6 +93,8 @@ static int blob_schedule(blob_job_t *b);
 static int blob_chunk_headers(xfer_t *x, void *data);
 static int blob_chunk_body(xfer_t *x, const char *p, size_t n, void *data);
 static void blob_chunk_done(xfer_t *x, CURLcode rc, void *data);
+static void blob_chunk_token_done(token_waiter_t *w, int ok,
+    oci_errcode_t code);
 
 static const job_ops_t  blob_ops = {
     "blob",
@@ -212,6 +222,7 @@ blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     }
 
     b = (blob_job_t *) j;
+    token_waiter_init(&b->token_waiter, blob_chunk_token_done, b);
     b->fd = -1;
     b->size = -1;
     memcpy(b->hex, hex, sizeof(b->hex));
@@ -378,6 +389,9 @@ blob_chunks_stop(blob_job_t *b)
         }
     }
 
+    token_waiter_cancel(&b->token_waiter);
+    b->fresh_token = 0;
+
     chunks_free(&b->chunks);
     free(b->url);
     b->url = NULL;
@@ -461,64 +475,6 @@ blob_presize(blob_job_t *b, long long size)
 }
 
 
-/* The scheme, host and port of url, lower case, in one string ("a default
- * port written out or not" makes no difference).  0, or -1 if url does not
- * parse. */
-static int
-blob_origin(const char *url, char *out, size_t cap)
-{
-    CURLU  *u;
-    char   *scheme, *host, *port;
-    int     n;
-
-    u = curl_url();
-    if (u == NULL) {
-        return -1;
-    }
-
-    scheme = NULL;
-    host = NULL;
-    port = NULL;
-    n = -1;
-
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT)
-           == CURLUE_OK)
-    {
-        n = snprintf(out, cap, "%s://%s:%s", scheme, host, port);
-    }
-
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-
-    if (n < 0 || (size_t) n >= cap) {
-        return -1;
-    }
-
-    for ( /* void */ ; *out != '\0'; out++) {
-        *out = (char) tolower((unsigned char) *out);
-    }
-
-    return 0;
-}
-
-
-/* 1 if both URLs have the same scheme, host and port. */
-static int
-blob_same_origin(const char *a, const char *b)
-{
-    char  oa[OCI_HOST_MAX + 64], ob[OCI_HOST_MAX + 64];
-
-    return blob_origin(a, oa, sizeof(oa)) == 0
-           && blob_origin(b, ob, sizeof(ob)) == 0
-           && strcmp(oa, ob) == 0;
-}
-
-
 /* The probe got its 206: plan the chunks.  0, or what the headers
  * callback returns. */
 static int
@@ -559,7 +515,7 @@ blob_chunks_begin(blob_job_t *b, const xfer_resp_t *r)
 
     /* the registry's token is for the registry, never for a CDN */
     b->url_is_endpoint =
-        blob_same_origin(b->url, j->registry->endpoints[j->endpoint]);
+        url_same_origin(b->url, j->registry->endpoints[j->endpoint]);
     b->parallel = small ? 1 : cf->chunks_per_blob;
     b->chunked = 1;
     chunks_start(&b->chunks, &b->chunks.chunk[0]);
@@ -749,6 +705,11 @@ blob_chunk_start(blob_job_t *b, chunk_t *c)
     req.http1 = 1;
     job_auth_request(j, &req, b->url_is_endpoint);
 
+    /* which token it carries, for its 401 */
+    c->token = req.bearer != NULL && j->registry->token_file.path == NULL
+               ? token_serial(j->jobs->tokens, j->registry->name, j->scope)
+               : 0;
+
     c->xfer = xfer_start(j->jobs->xm, &req, &blob_chunk_handler, c);
     if (c->xfer == NULL) {
         return -1;
@@ -760,12 +721,17 @@ blob_chunk_start(blob_job_t *b, chunk_t *c)
 }
 
 
-/* Keep parallel chunks in flight, the lowest waiting one first.  0, or -1
- * if a transfer could not be set up (logged). */
+/* Keep parallel chunks in flight, the lowest waiting one first; none
+ * while they wait for a token.  0, or -1 if a transfer could not be set up
+ * (logged). */
 static int
 blob_schedule(blob_job_t *b)
 {
     chunk_t  *c;
+
+    if (token_waiter_pending(&b->token_waiter)) {
+        return 0;
+    }
 
     while (b->chunks.running < b->parallel
            && (c = chunks_next(&b->chunks)) != NULL)
@@ -894,6 +860,11 @@ blob_chunk_ended(blob_job_t *b, chunk_t *c, int ok, const char *why)
     }
 
     if (ok) {
+        /* the token the chunks got works */
+        if (c->token != 0 && c->token == b->fresh_token) {
+            b->fresh_token = 0;
+        }
+
         chunks_done(&b->chunks, c);
         blob_chunks_next(b);
         return;
@@ -945,6 +916,50 @@ blob_chunk_body(xfer_t *x, const char *p, size_t n, void *data)
 }
 
 
+/* Chunk c (running) was answered 401: its token ran out, or a refusal. */
+static void
+blob_chunk_unauthorized(blob_job_t *b, chunk_t *c, xfer_t *x,
+    const xfer_resp_t *r)
+{
+    int  rc;
+
+    rc = job_auth_chunk(&b->job, r, xfer_effective_url(x), c->token,
+                        b->fresh_token, &b->token_waiter);
+
+    if (rc < 0) {
+        /* refused: the job is gone */
+        return;
+    }
+
+    chunks_again(&b->chunks, c);
+
+    /* 1: it starts again with the others once the token is in */
+    if (rc == 0) {
+        blob_chunks_next(b);
+    }
+}
+
+
+static void
+blob_chunk_token_done(token_waiter_t *w, int ok, oci_errcode_t code)
+{
+    blob_job_t  *b = w->data;
+    job_t       *j = &b->job;
+
+    if (!ok) {
+        job_auth_token_failed(j, code);
+        return;
+    }
+
+    b->fresh_token = token_serial(j->jobs->tokens, j->registry->name,
+                                  j->scope);
+
+    if (blob_schedule(b) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot start a transfer");
+    }
+}
+
+
 static void
 blob_chunk_done(xfer_t *x, CURLcode rc, void *data)
 {
@@ -956,6 +971,11 @@ blob_chunk_done(xfer_t *x, CURLcode rc, void *data)
     c->xfer = NULL;
 
     r = xfer_response(x);
+
+    if (rc == CURLE_OK && r->status == 401) {
+        blob_chunk_unauthorized(c->owner, c, x, r);
+        return;
+    }
 
     if (rc != CURLE_OK) {
         snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));

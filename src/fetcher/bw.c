@@ -223,6 +223,58 @@ bw_ready(const bw_flow_t *f)
 }
 
 
+/* A paused flow waits for one of f's buckets: f must queue behind it. */
+static int
+bw_contended(const bw_flow_t *f)
+{
+    int  i;
+
+    for (i = 0; i < 2 && f->bucket[i] != NULL; i++) {
+        if (f->bucket[i]->waiters > 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* Count the paused f as waiting for each of its buckets that holds no
+ * tokens for it, and if behind, that other flows wait for: those are what
+ * it queues for; flows that share none of them need not wait behind it. */
+static void
+bw_wait(bw_flow_t *f, int behind)
+{
+    bw_bucket_t  *b;
+    int           i;
+
+    for (i = 0; i < 2 && f->bucket[i] != NULL; i++) {
+        b = f->bucket[i];
+
+        if (!f->waits[i]
+            && (b->tokens - b->reserved <= 0.0 || (behind && b->waiters > 0)))
+        {
+            f->waits[i] = 1;
+            b->waiters++;
+        }
+    }
+}
+
+
+static void
+bw_unwait(bw_flow_t *f)
+{
+    int  i;
+
+    for (i = 0; i < 2 && f->bucket[i] != NULL; i++) {
+        if (f->waits[i]) {
+            f->waits[i] = 0;
+            f->bucket[i]->waiters--;
+        }
+    }
+}
+
+
 static void
 bw_arm(bw_t *bw, int on)
 {
@@ -280,16 +332,16 @@ bw_admit(bw_t *bw, bw_flow_t *f, size_t n)
 
     for (i = 0; i < 2 && f->bucket[i] != NULL; i++) {
         bw_bucket_refill(f->bucket[i], &now,
-                         queue_empty(&bw->paused) ? f->bucket[i]->burst
-                                                  : f->bucket[i]->busy);
+                         f->bucket[i]->waiters > 0 ? f->bucket[i]->busy
+                                                   : f->bucket[i]->burst);
     }
 
     turn = f->resumed;
     bw_release(f);
 
-    /* while others wait, only a flow a tick resumed may go on: the queue
-     * is the order of turns */
-    if ((turn || queue_empty(&bw->paused)) && bw_ready(f)) {
+    /* while others wait for one of its buckets, only a flow a tick
+     * resumed may go on: the queue is the order of turns */
+    if ((turn || !bw_contended(f)) && bw_ready(f)) {
         for (i = 0; i < 2 && f->bucket[i] != NULL; i++) {
             f->bucket[i]->tokens -= (double) n;
         }
@@ -300,6 +352,7 @@ bw_admit(bw_t *bw, bw_flow_t *f, size_t n)
 
     if (!f->paused) {
         f->paused = 1;
+        bw_wait(f, 1);
         queue_insert_tail(&bw->paused, &f->link);
     }
 
@@ -316,6 +369,7 @@ bw_flow_remove(bw_t *bw, bw_flow_t *f)
 
     if (f->paused) {
         queue_remove(&f->link);
+        bw_unwait(f);
         f->paused = 0;
     }
 }
@@ -324,8 +378,7 @@ bw_flow_remove(bw_t *bw, bw_flow_t *f)
 static void
 bw_tick_refill(bw_bucket_t *b, const struct timespec *now)
 {
-    bw_bucket_refill(b, now, b->waiting ? b->busy : b->burst);
-    b->waiting = 0;
+    bw_bucket_refill(b, now, b->waiters > 0 ? b->busy : b->burst);
 }
 
 
@@ -357,12 +410,6 @@ bw_tick(loop_t *loop, int fd, uint32_t events, void *data)
     for (q = queue_head(&bw->paused); q != queue_sentinel(&bw->paused);
          q = queue_next(q))
     {
-        f = queue_data(q, bw_flow_t, link);
-
-        for (k = 0; k < 2 && f->bucket[k] != NULL; k++) {
-            f->bucket[k]->waiting = 1;
-        }
-
         n++;
     }
 
@@ -394,8 +441,12 @@ bw_tick(loop_t *loop, int fd, uint32_t events, void *data)
         f = queue_data(q, bw_flow_t, link);
         queue_remove(q);
 
+        bw_unwait(f);
+
         if (!bw_ready(f)) {
-            /* its registry's bucket is empty: others may go first */
+            /* its registry's bucket is empty: others may go first; it
+             * waits for what holds it back now, not for their buckets */
+            bw_wait(f, 0);
             queue_insert_tail(&bw->paused, q);
             continue;
         }
@@ -409,7 +460,11 @@ bw_tick(loop_t *loop, int fd, uint32_t events, void *data)
 
         rc = curl_easy_pause(f->easy, CURLPAUSE_CONT);
         if (rc != CURLE_OK) {
-            /* the transfer fails at its next socket action */
+            /* curl 7.88 delivers the kept block inside curl_easy_pause()
+             * and returns here what the write callback made of it, then
+             * goes on with the transfer as if nothing happened: a refusal
+             * is remembered by xfer_write_cb(), which refuses every later
+             * block, and the transfer ends as CURLE_WRITE_ERROR */
             log_debug("curl_easy_pause(CONT) failed: %s",
                       curl_easy_strerror(rc));
         }

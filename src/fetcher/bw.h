@@ -5,17 +5,22 @@
  *
  * xfer.c gives every transfer a bw_flow_t.  Its write callback asks
  * bw_admit() before it takes a block of body bytes: while every bucket of
- * the flow holds tokens the block passes (a bucket may go below zero by
- * the one block, a debt the next refills pay); otherwise the flow is
- * queued and the callback returns CURL_WRITEFUNC_PAUSE, so that curl keeps
- * the block and stops reading the socket.  A timerfd in the loop ticks
- * every BW_TICK_MS while any flow is paused: it resumes paused flows in
- * the order they paused (round robin: a flow that pauses again goes to the
- * end) with curl_easy_pause(CURLPAUSE_CONT), never from inside a curl
+ * the flow holds tokens and no paused flow waits for one of them, the
+ * block passes (a bucket may go below zero by the one block, a debt the
+ * next refills pay); otherwise the flow is queued and the callback returns
+ * CURL_WRITEFUNC_PAUSE, so that curl keeps the block and stops reading the
+ * socket.  A paused flow waits for those of its buckets that were empty
+ * or already waited for when it paused: a flow of another registry that
+ * shares none of them goes on at its own rate.  A timerfd in the loop
+ * ticks every BW_TICK_MS while any flow is paused: it resumes paused flows
+ * in the order they paused (round robin: a flow that pauses again goes to
+ * the end) with curl_easy_pause(CURLPAUSE_CONT), never from inside a curl
  * callback of that handle.  curl delivers the kept block again after the
  * unpause (7.88 does it inside curl_easy_pause, later versions at the next
  * socket action), so a tick resumes flows only while the tokens it has
- * not yet seen spent cover a block for each.
+ * not yet seen spent cover a block for each.  A block the write callback
+ * refuses inside curl_easy_pause() is an error curl 7.88 returns there and
+ * then forgets: xfer.c remembers it (see xfer_write_cb()).
  *
  * A transfer that no limit applies to has no buckets: bw_admit() is then
  * never called and costs nothing.
@@ -48,7 +53,7 @@ typedef struct {
     double           tokens;     /* bytes that may pass; < 0: a debt */
     double           burst;      /* the most tokens it saves up idle */
     double           busy;       /* the most a tick fills it to */
-    int              waiting;    /* a paused flow needs it (in a tick) */
+    int              waiters;    /* paused flows waiting for it */
     double           reserved;   /* tokens promised within a tick to
                                     resumed flows that have not yet
                                     taken them */
@@ -62,6 +67,7 @@ typedef struct {
     int              paused;
     int              resumed;    /* a tick resumed it; it has not taken
                                     its next block yet */
+    int              waits[2];   /* counted in bucket[i]->waiters */
     long long        taken;      /* bytes admitted so far */
 } bw_flow_t;
 

@@ -105,6 +105,15 @@ chunks_failed(chunks_t *t, chunk_t *c, int max_failures)
 }
 
 
+void
+chunks_again(chunks_t *t, chunk_t *c)
+{
+    c->xfer = NULL;
+    c->state = CHUNK_WAITING;
+    t->running--;
+}
+
+
 long long
 chunks_contiguous(chunks_t *t)
 {

@@ -35,6 +35,7 @@ typedef struct {
     int             failures;
     xfer_t         *xfer;           /* the caller's, while it runs */
     void           *owner;          /* the caller's */
+    unsigned long   token;          /* the caller's: the token it carried */
 } chunk_t;
 
 typedef struct {
@@ -68,6 +69,10 @@ void chunks_done(chunks_t *t, chunk_t *c);
 /* A running chunk failed: it waits to run again.  1 if it may, 0 if it
  * has now failed max_failures times. */
 int chunks_failed(chunks_t *t, chunk_t *c, int max_failures);
+
+/* A running chunk stopped through no fault of its own (its token ran
+ * out): it waits to run again, not counted as a failure. */
+void chunks_again(chunks_t *t, chunk_t *c);
 
 /* Bytes complete from offset 0. */
 long long chunks_contiguous(chunks_t *t);

@@ -22,7 +22,6 @@ typedef struct {
     long long              throttled_until;
     long long              rtt_us;
     xfer_t                *probe;
-    long long              probe_start;
     char                   url[OCI_PATH_MAX];
 } ep_t;
 
@@ -386,7 +385,7 @@ endpoints_answered(endpoints_t *eps, const oci_registry_t *reg, size_t i,
 
 
 static void
-ep_probe(ep_t *ep, long long now)
+ep_probe(ep_t *ep)
 {
     endpoints_t  *eps = ep->eps;
     xfer_req_t    req;
@@ -395,8 +394,9 @@ ep_probe(ep_t *ep, long long now)
     req.url = ep->url;
     req.registry = ep->reg;
     req.prio = XFER_PRIO_TOKEN;
+    /* a few bytes whose timing must not include a bandwidth pause */
+    req.unshaped = 1;
 
-    ep->probe_start = now;
     ep->probe = xfer_start(eps->xm, &req, &ep_probe_handler, ep);
 
     if (ep->probe == NULL) {
@@ -438,7 +438,7 @@ endpoints_tick(endpoints_t *eps)
             }
 
             if (ep->down ? now >= ep->down_until : round) {
-                ep_probe(ep, now);
+                ep_probe(ep);
             }
         }
     }
@@ -472,7 +472,9 @@ ep_probe_done(xfer_t *x, CURLcode rc, void *data)
     r = xfer_response(x);
 
     if (rc == CURLE_OK && r->status > 0 && r->status < 500) {
-        ep->rtt_us = (now - ep->probe_start) * 1000;
+        /* the request's own round trip: not the time it queued for a
+         * slot or a connection */
+        ep->rtt_us = xfer_round_trip_us(x);
         ep_ratelimit(eps, ep->reg, r);
 
         if (ep->down) {

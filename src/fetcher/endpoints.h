@@ -26,7 +26,9 @@
  *               period.  With select = "fastest" every endpoint that is
  *               not down or throttled is also probed every probe_interval
  *               seconds (the first round at the first tick), and the
- *               round trip (start to end of the probe) orders them.
+ *               round trip (the request going out to the first byte of
+ *               the answer: xfer_round_trip_us()) orders them.  Probes
+ *               are not held back by bandwidth limits.
  *   throttled   a 429: no request goes to the endpoint until Retry-After
  *               has passed (ENDPOINTS_RETRY_AFTER when the answer has
  *               none); it is not probed meanwhile, and usable again

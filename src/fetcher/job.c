@@ -641,7 +641,10 @@ job_issue(job_t *j)
         return;
     }
 
-    endpoints_sent(j->jobs->eps, j->registry, j->endpoint);
+    /* a refusal answered from memory goes to no endpoint */
+    if (!xfer_answered(j->xfer)) {
+        endpoints_sent(j->jobs->eps, j->registry, j->endpoint);
+    }
 }
 
 
@@ -791,14 +794,17 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
     j->xfer = NULL;
     r = xfer_response(x);
 
-    /* the endpoint's health: a reset counts even after a status line */
-    if ((rc != CURLE_OK && xfer_unreachable(rc))
-        || (rc == CURLE_OK && r->status == 0))
-    {
-        endpoints_failed(j->jobs->eps, j->registry, j->endpoint);
+    /* the endpoint's health, unless the answer came from memory and no
+     * endpoint was asked: a reset counts even after a status line */
+    if (!xfer_answered(x)) {
+        if ((rc != CURLE_OK && xfer_unreachable(rc))
+            || (rc == CURLE_OK && r->status == 0))
+        {
+            endpoints_failed(j->jobs->eps, j->registry, j->endpoint);
 
-    } else if (r->status > 0) {
-        endpoints_answered(j->jobs->eps, j->registry, j->endpoint, r);
+        } else if (r->status > 0) {
+            endpoints_answered(j->jobs->eps, j->registry, j->endpoint, r);
+        }
     }
 
     if (j->aborted) {
@@ -838,7 +844,7 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
     }
 
     if (r->status == 401) {
-        job_auth(j, r);
+        job_auth(j, r, xfer_effective_url(x));
         return;
     }
 

@@ -39,22 +39,3 @@ link_next_target(const char *link, const char **start, size_t *len)
     }
 }
 
-
-int
-link_safe(const char *s, size_t len)
-{
-    size_t  i;
-    int     c;
-
-    for (i = 0; i < len; i++) {
-        c = (unsigned char) s[i];
-
-        if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '"'
-            || c == '\\')
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}

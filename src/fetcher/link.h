@@ -1,7 +1,8 @@
 /*
  * The rel="next" target of an upstream's Link header (RFC 8288), which
  * tags/list and referrers pages carry.  The value may hold several
- * link-values separated by commas (rel="prev", rel="next", ...).
+ * link-values separated by commas (rel="prev", rel="next", ...).  A
+ * target is followed, or handed to a worker, only if oci_ipc_link_safe().
  */
 
 #ifndef FETCHER_LINK_H
@@ -12,10 +13,5 @@
 /* The target between '<' and '>' of the rel="next" link-value of link:
  * *start and *len point into link.  1 if found, 0 otherwise. */
 int link_next_target(const char *link, const char **start, size_t *len);
-
-/* 1 if every byte of s[0..len) may go into an upstream request path, a
- * client's Link header and an IPC token: printable ASCII without space,
- * '<', '>', '"' and '\\'. */
-int link_safe(const char *s, size_t len);
 
 #endif /* FETCHER_LINK_H */

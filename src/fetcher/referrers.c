@@ -21,15 +21,13 @@
  * an index means none.  "None" is an empty index, never a 404.
  *
  * When every endpoint fails, or the upstream answers 429, a stored index
- * younger than referrers_ttl + stale_if_error answers instead.  Each
- * request has its own job (the worker unlinks its file).
+ * younger than referrers_ttl + stale_if_error answers instead (list.c).
+ * Each request has its own job (the worker unlinks its file).
  */
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -38,52 +36,51 @@
 #include "body.h"
 #include "job.h"
 #include "link.h"
+#include "list.h"
 #include "log.h"
-#include "stats.h"
 
 #define REFERRERS_BODY_MAX   (4 * 1024 * 1024)
 #define REFERRERS_PAGES_MAX  100
 
 typedef struct {
-    job_t        job;                           /* first */
+    list_job_t   list;                          /* first */
     char         hex[OCI_SHA256_HEX_LEN + 1];
     char         artifact_type[OCI_MEDIA_TYPE_MAX + 1];     /* "" = all */
     int          fallback;                      /* asking for the tag */
-    char        *page;                          /* this page's body */
-    size_t       page_len;
-    size_t       page_cap;
-    long long    total;                         /* body bytes, all pages */
-    unsigned     pages;
     json_t      *manifests;                     /* the descriptors */
 } referrers_job_t;
 
-static int referrers_headers(job_t *j, const xfer_resp_t *r);
-static int referrers_body(job_t *j, const char *p, size_t n);
-static int referrers_reset(job_t *j);
-static int referrers_can_retry(job_t *j);
 static void referrers_done(job_t *j, const xfer_resp_t *r);
-static void referrers_unavailable(job_t *j);
-static void referrers_idle(job_t *j);
 static void referrers_cleanup(job_t *j);
-static int referrers_throttled(job_t *j);
 static int referrers_rejected(job_t *j, const xfer_resp_t *r);
+static void referrers_job_answer(list_job_t *l, conn_t *c, uint32_t id,
+    json_t *manifests);
 
 static const job_ops_t  referrers_ops = {
     "referrers",
     OCI_ERR_MANIFEST_UNKNOWN,
-    referrers_headers,
-    referrers_body,
-    referrers_reset,
-    referrers_can_retry,
+    list_headers,
+    list_body,
+    list_reset,
+    list_can_retry,
     referrers_done,
-    referrers_unavailable,
-    referrers_idle,
+    list_unavailable,
+    list_idle,
     NULL,
     referrers_cleanup,
     NULL,               /* promote: no transfers of its own */
-    referrers_throttled,
+    list_throttled,     /* the stored index, or FAIL 429 */
     NULL,               /* retarget: keyed by registry and name */
     referrers_rejected
+};
+
+static const list_kind_t  referrers_kind = {
+    "manifests",
+    "index",
+    REFERRERS_BODY_MAX,
+    REFERRERS_PAGES_MAX,
+    "referrers too large",
+    referrers_job_answer
 };
 
 
@@ -150,50 +147,28 @@ referrers_answer(jobs_t *jobs, conn_t *c, uint32_t id, json_t *manifests,
 }
 
 
-/*
- * The descriptors of the stored index of reg/name/hex if it is younger
- * than max_age seconds (a new reference), else NULL.
- */
-static json_t *
-referrers_stored(jobs_t *jobs, const oci_registry_t *reg, const char *name,
-    const char *hex, long max_age)
+static void
+referrers_job_answer(list_job_t *l, conn_t *c, uint32_t id,
+    json_t *manifests)
 {
-    char        path[OCI_PATH_MAX];
-    char       *text;
-    size_t      len;
-    long long   mtime, age;
-    json_t     *root, *manifests;
+    referrers_job_t  *t = (referrers_job_t *) l;
 
-    if (oci_store_referrers_path(jobs->cf->store_path, reg->name, name, hex,
-                                 path, sizeof(path))
-        != OCI_OK
-        || oci_store_cache_read(path, REFERRERS_BODY_MAX, &text, &len, &mtime)
+    referrers_answer(l->job.jobs, c, id, manifests, t->artifact_type);
+}
+
+
+/* The stored index of reg/name/hex into path, "" if none is kept. */
+static void
+referrers_path(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *hex, char *path, size_t cap)
+{
+    if (reg->referrers_ttl == 0
+        || oci_store_referrers_path(jobs->cf->store_path, reg->name, name,
+                                    hex, path, cap)
            != OCI_OK)
     {
-        return NULL;
+        path[0] = '\0';
     }
-
-    age = (long long) time(NULL) - mtime;
-
-    root = NULL;
-
-    if (age >= 0 && age < max_age) {
-        root = json_loadb(text, len, 0, NULL);
-    }
-
-    free(text);
-
-    manifests = json_object_get(root, "manifests");
-
-    if (!json_is_array(manifests)) {
-        json_decref(root);
-        return NULL;
-    }
-
-    json_incref(manifests);
-    json_decref(root);
-
-    return manifests;
 }
 
 
@@ -205,6 +180,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     job_t                 *j;
     json_t                *manifests;
     char                   hex[OCI_SHA256_HEX_LEN + 1];
+    char                   path[OCI_PATH_MAX];
 
     reg = job_check_request(jobs, c, m);
     if (reg == NULL) {
@@ -216,17 +192,16 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    if (reg->referrers_ttl > 0) {
-        manifests = referrers_stored(jobs, reg, m->name, hex,
-                                     reg->referrers_ttl);
+    referrers_path(jobs, reg, m->name, hex, path, sizeof(path));
 
-        if (manifests != NULL) {
-            log_debug("referrers %s/%s@%s: from the store", reg->name,
-                      m->name, m->reference);
-            referrers_answer(jobs, c, m->id, manifests, m->artifact_type);
-            json_decref(manifests);
-            return;
-        }
+    manifests = list_stored(&referrers_kind, path, reg->referrers_ttl);
+
+    if (manifests != NULL) {
+        log_debug("referrers %s/%s@%s: from the store", reg->name, m->name,
+                  m->reference);
+        referrers_answer(jobs, c, m->id, manifests, m->artifact_type);
+        json_decref(manifests);
+        return;
     }
 
     j = job_create(jobs, &referrers_ops, sizeof(referrers_job_t), reg,
@@ -237,6 +212,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     t = (referrers_job_t *) j;
+    list_init(&t->list, &referrers_kind, reg->referrers_ttl, path);
     memcpy(t->hex, hex, sizeof(t->hex));
     snprintf(t->artifact_type, sizeof(t->artifact_type), "%s",
              m->artifact_type);
@@ -259,78 +235,6 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     j->accept = OCI_MT_OCI_INDEX;
 
     job_issue(j);
-}
-
-
-static int
-referrers_reset(job_t *j)
-{
-    referrers_job_t  *t = (referrers_job_t *) j;
-
-    /* the pages before this one stay */
-    t->total -= (long long) t->page_len;
-    t->page_len = 0;
-
-    return 0;
-}
-
-
-static int
-referrers_can_retry(job_t *j)
-{
-    return 1;
-}
-
-
-static int
-referrers_headers(job_t *j, const xfer_resp_t *r)
-{
-    referrers_job_t  *t = (referrers_job_t *) j;
-
-    if (r->content_length > REFERRERS_BODY_MAX - t->total) {
-        log_error("%s: %lld bytes is over the limit", j->label,
-                  r->content_length);
-        return job_abort(j, 502, OCI_ERR_UPSTREAM, "referrers too large");
-    }
-
-    return 0;
-}
-
-
-static int
-referrers_body(job_t *j, const char *p, size_t n)
-{
-    referrers_job_t  *t = (referrers_job_t *) j;
-    size_t            cap;
-    char             *page;
-
-    if (t->total + (long long) n > REFERRERS_BODY_MAX) {
-        log_error("%s: body over the limit", j->label);
-        return job_abort(j, 502, OCI_ERR_UPSTREAM, "referrers too large");
-    }
-
-    if (t->page_len + n > t->page_cap) {
-        cap = t->page_cap ? t->page_cap : 16384;
-
-        while (cap < t->page_len + n) {
-            cap *= 2;
-        }
-
-        page = realloc(t->page, cap);
-        if (page == NULL) {
-            log_error("%s: out of memory", j->label);
-            return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        }
-
-        t->page = page;
-        t->page_cap = cap;
-    }
-
-    memcpy(t->page + t->page_len, p, n);
-    t->page_len += n;
-    t->total += (long long) n;
-
-    return 0;
 }
 
 
@@ -370,7 +274,7 @@ referrers_link_next(const char *link, char *out, size_t cap)
     }
 
     if (len < 4 || len >= cap || strncmp(target, "/v2/", 4) != 0
-        || !link_safe(target, len))
+        || !oci_ipc_link_safe(target, len))
     {
         return 0;
     }
@@ -386,18 +290,14 @@ referrers_link_next(const char *link, char *out, size_t cap)
 static void
 referrers_complete(referrers_job_t *t)
 {
-    job_t                 *j = &t->job;
-    const oci_registry_t  *reg = j->registry;
-    const oci_config_t    *cf = j->jobs->cf;
-    char                   path[OCI_PATH_MAX];
-    char                  *text;
-    waiter_t              *w;
+    job_t  *j = &t->list.job;
+    char   *text;
 
     log_debug("%s: %zu referrers%s", j->label,
               json_array_size(t->manifests),
               t->fallback ? " (tag schema)" : "");
 
-    if (reg->referrers_ttl > 0) {
+    if (t->list.path[0] != '\0') {
         text = referrers_index(t->manifests, "");
 
         if (text == NULL) {
@@ -405,27 +305,11 @@ referrers_complete(referrers_job_t *t)
             return;
         }
 
-        if (oci_store_referrers_path(cf->store_path, reg->name, j->name,
-                                     t->hex, path, sizeof(path))
-            == OCI_OK
-            && oci_store_cache_write(cf->store_path, path, text, strlen(text),
-                                     cf->store_fsync)
-               != OCI_OK)
-        {
-            /* the answer goes out even if the store could not keep it */
-            log_error("cannot write \"%s\": %s", path, strerror(errno));
-        }
-
+        list_keep(&t->list, text);
         free(text);
     }
 
-    if (!queue_empty(&j->waiters)) {
-        w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
-        referrers_answer(j->jobs, w->conn, w->id, t->manifests,
-                         t->artifact_type);
-    }
-
-    job_finish(j);
+    list_answer(&t->list, t->manifests);
 }
 
 
@@ -455,7 +339,7 @@ referrers_done(job_t *j, const xfer_resp_t *r)
     char              next[JOB_PATH_MAX];
     int               rc;
 
-    root = json_loadb(t->page != NULL ? t->page : "", t->page_len, 0, NULL);
+    root = list_page(&t->list);
     manifests = json_object_get(root, "manifests");
 
     if (t->fallback) {
@@ -499,19 +383,10 @@ referrers_done(job_t *j, const xfer_resp_t *r)
         return;
     }
 
-    t->pages++;
-
-    if (referrers_link_next(r->link, next, sizeof(next))) {
-        if (t->pages == REFERRERS_PAGES_MAX) {
-            log_error("%s: more than %d pages upstream", j->label,
-                      REFERRERS_PAGES_MAX);
-            job_fail(j, 502, OCI_ERR_UPSTREAM, "referrers too large");
-            return;
-        }
-
-        snprintf(j->path, sizeof(j->path), "%s", next);
-        t->page_len = 0;
-        job_issue(j);
+    if (list_next_page(&t->list,
+                       referrers_link_next(r->link, next, sizeof(next))
+                       ? next : NULL))
+    {
         return;
     }
 
@@ -537,7 +412,7 @@ referrers_rejected(job_t *j, const xfer_resp_t *r)
         return 1;
     }
 
-    if (t->pages > 0
+    if (t->list.pages > 0
         || (r->status != 404 && r->status != 405 && r->status != 400))
     {
         return 0;
@@ -556,75 +431,11 @@ referrers_rejected(job_t *j, const xfer_resp_t *r)
 }
 
 
-/*
- * The upstream cannot answer now: the stored index, if it is no older
- * than referrers_ttl + stale_if_error, answers instead.  1 if it did
- * (and the job is finished).
- */
-static int
-referrers_stale(job_t *j)
-{
-    referrers_job_t  *t = (referrers_job_t *) j;
-    json_t           *manifests;
-    waiter_t         *w;
-
-    if (j->registry->referrers_ttl == 0 || queue_empty(&j->waiters)) {
-        return 0;
-    }
-
-    manifests = referrers_stored(j->jobs, j->registry, j->name, t->hex,
-                                 j->registry->referrers_ttl
-                                 + j->registry->stale_if_error);
-    if (manifests == NULL) {
-        return 0;
-    }
-
-    log_warn("%s: upstream unavailable, the stored index answers",
-             j->label);
-    stats_registry(j->registry)->stale_served++;
-
-    w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
-    referrers_answer(j->jobs, w->conn, w->id, manifests, t->artifact_type);
-    json_decref(manifests);
-
-    job_finish(j);
-
-    return 1;
-}
-
-
-static void
-referrers_unavailable(job_t *j)
-{
-    if (referrers_stale(j)) {
-        return;
-    }
-
-    log_error("%s: upstream unavailable", j->label);
-    job_fail(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
-}
-
-
-static int
-referrers_throttled(job_t *j)
-{
-    return referrers_stale(j);
-}
-
-
-/* Nobody wants the answer any more. */
-static void
-referrers_idle(job_t *j)
-{
-    job_finish(j);
-}
-
-
 static void
 referrers_cleanup(job_t *j)
 {
     referrers_job_t  *t = (referrers_job_t *) j;
 
-    free(t->page);
+    list_cleanup(&t->list);
     json_decref(t->manifests);
 }

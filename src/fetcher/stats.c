@@ -27,9 +27,13 @@
 /* job kinds counted apart (there are four) */
 #define STATS_KINDS_MAX  16
 
+/* what a family's value is, and how it is written */
 typedef enum {
-    STATS_COUNTER = 0,
-    STATS_GAUGE
+    STATS_COUNTER = 0,          /* unsigned long long */
+    STATS_GAUGE,                /* long long; negative: unknown */
+    STATS_GAUGE_INT,            /* int */
+    STATS_GAUGE_US              /* long long microseconds, written as
+                                   seconds; negative: unknown */
 } stats_type_t;
 
 /* a family: its value is at offset in stats_registry_t (per registry)
@@ -45,6 +49,10 @@ typedef struct {
 static int stats_family(FILE *f, const char *name, const char *help,
     stats_type_t type);
 static int stats_label(FILE *f, const char *value);
+static int stats_value(const stats_family_t *fam, const void *counters,
+    char *value, size_t cap);
+static int stats_sample(FILE *f, const stats_family_t *fam,
+    const char *registry, const char *endpoint, const char *value);
 static int stats_registry_families(FILE *f);
 static int stats_endpoint_families(FILE *f);
 static int stats_jobs(FILE *f, jobs_t *jobs);
@@ -106,10 +114,10 @@ static const stats_family_t  stats_ep_families[] = {
       STATS_COUNTER, offsetof(stats_endpoint_t, throttled) },
     { "ocimirror_fetcher_endpoint_up",
       "1 if the endpoint is in use, 0 while it is backed off.",
-      STATS_GAUGE, offsetof(stats_endpoint_t, up) },
+      STATS_GAUGE_INT, offsetof(stats_endpoint_t, up) },
     { "ocimirror_fetcher_endpoint_rtt_seconds",
       "Round trip of the endpoint's last probe (absent until probed).",
-      STATS_GAUGE, offsetof(stats_endpoint_t, rtt_us) }
+      STATS_GAUGE_US, offsetof(stats_endpoint_t, rtt_us) }
 };
 
 
@@ -202,11 +210,8 @@ static int
 stats_registry_families(FILE *f)
 {
     size_t                 i, k;
-    long long              gauge;
-    unsigned long long     counter;
-    const char            *base;
     const stats_family_t  *fam;
-    char                   value[32];
+    char                   value[48];
 
     for (k = 0; k < sizeof(stats_families) / sizeof(stats_families[0]);
          k++)
@@ -218,25 +223,10 @@ stats_registry_families(FILE *f)
         }
 
         for (i = 0; stats_cf != NULL && i < stats_cf->n_registries; i++) {
-            base = (const char *) &stats_regs[i] + fam->offset;
-
-            if (fam->type == STATS_GAUGE) {
-                memcpy(&gauge, base, sizeof(gauge));
-
-                if (gauge < 0) {
-                    continue;
-                }
-
-                snprintf(value, sizeof(value), "%lld", gauge);
-
-            } else {
-                memcpy(&counter, base, sizeof(counter));
-                snprintf(value, sizeof(value), "%llu", counter);
-            }
-
-            if (fprintf(f, "%s{registry=", fam->name) < 0
-                || stats_label(f, stats_cf->registries[i].name) != 0
-                || fprintf(f, "} %s\n", value) < 0)
+            if (stats_value(fam, &stats_regs[i], value, sizeof(value))
+                && stats_sample(f, fam, stats_cf->registries[i].name, NULL,
+                                value)
+                   != 0)
             {
                 return -1;
             }
@@ -247,14 +237,14 @@ stats_registry_families(FILE *f)
 }
 
 
+/* The same, one line per endpoint of each registry. */
 static int
 stats_endpoint_families(FILE *f)
 {
-    size_t                   i, e, k;
-    const stats_family_t    *fam;
-    const stats_endpoint_t  *ep;
-    const oci_registry_t    *reg;
-    char                     value[48];
+    size_t                 i, e, k;
+    const stats_family_t  *fam;
+    const oci_registry_t  *reg;
+    char                   value[48];
 
     for (k = 0;
          k < sizeof(stats_ep_families) / sizeof(stats_ep_families[0]);
@@ -270,41 +260,11 @@ stats_endpoint_families(FILE *f)
             reg = &stats_cf->registries[i];
 
             for (e = 0; e < reg->n_endpoints; e++) {
-                ep = &stats_regs[i].endpoints[e];
-
-                switch (fam->offset) {
-
-                case offsetof(stats_endpoint_t, up):
-                    snprintf(value, sizeof(value), "%d", ep->up);
-                    break;
-
-                case offsetof(stats_endpoint_t, rtt_us):
-                    if (ep->rtt_us < 0) {
-                        continue;
-                    }
-
-                    snprintf(value, sizeof(value), "%lld.%06lld",
-                             ep->rtt_us / 1000000, ep->rtt_us % 1000000);
-                    break;
-
-                case offsetof(stats_endpoint_t, failures):
-                    snprintf(value, sizeof(value), "%llu", ep->failures);
-                    break;
-
-                case offsetof(stats_endpoint_t, throttled):
-                    snprintf(value, sizeof(value), "%llu", ep->throttled);
-                    break;
-
-                default: /* requests */
-                    snprintf(value, sizeof(value), "%llu", ep->requests);
-                    break;
-                }
-
-                if (fprintf(f, "%s{registry=", fam->name) < 0
-                    || stats_label(f, reg->name) != 0
-                    || fputs(",endpoint=", f) == EOF
-                    || stats_label(f, reg->endpoints[e]) != 0
-                    || fprintf(f, "} %s\n", value) < 0)
+                if (stats_value(fam, &stats_regs[i].endpoints[e], value,
+                                sizeof(value))
+                    && stats_sample(f, fam, reg->name, reg->endpoints[e],
+                                    value)
+                       != 0)
                 {
                     return -1;
                 }
@@ -316,10 +276,80 @@ stats_endpoint_families(FILE *f)
 }
 
 
+/*
+ * The value of fam in counters (a stats_registry_t or stats_endpoint_t)
+ * as sample text; 0 if the value is unknown: no sample rather than a
+ * made-up number.
+ */
+static int
+stats_value(const stats_family_t *fam, const void *counters, char *value,
+    size_t cap)
+{
+    int                  flag;
+    long long            gauge;
+    const char          *base;
+    unsigned long long   counter;
+
+    base = (const char *) counters + fam->offset;
+
+    switch (fam->type) {
+
+    case STATS_COUNTER:
+        memcpy(&counter, base, sizeof(counter));
+        snprintf(value, cap, "%llu", counter);
+        return 1;
+
+    case STATS_GAUGE_INT:
+        memcpy(&flag, base, sizeof(flag));
+        snprintf(value, cap, "%d", flag);
+        return 1;
+
+    default: /* STATS_GAUGE, STATS_GAUGE_US */
+        memcpy(&gauge, base, sizeof(gauge));
+
+        if (gauge < 0) {
+            return 0;
+        }
+
+        if (fam->type == STATS_GAUGE_US) {
+            snprintf(value, cap, "%lld.%06lld", gauge / 1000000,
+                     gauge % 1000000);
+
+        } else {
+            snprintf(value, cap, "%lld", gauge);
+        }
+
+        return 1;
+    }
+}
+
+
+/* name{registry="..",endpoint=".."} value; endpoint NULL: none */
+static int
+stats_sample(FILE *f, const stats_family_t *fam, const char *registry,
+    const char *endpoint, const char *value)
+{
+    if (fprintf(f, "%s{registry=", fam->name) < 0
+        || stats_label(f, registry) != 0)
+    {
+        return -1;
+    }
+
+    if (endpoint != NULL
+        && (fputs(",endpoint=", f) == EOF || stats_label(f, endpoint) != 0))
+    {
+        return -1;
+    }
+
+    return fprintf(f, "} %s\n", value) < 0 ? -1 : 0;
+}
+
+
 static int
 stats_family(FILE *f, const char *name, const char *help,
     stats_type_t type)
 {
+    /* every type but STATS_COUNTER is a gauge */
     if (fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
                 type == STATS_COUNTER ? "counter" : "gauge") < 0)
     {

@@ -18,14 +18,13 @@
  * upstream's own next pages, at most TAGS_PAGES_MAX of them and
  * TAGS_BODY_MAX bytes in all) and stored.  When every endpoint fails, or
  * the upstream answers 429, a stored list younger than tags_ttl +
- * stale_if_error is answered instead.
+ * stale_if_error is answered instead (list.c).
  */
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -35,15 +34,16 @@
 #include "body.h"
 #include "job.h"
 #include "link.h"
+#include "list.h"
 #include "log.h"
-#include "stats.h"
 #include "url.h"
 
 #define TAGS_BODY_MAX   (16 * 1024 * 1024)
 #define TAGS_PAGES_MAX  1000
 
 typedef struct {
-    job_t        job;                           /* first */
+    list_job_t   list;                          /* first; forwarded: no
+                                                   pages, nothing kept */
 
     /* forwarded: the body goes to the temp file */
     int          fd;
@@ -55,40 +55,41 @@ typedef struct {
     int          whole;
     long long    n;                             /* the client's, -1 */
     char         last[OCI_TAG_MAX + 1];         /* the client's, "" */
-    char        *page;                          /* this page's body */
-    size_t       page_len;
-    size_t       page_cap;
-    long long    total;                         /* body bytes, all pages */
-    unsigned     pages;
     json_t      *tags;                          /* array of strings */
 } tags_job_t;
 
-static int tags_headers(job_t *j, const xfer_resp_t *r);
 static int tags_body(job_t *j, const char *p, size_t n);
 static int tags_reset(job_t *j);
-static int tags_can_retry(job_t *j);
 static void tags_done(job_t *j, const xfer_resp_t *r);
-static void tags_unavailable(job_t *j);
-static void tags_idle(job_t *j);
 static void tags_cleanup(job_t *j);
-static int tags_throttled(job_t *j);
+static void tags_job_answer(list_job_t *l, conn_t *c, uint32_t id,
+    json_t *tags);
 
 static const job_ops_t  tags_ops = {
     "tags",
     OCI_ERR_NAME_UNKNOWN,
-    tags_headers,
+    list_headers,       /* forwarded too: its total stays 0 */
     tags_body,
     tags_reset,
-    tags_can_retry,
+    list_can_retry,
     tags_done,
-    tags_unavailable,
-    tags_idle,
+    list_unavailable,
+    list_idle,
     NULL,
     tags_cleanup,
     NULL,               /* promote: no transfers of its own */
-    tags_throttled,
+    list_throttled,     /* the stored list, or FAIL 429 */
     NULL,               /* retarget: keyed by registry and name */
     NULL                /* rejected: FAIL */
+};
+
+static const list_kind_t  tags_kind = {
+    "tags",
+    "list",
+    TAGS_BODY_MAX,
+    TAGS_PAGES_MAX,
+    "tag list too large",
+    tags_job_answer
 };
 
 
@@ -184,50 +185,27 @@ tags_answer(jobs_t *jobs, conn_t *c, uint32_t id, const char *name,
 }
 
 
-/*
- * The stored list of reg/name if it is younger than max_age seconds:
- * its "tags" array (a new reference), else NULL.
- */
-static json_t *
-tags_stored(jobs_t *jobs, const oci_registry_t *reg, const char *name,
-    long max_age)
+static void
+tags_job_answer(list_job_t *l, conn_t *c, uint32_t id, json_t *tags)
 {
-    char        path[OCI_PATH_MAX];
-    char       *text;
-    size_t      len;
-    long long   mtime, age;
-    json_t     *root, *tags;
+    tags_job_t  *t = (tags_job_t *) l;
 
-    if (oci_store_taglist_path(jobs->cf->store_path, reg->name, name, path,
-                               sizeof(path))
-        != OCI_OK
-        || oci_store_cache_read(path, TAGS_BODY_MAX, &text, &len, &mtime)
+    tags_answer(l->job.jobs, c, id, l->job.name, tags, t->n, t->last);
+}
+
+
+/* The stored list of reg/name into path, "" if none is kept. */
+static void
+tags_path(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    char *path, size_t cap)
+{
+    if (reg->tags_ttl == 0
+        || oci_store_taglist_path(jobs->cf->store_path, reg->name, name,
+                                  path, cap)
            != OCI_OK)
     {
-        return NULL;
+        path[0] = '\0';
     }
-
-    age = (long long) time(NULL) - mtime;
-
-    root = NULL;
-
-    if (age >= 0 && age < max_age) {
-        root = json_loadb(text, len, 0, NULL);
-    }
-
-    free(text);
-
-    tags = json_object_get(root, "tags");
-
-    if (!json_is_array(tags)) {
-        json_decref(root);
-        return NULL;
-    }
-
-    json_incref(tags);
-    json_decref(root);
-
-    return tags;
 }
 
 
@@ -247,12 +225,10 @@ tags_cmp(const void *a, const void *b)
 static int
 tags_store(tags_job_t *t)
 {
-    job_t       *j = &t->job;
+    job_t       *j = &t->list.job;
     json_t     **v, *sorted, *root;
     size_t       i, count;
-    char         path[OCI_PATH_MAX];
     char        *text;
-    int          rc;
 
     count = json_array_size(t->tags);
 
@@ -298,20 +274,9 @@ tags_store(tags_job_t *t)
         return -1;
     }
 
-    rc = oci_store_taglist_path(j->jobs->cf->store_path, j->registry->name,
-                                j->name, path, sizeof(path));
-
-    if (rc == OCI_OK) {
-        rc = oci_store_cache_write(j->jobs->cf->store_path, path, text,
-                                   strlen(text), j->jobs->cf->store_fsync);
-        if (rc != OCI_OK) {
-            log_error("cannot write \"%s\": %s", path, strerror(errno));
-        }
-    }
-
+    list_keep(&t->list, text);
     free(text);
 
-    /* the answer goes out even if the store could not keep it */
     return 0;
 }
 
@@ -353,6 +318,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     tags_job_t            *t;
     job_t                 *j;
     json_t                *tags;
+    char                   path[OCI_PATH_MAX];
 
     reg = job_check_request(jobs, c, m);
     if (reg == NULL) {
@@ -364,15 +330,15 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    if (reg->tags_ttl > 0) {
-        tags = tags_stored(jobs, reg, m->name, reg->tags_ttl);
+    tags_path(jobs, reg, m->name, path, sizeof(path));
 
-        if (tags != NULL) {
-            log_debug("tags %s/%s: from the store", reg->name, m->name);
-            tags_answer(jobs, c, m->id, m->name, tags, m->n, m->last);
-            json_decref(tags);
-            return;
-        }
+    tags = list_stored(&tags_kind, path, reg->tags_ttl);
+
+    if (tags != NULL) {
+        log_debug("tags %s/%s: from the store", reg->name, m->name);
+        tags_answer(jobs, c, m->id, m->name, tags, m->n, m->last);
+        json_decref(tags);
+        return;
     }
 
     j = job_create(jobs, &tags_ops, sizeof(tags_job_t), reg, m->name, NULL,
@@ -383,6 +349,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     t = (tags_job_t *) j;
+    list_init(&t->list, &tags_kind, reg->tags_ttl, path);
     t->fd = -1;
     t->whole = reg->tags_ttl > 0;
     t->n = m->n;
@@ -434,10 +401,7 @@ tags_reset(job_t *j)
     tags_job_t  *t = (tags_job_t *) j;
 
     if (t->whole) {
-        /* the pages before this one stay */
-        t->total -= (long long) t->page_len;
-        t->page_len = 0;
-        return 0;
+        return list_reset(j);
     }
 
     if (ftruncate(t->fd, 0) != 0) {
@@ -452,65 +416,12 @@ tags_reset(job_t *j)
 
 
 static int
-tags_can_retry(job_t *j)
-{
-    return 1;
-}
-
-
-static int
-tags_headers(job_t *j, const xfer_resp_t *r)
-{
-    tags_job_t  *t = (tags_job_t *) j;
-
-    if (r->content_length > TAGS_BODY_MAX
-        || (t->whole && r->content_length > TAGS_BODY_MAX - t->total))
-    {
-        log_error("%s: %lld bytes is over the limit", j->label,
-                  r->content_length);
-        return job_abort(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
-    }
-
-    return 0;
-}
-
-
-static int
 tags_body(job_t *j, const char *p, size_t n)
 {
     tags_job_t  *t = (tags_job_t *) j;
-    size_t       cap;
-    char        *page;
 
     if (t->whole) {
-        if (t->total + (long long) n > TAGS_BODY_MAX) {
-            log_error("%s: body over the limit", j->label);
-            return job_abort(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
-        }
-
-        if (t->page_len + n > t->page_cap) {
-            cap = t->page_cap ? t->page_cap : 16384;
-
-            while (cap < t->page_len + n) {
-                cap *= 2;
-            }
-
-            page = realloc(t->page, cap);
-            if (page == NULL) {
-                log_error("%s: out of memory", j->label);
-                return job_abort(j, 503, OCI_ERR_UNAVAILABLE,
-                                 "out of memory");
-            }
-
-            t->page = page;
-            t->page_cap = cap;
-        }
-
-        memcpy(t->page + t->page_len, p, n);
-        t->page_len += n;
-        t->total += (long long) n;
-
-        return 0;
+        return list_body(j, p, n);
     }
 
     if (t->written + (long long) n > TAGS_BODY_MAX) {
@@ -553,7 +464,7 @@ tags_link_next(const char *link, char *out, size_t cap)
     len = tlen - (size_t) (q - target);
 
     /* it goes into the client's Link header and onto an IPC line */
-    if (len == 0 || len >= cap || !link_safe(q, len)) {
+    if (len == 0 || len >= cap || !oci_ipc_link_safe(q, len)) {
         return 0;
     }
 
@@ -571,14 +482,13 @@ tags_link_next(const char *link, char *out, size_t cap)
 static void
 tags_done_page(tags_job_t *t, const xfer_resp_t *r)
 {
-    job_t       *j = &t->job;
+    job_t       *j = &t->list.job;
     json_t      *root, *tags, *v;
     size_t       i;
-    const char  *s;
-    char         next[512];
-    waiter_t    *w;
+    const char  *s, *next_path;
+    char         next[512], path[JOB_PATH_MAX];
 
-    root = json_loadb(t->page != NULL ? t->page : "", t->page_len, 0, NULL);
+    root = list_page(&t->list);
     tags = json_object_get(root, "tags");
 
     if (!json_is_object(root) || (!json_is_array(tags) && !json_is_null(tags)
@@ -605,20 +515,14 @@ tags_done_page(tags_job_t *t, const xfer_resp_t *r)
 
     json_decref(root);
 
-    t->pages++;
+    next_path = NULL;
 
     if (tags_link_next(r->link, next, sizeof(next))) {
-        if (t->pages == TAGS_PAGES_MAX) {
-            log_error("%s: more than %d pages upstream", j->label,
-                      TAGS_PAGES_MAX);
-            job_fail(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
-            return;
-        }
+        snprintf(path, sizeof(path), "/v2/%s/tags/list?%s", j->name, next);
+        next_path = path;
+    }
 
-        snprintf(j->path, sizeof(j->path), "/v2/%s/tags/list?%s", j->name,
-                 next);
-        t->page_len = 0;
-        job_issue(j);
+    if (list_next_page(&t->list, next_path)) {
         return;
     }
 
@@ -628,15 +532,9 @@ tags_done_page(tags_job_t *t, const xfer_resp_t *r)
     }
 
     log_debug("%s: %zu tags in %u pages", j->label,
-              json_array_size(t->tags), t->pages);
+              json_array_size(t->tags), t->list.pages);
 
-    if (!queue_empty(&j->waiters)) {
-        w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
-        tags_answer(j->jobs, w->conn, w->id, j->name, t->tags, t->n,
-                    t->last);
-    }
-
-    job_finish(j);
+    list_answer(&t->list, t->tags);
 }
 
 
@@ -672,75 +570,12 @@ tags_done(job_t *j, const xfer_resp_t *r)
 }
 
 
-/*
- * The upstream cannot answer now: the stored list, if it is no older
- * than tags_ttl + stale_if_error, answers instead.  1 if it did (and
- * the job is finished).
- */
-static int
-tags_stale(job_t *j)
-{
-    tags_job_t  *t = (tags_job_t *) j;
-    json_t      *tags;
-    waiter_t    *w;
-
-    if (!t->whole || queue_empty(&j->waiters)) {
-        return 0;
-    }
-
-    tags = tags_stored(j->jobs, j->registry, j->name,
-                       j->registry->tags_ttl + j->registry->stale_if_error);
-    if (tags == NULL) {
-        return 0;
-    }
-
-    log_warn("%s: upstream unavailable, the stored list answers",
-             j->label);
-    stats_registry(j->registry)->stale_served++;
-
-    w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
-    tags_answer(j->jobs, w->conn, w->id, j->name, tags, t->n, t->last);
-    json_decref(tags);
-
-    job_finish(j);
-
-    return 1;
-}
-
-
-static void
-tags_unavailable(job_t *j)
-{
-    if (tags_stale(j)) {
-        return;
-    }
-
-    log_error("%s: upstream unavailable", j->label);
-    job_fail(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
-}
-
-
-static int
-tags_throttled(job_t *j)
-{
-    return tags_stale(j);
-}
-
-
-/* Nobody wants the list any more. */
-static void
-tags_idle(job_t *j)
-{
-    job_finish(j);
-}
-
-
 static void
 tags_cleanup(job_t *j)
 {
     tags_job_t  *t = (tags_job_t *) j;
 
-    free(t->page);
+    list_cleanup(&t->list);
     json_decref(t->tags);
 
     if (t->fd < 0) {

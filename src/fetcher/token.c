@@ -3,9 +3,11 @@
  */
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -17,21 +19,26 @@
 #define TOKEN_BODY_MAX   (64 * 1024)
 #define TOKEN_LEN_MAX    (16 * 1024)
 #define TOKEN_MARGIN     10     /* seconds before expiry a token is dropped */
-#define TOKEN_TTL_MAX    86400  /* a bigger expires_in would overflow now+ttl */
+#define TOKEN_TTL_MAX    86400  /* more: now + ttl could overflow */
+#define TOKEN_BUCKETS    1024
 
 typedef struct {
-    queue_t         link;        /* in token_cache_t.entries */
+    queue_t         hash_link;   /* in a token_cache_t.buckets */
+    queue_t         link;        /* in token_cache_t.entries, oldest first */
     token_cache_t  *tc;
     const oci_registry_t  *reg;  /* NULL: only known by name */
     char            registry[OCI_HOST_MAX + 1];
     char            scope[TOKEN_SCOPE_MAX];
     char           *token;       /* NULL until fetched */
+    unsigned long   serial;      /* of token (token_serial()) */
     time_t          expires;     /* token_cache_t.now seconds; of the
                                     refusal if refused */
     int             refused;
     unsigned        generation;  /* of the registry's secrets, refused */
     xfer_t         *xfer;        /* the request under way, or NULL */
-    char           *body;
+    int             creds;       /* it carries the registry's username and
+                                    password */
+    char           *body;        /* while xfer runs */
     size_t          body_len;
     queue_t         waiters;     /* token_waiter_t */
 } token_entry_t;
@@ -58,10 +65,17 @@ typedef struct {
     unsigned               generation; /* counts changed secrets */
 } token_reg_t;
 
+/* The entries: a hash table by (registry, scope), and a list by age for
+ * the cap.  Refusals are keyed by repository names clients choose, so the
+ * table must neither grow without bound nor be scanned whole. */
 struct token_cache_s {
     xfer_multi_t   *xm;
     token_clock_pt  now;
-    queue_t         entries;
+    queue_t         buckets[TOKEN_BUCKETS];
+    queue_t         entries;     /* token_entry_t, oldest first */
+    size_t          n;
+    size_t          cap;
+    unsigned long   serial;      /* the last token's */
     queue_t         regs;        /* token_reg_t */
 };
 
@@ -91,6 +105,7 @@ token_cache_t *
 token_cache_create(xfer_multi_t *xm)
 {
     token_cache_t  *tc;
+    size_t          i;
 
     tc = calloc(1, sizeof(token_cache_t));
     if (tc == NULL) {
@@ -100,6 +115,12 @@ token_cache_create(xfer_multi_t *xm)
 
     tc->xm = xm;
     tc->now = token_monotonic;
+    tc->cap = TOKEN_CACHE_CAP;
+
+    for (i = 0; i < TOKEN_BUCKETS; i++) {
+        queue_init(&tc->buckets[i]);
+    }
+
     queue_init(&tc->entries);
     queue_init(&tc->regs);
 
@@ -114,10 +135,26 @@ token_cache_set_clock(token_cache_t *tc, token_clock_pt now)
 }
 
 
+void
+token_cache_set_cap(token_cache_t *tc, size_t cap)
+{
+    tc->cap = cap > 0 ? cap : 1;
+}
+
+
+size_t
+token_cache_count(const token_cache_t *tc)
+{
+    return tc->n;
+}
+
+
 static void
 token_entry_free(token_entry_t *e)
 {
+    queue_remove(&e->hash_link);
     queue_remove(&e->link);
+    e->tc->n--;
 
     if (e->xfer != NULL) {
         xfer_abort(e->xfer);
@@ -172,22 +209,44 @@ token_cache_destroy(token_cache_t *tc)
 }
 
 
+static queue_t *
+token_bucket(token_cache_t *tc, const char *registry, const char *scope)
+{
+    uint32_t  h;
+
+    /* FNV-1a of "registry scope" */
+    h = 2166136261u;
+
+    while (*registry != '\0') {
+        h ^= (unsigned char) *registry++;
+        h *= 16777619u;
+    }
+
+    h ^= ' ';
+    h *= 16777619u;
+
+    while (*scope != '\0') {
+        h ^= (unsigned char) *scope++;
+        h *= 16777619u;
+    }
+
+    return &tc->buckets[h % TOKEN_BUCKETS];
+}
+
+
 static token_entry_t *
 token_find(token_cache_t *tc, const char *registry, const char *scope)
 {
-    queue_t        *q, *next;
-    token_entry_t  *e, *found;
+    queue_t        *b, *q, *next;
+    token_entry_t  *e;
     time_t          now;
 
     now = tc->now();
-    found = NULL;
+    b = token_bucket(tc, registry, scope);
 
-    for (q = queue_head(&tc->entries);
-         q != queue_sentinel(&tc->entries);
-         q = next)
-    {
+    for (q = queue_head(b); q != queue_sentinel(b); q = next) {
         next = queue_next(q);
-        e = queue_data(q, token_entry_t, link);
+        e = queue_data(q, token_entry_t, hash_link);
 
         /* expired and idle entries (and old refusals) go as they are
          * met */
@@ -199,11 +258,116 @@ token_find(token_cache_t *tc, const char *registry, const char *scope)
         if (strcmp(e->registry, registry) == 0
             && strcmp(e->scope, scope) == 0)
         {
-            found = e;
+            return e;
         }
     }
 
-    return found;
+    return NULL;
+}
+
+
+/*
+ * Room for one more entry: beyond the cap the expired idle entries go,
+ * then the oldest idle ones.  Entries with a request under way stay (their
+ * waiters count on them).  0, or -1 if every entry is under way.
+ */
+static int
+token_make_room(token_cache_t *tc)
+{
+    queue_t        *q, *next;
+    token_entry_t  *e;
+    time_t          now;
+
+    if (tc->n < tc->cap) {
+        return 0;
+    }
+
+    now = tc->now();
+
+    for (q = queue_head(&tc->entries);
+         q != queue_sentinel(&tc->entries) && tc->n >= tc->cap;
+         q = next)
+    {
+        next = queue_next(q);
+        e = queue_data(q, token_entry_t, link);
+
+        if (e->xfer == NULL && e->expires <= now) {
+            token_entry_free(e);
+        }
+    }
+
+    for (q = queue_head(&tc->entries);
+         q != queue_sentinel(&tc->entries) && tc->n >= tc->cap;
+         q = next)
+    {
+        next = queue_next(q);
+        e = queue_data(q, token_entry_t, link);
+
+        if (e->xfer == NULL) {
+            token_entry_free(e);
+        }
+    }
+
+    return tc->n < tc->cap ? 0 : -1;
+}
+
+
+/* A new entry for (reg, scope), the newest; NULL if there is no room or
+ * memory (logged). */
+static token_entry_t *
+token_entry_add(token_cache_t *tc, const oci_registry_t *reg,
+    const char *scope)
+{
+    token_entry_t  *e;
+
+    if (token_make_room(tc) != 0) {
+        log_error("token cache full: %zu token requests under way",
+                  tc->n);
+        return NULL;
+    }
+
+    e = calloc(1, sizeof(token_entry_t));
+    if (e == NULL) {
+        log_error("out of memory");
+        return NULL;
+    }
+
+    e->tc = tc;
+    e->reg = reg;
+    snprintf(e->registry, sizeof(e->registry), "%s", reg->name);
+    snprintf(e->scope, sizeof(e->scope), "%s", scope);
+    queue_init(&e->waiters);
+    queue_insert_tail(token_bucket(tc, e->registry, e->scope),
+                      &e->hash_link);
+    queue_insert_tail(&tc->entries, &e->link);
+    tc->n++;
+
+    return e;
+}
+
+
+/* e got a new token or refusal: it is the newest entry now. */
+static void
+token_entry_renewed(token_entry_t *e)
+{
+    queue_remove(&e->link);
+    queue_insert_tail(&e->tc->entries, &e->link);
+}
+
+
+unsigned long
+token_serial(token_cache_t *tc, const char *registry, const char *scope)
+{
+    token_entry_t  *e;
+
+    e = token_find(tc, registry, scope);
+    if (e == NULL || e->token == NULL || e->refused
+        || e->expires <= tc->now())
+    {
+        return 0;
+    }
+
+    return e->serial;
 }
 
 
@@ -233,7 +397,7 @@ token_forget(token_cache_t *tc, const char *registry, const char *scope)
         return;
     }
 
-    memset(e->token, 0, strlen(e->token));
+    explicit_bzero(e->token, strlen(e->token));
     free(e->token);
     e->token = NULL;
 
@@ -260,14 +424,22 @@ token_waiter_cancel(token_waiter_t *w)
 
 
 int
+token_waiter_pending(const token_waiter_t *w)
+{
+    return queue_linked(&w->link);
+}
+
+
+int
 token_fetch(token_cache_t *tc, const oci_registry_t *reg,
-    const char *scope, const oci_challenge_t *ch, token_waiter_t *w)
+    const char *origin, const char *scope, const oci_challenge_t *ch,
+    token_waiter_t *w)
 {
     token_entry_t  *e;
     CURL           *easy;
     const char     *registry = reg->name, *password;
     char            url[2048];
-    int             rc;
+    int             rc, creds;
     xfer_req_t      req;
 
     e = token_find(tc, registry, scope);
@@ -283,11 +455,23 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
         return -1;
     }
 
-    if (strncmp(ch->realm, "https://", 8) != 0
-        && strncmp(ch->realm, "http://", 7) != 0)
+    if (strncasecmp(ch->realm, "https://", 8) != 0
+        && strncasecmp(ch->realm, "http://", 7) != 0)
     {
         log_error("token realm of %s is not an http(s) URL", registry);
         return -1;
+    }
+
+    /* the username and password never go in clear text when the registry
+     * itself is reached over TLS: then the token is asked for anonymously */
+    creds = reg->username != NULL;
+
+    if (creds && strncasecmp(origin, "https://", 8) == 0
+        && strncasecmp(ch->realm, "http://", 7) == 0)
+    {
+        log_warn("registry \"%s\": its token realm is plain http: asking "
+                 "for a token without the configured credentials", registry);
+        creds = 0;
     }
 
     /* curl_easy_escape() wants a handle only for historical reasons */
@@ -310,7 +494,7 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
     }
 
     /* the account the token is for, as docker sends it */
-    if (rc == 0 && reg->username != NULL) {
+    if (rc == 0 && creds) {
         rc = url_add_query_arg(easy, url, sizeof(url), "account",
                                reg->username);
     }
@@ -324,7 +508,7 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
 
     password = NULL;
 
-    if (reg->username != NULL) {
+    if (creds) {
         password = token_password(tc, reg);
         if (password == NULL) {
             log_error("registry \"%s\": no password to ask for a token "
@@ -334,23 +518,16 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
     }
 
     if (e == NULL) {
-        e = calloc(1, sizeof(token_entry_t));
+        e = token_entry_add(tc, reg, scope);
         if (e == NULL) {
-            log_error("out of memory");
             return -1;
         }
-
-        e->tc = tc;
-        e->reg = reg;
-        snprintf(e->registry, sizeof(e->registry), "%s", registry);
-        snprintf(e->scope, sizeof(e->scope), "%s", scope);
-        queue_init(&e->waiters);
-        queue_insert_tail(&tc->entries, &e->link);
     }
 
     /* a refusal ends with this request: it asks again */
     e->reg = reg;
     e->refused = 0;
+    e->creds = creds;
 
     memset(&req, 0, sizeof(req));
     req.url = url;
@@ -455,7 +632,7 @@ token_done(xfer_t *x, CURLcode rc, void *data)
 
         log_error("token service of %s answered %ld%s", e->registry,
                   r->status,
-                  refused && e->reg != NULL && e->reg->username != NULL
+                  refused && e->creds
                   ? ": the configured credentials were refused" : "");
 
     } else {
@@ -477,13 +654,18 @@ token_done(xfer_t *x, CURLcode rc, void *data)
             }
 
             if (e->token != NULL) {
-                memset(e->token, 0, strlen(e->token));
+                explicit_bzero(e->token, strlen(e->token));
                 free(e->token);
             }
 
             e->token = strdup(token);
+            e->serial = ++e->tc->serial;
             e->expires = e->tc->now() + ttl;
             ok = e->token != NULL;
+
+            if (ok) {
+                token_entry_renewed(e);
+            }
 
             log_debug("token for %s %s cached for %ld s", e->registry,
                       e->scope, ttl);
@@ -495,12 +677,15 @@ token_done(xfer_t *x, CURLcode rc, void *data)
     }
 
     if (token != NULL) {
-        memset(token, 0, TOKEN_LEN_MAX);
+        explicit_bzero(token, TOKEN_LEN_MAX);
         free(token);
     }
 
+    /* the body holds the token: gone now, not kept for the token's life */
     if (e->body != NULL) {
-        memset(e->body, 0, e->body_len);
+        explicit_bzero(e->body, e->body_len);
+        free(e->body);
+        e->body = NULL;
         e->body_len = 0;
     }
 
@@ -726,6 +911,7 @@ token_mark_refused(token_entry_t *e)
     e->refused = 1;
     e->generation = r != NULL ? r->generation : 0;
     e->expires = e->tc->now() + ttl;
+    token_entry_renewed(e);
 
     stats_registry(e->reg)->auth_failures++;
 
@@ -748,17 +934,10 @@ token_refuse(token_cache_t *tc, const oci_registry_t *reg,
     e = token_find(tc, reg->name, scope);
 
     if (e == NULL) {
-        e = calloc(1, sizeof(token_entry_t));
+        e = token_entry_add(tc, reg, scope);
         if (e == NULL) {
-            log_error("out of memory");
             return;
         }
-
-        e->tc = tc;
-        snprintf(e->registry, sizeof(e->registry), "%s", reg->name);
-        snprintf(e->scope, sizeof(e->scope), "%s", scope);
-        queue_init(&e->waiters);
-        queue_insert_tail(&tc->entries, &e->link);
     }
 
     e->reg = reg;

@@ -21,7 +21,12 @@
  * seconds, or until a secret file of the registry changes: requests meet
  * it instead of asking upstream again.
  *
- * Tokens, passwords and secret files never reach the log.
+ * The cache holds at most TOKEN_CACHE_CAP entries (tokens and refusals,
+ * the latter keyed by repository names clients choose): beyond it the
+ * expired entries go first, then the oldest.
+ *
+ * Tokens, passwords and secret files never reach the log; a token's
+ * buffers are wiped (explicit_bzero) before they are freed.
  */
 
 #ifndef FETCHER_TOKEN_H
@@ -38,6 +43,7 @@
 #define TOKEN_SCOPE_MAX    512
 #define TOKEN_SECRET_MAX   4096     /* a secret file's first line */
 #define TOKEN_REFUSAL_MIN  5        /* seconds a refusal is remembered */
+#define TOKEN_CACHE_CAP    4096     /* entries */
 
 typedef struct token_cache_s   token_cache_t;
 typedef struct token_waiter_s  token_waiter_t;
@@ -61,6 +67,13 @@ typedef time_t (*token_clock_pt)(void);
 
 void token_cache_set_clock(token_cache_t *tc, token_clock_pt now);
 
+/* Another cap than TOKEN_CACHE_CAP (at least 1), for the unit tests. */
+void token_cache_set_cap(token_cache_t *tc, size_t cap);
+
+/* Entries held: tokens, refusals, requests under way (expired ones not
+ * yet dropped included). */
+size_t token_cache_count(const token_cache_t *tc);
+
 /* Abort token requests (waiters are not called) and wipe every token. */
 void token_cache_destroy(token_cache_t *tc);
 
@@ -69,19 +82,29 @@ void token_cache_destroy(token_cache_t *tc);
 const char *token_lookup(token_cache_t *tc, const char *registry,
     const char *scope);
 
+/* The serial number of the token token_lookup() gives now (each token
+ * fetched gets a new one, from 1), or 0 if there is none: whether the
+ * token a request carried is still the cached one. */
+unsigned long token_serial(token_cache_t *tc, const char *registry,
+    const char *scope);
+
 /* Drop a cached token upstream refused. */
 void token_forget(token_cache_t *tc, const char *registry, const char *scope);
 
 /*
  * Get a token for (reg, scope) from the challenge's realm, asking for the
  * challenge's scope if it names one, else for scope, with reg's username
- * and password (Basic) if it has them.  The request uses reg's transport.
- * Joins a request already under way.  0, or -1 if no request could be
- * started (w is then not queued and will not be called).  A token service
- * that answers 401 or 403 is a refusal (see token_refuse()).
+ * and password (Basic) if it has them, unless origin (the URL of reg's
+ * endpoint whose 401 carried the challenge; the caller made sure the 401
+ * came from there, not from a redirect target) is https and the realm
+ * plain http: then anonymously.  The request uses reg's transport.  Joins
+ * a request already under way.  0, or -1 if no request could be started
+ * (w is then not queued and will not be called).  A token service that
+ * answers 401 or 403 is a refusal (see token_refuse()).
  */
 int token_fetch(token_cache_t *tc, const oci_registry_t *reg,
-    const char *scope, const oci_challenge_t *ch, token_waiter_t *w);
+    const char *origin, const char *scope, const oci_challenge_t *ch,
+    token_waiter_t *w);
 
 /* The upstream refused the credentials (or the anonymous token) of
  * (reg, scope): remember it and count it (stats auth_failures). */
@@ -107,5 +130,8 @@ int token_wants_basic(token_cache_t *tc, const oci_registry_t *reg);
 
 void token_waiter_init(token_waiter_t *w, token_done_pt done, void *data);
 void token_waiter_cancel(token_waiter_t *w);
+
+/* 1 while w waits for a token (its done callback is still to come). */
+int token_waiter_pending(const token_waiter_t *w);
 
 #endif /* FETCHER_TOKEN_H */

@@ -51,6 +51,8 @@ struct xfer_s {
     char                   range[48];   /* "F-L" or "F-", "" if none */
     int                    active;
     int                    final;       /* 2xx header block complete */
+    int                    refused;     /* the handler refused headers or
+                                           body bytes: so is all the rest */
     struct timespec        started;
     xfer_resp_t            resp;
     char                   errbuf[CURL_ERROR_SIZE];
@@ -623,6 +625,7 @@ xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata)
             if (x->handler->headers != NULL
                 && x->handler->headers(x, x->data) != 0)
             {
+                x->refused = 1;
                 return 0;
             }
         }
@@ -647,6 +650,14 @@ xfer_write_cb(char *p, size_t size, size_t nmemb, void *userdata)
 
     n = size * nmemb;
 
+    /* A refusal is final.  curl 7.88 hands a block kept by a pause over
+     * inside curl_easy_pause() (bw.c), returns our refusal of it there and
+     * then goes on with the transfer: the next block must not be taken
+     * where the refused one belonged, and done must not see success. */
+    if (x->refused) {
+        return 0;
+    }
+
     if (r->status >= 200 && r->status < 300) {
         /* curl hands the same bytes over again after the unpause */
         if (x->flow.bucket[0] != NULL && !bw_admit(x->xm->bw, &x->flow, n))
@@ -659,6 +670,7 @@ xfer_write_cb(char *p, size_t size, size_t nmemb, void *userdata)
         }
 
         if (x->handler->body(x, p, n, x->data) != 0) {
+            x->refused = 1;
             return 0;
         }
 
@@ -716,8 +728,9 @@ xfer_add_header(struct curl_slist *list, const char *prefix,
     snprintf(line, len, "%s%s", prefix, value);
     l = curl_slist_append(list, line);
 
-    /* curl copied the string; wipe ours, it may hold a token */
-    memset(line, 0, len);
+    /* curl copied the string; wipe ours, it may hold a token (a plain
+     * memset() before free() may be optimised away) */
+    explicit_bzero(line, len);
     free(line);
 
     if (l == NULL) {
@@ -730,11 +743,12 @@ xfer_add_header(struct curl_slist *list, const char *prefix,
 
 
 /*
- * The transport settings of reg (NULL: the "fetcher" group's) and the
- * transfer's share of the bandwidth limits.
+ * The transport settings of reg (NULL: the "fetcher" group's) and, if
+ * shaped, the transfer's share of the bandwidth limits.
  */
 static void
-xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg)
+xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg,
+    int shaped)
 {
     CURL        *e = x->easy;
     const char  *proxy, *no_proxy;
@@ -754,7 +768,9 @@ xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg)
 
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, connect_timeout);
 
-    bw_flow_init(x->xm->bw, &x->flow, reg, e);
+    if (shaped) {
+        bw_flow_init(x->xm->bw, &x->flow, reg, e);
+    }
 
     /* a stall is less than 1 KiB/s, or less than the transfer's share of
      * a bandwidth limit lower than that */
@@ -776,9 +792,13 @@ xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg)
         return;
     }
 
-    /* a CA file replaces the system store for this registry */
+    /* a CA file replaces the system store for this registry: curl's
+     * default CA directory (CURLOPT_CAPATH, /etc/ssl/certs with Debian's
+     * libcurl) would otherwise still be searched too, and any publicly
+     * trusted certificate accepted */
     if (reg->ca_file.path != NULL) {
         curl_easy_setopt(e, CURLOPT_CAINFO, reg->ca_file.path);
+        curl_easy_setopt(e, CURLOPT_CAPATH, (char *) NULL);
     }
 
     if (reg->client_cert.path != NULL) {
@@ -869,7 +889,7 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
 
-    xfer_transport(x, cf, reg);
+    xfer_transport(x, cf, reg, !req->unshaped);
 
     if (req->username != NULL && req->password != NULL) {
         /* curl keeps Basic, like our Authorization header, to the host
@@ -977,6 +997,8 @@ xfer_deactivate(xfer_t *x)
 static void
 xfer_free(xfer_t *x)
 {
+    struct curl_slist  *l;
+
     if (x->active) {
         xfer_deactivate(x);
 
@@ -990,10 +1012,12 @@ xfer_free(xfer_t *x)
         curl_easy_cleanup(x->easy);
     }
 
-    /* the list may hold an Authorization header */
-    if (x->headers != NULL) {
-        curl_slist_free_all(x->headers);
+    /* the list may hold an Authorization header: wiped, not only freed */
+    for (l = x->headers; l != NULL; l = l->next) {
+        explicit_bzero(l->data, strlen(l->data));
     }
+
+    curl_slist_free_all(x->headers);
 
     free(x->resp.body);
     free(x->url);
@@ -1106,6 +1130,11 @@ xfer_drain(xfer_multi_t *xm)
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
         x = (xfer_t *) priv;
 
+        if (rc == CURLE_OK && x->refused) {
+            /* the refusal curl_easy_pause() swallowed (xfer_write_cb()) */
+            rc = CURLE_WRITE_ERROR;
+        }
+
         xfer_deactivate(x);
         xfer_log_done(x, rc);
 
@@ -1217,6 +1246,32 @@ xfer_effective_url(const xfer_t *x)
     }
 
     return eff;
+}
+
+
+int
+xfer_answered(const xfer_t *x)
+{
+    return x->answer != 0;
+}
+
+
+long long
+xfer_round_trip_us(const xfer_t *x)
+{
+    curl_off_t  pre, first;
+
+    if (x->answer != 0
+        || curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre)
+           != CURLE_OK
+        || curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &first)
+           != CURLE_OK
+        || first <= 0 || first < pre)
+    {
+        return -1;
+    }
+
+    return (long long) (first - pre);
 }
 
 

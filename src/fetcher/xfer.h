@@ -66,7 +66,8 @@ typedef struct {
     /* The header block of a 2xx answer is complete.  0 to go on, -1 to
      * abort the transfer (done then sees CURLE_WRITE_ERROR). */
     int   (*headers)(xfer_t *x, void *data);
-    /* 2xx body bytes, in order.  0 or -1 to abort. */
+    /* 2xx body bytes, in order.  0 or -1 to abort: a refusal is final,
+     * done then sees CURLE_WRITE_ERROR. */
     int   (*body)(xfer_t *x, const char *p, size_t n, void *data);
     /* The transfer ended.  x is freed when this returns. */
     void  (*done)(xfer_t *x, CURLcode rc, void *data);
@@ -94,6 +95,8 @@ typedef struct {
     long long    range_first;
     long long    range_last;      /* -1: to the end */
     int          http1;           /* HTTP/1.1 even if HTTP/2 is on */
+    int          unshaped;        /* no bandwidth limit applies (a probe:
+                                     a few bytes, timed) */
     long         answer;          /* not 0: send nothing; the transfer
                                      ends at the next xfer_pump() with
                                      this status and no body (auth.c:
@@ -131,6 +134,15 @@ const xfer_resp_t *xfer_response(const xfer_t *x);
 /* The URL the answer came from, after redirects (the request's own URL
  * before any answer).  Valid until the transfer is freed. */
 const char *xfer_effective_url(const xfer_t *x);
+
+/* 1 if the transfer was answered without a request (xfer_req_t.answer):
+ * no endpoint was asked, so none is to be credited or blamed. */
+int xfer_answered(const xfer_t *x);
+
+/* In done: microseconds from the request going out to the first byte of
+ * the answer (curl's timing: neither the wait for a slot or a connection
+ * nor a bandwidth pause counts); -1 if no answer came. */
+long long xfer_round_trip_us(const xfer_t *x);
 
 /* curl's message for the failure rc (the error buffer if it has one). */
 const char *xfer_strerror(const xfer_t *x, CURLcode rc);

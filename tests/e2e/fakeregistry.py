@@ -38,6 +38,10 @@ and lets a test inject behaviours, all plain attributes:
                                               a route every FakeRegistry
                                               serves (no token, ranges as
                                               accept_ranges says)
+    reg.cdn_challenge = 'Bearer realm=...'    that /cdn/ route answers 401
+                                              with this WWW-Authenticate
+                                              (a redirect target that
+                                              asks for credentials)
 
 Credentials and TLS (H1):
 
@@ -136,6 +140,7 @@ class FakeRegistry:
         self.accept_ranges = False
         self.range_faults = {}   # (digest, first byte) -> [fault, ...]
         self.blob_redirect = None
+        self.cdn_challenge = None
         self.fail = {}           # path regex -> (status, error code)
         self.delay = {}          # path regex -> seconds
         self.latency = 0.0       # seconds before any answer
@@ -372,6 +377,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._token(url.query)
             m = self.CDN.match(url.path)
             if m:
+                if reg.cdn_challenge is not None:
+                    return self._error(401, "UNAUTHORIZED",
+                                       "authentication required",
+                                       {"WWW-Authenticate":
+                                        reg.cdn_challenge}, head)
                 return self._blob(m["digest"], head)
             for rx, (status, code) in list(reg.fail.items()):
                 if re.search(rx, url.path):

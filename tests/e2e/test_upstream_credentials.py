@@ -181,6 +181,54 @@ def test_basic_registry_and_redirect(mirror_factory, fake_upstream, catalog,
         cdn.stop()
 
 
+def test_redirect_target_401_gets_no_credentials(mirror_factory,
+                                                fake_upstream, catalog,
+                                                tmp_path):
+    """A redirect target that answers 401 with a token realm of its own:
+    the client gets 401, and neither the target nor its realm ever sees
+    the registry's username and password or token."""
+    small = catalog["small"]
+    fake_upstream.add_image("team/app", "v1", small)
+    fake_upstream.require_scoped_tokens(credentials=("alice", "pw-9"))
+    pw = _secret(tmp_path, "alice.pw", "pw-9")
+    cdn = FakeRegistry().start()
+    evil = FakeRegistry().start()
+    try:
+        blob = small.layers[0].blob
+        cdn.cdn_challenge = ('Bearer realm="%s/token",service="cdn"'
+                             % evil.url)
+        fake_upstream.blob_redirect = cdn.url
+        m = mirror_factory(fake_upstream.hostport,
+                           [fake_registry_entry(fake_upstream,
+                                                username="alice",
+                                                password_file=pw)],
+                           prefetch=NO_PREFETCH)
+        assert_manifest(m.get("/v2/team/app/manifests/v1", CLIENT),
+                        small.manifest)
+        r = m.get("/v2/team/app/blobs/" + blob.digest, CLIENT)
+
+        # the realm the target named was never asked
+        with evil._lock:
+            assert evil.requests == [], evil.requests
+        assert evil.token_calls == 0
+        assert_json_error(r, 401, "UNAUTHORIZED")
+        assert "redirect target" in _message(r), r
+        with cdn._lock:
+            sent = [(p, h) for _, p, h in cdn.requests]
+        assert sent and all("/cdn/" in p for p, _ in sent), sent
+        assert not any("Authorization" in h for _, h in sent), sent
+        # the registry's own token service was asked once, for the
+        # manifest; nothing refused, nothing remembered against alice
+        assert fake_upstream.token_calls == 1
+        assert fake_upstream.auth_refused == 0
+        _no_client_auth(cdn)
+        with open(m.fetcher_log) as f:
+            assert "pw-9" not in f.read()
+    finally:
+        evil.stop()
+        cdn.stop()
+
+
 def test_token_file_rotated(mirror_factory, fake_upstream, catalog,
                             tmp_path):
     multi = catalog["multi"]

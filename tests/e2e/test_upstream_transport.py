@@ -1,6 +1,12 @@
 """Upstream transport: a forward proxy used when (and only when) the
 config names one, never from the environment; TLS upstreams with the
-registry's own CA, a refused CA, and client certificates (mTLS)."""
+registry's own CA, a refused CA, a ca_file that replaces the system's CA
+store, and client certificates (mTLS)."""
+
+import os
+import shlex
+import shutil
+import subprocess
 
 import pytest
 
@@ -8,7 +14,7 @@ from fakeproxy import FakeProxy
 from fakeregistry import FakeRegistry
 from harness import (ACCEPT_ALL, assert_blob, assert_json_error,
                      assert_manifest, fake_registry_entry, store_tmp_files)
-from tlsutil import make_ca, make_pki, server_context
+from tlsutil import make_ca, make_cert_dir, make_pki, server_context
 
 NO_PREFETCH = {"enabled": False}
 PROXY_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
@@ -152,6 +158,73 @@ def test_tls_wrong_ca_refused(mirror_factory, catalog, pki, tmp_path):
         assert store_tmp_files(m) == []
         with open(m.fetcher_log) as f:
             assert "certificate" in f.read().lower()
+    finally:
+        reg.stop()
+
+
+def _private_mounts_work():
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                        "true"], capture_output=True, timeout=30)
+    return p.returncode == 0
+
+
+def _fetcher_with_cert_dir(tmp_path, fetcher, cert_dir):
+    """A fetcher command that sees cert_dir as /etc/ssl/certs (libcurl's
+    built-in CA directory and bundle on Debian), in a mount namespace of
+    its own: the machine's store is left alone."""
+    script = tmp_path / "fetcher-with-cert-dir"
+    script.write_text(
+        "#!/bin/sh\n"
+        "exec unshare --mount --propagation private sh -c "
+        "'mount --bind \"$0\" /etc/ssl/certs && exec \"$@\"' %s %s \"$@\"\n"
+        % (shlex.quote(cert_dir), shlex.quote(fetcher)))
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_tls_ca_file_replaces_system_store(mirror_factory, catalog, pki,
+                                           binaries, tmp_path):
+    """A registry pinned to its own CA (ca_file) refuses a certificate
+    that the system's CA store trusts: curl's default CA directory must
+    not stay in use beside the file."""
+    if not _private_mounts_work():
+        pytest.skip("needs root and unshare(1) for a private mount of "
+                    "/etc/ssl/certs")
+    small = catalog["small"]
+    pinned_ca, _ = make_ca(str(tmp_path / "pinned"), "pinned")
+    unrelated_ca, _ = make_ca(str(tmp_path / "unrelated"), "unrelated")
+    # the "system" trusts the server's CA through the hashed directory
+    # only; its bundle holds an unrelated CA
+    cert_dir = make_cert_dir(str(tmp_path / "certs"), pki.ca, unrelated_ca)
+    fetcher = _fetcher_with_cert_dir(tmp_path, binaries[0], cert_dir)
+    reg = FakeRegistry(ssl_context=server_context(pki)).start()
+    try:
+        reg.add_image("team/app", "v1", small)
+        # the stand-in store is what curl uses: without ca_file the
+        # server's certificate verifies through the directory
+        trusting = mirror_factory(reg.hostport, [fake_registry_entry(reg)],
+                                  prefetch=NO_PREFETCH,
+                                  binaries=(fetcher, binaries[1]))
+        _pull(trusting, small)
+        seen = len(reg.requests)
+        assert seen > 0
+
+        pinned = mirror_factory(reg.hostport,
+                                [fake_registry_entry(reg,
+                                                     ca_file=pinned_ca)],
+                                prefetch=NO_PREFETCH,
+                                binaries=(fetcher, binaries[1]))
+        blob = small.layers[0].blob
+        for path in ("/v2/team/app/manifests/v1",
+                     "/v2/team/app/blobs/" + blob.digest):
+            r = pinned.get(path, {"Accept": ACCEPT_ALL})
+            assert_json_error(r, 503, "UNAVAILABLE")
+            assert "TLS certificate refused" in r.json()["errors"][0][
+                "message"], r
+        assert len(reg.requests) == seen
+        assert pinned.stored_digests() == set()
     finally:
         reg.stop()
 

@@ -6,6 +6,7 @@
     pki.client_cert, pki.client_key                a client cert by the CA
     other = make_ca(str(tmp_path / "other"), "other")   another CA
     server_context(pki, require_client_cert=False)     an ssl.SSLContext
+    make_cert_dir(d, hashed_ca, bundle_ca)   a stand-in for /etc/ssl/certs
 """
 
 import os
@@ -83,3 +84,18 @@ def server_context(pki, require_client_cert=False):
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(pki.ca)
     return ctx
+
+
+def make_cert_dir(d, hashed_ca, bundle_ca):
+    """A directory laid out like Debian's /etc/ssl/certs: hashed_ca under
+    its subject hash ("<hash>.0", as OpenSSL looks a CA directory up) and
+    bundle_ca as ca-certificates.crt.  Returns d."""
+    os.makedirs(d, exist_ok=True)
+    p = subprocess.run([OPENSSL, "x509", "-hash", "-noout", "-in",
+                        hashed_ca], capture_output=True, text=True,
+                       timeout=60)
+    if p.returncode != 0:
+        raise AssertionError("openssl x509 -hash failed:\n" + p.stderr)
+    shutil.copyfile(hashed_ca, os.path.join(d, p.stdout.strip() + ".0"))
+    shutil.copyfile(bundle_ca, os.path.join(d, "ca-certificates.crt"))
+    return d

@@ -29,11 +29,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "oci_config.h"
+#include "test_curl.h"
 #include "test_util.h"
 #include "oci_ipc.h"
 #include "oci_store.h"
@@ -68,7 +71,10 @@ struct xfer_s {
     long long              range_last;
     int                    http1;
     int                    redirected;
+    int                    unshaped;
     char                   effective_url[8192];  /* what a test sets */
+    long long              rtt_us;      /* xfer_round_trip_us(); a test
+                                           sets it, -1 until then */
     xfer_resp_t            resp;
 };
 
@@ -132,6 +138,8 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     x->range_last = req->range_last;
     x->http1 = req->http1;
     x->redirected = req->redirected;
+    x->unshaped = req->unshaped;
+    x->rtt_us = -1;
     x->resp.content_length = -1;
     x->resp.range_first = -1;
     x->resp.range_last = -1;
@@ -191,6 +199,21 @@ const char *
 xfer_strerror(const xfer_t *x, CURLcode rc)
 {
     return curl_easy_strerror(rc);
+}
+
+
+/* As xfer.c: a request with an answer never went out. */
+int
+xfer_answered(const xfer_t *x)
+{
+    return x->answer != 0;
+}
+
+
+long long
+xfer_round_trip_us(const xfer_t *x)
+{
+    return x->rtt_us;
 }
 
 
@@ -539,6 +562,30 @@ time_t
 fake_clock(void)
 {
     return fake_now;
+}
+
+
+/* The worker's client left: CANCEL (c, id), as the worker sends it. */
+void
+fake_cancel(jobs_t *jobs, conn_t *c, uint32_t id)
+{
+    oci_msg_t  m;
+
+    oci_msg_init(&m, OCI_MSG_CANCEL, id);
+    jobs_on_msg(c, &m, jobs);
+}
+
+
+/* Make the file at path seconds old (its access and change times). */
+void
+fake_age_file(const char *path, long seconds)
+{
+    struct timeval  tv[2];
+
+    tv[0].tv_sec = time(NULL) - seconds;
+    tv[0].tv_usec = 0;
+    tv[1] = tv[0];
+    assert_int_equal(utimes(path, tv), 0);
 }
 
 

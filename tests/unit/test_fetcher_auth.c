@@ -3,7 +3,9 @@
  * carries (none to a redirect target, token_file as Bearer, Basic once
  * the registry asked for it), the 401 paths (Basic retry, the token flow
  * with the registry's username and password), refusals with a clear
- * message, counted, and answered from memory afterwards.  Transfers and
+ * message, counted, and answered from memory afterwards; a 401 from a
+ * redirect target (another origin) sends no credentials anywhere; no
+ * password to a plain http realm of an https registry.  Transfers and
  * connections are the fakes of fetcher_fakes.h.
  */
 
@@ -353,6 +355,104 @@ test_token_renewed_once(void **state)
 }
 
 
+/* A redirect target (another origin) answers 401 with a realm of its
+ * own: a plain 401 FAIL, no token request, no password anywhere; the
+ * registry's own 401 still gets the token flow. */
+static void
+test_redirect_target_401(void **state)
+{
+    fake_env_t  *e = *state;
+    xfer_t      *x;
+
+    with_password(e);
+    issue(e);
+
+    x = fake_xfer_one();
+    snprintf(x->effective_url, sizeof(x->effective_url),
+             "http://cdn.test/blobs/x?sig=1");
+    reply_to(x, 401, NULL, "Bearer realm=\"https://evil.test/token\","
+             "service=\"evil\"");
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 401 UNAUTHORIZED upstream redirect target "
+                        "requires authentication\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.started, 1);
+
+    /* nor Basic: a Basic challenge from there is no reason to send it */
+    issue(e);
+    x = fake_xfer_one();
+    snprintf(x->effective_url, sizeof(x->effective_url),
+             "http://one.test:8080" PATH);
+    reply_to(x, 401, NULL, BASIC);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 401 UNAUTHORIZED upstream redirect target "
+                        "requires authentication\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(token_wants_basic(e->tokens, reg_of(e)), 0);
+
+    /* not a refusal of the registry's credentials: nothing remembered */
+    assert_int_equal(stats_registry(reg_of(e))->auth_failures, 0);
+
+    /* another path of the endpoint's origin is the registry's own */
+    issue(e);
+    x = fake_xfer_one();
+    snprintf(x->effective_url, sizeof(x->effective_url),
+             "HTTP://One.Test:80/elsewhere");
+    reply_to(x, 401, NULL, BEARER);
+    x = fake_xfer_one();
+    assert_non_null(strstr(x->url, "https://auth.test/token?"));
+    assert_string_equal(x->username, "alice");
+    reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
+    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+}
+
+
+/* An https registry whose realm is plain http: the token is asked for
+ * without the username and password. */
+static void
+test_http_realm_of_https_registry(void **state)
+{
+    fake_env_t      *e = *state;
+    oci_registry_t  *reg;
+    xfer_t          *x;
+
+    reg = with_password(e);
+    free(reg->endpoints[0]);
+    reg->endpoints[0] = strdup("https://one.test");
+    assert_non_null(reg->endpoints[0]);
+
+    issue(e);
+    x = fake_xfer_one();
+    assert_string_equal(x->url, "https://one.test" PATH);
+    reply_to(x, 401, NULL, "Bearer realm=\"http://auth.test/token\","
+             "service=\"reg.test\"");
+
+    x = fake_xfer_one();
+    assert_non_null(strstr(x->url, "http://auth.test/token?"));
+    assert_null(strstr(x->url, "account="));
+    assert_string_equal(x->username, "");
+    assert_string_equal(x->password, "");
+    reply_to(x, 200, "{\"token\":\"anon\"}", NULL);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->bearer, "anon");
+    reply_to(x, 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    /* an https realm gets them */
+    token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
+    issue(e);
+    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    x = fake_xfer_one();
+    assert_string_equal(x->username, "alice");
+    assert_string_equal(x->password, "pw");
+    reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
+    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+}
+
+
 int
 main(void)
 {
@@ -369,12 +469,11 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_token_renewed_once,
                                         fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_target_401,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_http_realm_of_https_registry,
+                                        fake_env_setup, fake_env_teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

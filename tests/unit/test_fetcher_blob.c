@@ -4,8 +4,10 @@
  * the sha256 and size checks before the commit, failover before and after
  * waiters started streaming, and the store's own state afterwards; ranged
  * chunks (the probe, out-of-order completion, the contiguous prefix, one
- * failed chunk retried alone, the fallbacks), prefetch and promotion.
- * Upstream and workers are the fakes of fetcher_fakes.h.
+ * failed chunk retried alone, the fallbacks), prefetch and promotion;
+ * the token of chunks running out mid-download (fetched again, the chunks
+ * not failed) and refusals of chunks (401, not 503).  Upstream and workers
+ * are the fakes of fetcher_fakes.h.
  */
 
 #include <stdarg.h>
@@ -570,12 +572,10 @@ static void
 test_cancel_goes_on(void **state)
 {
     blob_test_t  *t = *state;
-    oci_msg_t     m;
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
 
-    oci_msg_init(&m, OCI_MSG_CANCEL, 1);
-    jobs_on_msg(&t->e->c1, &m, t->e->jobs);
+    fake_cancel(t->e->jobs, &t->e->c1, 1);
     assert_int_equal(fake_xfer_count(), 1);
 
     reply_body(t, BODY, 0, 0);
@@ -1223,6 +1223,210 @@ test_chunks_token(void **state)
 }
 
 
+#define TOKEN_CHALLENGE  "Bearer realm=\"https://auth.test/token\"," \
+                         "service=\"reg.test\""
+#define TOKEN_REQUEST    "https://auth.test/token?service=reg.test" \
+                         "&scope=repository%3Aa%2Fb%3Apull"
+
+
+static void
+reply_status(xfer_t *x, long status, const char *body,
+    const char *challenge)
+{
+    fake_reply_t  r;
+
+    assert_non_null(x);
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.body = body;
+    r.www_authenticate = challenge;
+    fake_xfer_reply(x, &r);
+}
+
+
+/* The live transfer to url, or NULL. */
+static xfer_t *
+xfer_to(const char *url)
+{
+    xfer_t  *x;
+    int      i;
+
+    for (i = 0; (x = fake_xfer_at(i)) != NULL; i++) {
+        if (strcmp(x->url, url) == 0) {
+            return x;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* A chunked download of a/b on FAKE_REG's first endpoint with token
+ * tok-1 (granted for 300 s): chunks 1, 2 and 3 running with it. */
+static void
+chunks_with_token(chunk_test_t *t)
+{
+    char  tmp[OCI_PATH_MAX];
+    int   started;
+
+    started = fake_xfers.started;
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    reply_status(fake_xfer_one(), 401, NULL, TOKEN_CHALLENGE);
+    assert_string_equal(fake_xfer_one()->url, TOKEN_REQUEST);
+    reply_status(fake_xfer_one(), 200,
+                 "{\"token\":\"tok-1\",\"expires_in\":300}", NULL);
+    assert_string_equal(fake_xfer_one()->bearer, "tok-1");
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_string_equal(fake_xfer_range(65536)->bearer, "tok-1");
+    assert_string_equal(fake_xfer_range(131072)->bearer, "tok-1");
+    assert_string_equal(fake_xfer_range(196608)->bearer, "tok-1");
+    assert_int_equal(fake_xfers.started - started, 6);
+}
+
+
+/* The token runs out mid-download: the chunk that went without one and
+ * those whose token ran out get 401; one new token is fetched while no
+ * chunk starts, the chunks go again with it, none counted as failed, and
+ * the blob is stored. */
+static void
+test_chunks_token_expires(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           want[OCI_PATH_MAX + 64];
+    int            i;
+
+    chunks_with_token(t);
+
+    /* chunk 3 fails 3 times: one more failure would end the download */
+    for (i = 0; i < 3; i++) {
+        reply_status(fake_xfer_range(196608), 500, NULL, NULL);
+        assert_string_equal(fake_xfer_range(196608)->bearer, "tok-1");
+    }
+
+    /* past the token's life: the next chunk goes without it */
+    fake_now += 300;
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    assert_string_equal(fake_xfer_range(262144)->bearer, "");
+
+    /* its 401: a token request, no chunk started meanwhile */
+    reply_status(fake_xfer_range(262144), 401, NULL, TOKEN_CHALLENGE);
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_non_null(xfer_to(TOKEN_REQUEST));
+    assert_int_equal(fake_xfers.started, 11);
+
+    /* a chunk whose token ran out: it waits for the same request */
+    reply_status(fake_xfer_range(131072), 401, NULL, TOKEN_CHALLENGE);
+    assert_int_equal(fake_xfer_count(), 2);
+    assert_int_equal(fake_xfers.started, 11);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+
+    /* the token: both go again with it */
+    reply_status(xfer_to(TOKEN_REQUEST), 200,
+                 "{\"token\":\"tok-2\",\"expires_in\":300}", NULL);
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_string_equal(fake_xfer_range(131072)->bearer, "tok-2");
+    assert_string_equal(fake_xfer_range(262144)->bearer, "tok-2");
+
+    /* chunk 3 with the old token: again at once with the new one, no
+     * other token request, and not its fourth failure */
+    reply_status(fake_xfer_range(196608), 401, NULL, TOKEN_CHALLENGE);
+    assert_null(xfer_to(TOKEN_REQUEST));
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_string_equal(fake_xfer_range(196608)->bearer, "tok-2");
+    assert_int_equal(fake_xfers.started, 14);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+
+    snprintf(want, sizeof(want), "PROGRESS 1 %d\nDONE 1\n", CHUNK_TOTAL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), want);
+    assert_stored_data(t);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(stats_registry(&t->b.e->cf->registries[0])
+                     ->auth_failures, 0);
+}
+
+
+/* Refusals of chunks end the download with 401, not with 503 after the
+ * retries: the token service says no; the token just granted is refused;
+ * a refusal remembered (another job met it); a redirect target's 401. */
+static void
+test_chunks_token_refused(void **state)
+{
+    chunk_test_t  *t = *state;
+
+    /* the token service refuses the new token */
+    chunks_with_token(t);
+    fake_now += 300;
+    reply_status(fake_xfer_range(65536), 401, NULL, TOKEN_CHALLENGE);
+    reply_status(xfer_to(TOKEN_REQUEST), 401, NULL, NULL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1),
+                        "FAIL 1 401 UNAUTHORIZED no token granted\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_not_stored(&t->b);
+
+    /* the refusal is remembered: a new download meets it at once */
+    request(&t->b, &t->b.e->c1, 2, FAKE_REG, "a/b", t->b.digest);
+    assert_int_equal(fake_xfer_one()->answer, 401);
+    reply_status(fake_xfer_one(), 401, NULL, NULL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1),
+                        "FAIL 2 401 UNAUTHORIZED upstream refused access\n");
+    fake_now += 3600;
+
+    /* a token granted for the chunks and refused right away */
+    chunks_with_token(t);
+    fake_now += 300;
+    reply_status(fake_xfer_range(65536), 401, NULL, TOKEN_CHALLENGE);
+    reply_status(xfer_to(TOKEN_REQUEST), 200, "{\"token\":\"tok-2\"}",
+                 NULL);
+    assert_string_equal(fake_xfer_range(65536)->bearer, "tok-2");
+    reply_status(fake_xfer_range(65536), 401, NULL, TOKEN_CHALLENGE);
+    assert_string_equal(fake_conn_take(&t->b.e->c1),
+                        "FAIL 1 401 UNAUTHORIZED upstream refused access\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_null(token_lookup(t->b.e->tokens, FAKE_REG,
+                             "repository:a/b:pull"));
+    fake_now += 3600;
+
+    /* a refusal another job met: the next chunk is answered 401 without
+     * going out, and that ends the download */
+    chunks_with_token(t);
+    token_refuse(t->b.e->tokens, &t->b.e->cf->registries[0],
+                 "repository:a/b:pull");
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    assert_int_equal(fake_xfer_range(262144)->answer, 401);
+    reply_status(fake_xfer_range(262144), 401, NULL, NULL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1),
+                        "FAIL 1 401 UNAUTHORIZED upstream refused access\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    fake_now += 3600;
+
+    /* a chunk redirected elsewhere that meets a 401 there: no token
+     * request, no credentials, a 401 */
+    chunks_with_token(t);
+    snprintf(fake_xfer_range(131072)->effective_url, 8192, CDN_URL);
+    reply_status(fake_xfer_range(131072), 401, NULL,
+                 "Bearer realm=\"https://evil.test/token\"");
+    assert_string_equal(fake_conn_take(&t->b.e->c1),
+                        "FAIL 1 401 UNAUTHORIZED upstream redirect target "
+                        "requires authentication\n");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+}
+
+
 /* A 206 whose Content-Range is not what the probe asked for: a plain GET
  * from the start. */
 static void
@@ -1299,12 +1503,11 @@ main(void)
                                         teardown_chunks),
         cmocka_unit_test_setup_teardown(test_chunks_bad_probe_range,
                                         setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_token_expires,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_token_refused,
+                                        setup_chunks, teardown_chunks),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

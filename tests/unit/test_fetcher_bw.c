@@ -13,6 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "test_curl.h"
 #include "bw.h"
 #include "loop.h"
 
@@ -241,7 +242,9 @@ test_turns(void **state)
 }
 
 
-/* A registry's own limit holds back its flows only. */
+/* A registry's own limit holds back its flows only: a flow waits its
+ * turn behind the flows that wait for one of its own buckets, not behind
+ * every paused flow. */
 static void
 test_registry_limit(void **state)
 {
@@ -249,28 +252,93 @@ test_registry_limit(void **state)
 
     bw_flow_init(f->bw, &f->flow[0], &f->regs[0], f->easy[0]);
     bw_flow_init(f->bw, &f->flow[1], &f->regs[1], f->easy[1]);
+    bw_flow_init(f->bw, &f->flow[2], &f->regs[1], f->easy[2]);
 
-    /* the registry's 1000-byte burst is spent first */
+    /* the registry's 1000-byte burst is spent first: 0 waits for it */
     assert_int_equal(bw_admit(f->bw, &f->flow[0], 1200), 1);
     assert_int_equal(bw_admit(f->bw, &f->flow[0], 100), 0);
+    assert_int_equal(f->flow[0].bucket[1]->waiters, 1);
+    assert_int_equal(f->flow[0].bucket[0]->waiters, 0);
 
-    /* the global bucket still holds 800: but turns go in order */
+    /* the global bucket still holds 800 and nobody waits for it: the
+     * free registry's flow goes on */
+    assert_int_equal(bw_admit(f->bw, &f->flow[1], 100), 1);
+
+    /* it spends the global bucket and waits for it; now the other free
+     * flow queues behind it even once the bucket holds tokens again */
+    f->flow[1].bucket[0]->tokens = -1e9;
     assert_int_equal(bw_admit(f->bw, &f->flow[1], 100), 0);
+    assert_int_equal(f->flow[1].bucket[0]->waiters, 1);
+    f->flow[1].bucket[0]->tokens = 1000.0;
+    assert_int_equal(bw_admit(f->bw, &f->flow[2], 100), 0);
+    assert_int_equal(f->flow[1].bucket[0]->waiters, 2);
 
-    /* the free registry's flow is not stuck behind the limited one: a
-     * tick passes over a flow whose registry bucket is empty */
+    /* a tick passes over a flow whose registry bucket is empty */
     f->flow[0].bucket[1]->tokens = -1e9;
     until_resumed(f, 1);
     assert_true(f->flow[0].paused);
     assert_int_equal(bw_admit(f->bw, &f->flow[1], 500), 1);
+    until_resumed(f, 2);
+    assert_int_equal(bw_admit(f->bw, &f->flow[2], 500), 1);
+    assert_int_equal(f->flow[1].bucket[0]->waiters, 0);
 
     /* its registry's bucket refilled, the limited one goes on */
     f->flow[0].bucket[1]->tokens = 0.0;
     until_resumed(f, 0);
+    assert_int_equal(f->flow[0].bucket[1]->waiters, 0);
     assert_int_equal(bw_admit(f->bw, &f->flow[0], 100), 1);
 
     bw_flow_remove(f->bw, &f->flow[0]);
     bw_flow_remove(f->bw, &f->flow[1]);
+    bw_flow_remove(f->bw, &f->flow[2]);
+}
+
+
+/* Two registries with limits of their own and no global one share no
+ * bucket: while the slow one's transfer is paused, the fast one's take
+ * block after block at its own rate instead of one per tick. */
+static void
+test_unrelated_flows(void **state)
+{
+    fixture_t       *f = *state;
+    oci_config_t     cf;
+    oci_registry_t   regs[2];
+    bw_t            *bw;
+    bw_flow_t        slow, fast;
+    int              i;
+
+    memset(&cf, 0, sizeof(cf));
+    memset(regs, 0, sizeof(regs));
+    regs[0].name = "slow.test";
+    regs[0].bandwidth_limit = 50000;            /* 50 kB/s */
+    regs[1].name = "fast.test";
+    regs[1].bandwidth_limit = 100000000;        /* 100 MB/s, 2 MB burst */
+    cf.registries = regs;
+    cf.n_registries = 2;
+
+    bw = bw_create(f->loop, &cf);
+    assert_non_null(bw);
+    bw_flow_init(bw, &slow, &regs[0], f->easy[0]);
+    bw_flow_init(bw, &fast, &regs[1], f->easy[1]);
+    assert_null(slow.bucket[1]);
+    assert_null(fast.bucket[1]);
+
+    assert_int_equal(bw_admit(bw, &slow, BW_BLOCK), 1);
+    assert_int_equal(bw_admit(bw, &slow, BW_BLOCK), 0);
+    assert_true(slow.paused);
+
+    /* 64 blocks, 1 MiB: within the fast registry's burst */
+    for (i = 0; i < 64; i++) {
+        assert_int_equal(bw_admit(bw, &fast, BW_BLOCK), 1);
+    }
+
+    assert_false(fast.paused);
+    assert_true(fast.taken == 64LL * BW_BLOCK);
+
+    bw_flow_remove(bw, &slow);
+    bw_flow_remove(bw, &fast);
+    assert_int_equal(slow.bucket[0]->waiters, 0);
+    bw_destroy(bw);
 }
 
 
@@ -283,12 +351,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_limit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_unrelated_flows, setup,
+                                        teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

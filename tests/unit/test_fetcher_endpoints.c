@@ -303,7 +303,9 @@ test_backoff(void **state)
 
 
 /* The probe round trips order "fastest"; unknown last, ties in the order
- * written; a round every probe_interval. */
+ * written; a round every probe_interval.  A round trip is the request's
+ * own as the transfer timed it (xfer_round_trip_us()): the time a probe
+ * waited for a slot, or for a bandwidth tick, is not the endpoint's. */
 static void
 test_fastest(void **state)
 {
@@ -322,10 +324,14 @@ test_fastest(void **state)
     assert_string_equal(a->url, EP_A "/v2/");
     assert_string_equal(b->url, EP_B "/v2/");
     assert_string_equal(c->url, EP_C "/v2/");
+    assert_int_equal(a->unshaped, 1);
+    assert_int_equal(c->unshaped, 1);
 
-    now_ms += 20;
+    /* c queued for seconds behind busy slots, then answered quickly */
+    now_ms += 5000;
+    c->rtt_us = 20000;
     probe_reply(c, 200, CURLE_OK);
-    now_ms += 130;
+    a->rtt_us = 150000;
     probe_reply(a, 401, CURLE_OK);
     assert_string_equal(order(e, e->fast, NULL), "201");
 
@@ -350,6 +356,9 @@ test_fastest(void **state)
     b = fake_xfer_at(1);
     c = fake_xfer_at(2);
     now_ms += 40;
+    a->rtt_us = 40000;
+    b->rtt_us = 40000;
+    c->rtt_us = 40000;
     probe_reply(c, 200, CURLE_OK);
     probe_reply(b, 200, CURLE_OK);
     probe_reply(a, 200, CURLE_OK);
@@ -516,11 +525,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ratelimit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_negative, setup, teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

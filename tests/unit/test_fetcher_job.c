@@ -404,12 +404,9 @@ test_waiters(void **state)
     assert_string_equal(fake_conn_take(&e->c2), "PROGRESS 8 5\n");
 
     /* CANCEL drops that request only; unknown ids are ignored */
-    oci_msg_init(&m, OCI_MSG_CANCEL, 9);
-    jobs_on_msg(&e->c1, &m, e->jobs);
-    oci_msg_init(&m, OCI_MSG_CANCEL, 8);
-    jobs_on_msg(&e->c1, &m, e->jobs);
-    oci_msg_init(&m, OCI_MSG_CANCEL, 100);
-    jobs_on_msg(&e->c2, &m, e->jobs);
+    fake_cancel(e->jobs, &e->c1, 9);
+    fake_cancel(e->jobs, &e->c1, 8);
+    fake_cancel(e->jobs, &e->c2, 100);
 
     oci_msg_init(&m, OCI_MSG_DONE, 0);
     job_send_all(j, &m);
@@ -436,14 +433,12 @@ test_no_waiters_left(void **state)
 {
     fake_env_t  *e = *state;
     job_t       *j;
-    oci_msg_t    m;
 
     j = new_job(e, &plain_ops, FAKE_REG, "G");
     assert_non_null(job_add_waiter(j, &e->c1, 1));
     job_issue(j);
 
-    oci_msg_init(&m, OCI_MSG_CANCEL, 1);
-    jobs_on_msg(&e->c1, &m, e->jobs);
+    fake_cancel(e->jobs, &e->c1, 1);
     assert_ptr_equal(job_find(e->jobs, "G"), j);
     assert_int_equal(fake_xfer_count(), 1);
 
@@ -1163,6 +1158,49 @@ test_endpoint_order(void **state)
 }
 
 
+/* A request answered from memory (a remembered refusal: xfer_answered())
+ * asked no endpoint: it is not counted as sent, and its 401 is no sign of
+ * life that would clear the endpoint's failures or back-off level. */
+static void
+test_endpoints_answered_locally(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    stats_endpoint_t       *st;
+    endpoints_state_t       es;
+    job_t                  *j;
+    xfer_t                 *x;
+    const char             *out;
+
+    reg = registry(e, FAKE_REG);
+    st = &stats_registry(reg)->endpoints[0];
+
+    endpoints_failed(e->jobs->eps, reg, 0);
+    endpoints_failed(e->jobs->eps, reg, 0);
+    token_refuse(e->tokens, reg, "repository:a/b:pull");
+
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+    x = fake_xfer_one();
+    assert_int_equal(x->answer, 401);
+    assert_true(st->requests == 0);
+
+    /* what xfer.c makes of it: a 401 without a challenge */
+    reply_to(x, 401, NULL, NULL);
+    out = fake_conn_take(&e->c1);
+    assert_non_null(strstr(out, "FAIL 1 401 UNAUTHORIZED "));
+    assert_true(st->requests == 0);
+    endpoints_state(e->jobs->eps, reg, 0, &es);
+    assert_int_equal(es.fails, 2);
+
+    /* so the next real failure is the third in a row */
+    endpoints_failed(e->jobs->eps, reg, 0);
+    endpoints_state(e->jobs->eps, reg, 0, &es);
+    assert_int_equal(es.down, 1);
+}
+
+
 /* Every endpoint backing off: the job ends at once, upstream not asked,
  * through the kind's "unavailable" if it has one. */
 static void
@@ -1318,14 +1356,11 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_endpoints_all_down, setup,
                                         fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_endpoints_answered_locally,
+                                        setup, fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_endpoints_throttled, setup,
                                         fake_env_teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

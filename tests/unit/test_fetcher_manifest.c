@@ -785,14 +785,12 @@ static void
 test_cancel_goes_on(void **state)
 {
     fake_env_t  *e = *state;
-    oci_msg_t    m;
     doc_t        d;
 
     doc(&d, INDEX);
     request(e, &e->c1, 1, "v1", 0, "");
 
-    oci_msg_init(&m, OCI_MSG_CANCEL, 1);
-    jobs_on_msg(&e->c1, &m, e->jobs);
+    fake_cancel(e->jobs, &e->c1, 1);
 
     answer(fake_xfer_one(), &d, MT_INDEX, d.digest);
     assert_string_equal(fake_conn_take(&e->c1), "");
@@ -975,11 +973,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_not_found, setup_clock,
                                         fake_env_teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

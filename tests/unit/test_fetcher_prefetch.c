@@ -552,11 +552,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_head_prefetches_nothing,
                                         fake_env_setup, fake_env_teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

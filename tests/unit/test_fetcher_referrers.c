@@ -115,14 +115,10 @@ stored_path(fake_env_t *e, char *path, size_t cap)
 static void
 age_stored(fake_env_t *e, long seconds)
 {
-    char            path[512];
-    struct timeval  tv[2];
+    char  path[512];
 
     stored_path(e, path, sizeof(path));
-    tv[0].tv_sec = time(NULL) - seconds;
-    tv[0].tv_usec = 0;
-    tv[1] = tv[0];
-    assert_int_equal(utimes(path, tv), 0);
+    fake_age_file(path, seconds);
 }
 
 
@@ -442,15 +438,13 @@ static void
 test_cancel(void **state)
 {
     fake_env_t  *e = *state;
-    oci_msg_t    m;
     char         path[512], buf[64];
 
     request(e, &e->c1, 1, DIGEST, "");
     reply(404, NULL, NULL, NULL);
     assert_int_equal(fake_xfer_count(), 1);
 
-    oci_msg_init(&m, OCI_MSG_CANCEL, 1);
-    jobs_on_msg(&e->c1, &m, e->jobs);
+    fake_cancel(e->jobs, &e->c1, 1);
 
     assert_int_equal(fake_xfer_count(), 0);
     assert_int_equal(fake_xfers.aborted, 1);
@@ -506,11 +500,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_not_handed_over,
                                         fake_env_setup, fake_env_teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

@@ -111,7 +111,7 @@ fetch(fake_env_t *e, test_waiter_t *t)
     oci_challenge_t  ch;
 
     challenge(&ch, "https://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch,
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE, &ch,
                                  &t->w), 0);
 }
 
@@ -165,7 +165,8 @@ test_request_url(void **state)
     waiter_init(&t);
     challenge(&ch, "http://auth.test/t?x=1", "",
               "repository:a/b:pull,push");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+                                 &ch, &t.w),
                      0);
     assert_string_equal(fake_xfer_one()->url, "http://auth.test/t?x=1"
                         "&scope=repository%3Aa%2Fb%3Apull%2Cpush");
@@ -189,11 +190,13 @@ test_bad_realm(void **state)
     waiter_init(&t);
 
     challenge(&ch, "ftp://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+                                 &ch, &t.w),
                      -1);
 
     challenge(&ch, "auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+                                 &ch, &t.w),
                      -1);
 
     /* not queued, never called, nothing started */
@@ -204,7 +207,8 @@ test_bad_realm(void **state)
     /* the transfer cannot start: the same */
     fake_xfers.fail_start = 1;
     challenge(&ch, "https://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), SCOPE, &ch, &t.w),
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+                                 &ch, &t.w),
                      -1);
     assert_false(queue_linked(&t.w.link));
     fake_xfers.fail_start = 0;
@@ -730,6 +734,138 @@ test_refusal_drops_token(void **state)
 }
 
 
+/* A token for scope, granted for expires_in seconds. */
+static void
+grant(fake_env_t *e, const char *scope, const char *token, long expires_in)
+{
+    oci_challenge_t  ch;
+    test_waiter_t    t;
+    char             body[128];
+
+    waiter_init(&t);
+    challenge(&ch, "https://auth.test/token", "reg.test", "");
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, scope,
+                                 &ch, &t.w), 0);
+    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"expires_in\":%ld}",
+             token, expires_in);
+    reply_token(body);
+    assert_int_equal(t.ok, 1);
+}
+
+
+/* Beyond the cap the expired entries go first, then the oldest; one with
+ * a request under way stays, and when every entry is under way no new
+ * request starts. */
+static void
+test_cap(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg = fake_reg(e);
+    oci_challenge_t         ch;
+    test_waiter_t           t[4];
+    fake_reply_t            r;
+    int                     i;
+
+    token_cache_set_cap(e->tokens, 3);
+
+    grant(e, "s:a", "tok-a", 3600);
+    grant(e, "s:b", "tok-b", 20);           /* cached 10 s */
+    token_refuse(e->tokens, reg, "s:c");
+    assert_int_equal(token_cache_count(e->tokens), 3);
+
+    /* b expired: it goes, though a is older */
+    fake_now += 11;
+    grant(e, "s:d", "tok-d", 3600);
+    assert_int_equal(token_cache_count(e->tokens), 3);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a");
+    assert_null(token_lookup(e->tokens, FAKE_REG, "s:b"));
+    assert_true(token_refused(e->tokens, reg, "s:c"));
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:d"), "tok-d");
+
+    /* none expired: the oldest, a, goes for a refusal */
+    token_refuse(e->tokens, reg, "s:e");
+    assert_int_equal(token_cache_count(e->tokens), 3);
+    assert_null(token_lookup(e->tokens, FAKE_REG, "s:a"));
+    assert_true(token_refused(e->tokens, reg, "s:c"));
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:d"), "tok-d");
+    assert_true(token_refused(e->tokens, reg, "s:e"));
+
+    /* a token renewed is the newest: c goes before d */
+    grant(e, "s:d", "tok-d2", 3600);
+    grant(e, "s:f", "tok-f", 3600);
+    assert_false(token_refused(e->tokens, reg, "s:c"));
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:d"), "tok-d2");
+
+    /* requests under way stay; with three of them nothing more fits */
+    challenge(&ch, "https://auth.test/token", "reg.test", "");
+
+    for (i = 0; i < 4; i++) {
+        waiter_init(&t[i]);
+    }
+
+    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:x", &ch,
+                                 &t[0].w), 0);
+    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:y", &ch,
+                                 &t[1].w), 0);
+    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:z", &ch,
+                                 &t[2].w), 0);
+    assert_int_equal(token_cache_count(e->tokens), 3);
+    assert_null(token_lookup(e->tokens, FAKE_REG, "s:d"));
+    assert_null(token_lookup(e->tokens, FAKE_REG, "s:f"));
+
+    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:w", &ch,
+                                 &t[3].w), -1);
+    assert_false(queue_linked(&t[3].w.link));
+    token_refuse(e->tokens, reg, "s:w");
+    assert_false(token_refused(e->tokens, reg, "s:w"));
+    assert_int_equal(fake_xfer_count(), 3);
+
+    /* the three answered: each waiter got its token */
+    for (i = 0; i < 3; i++) {
+        memset(&r, 0, sizeof(r));
+        r.status = 200;
+        r.body = "{\"token\":\"t\"}";
+        fake_xfer_reply(fake_xfer_at(0), &r);
+    }
+
+    assert_int_equal(t[0].ok + t[1].ok + t[2].ok, 3);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:y"), "t");
+}
+
+
+/* Many refusals of names a client made up: the cache stays at its cap,
+ * every entry still found among them. */
+static void
+test_cap_many(void **state)
+{
+    fake_env_t            *e = *state;
+    const oci_registry_t  *reg = fake_reg(e);
+    char                   scope[64];
+    int                    i;
+
+    token_cache_set_cap(e->tokens, 64);
+
+    for (i = 0; i < 200; i++) {
+        snprintf(scope, sizeof(scope), "repository:junk/%d:pull", i);
+        token_refuse(e->tokens, reg, scope);
+    }
+
+    assert_int_equal(token_cache_count(e->tokens), 64);
+
+    for (i = 0; i < 200; i++) {
+        snprintf(scope, sizeof(scope), "repository:junk/%d:pull", i);
+        assert_int_equal(token_refused(e->tokens, reg, scope), i >= 136);
+    }
+
+    /* all of them expire */
+    fake_now += 3600;
+    assert_false(token_refused(e->tokens, reg, "repository:junk/199:pull"));
+    grant(e, SCOPE, "after", 300);
+    assert_int_equal(token_cache_count(e->tokens), 64);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "after");
+}
+
+
 int
 main(void)
 {
@@ -762,12 +898,11 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_refusal_drops_token,
                                         fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cap, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cap_many, fake_env_setup,
+                                        fake_env_teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

@@ -2,7 +2,9 @@
  * Unit tests for src/fetcher/xfer.c without a network: transfers are set
  * up with xfer_start() on a real multi handle, and curl's header and write
  * callbacks are fed answers by hand, one exactly sized buffer (not
- * NUL-terminated, as curl passes them) per call.
+ * NUL-terminated, as curl passes them) per call.  The few tests that need
+ * curl itself to run a transfer talk to a one-answer HTTP server on a
+ * loopback port chosen by the kernel.
  */
 
 #include <stdarg.h>
@@ -12,8 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <cmocka.h>
 
+#include "test_curl.h"
 #include "oci_config.h"
 #include "loop.h"
 #include "stats.h"
@@ -750,6 +758,387 @@ test_bandwidth_pause(void **state)
 }
 
 
+/* A refusal of body bytes is final: a consumer that would take a later
+ * block (blob.c's "more than the range" is no sticky state) never sees
+ * one, or it would land where the refused block belonged. */
+static void
+test_refusal_final(void **state)
+{
+    fixture_t          *f = *state;
+    const xfer_resp_t  *r = xfer_response(f->x);
+
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+    feed_ok(f->x, "\r\n");
+
+    assert_int_equal(write_body(f->x, "ab", 2), 2);
+    f->body_rc = -1;
+    assert_int_equal(write_body(f->x, "cd", 2), 0);
+    f->body_rc = 0;
+    assert_int_equal(write_body(f->x, "ef", 2), 0);
+    assert_int_equal(write_body(f->x, "gh", 2), 0);
+
+    assert_int_equal(f->body_len, 2);
+    assert_memory_equal(f->body, "ab", 2);
+    assert_true(r->bytes == 2);
+}
+
+
+/* An HTTP server on a loopback port for one connection: it reads the
+ * request, then writes the answer as fast as the socket takes it. */
+typedef struct {
+    loop_t      *loop;
+    int          lfd;
+    int          cfd;
+    int          port;
+    const char  *answer;
+    size_t       len;
+    size_t       sent;
+    char         req[4096];
+    size_t       got;
+} server_t;
+
+
+static void
+server_io(loop_t *loop, int fd, uint32_t events, void *data)
+{
+    server_t  *s = data;
+    ssize_t    n;
+
+    if (s->got < sizeof(s->req)
+        && memmem(s->req, s->got, "\r\n\r\n", 4) == NULL)
+    {
+        n = read(fd, s->req + s->got, sizeof(s->req) - s->got);
+
+        if (n > 0) {
+            s->got += (size_t) n;
+        }
+
+        if (memmem(s->req, s->got, "\r\n\r\n", 4) != NULL) {
+            assert_int_equal(loop_mod(loop, fd, EPOLLOUT), 0);
+        }
+
+        return;
+    }
+
+    if (s->sent < s->len) {
+        n = write(fd, s->answer + s->sent, s->len - s->sent);
+
+        if (n > 0) {
+            s->sent += (size_t) n;
+        }
+
+        if (s->sent == s->len) {
+            assert_int_equal(loop_mod(loop, fd, 0), 0);
+        }
+    }
+}
+
+
+static void
+server_accept(loop_t *loop, int fd, uint32_t events, void *data)
+{
+    server_t  *s = data;
+
+    if (s->cfd != -1) {
+        return;
+    }
+
+    s->cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    assert_true(s->cfd != -1);
+    assert_int_equal(loop_add(loop, s->cfd, EPOLLIN, server_io, s), 0);
+}
+
+
+static void
+server_start(server_t *s, loop_t *loop, const char *answer, size_t len)
+{
+    struct sockaddr_in  sin;
+    socklen_t           slen;
+
+    memset(s, 0, sizeof(server_t));
+    s->loop = loop;
+    s->cfd = -1;
+    s->answer = answer;
+    s->len = len;
+
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(s->lfd != -1);
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s->lfd, (struct sockaddr *) &sin, sizeof(sin)),
+                     0);
+    assert_int_equal(listen(s->lfd, 4), 0);
+
+    slen = sizeof(sin);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *) &sin, &slen),
+                     0);
+    s->port = ntohs(sin.sin_port);
+
+    assert_int_equal(loop_add(loop, s->lfd, EPOLLIN, server_accept, s), 0);
+}
+
+
+static void
+server_stop(server_t *s)
+{
+    if (s->cfd != -1) {
+        loop_del(s->loop, s->cfd);
+        close(s->cfd);
+    }
+
+    loop_del(s->loop, s->lfd);
+    close(s->lfd);
+}
+
+
+/* A consumer that refuses the first block handed over after a bandwidth
+ * pause, once, and would take the blocks after it. */
+typedef struct {
+    stats_registry_t  *st;
+    long long          taken;
+    int                refused;
+    int                after;       /* blocks offered after the refusal */
+    int                done;
+    CURLcode           rc;
+    long long          rtt_us;
+} refuser_t;
+
+
+static int
+refuser_body(xfer_t *x, const char *p, size_t n, void *data)
+{
+    refuser_t  *r = data;
+
+    if (r->refused) {
+        r->after++;
+        r->taken += (long long) n;
+        return 0;
+    }
+
+    if (r->st != NULL && r->st->bandwidth_pauses > 0) {
+        r->refused = 1;
+        return -1;
+    }
+
+    r->taken += (long long) n;
+    return 0;
+}
+
+
+static void
+refuser_done(xfer_t *x, CURLcode rc, void *data)
+{
+    refuser_t  *r = data;
+
+    r->done++;
+    r->rc = rc;
+    r->rtt_us = xfer_round_trip_us(x);
+}
+
+
+static const xfer_handler_t  refuser_handler = {
+    NULL, refuser_body, refuser_done
+};
+
+
+/* A 200 answer with a 64 KiB body; its length in *len. */
+static char *
+answer_64k(size_t *len)
+{
+    static const char  head[] = "HTTP/1.1 200 OK\r\n"
+                                "Content-Length: 65536\r\n\r\n";
+    char              *a;
+
+    *len = sizeof(head) - 1 + 65536;
+    a = malloc(*len);
+    assert_non_null(a);
+    memcpy(a, head, sizeof(head) - 1);
+    memset(a + sizeof(head) - 1, 'z', 65536);
+
+    return a;
+}
+
+
+/*
+ * The block a bandwidth pause kept is handed over again by the tick's
+ * curl_easy_pause(CURLPAUSE_CONT); curl 7.88 does it inside that call and
+ * returns the refusal there, then goes on reading.  The refusal must
+ * still end the transfer, as CURLE_WRITE_ERROR, with no block taken
+ * after it.
+ */
+static void
+test_refusal_in_pause(void **state)
+{
+    fixture_t       *f = *state;
+    oci_config_t     cf;
+    oci_registry_t   reg;
+    xfer_multi_t    *xm;
+    xfer_req_t       req;
+    server_t         srv;
+    refuser_t        rf;
+    char            *answer, url[128];
+    size_t           len;
+    int              i;
+
+    memset(&reg, 0, sizeof(reg));
+    reg.name = "reg.test";
+    reg.tls_verify = 1;
+    reg.connect_timeout = 10;
+    reg.low_speed_time = 30;
+    reg.bandwidth_limit = 100000;       /* a 2000-byte burst */
+
+    cf = f->cf;
+    cf.max_transfers = 4;
+    cf.max_per_host = 4;
+    cf.registries = &reg;
+    cf.n_registries = 1;
+    assert_int_equal(stats_init(&cf), 0);
+
+    xm = xfer_multi_create(f->loop, &cf);
+    assert_non_null(xm);
+
+    answer = answer_64k(&len);
+    server_start(&srv, f->loop, answer, len);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2/a/blobs/" DIGEST,
+             srv.port);
+
+    memset(&rf, 0, sizeof(rf));
+    rf.st = stats_registry(&reg);
+
+    memset(&req, 0, sizeof(req));
+    req.url = url;
+    req.registry = &reg;
+    req.prio = XFER_PRIO_CLIENT;
+    assert_non_null(xfer_start(xm, &req, &refuser_handler, &rf));
+    assert_int_equal(xfer_pump(xm), 1);
+
+    for (i = 0; i < 400 && rf.done == 0; i++) {
+        assert_true(loop_once(f->loop, 50) >= 0);
+    }
+
+    assert_int_equal(rf.done, 1);
+    assert_int_equal(rf.refused, 1);
+    assert_int_equal(rf.after, 0);
+    assert_int_equal(rf.rc, CURLE_WRITE_ERROR);
+    assert_true(rf.taken > 0 && rf.taken < 65536);
+
+    xfer_multi_destroy(xm);
+    server_stop(&srv);
+    free(answer);
+    stats_destroy();
+}
+
+
+/* A probe's transfer (unshaped) is not held back by a bandwidth limit,
+ * and its round trip is curl's, from the request to the first byte of
+ * the answer; a transfer that got no answer has none. */
+static void
+test_unshaped_round_trip(void **state)
+{
+    fixture_t       *f = *state;
+    oci_config_t     cf;
+    oci_registry_t   reg;
+    xfer_multi_t    *xm;
+    xfer_req_t       req;
+    xfer_t          *x;
+    server_t         srv;
+    refuser_t        rf;
+    char            *answer, url[128], block[60];
+    size_t           len;
+    int              i;
+
+    memset(&reg, 0, sizeof(reg));
+    reg.name = "reg.test";
+    reg.tls_verify = 1;
+    reg.connect_timeout = 10;
+    reg.low_speed_time = 30;
+    reg.bandwidth_limit = 5000;         /* a 100-byte burst */
+
+    cf = f->cf;
+    cf.max_transfers = 4;
+    cf.max_per_host = 4;
+    cf.registries = &reg;
+    cf.n_registries = 1;
+    assert_int_equal(stats_init(&cf), 0);
+
+    xm = xfer_multi_create(f->loop, &cf);
+    assert_non_null(xm);
+
+    memset(&req, 0, sizeof(req));
+    req.url = "http://127.0.0.1:9/v2/";
+    req.registry = &reg;
+    req.prio = XFER_PRIO_TOKEN;
+    req.unshaped = 1;
+    x = xfer_start(xm, &req, &handler, f);
+    assert_non_null(x);
+
+    /* far more than the limit's burst: never paused */
+    feed_ok(x, "HTTP/1.1 200 OK\r\n");
+    feed_ok(x, "\r\n");
+    memset(block, 'p', sizeof(block));
+
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(write_body(x, block, sizeof(block)),
+                         sizeof(block));
+    }
+
+    assert_int_equal(stats_registry(&reg)->bandwidth_pauses, 0);
+    xfer_abort(x);
+
+    /* a real answer from a loopback server: timed by curl */
+    answer = answer_64k(&len);
+    server_start(&srv, f->loop, answer, len);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2/", srv.port);
+    req.url = url;
+
+    memset(&rf, 0, sizeof(rf));
+    rf.rtt_us = -2;
+    assert_non_null(xfer_start(xm, &req, &refuser_handler, &rf));
+    xfer_pump(xm);
+
+    for (i = 0; i < 400 && rf.done == 0; i++) {
+        assert_true(loop_once(f->loop, 50) >= 0);
+    }
+
+    assert_int_equal(rf.done, 1);
+    assert_int_equal(rf.rc, CURLE_OK);
+    assert_true(rf.taken == 65536);
+    assert_int_equal(stats_registry(&reg)->bandwidth_pauses, 0);
+    assert_true(rf.rtt_us >= 0 && rf.rtt_us < 10 * 1000000LL);
+    server_stop(&srv);
+    free(answer);
+
+    /* no answer at all (nobody serves the discard port): none */
+    rf.done = 0;
+    rf.rtt_us = -2;
+    req.url = "http://127.0.0.1:9/v2/";
+    assert_non_null(xfer_start(xm, &req, &refuser_handler, &rf));
+    xfer_pump(xm);
+
+    for (i = 0; i < 400 && rf.done == 0; i++) {
+        assert_true(loop_once(f->loop, 50) >= 0);
+    }
+
+    assert_int_equal(rf.done, 1);
+    assert_true(rf.rc != CURLE_OK);
+    assert_true(rf.rtt_us == -1);
+
+    /* answered from memory: never timed */
+    rf.done = 0;
+    rf.rtt_us = -2;
+    req.answer = 401;
+    assert_non_null(xfer_start(xm, &req, &refuser_handler, &rf));
+    assert_int_equal(xfer_pump(xm), 1);
+    assert_int_equal(rf.done, 1);
+    assert_true(rf.rtt_us == -1);
+
+    xfer_multi_destroy(xm);
+    stats_destroy();
+}
+
+
 static void
 test_strerror(void **state)
 {
@@ -1004,6 +1393,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bandwidth_pause, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_final, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_in_pause, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unshaped_round_trip, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_range, setup,
                                         teardown),
@@ -1013,11 +1407,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_prefetch_share, setup,
                                         teardown),
     };
-    int  rc;
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-
-    return rc;
+    return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);
 }

@@ -1,0 +1,258 @@
+/*
+ * Lists kept in the store (see list.h).
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "oci_store.h"
+#include "list.h"
+#include "log.h"
+#include "stats.h"
+
+
+void
+list_init(list_job_t *l, const list_kind_t *kind, long ttl,
+    const char *path)
+{
+    l->kind = kind;
+    l->ttl = ttl;
+    snprintf(l->path, sizeof(l->path), "%s", path);
+}
+
+
+json_t *
+list_stored(const list_kind_t *kind, const char *path, long max_age)
+{
+    char        *text;
+    size_t       len;
+    long long    mtime, age;
+    json_t      *root, *list;
+
+    if (path[0] == '\0'
+        || oci_store_cache_read(path, kind->body_max, &text, &len, &mtime)
+           != OCI_OK)
+    {
+        return NULL;
+    }
+
+    age = (long long) time(NULL) - mtime;
+
+    root = NULL;
+
+    if (age >= 0 && age < max_age) {
+        root = json_loadb(text, len, 0, NULL);
+    }
+
+    free(text);
+
+    list = json_object_get(root, kind->member);
+
+    if (!json_is_array(list)) {
+        json_decref(root);
+        return NULL;
+    }
+
+    json_incref(list);
+    json_decref(root);
+
+    return list;
+}
+
+
+void
+list_keep(list_job_t *l, const char *text)
+{
+    const oci_config_t  *cf = l->job.jobs->cf;
+
+    if (l->path[0] != '\0'
+        && oci_store_cache_write(cf->store_path, l->path, text, strlen(text),
+                                 cf->store_fsync)
+           != OCI_OK)
+    {
+        log_error("cannot write \"%s\": %s", l->path, strerror(errno));
+    }
+}
+
+
+json_t *
+list_page(list_job_t *l)
+{
+    return json_loadb(l->page != NULL ? l->page : "", l->page_len, 0, NULL);
+}
+
+
+int
+list_next_page(list_job_t *l, const char *path)
+{
+    job_t  *j = &l->job;
+
+    l->pages++;
+
+    if (path == NULL) {
+        return 0;
+    }
+
+    if (l->pages == l->kind->pages_max) {
+        log_error("%s: more than %u pages upstream", j->label,
+                  l->kind->pages_max);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, l->kind->too_large);
+        return 1;
+    }
+
+    snprintf(j->path, sizeof(j->path), "%s", path);
+    l->page_len = 0;
+    job_issue(j);
+
+    return 1;
+}
+
+
+void
+list_answer(list_job_t *l, json_t *list)
+{
+    job_t     *j = &l->job;
+    waiter_t  *w;
+
+    /* each request has its own job: one waiter at most */
+    if (!queue_empty(&j->waiters)) {
+        w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
+        l->kind->answer(l, w->conn, w->id, list);
+    }
+
+    job_finish(j);
+}
+
+
+void
+list_cleanup(list_job_t *l)
+{
+    free(l->page);
+}
+
+
+int
+list_headers(job_t *j, const xfer_resp_t *r)
+{
+    list_job_t  *l = (list_job_t *) j;
+
+    if (r->content_length > (long long) l->kind->body_max - l->total) {
+        log_error("%s: %lld bytes is over the limit", j->label,
+                  r->content_length);
+        return job_abort(j, 502, OCI_ERR_UPSTREAM, l->kind->too_large);
+    }
+
+    return 0;
+}
+
+
+int
+list_body(job_t *j, const char *p, size_t n)
+{
+    list_job_t  *l = (list_job_t *) j;
+    size_t       cap;
+    char        *page;
+
+    if (l->total + (long long) n > (long long) l->kind->body_max) {
+        log_error("%s: body over the limit", j->label);
+        return job_abort(j, 502, OCI_ERR_UPSTREAM, l->kind->too_large);
+    }
+
+    if (l->page_len + n > l->page_cap) {
+        cap = l->page_cap ? l->page_cap : 16384;
+
+        while (cap < l->page_len + n) {
+            cap *= 2;
+        }
+
+        page = realloc(l->page, cap);
+        if (page == NULL) {
+            log_error("%s: out of memory", j->label);
+            return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        }
+
+        l->page = page;
+        l->page_cap = cap;
+    }
+
+    memcpy(l->page + l->page_len, p, n);
+    l->page_len += n;
+    l->total += (long long) n;
+
+    return 0;
+}
+
+
+int
+list_reset(job_t *j)
+{
+    list_job_t  *l = (list_job_t *) j;
+
+    /* the pages before this one stay */
+    l->total -= (long long) l->page_len;
+    l->page_len = 0;
+
+    return 0;
+}
+
+
+int
+list_can_retry(job_t *j)
+{
+    return 1;
+}
+
+
+/*
+ * The upstream cannot answer now: the stored list, if it is no older
+ * than ttl + stale_if_error, answers instead.  1 if it did (and the job
+ * is finished).
+ */
+int
+list_throttled(job_t *j)
+{
+    list_job_t  *l = (list_job_t *) j;
+    json_t      *list;
+
+    if (l->path[0] == '\0' || queue_empty(&j->waiters)) {
+        return 0;
+    }
+
+    list = list_stored(l->kind, l->path,
+                       l->ttl + j->registry->stale_if_error);
+    if (list == NULL) {
+        return 0;
+    }
+
+    log_warn("%s: upstream unavailable, the stored %s answers", j->label,
+             l->kind->what);
+    stats_registry(j->registry)->stale_served++;
+
+    list_answer(l, list);
+    json_decref(list);
+
+    return 1;
+}
+
+
+void
+list_unavailable(job_t *j)
+{
+    if (list_throttled(j)) {
+        return;
+    }
+
+    log_error("%s: upstream unavailable", j->label);
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
+}
+
+
+/* Nobody wants the answer any more. */
+void
+list_idle(job_t *j)
+{
+    job_finish(j);
+}

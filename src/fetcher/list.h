@@ -1,0 +1,90 @@
+/*
+ * What the list kinds (tags.c, referrers.c) share: a JSON list that the
+ * fetcher gathers from the upstream page by page into memory (following
+ * the upstream's next pages within a byte and a page limit), keeps in
+ * the store for the registry's TTL, answers from the store while it is
+ * fresh, and answers stale, up to TTL + stale_if_error, when every
+ * endpoint fails or the upstream answers 429.
+ *
+ * A kind's job struct starts with a list_job_t (which starts with the
+ * job_t); its job_ops_t takes the list_* callbacks for what is the same,
+ * and its list_kind_t says what differs.  What the list is, how a page
+ * is read and where the next one is stay the kind's.
+ */
+
+#ifndef FETCHER_LIST_H
+#define FETCHER_LIST_H
+
+#include <jansson.h>
+
+#include "oci.h"
+#include "job.h"
+
+typedef struct list_job_s  list_job_t;
+
+typedef struct {
+    const char  *member;        /* the stored object's array: "tags" */
+    const char  *what;          /* the stored object, for the log: "list" */
+    size_t       body_max;      /* bytes of all upstream pages together,
+                                   and of the stored file */
+    unsigned     pages_max;     /* upstream pages */
+    const char  *too_large;     /* the FAIL message over either limit */
+
+    /* Send the answer made of list (the member array) to (c, id). */
+    void       (*answer)(list_job_t *l, conn_t *c, uint32_t id,
+                         json_t *list);
+} list_kind_t;
+
+struct list_job_s {
+    job_t               job;                    /* first */
+    const list_kind_t  *kind;
+    char                path[OCI_PATH_MAX];     /* the stored list; "":
+                                                   none is kept */
+    long                ttl;                    /* seconds it is fresh */
+    char               *page;                   /* this page's body */
+    size_t              page_len;
+    size_t              page_cap;
+    long long           total;                  /* body bytes, all pages */
+    unsigned            pages;                  /* pages taken */
+};
+
+/* Set up l after job_create(): path ("" if none is kept) is copied. */
+void list_init(list_job_t *l, const list_kind_t *kind, long ttl,
+    const char *path);
+
+/* The member array of the stored list at path if the file is younger
+ * than max_age seconds (a new reference); NULL if path is "", or there
+ * is no such list or it is older. */
+json_t *list_stored(const list_kind_t *kind, const char *path,
+    long max_age);
+
+/* Keep text as the stored list at l->path (nothing if ""); a failure is
+ * logged, and the answer goes out anyway. */
+void list_keep(list_job_t *l, const char *text);
+
+/* This page's body as JSON (a new reference), NULL if it is not JSON. */
+json_t *list_page(list_job_t *l);
+
+/* A page was taken: ask for the next one at path (NULL: that was the
+ * last page).  1 if the job went on, or failed for one page too many;
+ * 0 after the last page. */
+int list_next_page(list_job_t *l, const char *path);
+
+/* Answer the waiter, if any, with list and finish the job. */
+void list_answer(list_job_t *l, json_t *list);
+
+/* Release what the list holds (from the kind's cleanup). */
+void list_cleanup(list_job_t *l);
+
+/* job_ops_t callbacks: the byte limit over all pages, the page buffer,
+ * any endpoint may be tried, the stale answer or FAIL 503 (unavailable)
+ * or FAIL 429 (throttled), nobody waits: finish. */
+int list_headers(job_t *j, const xfer_resp_t *r);
+int list_body(job_t *j, const char *p, size_t n);
+int list_reset(job_t *j);
+int list_can_retry(job_t *j);
+void list_unavailable(job_t *j);
+int list_throttled(job_t *j);
+void list_idle(job_t *j);
+
+#endif /* FETCHER_LIST_H */
