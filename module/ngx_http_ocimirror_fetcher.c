@@ -309,8 +309,6 @@ ngx_http_ocimirror_ask(ngx_http_request_t *r, ngx_http_ocimirror_link_t *link,
     ngx_http_ocimirror_wait_t *w, ngx_http_ocimirror_wait_pt handler,
     void *data, ngx_msec_t timeout, oci_msg_t *m)
 {
-    ngx_http_ocimirror_metrics_asked(r, m->type);
-
     w->request = r;
     w->handler = handler;
     w->data = data;
@@ -321,6 +319,11 @@ ngx_http_ocimirror_ask(ngx_http_request_t *r, ngx_http_ocimirror_link_t *link,
     {
         return NGX_DECLINED;
     }
+
+    /* a miss only once the question went out: a request the worker
+     * answers itself (stale, or 503) without the fetcher is none */
+
+    ngx_http_ocimirror_metrics_asked(r, m->type);
 
     ngx_http_ocimirror_park(r);
 

@@ -76,6 +76,8 @@ static void ngx_http_ocimirror_manifest_message(ngx_http_ocimirror_wait_t *w,
     const oci_msg_t *m);
 static ngx_int_t ngx_http_ocimirror_manifest_meta(
     ngx_http_ocimirror_manifest_ctx_t *ctx, const oci_msg_t *m);
+static void ngx_http_ocimirror_manifest_count(ngx_http_request_t *r,
+    ngx_http_ocimirror_counter_t counter);
 
 
 /* this worker's last Accept list (ngx_http_ocimirror_manifest_accept()) */
@@ -117,7 +119,7 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     }
 
     if (rc != NGX_DECLINED) {
-        ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_HIT_MANIFEST);
+        ngx_http_ocimirror_manifest_count(r, NGX_HTTP_OCIMIRROR_HIT_MANIFEST);
         return rc;
     }
 
@@ -456,8 +458,8 @@ ngx_http_ocimirror_manifest_unavailable(
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "ocimirror: stale %V served, fetcher unavailable",
                            &ctx->digest);
-            ngx_http_ocimirror_metrics_count(r,
-                                             NGX_HTTP_OCIMIRROR_STALE_CACHE);
+            ngx_http_ocimirror_manifest_count(r,
+                                              NGX_HTTP_OCIMIRROR_STALE_CACHE);
             return rc;
         }
     }
@@ -559,7 +561,7 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
 
         if (rc != NGX_DECLINED) {
             if (m->stale) {
-                ngx_http_ocimirror_metrics_count(r,
+                ngx_http_ocimirror_manifest_count(r,
                                               NGX_HTTP_OCIMIRROR_STALE_FETCHER);
             }
 
@@ -591,4 +593,27 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
     }
 
     return ngx_http_send_header(r);
+}
+
+
+/*
+ * Count a serve from the store, once ngx_http_ocimirror_manifest_stored()
+ * answered: only if the answer is the manifest (2xx, or 304 from the
+ * not-modified filter), not an error such as "cannot read the store".
+ */
+
+static void
+ngx_http_ocimirror_manifest_count(ngx_http_request_t *r,
+    ngx_http_ocimirror_counter_t counter)
+{
+    ngx_uint_t  status;
+
+    status = r->headers_out.status;
+
+    if (r->header_sent
+        && ((status >= NGX_HTTP_OK && status < NGX_HTTP_SPECIAL_RESPONSE)
+            || status == NGX_HTTP_NOT_MODIFIED))
+    {
+        ngx_http_ocimirror_metrics_count(r, counter);
+    }
 }

@@ -10,7 +10,7 @@
  *
  * The counting is spread over the files that decide: the handler and the
  * manifest code count hits (ngx_http_ocimirror_metrics_count()), the
- * link counts every question a request asks the fetcher as a miss of its
+ * link counts every question a request sent the fetcher as a miss of its
  * endpoint (ngx_http_ocimirror_metrics_asked()), and a log phase handler
  * counts the status class and body bytes of every /v2/ answer.
  */
@@ -65,8 +65,9 @@ ngx_int_t ngx_http_ocimirror_metrics_init(ngx_conf_t *cf);
 void ngx_http_ocimirror_metrics_count(ngx_http_request_t *r,
     ngx_http_ocimirror_counter_t counter);
 
-/* r asks the fetcher with a message of this type: the miss of its
- * endpoint (PING, STATS and the rest are no endpoint's). */
+/* r's question, a message of this type, went to the fetcher: the miss
+ * of its endpoint (PING, STATS and the rest are no endpoint's).  Not
+ * counted when the fetcher could not be asked. */
 void ngx_http_ocimirror_metrics_asked(ngx_http_request_t *r,
     oci_msg_type_t type);
 

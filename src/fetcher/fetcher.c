@@ -265,8 +265,9 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
-    f->server = server_create(f->loop, f->cf->fetcher_socket, jobs_on_msg,
-                              jobs_on_gone, f->jobs);
+    f->server = server_create(f->loop, f->cf->fetcher_socket,
+                              f->cf->store_path, jobs_on_msg, jobs_on_gone,
+                              f->jobs);
     if (f->server == NULL) {
         return -1;
     }

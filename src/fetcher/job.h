@@ -187,6 +187,14 @@ struct waiter_s {
      * others (see job_refuse()) */
     const oci_registry_t  *registry;
     char               name[OCI_NAME_MAX + 1];
+    union {
+        struct {
+            long long  n;                       /* -1: none */
+            char       last[OCI_TAG_MAX + 1];   /* "": none */
+        } tags;
+        char       artifact_type[OCI_MEDIA_TYPE_MAX + 1];  /* "": all */
+    } asked;            /* tags, referrers: what this waiter asked of the
+                           one list its job fetches for all of them */
     int                sent_size;       /* blob: SIZE went out */
     long long          sent_bytes;      /* blob: last PROGRESS */
     unsigned long      heard;           /* jobs_t.ticks at the last send */

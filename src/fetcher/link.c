@@ -7,18 +7,38 @@
 #include "link.h"
 
 
-int
-link_next_target(const char *link, const char **start, size_t *len)
+/* The parameters p[0..len) say rel="next" (or rel=next). */
+static int
+link_is_next(const char *p, size_t len)
+{
+    return memmem(p, len, "rel=\"next\"", 10) != NULL
+           || memmem(p, len, "rel=next", 8) != NULL;
+}
+
+
+link_next_t
+link_next_target(const char *link, int truncated, const char **start,
+    size_t *len)
 {
     const char  *lt, *gt, *p, *end;
-    size_t       plen;
 
     for (p = link; /* void */ ; p = end) {
         lt = strchr(p, '<');
-        gt = lt != NULL ? strchr(lt, '>') : NULL;
+
+        if (lt == NULL) {
+            break;
+        }
+
+        gt = strchr(lt, '>');
 
         if (gt == NULL) {
-            return 0;
+            /* a target that never ends: if a next page is named after
+             * it, it cannot be followed */
+            if (link_is_next(lt, strlen(lt))) {
+                return LINK_UNUSABLE;
+            }
+
+            break;
         }
 
         /* the parameters of this link-value run to the next one's '<' */
@@ -27,15 +47,13 @@ link_next_target(const char *link, const char **start, size_t *len)
             end = gt + strlen(gt);
         }
 
-        plen = (size_t) (end - gt);
-
-        if (memmem(gt, plen, "rel=\"next\"", 10) != NULL
-            || memmem(gt, plen, "rel=next", 8) != NULL)
-        {
+        if (link_is_next(gt, (size_t) (end - gt))) {
             *start = lt + 1;
             *len = (size_t) (gt - (lt + 1));
-            return 1;
+            return LINK_NEXT;
         }
     }
-}
 
+    /* the value left out may have been the next one */
+    return truncated ? LINK_UNUSABLE : LINK_NONE;
+}

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "oci_store.h"
 #include "list.h"
@@ -25,7 +26,8 @@ list_init(list_job_t *l, const list_kind_t *kind, long ttl,
 
 
 json_t *
-list_stored(const list_kind_t *kind, const char *path, long max_age)
+list_stored(const list_kind_t *kind, const char *path, long max_age,
+    long expire)
 {
     char        *text;
     size_t       len;
@@ -40,6 +42,23 @@ list_stored(const list_kind_t *kind, const char *path, long max_age)
     }
 
     age = (long long) time(NULL) - mtime;
+
+    /* time(NULL) reads a coarser clock than the one that stamps files: a
+     * file written just now may look a second younger than that */
+    if (age < 0 && age > -3) {
+        age = 0;
+    }
+
+    if (age >= expire) {
+        free(text);
+
+        /* nothing answers from it any more: it would only take room */
+        if (unlink(path) != 0 && errno != ENOENT) {
+            log_error("unlink(\"%s\") failed: %s", path, strerror(errno));
+        }
+
+        return NULL;
+    }
 
     root = NULL;
 
@@ -86,14 +105,23 @@ list_page(list_job_t *l)
 
 
 int
-list_next_page(list_job_t *l, const char *path)
+list_next_page(list_job_t *l, link_next_t next, const char *path)
 {
     job_t  *j = &l->job;
 
     l->pages++;
 
-    if (path == NULL) {
+    if (next == LINK_NONE) {
         return 0;
+    }
+
+    /* taking this page for the whole list would be a wrong answer */
+    if (next == LINK_UNUSABLE) {
+        log_error("%s: the upstream's next page cannot be followed",
+                  j->label);
+        job_fail(j, 502, OCI_ERR_UPSTREAM,
+                 "cannot follow the upstream's next page");
+        return 1;
     }
 
     if (l->pages == l->kind->pages_max) {
@@ -114,13 +142,15 @@ list_next_page(list_job_t *l, const char *path)
 void
 list_answer(list_job_t *l, json_t *list)
 {
-    job_t     *j = &l->job;
-    waiter_t  *w;
+    job_t    *j = &l->job;
+    queue_t  *q;
 
-    /* each request has its own job: one waiter at most */
-    if (!queue_empty(&j->waiters)) {
-        w = queue_data(queue_head(&j->waiters), waiter_t, job_link);
-        l->kind->answer(l, w->conn, w->id, list);
+    /* a failed send only marks the connection dead: no waiter goes
+     * while this runs */
+    for (q = queue_head(&j->waiters); q != queue_sentinel(&j->waiters);
+         q = queue_next(q))
+    {
+        l->kind->answer(l, queue_data(q, waiter_t, job_link), list);
     }
 
     job_finish(j);
@@ -202,7 +232,10 @@ list_reset(job_t *j)
 int
 list_can_retry(job_t *j)
 {
-    return 1;
+    list_job_t  *l = (list_job_t *) j;
+
+    /* the next page's query is the first endpoint's cursor */
+    return l->pages == 0;
 }
 
 
@@ -216,20 +249,29 @@ list_throttled(job_t *j)
 {
     list_job_t  *l = (list_job_t *) j;
     json_t      *list;
+    queue_t     *q;
+    long         expire;
 
     if (l->path[0] == '\0' || queue_empty(&j->waiters)) {
         return 0;
     }
 
-    list = list_stored(l->kind, l->path,
-                       l->ttl + j->registry->stale_if_error);
+    expire = l->ttl + j->registry->stale_if_error;
+
+    list = list_stored(l->kind, l->path, expire, expire);
     if (list == NULL) {
         return 0;
     }
 
     log_warn("%s: upstream unavailable, the stored %s answers", j->label,
              l->kind->what);
-    stats_registry(j->registry)->stale_served++;
+
+    /* one stale answer per waiter */
+    for (q = queue_head(&j->waiters); q != queue_sentinel(&j->waiters);
+         q = queue_next(q))
+    {
+        stats_registry(j->registry)->stale_served++;
+    }
 
     list_answer(l, list);
     json_decref(list);

@@ -10,6 +10,15 @@
  * job_t); its job_ops_t takes the list_* callbacks for what is the same,
  * and its list_kind_t says what differs.  What the list is, how a page
  * is read and where the next one is stay the kind's.
+ *
+ * One job fetches a list for every request that asks for it meanwhile
+ * (the kind keys it); each waiter keeps what it asked of the list
+ * (waiter_t.asked) and gets its own answer, in its own temp file.
+ *
+ * A list is fetched from one endpoint: a failover is allowed only before
+ * the first page was taken, since a next page's query is the endpoint's
+ * own (a cursor another endpoint need not know).  A failure after that
+ * answers as when every endpoint fails (stale, or 503).
  */
 
 #ifndef FETCHER_LIST_H
@@ -19,6 +28,7 @@
 
 #include "oci.h"
 #include "job.h"
+#include "link.h"
 
 typedef struct list_job_s  list_job_t;
 
@@ -30,9 +40,9 @@ typedef struct {
     unsigned     pages_max;     /* upstream pages */
     const char  *too_large;     /* the FAIL message over either limit */
 
-    /* Send the answer made of list (the member array) to (c, id). */
-    void       (*answer)(list_job_t *l, conn_t *c, uint32_t id,
-                         json_t *list);
+    /* Send the answer made of list (the member array) to the waiter w,
+     * as it asked (w->asked). */
+    void       (*answer)(list_job_t *l, waiter_t *w, json_t *list);
 } list_kind_t;
 
 struct list_job_s {
@@ -54,9 +64,10 @@ void list_init(list_job_t *l, const list_kind_t *kind, long ttl,
 
 /* The member array of the stored list at path if the file is younger
  * than max_age seconds (a new reference); NULL if path is "", or there
- * is no such list or it is older. */
+ * is no such list or it is older.  A file expire seconds old or older
+ * can serve nothing any more (not even stale): it is removed. */
 json_t *list_stored(const list_kind_t *kind, const char *path,
-    long max_age);
+    long max_age, long expire);
 
 /* Keep text as the stored list at l->path (nothing if ""); a failure is
  * logged, and the answer goes out anyway. */
@@ -65,20 +76,22 @@ void list_keep(list_job_t *l, const char *text);
 /* This page's body as JSON (a new reference), NULL if it is not JSON. */
 json_t *list_page(list_job_t *l);
 
-/* A page was taken: ask for the next one at path (NULL: that was the
- * last page).  1 if the job went on, or failed for one page too many;
- * 0 after the last page. */
-int list_next_page(list_job_t *l, const char *path);
+/* A page was taken: ask for the next one at path if next is LINK_NEXT.
+ * 1 if the job went on, or failed (one page too many, or LINK_UNUSABLE:
+ * a next page that cannot be followed, FAIL 502, nothing kept); 0 after
+ * the last page (LINK_NONE). */
+int list_next_page(list_job_t *l, link_next_t next, const char *path);
 
-/* Answer the waiter, if any, with list and finish the job. */
+/* Answer every waiter with list and finish the job. */
 void list_answer(list_job_t *l, json_t *list);
 
 /* Release what the list holds (from the kind's cleanup). */
 void list_cleanup(list_job_t *l);
 
 /* job_ops_t callbacks: the byte limit over all pages, the page buffer,
- * any endpoint may be tried, the stale answer or FAIL 503 (unavailable)
- * or FAIL 429 (throttled), nobody waits: finish. */
+ * another endpoint only before the first page was taken, the stale
+ * answer or FAIL 503 (unavailable) or FAIL 429 (throttled), nobody
+ * waits: finish. */
 int list_headers(job_t *j, const xfer_resp_t *r);
 int list_body(job_t *j, const char *p, size_t n);
 int list_reset(job_t *j);

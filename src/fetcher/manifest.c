@@ -711,6 +711,7 @@ manifest_serve_stale(job_t *j, const char *why)
 {
     manifest_job_t  *mj = (manifest_job_t *) j;
     long long        until;
+    queue_t         *q;
 
     if (!mj->revalidate || !oci_accept_allows(mj->accept, mj->rec.media_type))
     {
@@ -726,7 +727,12 @@ manifest_serve_stale(job_t *j, const char *why)
         return 0;
     }
 
-    stats_registry(j->registry)->stale_served++;
+    /* one stale answer per waiter */
+    for (q = queue_head(&j->waiters); q != queue_sentinel(&j->waiters);
+         q = queue_next(q))
+    {
+        stats_registry(j->registry)->stale_served++;
+    }
 
     log_warn("%s: upstream %s, serving stale %s", j->label, why,
              mj->rec.digest);

@@ -3,6 +3,10 @@
  * (registry, name, reference) for the registry's negative_ttl seconds so
  * that a storm of pulls of a missing tag asks upstream once.
  *
+ * Other kinds remember their own "nothing there" answers here too, under
+ * a reference that starts with '@', which no tag and no digest can: the
+ * referrers of a digest that has none, "@referrers:<hex>" (referrers.c).
+ *
  * A hash table of at most a cap of entries; beyond it the oldest entry
  * goes.  Expired entries go when they are looked up or reach the head of
  * the age list.  The clock is the one of endpoints.h (milliseconds).

@@ -20,14 +20,29 @@
  * the referrers, and a missing tag (404 of any kind) or a tag that is not
  * an index means none.  "None" is an empty index, never a 404.
  *
+ * "None" is not kept in the store: any digest can be asked for, and a
+ * file per digest nobody refers to would fill the disk.  With
+ * referrers_ttl set it is remembered in memory instead, in the bounded
+ * negative cache (negative.h) for the registry's negative_ttl, under the
+ * reference "@referrers:<hex>" that no tag or digest can be; an index
+ * kept before is removed then.
+ *
  * When every endpoint fails, or the upstream answers 429, a stored index
- * younger than referrers_ttl + stale_if_error answers instead (list.c).
- * Each request has its own job (the worker unlinks its file).
+ * younger than referrers_ttl + stale_if_error answers instead (list.c);
+ * an older one is removed.  One job per registry, name and digest serves
+ * every request meanwhile, each with its own artifactType filter
+ * (waiter_t.asked) and its own temp file (the worker unlinks it).  A
+ * next page that cannot be followed, or that the upstream no longer
+ * knows (404), fails the request (502): never a list cut short, never a
+ * 404.
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -42,10 +57,15 @@
 #define REFERRERS_BODY_MAX   (4 * 1024 * 1024)
 #define REFERRERS_PAGES_MAX  100
 
+/* The negative cache's reference for "no referrers": '@' is in no tag
+ * and no digest, so it never meets a manifest's remembered 404. */
+#define REFERRERS_NONE_REF   "@referrers:"
+
 typedef struct {
     list_job_t   list;                          /* first */
     char         hex[OCI_SHA256_HEX_LEN + 1];
-    char         artifact_type[OCI_MEDIA_TYPE_MAX + 1];     /* "" = all */
+    char         none_ref[sizeof(REFERRERS_NONE_REF)
+                          + OCI_SHA256_HEX_LEN];  /* "@referrers:<hex>" */
     int          fallback;                      /* asking for the tag */
     json_t      *manifests;                     /* the descriptors */
 } referrers_job_t;
@@ -53,7 +73,7 @@ typedef struct {
 static void referrers_done(job_t *j, const xfer_resp_t *r);
 static void referrers_cleanup(job_t *j);
 static int referrers_rejected(job_t *j, const xfer_resp_t *r);
-static void referrers_job_answer(list_job_t *l, conn_t *c, uint32_t id,
+static void referrers_job_answer(list_job_t *l, waiter_t *w,
     json_t *manifests);
 
 static const job_ops_t  referrers_ops = {
@@ -148,12 +168,10 @@ referrers_answer(jobs_t *jobs, conn_t *c, uint32_t id, json_t *manifests,
 
 
 static void
-referrers_job_answer(list_job_t *l, conn_t *c, uint32_t id,
-    json_t *manifests)
+referrers_job_answer(list_job_t *l, waiter_t *w, json_t *manifests)
 {
-    referrers_job_t  *t = (referrers_job_t *) l;
-
-    referrers_answer(l->job.jobs, c, id, manifests, t->artifact_type);
+    referrers_answer(l->job.jobs, w->conn, w->id, manifests,
+                     w->asked.artifact_type);
 }
 
 
@@ -172,6 +190,25 @@ referrers_path(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 }
 
 
+/* A waiter for (c, m->id) on j, with the client's filter; NULL on
+ * failure (logged). */
+static waiter_t *
+referrers_add_waiter(job_t *j, conn_t *c, const oci_msg_t *m)
+{
+    waiter_t  *w;
+
+    w = job_add_waiter(j, c, m->id);
+    if (w == NULL) {
+        return NULL;
+    }
+
+    snprintf(w->asked.artifact_type, sizeof(w->asked.artifact_type), "%s",
+             m->artifact_type);
+
+    return w;
+}
+
+
 void
 referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
@@ -179,8 +216,10 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     referrers_job_t       *t;
     job_t                 *j;
     json_t                *manifests;
+    oci_errcode_t          code;
     char                   hex[OCI_SHA256_HEX_LEN + 1];
-    char                   path[OCI_PATH_MAX];
+    char                   none_ref[sizeof(t->none_ref)];
+    char                   path[OCI_PATH_MAX], key[JOB_KEY_MAX];
 
     reg = job_check_request(jobs, c, m);
     if (reg == NULL) {
@@ -194,7 +233,8 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     referrers_path(jobs, reg, m->name, hex, path, sizeof(path));
 
-    manifests = list_stored(&referrers_kind, path, reg->referrers_ttl);
+    manifests = list_stored(&referrers_kind, path, reg->referrers_ttl,
+                            reg->referrers_ttl + reg->stale_if_error);
 
     if (manifests != NULL) {
         log_debug("referrers %s/%s@%s: from the store", reg->name, m->name,
@@ -204,8 +244,40 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
+    snprintf(none_ref, sizeof(none_ref), REFERRERS_NONE_REF "%s", hex);
+
+    if (path[0] != '\0'
+        && negative_find(jobs->negative, reg, m->name, none_ref, &code))
+    {
+        log_debug("referrers %s/%s@%s: none, remembered", reg->name,
+                  m->name, m->reference);
+        manifests = json_array();
+
+        if (manifests == NULL) {
+            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            return;
+        }
+
+        referrers_answer(jobs, c, m->id, manifests, "");
+        json_decref(manifests);
+        return;
+    }
+
+    /* the index is the same for every filter: one fetch for all */
+    snprintf(key, sizeof(key), "R %s %s %s", reg->name, m->name, hex);
+
+    j = job_find(jobs, key);
+
+    if (j != NULL) {
+        if (referrers_add_waiter(j, c, m) == NULL) {
+            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        }
+
+        return;
+    }
+
     j = job_create(jobs, &referrers_ops, sizeof(referrers_job_t), reg,
-                   m->name, m->reference, NULL);
+                   m->name, m->reference, key);
     if (j == NULL) {
         reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
@@ -214,10 +286,9 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     t = (referrers_job_t *) j;
     list_init(&t->list, &referrers_kind, reg->referrers_ttl, path);
     memcpy(t->hex, hex, sizeof(t->hex));
-    snprintf(t->artifact_type, sizeof(t->artifact_type), "%s",
-             m->artifact_type);
+    memcpy(t->none_ref, none_ref, sizeof(t->none_ref));
 
-    if (job_add_waiter(j, c, m->id) == NULL) {
+    if (referrers_add_waiter(j, c, m) == NULL) {
         job_finish(j);
         reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
@@ -239,19 +310,23 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
 
 /*
- * The next page of the upstream's answer, as a path for the same
- * endpoint: the rel="next" target of link without a scheme and host
- * (the token and the endpoint stay those of the registry).  1 if there
- * is one that can be followed, 0 otherwise.
+ * The next page of the upstream's answer r, as a path for the same
+ * endpoint: the rel="next" target without a scheme and host (the token
+ * and the endpoint stay those of the registry).  LINK_NEXT with the path
+ * in out; LINK_UNUSABLE if there is a next page that is no path under
+ * /v2/, does not fit out or is not safe (see link.h); LINK_NONE if there
+ * is none.
  */
-static int
-referrers_link_next(const char *link, char *out, size_t cap)
+static link_next_t
+referrers_link_next(const xfer_resp_t *r, char *out, size_t cap)
 {
-    const char  *target, *p;
-    size_t       len, skip;
+    const char   *target, *p;
+    size_t        len, skip;
+    link_next_t   next;
 
-    if (!link_next_target(link, &target, &len)) {
-        return 0;
+    next = link_next_target(r->link, r->link_truncated, &target, &len);
+    if (next != LINK_NEXT) {
+        return next;
     }
 
     skip = 0;
@@ -266,7 +341,7 @@ referrers_link_next(const char *link, char *out, size_t cap)
     if (skip > 0) {
         p = memchr(target + skip, '/', len - skip);
         if (p == NULL) {
-            return 0;
+            return LINK_UNUSABLE;
         }
 
         len -= (size_t) (p - target);
@@ -276,17 +351,18 @@ referrers_link_next(const char *link, char *out, size_t cap)
     if (len < 4 || len >= cap || strncmp(target, "/v2/", 4) != 0
         || !oci_ipc_link_safe(target, len))
     {
-        return 0;
+        return LINK_UNUSABLE;
     }
 
     memcpy(out, target, len);
     out[len] = '\0';
 
-    return 1;
+    return LINK_NEXT;
 }
 
 
-/* The index is complete: keep it and answer the waiter. */
+/* The index is complete: keep it (or remember that there is none) and
+ * answer the waiters. */
 static void
 referrers_complete(referrers_job_t *t)
 {
@@ -297,7 +373,17 @@ referrers_complete(referrers_job_t *t)
               json_array_size(t->manifests),
               t->fallback ? " (tag schema)" : "");
 
-    if (t->list.path[0] != '\0') {
+    if (t->list.path[0] != '\0' && json_array_size(t->manifests) == 0) {
+        negative_add(j->jobs->negative, j->registry, j->name, t->none_ref,
+                     OCI_ERR_MANIFEST_UNKNOWN);
+
+        /* what was kept before is no answer any more, not even stale */
+        if (unlink(t->list.path) != 0 && errno != ENOENT) {
+            log_error("unlink(\"%s\") failed: %s", t->list.path,
+                      strerror(errno));
+        }
+
+    } else if (t->list.path[0] != '\0') {
         text = referrers_index(t->manifests, "");
 
         if (text == NULL) {
@@ -310,6 +396,25 @@ referrers_complete(referrers_job_t *t)
     }
 
     list_answer(&t->list, t->manifests);
+}
+
+
+/* The Content-Type value v names an OCI image index (its parameters, a
+ * charset, aside). */
+static int
+referrers_type_is_index(const char *v)
+{
+    size_t  len;
+
+    v += strspn(v, " \t");
+    len = strcspn(v, ";");
+
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) {
+        len--;
+    }
+
+    return len == sizeof(OCI_MT_OCI_INDEX) - 1
+           && strncasecmp(v, OCI_MT_OCI_INDEX, len) == 0;
 }
 
 
@@ -336,7 +441,8 @@ referrers_done(job_t *j, const xfer_resp_t *r)
     referrers_job_t  *t = (referrers_job_t *) j;
     json_t           *root, *manifests;
     const char       *mt;
-    char              next[JOB_PATH_MAX];
+    char              path[JOB_PATH_MAX];
+    link_next_t       next;
     int               rc;
 
     root = list_page(&t->list);
@@ -350,8 +456,7 @@ referrers_done(job_t *j, const xfer_resp_t *r)
 
         if (json_is_array(manifests)
             && ((mt != NULL && strcmp(mt, OCI_MT_OCI_INDEX) == 0)
-                || (mt == NULL
-                    && strcmp(r->content_type, OCI_MT_OCI_INDEX) == 0)))
+                || (mt == NULL && referrers_type_is_index(r->content_type))))
         {
             rc = referrers_add(t, manifests);
         }
@@ -383,10 +488,9 @@ referrers_done(job_t *j, const xfer_resp_t *r)
         return;
     }
 
-    if (list_next_page(&t->list,
-                       referrers_link_next(r->link, next, sizeof(next))
-                       ? next : NULL))
-    {
+    next = referrers_link_next(r, path, sizeof(path));
+
+    if (list_next_page(&t->list, next, path)) {
         return;
     }
 
@@ -396,7 +500,9 @@ referrers_done(job_t *j, const xfer_resp_t *r)
 
 /*
  * 404, 405 or 400 to the first page: no referrers API, so the tag
- * schema; 404 to the tag: no referrers.  Anything else fails as usual.
+ * schema; 404 to the tag: no referrers; 404 to a next page: the list
+ * the upstream started cannot be finished, an upstream failure (a 404
+ * would say the subject is unknown).  Anything else fails as usual.
  */
 static int
 referrers_rejected(job_t *j, const xfer_resp_t *r)
@@ -412,9 +518,18 @@ referrers_rejected(job_t *j, const xfer_resp_t *r)
         return 1;
     }
 
-    if (t->list.pages > 0
-        || (r->status != 404 && r->status != 405 && r->status != 400))
-    {
+    if (t->list.pages > 0) {
+        if (r->status != 404) {
+            return 0;
+        }
+
+        log_error("%s: the upstream's next page is gone (404)", j->label);
+        job_fail(j, 502, OCI_ERR_UPSTREAM,
+                 "the upstream's next page is gone");
+        return 1;
+    }
+
+    if (r->status != 404 && r->status != 405 && r->status != 400) {
         return 0;
     }
 

@@ -23,6 +23,8 @@ struct server_s {
     loop_t          *loop;
     int              fd;
     char            *path;
+    char            *tmp_dir;     /* "<store>/tmp/", BODY files */
+    size_t           tmp_len;
     server_msg_pt    on_msg;
     server_gone_pt   on_gone;
     void            *data;
@@ -45,7 +47,7 @@ struct conn_s {
     int              want_write;  /* EPOLLOUT armed */
     size_t           in_len;
     char             in[SERVER_IN_CAP];
-    char            *out;
+    char            *out;         /* whole lines from out[0] on */
     size_t           out_pos;
     size_t           out_len;
     size_t           out_cap;
@@ -55,6 +57,9 @@ static void server_accept_handler(loop_t *loop, int fd, uint32_t events,
     void *data);
 static void conn_handler(loop_t *loop, int fd, uint32_t events, void *data);
 static void conn_close(conn_t *c);
+static size_t conn_unsent_line(const conn_t *c);
+static void conn_release_unsent(conn_t *c);
+static void server_release(server_t *s, const char *path);
 
 
 /* mkdir -p of the directory part of path. */
@@ -153,11 +158,12 @@ server_claim_path(const struct sockaddr_un *sa, const char *path)
 
 
 server_t *
-server_create(loop_t *loop, const char *path, server_msg_pt on_msg,
-    server_gone_pt on_gone, void *data)
+server_create(loop_t *loop, const char *path, const char *store_path,
+    server_msg_pt on_msg, server_gone_pt on_gone, void *data)
 {
     server_t            *s;
     struct sockaddr_un   sa;
+    size_t               root;
     int                  fd;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -186,12 +192,28 @@ server_create(loop_t *loop, const char *path, server_msg_pt on_msg,
         return NULL;
     }
 
+    /* the root without its trailing slashes, as oci_store_tmp_create()
+     * builds the paths */
+    root = strlen(store_path);
+
+    while (root > 0 && store_path[root - 1] == '/') {
+        root--;
+    }
+
+    s->tmp_len = root + sizeof("/tmp/") - 1;
+    s->tmp_dir = malloc(s->tmp_len + 1);
     s->path = strdup(path);
-    if (s->path == NULL) {
+
+    if (s->tmp_dir == NULL || s->path == NULL) {
         log_error("out of memory");
+        free(s->tmp_dir);
+        free(s->path);
         free(s);
         return NULL;
     }
+
+    memcpy(s->tmp_dir, store_path, root);
+    memcpy(s->tmp_dir + root, "/tmp/", sizeof("/tmp/"));
 
     s->loop = loop;
     s->on_msg = on_msg;
@@ -243,6 +265,7 @@ failed:
         close(s->fd);
     }
 
+    free(s->tmp_dir);
     free(s->path);
     free(s);
 
@@ -271,6 +294,7 @@ server_destroy(server_t *s)
         log_error("unlink(\"%s\") failed: %s", s->path, strerror(errno));
     }
 
+    free(s->tmp_dir);
     free(s->path);
     free(s);
 }
@@ -378,11 +402,88 @@ conn_close(conn_t *c)
 
     log_info("worker #%u disconnected", c->number);
 
+    conn_release_unsent(c);
+
     free(c->out);
     free(c);
 
     if (s->accept_paused && loop_mod(s->loop, s->fd, EPOLLIN) == 0) {
         s->accept_paused = 0;
+    }
+}
+
+
+/* The start of the first line not written whole: the worker has every
+ * line before it, and drops the part of it it may have got. */
+static size_t
+conn_unsent_line(const conn_t *c)
+{
+    const char  *nl;
+
+    nl = memrchr(c->out, '\n', c->out_pos);
+
+    return nl != NULL ? (size_t) (nl + 1 - c->out) : 0;
+}
+
+
+/*
+ * The connection closes with output unsent: a BODY in it handed over a
+ * temp file that the worker never heard of, so it is nobody's.
+ */
+static void
+conn_release_unsent(conn_t *c)
+{
+    oci_msg_t   m;
+    size_t      off, consumed;
+    char       *nl;
+
+    if (c->out_pos == c->out_len) {
+        return;
+    }
+
+    off = conn_unsent_line(c);
+
+    /* conn_send() queues whole lines only */
+
+    while ((nl = memchr(c->out + off, '\n', c->out_len - off)) != NULL) {
+
+        if (oci_msg_decode(c->out + off, (size_t) (nl + 1 - (c->out + off)),
+                           &m, &consumed)
+            == OCI_OK
+            && m.type == OCI_MSG_BODY)
+        {
+            server_release(c->server, m.path);
+        }
+
+        off = (size_t) (nl + 1 - c->out);
+    }
+}
+
+
+/* Unlink the file of a BODY nobody got: only a plain name directly
+ * under <store>/tmp/, whatever else a line may say. */
+static void
+server_release(server_t *s, const char *path)
+{
+    const char  *name;
+
+    if (strncmp(path, s->tmp_dir, s->tmp_len) != 0) {
+        return;
+    }
+
+    name = path + s->tmp_len;
+
+    if (*name == '\0' || strchr(name, '/') != NULL
+        || strstr(name, "..") != NULL)
+    {
+        return;
+    }
+
+    if (unlink(path) == 0) {
+        log_debug("removed \"%s\": its BODY was never sent", path);
+
+    } else if (errno != ENOENT) {
+        log_error("unlink(\"%s\") failed: %s", path, strerror(errno));
     }
 }
 
@@ -576,7 +677,7 @@ conn_send(conn_t *c, const oci_msg_t *m)
 {
     char       line[OCI_IPC_LINE_MAX];
     char      *out;
-    size_t     need, cap;
+    size_t     need, cap, start;
     int        n;
     oci_msg_t  fail;
 
@@ -603,9 +704,11 @@ conn_send(conn_t *c, const oci_msg_t *m)
     }
 
     if (c->out_pos > 0 && c->out_len + (size_t) n > c->out_cap) {
-        memmove(c->out, c->out + c->out_pos, c->out_len - c->out_pos);
-        c->out_len -= c->out_pos;
-        c->out_pos = 0;
+        /* the line being written stays whole: conn_close() may read it */
+        start = conn_unsent_line(c);
+        memmove(c->out, c->out + start, c->out_len - start);
+        c->out_len -= start;
+        c->out_pos -= start;
     }
 
     need = c->out_len + (size_t) n;

@@ -11,6 +11,10 @@
  * A connection is never freed under a caller's feet: conn_kill() only
  * marks it, server_flush() closes it, calling on_gone first so that the
  * job layer can drop that worker's waiters (the downloads go on).
+ *
+ * A BODY queued by conn_send() hands its temp file to the worker; one
+ * still unsent (even in part) when its connection closes reached nobody,
+ * so closing unlinks its file if it is a plain name in <store>/tmp/.
  */
 
 #ifndef FETCHER_SERVER_H
@@ -31,10 +35,12 @@ typedef void (*server_gone_pt)(conn_t *c, void *data);
 /*
  * Bind and listen on path: create its directory if missing, refuse if
  * another process answers on it, else replace a stale socket file; the
- * socket is made mode 0666.  NULL on failure (logged).
+ * socket is made mode 0666.  store_path: the store root, whose "tmp/"
+ * holds the files of BODY answers.  NULL on failure (logged).
  */
-server_t *server_create(loop_t *loop, const char *path, server_msg_pt on_msg,
-    server_gone_pt on_gone, void *data);
+server_t *server_create(loop_t *loop, const char *path,
+    const char *store_path, server_msg_pt on_msg, server_gone_pt on_gone,
+    void *data);
 
 /* Close every connection (on_gone is called) and unlink the socket. */
 void server_destroy(server_t *s);

@@ -78,7 +78,8 @@ static const stats_family_t  stats_families[] = {
       "digest asked for or announced; nothing was stored.",
       STATS_COUNTER, offsetof(stats_registry_t, digest_mismatches) },
     { "ocimirror_fetcher_stale_served_total",
-      "Tags answered from a stale record because every endpoint failed.",
+      "Answers served from a stale record (tags, tag lists, referrers) "
+      "because every endpoint failed or throttled.",
       STATS_COUNTER, offsetof(stats_registry_t, stale_served) },
     { "ocimirror_fetcher_negative_hits_total",
       "Requests answered 404 from the remembered upstream 404.",

@@ -1,12 +1,14 @@
 /*
  * Tags jobs.  The answer is a tags/list JSON in a temp file that the
  * worker opens and unlinks (BODY), with the query of the Link header's
- * next page.  Each request has its own job: the worker unlinks the file,
- * so two workers cannot share one.
+ * next page.  Every answer has its own file: the worker unlinks it.
  *
  * With the registry's tags_ttl at 0 the request is forwarded: GET
  * <endpoint>/v2/<name>/tags/list?n=..&last=.., the upstream's body and
- * next page handed on as they are.
+ * next page handed on as they are; each request has its own job, since
+ * its query is its own.  A next page that cannot be handed on (too long,
+ * not safe for a Link header) fails the request (502): passing the page
+ * on without it would say the list ends there.
  *
  * Otherwise the fetcher keeps the repository's whole list in the store
  * (oci_store_taglist_path(), {"name":..,"tags":[..]} sorted, written
@@ -16,7 +18,10 @@
  * remain.  A list younger than tags_ttl answers at once; an older or
  * missing one is fetched whole (GET .../tags/list, following the
  * upstream's own next pages, at most TAGS_PAGES_MAX of them and
- * TAGS_BODY_MAX bytes in all) and stored.  When every endpoint fails, or
+ * TAGS_BODY_MAX bytes in all) and stored, by one job per registry and
+ * name that every request meanwhile waits for, each with its own n and
+ * last (waiter_t.asked).  A next page that cannot be followed fails the
+ * fetch (502) and nothing is stored.  When every endpoint fails, or
  * the upstream answers 429, a stored list younger than tags_ttl +
  * stale_if_error is answered instead (list.c).
  */
@@ -53,8 +58,6 @@ typedef struct {
 
     /* cached: the whole list is fetched, page by page, into memory */
     int          whole;
-    long long    n;                             /* the client's, -1 */
-    char         last[OCI_TAG_MAX + 1];         /* the client's, "" */
     json_t      *tags;                          /* array of strings */
 } tags_job_t;
 
@@ -62,8 +65,7 @@ static int tags_body(job_t *j, const char *p, size_t n);
 static int tags_reset(job_t *j);
 static void tags_done(job_t *j, const xfer_resp_t *r);
 static void tags_cleanup(job_t *j);
-static void tags_job_answer(list_job_t *l, conn_t *c, uint32_t id,
-    json_t *tags);
+static void tags_job_answer(list_job_t *l, waiter_t *w, json_t *tags);
 
 static const job_ops_t  tags_ops = {
     "tags",
@@ -186,11 +188,10 @@ tags_answer(jobs_t *jobs, conn_t *c, uint32_t id, const char *name,
 
 
 static void
-tags_job_answer(list_job_t *l, conn_t *c, uint32_t id, json_t *tags)
+tags_job_answer(list_job_t *l, waiter_t *w, json_t *tags)
 {
-    tags_job_t  *t = (tags_job_t *) l;
-
-    tags_answer(l->job.jobs, c, id, l->job.name, tags, t->n, t->last);
+    tags_answer(l->job.jobs, w->conn, w->id, l->job.name, tags,
+                w->asked.tags.n, w->asked.tags.last);
 }
 
 
@@ -311,6 +312,26 @@ tags_forward_query(job_t *j, const oci_msg_t *m)
 }
 
 
+/* A waiter for (c, m->id) on j, with the client's n and last; NULL
+ * on failure (logged). */
+static waiter_t *
+tags_add_waiter(job_t *j, conn_t *c, const oci_msg_t *m)
+{
+    waiter_t  *w;
+
+    w = job_add_waiter(j, c, m->id);
+    if (w == NULL) {
+        return NULL;
+    }
+
+    w->asked.tags.n = m->n;
+    snprintf(w->asked.tags.last, sizeof(w->asked.tags.last), "%s",
+             m->last);
+
+    return w;
+}
+
+
 void
 tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
@@ -318,7 +339,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     tags_job_t            *t;
     job_t                 *j;
     json_t                *tags;
-    char                   path[OCI_PATH_MAX];
+    char                   path[OCI_PATH_MAX], key[JOB_KEY_MAX];
 
     reg = job_check_request(jobs, c, m);
     if (reg == NULL) {
@@ -332,7 +353,8 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     tags_path(jobs, reg, m->name, path, sizeof(path));
 
-    tags = list_stored(&tags_kind, path, reg->tags_ttl);
+    tags = list_stored(&tags_kind, path, reg->tags_ttl,
+                       reg->tags_ttl + reg->stale_if_error);
 
     if (tags != NULL) {
         log_debug("tags %s/%s: from the store", reg->name, m->name);
@@ -341,8 +363,26 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
+    /* the whole list is the same for every request: one fetch for all */
+    key[0] = '\0';
+
+    if (reg->tags_ttl > 0) {
+        snprintf(key, sizeof(key), "T %s %s", reg->name, m->name);
+
+        j = job_find(jobs, key);
+
+        if (j != NULL) {
+            if (tags_add_waiter(j, c, m) == NULL) {
+                reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE,
+                           "out of memory");
+            }
+
+            return;
+        }
+    }
+
     j = job_create(jobs, &tags_ops, sizeof(tags_job_t), reg, m->name, NULL,
-                   NULL);
+                   key[0] != '\0' ? key : NULL);
     if (j == NULL) {
         reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
@@ -352,10 +392,8 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     list_init(&t->list, &tags_kind, reg->tags_ttl, path);
     t->fd = -1;
     t->whole = reg->tags_ttl > 0;
-    t->n = m->n;
-    snprintf(t->last, sizeof(t->last), "%s", m->last);
 
-    if (job_add_waiter(j, c, m->id) == NULL) {
+    if (tags_add_waiter(j, c, m) == NULL) {
         job_finish(j);
         reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
@@ -441,23 +479,27 @@ tags_body(job_t *j, const char *p, size_t n)
 
 
 /*
- * The query of the rel="next" target in a Link value:
+ * The query of the rel="next" target of the answer r:
  *   </v2/<name>/tags/list?n=2&last=b>; rel="next"   ->   n=2&last=b
- * 1 if found (and a valid IPC token), 0 otherwise.
+ * LINK_NEXT with the query in out; LINK_UNUSABLE if there is a next page
+ * without a query, or whose query does not fit out or is no valid IPC
+ * token (see link.h); LINK_NONE if there is none.
  */
-static int
-tags_link_next(const char *link, char *out, size_t cap)
+static link_next_t
+tags_link_next(const xfer_resp_t *r, char *out, size_t cap)
 {
-    const char  *target, *q;
-    size_t       tlen, len;
+    const char   *target, *q;
+    size_t        tlen, len;
+    link_next_t   next;
 
-    if (!link_next_target(link, &target, &tlen)) {
-        return 0;
+    next = link_next_target(r->link, r->link_truncated, &target, &tlen);
+    if (next != LINK_NEXT) {
+        return next;
     }
 
     q = memchr(target, '?', tlen);
     if (q == NULL) {
-        return 0;
+        return LINK_UNUSABLE;
     }
 
     q++;
@@ -465,13 +507,13 @@ tags_link_next(const char *link, char *out, size_t cap)
 
     /* it goes into the client's Link header and onto an IPC line */
     if (len == 0 || len >= cap || !oci_ipc_link_safe(q, len)) {
-        return 0;
+        return LINK_UNUSABLE;
     }
 
     memcpy(out, q, len);
     out[len] = '\0';
 
-    return 1;
+    return LINK_NEXT;
 }
 
 
@@ -485,8 +527,9 @@ tags_done_page(tags_job_t *t, const xfer_resp_t *r)
     job_t       *j = &t->list.job;
     json_t      *root, *tags, *v;
     size_t       i;
-    const char  *s, *next_path;
-    char         next[512], path[JOB_PATH_MAX];
+    const char  *s;
+    char         query[sizeof(r->link)], path[JOB_PATH_MAX];
+    link_next_t  next;
 
     root = list_page(&t->list);
     tags = json_object_get(root, "tags");
@@ -515,14 +558,13 @@ tags_done_page(tags_job_t *t, const xfer_resp_t *r)
 
     json_decref(root);
 
-    next_path = NULL;
+    next = tags_link_next(r, query, sizeof(query));
 
-    if (tags_link_next(r->link, next, sizeof(next))) {
-        snprintf(path, sizeof(path), "/v2/%s/tags/list?%s", j->name, next);
-        next_path = path;
+    if (next == LINK_NEXT) {
+        snprintf(path, sizeof(path), "/v2/%s/tags/list?%s", j->name, query);
     }
 
-    if (list_next_page(&t->list, next_path)) {
+    if (list_next_page(&t->list, next, path)) {
         return;
     }
 
@@ -554,8 +596,22 @@ tags_done(job_t *j, const xfer_resp_t *r)
     m.status = (int) r->status;
     snprintf(m.path, sizeof(m.path), "%s", t->tmp);
 
-    if (!tags_link_next(r->link, m.next, sizeof(m.next))) {
+    switch (tags_link_next(r, m.next, sizeof(m.next))) {
+
+    case LINK_NEXT:
+        break;
+
+    case LINK_NONE:
         m.next[0] = '\0';
+        break;
+
+    default:
+        /* the page alone would say the list ends there */
+        log_error("%s: the upstream's next page cannot be handed on",
+                  j->label);
+        job_fail(j, 502, OCI_ERR_UPSTREAM,
+                 "cannot follow the upstream's next page");
+        return;
     }
 
     /* one waiter; once it has the message the file is the worker's */

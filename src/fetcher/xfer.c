@@ -313,6 +313,7 @@ xfer_resp_reset(xfer_resp_t *r)
     r->digest[0] = '\0';
     r->www_authenticate[0] = '\0';
     r->link[0] = '\0';
+    r->link_truncated = 0;
     r->range_first = -1;
     r->range_last = -1;
     r->range_total = -1;
@@ -340,8 +341,8 @@ xfer_copy_value(char *dst, size_t cap, const char *v, size_t len)
 
 
 /* Append ", " and a header value to the list in dst if it fits whole;
- * otherwise leave dst as it is. */
-static void
+ * otherwise leave dst as it is.  0, or -1 if the value was left out. */
+static int
 xfer_append_value(char *dst, size_t cap, const char *v, size_t len)
 {
     size_t  used, sep;
@@ -349,13 +350,19 @@ xfer_append_value(char *dst, size_t cap, const char *v, size_t len)
     used = strlen(dst);
     sep = used > 0 ? 2 : 0;
 
-    if (len == 0 || used + sep + len >= cap) {
-        return;
+    if (len == 0) {
+        return 0;
+    }
+
+    if (used + sep + len >= cap) {
+        return -1;
     }
 
     memcpy(dst + used, ", ", sep);
     memcpy(dst + used + sep, v, len);
     dst[used + sep + len] = '\0';
+
+    return 0;
 }
 
 
@@ -563,7 +570,9 @@ xfer_parse_header(xfer_t *x, const char *line, size_t len)
     } else if (xfer_header_is(line, nlen, "link")) {
         /* repeated Link fields make one list (RFC 9110, 5.3): a registry
          * may send rel="prev" and rel="next" apart */
-        xfer_append_value(r->link, sizeof(r->link), v, vlen);
+        if (xfer_append_value(r->link, sizeof(r->link), v, vlen) != 0) {
+            r->link_truncated = 1;
+        }
     }
 }
 

@@ -48,6 +48,8 @@ typedef struct {
     char        www_authenticate[2048];      /* the first challenge */
     char        link[1024];       /* the Link values, ", "-joined; ""
                                      if absent; one too long is left out */
+    int         link_truncated;   /* a Link value was left out: link may
+                                     lack the rel="next" one */
     long long   range_first;      /* Content-Range "bytes F-L/T"; each -1 */
     long long   range_last;       /* if absent or unparsable, the total */
     long long   range_total;      /* also if it is "*" */

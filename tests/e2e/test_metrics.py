@@ -4,15 +4,18 @@ bytes that do not match their digest stores nothing, fails the client and
 counts a digest mismatch; a stale tag served with a Warning is counted
 (by the fetcher's word, and by nginx's own when the fetcher is down); and
 with the fetcher stopped /metrics still answers, with ocimirror_fetcher_up
-0."""
+0.  A manifest nginx cannot read from the store is neither a hit nor a
+stale serve, and what nginx answers without asking the fetcher is no
+miss."""
 
+import os
 import re
 import time
 
 from harness import (ACCEPT_ALL, assert_blob, assert_json_error,
                      assert_manifest, assert_store_consistent,
-                     fake_registry_entry, random_bytes, store_tmp_files,
-                     wait_for)
+                     fake_registry_entry, random_bytes, sha256_hex,
+                     store_tmp_files, wait_for)
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 WARNING = '110 - "Response is Stale"'
@@ -232,19 +235,28 @@ def test_metrics_stale_and_fetcher_down(mirror_factory, fake_upstream,
     assert value(s, "ocimirror_fetcher_stale_served_total",
                  registry=reg) == 2
     assert value(s, "ocimirror_fetcher_up") == 1
+    # the first GET, then the GET and the HEAD the fetcher answered stale
+    assert requests_of(s, "manifest", "miss") == 3
 
     # no fetcher: nginx serves the stale record itself, and /metrics
-    # still answers with its own counters
+    # still answers with its own counters; what nginx answers without
+    # asking the fetcher (the stale record, a 503) is no miss
     assert m.stop_fetcher() == 0
     r = m.get(path, {"Accept": ACCEPT_ALL})
     assert_manifest(r, small.manifest)
     assert r.header("Warning") == WARNING, r
+    assert_json_error(m.get("/v2/team/app/manifests/v2",
+                            {"Accept": ACCEPT_ALL}), 503, "UNAVAILABLE")
+    assert_json_error(m.get("/v2/team/app/blobs/sha256:" + "0" * 64), 503,
+                      "UNAVAILABLE")
 
     s = scrape(m)
     assert value(s, "ocimirror_fetcher_up") == 0
     assert value(s, "ocimirror_stale_served_total", source="cache") == 1
     assert value(s, "ocimirror_stale_served_total", source="fetcher") == 2
-    assert requests_of(s, "manifest", "miss") == 4
+    assert requests_of(s, "manifest", "miss") == 3
+    assert requests_of(s, "manifest", "hit") == 0
+    assert requests_of(s, "blob", "miss") == 0
     assert not any(name.startswith("ocimirror_fetcher_")
                    and name != "ocimirror_fetcher_up" for name, _ in s), s
     r = m.head("/metrics")
@@ -257,3 +269,60 @@ def test_metrics_stale_and_fetcher_down(mirror_factory, fake_upstream,
     assert value(s, "ocimirror_fetcher_up") == 1
     assert value(s, "ocimirror_fetcher_stale_served_total",
                  registry=reg) == 0
+
+
+def assert_store_error(r):
+    """nginx's "cannot read the store" (assert_json_error takes no 500)."""
+    assert r.status == 500, r
+    assert r.error_code() == "UNKNOWN", r
+    assert r.json()["errors"][0]["message"] == "cannot read the store", r
+
+
+def test_metrics_unreadable_manifest_is_no_hit(mirror_factory,
+                                               fake_upstream):
+    """A directory where a stored manifest should be: nginx answers 500
+    "cannot read the store", by digest, by a fresh tag and by a stale one
+    with the fetcher down, and counts none of them as served."""
+    reg = fake_upstream.hostport
+    m = mirror_factory(reg, [fake_registry_entry(fake_upstream,
+                                                 tag_ttl=1)])
+    digest = "sha256:" + sha256_hex(b"metrics-unreadable")
+    os.makedirs(m.blob_path(digest))
+    record = os.path.join(m.store, "tags", reg, "team/app", "@v1")
+    os.makedirs(os.path.dirname(record))
+
+    def write_record(fetched_at):
+        with open(record, "w") as f:
+            f.write("%s 100 application/vnd.oci.image.manifest.v1+json "
+                    "%d\n" % (digest, fetched_at))
+
+    def error_answers(code, n):
+        def logged():
+            s = scrape(m)
+            if value(s, "ocimirror_responses_total", code=code) >= n:
+                return s
+        return wait_for(logged, 5, what="%d %s answers counted" % (n, code))
+
+    r = m.get("/v2/team/app/manifests/" + digest, {"Accept": ACCEPT_ALL})
+    assert_store_error(r)
+    write_record(time.time())
+    r = m.get("/v2/team/app/manifests/v1", {"Accept": ACCEPT_ALL})
+    assert_store_error(r)
+
+    s = error_answers("5xx", 2)
+    assert value(s, "ocimirror_responses_total", code="5xx") == 2
+    assert requests_of(s, "manifest", "hit") == 0
+    assert requests_of(s, "manifest", "miss") == 0
+
+    # the same record, too old, with the fetcher down: nginx's own stale
+    # serve fails the same way
+    assert m.stop_fetcher() == 0
+    write_record(time.time() - 30)
+    r = m.get("/v2/team/app/manifests/v1", {"Accept": ACCEPT_ALL})
+    assert_store_error(r)
+
+    s = error_answers("5xx", 3)
+    assert value(s, "ocimirror_responses_total", code="5xx") == 3
+    assert value(s, "ocimirror_stale_served_total", source="cache") == 0
+    assert requests_of(s, "manifest", "hit") == 0
+    assert requests_of(s, "manifest", "miss") == 0

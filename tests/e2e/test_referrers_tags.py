@@ -6,6 +6,7 @@ and tags/list paged by the mirror with n, last and Link."""
 
 import json
 import os
+import threading
 import time
 import urllib.parse
 
@@ -290,6 +291,90 @@ def test_referrers_stale_when_upstream_down(mirror_factory, fake_upstream,
     assert fake_upstream.count("GET", r"/referrers/") == 2
 
 
+def _store_files(m, top):
+    """Every file under <store>/<top>."""
+    found = []
+    for d, _, files in os.walk(os.path.join(m.store, top)):
+        found += [os.path.join(d, f) for f in files]
+    return found
+
+
+def _concurrently(n, fn):
+    """fn(i) for i in range(n) in n threads started together; the
+    results in order."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        barrier.wait()
+        results[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i, r in enumerate(results):
+        assert r is not None, "request %d got nothing" % i
+    return results
+
+
+def test_referrers_none_is_not_stored(mirror_factory, fake_upstream,
+                                      catalog):
+    """Any digest can be asked for: "no referrers" costs no file, and is
+    remembered in memory for negative_ttl (one upstream request per
+    digest)."""
+    subject = _subject(fake_upstream, catalog)
+    sig = fake_upstream.add_referrer("team/app", subject, SIG)
+    m = mirror_factory(fake_upstream.hostport,
+                       [fake_registry_entry(fake_upstream, referrers_ttl=60,
+                                            negative_ttl=60)])
+    digests = ["sha256:%064x" % (0xfeed0000 + i) for i in range(20)]
+
+    for _ in range(2):
+        for d in digests:
+            _, got = _referrers(m, "/v2/team/app/referrers/" + d)
+            assert got == []
+    assert fake_upstream.count("GET", r"^/v2/team/app/referrers/") == 20
+    assert _store_files(m, "referrers") == []
+
+    # a digest with referrers is kept, as before
+    _, got = _referrers(m, "/v2/team/app/referrers/" + subject)
+    assert got == [sig]
+    assert _store_files(m, "referrers") == [
+        _referrers_file(m, fake_upstream.hostport, "team/app", subject)]
+    _no_temp_files(m)
+
+
+def test_referrers_concurrent_requests_one_fetch(mirror_factory,
+                                                 fake_upstream, catalog):
+    subject = _subject(fake_upstream, catalog)
+    sbom = fake_upstream.add_referrer("team/app", subject, SBOM)
+    sig = fake_upstream.add_referrer("team/app", subject, SIG)
+    fake_upstream.delay[r"/referrers/"] = 1.5
+    m = mirror_factory(fake_upstream.hostport,
+                       [fake_registry_entry(fake_upstream)])
+    path = "/v2/team/app/referrers/" + subject
+    filters = [SBOM, SIG, None] * 2
+
+    def get(i):
+        if filters[i] is None:
+            return m.get(path, timeout=30)
+        return m.get(path + "?artifactType="
+                     + urllib.parse.quote(filters[i], safe=""), timeout=30)
+
+    for i, r in enumerate(_concurrently(len(filters), get)):
+        assert r.status == 200, (i, r)
+        want = {SBOM: [sbom], SIG: [sig]}.get(filters[i], None)
+        got = r.json()["manifests"]
+        if want is None:
+            assert _digests(got) == sorted([sbom["digest"], sig["digest"]])
+        else:
+            assert got == want, (i, r)
+    assert fake_upstream.count("GET", r"^/v2/team/app/referrers/") == 1
+    _no_temp_files(m)
+
+
 # --- tag lists -------------------------------------------------------------
 
 TAGS = ["b2", "a1", "c3", "a10", "B0", "v1.0", "v1.1", "_x"]
@@ -390,6 +475,32 @@ def test_tags_pages_through_ns(mirror_factory, fake_upstream, upstream,
     assert r.header("Link") == \
         '</v2/team/app/tags/list?n=5&last=%s&ns=fake.test>; rel="next"' \
         % sorted(TAGS)[4], r
+
+
+def test_tags_concurrent_cold_requests_one_fetch(mirror_factory,
+                                                 fake_upstream, catalog):
+    """Ten clients ask for a list nobody has fetched yet: one upstream
+    request, and each client its own page."""
+    _tagged(fake_upstream, catalog)
+    fake_upstream.delay[r"/tags/list$"] = 1.5
+    m = mirror_factory(fake_upstream.hostport,
+                       [fake_registry_entry(fake_upstream, tags_ttl=30)])
+    want = sorted(TAGS)
+
+    results = _concurrently(10, lambda i: m.get(
+        "/v2/team/app/tags/list?n=%d" % (i + 1), timeout=30))
+
+    for i, r in enumerate(results):
+        assert r.status == 200, (i, r)
+        assert r.json() == {"name": "team/app", "tags": want[:i + 1]}, r
+        if i + 1 < len(want):
+            assert r.header("Link") == \
+                '</v2/team/app/tags/list?n=%d&last=%s>; rel="next"' \
+                % (i + 1, want[i]), r
+        else:
+            assert r.header("Link") is None, r
+    assert fake_upstream.count("GET", r"/tags/list") == 1
+    _no_temp_files(m)
 
 
 def test_tags_stale_when_upstream_down(mirror_factory, fake_upstream,

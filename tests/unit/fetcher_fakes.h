@@ -306,6 +306,7 @@ typedef struct {
     const char  *digest;
     const char  *www_authenticate;
     const char  *link;
+    int          link_truncated;    /* a Link value was left out */
     const char  *body;
     size_t       body_len;          /* 0: strlen(body) */
     int          length_set;        /* Content-Length is length ... */
@@ -352,6 +353,7 @@ fake_xfer_reply(xfer_t *x, const fake_reply_t *r)
              r->www_authenticate != NULL ? r->www_authenticate : "");
     snprintf(resp->link, sizeof(resp->link), "%s",
              r->link != NULL ? r->link : "");
+    resp->link_truncated = r->link_truncated;
 
     if (r->retry_after_set) {
         resp->retry_after = r->retry_after;

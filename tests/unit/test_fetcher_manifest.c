@@ -780,6 +780,42 @@ test_coalesce(void **state)
 }
 
 
+/* A stale record served to every waiter of one job counts once per
+ * waiter: the metric counts answers. */
+static void
+test_stale_counted_per_waiter(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    doc_t          d;
+
+    doc(&d, INDEX);
+    seed(e, &d, MT_INDEX, stale_time(e));
+
+    request(e, &e->c1, 1, "v1", 0, "");
+    request(e, &e->c2, 2, "v1", 0, "");
+    request(e, &e->c1, 3, "v1", 0, "");
+    assert_int_equal(fake_xfers.started, 1);
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_COULDNT_CONNECT;
+    fake_xfer_reply(fake_xfer_one(), &r);
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    {
+        char  want[1024];
+
+        snprintf(want, sizeof(want), "META 1 %s %zu %s 1\n"
+                 "META 3 %s %zu %s 1\n", d.digest, d.len, MT_INDEX,
+                 d.digest, d.len, MT_INDEX);
+        assert_string_equal(fake_conn_take(&e->c1), want);
+    }
+
+    assert_meta(&e->c2, 2, &d, MT_INDEX, 1);
+    assert_true(stats_registry(e->jobs->cf->registries)->stale_served == 3);
+}
+
+
 /* Nobody waits any more: the answer still fills the cache. */
 static void
 test_cancel_goes_on(void **state)
@@ -962,6 +998,8 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_stale_if_error, fake_env_setup,
                                         fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_counted_per_waiter,
+                                        setup_clock, fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_coalesce, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_goes_on, fake_env_setup,

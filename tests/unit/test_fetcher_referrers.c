@@ -3,7 +3,9 @@
  * its pages merged into one index, the artifactType filter, the index
  * kept for referrers_ttl, the fallback to the sha256-<hex> tag for
  * registries without the API, an empty index (never a 404) when there
- * are none, and the stored index answering when the upstream fails.
+ * are none, remembered in memory and never stored, the stored index
+ * answering when the upstream fails, one fetch for every request of a
+ * digest meanwhile, and a next page that cannot be followed failing.
  * Upstream and workers are the fakes of fetcher_fakes.h.
  */
 
@@ -19,8 +21,9 @@
 #include "fetcher_fakes.h"
 
 
-#define HEX64 \
-    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define HEX64_TAIL \
+    "123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define HEX64    "0" HEX64_TAIL
 #define DIGEST   "sha256:" HEX64
 #define API_URL  FAKE_EP1 "/v2/a/b/referrers/" DIGEST
 #define TAG_URL  FAKE_EP1 "/v2/a/b/manifests/sha256-" HEX64
@@ -82,7 +85,7 @@ reply(long status, const char *content_type, const char *body,
 
 /* The next line is BODY id 200 <temp file> -; the file holds body. */
 static void
-assert_body(fake_env_t *e, conn_t *c, uint32_t id, const char *body)
+assert_body_next(fake_env_t *e, conn_t *c, uint32_t id, const char *body)
 {
     oci_msg_t  m;
     char       prefix[256], buf[2048];
@@ -100,15 +103,74 @@ assert_body(fake_env_t *e, conn_t *c, uint32_t id, const char *body)
     assert_string_equal(buf, body);
 
     assert_int_equal(unlink(m.path), 0);
+}
+
+
+/* The same, and it is the last line. */
+static void
+assert_body(fake_env_t *e, conn_t *c, uint32_t id, const char *body)
+{
+    oci_msg_t  m;
+
+    assert_body_next(e, c, id, body);
     assert_false(fake_conn_next(c, &m));
+}
+
+
+static void
+stored_path_of(fake_env_t *e, const char *hex, char *path, size_t cap)
+{
+    assert_int_equal(oci_store_referrers_path(e->store, FAKE_REG, "a/b",
+                                              hex, path, cap), OCI_OK);
 }
 
 
 static void
 stored_path(fake_env_t *e, char *path, size_t cap)
 {
-    assert_int_equal(oci_store_referrers_path(e->store, FAKE_REG, "a/b",
-                                              HEX64, path, cap), OCI_OK);
+    stored_path_of(e, HEX64, path, cap);
+}
+
+
+/* The stored index, as the fetcher writes it. */
+static void
+put_stored(fake_env_t *e, const char *text)
+{
+    char  path[512];
+
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(oci_store_cache_write(e->store, path, text,
+                                           strlen(text), 0), OCI_OK);
+}
+
+
+/* The endpoints' and the negative cache's clock (milliseconds). */
+static long long  test_ms;
+
+
+static long long
+test_clock(void)
+{
+    return test_ms;
+}
+
+
+static int
+setup(void **state)
+{
+    fake_env_setup(state);
+    test_ms = 1000000;
+    jobs_set_clock(((fake_env_t *) *state)->jobs, test_clock);
+
+    return 0;
+}
+
+
+/* Past the registry's negative_ttl. */
+static void
+forget_negative(fake_env_t *e)
+{
+    test_ms += e->cf->registries[0].negative_ttl * 1000 + 1;
 }
 
 
@@ -235,15 +297,84 @@ test_no_cache(void **state)
 }
 
 
-/* Nothing refers to the digest: an empty index. */
+/* Nothing refers to the digest: an empty index, never kept on disk
+ * (any digest can be asked for), remembered in memory for negative_ttl
+ * instead. */
 static void
 test_empty(void **state)
 {
     fake_env_t  *e = *state;
+    char         path[512], buf[2048], hex[OCI_SHA256_HEX_LEN + 1];
+    char         digest[OCI_DIGEST_MAX + 1];
+    int          i;
 
     request(e, &e->c1, 1, DIGEST, "");
     reply(200, OCI_MT_OCI_INDEX, INDEX(""), NULL);
     assert_body(e, &e->c1, 1, INDEX(""));
+
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+
+    /* remembered: no upstream request, any filter */
+    request(e, &e->c1, 2, DIGEST, SIG);
+    request(e, &e->c2, 3, DIGEST, "");
+    assert_int_equal(fake_xfers.started, 1);
+    assert_body(e, &e->c1, 2, INDEX(""));
+    assert_body(e, &e->c2, 3, INDEX(""));
+
+    /* a storm of digests nothing refers to: one request each, no file */
+    for (i = 0; i < 50; i++) {
+        snprintf(hex, sizeof(hex), "%064x", i);
+        snprintf(digest, sizeof(digest), "sha256:%s", hex);
+
+        request(e, &e->c1, 100 + i, digest, "");
+        reply(200, OCI_MT_OCI_INDEX, INDEX(""), NULL);
+        request(e, &e->c1, 200 + i, digest, "");
+        assert_int_equal(fake_xfer_count(), 0);
+
+        assert_body_next(e, &e->c1, 100 + i, INDEX(""));
+        assert_body(e, &e->c1, 200 + i, INDEX(""));
+
+        stored_path_of(e, hex, path, sizeof(path));
+        assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+    }
+
+    assert_int_equal(fake_xfers.started, 51);
+
+    /* after negative_ttl upstream is asked again */
+    forget_negative(e);
+    request(e, &e->c1, 4, DIGEST, "");
+    reply(200, OCI_MT_OCI_INDEX, INDEX(D_SIG), NULL);
+    assert_body(e, &e->c1, 4, INDEX(D_SIG));
+
+    stored_path(e, path, sizeof(path));
+    assert_true(fake_read_file(path, buf, sizeof(buf)) > 0);
+
+    /* the referrer went: what was kept goes too */
+    age_stored(e, 60);
+    request(e, &e->c1, 5, DIGEST, "");
+    reply(200, OCI_MT_OCI_INDEX, INDEX(""), NULL);
+    assert_body(e, &e->c1, 5, INDEX(""));
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+}
+
+
+/* referrers_ttl = 0 keeps nothing, not even "none". */
+static void
+test_empty_no_cache(void **state)
+{
+    fake_env_t  *e = *state;
+
+    e->cf->registries[0].referrers_ttl = 0;
+
+    request(e, &e->c1, 1, DIGEST, "");
+    reply(200, OCI_MT_OCI_INDEX, INDEX(""), NULL);
+    assert_body(e, &e->c1, 1, INDEX(""));
+
+    request(e, &e->c1, 2, DIGEST, "");
+    assert_int_equal(fake_xfer_count(), 1);
+    reply(200, OCI_MT_OCI_INDEX, INDEX(""), NULL);
+    assert_body(e, &e->c1, 2, INDEX(""));
 }
 
 
@@ -281,6 +412,41 @@ test_fallback_tag(void **state)
 }
 
 
+/* A tag's index without its mediaType field: the Content-Type's media
+ * type says, its parameters (a charset) aside. */
+static void
+test_fallback_content_type(void **state)
+{
+    static const struct {
+        const char  *type;
+        int          index;
+    } cases[] = {
+        { OCI_MT_OCI_INDEX, 1 },
+        { OCI_MT_OCI_INDEX "; charset=utf-8", 1 },
+        { OCI_MT_OCI_INDEX ";charset=utf-8", 1 },
+        { " " OCI_MT_OCI_INDEX " ; charset=\"utf-8\"", 1 },
+        { "Application/VND.OCI.Image.Index.v1+JSON", 1 },
+        { OCI_MT_OCI_INDEX "x; charset=utf-8", 0 },
+        { "application/json; charset=utf-8", 0 },
+        { "", 0 },
+    };
+
+    fake_env_t  *e = *state;
+    size_t       i;
+
+    e->cf->registries[0].referrers_ttl = 0;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        request(e, &e->c1, 1 + i, DIGEST, "");
+        reply(404, NULL, NULL, NULL);
+        reply(200, cases[i].type,
+              "{\"schemaVersion\":2,\"manifests\":[" D_SIG ",7]}", NULL);
+        assert_body(e, &e->c1, 1 + i,
+                    cases[i].index ? INDEX(D_SIG) : INDEX(""));
+    }
+}
+
+
 /* The tag schema's answers: no tag, no index, an index. */
 static void
 test_fallback_answers(void **state)
@@ -288,7 +454,7 @@ test_fallback_answers(void **state)
     fake_env_t  *e = *state;
     char         path[512], buf[2048];
 
-    /* no such tag: none, and that is kept too */
+    /* no such tag: none, remembered, not kept */
     request(e, &e->c1, 1, DIGEST, "");
     reply(404, NULL, NULL, NULL);
     reply(404, "application/json", "{\"errors\":[{\"code\":"
@@ -296,32 +462,35 @@ test_fallback_answers(void **state)
     assert_body(e, &e->c1, 1, INDEX(""));
 
     stored_path(e, path, sizeof(path));
-    assert_true(fake_read_file(path, buf, sizeof(buf)) > 0);
-    assert_string_equal(buf, INDEX(""));
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+    request(e, &e->c1, 2, DIGEST, "");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_body(e, &e->c1, 2, INDEX(""));
 
     /* the tag names an image manifest: not a list of referrers */
-    age_stored(e, 60);
-    request(e, &e->c1, 2, DIGEST, "");
+    forget_negative(e);
+    request(e, &e->c1, 3, DIGEST, "");
     reply(404, NULL, NULL, NULL);
     reply(200, OCI_MT_OCI_MANIFEST,
           "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_OCI_MANIFEST
           "\",\"config\":{},\"layers\":[],\"manifests\":[" D_SIG "]}",
           NULL);
-    assert_body(e, &e->c1, 2, INDEX(""));
+    assert_body(e, &e->c1, 3, INDEX(""));
 
     /* an index without its mediaType field: the Content-Type says */
-    age_stored(e, 60);
-    request(e, &e->c1, 3, DIGEST, "");
+    forget_negative(e);
+    request(e, &e->c1, 10, DIGEST, "");
     reply(404, NULL, NULL, NULL);
     reply(200, OCI_MT_OCI_INDEX,
           "{\"schemaVersion\":2,\"manifests\":[" D_SIG ",7]}", NULL);
-    assert_body(e, &e->c1, 3, INDEX(D_SIG));
+    assert_body(e, &e->c1, 10, INDEX(D_SIG));
 
     assert_true(fake_read_file(path, buf, sizeof(buf)) > 0);
     assert_string_equal(buf, INDEX(D_SIG));
+    age_stored(e, 60);
 
     /* a refusal of the tag is a refusal */
-    age_stored(e, 60);
+    forget_negative(e);
     request(e, &e->c1, 4, DIGEST, "");
     reply(404, NULL, NULL, NULL);
     reply(403, "application/json", "{\"errors\":[{\"code\":\"DENIED\","
@@ -347,23 +516,26 @@ test_errors(void **state)
     request(e, &e->c1, 4, DIGEST, "");
     reply(200, OCI_MT_OCI_INDEX, "{\"manifests\":{}}", NULL);
 
-    /* a 404 after the first page is no "no API" */
+    /* a 404 after the first page is no "no API", and no 404 either */
     request(e, &e->c1, 5, DIGEST, "");
     reply(200, OCI_MT_OCI_INDEX, INDEX(D_SIG),
           "</v2/a/b/referrers/" DIGEST "?last=x>; rel=\"next\"");
-    reply(404, NULL, NULL, NULL);
+    reply(404, "application/json", "{\"errors\":[{\"code\":"
+          "\"MANIFEST_UNKNOWN\",\"message\":\"manifest unknown\"}]}", NULL);
 
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 400 DIGEST_INVALID invalid digest\n"
                         "FAIL 2 400 DIGEST_INVALID invalid digest\n"
                         "FAIL 3 502 UNKNOWN invalid referrers upstream\n"
                         "FAIL 4 502 UNKNOWN invalid referrers upstream\n"
-                        "FAIL 5 404 MANIFEST_UNKNOWN upstream answered 404\n");
+                        "FAIL 5 502 UNKNOWN the upstream's next page is "
+                        "gone\n");
     assert_int_equal(fake_tmp_count(e), 0);
 }
 
 
-/* Only a path under /v2/ is followed; otherwise the list ends there. */
+/* Only a path under /v2/ is followed; a next page that cannot be is no
+ * last page: FAIL 502, nothing kept.  A previous page is no next one. */
 static void
 test_link_not_followed(void **state)
 {
@@ -371,20 +543,115 @@ test_link_not_followed(void **state)
         "</other/path?last=x>; rel=\"next\"",
         "<https://host.only>; rel=\"next\"",
         "</v2/a/b/referrers/" DIGEST "?last=x y>; rel=\"next\"",
-        "</v2/a/b/referrers/" DIGEST "?last=x>; rel=\"prev\"",
+        "</v2/a/b/referrers/" DIGEST "?last=x; rel=\"next\"",
+        NULL,                                   /* a value left out */
     };
 
-    fake_env_t  *e = *state;
-    size_t       i;
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    size_t         i;
+    char           path[512], buf[64];
 
-    e->cf->registries[0].referrers_ttl = 0;
+    stored_path(e, path, sizeof(path));
 
     for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
         request(e, &e->c1, 1, DIGEST, "");
-        reply(200, OCI_MT_OCI_INDEX, INDEX(D_SIG), links[i]);
+
+        memset(&r, 0, sizeof(r));
+        r.status = 200;
+        r.content_type = OCI_MT_OCI_INDEX;
+        r.body = INDEX(D_SIG);
+        r.link = links[i];
+        r.link_truncated = links[i] == NULL;
+        fake_xfer_reply(fake_xfer_one(), &r);
+
         assert_int_equal(fake_xfer_count(), 0);
-        assert_body(e, &e->c1, 1, INDEX(D_SIG));
+        assert_string_equal(fake_conn_take(&e->c1),
+                            "FAIL 1 502 UNKNOWN cannot follow the "
+                            "upstream's next page\n");
+        assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
     }
+
+    request(e, &e->c1, 2, DIGEST, "");
+    reply(200, OCI_MT_OCI_INDEX, INDEX(D_SIG),
+          "</v2/a/b/referrers/" DIGEST "?last=x>; rel=\"prev\"");
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_body(e, &e->c1, 2, INDEX(D_SIG));
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* One fetch for every request of the digest meanwhile, each filtered as
+ * it asked, each in its own file. */
+static void
+test_coalesced(void **state)
+{
+    fake_env_t  *e = *state;
+
+    request(e, &e->c1, 1, DIGEST, SBOM);
+    request(e, &e->c2, 2, DIGEST, SIG);
+    request(e, &e->c1, 3, DIGEST, "");
+    assert_int_equal(fake_xfers.started, 1);
+
+    reply(200, OCI_MT_OCI_INDEX, INDEX(D_SBOM "," D_SIG),
+          "</v2/a/b/referrers/" DIGEST "?last=bb>; rel=\"next\"");
+    request(e, &e->c2, 4, DIGEST, "application/vnd.none");
+    reply(200, OCI_MT_OCI_INDEX, INDEX(D_SBOM2), NULL);
+    assert_int_equal(fake_xfers.started, 2);
+
+    assert_body_next(e, &e->c1, 1, INDEX(D_SBOM "," D_SBOM2));
+    assert_body(e, &e->c1, 3, INDEX(D_SBOM "," D_SIG "," D_SBOM2));
+    assert_body_next(e, &e->c2, 2, INDEX(D_SIG));
+    assert_body(e, &e->c2, 4, INDEX(""));
+    assert_int_equal(fake_tmp_count(e), 0);
+
+    /* another digest is another fetch */
+    request(e, &e->c1, 5, DIGEST, "");
+    request(e, &e->c1, 6, "sha256:" "1" HEX64_TAIL, "");
+    assert_int_equal(fake_xfers.started, 3);
+    assert_string_equal(fake_xfer_one()->url,
+                        FAKE_EP1 "/v2/a/b/referrers/sha256:1" HEX64_TAIL);
+    reply(200, OCI_MT_OCI_INDEX, INDEX(D_PLAIN), NULL);
+    assert_body_next(e, &e->c1, 5, INDEX(D_SBOM "," D_SIG "," D_SBOM2));
+    assert_body(e, &e->c1, 6, INDEX(D_PLAIN));
+}
+
+
+/* A broken first page moves to the next endpoint, a broken later page
+ * does not (its query is the first endpoint's cursor). */
+static void
+test_failover_first_page_only(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    oci_msg_t      m;
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_COULDNT_CONNECT;
+
+    e->cf->registries[0].referrers_ttl = 0;
+
+    request(e, &e->c1, 1, DIGEST, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_xfer_one()->url,
+                        FAKE_EP2 "/v2/a/b/referrers/" DIGEST);
+    reply(200, OCI_MT_OCI_INDEX, INDEX(D_SIG), NULL);
+    assert_body(e, &e->c1, 1, INDEX(D_SIG));
+
+    request(e, &e->c1, 2, DIGEST, "");
+    assert_string_equal(fake_xfer_one()->url, API_URL);
+    reply(200, OCI_MT_OCI_INDEX, INDEX(D_SIG),
+          "</v2/a/b/referrers/" DIGEST "?last=bb>; rel=\"next\"");
+    assert_string_equal(fake_xfer_one()->url, API_URL "?last=bb");
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.started, 4);
+    assert_true(fake_conn_next(&e->c1, &m));
+    assert_int_equal(m.type, OCI_MSG_FAIL);
+    assert_int_equal(m.id, 2);
+    assert_int_equal(m.status, 503);
+    assert_false(fake_conn_next(&e->c1, &m));
 }
 
 
@@ -396,6 +663,7 @@ test_stale(void **state)
     fake_reply_t   r;
     oci_msg_t      m;
     int            i;
+    char           path[512], buf[64];
 
     fill(e, 1, "", INDEX(D_SBOM "," D_SIG "," D_SBOM2 "," D_PLAIN));
     age_stored(e, 600);
@@ -409,9 +677,11 @@ test_stale(void **state)
     }
     assert_body(e, &e->c1, 2, INDEX(D_SIG));
 
-    /* past referrers_ttl + stale_if_error: FAIL */
+    /* past referrers_ttl + stale_if_error: FAIL, and it is removed */
     age_stored(e, 60 + e->cf->registries[0].stale_if_error);
     request(e, &e->c1, 3, DIGEST, SIG);
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
     for (i = 0; i < 4 && fake_xfer_count() > 0; i++) {
         fake_xfer_reply(fake_xfer_one(), &r);
     }
@@ -421,6 +691,7 @@ test_stale(void **state)
     assert_int_equal(m.status, 503);
     assert_false(fake_conn_next(&e->c1, &m));
 
+    put_stored(e, INDEX(D_SBOM "," D_SIG "," D_SBOM2 "," D_PLAIN));
     age_stored(e, 600);
     request(e, &e->c1, 4, DIGEST, "");
     memset(&r, 0, sizeof(r));
@@ -475,30 +746,38 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_api_pages_and_store,
-                                        fake_env_setup, fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_filter, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_api_pages_and_store, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_ttl, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_filter, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_no_cache, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_ttl, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_empty, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_no_cache, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_fallback_tag, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_empty, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_fallback_answers,
-                                        fake_env_setup, fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_errors, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_empty_no_cache, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_link_not_followed,
-                                        fake_env_setup, fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_stale, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_fallback_tag, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_cancel, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_fallback_content_type, setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_not_handed_over,
-                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_fallback_answers, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_link_not_followed, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_coalesced, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_failover_first_page_only, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_stale, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_not_handed_over, setup,
+                                        fake_env_teardown),
     };
 
     return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);

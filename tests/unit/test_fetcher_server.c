@@ -4,7 +4,8 @@
  * Covers the socket path (directories, mode, stale and live sockets), the
  * splitting of input into lines (partial lines, several per read, an
  * over-long or malformed line), output queuing and flushing (exact bytes,
- * EPOLLOUT when the socket is full, the SERVER_OUT_MAX cap) and closing.
+ * EPOLLOUT when the socket is full, the SERVER_OUT_MAX cap) and closing,
+ * with the temp files of BODY lines the worker never got removed.
  */
 
 #include <stdarg.h>
@@ -25,13 +26,16 @@
 #include "oci_ipc.h"
 #include "loop.h"
 #include "server.h"
+#include "test_util.h"
 
 
-#define MSGS_MAX  64
+#define MSGS_MAX    64
+#define BODY_LINES  1000     /* of about 800 bytes: more than a socket holds */
 
 typedef struct {
     char        dir[64];
     char        path[128];
+    char        store[96];
     loop_t     *loop;
     server_t   *server;
     int         client;
@@ -111,6 +115,7 @@ setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/ocitest-srv.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/run/sub/fetcher.sock", f->dir);
+    snprintf(f->store, sizeof(f->store), "%s/store/", f->dir);
 
     f->loop = loop_create();
     assert_non_null(f->loop);
@@ -140,6 +145,7 @@ teardown(void **state)
     rmdir(p);
     snprintf(p, sizeof(p), "%s/run", f->dir);
     rmdir(p);
+    test_rm_rf(f->store);
     assert_int_equal(rmdir(f->dir), 0);
 
     free(f);
@@ -150,7 +156,8 @@ teardown(void **state)
 static void
 start_server(fixture_t *f)
 {
-    f->server = server_create(f->loop, f->path, on_msg, on_gone, f);
+    f->server = server_create(f->loop, f->path, f->store, on_msg,
+                                  on_gone, f);
     assert_non_null(f->server);
 }
 
@@ -294,7 +301,8 @@ test_socket_claim(void **state)
     start_server(f);
 
     /* a live fetcher answers there: refuse, leave it alone */
-    assert_null(server_create(f->loop, f->path, on_msg, on_gone, f));
+    assert_null(server_create(f->loop, f->path, f->store, on_msg,
+                              on_gone, f));
     assert_int_equal(lstat(f->path, &st), 0);
 
     server_destroy(f->server);
@@ -320,7 +328,8 @@ test_socket_claim(void **state)
     fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     assert_true(fd >= 0);
     close(fd);
-    assert_null(server_create(f->loop, f->path, on_msg, on_gone, f));
+    assert_null(server_create(f->loop, f->path, f->store, on_msg,
+                              on_gone, f));
     assert_int_equal(lstat(f->path, &st), 0);
     assert_true(S_ISREG(st.st_mode));
 
@@ -328,7 +337,8 @@ test_socket_claim(void **state)
     memset(longpath, 'a', sizeof(longpath) - 1);
     longpath[0] = '/';
     longpath[sizeof(longpath) - 1] = '\0';
-    assert_null(server_create(f->loop, longpath, on_msg, on_gone, f));
+    assert_null(server_create(f->loop, longpath, f->store, on_msg,
+                              on_gone, f));
 }
 
 
@@ -631,6 +641,175 @@ test_destroy_closes(void **state)
 }
 
 
+static void
+make_file(const char *path)
+{
+    int  fd;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+
+/*
+ * One worker connection that stops reading: a filler line (one byte
+ * longer with shift), then BODY_LINES BODY lines for files in <store>/tmp, then
+ * two for files the server must never remove.  The worker reads what the
+ * server could write, then closes: the files of the lines it got whole are
+ * its own, the others must be gone.  Returns 1 if a line was cut between
+ * what the worker got and what it did not.
+ */
+static int
+unsent_bodies_round(fixture_t *f, int shift)
+{
+    char        *got_buf, line[OCI_IPC_LINE_MAX], tmp[128], keep[128];
+    char         nested[160];
+    size_t       got, end;
+    ssize_t      n;
+    oci_msg_t    m;
+    struct stat  st;
+    int          i, len, cut;
+    static char  names[BODY_LINES][320];
+
+    snprintf(tmp, sizeof(tmp), "%stmp", f->store);
+    snprintf(keep, sizeof(keep), "%skeep", f->store);
+    snprintf(nested, sizeof(nested), "%s/sub/dl.nested", tmp);
+
+    f->client = client_connect(f->path);
+    client_write(f, "PING 1\n", 7);
+    run_until_msgs(f, f->nmsgs + 1);
+
+    oci_msg_init(&m, OCI_MSG_PROGRESS, shift ? 10 : 1);
+    m.bytes = 0;
+    assert_int_equal(conn_send(f->conn, &m), 0);
+    end = (size_t) oci_msg_encode(&m, line, sizeof(line));
+
+    for (i = 0; i < BODY_LINES; i++) {
+        oci_msg_init(&m, OCI_MSG_BODY, (uint32_t) (10000 + i));
+        m.status = 200;
+        len = snprintf(names[i], sizeof(names[i]) - 200, "%s/dl.%04d.", tmp,
+                       i);
+        memset(names[i] + len, 'x', 200);
+        names[i][len + 200] = '\0';
+        memcpy(m.path, names[i], strlen(names[i]) + 1);
+        memset(m.next, 'n', 500);
+        m.next[500] = '\0';
+
+        make_file(names[i]);
+
+        assert_int_equal(conn_send(f->conn, &m), 0);
+    }
+
+    /* outside tmp/, or not directly in it: never the server's to remove */
+    oci_msg_init(&m, OCI_MSG_BODY, 20000);
+    m.status = 200;
+    snprintf(m.path, sizeof(m.path), "%s", keep);
+    assert_int_equal(conn_send(f->conn, &m), 0);
+    snprintf(m.path, sizeof(m.path), "%s/../keep", tmp);
+    assert_int_equal(conn_send(f->conn, &m), 0);
+    snprintf(m.path, sizeof(m.path), "%s", nested);
+    assert_int_equal(conn_send(f->conn, &m), 0);
+
+    /* the server writes what the socket takes; the worker reads it all */
+    assert_int_equal(loop_once(f->loop, 0), 0);
+
+    got_buf = malloc(4 * 1024 * 1024);
+    assert_non_null(got_buf);
+    got = 0;
+
+    for ( ;; ) {
+        n = recv(f->client, got_buf + got, 4 * 1024 * 1024 - got,
+                 MSG_DONTWAIT);
+
+        if (n <= 0) {
+            assert_true(n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK));
+            break;
+        }
+
+        got += (size_t) n;
+    }
+
+    free(got_buf);
+
+    /* some lines went out, not all */
+    assert_true(got > end);
+    assert_true(got < end + (size_t) BODY_LINES * 700);
+
+    close(f->client);
+    f->client = -1;
+    run_until_gone(f, f->gone + 1);
+
+    cut = 0;
+
+    for (i = 0; i < BODY_LINES; i++) {
+        oci_msg_init(&m, OCI_MSG_BODY, (uint32_t) (10000 + i));
+        m.status = 200;
+        memcpy(m.path, names[i], strlen(names[i]) + 1);
+        memset(m.next, 'n', 500);
+        m.next[500] = '\0';
+
+        len = oci_msg_encode(&m, line, sizeof(line));
+        assert_true(len > 700);
+
+        if (got > end && got < end + (size_t) len) {
+            cut = 1;
+        }
+
+        end += (size_t) len;
+
+        if (end <= got) {
+            /* the worker has it: its own to unlink */
+            assert_int_equal(unlink(names[i]), 0);
+            continue;
+        }
+
+        if (stat(names[i], &st) == 0) {
+            fail_msg("line %d (%zu bytes of %zu sent): \"%s\" is left",
+                     i, got, end, names[i]);
+        }
+
+        assert_int_equal(errno, ENOENT);
+    }
+
+    assert_int_equal(stat(keep, &st), 0);
+    assert_int_equal(stat(nested, &st), 0);
+
+    return cut;
+}
+
+
+static void
+test_unsent_body_files_removed(void **state)
+{
+    fixture_t  *f = *state;
+    char        p[160];
+    int         cut;
+
+    start_server(f);
+
+    snprintf(p, sizeof(p), "%stmp", f->store);
+    assert_int_equal(mkdir(f->store, 0755), 0);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%stmp/sub", f->store);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%stmp/sub/dl.nested", f->store);
+    make_file(p);
+    snprintf(p, sizeof(p), "%skeep", f->store);
+    make_file(p);
+
+    /*
+     * Twice, the lines shifted by one byte: the socket takes the same
+     * count of bytes both times, so at least once it ends inside a line,
+     * a line the worker drops and whose file must go too.
+     */
+    cut = unsent_bodies_round(f, 0);
+    cut |= unsent_bodies_round(f, 1);
+
+    assert_true(cut);
+}
+
+
 int
 main(void)
 {
@@ -650,6 +829,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_peer_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_closes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_unsent_body_files_removed,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,8 +4,10 @@
  * page from the Link header, limits, failover, and who removes the temp
  * file in every ending.  Cached (tags_ttl > 0): the whole list fetched
  * page by page, stored sorted, paged by the fetcher with n and last,
- * reused within the TTL, served stale when the upstream fails.  Upstream
- * and workers are the fakes of fetcher_fakes.h.
+ * reused within the TTL, served stale when the upstream fails, one fetch
+ * for every request meanwhile, failover only before the first page, and
+ * a next page that cannot be followed failing rather than cutting the
+ * list short.  Upstream and workers are the fakes of fetcher_fakes.h.
  */
 
 #include <stdarg.h>
@@ -148,6 +150,12 @@ test_query(void **state)
 }
 
 
+#define UNFOLLOWABLE  "502 UNKNOWN cannot follow the upstream's next page"
+
+
+/* A next page the worker cannot be handed (no query, not safe for a
+ * Link header or an IPC line) fails: the page alone would say the list
+ * ends there.  (next NULL: FAIL.) */
 static void
 test_link_next(void **state)
 {
@@ -161,14 +169,15 @@ test_link_next(void **state)
         { "</v2/a/b/tags/list?n=2&last=v2>;rel=\"next\";title=\"x\"",
           "n=2&last=v2" },
         { "</v2/a/b/tags/list?n=2&last=v2>; rel=\"prev\"", "" },
-        { "</v2/a/b/tags/list>; rel=\"next\"", "" },
-        { "</v2/a/b/tags/list?>; rel=\"next\"", "" },
-        { "</v2/a/b/tags/list?n=2&last=a\"b>; rel=\"next\"", "" },
-        { "</v2/a/b/tags/list?n=2&last=a\\b>; rel=\"next\"", "" },
-        { "</v2/a/b/tags/list?n=2 &last=b>; rel=\"next\"", "" },
-        { "</v2/a/b/tags/list?n=2&last=a<b>; rel=\"next\"", "" },
-        { "</v2/a/b/tags/list?n=2&last=\xc3\xa9>; rel=\"next\"", "" },
-        { "</v2/a/b/tags/list?n=2&last=v2; rel=\"next\"", "" },
+        { "</v2/a/b/tags/list>; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?>; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?n=2&last=a\"b>; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?n=2&last=a\\b>; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?n=2 &last=b>; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?n=2&last=a<b>; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?n=2&last=\xc3\xa9>; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?n=2&last=v2; rel=\"next\"", NULL },
+        { "</v2/a/b/tags/list?n=2&last=v2; rel=\"prev\"", "" },
         { "", "" },
         { "garbage", "" },
         /* several link-values: the one that is next, wherever it is */
@@ -182,16 +191,26 @@ test_link_next(void **state)
 
     fake_env_t  *e = *state;
     size_t       i;
+    char         want[128];
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         request(e, &e->c1, 1, -1, "");
         reply_list(LIST, cases[i].link);
-        assert_body(e, &e->c1, 1, LIST, cases[i].next);
+
+        if (cases[i].next != NULL) {
+            assert_body(e, &e->c1, 1, LIST, cases[i].next);
+            continue;
+        }
+
+        snprintf(want, sizeof(want), "FAIL 1 " UNFOLLOWABLE "\n");
+        assert_string_equal(fake_conn_take(&e->c1), want);
+        assert_int_equal(fake_tmp_count(e), 0);
     }
 }
 
 
-/* The query must fit the IPC field (511 bytes) whole. */
+/* The query must fit the IPC field (511 bytes) whole; one that does not
+ * fails rather than ending the list. */
 static void
 test_link_next_long(void **state)
 {
@@ -214,7 +233,38 @@ test_link_next_long(void **state)
              query);
     request(e, &e->c1, 2, -1, "");
     reply_list(LIST, link);
-    assert_body(e, &e->c1, 2, LIST, "");
+    assert_string_equal(fake_conn_take(&e->c1), "FAIL 2 " UNFOLLOWABLE "\n");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* A Link value left out (too long for the response's field) may have
+ * been the next one: unless a next one was kept, that fails too. */
+static void
+test_link_truncated(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.body = LIST;
+    r.link_truncated = 1;
+
+    request(e, &e->c1, 1, -1, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1), "FAIL 1 " UNFOLLOWABLE "\n");
+
+    request(e, &e->c1, 2, -1, "");
+    r.link = "</v2/a/b/tags/list?n=1>; rel=\"prev\"";
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1), "FAIL 2 " UNFOLLOWABLE "\n");
+
+    request(e, &e->c1, 3, -1, "");
+    r.link = NEXT;
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_body(e, &e->c1, 3, LIST, "n=2&last=v2");
+    assert_int_equal(fake_tmp_count(e), 0);
 }
 
 
@@ -422,6 +472,18 @@ age_stored(fake_env_t *e, long seconds)
 }
 
 
+/* The stored list, as the fetcher writes it. */
+static void
+put_stored(fake_env_t *e, const char *text)
+{
+    char  path[512];
+
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(oci_store_cache_write(e->store, path, text,
+                                           strlen(text), 0), OCI_OK);
+}
+
+
 /* Fill the store: two upstream pages, the second asked for by Link. */
 static void
 fill(fake_env_t *e)
@@ -582,12 +644,13 @@ test_cached_stale(void **state)
     assert_body(e, &e->c1, 2, "{\"name\":\"a/b\",\"tags\":[\"V0\",\"v1\"]}",
                 "n=2&last=v1");
 
-    /* past tags_ttl + stale_if_error: no longer */
+    /* past tags_ttl + stale_if_error: no longer (and it is removed) */
     age_stored(e, 60 + e->cf->registries[0].stale_if_error);
     request(e, &e->c1, 3, -1, "");
     fail_all(0);
     assert_unavailable(&e->c1, 3);
 
+    put_stored(e, SORTED);
     age_stored(e, 59 + e->cf->registries[0].stale_if_error);
     request(e, &e->c1, 4, -1, "v2");
     fail_all(503);
@@ -693,27 +756,223 @@ test_cached_cancel(void **state)
 }
 
 
-/* A broken page moves to the next endpoint; the pages before stay. */
+/* A broken first page moves to the next endpoint; a broken later page
+ * does not: its query is the first endpoint's cursor.  The fetch is then
+ * unavailable (the stored list, or 503), and nothing is stored. */
 static void
 test_cached_failover(void **state)
 {
     fake_env_t    *e = *state;
     fake_reply_t   r;
-
-    request(e, &e->c1, 1, -1, "");
-    reply_list(PAGE1, "</v2/a/b/tags/list?n=3&last=v1>; rel=\"next\"");
+    char           path[512], buf[64];
 
     memset(&r, 0, sizeof(r));
     r.rc = CURLE_RECV_ERROR;
     r.status = 200;
     r.chunked = 1;
     r.body = "{\"name\":\"a/b\",\"tags\":[\"half";
-    fake_xfer_reply(fake_xfer_one(), &r);
 
+    request(e, &e->c1, 1, -1, "");
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 "/v2/a/b/tags/list");
+    reply_list(PAGE1, "</v2/a/b/tags/list?n=3&last=v1>; rel=\"next\"");
     assert_string_equal(fake_xfer_one()->url,
                         FAKE_EP2 "/v2/a/b/tags/list?n=3&last=v1");
     reply_list(PAGE2, NULL);
     assert_body(e, &e->c1, 1, SORTED, "");
+
+    age_stored(e, 600);
+    stored_path(e, path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+
+    request(e, &e->c1, 2, -1, "");
+    assert_string_equal(fake_xfer_one()->url, URL);
+    reply_list(PAGE1, "</v2/a/b/tags/list?n=3&last=v1>; rel=\"next\"");
+    assert_string_equal(fake_xfer_one()->url, URL "?n=3&last=v1");
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.started, 5);
+    assert_unavailable(&e->c1, 2);
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+}
+
+
+/* A next page that cannot be followed is no last page: FAIL 502, and
+ * nothing is stored (the list would be cut short for tags_ttl). */
+static void
+test_cached_next_unusable(void **state)
+{
+    static const char  *links[] = {
+        "</v2/a/b/tags/list?n=3&last=a\"b>; rel=\"next\"",
+        "</v2/a/b/tags/list>; rel=\"next\"",
+        "</v2/a/b/tags/list?n=3&last=v1; rel=\"next\"",
+        NULL,                                   /* a value left out */
+    };
+
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    char           path[512], buf[64], want[128];
+    size_t         i;
+
+    stored_path(e, path, sizeof(path));
+
+    for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        request(e, &e->c1, 1 + i, -1, "");
+
+        memset(&r, 0, sizeof(r));
+        r.status = 200;
+        r.body = PAGE1;
+        r.link = links[i];
+        r.link_truncated = links[i] == NULL;
+        fake_xfer_reply(fake_xfer_one(), &r);
+
+        assert_int_equal(fake_xfer_count(), 0);
+        snprintf(want, sizeof(want), "FAIL %zu " UNFOLLOWABLE "\n", 1 + i);
+        assert_string_equal(fake_conn_take(&e->c1), want);
+        assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+    }
+
+    /* a query longer than a worker's line is fine upstream */
+    request(e, &e->c1, 9, -1, "");
+
+    {
+        char  link[900], last[700];
+
+        memset(last, 'x', sizeof(last) - 1);
+        last[sizeof(last) - 1] = '\0';
+        snprintf(link, sizeof(link), "</v2/a/b/tags/list?n=3&last=%s>; "
+                 "rel=\"next\"", last);
+        reply_list(PAGE1, link);
+        assert_int_equal(strlen(fake_xfer_one()->url),
+                         strlen(URL "?n=3&last=") + strlen(last));
+    }
+
+    reply_list(PAGE2, NULL);
+    assert_body(e, &e->c1, 9, SORTED, "");
+    assert_int_equal(fake_tmp_count(e), 0);
+}
+
+
+/* One fetch of the whole list for every request meanwhile, each paged
+ * as it asked, each in its own file. */
+static void
+test_cached_coalesced(void **state)
+{
+    fake_env_t  *e = *state;
+
+    request(e, &e->c1, 1, 2, "");
+    request(e, &e->c2, 2, -1, "v1");
+    request(e, &e->c1, 3, -1, "");
+    assert_int_equal(fake_xfers.started, 1);
+
+    reply_list(PAGE1, "</v2/a/b/tags/list?n=3&last=v1>; rel=\"next\"");
+
+    /* joining while the pages are under way */
+    request(e, &e->c2, 4, 1, "v2");
+    reply_list(PAGE2, NULL);
+    assert_int_equal(fake_xfers.started, 2);
+
+    {
+        oci_msg_t  m1, m3;
+        char       buf[256];
+
+        /* c1's two answers, in two files */
+        assert_true(fake_conn_next(&e->c1, &m1));
+        assert_true(fake_conn_next(&e->c1, &m3));
+        assert_false(fake_conn_next(&e->c1, &m1));
+        assert_int_equal(m1.id, 1);
+        assert_int_equal(m3.id, 3);
+        assert_string_not_equal(m1.path, m3.path);
+        assert_string_equal(m1.next, "n=2&last=v1");
+        assert_string_equal(m3.next, "");
+
+        assert_true(fake_read_file(m1.path, buf, sizeof(buf)) > 0);
+        assert_string_equal(buf, "{\"name\":\"a/b\",\"tags\":"
+                            "[\"V0\",\"v1\"]}");
+        assert_true(fake_read_file(m3.path, buf, sizeof(buf)) > 0);
+        assert_string_equal(buf, SORTED);
+        assert_int_equal(unlink(m1.path), 0);
+        assert_int_equal(unlink(m3.path), 0);
+    }
+
+    {
+        oci_msg_t  m2, m4;
+        char       buf[256];
+
+        assert_true(fake_conn_next(&e->c2, &m2));
+        assert_true(fake_conn_next(&e->c2, &m4));
+        assert_int_equal(m2.id, 2);
+        assert_int_equal(m4.id, 4);
+        assert_true(fake_read_file(m2.path, buf, sizeof(buf)) > 0);
+        assert_string_equal(buf, "{\"name\":\"a/b\",\"tags\":"
+                            "[\"v2\",\"v3\"]}");
+        assert_true(fake_read_file(m4.path, buf, sizeof(buf)) > 0);
+        assert_string_equal(buf, "{\"name\":\"a/b\",\"tags\":[\"v3\"]}");
+        assert_string_equal(m4.next, "");
+        assert_int_equal(unlink(m2.path), 0);
+        assert_int_equal(unlink(m4.path), 0);
+    }
+
+    assert_int_equal(fake_tmp_count(e), 0);
+
+    /* one waiter leaves, the fetch goes on for the other */
+    age_stored(e, 60);
+    request(e, &e->c1, 5, -1, "");
+    request(e, &e->c2, 6, -1, "");
+    fake_cancel(e->jobs, &e->c1, 5);
+    assert_int_equal(fake_xfer_count(), 1);
+    reply_list(PAGE2, NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+    assert_body(e, &e->c2, 6, "{\"name\":\"a/b\",\"tags\":"
+                "[\"V0\",\"v1\",\"v2\"]}", "");
+}
+
+
+/* The stored list answers stale every waiter of the fetch, and each
+ * answer counts. */
+static void
+test_cached_stale_waiters(void **state)
+{
+    fake_env_t  *e = *state;
+
+    fill(e);
+    age_stored(e, 600);
+
+    request(e, &e->c1, 2, 1, "");
+    request(e, &e->c2, 3, -1, "v2");
+    assert_int_equal(fake_xfer_count(), 1);
+    fail_all(0);
+
+    assert_body(e, &e->c1, 2, "{\"name\":\"a/b\",\"tags\":[\"V0\"]}",
+                "n=1&last=V0");
+    assert_body(e, &e->c2, 3, "{\"name\":\"a/b\",\"tags\":[\"v3\"]}", "");
+    assert_true(stats_registry(e->jobs->cf->registries)->stale_served == 2);
+}
+
+
+/* A stored list past tags_ttl + stale_if_error can answer nothing any
+ * more: it is removed when found. */
+static void
+test_cached_expired_removed(void **state)
+{
+    fake_env_t  *e = *state;
+    char         path[512], buf[256];
+
+    fill(e);
+    stored_path(e, path, sizeof(path));
+
+    age_stored(e, 59 + e->cf->registries[0].stale_if_error);
+    request(e, &e->c1, 2, -1, "");
+    assert_true(fake_read_file(path, buf, sizeof(buf)) > 0);
+    fail_all(0);
+    assert_body(e, &e->c1, 2, SORTED, "");
+
+    age_stored(e, 60 + e->cf->registries[0].stale_if_error);
+    request(e, &e->c1, 3, -1, "");
+    assert_int_equal(fake_read_file(path, buf, sizeof(buf)), -1);
+    fail_all(0);
+    assert_unavailable(&e->c1, 3);
 }
 
 
@@ -728,6 +987,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_link_next, setup_forward,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_link_next_long, setup_forward,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_link_truncated, setup_forward,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_no_coalescing, setup_forward,
                                         fake_env_teardown),
@@ -758,6 +1019,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cached_cancel, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_cached_failover,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_next_unusable,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_coalesced,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_stale_waiters,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_cached_expired_removed,
                                         fake_env_setup, fake_env_teardown),
     };
 

@@ -513,16 +513,25 @@ test_values_too_long(void **state)
     n = (size_t) snprintf(line, sizeof(line), "Link: ");
     memset(line + n, 'l', 1024);
     memcpy(line + n + 1024, "\r\n", 3);
+    assert_int_equal(r->link_truncated, 0);
     feed_ok(f->x, line);
     assert_string_equal(r->link, "");
+    assert_int_equal(r->link_truncated, 1);
+
+    /* a new answer starts a new list */
+    feed_ok(f->x, "HTTP/1.1 200 OK\r\n");
+    assert_int_equal(r->link_truncated, 0);
 
     memset(line + n, 'l', 1023);
     memcpy(line + n + 1023, "\r\n", 3);
     feed_ok(f->x, line);
     assert_int_equal(strlen(r->link), 1023);
+    assert_int_equal(r->link_truncated, 0);
 
+    /* the value left out might be the next page: that is said */
     feed_ok(f->x, "Link: <a?n=1>; rel=\"next\"\r\n");
     assert_int_equal(strlen(r->link), 1023);
+    assert_int_equal(r->link_truncated, 1);
 
     n = (size_t) snprintf(line, sizeof(line), "Content-Type: a/");
     memset(line + n, 't', sizeof(r->content_type));
