@@ -33,9 +33,15 @@ typedef struct {
     unsigned long   serial;      /* of token (token_serial()) */
     time_t          expires;     /* token_cache_t.now seconds; of the
                                     refusal if refused */
+    time_t          refresh_at;  /* from then on a lookup refreshes it */
+    unsigned long   refreshed;   /* serial of the token a refresh was
+                                    started for: one per token */
+    char           *url;         /* of the token request, to ask again */
     int             refused;
     unsigned        generation;  /* of the registry's secrets, refused */
     xfer_t         *xfer;        /* the request under way, or NULL */
+    int             background;  /* xfer is a refresh token_lookup()
+                                    started */
     int             creds;       /* it carries the registry's username and
                                     password */
     char           *body;        /* while xfer runs */
@@ -83,6 +89,9 @@ static int token_body(xfer_t *x, const char *p, size_t n, void *data);
 static void token_mark_refused(token_entry_t *e);
 static token_reg_t *token_reg(token_cache_t *tc, const oci_registry_t *reg);
 static void token_done(xfer_t *x, CURLcode rc, void *data);
+static int token_request(token_entry_t *e, const char *password);
+static void token_refresh(token_entry_t *e);
+static void token_refresh_abort(token_entry_t *e);
 
 static const xfer_handler_t  token_handler = {
     NULL,
@@ -170,6 +179,7 @@ token_entry_free(token_entry_t *e)
         free(e->body);
     }
 
+    free(e->url);
     free(e);
 }
 
@@ -375,12 +385,19 @@ const char *
 token_lookup(token_cache_t *tc, const char *registry, const char *scope)
 {
     token_entry_t  *e;
+    time_t          now;
 
     e = token_find(tc, registry, scope);
-    if (e == NULL || e->token == NULL || e->refused
-        || e->expires <= tc->now())
-    {
+    now = tc->now();
+
+    if (e == NULL || e->token == NULL || e->refused || e->expires <= now) {
         return NULL;
+    }
+
+    if (now >= e->refresh_at && e->xfer == NULL
+        && e->refreshed != e->serial)
+    {
+        token_refresh(e);
     }
 
     return e->token;
@@ -400,6 +417,10 @@ token_forget(token_cache_t *tc, const char *registry, const char *scope)
     explicit_bzero(e->token, strlen(e->token));
     free(e->token);
     e->token = NULL;
+
+    /* a refresh of the token refused is not waited for: the next
+     * token_fetch() asks anew */
+    token_refresh_abort(e);
 
     if (e->xfer == NULL) {
         token_entry_free(e);
@@ -438,9 +459,8 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
     token_entry_t  *e;
     CURL           *easy;
     const char     *registry = reg->name, *password;
-    char            url[2048];
+    char            url[2048], *copy;
     int             rc, creds;
-    xfer_req_t      req;
 
     e = token_find(tc, registry, scope);
 
@@ -524,33 +544,123 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
         }
     }
 
+    /* what a refresh asks with: this request */
+    if (e->url == NULL || strcmp(e->url, url) != 0) {
+        copy = strdup(url);
+        if (copy == NULL) {
+            log_error("out of memory");
+            goto failed;
+        }
+
+        free(e->url);
+        e->url = copy;
+    }
+
     /* a refusal ends with this request: it asks again */
     e->reg = reg;
     e->refused = 0;
     e->creds = creds;
 
-    memset(&req, 0, sizeof(req));
-    req.url = url;
-    req.redirected = 1;     /* the realm is the upstream's, not ours */
-    req.accept = "application/json";
-    req.prio = XFER_PRIO_TOKEN;
-    req.registry = reg;     /* its proxy, CA and client certificate */
-    req.username = password != NULL ? reg->username : NULL;
-    req.password = password;
-
-    e->xfer = xfer_start(tc->xm, &req, &token_handler, e);
-    if (e->xfer == NULL) {
-        if (e->token == NULL) {
-            token_entry_free(e);
-        }
-
-        return -1;
+    if (token_request(e, password) != 0) {
+        goto failed;
     }
 
-    e->body_len = 0;
     queue_insert_tail(&e->waiters, &w->link);
 
     return 0;
+
+failed:
+
+    if (e->token == NULL) {
+        token_entry_free(e);
+    }
+
+    return -1;
+}
+
+
+/* Start e's token request (e->url, with e->reg's username and password if
+ * e->creds).  0, or -1 if it could not start. */
+static int
+token_request(token_entry_t *e, const char *password)
+{
+    xfer_req_t  req;
+
+    memset(&req, 0, sizeof(req));
+    req.url = e->url;
+    req.redirected = 1;     /* the realm is the upstream's, not ours */
+    req.accept = "application/json";
+    req.prio = XFER_PRIO_TOKEN;
+    req.registry = e->reg;  /* its proxy, CA and client certificate */
+    req.username = password != NULL ? e->reg->username : NULL;
+    req.password = password;
+
+    e->xfer = xfer_start(e->tc->xm, &req, &token_handler, e);
+    if (e->xfer == NULL) {
+        return -1;
+    }
+
+    e->background = 0;
+    e->body_len = 0;
+
+    return 0;
+}
+
+
+/*
+ * Ask again for e's token, which is in its refresh window, in the
+ * background: no one waits, token_lookup() gives the current token
+ * meanwhile.  One attempt per token: a failure is not retried (the token
+ * is used until it is dropped, and then fetched as any missing token).
+ */
+static void
+token_refresh(token_entry_t *e)
+{
+    const char  *password;
+
+    e->refreshed = e->serial;
+    password = NULL;
+
+    if (e->creds) {
+        password = token_password(e->tc, e->reg);
+        if (password == NULL) {
+            log_error("registry \"%s\": no password to refresh the token "
+                      "of %s with", e->registry, e->scope);
+            return;
+        }
+    }
+
+    if (token_request(e, password) != 0) {
+        log_error("cannot refresh the token of %s %s: the current one is "
+                  "used until it runs out", e->registry, e->scope);
+        return;
+    }
+
+    e->background = 1;
+
+    log_debug("token for %s %s runs out in %ld s: refreshing it",
+              e->registry, e->scope, (long) (e->expires - e->tc->now()));
+}
+
+
+/* Abort e's refresh if one runs and nobody waits for it. */
+static void
+token_refresh_abort(token_entry_t *e)
+{
+    if (e->xfer == NULL || !e->background || !queue_empty(&e->waiters)) {
+        return;
+    }
+
+    xfer_abort(e->xfer);
+    e->xfer = NULL;
+    e->background = 0;
+
+    if (e->body != NULL) {
+        explicit_bzero(e->body, e->body_len);
+        free(e->body);
+        e->body = NULL;
+        e->body_len = 0;
+    }
 }
 
 
@@ -603,11 +713,13 @@ token_done(xfer_t *x, CURLcode rc, void *data)
     queue_t            *q, waiting;
     const xfer_resp_t  *r;
     char               *token;
-    long                expires_in, ttl;
-    int                 ok, refused;
+    long                expires_in, ttl, window;
+    int                 ok, refused, background;
     oci_errcode_t       code;
 
+    background = e->background;
     e->xfer = NULL;
+    e->background = 0;
     r = xfer_response(x);
 
     ok = 0;
@@ -638,7 +750,13 @@ token_done(xfer_t *x, CURLcode rc, void *data)
     } else {
         token = malloc(TOKEN_LEN_MAX);
 
-        if (token != NULL
+        if (token != NULL && e->refused) {
+            /* refused (token_refuse()) while the request ran: that
+             * stands, the token is not kept */
+            log_debug("token for %s %s refused meanwhile: not kept",
+                      e->registry, e->scope);
+
+        } else if (token != NULL
             && oci_auth_parse_token(e->body != NULL ? e->body : "",
                                     e->body_len, token, TOKEN_LEN_MAX,
                                     &expires_in) == OCI_OK
@@ -658,9 +776,15 @@ token_done(xfer_t *x, CURLcode rc, void *data)
                 free(e->token);
             }
 
+            /* refreshed in the last quarter of that, or in the last
+             * TOKEN_REFRESH_MAX seconds if that is shorter */
+            window = ttl / 4 < TOKEN_REFRESH_MAX ? ttl / 4
+                                                 : TOKEN_REFRESH_MAX;
+
             e->token = strdup(token);
             e->serial = ++e->tc->serial;
             e->expires = e->tc->now() + ttl;
+            e->refresh_at = e->expires - window;
             ok = e->token != NULL;
 
             if (ok) {
@@ -699,7 +823,20 @@ token_done(xfer_t *x, CURLcode rc, void *data)
         queue_insert_tail(&waiting, q);
     }
 
-    if (refused && e->reg != NULL) {
+    if (e->refused) {
+        /* refused while it ran: the refusal stays for its time */
+        code = OCI_ERR_UNAUTHORIZED;
+
+    } else if (!ok && background && e->token != NULL
+               && e->expires > e->tc->now())
+    {
+        /* a failed refresh: the current token serves until it is
+         * dropped, and is all the waiters that joined need */
+        log_warn("token for %s %s not refreshed: the current one is used "
+                 "until it runs out", e->registry, e->scope);
+        ok = 1;
+
+    } else if (refused && e->reg != NULL) {
         token_mark_refused(e);
 
     } else if (!ok) {
@@ -941,6 +1078,7 @@ token_refuse(token_cache_t *tc, const oci_registry_t *reg,
     }
 
     e->reg = reg;
+    token_refresh_abort(e);
     token_mark_refused(e);
 }
 

@@ -10,6 +10,18 @@
  * after which the token (if any) is in the cache: token_lookup() returns
  * it.  A job that goes away first calls token_waiter_cancel().
  *
+ * A token is refreshed before it runs out: each entry keeps the token
+ * request it was got with (the URL made of the challenge's realm, service
+ * and scope, and whether the registry's credentials went with it, the
+ * origin rule of token_fetch() applied), and token_lookup() of a token in
+ * the last quarter of its usable life, or in its last TOKEN_REFRESH_MAX
+ * seconds if that is shorter, starts that request again in the background
+ * (once per token) while it still returns the current token.  The new
+ * token replaces the old; if the refresh fails, the old one stays until it
+ * is dropped.  A token_fetch() meanwhile joins the refresh; token_forget()
+ * and token_refuse() abort a refresh nobody waits for, and a token got
+ * after a refusal is thrown away.
+ *
  * Secret files are read again when they change (inode, size, mtime or
  * ctime), so a rotated secret is used without a restart; a file that
  * cannot be read keeps the last value read (the failure is logged).
@@ -44,6 +56,7 @@
 #define TOKEN_SECRET_MAX   4096     /* a secret file's first line */
 #define TOKEN_REFUSAL_MIN  5        /* seconds a refusal is remembered */
 #define TOKEN_CACHE_CAP    4096     /* entries */
+#define TOKEN_REFRESH_MAX  60       /* seconds of the refresh window */
 
 typedef struct token_cache_s   token_cache_t;
 typedef struct token_waiter_s  token_waiter_t;
@@ -78,7 +91,8 @@ size_t token_cache_count(const token_cache_t *tc);
 void token_cache_destroy(token_cache_t *tc);
 
 /* A valid cached token for (registry, scope) or NULL: never one that
- * expires within the margin (10 s, or half of a shorter lifetime). */
+ * expires within the margin (10 s, or half of a shorter lifetime).  A
+ * token in its refresh window (see above) gets a refresh started. */
 const char *token_lookup(token_cache_t *tc, const char *registry,
     const char *scope);
 

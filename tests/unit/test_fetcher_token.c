@@ -866,6 +866,365 @@ test_cap_many(void **state)
 }
 
 
+/*
+ * Refresh before expiry.  A token granted for 300 s is kept 290 s (from
+ * 1000 to 1290 on the test clock); its refresh window is the last quarter
+ * of that or the last 60 s, whichever is shorter: from 1230 on.
+ */
+
+/* Reply to x with status (and no body) or, for 0, a connect failure. */
+static void
+reply_failure(xfer_t *x, long status)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.rc = status == 0 ? CURLE_COULDNT_CONNECT : CURLE_OK;
+    fake_xfer_reply(x, &r);
+}
+
+
+/* (a) Nothing before the window; at its start one token request, the same
+ * as the first one, while the token is still returned. */
+static void
+test_refresh_window(void **state)
+{
+    fake_env_t  *e = *state;
+    xfer_t      *x;
+
+    grant(e, SCOPE, "tok-1", 300);
+    assert_int_equal(fake_xfers.started, 1);
+
+    fake_now += 229;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_int_equal(fake_xfer_count(), 0);
+
+    fake_now += 1;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    x = fake_xfer_one();
+    assert_string_equal(x->url, TOKEN_URL);
+    assert_string_equal(x->accept, "application/json");
+    assert_string_equal(x->bearer, "");
+    assert_int_equal(x->prio, XFER_PRIO_TOKEN);
+    assert_int_equal(x->redirected, 1);
+    assert_ptr_equal(x->registry, fake_reg(e));
+    reply_token("{\"token\":\"tok-2\",\"expires_in\":300}");
+
+    /* a short life (40 s, kept 30): the last quarter, 7 s */
+    grant(e, "s:short", "short-1", 40);
+    fake_now += 22;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:short"),
+                        "short-1");
+    assert_int_equal(fake_xfer_count(), 0);
+    fake_now += 1;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:short"),
+                        "short-1");
+    assert_int_equal(fake_xfer_count(), 1);
+    reply_token("{\"token\":\"short-2\",\"expires_in\":40}");
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:short"),
+                        "short-2");
+
+    /* a life too short for a window (3 s, kept 1): never refreshed */
+    grant(e, "s:tiny", "tiny", 3);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:tiny"), "tiny");
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* (b) Inside the window, however many lookups: one request, no waiter,
+ * the old token (and its serial) meanwhile; with the configured
+ * credentials the first request carried. */
+static void
+test_refresh_once(void **state)
+{
+    fake_env_t      *e = *state;
+    oci_registry_t  *reg;
+    unsigned long    serial;
+    char             path[256];
+    xfer_t          *x;
+    int              i;
+
+    reg = with_password(e, "pw-one", path, sizeof(path));
+
+    grant(e, SCOPE, "tok-1", 300);
+    serial = token_serial(e->tokens, FAKE_REG, SCOPE);
+    assert_true(serial != 0);
+
+    /* the password file rotated meanwhile: the refresh sends the new */
+    write_secret(path, "pw-two");
+
+    fake_now += 230;
+
+    for (i = 0; i < 5; i++) {
+        assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE),
+                            "tok-1");
+        assert_int_equal(token_serial(e->tokens, FAKE_REG, SCOPE), serial);
+        fake_now += 10;
+    }
+
+    assert_int_equal(fake_xfers.started, 2);
+    x = fake_xfer_one();
+    assert_string_equal(x->username, "alice");
+    assert_string_equal(x->password, "pw-two");
+    assert_non_null(strstr(x->url, "&account=alice"));
+    assert_ptr_equal(x->registry, reg);
+    assert_int_equal(fake_xfer_count(), 1);
+}
+
+
+/* (c) The new token replaces the old; the next refresh waits for the new
+ * token's own window. */
+static void
+test_refresh_replaces(void **state)
+{
+    fake_env_t     *e = *state;
+    unsigned long   serial;
+
+    grant(e, SCOPE, "tok-1", 300);
+    serial = token_serial(e->tokens, FAKE_REG, SCOPE);
+
+    fake_now += 230;                                    /* 1230 */
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    reply_token("{\"token\":\"tok-2\",\"expires_in\":300}");
+
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_true(token_serial(e->tokens, FAKE_REG, SCOPE) > serial);
+    assert_false(token_refused(e->tokens, fake_reg(e), SCOPE));
+
+    /* kept until 1520, refreshed from 1460 */
+    fake_now += 229;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_int_equal(fake_xfers.started, 2);
+    assert_int_equal(fake_xfer_count(), 0);
+
+    fake_now += 1;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_int_equal(fake_xfers.started, 3);
+    reply_token("{\"token\":\"tok-3\",\"expires_in\":300}");
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-3");
+
+    /* the old one lived past its own drop time in the new one */
+    fake_now += 289;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-3");
+}
+
+
+/* (d) A failed refresh (unreachable, 5xx, refused): the old token serves
+ * until its drop time, with no second request and no refusal remembered;
+ * then a fetch starts a new request as for any missing token. */
+static void
+test_refresh_fails(void **state)
+{
+    static const long  statuses[] = { 503, 0, 401, 200 };
+
+    fake_env_t     *e = *state;
+    test_waiter_t   t;
+    size_t          i;
+    int             started;
+
+    for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        fake_now = 1000;
+        grant(e, SCOPE, "tok-1", 300);
+        started = fake_xfers.started;
+
+        fake_now += 230;
+        assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE),
+                            "tok-1");
+        assert_int_equal(fake_xfers.started, started + 1);
+
+        if (statuses[i] == 200) {
+            reply_token("{\"token\":\"not a token\"}");
+
+        } else {
+            reply_failure(fake_xfer_one(), statuses[i]);
+        }
+
+        for ( /* void */ ; fake_now < 1290; fake_now += 5) {
+            if (token_lookup(e->tokens, FAKE_REG, SCOPE) == NULL) {
+                fail_msg("case %zu: dropped at %ld", i, (long) fake_now);
+            }
+        }
+
+        assert_int_equal(fake_xfers.started, started + 1);
+        assert_false(token_refused(e->tokens, fake_reg(e), SCOPE));
+        assert_int_equal(stats_registry(fake_reg(e))->auth_failures, 0);
+
+        fake_now = 1290;
+        assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+        waiter_init(&t);
+        fetch(e, &t);
+        assert_int_equal(fake_xfers.started, started + 2);
+        reply_token("{\"token\":\"tok-1\",\"expires_in\":300}");
+        assert_int_equal(t.ok, 1);
+        token_forget(e->tokens, FAKE_REG, SCOPE);
+    }
+
+    /* a refresh that cannot even start is not tried again either */
+    fake_now = 1000;
+    grant(e, SCOPE, "tok-1", 300);
+    started = fake_xfers.started;
+    fake_xfers.fail_start = 1;
+    fake_now += 230;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    fake_xfers.fail_start = 0;
+    fake_now += 10;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_int_equal(fake_xfers.started, started);
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* (e) A token_fetch() while a refresh runs joins it: its waiter gets the
+ * new token, or, if the refresh fails, the old one still cached. */
+static void
+test_refresh_joined(void **state)
+{
+    fake_env_t     *e = *state;
+    test_waiter_t   t;
+
+    grant(e, SCOPE, "tok-1", 300);
+    fake_now += 230;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+
+    waiter_init(&t);
+    fetch(e, &t);
+    assert_int_equal(fake_xfers.started, 2);
+    assert_int_equal(fake_xfer_count(), 1);
+    assert_true(token_waiter_pending(&t.w));
+
+    reply_token("{\"token\":\"tok-2\",\"expires_in\":300}");
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.ok, 1);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+
+    /* joined, and the refresh fails: the token cached is still good */
+    fake_now += 230;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    waiter_init(&t);
+    fetch(e, &t);
+    assert_int_equal(fake_xfers.started, 3);
+    reply_failure(fake_xfer_one(), 503);
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.ok, 1);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* A refresh nobody waits for is aborted by token_forget() (the next fetch
+ * asks anew) and by token_refuse(); one that a fetch joined goes on after
+ * a refusal, but its token is not kept and the refusal stands. */
+static void
+test_refresh_forget_refuse(void **state)
+{
+    fake_env_t     *e = *state;
+    test_waiter_t   t;
+
+    grant(e, SCOPE, "tok-1", 300);
+    fake_now += 230;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_int_equal(fake_xfer_count(), 1);
+
+    token_forget(e->tokens, FAKE_REG, SCOPE);
+    assert_int_equal(fake_xfers.aborted, 1);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+
+    waiter_init(&t);
+    fetch(e, &t);
+    assert_int_equal(fake_xfers.started, 3);
+    reply_token("{\"token\":\"tok-2\",\"expires_in\":300}");
+    assert_int_equal(t.ok, 1);
+
+    /* refused while its refresh runs */
+    fake_now += 230;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    token_refuse(e->tokens, fake_reg(e), SCOPE);
+    assert_int_equal(fake_xfers.aborted, 2);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
+
+    /* again with a waiter: the refresh goes on, its token is dropped */
+    fake_now += TOKEN_REFUSAL_MIN;
+    grant(e, SCOPE, "tok-3", 300);
+    fake_now += 230;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-3");
+    waiter_init(&t);
+    fetch(e, &t);
+    token_refuse(e->tokens, fake_reg(e), SCOPE);
+    assert_int_equal(fake_xfer_count(), 1);
+    reply_token("{\"token\":\"tok-4\",\"expires_in\":300}");
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.ok, 0);
+    assert_int_equal(t.code, OCI_ERR_UNAUTHORIZED);
+    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
+    assert_int_equal(stats_registry(fake_reg(e))->auth_failures, 2);
+    fake_now += TOKEN_REFUSAL_MIN - 1;
+    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
+}
+
+
+/* The origin rule of the first request holds for the refresh: no
+ * credentials to a plain-http realm of an https registry. */
+static void
+test_refresh_origin_rule(void **state)
+{
+    fake_env_t       *e = *state;
+    oci_challenge_t   ch;
+    test_waiter_t     t;
+    xfer_t           *x;
+    char              path[256];
+
+    with_password(e, "pw-one", path, sizeof(path));
+
+    waiter_init(&t);
+    challenge(&ch, "http://auth.test/token", "reg.test", "");
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), "https://one.test",
+                                 SCOPE, &ch, &t.w), 0);
+    assert_string_equal(fake_xfer_one()->username, "");
+    reply_token("{\"token\":\"anon\",\"expires_in\":300}");
+
+    fake_now += 230;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "anon");
+    x = fake_xfer_one();
+    assert_string_equal(x->url, "http://auth.test/token?service=reg.test"
+                        "&scope=repository%3Aa%2Fb%3Apull");
+    assert_string_equal(x->username, "");
+    assert_string_equal(x->password, "");
+}
+
+
+/* The cap leaves an entry being refreshed alone. */
+static void
+test_refresh_cap(void **state)
+{
+    fake_env_t  *e = *state;
+
+    token_cache_set_cap(e->tokens, 2);
+
+    grant(e, "s:a", "tok-a", 300);
+    fake_now += 1;
+    grant(e, "s:b", "tok-b", 300);
+
+    fake_now += 229;
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a");
+    assert_int_equal(fake_xfer_count(), 1);
+
+    /* a newer entry needs room: b goes, though a is older */
+    token_refuse(e->tokens, fake_reg(e), "s:c");
+    assert_int_equal(token_cache_count(e->tokens), 2);
+    assert_int_equal(fake_xfer_count(), 1);
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a");
+    assert_null(token_lookup(e->tokens, FAKE_REG, "s:b"));
+
+    reply_token("{\"token\":\"tok-a2\",\"expires_in\":300}");
+    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a2");
+}
+
+
 int
 main(void)
 {
@@ -901,6 +1260,22 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cap, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_cap_many, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_window, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_once, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_replaces, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_fails, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_joined, fake_env_setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_forget_refuse,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_origin_rule,
+                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_cap, fake_env_setup,
                                         fake_env_teardown),
     };
 
