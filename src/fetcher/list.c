@@ -29,10 +29,11 @@ json_t *
 list_stored(const list_kind_t *kind, const char *path, long max_age,
     long expire)
 {
-    char        *text;
-    size_t       len;
-    long long    mtime, age;
-    json_t      *root, *list;
+    char             *text;
+    size_t            len;
+    long long         mtime, age;
+    json_t           *root, *list;
+    struct timespec   now;
 
     if (path[0] == '\0'
         || oci_store_cache_read(path, kind->body_max, &text, &len, &mtime)
@@ -41,13 +42,10 @@ list_stored(const list_kind_t *kind, const char *path, long max_age,
         return NULL;
     }
 
-    age = (long long) time(NULL) - mtime;
-
-    /* time(NULL) reads a coarser clock than the one that stamps files: a
-     * file written just now may look a second younger than that */
-    if (age < 0 && age > -3) {
-        age = 0;
-    }
+    /* the clock that stamps files, not time(NULL)'s coarser one: a file
+     * written just now must not look younger than now */
+    clock_gettime(CLOCK_REALTIME, &now);
+    age = (long long) now.tv_sec - mtime;
 
     if (age >= expire) {
         free(text);

@@ -414,6 +414,22 @@ done:
 }
 
 
+/* Answer x with a status, a body (NULL: none) and a WWW-Authenticate
+ * challenge (NULL: none). */
+void
+fake_reply_to(xfer_t *x, long status, const char *body,
+    const char *challenge)
+{
+    fake_reply_t  r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.body = body;
+    r.www_authenticate = challenge;
+    fake_xfer_reply(x, &r);
+}
+
+
 /*
  * Worker connections.
  */
@@ -582,9 +598,12 @@ fake_cancel(jobs_t *jobs, conn_t *c, uint32_t id)
 void
 fake_age_file(const char *path, long seconds)
 {
-    struct timeval  tv[2];
+    struct timeval   tv[2];
+    struct timespec  now;
 
-    tv[0].tv_sec = time(NULL) - seconds;
+    /* the clock list.c ages files by */
+    clock_gettime(CLOCK_REALTIME, &now);
+    tv[0].tv_sec = now.tv_sec - seconds;
     tv[0].tv_usec = 0;
     tv[1] = tv[0];
     assert_int_equal(utimes(path, tv), 0);

@@ -140,19 +140,6 @@ issue(fake_env_t *e)
 
 
 static void
-reply_to(xfer_t *x, long status, const char *body, const char *challenge)
-{
-    fake_reply_t  r;
-
-    memset(&r, 0, sizeof(r));
-    r.status = status;
-    r.body = body;
-    r.www_authenticate = challenge;
-    fake_xfer_reply(x, &r);
-}
-
-
-static void
 test_redirect_target_gets_nothing(void **state)
 {
     fake_env_t  *e = *state;
@@ -208,19 +195,19 @@ test_basic(void **state)
 
     x = fake_xfer_one();
     assert_string_equal(x->username, "");
-    reply_to(x, 401, NULL, BASIC);
+    fake_reply_to(x, 401, NULL, BASIC);
 
     x = fake_xfer_one();
     assert_string_equal(x->username, "alice");
     assert_string_equal(x->password, "pw");
     assert_string_equal(x->bearer, "");
-    reply_to(x, 200, "{}", NULL);
+    fake_reply_to(x, 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     issue(e);
     x = fake_xfer_one();
     assert_string_equal(x->username, "alice");
-    reply_to(x, 200, "{}", NULL);
+    fake_reply_to(x, 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
     assert_int_equal(fake_xfers.started, 3);
     assert_int_equal(stats_registry(reg_of(e))->auth_failures, 0);
@@ -238,8 +225,8 @@ test_basic_refused(void **state)
 
     with_password(e);
     issue(e);
-    reply_to(fake_xfer_one(), 401, NULL, BASIC);
-    reply_to(fake_xfer_one(), 401, NULL, BASIC);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BASIC);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BASIC);
     assert_string_equal(fake_conn_take(&e->c1), REFUSED);
     assert_int_equal(stats_registry(reg_of(e))->auth_failures, 1);
 
@@ -249,7 +236,7 @@ test_basic_refused(void **state)
         assert_int_equal(x->answer, 401);
         assert_string_equal(x->username, "");
         /* what xfer.c makes of it: a 401 without a challenge */
-        reply_to(x, 401, NULL, NULL);
+        fake_reply_to(x, 401, NULL, NULL);
         assert_string_equal(fake_conn_take(&e->c1), REFUSED);
     }
 
@@ -273,29 +260,29 @@ test_token_with_credentials(void **state)
 
     with_password(e);
     issue(e);
-    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
 
     x = fake_xfer_one();
     assert_non_null(strstr(x->url, "https://auth.test/token?"));
     assert_string_equal(x->username, "alice");
     assert_string_equal(x->password, "pw");
-    reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
+    fake_reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
 
     x = fake_xfer_one();
     assert_string_equal(x->bearer, "tok");
     assert_string_equal(x->username, "");
-    reply_to(x, 200, "{}", NULL);
+    fake_reply_to(x, 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     /* the token service refuses: a clear FAIL, remembered */
     token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
     issue(e);
-    reply_to(fake_xfer_one(), 401, NULL, BEARER);
-    reply_to(fake_xfer_one(), 401, NULL, NULL);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    fake_reply_to(fake_xfer_one(), 401, NULL, NULL);
     assert_string_equal(fake_conn_take(&e->c1), REFUSED);
     issue(e);
     assert_int_equal(fake_xfer_one()->answer, 401);
-    reply_to(fake_xfer_one(), 401, NULL, NULL);
+    fake_reply_to(fake_xfer_one(), 401, NULL, NULL);
     assert_string_equal(fake_conn_take(&e->c1), REFUSED);
 }
 
@@ -315,7 +302,7 @@ test_token_file(void **state)
     issue(e);
     x = fake_xfer_one();
     assert_string_equal(x->bearer, "file-token");
-    reply_to(x, 401, NULL, BEARER);
+    fake_reply_to(x, 401, NULL, BEARER);
     assert_string_equal(fake_conn_take(&e->c1), REFUSED);
     assert_int_equal(fake_xfers.started, 1);
 }
@@ -329,26 +316,26 @@ test_token_renewed_once(void **state)
     fake_env_t  *e = *state;
 
     issue(e);
-    reply_to(fake_xfer_one(), 401, NULL, BEARER);
-    reply_to(fake_xfer_one(), 200, "{\"token\":\"t1\"}", NULL);
-    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    fake_reply_to(fake_xfer_one(), 200, "{\"token\":\"t1\"}", NULL);
+    fake_reply_to(fake_xfer_one(), 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     /* upstream says t1 is no good any more */
     issue(e);
     assert_string_equal(fake_xfer_one()->bearer, "t1");
-    reply_to(fake_xfer_one(), 401, NULL, BEARER);
-    reply_to(fake_xfer_one(), 200, "{\"token\":\"t2\"}", NULL);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    fake_reply_to(fake_xfer_one(), 200, "{\"token\":\"t2\"}", NULL);
     assert_string_equal(fake_xfer_one()->bearer, "t2");
-    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    fake_reply_to(fake_xfer_one(), 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     /* granted, then refused for the repository: no third token */
     token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
     issue(e);
-    reply_to(fake_xfer_one(), 401, NULL, BEARER);
-    reply_to(fake_xfer_one(), 200, "{\"token\":\"t3\"}", NULL);
-    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    fake_reply_to(fake_xfer_one(), 200, "{\"token\":\"t3\"}", NULL);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 401 UNAUTHORIZED upstream refused access\n");
     assert_int_equal(stats_registry(reg_of(e))->auth_failures, 1);
@@ -370,8 +357,8 @@ test_redirect_target_401(void **state)
     x = fake_xfer_one();
     snprintf(x->effective_url, sizeof(x->effective_url),
              "http://cdn.test/blobs/x?sig=1");
-    reply_to(x, 401, NULL, "Bearer realm=\"https://evil.test/token\","
-             "service=\"evil\"");
+    fake_reply_to(x, 401, NULL, "Bearer realm=\"https://evil.test/token\","
+                  "service=\"evil\"");
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 401 UNAUTHORIZED upstream redirect target "
                         "requires authentication\n");
@@ -383,7 +370,7 @@ test_redirect_target_401(void **state)
     x = fake_xfer_one();
     snprintf(x->effective_url, sizeof(x->effective_url),
              "http://one.test:8080" PATH);
-    reply_to(x, 401, NULL, BASIC);
+    fake_reply_to(x, 401, NULL, BASIC);
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 401 UNAUTHORIZED upstream redirect target "
                         "requires authentication\n");
@@ -398,12 +385,12 @@ test_redirect_target_401(void **state)
     x = fake_xfer_one();
     snprintf(x->effective_url, sizeof(x->effective_url),
              "HTTP://One.Test:80/elsewhere");
-    reply_to(x, 401, NULL, BEARER);
+    fake_reply_to(x, 401, NULL, BEARER);
     x = fake_xfer_one();
     assert_non_null(strstr(x->url, "https://auth.test/token?"));
     assert_string_equal(x->username, "alice");
-    reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
-    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    fake_reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
+    fake_reply_to(fake_xfer_one(), 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 }
 
@@ -425,30 +412,30 @@ test_http_realm_of_https_registry(void **state)
     issue(e);
     x = fake_xfer_one();
     assert_string_equal(x->url, "https://one.test" PATH);
-    reply_to(x, 401, NULL, "Bearer realm=\"http://auth.test/token\","
-             "service=\"reg.test\"");
+    fake_reply_to(x, 401, NULL, "Bearer realm=\"http://auth.test/token\","
+                  "service=\"reg.test\"");
 
     x = fake_xfer_one();
     assert_non_null(strstr(x->url, "http://auth.test/token?"));
     assert_null(strstr(x->url, "account="));
     assert_string_equal(x->username, "");
     assert_string_equal(x->password, "");
-    reply_to(x, 200, "{\"token\":\"anon\"}", NULL);
+    fake_reply_to(x, 200, "{\"token\":\"anon\"}", NULL);
 
     x = fake_xfer_one();
     assert_string_equal(x->bearer, "anon");
-    reply_to(x, 200, "{}", NULL);
+    fake_reply_to(x, 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     /* an https realm gets them */
     token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
     issue(e);
-    reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
     x = fake_xfer_one();
     assert_string_equal(x->username, "alice");
     assert_string_equal(x->password, "pw");
-    reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
-    reply_to(fake_xfer_one(), 200, "{}", NULL);
+    fake_reply_to(x, 200, "{\"token\":\"tok\"}", NULL);
+    fake_reply_to(fake_xfer_one(), 200, "{}", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 }
 

@@ -210,24 +210,11 @@ new_job(fake_env_t *e, const job_ops_t *ops, const char *reg,
 }
 
 
-static void
-reply_to(xfer_t *x, long status, const char *body, const char *challenge)
-{
-    fake_reply_t  r;
-
-    memset(&r, 0, sizeof(r));
-    r.status = status;
-    r.body = body;
-    r.www_authenticate = challenge;
-    fake_xfer_reply(x, &r);
-}
-
-
 /* Answer the only transfer running. */
 static void
 reply(long status, const char *body)
 {
-    reply_to(fake_xfer_one(), status, body, NULL);
+    fake_reply_to(fake_xfer_one(), status, body, NULL);
 }
 
 
@@ -245,8 +232,8 @@ reply_rc(CURLcode rc)
 static void
 reply_401(const char *challenge)
 {
-    reply_to(fake_xfer_one(), 401,
-             "{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}", challenge);
+    fake_reply_to(fake_xfer_one(), 401,
+                  "{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}", challenge);
 }
 
 
@@ -919,8 +906,8 @@ test_auth_shared(void **state)
     job_issue(a);
     job_issue(b);
 
-    reply_to(fake_xfer_at(0), 401, NULL, CHALLENGE);
-    reply_to(fake_xfer_at(0), 401, NULL, CHALLENGE);
+    fake_reply_to(fake_xfer_at(0), 401, NULL, CHALLENGE);
+    fake_reply_to(fake_xfer_at(0), 401, NULL, CHALLENGE);
     assert_string_equal(fake_xfer_one()->url, TOKEN_URL);
     assert_int_equal(fake_xfers.started, 3);
 
@@ -931,8 +918,8 @@ test_auth_shared(void **state)
     assert_string_equal(fake_xfer_at(0)->bearer, "tok");
     assert_string_equal(fake_xfer_at(1)->bearer, "tok");
 
-    reply_to(fake_xfer_at(1), 200, "b", NULL);
-    reply_to(fake_xfer_at(0), 200, "a", NULL);
+    fake_reply_to(fake_xfer_at(1), 200, "b", NULL);
+    fake_reply_to(fake_xfer_at(0), 200, "a", NULL);
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
     assert_string_equal(fake_conn_take(&e->c2), "DONE 2\n");
 }
@@ -1073,7 +1060,7 @@ test_destroy(void **state)
     assert_non_null(job_add_waiter(c, &e->c2, 3));
     job_issue(a);
     job_issue(b);
-    reply_to(fake_xfer_at(1), 401, NULL, CHALLENGE);
+    fake_reply_to(fake_xfer_at(1), 401, NULL, CHALLENGE);
     assert_int_equal(fake_xfer_count(), 2);
 
     jobs_destroy(e->jobs);
@@ -1187,7 +1174,7 @@ test_endpoints_answered_locally(void **state)
     assert_true(st->requests == 0);
 
     /* what xfer.c makes of it: a 401 without a challenge */
-    reply_to(x, 401, NULL, NULL);
+    fake_reply_to(x, 401, NULL, NULL);
     out = fake_conn_take(&e->c1);
     assert_non_null(strstr(out, "FAIL 1 401 UNAUTHORIZED "));
     assert_true(st->requests == 0);

@@ -687,6 +687,37 @@ test_answer(void **state)
 }
 
 
+/* A multi for one registry, "reg.test", with these bandwidth limits
+ * (bytes/s, 0: none) for the fetcher group and the registry.  cf and reg
+ * must outlive the multi; stats_destroy() after it. */
+static xfer_multi_t *
+limited_multi(fixture_t *f, oci_config_t *cf, oci_registry_t *reg,
+    long long global_bw, long long reg_bw)
+{
+    xfer_multi_t  *xm;
+
+    memset(reg, 0, sizeof(oci_registry_t));
+    reg->name = "reg.test";
+    reg->tls_verify = 1;
+    reg->connect_timeout = 10;
+    reg->low_speed_time = 30;
+    reg->bandwidth_limit = reg_bw;
+
+    *cf = f->cf;
+    cf->max_transfers = 4;
+    cf->max_per_host = 4;
+    cf->bandwidth_limit = global_bw;
+    cf->registries = reg;
+    cf->n_registries = 1;
+    assert_int_equal(stats_init(cf), 0);
+
+    xm = xfer_multi_create(f->loop, cf);
+    assert_non_null(xm);
+
+    return xm;
+}
+
+
 /* With a bandwidth limit the write callback takes blocks while the
  * bucket holds tokens, then pauses (the bytes are handed over again
  * later) and counts the pause; every 2xx body byte is counted. */
@@ -703,23 +734,9 @@ test_bandwidth_pause(void **state)
     char               block[60];
     int                i;
 
-    memset(&reg, 0, sizeof(reg));
-    reg.name = "reg.test";
-    reg.tls_verify = 1;
-    reg.connect_timeout = 10;
-    reg.low_speed_time = 30;
-
-    cf = f->cf;
-    cf.max_transfers = 4;
-    cf.max_per_host = 4;
-    cf.bandwidth_limit = 5000;       /* a 100-byte burst (20 ms) */
-    cf.registries = &reg;
-    cf.n_registries = 1;
-    assert_int_equal(stats_init(&cf), 0);
+    /* a 100-byte burst (20 ms) */
+    xm = limited_multi(f, &cf, &reg, 5000, 0);
     st = stats_registry(&reg);
-
-    xm = xfer_multi_create(f->loop, &cf);
-    assert_non_null(xm);
 
     memset(&req, 0, sizeof(req));
     req.url = "http://127.0.0.1:9/v2/a/blobs/" DIGEST;
@@ -970,6 +987,18 @@ answer_64k(size_t *len)
 }
 
 
+/* Run the loop until rf's transfer is done (20 s at most). */
+static void
+wait_refuser(fixture_t *f, refuser_t *rf)
+{
+    int  i;
+
+    for (i = 0; i < 400 && rf->done == 0; i++) {
+        assert_true(loop_once(f->loop, 50) >= 0);
+    }
+}
+
+
 /*
  * The block a bandwidth pause kept is handed over again by the tick's
  * curl_easy_pause(CURLPAUSE_CONT); curl 7.88 does it inside that call and
@@ -989,24 +1018,8 @@ test_refusal_in_pause(void **state)
     refuser_t        rf;
     char            *answer, url[128];
     size_t           len;
-    int              i;
 
-    memset(&reg, 0, sizeof(reg));
-    reg.name = "reg.test";
-    reg.tls_verify = 1;
-    reg.connect_timeout = 10;
-    reg.low_speed_time = 30;
-    reg.bandwidth_limit = 100000;       /* a 2000-byte burst */
-
-    cf = f->cf;
-    cf.max_transfers = 4;
-    cf.max_per_host = 4;
-    cf.registries = &reg;
-    cf.n_registries = 1;
-    assert_int_equal(stats_init(&cf), 0);
-
-    xm = xfer_multi_create(f->loop, &cf);
-    assert_non_null(xm);
+    xm = limited_multi(f, &cf, &reg, 0, 100000);    /* a 2000-byte burst */
 
     answer = answer_64k(&len);
     server_start(&srv, f->loop, answer, len);
@@ -1023,9 +1036,7 @@ test_refusal_in_pause(void **state)
     assert_non_null(xfer_start(xm, &req, &refuser_handler, &rf));
     assert_int_equal(xfer_pump(xm), 1);
 
-    for (i = 0; i < 400 && rf.done == 0; i++) {
-        assert_true(loop_once(f->loop, 50) >= 0);
-    }
+    wait_refuser(f, &rf);
 
     assert_int_equal(rf.done, 1);
     assert_int_equal(rf.refused, 1);
@@ -1058,22 +1069,7 @@ test_unshaped_round_trip(void **state)
     size_t           len;
     int              i;
 
-    memset(&reg, 0, sizeof(reg));
-    reg.name = "reg.test";
-    reg.tls_verify = 1;
-    reg.connect_timeout = 10;
-    reg.low_speed_time = 30;
-    reg.bandwidth_limit = 5000;         /* a 100-byte burst */
-
-    cf = f->cf;
-    cf.max_transfers = 4;
-    cf.max_per_host = 4;
-    cf.registries = &reg;
-    cf.n_registries = 1;
-    assert_int_equal(stats_init(&cf), 0);
-
-    xm = xfer_multi_create(f->loop, &cf);
-    assert_non_null(xm);
+    xm = limited_multi(f, &cf, &reg, 0, 5000);      /* a 100-byte burst */
 
     memset(&req, 0, sizeof(req));
     req.url = "http://127.0.0.1:9/v2/";
@@ -1107,9 +1103,7 @@ test_unshaped_round_trip(void **state)
     assert_non_null(xfer_start(xm, &req, &refuser_handler, &rf));
     xfer_pump(xm);
 
-    for (i = 0; i < 400 && rf.done == 0; i++) {
-        assert_true(loop_once(f->loop, 50) >= 0);
-    }
+    wait_refuser(f, &rf);
 
     assert_int_equal(rf.done, 1);
     assert_int_equal(rf.rc, CURLE_OK);
@@ -1126,9 +1120,7 @@ test_unshaped_round_trip(void **state)
     assert_non_null(xfer_start(xm, &req, &refuser_handler, &rf));
     xfer_pump(xm);
 
-    for (i = 0; i < 400 && rf.done == 0; i++) {
-        assert_true(loop_once(f->loop, 50) >= 0);
-    }
+    wait_refuser(f, &rf);
 
     assert_int_equal(rf.done, 1);
     assert_true(rf.rc != CURLE_OK);
