@@ -676,9 +676,9 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, link->log, 0,
                        "ocimirror: message for unknown id %uD", m->id);
 
-        if (m->type == OCI_MSG_BODY) {
+        if (oci_msg_file(m) != NULL) {
             /* handed over to nobody: the fetcher has let go of it */
-            ngx_http_ocimirror_link_release(link, m->path);
+            ngx_http_ocimirror_link_release(link, oci_msg_file(m));
         }
 
         return;
@@ -704,9 +704,9 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
 
     w->handler(w, m);
 
-    if (m->type == OCI_MSG_BODY) {
+    if (oci_msg_file(m) != NULL) {
         /* opened by the handler if it could: the fd keeps it readable */
-        ngx_http_ocimirror_link_release(link, m->path);
+        ngx_http_ocimirror_link_release(link, oci_msg_file(m));
     }
 
     ngx_http_run_posted_requests(c);
@@ -715,8 +715,8 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
 
 /*
  * The link is lost with input not delivered (the lines after one that
- * is too long): no request gets them, but a BODY among them handed over
- * a file that would then be nobody's.
+ * is too long): no request gets them, but a BODY or META among them
+ * handed over a file that would then be nobody's.
  */
 
 static void
@@ -738,9 +738,9 @@ ngx_http_ocimirror_link_drain(ngx_http_ocimirror_link_t *link)
         if (oci_msg_decode((const char *) b->pos, nl + 1 - b->pos,
                            &link->msg, &consumed)
             == OCI_OK
-            && link->msg.type == OCI_MSG_BODY)
+            && oci_msg_file(&link->msg) != NULL)
         {
-            ngx_http_ocimirror_link_release(link, link->msg.path);
+            ngx_http_ocimirror_link_release(link, oci_msg_file(&link->msg));
         }
 
         b->pos = nl + 1;
@@ -749,7 +749,7 @@ ngx_http_ocimirror_link_drain(ngx_http_ocimirror_link_t *link)
 
 
 /*
- * Unlink a file a BODY handed over.  The path comes from another
+ * Unlink a file a BODY or META handed over.  The path comes from another
  * process: only a plain name directly under "<store>/tmp/" is removed.
  */
 

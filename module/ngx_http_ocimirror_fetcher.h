@@ -17,11 +17,12 @@
  * finalizes it or keeps it parked; posted requests are run after it
  * returns.
  *
- * A BODY hands the worker a temp file: the handler may open it, and the
- * link unlinks it as soon as the handler returns (the open fd keeps it
- * readable).  A BODY that finds no waiting request (cancelled, timed
- * out, finished), or that is still unread when the link is lost, has its
- * file unlinked at once.  Only a plain name directly under the store's
+ * A BODY (or a META with a path: a relayed manifest, oci_msg_file())
+ * hands the worker a temp file: the handler may open it, and the link
+ * unlinks it as soon as the handler returns (the open fd keeps it
+ * readable).  Such a message that finds no waiting request (cancelled,
+ * timed out, finished), or that is still unread when the link is lost,
+ * has its file unlinked at once.  Only a plain name directly under the store's
  * "tmp/" is ever unlinked, whatever the line says.
  *
  * A request that finishes while its wait is active calls

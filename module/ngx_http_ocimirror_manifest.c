@@ -2,11 +2,20 @@
  * Manifests.
  *
  * By digest a manifest is immutable: the stored file and its media type
- * answer.  By tag the record must be fresh (younger than the registry's
- * tag_ttl), of a media type the client accepts, and its manifest must be
- * stored; otherwise the fetcher revalidates.  A client HEAD becomes a
- * MANIFEST with head=1 and is answered from META alone, so the upstream
- * sees a HEAD too; a GET is answered with the file META names.
+ * answer, whatever the client's Accept (it named the bytes it wants).
+ * By tag the record must be fresh (younger than the registry's tag_ttl)
+ * and its manifest stored; otherwise the fetcher revalidates (MANIFEST
+ * with accept "-": the mirror's own answer, the same for every client).
+ * A client HEAD becomes a MANIFEST with head=1 and is answered from META
+ * alone, so the upstream sees a HEAD too; a GET is answered with the
+ * file META names.
+ *
+ * Who gets the stored manifest of a tag depends on the client's Accept
+ * alone (oci_accept_serves()): a client that sent none, only wildcards,
+ * or a list that names the stored type.  Any other client gets what the
+ * upstream answers it: MANIFEST with its list, a relay that stores
+ * nothing (a 404 for an index it does not accept, one platform's
+ * manifest of a list, ...); a GET's body then comes in a temp file.
  *
  * Tag records and media types come from the shared cache when it holds
  * them (ngx_http_ocimirror_cache.h), else from their files, and are
@@ -36,8 +45,11 @@ typedef struct {
     const char                      *store;
     oci_route_t                     *route;
     ngx_http_ocimirror_cache_t      *cache;
+    const char                      *accept;    /* the client's list, a
+                                                   copy once it is asked */
+    ngx_uint_t                       relay;     /* asked with it */
 
-    /* the tag record, if one the client accepts exists */
+    /* the tag record, if one that serves the client exists */
     ngx_uint_t                       has_record;
     time_t                           fetched_at;
     char                             hex[OCI_SHA256_HEX_LEN + 1];
@@ -74,8 +86,13 @@ static ngx_int_t ngx_http_ocimirror_manifest_unavailable(
     ngx_http_ocimirror_manifest_ctx_t *ctx, const char *message);
 static void ngx_http_ocimirror_manifest_message(ngx_http_ocimirror_wait_t *w,
     const oci_msg_t *m);
+static ngx_int_t ngx_http_ocimirror_manifest_ask(
+    ngx_http_ocimirror_manifest_ctx_t *ctx);
 static ngx_int_t ngx_http_ocimirror_manifest_meta(
     ngx_http_ocimirror_manifest_ctx_t *ctx, const oci_msg_t *m);
+static ngx_int_t ngx_http_ocimirror_manifest_relayed(
+    ngx_http_ocimirror_manifest_ctx_t *ctx, const oci_msg_t *m,
+    ngx_str_t *digest, ngx_str_t *type);
 static void ngx_http_ocimirror_manifest_count(ngx_http_request_t *r,
     ngx_http_ocimirror_counter_t counter);
 
@@ -88,11 +105,10 @@ ngx_int_t
 ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route)
 {
+    size_t                              len;
     ngx_int_t                           rc;
     const char                         *accept;
     ngx_str_t                           digest;
-    oci_msg_t                           m;
-    ngx_http_ocimirror_loc_conf_t      *lcf;
     ngx_http_ocimirror_manifest_ctx_t  *ctx;
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_ocimirror_manifest_ctx_t));
@@ -105,16 +121,16 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     ctx->route = route;
     ctx->cache = mcf->cache;
 
-    accept = ngx_http_ocimirror_manifest_accept(r);
-
     if (route->is_digest) {
         digest.data = (u_char *) route->reference;
         digest.len = ngx_strlen(route->reference);
 
         rc = ngx_http_ocimirror_manifest_stored(ctx, route->hex,
                                                 &digest, NULL, 0);
+        accept = "";
 
     } else {
+        accept = ngx_http_ocimirror_manifest_accept(r);
         rc = ngx_http_ocimirror_manifest_tagged(ctx, accept);
     }
 
@@ -123,8 +139,43 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
         return rc;
     }
 
-    /* ask the fetcher */
+    /* the list is the worker's until the handler returns: the answer
+     * needs a copy */
 
+    len = ngx_strlen(accept) + 1;
+
+    ctx->accept = ngx_pnalloc(r->pool, len);
+    if (ctx->accept == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy((char *) ctx->accept, accept, len);
+
+    return ngx_http_ocimirror_manifest_ask(ctx);
+}
+
+
+/*
+ * Ask the fetcher: for the mirror's own answer, or (ctx->relay) for the
+ * upstream's answer to this client's Accept.  What a content handler
+ * returns, or what the message handler finalizes with (NGX_DONE: parked
+ * again).
+ */
+
+static ngx_int_t
+ngx_http_ocimirror_manifest_ask(ngx_http_ocimirror_manifest_ctx_t *ctx)
+{
+    ngx_int_t                        rc;
+    oci_msg_t                        m;
+    oci_route_t                     *route;
+    ngx_http_request_t              *r;
+    ngx_http_ocimirror_loc_conf_t   *lcf;
+    ngx_http_ocimirror_main_conf_t  *mcf;
+
+    r = ctx->request;
+    route = ctx->route;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_ocimirror_module);
 
     oci_msg_init(&m, OCI_MSG_MANIFEST, 0);
@@ -134,8 +185,12 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     ngx_cpystrn((u_char *) m.name, (u_char *) route->name, sizeof(m.name));
     ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
                 sizeof(m.reference));
-    ngx_cpystrn((u_char *) m.accept, (u_char *) accept, sizeof(m.accept));
     m.head = (r->method == NGX_HTTP_HEAD);
+
+    if (ctx->relay) {
+        ngx_cpystrn((u_char *) m.accept, (u_char *) ctx->accept,
+                    sizeof(m.accept));
+    }
 
     rc = ngx_http_ocimirror_ask(r, mcf->link, &ctx->wait,
                                 ngx_http_ocimirror_manifest_message, ctx,
@@ -335,9 +390,10 @@ ngx_http_ocimirror_manifest_stored(ngx_http_ocimirror_manifest_ctx_t *ctx,
 
 
 /*
- * Serve a fresh tag record the client accepts.  NGX_DECLINED otherwise;
- * a record the client accepts is then kept in ctx for
- * ngx_http_ocimirror_manifest_unavailable().
+ * Serve a fresh tag record that serves the client.  NGX_DECLINED
+ * otherwise; a record that serves the client is then kept in ctx for
+ * ngx_http_ocimirror_manifest_unavailable(), and one that does not sets
+ * ctx->relay.
  */
 
 static ngx_int_t
@@ -353,10 +409,16 @@ ngx_http_ocimirror_manifest_tagged(ngx_http_ocimirror_manifest_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    if (!oci_accept_allows(accept, rec.media_type)
-        || oci_digest_parse(rec.digest, ngx_strlen(rec.digest), ctx->hex)
-           != OCI_OK)
+    if (oci_digest_parse(rec.digest, ngx_strlen(rec.digest), ctx->hex)
+        != OCI_OK)
     {
+        return NGX_DECLINED;
+    }
+
+    if (!oci_accept_serves(accept, rec.media_type)) {
+        /* what the upstream answers this client, fresh record or not:
+         * the relay does not depend on it */
+        ctx->relay = 1;
         return NGX_DECLINED;
     }
 
@@ -545,6 +607,16 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
                                              "fetcher");
     }
 
+    /* the mirror's own answer may not be this client's: then the
+     * upstream's answer to it is */
+
+    if (!ctx->route->is_digest && !ctx->relay
+        && !oci_accept_serves(ctx->accept, m->media_type))
+    {
+        ctx->relay = 1;
+        return ngx_http_ocimirror_manifest_ask(ctx);
+    }
+
     /* m is the link's buffer: keep copies */
 
     digest.data = ngx_pnalloc(r->pool, digest.len + type.len);
@@ -554,6 +626,10 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
 
     type.data = ngx_cpymem(digest.data, m->digest, digest.len);
     ngx_memcpy(type.data, m->media_type, type.len);
+
+    if (oci_msg_file(m) != NULL) {
+        return ngx_http_ocimirror_manifest_relayed(ctx, m, &digest, &type);
+    }
 
     if (r->method != NGX_HTTP_HEAD) {
         rc = ngx_http_ocimirror_manifest_stored(ctx, hex, &digest,
@@ -593,6 +669,43 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
     }
 
     return ngx_http_send_header(r);
+}
+
+
+/* A relayed GET: the upstream's body for this client, in the temp file
+ * META handed over (the link unlinks it once this returns). */
+
+static ngx_int_t
+ngx_http_ocimirror_manifest_relayed(ngx_http_ocimirror_manifest_ctx_t *ctx,
+    const oci_msg_t *m, ngx_str_t *digest, ngx_str_t *type)
+{
+    off_t                size;
+    ngx_fd_t             fd;
+    ngx_int_t            rc;
+    ngx_str_t            path, etag;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    rc = ngx_http_ocimirror_open_body(r, m->path, "relayed manifest", &path,
+                                      &fd, &size);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_ocimirror_send_error(r,
+                                             NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             OCI_ERR_UNAVAILABLE,
+                                             "relayed manifest unreadable");
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_ocimirror_etag(r, digest, &etag) != NGX_OK
+        || ngx_http_ocimirror_set_content(r, size, type, digest, &etag)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_ocimirror_send_file(r, fd, &path, size, 0);
 }
 
 

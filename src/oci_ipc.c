@@ -60,7 +60,7 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_SIZE] =     { "SIZE", 4, 4 },
     [OCI_MSG_PROGRESS] = { "PROGRESS", 8, 3 },
     [OCI_MSG_DONE] =     { "DONE", 4, 2 },
-    [OCI_MSG_META] =     { "META", 4, 6 },
+    [OCI_MSG_META] =     { "META", 4, 7 },
     [OCI_MSG_BODY] =     { "BODY", 4, 5 },
     [OCI_MSG_FAIL] =     { "FAIL", 4, 4 },
     [OCI_MSG_WAIT] =     { "WAIT", 4, 2 },
@@ -171,6 +171,19 @@ oci_ipc_next_valid(const char *s, size_t cap)
 }
 
 
+const char *
+oci_msg_file(const oci_msg_t *m)
+{
+    if (m->type == OCI_MSG_BODY
+        || (m->type == OCI_MSG_META && m->path[0] != '\0'))
+    {
+        return m->path;
+    }
+
+    return NULL;
+}
+
+
 int
 oci_ipc_link_safe(const char *s, size_t len)
 {
@@ -260,7 +273,9 @@ oci_ipc_check(const oci_msg_t *m)
             || (m->stale != 0 && m->stale != 1)
             || !oci_ipc_terminated(m->media_type, sizeof(m->media_type),
                                    &len)
-            || !oci_media_type_valid(m->media_type, len))
+            || !oci_media_type_valid(m->media_type, len)
+            || (m->path[0] != '\0'
+                && !oci_ipc_path_valid(m->path, sizeof(m->path))))
         {
             return OCI_EINVAL;
         }
@@ -455,6 +470,7 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
         oci_ipc_put_num(&o, m->size);
         oci_ipc_put_token(&o, m->media_type);
         oci_ipc_put_num(&o, m->stale);
+        oci_ipc_put_token(&o, m->path);
         break;
 
     case OCI_MSG_BODY:
@@ -750,7 +766,8 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
         if (oci_ipc_copy(&t[2], m->digest, sizeof(m->digest), 0)
             || oci_ipc_num(&t[3], 0, LLONG_MAX, &m->size)
             || oci_ipc_copy(&t[4], m->media_type, sizeof(m->media_type), 0)
-            || oci_ipc_num(&t[5], 0, 1, &num))
+            || oci_ipc_num(&t[5], 0, 1, &num)
+            || oci_ipc_copy(&t[6], m->path, sizeof(m->path), 1))
         {
             return OCI_EINVAL;
         }

@@ -10,6 +10,13 @@
  *   PING     <id>
  *   BLOB     <id> <registry> <name> <digest>
  *   MANIFEST <id> <registry> <name> <reference> <head:0|1> <accept|->
+ *                                     accept "-": the mirror's own answer
+ *                                     (upstream asked for every manifest
+ *                                     type; the tag record, the stored
+ *                                     manifest); a list (of a tag): what
+ *                                     the upstream answers a client with
+ *                                     that Accept, relayed and never
+ *                                     stored
  *   TAGS     <id> <registry> <name> <n|-1> <last|->
  *   REFERRERS <id> <registry> <name> <digest> <artifact-type|->
  *   STATS    <id>                     the fetcher's metrics
@@ -23,9 +30,12 @@
  *                                     the store file if already complete)
  *   PROGRESS <id> <bytes>             bytes written contiguously from 0
  *   DONE     <id>                     blob verified and committed
- *   META     <id> <digest> <size> <media-type> <stale:0|1>
+ *   META     <id> <digest> <size> <media-type> <stale:0|1> <path|->
  *                                     manifest answer; for a GET the
- *                                     manifest is in the store by digest
+ *                                     manifest is in the store by digest,
+ *                                     or, with a path, in that temp file
+ *                                     (a relayed answer), which the worker
+ *                                     unlinks after opening, as a BODY's
  *   BODY     <id> <status> <path> <next|->
  *                                     a body in a temp file that the
  *                                     worker unlinks after opening:
@@ -92,7 +102,8 @@ typedef struct {
     /* SIZE, PROGRESS, META */
     long long       size;                 /* SIZE, META */
     long long       bytes;                /* PROGRESS */
-    char            path[OCI_PATH_MAX];   /* SIZE, BODY */
+    char            path[OCI_PATH_MAX];   /* SIZE, BODY; META: "" or a
+                                             temp file */
     char            digest[OCI_DIGEST_MAX + 1];           /* META */
     char            media_type[OCI_MEDIA_TYPE_MAX + 1];   /* META */
     int             stale;                                /* META */
@@ -114,6 +125,10 @@ void oci_msg_init(oci_msg_t *m, oci_msg_type_t type, uint32_t id);
  * FAIL message has control bytes replaced by spaces.
  */
 int oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap);
+
+/* The temp file m hands over to the worker (a BODY's, a META's with a
+ * path), or NULL. */
+const char *oci_msg_file(const oci_msg_t *m);
 
 /*
  * 1 if s[0..len) may stand in a URI reference of a Link header (a BODY's

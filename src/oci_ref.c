@@ -535,19 +535,36 @@ oci_accept_append(char *out, size_t cap, const char *hdr, size_t len)
 
 
 int
-oci_accept_allows(const char *list, const char *media_type)
+oci_accept_serves(const char *list, const char *media_type)
 {
-    if (list == NULL || list[0] == '\0') {
+    const char  *p, *comma;
+    size_t       n;
+    int          explicit;
+
+    if (list == NULL) {
         return 1;
     }
 
-    if (oci_accept_has(list, "*/*", 3)) {
-        return 1;
+    explicit = 0;
+
+    for (p = list; *p != '\0'; p = comma + 1) {
+        comma = strchr(p, ',');
+        n = (comma != NULL) ? (size_t) (comma - p) : strlen(p);
+
+        if (!(n == 3 && memcmp(p, "*/*", 3) == 0)) {
+            explicit = 1;
+
+            if (media_type != NULL && n == strlen(media_type)
+                && strncasecmp(p, media_type, n) == 0)
+            {
+                return 1;
+            }
+        }
+
+        if (comma == NULL) {
+            break;
+        }
     }
 
-    if (media_type == NULL) {
-        return 0;
-    }
-
-    return oci_accept_has(list, media_type, strlen(media_type));
+    return !explicit;
 }

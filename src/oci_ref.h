@@ -50,11 +50,19 @@ int oci_media_type_valid(const char *s, size_t len);
  */
 int oci_accept_append(char *out, size_t cap, const char *hdr, size_t len);
 
-/* 1 if media_type is acceptable under the list built by
- * oci_accept_append(): an empty list or a wildcard accepts everything. */
-int oci_accept_allows(const char *list, const char *media_type);
+/*
+ * 1 if a client whose Accept list (built by oci_accept_append()) is list
+ * gets the stored manifest of media_type: the list is empty or only
+ * wildcards ("*" "/" "*"; a subtype wildcard such as "application/" "*"
+ * is dropped by oci_accept_append(), so it counts as none), or it names
+ * media_type itself.  An explicit list
+ * that does not name it is answered as the upstream answers that client
+ * (a wildcard beside explicit types does not count: registries ignore it
+ * when they choose a manifest type, and so does the mirror).
+ */
+int oci_accept_serves(const char *list, const char *media_type);
 
-/* The manifest media types the mirror asks for when a client sent none. */
+/* The manifest media types; the mirror asks upstream for all four. */
 #define OCI_MT_OCI_MANIFEST  "application/vnd.oci.image.manifest.v1+json"
 #define OCI_MT_OCI_INDEX     "application/vnd.oci.image.index.v1+json"
 #define OCI_MT_DOCKER_MANIFEST \

@@ -1,7 +1,7 @@
 /*
- * Answers that travel in a temp file: BODY <id> 200 <path> <next|->.
- * The worker opens the file and unlinks it; a file whose message could
- * not be sent is unlinked here.
+ * Answers that travel in a temp file: BODY <id> 200 <path> <next|->, and
+ * the META of a relayed manifest.  The worker opens the file and unlinks
+ * it; a file whose message could not be sent is unlinked here.
  */
 
 #ifndef FETCHER_BODY_H
@@ -15,5 +15,11 @@
  * file (logged).  0, or -1 if nothing was sent. */
 int body_reply(const oci_config_t *cf, conn_t *c, uint32_t id,
     const char *text, size_t len, const char *next);
+
+/* The same for any message that hands over a file (oci_msg_file()):
+ * text goes to a new temp file whose path is put into m, and m is sent
+ * to c with its own id. */
+int body_send(const oci_config_t *cf, conn_t *c, oci_msg_t *m,
+    const char *text, size_t len);
 
 #endif /* FETCHER_BODY_H */

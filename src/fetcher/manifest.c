@@ -2,6 +2,13 @@
  * Manifest jobs.  Identical requests (registry, name, reference, head,
  * accept) in flight share one job.
  *
+ * The mirror's own answer (accept ""): the upstream is asked with every
+ * manifest type the mirror understands, whatever the client sent, so that
+ * what becomes shared state (the tag record, the stored manifest, a
+ * remembered 404) never depends on who asked first.  The worker then
+ * decides per client (oci_accept_serves()): a client whose Accept does not
+ * name the stored type asks again with its list, for a relay.
+ *
  *   by digest:  GET (verify sha256 == digest, store type then body), or
  *               for a HEAD, an upstream HEAD whose Docker-Content-Digest
  *               must be the digest asked for.
@@ -11,21 +18,27 @@
  *               stores the manifest under sha256(body) and writes the
  *               tag record.
  *
- * Tag records are written only when the client's accept list allows an
- * index or a manifest list, so a narrow client never downgrades what broad
- * clients see.  If every endpoint fails (or is throttled or backing off,
- * see endpoints.h) and a record whose manifest is stored exists, it is
- * served stale (META stale=1: the worker adds a Warning), but only within
- * the registry's stale_if_error seconds after it went stale
- * (fetched_at + tag_ttl + stale_if_error > now); later the client gets
- * the error (503, or 429 while throttled).
+ * A relay (accept: the client's list, by tag only) asks the upstream with
+ * that list and hands its answer to the worker as it came: a GET's body
+ * in a temp file of its own per waiter (META with a path), a HEAD's
+ * headers, an error as FAIL.  It stores nothing and remembers nothing:
+ * what a narrow client gets (a 404 for an index it does not accept, a
+ * platform's manifest for a list, a schema 1 conversion) is the
+ * upstream's answer to that client alone.
  *
- * An upstream 404 for a reference, to a request that accepted every
- * manifest type, is remembered for the registry's negative_ttl
- * (negative.h) and answered from memory meanwhile, to every client.
+ * If every endpoint fails (or is throttled or backing off, see
+ * endpoints.h) and a record whose manifest is stored exists, it is served
+ * stale (META stale=1: the worker adds a Warning), but only within the
+ * registry's stale_if_error seconds after it went stale (fetched_at +
+ * tag_ttl + stale_if_error > now); later the client gets the error (503,
+ * or 429 while throttled).
  *
- * Every manifest a GET brings goes to prefetch.c, which may start jobs
- * for its blobs or its platforms' manifests.
+ * An upstream 404 to the mirror's own request is remembered for the
+ * registry's negative_ttl (negative.h) and answered from memory
+ * meanwhile, to every client.
+ *
+ * Every manifest a GET of the mirror's own brings goes to prefetch.c,
+ * which may start jobs for its blobs or its platforms' manifests.
  */
 
 #include <errno.h>
@@ -42,6 +55,7 @@
 
 #include "oci_ref.h"
 #include "oci_store.h"
+#include "body.h"
 #include "job.h"
 #include "log.h"
 #include "prefetch.h"
@@ -50,7 +64,9 @@
 typedef struct {
     job_t             job;                      /* first */
     char              ref[OCI_REF_MAX + 1];
-    char              accept[OCI_ACCEPT_MAX + 1];   /* client's, "" = any */
+    char              accept[OCI_ACCEPT_MAX + 1];   /* a relay's: the
+                                                       client's list */
+    int               relay;                    /* see above */
     int               client_head;
     int               is_digest;
     char              hex[OCI_SHA256_HEX_LEN + 1];  /* if is_digest */
@@ -127,29 +143,6 @@ manifest_stored(const char *root, const char *hex, long long *size,
     *size = (long long) st.st_size;
 
     return 1;
-}
-
-
-/* A broad client's answer may become the tag's record. */
-static int
-manifest_may_record(const char *accept)
-{
-    return oci_accept_allows(accept, OCI_MT_OCI_INDEX)
-           || oci_accept_allows(accept, OCI_MT_DOCKER_LIST);
-}
-
-
-/* Only a 404 to a request that accepted every manifest type says that the
- * manifest is missing: registries also answer 404 when it exists in a type
- * the client did not accept (an index to a narrow client), and a narrow
- * client must not make it missing for the others. */
-static int
-manifest_accepts_all(const char *accept)
-{
-    return oci_accept_allows(accept, OCI_MT_OCI_INDEX)
-           && oci_accept_allows(accept, OCI_MT_DOCKER_LIST)
-           && oci_accept_allows(accept, OCI_MT_OCI_MANIFEST)
-           && oci_accept_allows(accept, OCI_MT_DOCKER_MANIFEST);
 }
 
 
@@ -257,6 +250,7 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     mj = (manifest_job_t *) j;
     snprintf(mj->ref, sizeof(mj->ref), "%s", ref);
     snprintf(mj->accept, sizeof(mj->accept), "%s", accept);
+    mj->relay = accept[0] != '\0';
     mj->client_head = head != 0;
     mj->is_digest = hex != NULL;
     j->prio = prio;
@@ -273,7 +267,7 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 
     /* a tag whose record points at a stored manifest: revalidate with a
      * HEAD, and keep it for stale-if-error */
-    if (hex == NULL
+    if (hex == NULL && !mj->relay
         && oci_tag_record_read(jobs->cf->store_path, reg->name, name, ref,
                                &mj->rec) == OCI_OK
         && oci_digest_parse(mj->rec.digest, strlen(mj->rec.digest), rhex)
@@ -285,8 +279,8 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     }
 
     snprintf(j->path, sizeof(j->path), "/v2/%s/manifests/%s", name, ref);
-    j->accept = mj->accept[0] != '\0' ? mj->accept : OCI_MT_ALL_MANIFESTS;
-    j->negative_ref = manifest_accepts_all(mj->accept) ? mj->ref : NULL;
+    j->accept = mj->relay ? mj->accept : OCI_MT_ALL_MANIFESTS;
+    j->negative_ref = mj->relay ? NULL : mj->ref;
     j->head = mj->client_head || mj->revalidate;
 
     job_issue(j);
@@ -304,6 +298,7 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     char                   type[OCI_MEDIA_TYPE_MAX + 1];
     char                   hex[OCI_SHA256_HEX_LEN + 1];
     long long              size;
+    const char            *accept;
     oci_msg_t              r;
     oci_errcode_t          code;
     int                    is_digest, rc;
@@ -349,8 +344,12 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
+    /* by digest the bytes are the client's choice: the stored ones,
+     * whatever its Accept */
+    accept = is_digest ? "" : m->accept;
+
     manifest_key(key, sizeof(key), reg, m->name, m->reference, m->head,
-                 m->accept);
+                 accept);
 
     j = job_find(jobs, key);
 
@@ -365,7 +364,7 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     manifest_start(jobs, reg, m->name, m->reference,
-                   is_digest ? hex : NULL, m->head, m->accept, key,
+                   is_digest ? hex : NULL, m->head, accept, key,
                    XFER_PRIO_CLIENT, c, m->id);
 }
 
@@ -532,7 +531,7 @@ manifest_head_done(manifest_job_t *mj, const xfer_resp_t *r)
 
     /* a client HEAD by tag: answered from the headers; the worker checks
      * that the body is stored before it serves a GET from this record */
-    if (manifest_may_record(mj->accept)) {
+    if (!mj->relay) {
         manifest_write_record(mj, r->digest, r->content_length, type);
     }
 
@@ -619,6 +618,40 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
 }
 
 
+/* A relay's GET answer, to each waiter as the upstream gave it: the body
+ * in a temp file of its own (the worker unlinks it once open), or for a
+ * client HEAD (whose upstream HEAD did not tell it all) the headers. */
+static void
+manifest_relay(manifest_job_t *mj, const char *digest, const char *type)
+{
+    job_t     *j = &mj->job;
+    queue_t   *q;
+    waiter_t  *w;
+    oci_msg_t  m;
+
+    for (q = queue_head(&j->waiters); q != queue_sentinel(&j->waiters);
+         q = queue_next(q))
+    {
+        w = queue_data(q, waiter_t, job_link);
+
+        oci_msg_init(&m, OCI_MSG_META, w->id);
+        snprintf(m.digest, sizeof(m.digest), "%s", digest);
+        m.size = (long long) mj->len;
+        snprintf(m.media_type, sizeof(m.media_type), "%s", type);
+
+        if (mj->client_head) {
+            waiter_send(w, &m);
+
+        } else {
+            body_send(j->jobs->cf, w->conn, &m,
+                      mj->body != NULL ? mj->body : "", mj->len);
+        }
+    }
+
+    job_finish(j);
+}
+
+
 static void
 manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
 {
@@ -651,14 +684,6 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
         return;
     }
 
-    if (manifest_header_digest(r) && strcmp(r->digest, digest) != 0) {
-        log_error("%s: Docker-Content-Digest %s but the body is %s; "
-                  "not stored", j->label, r->digest, digest);
-        stats_registry(j->registry)->digest_mismatches++;
-        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
-        return;
-    }
-
     if (manifest_content_type(r->content_type, type, sizeof(type))) {
         if (manifest_type_generic(type)) {
             manifest_body_type(mj, type, sizeof(type));
@@ -670,6 +695,22 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
         return;
     }
 
+    if (mj->relay) {
+        /* the client's own answer, digest header and all (a schema 1
+         * conversion's names its payload, not the body) */
+        manifest_relay(mj, manifest_header_digest(r) ? r->digest : digest,
+                       type);
+        return;
+    }
+
+    if (manifest_header_digest(r) && strcmp(r->digest, digest) != 0) {
+        log_error("%s: Docker-Content-Digest %s but the body is %s; "
+                  "not stored", j->label, r->digest, digest);
+        stats_registry(j->registry)->digest_mismatches++;
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        return;
+    }
+
     if (manifest_store(mj, hex, type) != 0) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
         return;
@@ -677,7 +718,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
 
     stats_registry(j->registry)->manifests_fetched++;
 
-    if (!mj->is_digest && manifest_may_record(mj->accept)) {
+    if (!mj->is_digest) {
         manifest_write_record(mj, digest, (long long) mj->len, type);
     }
 
@@ -704,8 +745,9 @@ manifest_done(job_t *j, const xfer_resp_t *r)
 }
 
 
-/* The stored record, if there is one the client accepts, answers instead
- * of upstream (stale-if-error).  1 if it did (the job is finished). */
+/* The stored record, if there is one, answers instead of upstream
+ * (stale-if-error); the worker decides whether it serves each client.
+ * 1 if it did (the job is finished). */
 static int
 manifest_serve_stale(job_t *j, const char *why)
 {
@@ -713,8 +755,7 @@ manifest_serve_stale(job_t *j, const char *why)
     long long        until;
     queue_t         *q;
 
-    if (!mj->revalidate || !oci_accept_allows(mj->accept, mj->rec.media_type))
-    {
+    if (!mj->revalidate) {
         return 0;
     }
 
@@ -752,8 +793,8 @@ manifest_throttled(job_t *j)
 }
 
 
-/* Every endpoint failed: serve the stored record if there is one the
- * client accepts (stale-if-error). */
+/* Every endpoint failed: serve the stored record if there is one
+ * (stale-if-error). */
 static void
 manifest_unavailable(job_t *j)
 {

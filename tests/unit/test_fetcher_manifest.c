@@ -1,6 +1,7 @@
 /*
  * Unit tests for src/fetcher/manifest.c: GET by tag and by digest (the
- * sha256 checks, what is stored, the tag record and who may write it),
+ * sha256 checks, what is stored, the tag record: always the answer to
+ * every manifest type; relays for the clients it does not serve),
  * the media type (Content-Type without parameters, generic types and the
  * body's "mediaType"), HEAD answered from headers or falling back to GET,
  * revalidation of a stored tag, stale-if-error, coalescing and limits.
@@ -94,7 +95,7 @@ assert_meta(conn_t *c, uint32_t id, const doc_t *d, const char *type,
 {
     char  want[512];
 
-    snprintf(want, sizeof(want), "META %u %s %zu %s %d\n", (unsigned) id,
+    snprintf(want, sizeof(want), "META %u %s %zu %s %d -\n", (unsigned) id,
              d->digest, d->len, type, stale);
     assert_string_equal(fake_conn_take(c), want);
 }
@@ -208,43 +209,121 @@ test_get_by_tag(void **state)
 }
 
 
-/* The client's own accept list goes upstream. */
+/* A relay's answer (META with the temp file of the body): the body is
+ * the upstream's, the temp file is the worker's to unlink. */
 static void
-test_accept_forwarded(void **state)
+assert_relayed(conn_t *c, uint32_t id, const char *digest, const char *body,
+    const char *type)
 {
-    fake_env_t  *e = *state;
-    doc_t        d;
+    oci_msg_t  m;
+    char       buf[512];
 
-    doc(&d, MANIFEST);
-    request(e, &e->c1, 1, "v1", 0, MT_MANIFEST "," MT_INDEX);
-    assert_string_equal(fake_xfer_one()->accept, MT_MANIFEST "," MT_INDEX);
-
-    answer(fake_xfer_one(), &d, MT_MANIFEST, NULL);
-    assert_meta(&e->c1, 1, &d, MT_MANIFEST, 0);
-    assert_record(e, "v1", &d, MT_MANIFEST);
+    assert_true(fake_conn_next(c, &m));
+    assert_int_equal(m.type, OCI_MSG_META);
+    assert_int_equal(m.id, id);
+    assert_string_equal(m.digest, digest);
+    assert_true(m.size == (long long) strlen(body));
+    assert_string_equal(m.media_type, type);
+    assert_int_equal(m.stale, 0);
+    assert_non_null(oci_msg_file(&m));
+    assert_int_equal(fake_read_file(m.path, buf, sizeof(buf)),
+                     (long) strlen(body));
+    assert_string_equal(buf, body);
+    assert_int_equal(unlink(m.path), 0);
 }
 
 
-/* Only a client that accepts an index or a list writes the tag record:
- * a narrow one must not downgrade what broad clients see. */
+/* The mirror's own request asks for every manifest type, whatever the
+ * client sent: the worker decides who gets the stored answer. */
 static void
-test_narrow_client_no_record(void **state)
+test_own_answer_full_accept(void **state)
 {
     fake_env_t  *e = *state;
     doc_t        d;
 
     doc(&d, MANIFEST);
-    request(e, &e->c1, 1, "v1", 0, MT_MANIFEST);
+    request(e, &e->c1, 1, "v1", 0, "");
+    assert_string_equal(fake_xfer_one()->accept, OCI_MT_ALL_MANIFESTS);
     answer(fake_xfer_one(), &d, MT_MANIFEST, d.digest);
-
     assert_meta(&e->c1, 1, &d, MT_MANIFEST, 0);
-    assert_stored(e, &d, MT_MANIFEST);
-    assert_no_record(e, "v1");
-
-    /* a docker list is enough */
-    request(e, &e->c1, 2, "v1", 0, OCI_MT_DOCKER_LIST);
-    answer(fake_xfer_one(), &d, MT_MANIFEST, d.digest);
     assert_record(e, "v1", &d, MT_MANIFEST);
+
+    /* by digest a client's list is not the question either */
+    doc(&d, INDEX);
+    request(e, &e->c1, 2, d.digest, 0, MT_MANIFEST);
+    assert_string_equal(fake_xfer_one()->accept, OCI_MT_ALL_MANIFESTS);
+    answer(fake_xfer_one(), &d, MT_INDEX, NULL);
+    assert_meta(&e->c1, 2, &d, MT_INDEX, 0);
+    assert_stored(e, &d, MT_INDEX);
+}
+
+
+/* A relay asks upstream with the client's list and hands its answer over
+ * as it came; nothing is stored, recorded or remembered. */
+static void
+test_relay(void **state)
+{
+    static const char  schema1_digest[] = "sha256:" HEX64_1;
+
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    doc_t          index, child;
+
+    doc(&index, INDEX);
+    doc(&child, MANIFEST);
+    seed(e, &index, MT_INDEX, (long long) time(NULL));
+
+    /* two clients with the same list share one upstream request */
+    request(e, &e->c1, 1, "v1", 0, MT_MANIFEST);
+    request(e, &e->c2, 2, "v1", 0, MT_MANIFEST);
+    assert_int_equal(fake_xfers.started, 1);
+    assert_string_equal(fake_xfer_one()->accept, MT_MANIFEST);
+    assert_int_equal(fake_xfer_one()->head, 0);
+
+    /* the upstream picks a platform's manifest for them */
+    answer(fake_xfer_one(), &child, MT_MANIFEST, child.digest);
+    assert_relayed(&e->c1, 1, child.digest, MANIFEST, MT_MANIFEST);
+    assert_relayed(&e->c2, 2, child.digest, MANIFEST, MT_MANIFEST);
+    assert_not_stored(e, &child);
+    assert_record(e, "v1", &index, MT_INDEX);
+    assert_int_equal(fake_tmp_count(e), 0);
+
+    /* a schema 1 conversion's digest names its payload, not the body:
+     * relayed as the upstream said it */
+    request(e, &e->c1, 3, "v1", 0, OCI_MT_OCI_INDEX ",x/y");
+    answer(fake_xfer_one(), &child,
+           "application/vnd.docker.distribution.manifest.v1+prettyjws",
+           schema1_digest);
+    assert_relayed(&e->c1, 3, schema1_digest, MANIFEST,
+                   "application/vnd.docker.distribution.manifest.v1"
+                   "+prettyjws");
+    assert_record(e, "v1", &index, MT_INDEX);
+
+    /* a HEAD relay: the upstream's headers */
+    request(e, &e->c1, 4, "v1", 1, MT_MANIFEST);
+    assert_int_equal(fake_xfer_one()->head, 1);
+    answer(fake_xfer_one(), &child, MT_MANIFEST, child.digest);
+    assert_meta(&e->c1, 4, &child, MT_MANIFEST, 0);
+
+    /* a 404 for this client is not a 404 for the others */
+    request(e, &e->c1, 5, "v2", 0, MT_MANIFEST);
+    memset(&r, 0, sizeof(r));
+    r.status = 404;
+    r.body = "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":"
+             "\"OCI index found, but accept header does not support OCI "
+             "indexes\"}]}";
+    fake_xfer_reply(fake_xfer_one(), &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 5 404 MANIFEST_UNKNOWN OCI index found, but "
+                        "accept header does not support OCI indexes\n");
+    assert_no_record(e, "v2");
+
+    request(e, &e->c1, 6, "v2", 0, "");
+    assert_string_equal(fake_xfer_one()->accept, OCI_MT_ALL_MANIFESTS);
+    answer(fake_xfer_one(), &index, MT_INDEX, index.digest);
+    assert_meta(&e->c1, 6, &index, MT_INDEX, 0);
+    assert_record(e, "v2", &index, MT_INDEX);
+    assert_int_equal(fake_xfers.started, 5);
 }
 
 
@@ -411,7 +490,7 @@ test_head_by_tag(void **state)
     assert_not_stored(e, &d);
     assert_int_equal(fake_xfers.started, 1);
 
-    /* a narrow client's HEAD leaves the record alone */
+    /* a relayed HEAD leaves the record alone */
     doc(&d, MANIFEST);
     request(e, &e->c1, 2, "v1", 1, MT_MANIFEST);
     answer(fake_xfer_one(), &d, MT_MANIFEST, d.digest);
@@ -755,7 +834,7 @@ test_coalesce(void **state)
     request(e, &e->c1, 3, "v1", 0, "");
     assert_int_equal(fake_xfers.started, 1);
 
-    /* another accept list, or a HEAD, is another question */
+    /* a relay, or a HEAD, is another question */
     request(e, &e->c2, 4, "v1", 0, MT_INDEX);
     request(e, &e->c2, 5, "v1", 1, "");
     assert_int_equal(fake_xfers.started, 3);
@@ -765,8 +844,8 @@ test_coalesce(void **state)
     {
         char  want[1024];
 
-        snprintf(want, sizeof(want), "META 1 %s %zu %s 0\n"
-                 "META 3 %s %zu %s 0\n", d.digest, d.len, MT_INDEX,
+        snprintf(want, sizeof(want), "META 1 %s %zu %s 0 -\n"
+                 "META 3 %s %zu %s 0 -\n", d.digest, d.len, MT_INDEX,
                  d.digest, d.len, MT_INDEX);
         assert_string_equal(fake_conn_take(&e->c1), want);
     }
@@ -774,7 +853,7 @@ test_coalesce(void **state)
     assert_meta(&e->c2, 2, &d, MT_INDEX, 0);
 
     answer(fake_xfer_at(0), &d, MT_INDEX, d.digest);
-    assert_meta(&e->c2, 4, &d, MT_INDEX, 0);
+    assert_relayed(&e->c2, 4, d.digest, INDEX, MT_INDEX);
     answer(fake_xfer_at(0), &d, MT_INDEX, d.digest);
     assert_meta(&e->c2, 5, &d, MT_INDEX, 0);
 }
@@ -805,8 +884,8 @@ test_stale_counted_per_waiter(void **state)
     {
         char  want[1024];
 
-        snprintf(want, sizeof(want), "META 1 %s %zu %s 1\n"
-                 "META 3 %s %zu %s 1\n", d.digest, d.len, MT_INDEX,
+        snprintf(want, sizeof(want), "META 1 %s %zu %s 1 -\n"
+                 "META 3 %s %zu %s 1 -\n", d.digest, d.len, MT_INDEX,
                  d.digest, d.len, MT_INDEX);
         assert_string_equal(fake_conn_take(&e->c1), want);
     }
@@ -952,8 +1031,8 @@ test_not_found(void **state)
                         "404\n");
     assert_int_equal(fake_xfers.started, 3);
 
-    /* a 404 to a narrow Accept (an index refused to a client that takes
-     * only manifests) says nothing to the others: not remembered */
+    /* a 404 to a relay (an index refused to a client that takes only
+     * manifests) says nothing to the others: not remembered */
     request(e, &e->c1, 7, "v3", 0, MT_MANIFEST);
     fake_xfer_reply(fake_xfer_one(), &r);
     request(e, &e->c1, 8, "v3", 0, "");
@@ -972,10 +1051,10 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_by_tag, fake_env_setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_accept_forwarded,
+        cmocka_unit_test_setup_teardown(test_own_answer_full_accept,
                                         fake_env_setup, fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_narrow_client_no_record,
-                                        fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_relay, fake_env_setup,
+                                        fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_media_type, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_digest_header, fake_env_setup,

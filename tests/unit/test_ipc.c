@@ -139,12 +139,21 @@ test_answers(void **state)
     m.size = 1234;
     strcpy(m.media_type, OCI_MT_OCI_INDEX);
     m.stale = 1;
-    roundtrip(&m, "META 5 " DIGEST " 1234 " OCI_MT_OCI_INDEX " 1\n");
+    roundtrip(&m, "META 5 " DIGEST " 1234 " OCI_MT_OCI_INDEX " 1 -\n");
+    assert_null(oci_msg_file(&m));
+
+    /* a relayed answer hands over its temp file */
+    m.stale = 0;
+    strcpy(m.path, "/s/tmp/relay.1");
+    roundtrip(&m, "META 5 " DIGEST " 1234 " OCI_MT_OCI_INDEX
+              " 0 /s/tmp/relay.1\n");
+    assert_string_equal(oci_msg_file(&m), "/s/tmp/relay.1");
 
     oci_msg_init(&m, OCI_MSG_BODY, 6);
     m.status = 200;
     strcpy(m.path, "/s/tmp/tags.1");
     roundtrip(&m, "BODY 6 200 /s/tmp/tags.1 -\n");
+    assert_string_equal(oci_msg_file(&m), "/s/tmp/tags.1");
     strcpy(m.next, "n=2&last=b");
     roundtrip(&m, "BODY 6 200 /s/tmp/tags.1 n=2&last=b\n");
 
@@ -404,10 +413,12 @@ test_decode_malformed(void **state)
         "SIZE 1 9223372036854775808 /p\n",
         "PROGRESS 1 -1\n",
         "PROGRESS 1 1.5\n",
-        "META 1 sha256:abc 5 a/b 0\n",
-        "META 1 " DIGEST " 5 a 0\n",
-        "META 1 " DIGEST " 5 a/b 2\n",
-        "META 1 " DIGEST " -1 a/b 0\n",
+        "META 1 sha256:abc 5 a/b 0 -\n",
+        "META 1 " DIGEST " 5 a 0 -\n",
+        "META 1 " DIGEST " 5 a/b 2 -\n",
+        "META 1 " DIGEST " -1 a/b 0 -\n",
+        "META 1 " DIGEST " 5 a/b 0\n",
+        "META 1 " DIGEST " 5 a/b 0 relative\n",
         "BODY 1 200 relative -\n",
         "BODY 1 99 /p -\n",
         "BODY 1 600 /p -\n",

@@ -262,20 +262,32 @@ test_accept(void **state)
 
 
 static void
-test_accept_allows(void **state)
+test_accept_serves(void **state)
 {
-    assert_true(oci_accept_allows("", OCI_MT_OCI_INDEX));
-    assert_true(oci_accept_allows(NULL, OCI_MT_OCI_INDEX));
-    assert_true(oci_accept_allows("a/b,*/*", OCI_MT_OCI_INDEX));
-    assert_true(oci_accept_allows(OCI_MT_ALL_MANIFESTS, OCI_MT_DOCKER_LIST));
-    assert_true(oci_accept_allows("a/b," OCI_MT_OCI_MANIFEST,
+    /* absent, empty or wildcards only: whatever is stored */
+    assert_true(oci_accept_serves("", OCI_MT_OCI_INDEX));
+    assert_true(oci_accept_serves(NULL, OCI_MT_OCI_INDEX));
+    assert_true(oci_accept_serves("*/*", OCI_MT_DOCKER_MANIFEST));
+
+    /* an explicit list: only the types it names */
+    assert_true(oci_accept_serves(OCI_MT_ALL_MANIFESTS, OCI_MT_DOCKER_LIST));
+    assert_true(oci_accept_serves("a/b," OCI_MT_OCI_MANIFEST,
                                   OCI_MT_OCI_MANIFEST));
-    assert_false(oci_accept_allows(OCI_MT_DOCKER_MANIFEST,
+    assert_false(oci_accept_serves(OCI_MT_DOCKER_MANIFEST,
                                    OCI_MT_DOCKER_LIST));
-    /* a prefix is not a match */
-    assert_false(oci_accept_allows("application/vnd.oci.image.index.v1",
+    assert_true(oci_accept_serves("APPLICATION/VND.OCI.IMAGE.INDEX.V1+JSON",
+                                  OCI_MT_OCI_INDEX));
+
+    /* a wildcard beside explicit types does not widen them */
+    assert_false(oci_accept_serves(OCI_MT_DOCKER_MANIFEST ",*/*",
                                    OCI_MT_OCI_INDEX));
-    assert_false(oci_accept_allows(OCI_MT_OCI_INDEX,
+    assert_true(oci_accept_serves("*/*," OCI_MT_OCI_INDEX,
+                                  OCI_MT_OCI_INDEX));
+
+    /* a prefix is not a match */
+    assert_false(oci_accept_serves("application/vnd.oci.image.index.v1",
+                                   OCI_MT_OCI_INDEX));
+    assert_false(oci_accept_serves(OCI_MT_OCI_INDEX,
                                    "application/vnd.oci.image.index.v1"));
 }
 
@@ -291,7 +303,7 @@ main(void)
         cmocka_unit_test(test_digest),
         cmocka_unit_test(test_media_type),
         cmocka_unit_test(test_accept),
-        cmocka_unit_test(test_accept_allows),
+        cmocka_unit_test(test_accept_serves),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
