@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include <libconfig.h>
 
@@ -60,8 +61,20 @@ static int oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc,
 static int oci_config_platform_valid(const char *s);
 static int oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
-static int oci_config_endpoint(oci_config_ctx_t *ctx,
+static int oci_config_endpoint_url(oci_config_ctx_t *ctx,
     const config_setting_t *s, char **out);
+static int oci_config_endpoint(oci_config_ctx_t *ctx,
+    const config_setting_t *s, char **url, oci_credentials_t *creds);
+static int oci_config_credentials(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_credentials_t *creds);
+static int oci_config_hosts(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_registry_t *reg);
+static int oci_config_resolve(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_registry_t *reg);
+static int oci_config_resolve_conflicts(oci_config_ctx_t *ctx,
+    config_t *lc, const oci_config_t *cf);
+static void oci_config_credentials_free(oci_credentials_t *creds);
+static void oci_config_strings_free(char **v, size_t n);
 static int oci_config_transport(oci_config_ctx_t *ctx,
     const config_setting_t *group, const char *section, char **proxy,
     char **no_proxy, long long *bw);
@@ -83,7 +96,8 @@ static const char *const  oci_config_store_keys[] = {
 static const char *const  oci_config_fetcher_keys[] = {
     "socket", "max_transfers", "connect_timeout", "low_speed_time",
     "max_per_host", "http2", "chunk_threshold", "chunk_size",
-    "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit", NULL
+    "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit",
+    "max_retry_after", NULL
 };
 
 static const char *const  oci_config_prefetch_keys[] = {
@@ -95,7 +109,12 @@ static const char *const  oci_config_registry_keys[] = {
     "probe_interval", "backoff", "username", "password_file", "token_file",
     "proxy", "no_proxy", "ca_file", "client_cert", "client_key",
     "tls_verify", "connect_timeout", "low_speed_time", "bandwidth_limit",
-    "stale_if_error", "negative_ttl", "tags_ttl", "referrers_ttl", NULL
+    "stale_if_error", "negative_ttl", "tags_ttl", "referrers_ttl",
+    "max_retry_after", "redirect_hosts", "resolve", NULL
+};
+
+static const char *const  oci_config_endpoint_keys[] = {
+    "url", "username", "password_file", "token_file", NULL
 };
 
 
@@ -475,6 +494,15 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
             cf->low_speed_time = (long) v;
         }
 
+        rc = oci_config_get_int(ctx, group, "max_retry_after", 1, 86400,
+                                &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->max_retry_after = (long) v;
+        }
+
         rc = oci_config_get_int(ctx, group, "max_per_host", 1, 65536, &v);
         if (rc < 0) {
             return rc;
@@ -676,7 +704,7 @@ oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 
 
 static int
-oci_config_endpoint(oci_config_ctx_t *ctx, const config_setting_t *s,
+oci_config_endpoint_url(oci_config_ctx_t *ctx, const config_setting_t *s,
     char **out)
 {
     const char  *url, *host, *slash, *at;
@@ -749,6 +777,46 @@ oci_config_endpoint(oci_config_ctx_t *ctx, const config_setting_t *s,
     (*out)[len] = '\0';
 
     return OCI_OK;
+}
+
+
+/* An endpoint: a URL, or a group { url = ...; credentials }.  OCI_OK or
+ * an error. */
+static int
+oci_config_endpoint(oci_config_ctx_t *ctx, const config_setting_t *s,
+    char **url, oci_credentials_t *creds)
+{
+    config_setting_t  *u;
+
+    if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+        return oci_config_endpoint_url(ctx, s, url);
+    }
+
+    if (!config_setting_is_group(s)) {
+        oci_config_error(ctx, s, "an endpoint must be a URL or a group "
+                         "{ url = \"https://...\"; ... }");
+        return OCI_EINVAL;
+    }
+
+    if (oci_config_check_keys(ctx, s, "registries.endpoints.",
+                              oci_config_endpoint_keys)
+        != OCI_OK)
+    {
+        return OCI_EINVAL;
+    }
+
+    u = config_setting_get_member(s, "url");
+
+    if (u == NULL) {
+        oci_config_error(ctx, s, "an endpoint group without \"url\"");
+        return OCI_EINVAL;
+    }
+
+    if (oci_config_endpoint_url(ctx, u, url) != OCI_OK) {
+        return OCI_EINVAL;
+    }
+
+    return oci_config_credentials(ctx, s, creds);
 }
 
 
@@ -941,6 +1009,274 @@ oci_config_file(oci_config_ctx_t *ctx, const config_setting_t *group,
 }
 
 
+/* username + password_file, or token_file, of a registry or an endpoint
+ * group.  OCI_OK or an error. */
+static int
+oci_config_credentials(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_credentials_t *creds)
+{
+    config_setting_t  *s;
+    int                rc;
+
+    rc = oci_config_dup_string(ctx, group, "username", &creds->username);
+    if (rc < 0) {
+        return rc;
+    }
+
+    if (oci_config_file(ctx, group, "password_file", &creds->password_file)
+            != OCI_OK
+        || oci_config_file(ctx, group, "token_file", &creds->token_file)
+            != OCI_OK)
+    {
+        return OCI_EINVAL;
+    }
+
+    if (creds->username != NULL
+        && (creds->username[0] == '\0'
+            || strchr(creds->username, ':') != NULL
+            || strlen(creds->username) > 256))
+    {
+        oci_config_error(ctx, config_setting_get_member(group, "username"),
+                         "\"username\" must be 1 to 256 characters without "
+                         "\":\"");
+        return OCI_EINVAL;
+    }
+
+    if ((creds->username != NULL) != (creds->password_file.path != NULL)) {
+        s = config_setting_get_member(group, creds->username != NULL
+                                             ? "username" : "password_file");
+        oci_config_error(ctx, s, "\"username\" and \"password_file\" go "
+                         "together");
+        return OCI_EINVAL;
+    }
+
+    if (creds->token_file.path != NULL && creds->username != NULL) {
+        oci_config_error(ctx, config_setting_get_member(group, "token_file"),
+                         "\"token_file\" and \"username\" exclude each "
+                         "other");
+        return OCI_EINVAL;
+    }
+
+    return OCI_OK;
+}
+
+
+/*
+ * A list of strings of a registry: NULL and 0 if absent, else a copy of
+ * each, checked by valid() (which lower-cases it if it wants); what names
+ * a valid value in the error.  OCI_OK or an error.
+ */
+static int
+oci_config_string_list(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *name, int (*valid)(char *v), const char *what, char ***out,
+    size_t *n)
+{
+    config_setting_t  *list, *e;
+    const char        *v;
+    int                len, i;
+
+    list = config_setting_get_member(group, name);
+
+    if (list == NULL) {
+        return OCI_OK;
+    }
+
+    if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
+        oci_config_error(ctx, list, "\"%s\" must be a list ( \"...\", ... )",
+                         name);
+        return OCI_EINVAL;
+    }
+
+    len = config_setting_length(list);
+
+    *out = calloc((size_t) len + 1, sizeof(char *));
+    if (*out == NULL) {
+        oci_config_error(ctx, list, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    for (i = 0; i < len; i++) {
+        e = config_setting_get_elem(list, (unsigned) i);
+        v = config_setting_get_string(e);
+
+        if (v == NULL) {
+            oci_config_error(ctx, e, "\"%s\" must hold strings", name);
+            return OCI_EINVAL;
+        }
+
+        (*out)[i] = strdup(v);
+        if ((*out)[i] == NULL) {
+            oci_config_error(ctx, e, "out of memory");
+            return OCI_ENOMEM;
+        }
+
+        (*n)++;
+
+        if (!valid((*out)[i])) {
+            oci_config_error(ctx, e, "\"%s\": \"%.64s\" is not %s", name, v,
+                             what);
+            return OCI_EINVAL;
+        }
+    }
+
+    return OCI_OK;
+}
+
+
+/* A host name or IPv4 address without a port, lower-cased. */
+static int
+oci_config_redirect_host_valid(char *v)
+{
+    char  *p;
+
+    for (p = v; *p != '\0'; p++) {
+        *p = (char) tolower((unsigned char) *p);
+    }
+
+    return oci_host_valid(v, strlen(v)) && strchr(v, ':') == NULL;
+}
+
+
+/* "host:port:address[,address...]", curl's --resolve; addresses IPv4 or
+ * IPv6 (in brackets or not).  The host is lower-cased. */
+static int
+oci_config_resolve_valid(char *v)
+{
+    char            *p, *port, *addrs, *a, *end, buf[64];
+    unsigned char    bin[sizeof(struct in6_addr)];
+    long             n;
+    size_t           len;
+
+    port = strchr(v, ':');
+    if (port == NULL) {
+        return 0;
+    }
+
+    for (p = v; p < port; p++) {
+        *p = (char) tolower((unsigned char) *p);
+    }
+
+    if (!oci_host_valid(v, (size_t) (port - v))) {
+        return 0;
+    }
+
+    port++;
+    n = strtol(port, &addrs, 10);
+
+    if (addrs == port || *addrs != ':' || n < 1 || n > 65535) {
+        return 0;
+    }
+
+    for (a = addrs + 1; ; a = end + 1) {
+        end = strchr(a, ',');
+        len = end != NULL ? (size_t) (end - a) : strlen(a);
+
+        if (len >= 2 && a[0] == '[' && a[len - 1] == ']') {
+            a++;
+            len -= 2;
+        }
+
+        if (len == 0 || len >= sizeof(buf)) {
+            return 0;
+        }
+
+        memcpy(buf, a, len);
+        buf[len] = '\0';
+
+        if (inet_pton(AF_INET, buf, bin) != 1
+            && inet_pton(AF_INET6, buf, bin) != 1)
+        {
+            return 0;
+        }
+
+        if (end == NULL) {
+            return 1;
+        }
+    }
+}
+
+
+static int
+oci_config_hosts(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_registry_t *reg)
+{
+    return oci_config_string_list(ctx, group, "redirect_hosts",
+                                  oci_config_redirect_host_valid,
+                                  "a host name or IPv4 address without a "
+                                  "port", &reg->redirect_hosts,
+                                  &reg->n_redirect_hosts);
+}
+
+
+static int
+oci_config_resolve(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_registry_t *reg)
+{
+    return oci_config_string_list(ctx, group, "resolve",
+                                  oci_config_resolve_valid,
+                                  "\"host:port:address\" (addresses IPv4 or "
+                                  "IPv6, separated by commas)",
+                                  &reg->resolve, &reg->n_resolve);
+}
+
+
+/*
+ * curl keeps one DNS cache for every transfer of the fetcher: a resolve
+ * entry of one registry answers for the others too.  So one host:port
+ * has one answer in the whole file.  OCI_OK or OCI_EINVAL.
+ */
+static int
+oci_config_resolve_conflicts(oci_config_ctx_t *ctx, config_t *lc,
+    const oci_config_t *cf)
+{
+    const oci_registry_t  *a, *b;
+    const char            *ea, *eb, *ca, *cb;
+    config_setting_t      *list;
+    size_t                 i, j, k, l;
+
+    for (i = 0; i < cf->n_registries; i++) {
+        a = &cf->registries[i];
+
+        for (k = 0; k < a->n_resolve; k++) {
+            ea = a->resolve[k];
+            ca = strchr(strchr(ea, ':') + 1, ':');
+
+            for (j = i; j < cf->n_registries; j++) {
+                b = &cf->registries[j];
+
+                for (l = (j == i ? k + 1 : 0); l < b->n_resolve; l++) {
+                    eb = b->resolve[l];
+                    cb = strchr(strchr(eb, ':') + 1, ':');
+
+                    if (ca - ea != cb - eb || strncmp(ea, eb, ca - ea) != 0
+                        || strcmp(ca, cb) == 0)
+                    {
+                        continue;
+                    }
+
+                    list = config_setting_get_member(
+                               config_setting_get_elem(
+                                   config_lookup(lc, "registries"),
+                                   (unsigned) j),
+                               "resolve");
+                    oci_config_error(ctx,
+                                     config_setting_get_elem(list,
+                                                             (unsigned) l),
+                                     "\"resolve\": %.*s has another "
+                                     "address in registry \"%s\" (curl's "
+                                     "DNS cache is shared: one answer per "
+                                     "host:port)", (int) (cb - eb), eb,
+                                     a->name);
+                    return OCI_EINVAL;
+                }
+            }
+        }
+    }
+
+    return OCI_OK;
+}
+
+
 static int
 oci_config_registry_upstream(oci_config_ctx_t *ctx,
     const config_setting_t *group, oci_config_t *cf, oci_registry_t *reg)
@@ -965,6 +1301,8 @@ oci_config_registry_upstream(oci_config_ctx_t *ctx,
         { "tags_ttl", offsetof(oci_registry_t, tags_ttl), 0, 86400 },
         { "referrers_ttl", offsetof(oci_registry_t, referrers_ttl),
           0, 86400 },
+        { "max_retry_after", offsetof(oci_registry_t, max_retry_after),
+          1, 86400 },
     };
 
     config_setting_t  *s;
@@ -985,6 +1323,7 @@ oci_config_registry_upstream(oci_config_ctx_t *ctx,
     reg->negative_ttl = OCI_DEFAULT_NEGATIVE_TTL;
     reg->tags_ttl = OCI_DEFAULT_TAGS_TTL;
     reg->referrers_ttl = OCI_DEFAULT_REFERRERS_TTL;
+    reg->max_retry_after = cf->max_retry_after;
 
     for (i = 0; i < sizeof(secs) / sizeof(secs[0]); i++) {
         rc = oci_config_get_int(ctx, group, secs[i].name, secs[i].min,
@@ -1054,46 +1393,15 @@ oci_config_registry_upstream(oci_config_ctx_t *ctx,
         return rc;
     }
 
-    rc = oci_config_dup_string(ctx, group, "username", &reg->username);
-    if (rc < 0) {
-        return rc;
-    }
-
-    if (oci_config_file(ctx, group, "password_file", &reg->password_file)
-            != OCI_OK
-        || oci_config_file(ctx, group, "token_file", &reg->token_file)
-            != OCI_OK
+    if (oci_config_credentials(ctx, group, &reg->creds) != OCI_OK
+        || oci_config_hosts(ctx, group, reg) != OCI_OK
+        || oci_config_resolve(ctx, group, reg) != OCI_OK
         || oci_config_file(ctx, group, "ca_file", &reg->ca_file) != OCI_OK
         || oci_config_file(ctx, group, "client_cert", &reg->client_cert)
             != OCI_OK
         || oci_config_file(ctx, group, "client_key", &reg->client_key)
             != OCI_OK)
     {
-        return OCI_EINVAL;
-    }
-
-    if (reg->username != NULL
-        && (reg->username[0] == '\0' || strchr(reg->username, ':') != NULL
-            || strlen(reg->username) > 256))
-    {
-        oci_config_error(ctx, config_setting_get_member(group, "username"),
-                         "\"username\" must be 1 to 256 characters without "
-                         "\":\"");
-        return OCI_EINVAL;
-    }
-
-    if ((reg->username != NULL) != (reg->password_file.path != NULL)) {
-        s = config_setting_get_member(group, reg->username != NULL
-                                             ? "username" : "password_file");
-        oci_config_error(ctx, s, "\"username\" and \"password_file\" go "
-                         "together");
-        return OCI_EINVAL;
-    }
-
-    if (reg->token_file.path != NULL && reg->username != NULL) {
-        oci_config_error(ctx, config_setting_get_member(group, "token_file"),
-                         "\"token_file\" and \"username\" exclude each "
-                         "other");
         return OCI_EINVAL;
     }
 
@@ -1209,20 +1517,23 @@ oci_config_registry_parse(oci_config_ctx_t *ctx,
     }
 
     reg->endpoints = calloc((size_t) n, sizeof(char *));
+    reg->endpoint_creds = calloc((size_t) n, sizeof(oci_credentials_t));
 
-    if (reg->endpoints == NULL) {
+    if (reg->endpoints == NULL || reg->endpoint_creds == NULL) {
         oci_config_error(ctx, eps, "out of memory");
         return OCI_ENOMEM;
     }
 
     for (i = 0; i < (size_t) n; i++) {
+        /* counted first so that destroy frees a half-parsed entry */
+        reg->n_endpoints++;
+
         rc = oci_config_endpoint(ctx, config_setting_get_elem(eps,
-                                 (unsigned) i), &reg->endpoints[i]);
+                                 (unsigned) i), &reg->endpoints[i],
+                                 &reg->endpoint_creds[i]);
         if (rc != OCI_OK) {
             return rc;
         }
-
-        reg->n_endpoints++;
     }
 
     return OCI_OK;
@@ -1274,6 +1585,11 @@ oci_config_registries(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         if (rc != OCI_OK) {
             return rc;
         }
+    }
+
+    rc = oci_config_resolve_conflicts(ctx, lc, cf);
+    if (rc != OCI_OK) {
+        return rc;
     }
 
     name = NULL;
@@ -1399,6 +1715,7 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->chunks_per_blob = OCI_DEFAULT_CHUNKS_PER_BLOB;
     cf->prefetch = 1;
     cf->prefetch_max_bytes = OCI_DEFAULT_PREFETCH_MAX_BYTES;
+    cf->max_retry_after = OCI_DEFAULT_MAX_RETRY_AFTER;
 
     cf->file = strdup(file);
 
@@ -1468,10 +1785,17 @@ oci_config_destroy(oci_config_t *cf)
             free(reg->endpoints);
         }
 
+        if (reg->endpoint_creds != NULL) {
+            for (j = 0; j < reg->n_endpoints; j++) {
+                oci_config_credentials_free(&reg->endpoint_creds[j]);
+            }
+            free(reg->endpoint_creds);
+        }
+
+        oci_config_credentials_free(&reg->creds);
+        oci_config_strings_free(reg->redirect_hosts, reg->n_redirect_hosts);
+        oci_config_strings_free(reg->resolve, reg->n_resolve);
         free(reg->name);
-        free(reg->username);
-        free(reg->password_file.path);
-        free(reg->token_file.path);
         free(reg->proxy);
         free(reg->no_proxy);
         free(reg->ca_file.path);
@@ -1493,6 +1817,67 @@ oci_config_destroy(oci_config_t *cf)
     free(cf->store_path);
     free(cf->file);
     free(cf);
+}
+
+
+static void
+oci_config_credentials_free(oci_credentials_t *creds)
+{
+    free(creds->username);
+    free(creds->password_file.path);
+    free(creds->token_file.path);
+}
+
+
+static void
+oci_config_strings_free(char **v, size_t n)
+{
+    size_t  i;
+
+    if (v == NULL) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        free(v[i]);
+    }
+
+    free(v);
+}
+
+
+int
+oci_credentials_set(const oci_credentials_t *c)
+{
+    return c->username != NULL || c->token_file.path != NULL;
+}
+
+
+const oci_credentials_t *
+oci_endpoint_creds(const oci_registry_t *reg, size_t i)
+{
+    if (reg->endpoint_creds != NULL && i < reg->n_endpoints
+        && oci_credentials_set(&reg->endpoint_creds[i]))
+    {
+        return &reg->endpoint_creds[i];
+    }
+
+    return &reg->creds;
+}
+
+
+int
+oci_redirect_host_allowed(const oci_registry_t *reg, const char *host)
+{
+    size_t  i;
+
+    for (i = 0; i < reg->n_redirect_hosts; i++) {
+        if (strcasecmp(reg->redirect_hosts[i], host) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -1613,19 +1998,38 @@ oci_config_check_one(const oci_config_t *cf, const oci_registry_t *reg,
 }
 
 
+static int
+oci_config_check_creds(const oci_config_t *cf, const oci_registry_t *reg,
+    const oci_credentials_t *creds, char *err, size_t errlen)
+{
+    return oci_config_check_one(cf, reg, "password_file",
+                                &creds->password_file, 1, err, errlen)
+           || oci_config_check_one(cf, reg, "token_file", &creds->token_file,
+                                   1, err, errlen)
+           ? OCI_EIO : OCI_OK;
+}
+
+
 int
 oci_config_check_files(const oci_config_t *cf, char *err, size_t errlen)
 {
     const oci_registry_t  *reg;
-    size_t                 i;
+    size_t                 i, j;
 
     for (i = 0; i < cf->n_registries; i++) {
         reg = &cf->registries[i];
 
-        if (oci_config_check_one(cf, reg, "password_file",
-                                 &reg->password_file, 1, err, errlen)
-            || oci_config_check_one(cf, reg, "token_file", &reg->token_file,
-                                    1, err, errlen)
+        for (j = 0; j < reg->n_endpoints; j++) {
+            if (oci_config_check_creds(cf, reg, &reg->endpoint_creds[j], err,
+                                       errlen)
+                != OCI_OK)
+            {
+                return OCI_EIO;
+            }
+        }
+
+        if (oci_config_check_creds(cf, reg, &reg->creds, err, errlen)
+                != OCI_OK
             || oci_config_check_one(cf, reg, "ca_file", &reg->ca_file, 0,
                                     err, errlen)
             || oci_config_check_one(cf, reg, "client_cert",

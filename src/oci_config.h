@@ -17,12 +17,20 @@
  *     { name = "ghcr.io"; endpoints = ( "https://ghcr.io" ); }
  *   );
  *
+ * An endpoint is a URL, or a group with the URL and credentials of its
+ * own: { url = "https://registry-1.docker.io"; username = "u";
+ * password_file = "/etc/ocimirror/u.pw"; } (or token_file).  An endpoint
+ * without credentials of its own uses the registry's, if any; tokens are
+ * kept per endpoint.
+ *
  * Upstream settings, in "fetcher" (for every registry) and in a registry
  * (for it alone; a registry's own value wins):
  *   proxy = "http://proxy:3128";    "" in a registry: no proxy for it
  *   no_proxy = "localhost,.corp";   hosts reached without the proxy
  *   bandwidth_limit = "100M";       bytes/s, shared by all transfers
  *   connect_timeout, low_speed_time (seconds)
+ *   max_retry_after = 300;          seconds a Retry-After (a 429) is
+ *                                   honoured at most
  * Only in a registry:
  *   select = "ordered" | "fastest";  probe_interval = 30; backoff = 10;
  *   username = "u"; password_file = "/etc/ocimirror/u.pw";
@@ -30,6 +38,15 @@
  *   ca_file, client_cert, client_key (PEM files); tls_verify = true;
  *   stale_if_error = 86400; negative_ttl = 15; tags_ttl = 60;
  *   referrers_ttl = 60;
+ *   redirect_hosts = ( "cdn.corp" );  hosts a redirect or a token realm
+ *                                   may lead to even where their address
+ *                                   is loopback, link-local, private or
+ *                                   unspecified
+ *   resolve = ( "registry.corp:443:10.0.0.5" );  curl's --resolve: the
+ *                                   address of a host:port (split-horizon
+ *                                   DNS); one answer per host:port in the
+ *                                   whole file, as curl's DNS cache is
+ *                                   shared by every transfer
  * The config only names secret files; oci_config_check_files() (the
  * fetcher, at start and in --check) proves they can be read.  The proxy
  * environment variables are not used: only "proxy" sends traffic to a
@@ -64,6 +81,7 @@
 #define OCI_DEFAULT_NEGATIVE_TTL     15
 #define OCI_DEFAULT_TAGS_TTL         60
 #define OCI_DEFAULT_REFERRERS_TTL    60
+#define OCI_DEFAULT_MAX_RETRY_AFTER  300
 
 #define OCI_CHUNK_SIZE_MIN           (64LL * 1024)
 #define OCI_CHUNKS_PER_BLOB_MAX      64
@@ -80,9 +98,20 @@ typedef struct {
     int      line;
 } oci_config_file_t;
 
+/* Upstream credentials: username + password_file, or token_file, or
+ * none (all NULL). */
+typedef struct {
+    char              *username;
+    oci_config_file_t  password_file;
+    oci_config_file_t  token_file;
+} oci_credentials_t;
+
 typedef struct {
     char    *name;            /* "docker.io": what clients route by */
     char   **endpoints;       /* "https://registry-1.docker.io", ... */
+    oci_credentials_t  *endpoint_creds;   /* per endpoint: its own, or
+                                             none (all NULL); see
+                                             oci_endpoint_creds() */
     size_t   n_endpoints;
     long     tag_ttl;         /* seconds a tag record is fresh */
     int      library_prefix;  /* one-part names gain "library/" */
@@ -94,10 +123,8 @@ typedef struct {
                                  first; doubles while it keeps failing,
                                  up to 32 times this */
 
-    /* credentials: username + password_file, or token_file, or none */
-    char              *username;
-    oci_config_file_t  password_file;
-    oci_config_file_t  token_file;
+    /* the registry's credentials, for its endpoints without their own */
+    oci_credentials_t  creds;
 
     /* transport; proxy, no_proxy, timeouts and bandwidth_limit are
      * already resolved against the "fetcher" group's values */
@@ -110,6 +137,11 @@ typedef struct {
     long               connect_timeout;   /* seconds */
     long               low_speed_time;    /* seconds */
     long long          bandwidth_limit;   /* bytes/s; 0: none */
+    long               max_retry_after;   /* seconds */
+    char             **redirect_hosts;    /* lower case */
+    size_t             n_redirect_hosts;
+    char             **resolve;           /* "host:port:address[,...]" */
+    size_t             n_resolve;
 
     long     stale_if_error;  /* seconds past tag_ttl a stale tag may be
                                  served while every endpoint fails */
@@ -133,6 +165,8 @@ typedef struct {
     char            *no_proxy;
     long long        bandwidth_limit;  /* bytes/s for all registries
                                           together; 0: none */
+    long             max_retry_after;  /* seconds; the registries'
+                                          default */
     int              max_per_host;     /* connections to one host */
     int              http2;            /* multiplex over HTTP/2 if offered */
     long long        chunk_threshold;  /* bytes; smaller blobs: one stream */
@@ -174,6 +208,18 @@ int oci_config_check_files(const oci_config_t *cf, char *err,
  * (empty) or OCI_ERANGE (longer than cap - 1).
  */
 int oci_config_read_secret(const char *path, char *out, size_t cap);
+
+/* The credentials requests to endpoint i of reg carry: the endpoint's
+ * own if it has any, else the registry's (either may be none). */
+const oci_credentials_t *oci_endpoint_creds(const oci_registry_t *reg,
+    size_t i);
+
+/* 1 if c names credentials (a username or a token_file). */
+int oci_credentials_set(const oci_credentials_t *c);
+
+/* 1 if host (a URL's host name or address, any case) is in reg's
+ * redirect_hosts. */
+int oci_redirect_host_allowed(const oci_registry_t *reg, const char *host);
 
 /* Exact, case-sensitive lookup of a registry by name; NULL if absent. */
 oci_registry_t *oci_config_registry(const oci_config_t *cf,

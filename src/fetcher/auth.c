@@ -2,15 +2,18 @@
  * Upstream authentication of jobs: the credentials a request carries, and
  * what a 401 leads to (see job.h).
  *
- * A registry with a token_file gets that token as Bearer on every request
- * to its endpoints, and no token flow.  Otherwise a request carries the
- * cached token of its (registry, scope) if there is one, or Basic if the
- * registry asked for Basic before.  A 401 then leads to one more try: with
- * Basic after a Basic challenge, with a fresh token (asked for with the
- * registry's username and password if it has them) after a Bearer one.  A
- * 401 to a request that carried the configured credentials, or to the one
- * more try, is a refusal: remembered (token.c) so that the requests that
- * follow are answered from memory instead of asking upstream again.
+ * Credentials are an endpoint's (oci_endpoint_creds(): its own, or the
+ * registry's), and so are tokens (token.h): what one endpoint granted or
+ * was given never goes to another.  An endpoint with a token_file gets
+ * that token as Bearer on every request, and no token flow.  Otherwise a
+ * request carries the cached token of its (registry, endpoint, scope) if
+ * there is one, or Basic if the endpoint asked for Basic before.  A 401
+ * then leads to one more try: with Basic after a Basic challenge, with a
+ * fresh token (asked for with the endpoint's username and password if it
+ * has them) after a Bearer one.  A 401 to a request that carried the
+ * configured credentials, or to the one more try, is a refusal:
+ * remembered (token.c) so that the requests that follow are answered from
+ * memory instead of asking upstream again.
  *
  * Only a 401 from the origin (scheme, host, port) of the endpoint asked
  * leads to credentials: requests follow redirects, and a redirect target
@@ -43,14 +46,20 @@ job_from_endpoint(const job_t *j, const char *url)
 }
 
 
+/* The credentials of j's current endpoint. */
+static const oci_credentials_t *
+auth_creds(const job_t *j)
+{
+    return oci_endpoint_creds(j->registry, j->endpoint);
+}
+
+
 /* The refusal of a remembered refusal, or of one just met. */
 static void
 auth_refuse(job_t *j)
 {
-    const oci_registry_t  *reg = j->registry;
-
     job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
-               reg->token_file.path != NULL || reg->username != NULL
+               oci_credentials_set(auth_creds(j))
                ? AUTH_REFUSED : "upstream refused access");
 }
 
@@ -69,11 +78,14 @@ auth_foreign(job_t *j)
 void
 job_auth_request(job_t *j, xfer_req_t *req, int to_endpoint)
 {
-    token_cache_t         *tc = j->jobs->tokens;
-    const oci_registry_t  *reg = j->registry;
-    const char            *token, *password;
+    token_cache_t             *tc = j->jobs->tokens;
+    const oci_registry_t      *reg = j->registry;
+    const oci_credentials_t   *cr = auth_creds(j);
+    const char                *token, *password;
+    size_t                     ep = j->endpoint;
 
     req->registry = reg;
+    req->home = reg->endpoints[ep];
     j->sent_bearer = 0;
     j->sent_basic = 0;
 
@@ -82,19 +94,19 @@ job_auth_request(job_t *j, xfer_req_t *req, int to_endpoint)
         return;
     }
 
-    if (token_refused(tc, reg, j->scope)) {
+    if (token_refused(tc, reg, ep, j->scope)) {
         req->answer = 401;
         return;
     }
 
-    if (reg->token_file.path != NULL) {
-        token = token_file_token(tc, reg);
+    if (cr->token_file.path != NULL) {
+        token = token_file_token(tc, reg, ep);
         req->bearer = token;
         j->sent_bearer = token != NULL;
         return;
     }
 
-    token = token_lookup(tc, reg->name, j->scope);
+    token = token_lookup(tc, reg, ep, j->scope);
 
     if (token != NULL) {
         req->bearer = token;
@@ -102,11 +114,11 @@ job_auth_request(job_t *j, xfer_req_t *req, int to_endpoint)
         return;
     }
 
-    if (reg->username != NULL && token_wants_basic(tc, reg)) {
-        password = token_password(tc, reg);
+    if (cr->username != NULL && token_wants_basic(tc, reg, ep)) {
+        password = token_password(tc, reg, ep);
 
         if (password != NULL) {
-            req->username = reg->username;
+            req->username = cr->username;
             req->password = password;
             j->sent_basic = 1;
         }
@@ -118,13 +130,15 @@ job_auth_request(job_t *j, xfer_req_t *req, int to_endpoint)
 void
 job_auth(job_t *j, const xfer_resp_t *r, const char *from)
 {
-    token_cache_t         *tc = j->jobs->tokens;
-    const oci_registry_t  *reg = j->registry;
-    oci_challenge_t        ch;
-    const char            *hdr;
-    int                    ours;
+    token_cache_t             *tc = j->jobs->tokens;
+    const oci_registry_t      *reg = j->registry;
+    const oci_credentials_t   *cr = auth_creds(j);
+    oci_challenge_t            ch;
+    const char                *hdr;
+    size_t                     ep = j->endpoint;
+    int                        ours;
 
-    if (token_refused(tc, reg, j->scope)) {
+    if (token_refused(tc, reg, ep, j->scope)) {
         log_debug("%s: refusal remembered", j->label);
         auth_refuse(j);
         return;
@@ -137,14 +151,14 @@ job_auth(job_t *j, const xfer_resp_t *r, const char *from)
 
     /* the request carried the configured credentials, or a token just
      * fetched for it: the upstream says no to them */
-    ours = j->sent_basic || (j->sent_bearer && reg->token_file.path != NULL);
+    ours = j->sent_basic || (j->sent_bearer && cr->token_file.path != NULL);
 
     if (j->auth_tried || ours) {
         log_warn("%s: upstream refused %s", j->label,
                  j->sent_basic ? "the configured username and password"
-                 : reg->token_file.path != NULL ? "the configured token_file"
+                 : cr->token_file.path != NULL ? "the configured token_file"
                  : "the token it granted");
-        token_refuse(tc, reg, j->scope);
+        token_refuse(tc, reg, ep, j->scope);
         auth_refuse(j);
         return;
     }
@@ -163,23 +177,23 @@ job_auth(job_t *j, const xfer_resp_t *r, const char *from)
     }
 
     if (ch.scheme == OCI_AUTH_BASIC) {
-        if (reg->username == NULL || token_password(tc, reg) == NULL) {
+        if (cr->username == NULL || token_password(tc, reg, ep) == NULL) {
             log_warn("%s: upstream wants Basic credentials (%s)", j->label,
-                     reg->username == NULL ? "none configured"
-                                           : "password_file unreadable");
+                     cr->username == NULL ? "none configured"
+                                          : "password_file unreadable");
             job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
                        "upstream requires authentication");
             return;
         }
 
-        token_set_basic(tc, reg);
+        token_set_basic(tc, reg, ep);
         j->auth_tried = 1;
         job_issue(j);
         return;
     }
 
-    if (reg->token_file.path != NULL) {
-        /* no token flow for a registry with its own token: the file
+    if (cr->token_file.path != NULL) {
+        /* no token flow for an endpoint with its own token: the file
          * could not be read (logged) */
         job_refuse(j, 401, OCI_ERR_UNAUTHORIZED,
                    "the configured token_file cannot be read");
@@ -188,14 +202,12 @@ job_auth(job_t *j, const xfer_resp_t *r, const char *from)
 
     /* a cached token that no longer works (expired early, revoked) */
     if (j->sent_bearer) {
-        token_forget(tc, reg->name, j->scope);
+        token_forget(tc, reg, ep, j->scope);
     }
 
     j->auth_tried = 1;
 
-    if (token_fetch(tc, reg, reg->endpoints[j->endpoint], j->scope, &ch,
-                    &j->token_waiter)
-        != 0)
+    if (token_fetch(tc, reg, ep, j->scope, &ch, &j->token_waiter) != 0)
     {
         job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
     }
@@ -206,13 +218,15 @@ int
 job_auth_chunk(job_t *j, const xfer_resp_t *r, const char *from,
     unsigned long sent, unsigned long fresh, token_waiter_t *w)
 {
-    token_cache_t         *tc = j->jobs->tokens;
-    const oci_registry_t  *reg = j->registry;
-    oci_challenge_t        ch;
-    unsigned long          cached;
-    const char            *hdr;
+    token_cache_t             *tc = j->jobs->tokens;
+    const oci_registry_t      *reg = j->registry;
+    const oci_credentials_t   *cr = auth_creds(j);
+    oci_challenge_t            ch;
+    unsigned long              cached;
+    const char                *hdr;
+    size_t                     ep = j->endpoint;
 
-    if (token_refused(tc, reg, j->scope)) {
+    if (token_refused(tc, reg, ep, j->scope)) {
         log_debug("%s: refusal remembered", j->label);
         auth_refuse(j);
         return -1;
@@ -230,18 +244,18 @@ job_auth_chunk(job_t *j, const xfer_resp_t *r, const char *from,
 
     /* the configured credentials went with it (Basic or the token_file):
      * they are refused now */
-    if (reg->token_file.path != NULL
-        || (reg->username != NULL && token_wants_basic(tc, reg)))
+    if (cr->token_file.path != NULL
+        || (cr->username != NULL && token_wants_basic(tc, reg, ep)))
     {
         log_warn("%s: upstream refused the configured credentials",
                  j->label);
-        token_refuse(tc, reg, j->scope);
+        token_refuse(tc, reg, ep, j->scope);
         auth_refuse(j);
         return -1;
     }
 
     /* a token newer than the one it carried (or than none) is cached */
-    cached = token_serial(tc, reg->name, j->scope);
+    cached = token_serial(tc, reg, ep, j->scope);
 
     if (cached != 0 && cached != sent) {
         return 0;
@@ -249,7 +263,7 @@ job_auth_chunk(job_t *j, const xfer_resp_t *r, const char *from,
 
     if (sent != 0 && sent == fresh) {
         log_warn("%s: upstream refused the token it granted", j->label);
-        token_refuse(tc, reg, j->scope);
+        token_refuse(tc, reg, ep, j->scope);
         auth_refuse(j);
         return -1;
     }
@@ -271,13 +285,12 @@ job_auth_chunk(job_t *j, const xfer_resp_t *r, const char *from,
 
     /* the cached token ran out early or was revoked */
     if (cached != 0) {
-        token_forget(tc, reg->name, j->scope);
+        token_forget(tc, reg, ep, j->scope);
     }
 
     log_debug("%s: the token ran out, asking for another", j->label);
 
-    if (token_fetch(tc, reg, reg->endpoints[j->endpoint], j->scope, &ch, w)
-        != 0)
+    if (token_fetch(tc, reg, ep, j->scope, &ch, w) != 0)
     {
         job_refuse(j, 401, OCI_ERR_UNAUTHORIZED, "cannot request a token");
         return -1;
@@ -292,7 +305,9 @@ job_auth_token_failed(job_t *j, oci_errcode_t code)
 {
     job_refuse(j, oci_err_status(code), code,
                code == OCI_ERR_UNAVAILABLE ? "token service unavailable"
-               : j->registry->username != NULL ? AUTH_REFUSED
+               : code == OCI_ERR_UPSTREAM
+               ? "token realm refused: a local or private address"
+               : auth_creds(j)->username != NULL ? AUTH_REFUSED
                : "no token granted");
 }
 

@@ -31,6 +31,18 @@
  * during a long download: a chunk answered 401 there waits (not counted as
  * a failure) while the token is fetched again, and no chunk starts
  * meanwhile; a refusal ends the job with 401 (auth.c, job_auth_chunk()).
+ *
+ * Chunks that go to a redirect target (a CDN) use the URL the registry
+ * signed, which expires: a chunk answered 401, 403 or 410 there asks the
+ * registry again.  It is sent to the registry's blob URL (with its token)
+ * and follows the fresh redirect; once it is answered 206 its URL is the
+ * one the other chunks use.  No other chunk starts meanwhile, chunks that
+ * meet the old URL's expiry too wait for it, and what every chunk got is
+ * kept: only the bytes a chunk still lacks are asked for again.  An expiry
+ * counts as a failure of its chunk only if the URL it expired served no
+ * chunk, so a CDN that refuses every fresh URL ends the job.  A chunk's
+ * redirect target that answers 429 (or is held back after one) ends the
+ * job with 429: that host is left alone for its Retry-After.
  */
 
 #include <errno.h>
@@ -71,6 +83,12 @@ typedef struct {
     int           parallel;                     /* chunks in flight at most */
     char         *url;                          /* where the probe ended */
     int           url_is_endpoint;              /* same origin: send auth */
+    int           url_served;                   /* a chunk completed on
+                                                   url */
+    int           renew;                        /* url expired: the next
+                                                   chunk asks the registry
+                                                   for a fresh one */
+    chunk_t      *renewing;                     /* that chunk, running */
     int           store_failed;                 /* a chunk could not write */
     token_waiter_t  token_waiter;               /* chunks wait for a token */
     unsigned long   fresh_token;                /* the token it got, until a
@@ -396,6 +414,8 @@ blob_chunks_stop(blob_job_t *b)
     free(b->url);
     b->url = NULL;
     b->chunked = 0;
+    b->renew = 0;
+    b->renewing = NULL;
 }
 
 
@@ -687,27 +707,46 @@ blob_body(job_t *j, const char *p, size_t n)
 }
 
 
-/* Start chunk c for the bytes it lacks.  0, or -1 (logged). */
+/* Start chunk c for the bytes it lacks: at b->url, or at the registry
+ * when the URL is to be renewed.  0, or -1 (logged). */
 static int
 blob_chunk_start(blob_job_t *b, chunk_t *c)
 {
     job_t       *j = &b->job;
     xfer_req_t   req;
+    char         url[OCI_PATH_MAX + JOB_PATH_MAX];
+    int          to_endpoint;
 
     memset(&req, 0, sizeof(req));
     req.url = b->url;
     req.redirected = 1;
+    to_endpoint = b->url_is_endpoint;
+
+    if (b->renew) {
+        if (job_url(j, url, sizeof(url)) != 0) {
+            return -1;
+        }
+
+        req.url = url;
+        req.redirected = 0;
+        to_endpoint = 1;
+        b->renewing = c;
+    }
+
     req.prio = j->prio;
     req.urgent = chunks_is_frontier(&b->chunks, c);
     req.ranged = 1;
     req.range_first = c->start + c->got;
     req.range_last = c->end - 1;
     req.http1 = 1;
-    job_auth_request(j, &req, b->url_is_endpoint);
+    job_auth_request(j, &req, to_endpoint);
 
     /* which token it carries, for its 401 */
-    c->token = req.bearer != NULL && j->registry->token_file.path == NULL
-               ? token_serial(j->jobs->tokens, j->registry->name, j->scope)
+    c->token = req.bearer != NULL
+               && oci_endpoint_creds(j->registry, j->endpoint)
+                      ->token_file.path == NULL
+               ? token_serial(j->jobs->tokens, j->registry, j->endpoint,
+                              j->scope)
                : 0;
 
     c->xfer = xfer_start(j->jobs->xm, &req, &blob_chunk_handler, c);
@@ -722,8 +761,8 @@ blob_chunk_start(blob_job_t *b, chunk_t *c)
 
 
 /* Keep parallel chunks in flight, the lowest waiting one first; none
- * while they wait for a token.  0, or -1 if a transfer could not be set up
- * (logged). */
+ * while they wait for a token, only one while the URL is renewed.  0, or
+ * -1 if a transfer could not be set up (logged). */
 static int
 blob_schedule(blob_job_t *b)
 {
@@ -733,7 +772,7 @@ blob_schedule(blob_job_t *b)
         return 0;
     }
 
-    while (b->chunks.running < b->parallel
+    while (b->chunks.running < b->parallel && b->renewing == NULL
            && (c = chunks_next(&b->chunks)) != NULL)
     {
         if (blob_chunk_start(b, c) != 0) {
@@ -742,6 +781,74 @@ blob_schedule(blob_job_t *b)
     }
 
     return 0;
+}
+
+
+/*
+ * Chunk c (running) was answered 401, 403 or 410 by the redirect target
+ * b->url: the signed URL expired.  It runs again once the registry gave a
+ * fresh one (see above).  0, or -1 if that was one expiry too many (the
+ * caller fails the chunk).
+ */
+static int
+blob_chunk_expired(blob_job_t *b, chunk_t *c, long status, int renewal)
+{
+    job_t  *j = &b->job;
+
+    if (renewal) {
+        /* the fresh URL failed at once: counted, the retry asks again */
+        log_warn("%s: the fresh redirect URL answered %ld", j->label,
+                 status);
+        return -1;
+    }
+
+    if (b->renew) {
+        /* the renewal is under way, or was asked for: wait for it */
+        chunks_again(&b->chunks, c);
+        return 0;
+    }
+
+    log_info("%s: the redirect URL answered %ld, asking the registry for "
+             "a fresh one", j->label, status);
+
+    b->renew = 1;
+    stats_registry(j->registry)->urls_renewed++;
+
+    if (!b->url_served) {
+        /* a URL that never served a chunk: the CDN refuses, not expiry */
+        return -1;
+    }
+
+    chunks_again(&b->chunks, c);
+
+    return 0;
+}
+
+
+/* The renewal chunk got its 206 from url: the URL of every chunk now. */
+static int
+blob_chunk_renewed(blob_job_t *b, const char *url)
+{
+    job_t  *j = &b->job;
+    char   *copy;
+
+    copy = strdup(url);
+    if (copy == NULL) {
+        return -1;
+    }
+
+    free(b->url);
+    b->url = copy;
+    b->url_is_endpoint =
+        url_same_origin(b->url, j->registry->endpoints[j->endpoint]);
+    b->url_served = 0;
+    b->renew = 0;
+    b->renewing = NULL;
+
+    log_debug("%s: chunks go to the fresh URL now", j->label);
+
+    /* queued only: they start from the loop, after this callback */
+    return blob_schedule(b);
 }
 
 
@@ -865,6 +972,7 @@ blob_chunk_ended(blob_job_t *b, chunk_t *c, int ok, const char *why)
             b->fresh_token = 0;
         }
 
+        b->url_served = 1;
         chunks_done(&b->chunks, c);
         blob_chunks_next(b);
         return;
@@ -901,6 +1009,13 @@ blob_chunk_headers(xfer_t *x, void *data)
                  c->end - 1, b->size, r->status, r->range_first,
                  r->range_last, r->range_total);
         return -1;
+    }
+
+    if (c == b->renewing) {
+        if (blob_chunk_renewed(b, xfer_effective_url(x)) != 0) {
+            b->store_failed = 1;
+            return -1;
+        }
     }
 
     return 0;
@@ -951,8 +1066,8 @@ blob_chunk_token_done(token_waiter_t *w, int ok, oci_errcode_t code)
         return;
     }
 
-    b->fresh_token = token_serial(j->jobs->tokens, j->registry->name,
-                                  j->scope);
+    b->fresh_token = token_serial(j->jobs->tokens, j->registry,
+                                  j->endpoint, j->scope);
 
     if (blob_schedule(b) != 0) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot start a transfer");
@@ -964,16 +1079,55 @@ static void
 blob_chunk_done(xfer_t *x, CURLcode rc, void *data)
 {
     chunk_t             *c = data;
+    blob_job_t          *b = c->owner;
+    job_t               *j = &b->job;
     const xfer_resp_t   *r;
     char                 why[CURL_ERROR_SIZE + 32];
+    int                  foreign, renewal;
 
     /* the transfer is freed when this returns */
     c->xfer = NULL;
 
+    renewal = c == b->renewing;
+
+    if (renewal) {
+        b->renewing = NULL;
+    }
+
     r = xfer_response(x);
+    foreign = !job_from_endpoint(j, xfer_effective_url(x));
+
+    /* a redirect target that throttles: its Retry-After holds for every
+     * chunk (and every job) that would go there */
+    if ((rc == CURLE_OK && r->status == 429 && foreign) || xfer_held(x)) {
+        if (rc == CURLE_OK) {
+            job_hold_host(j, xfer_effective_url(x), r);
+        }
+
+        job_fail(j, 429, OCI_ERR_TOOMANYREQUESTS,
+                 "upstream redirect target throttles, retry later");
+        return;
+    }
+
+    if (rc != CURLE_OK && xfer_refused(x) != NULL) {
+        job_fail(j, 502, OCI_ERR_UPSTREAM, xfer_refused(x));
+        return;
+    }
+
+    if (rc == CURLE_OK && foreign
+        && (r->status == 401 || r->status == 403 || r->status == 410))
+    {
+        if (blob_chunk_expired(b, c, r->status, renewal) == 0) {
+            blob_chunks_next(b);
+            return;
+        }
+
+        blob_chunk_ended(b, c, 0, "redirect URL refused at once");
+        return;
+    }
 
     if (rc == CURLE_OK && r->status == 401) {
-        blob_chunk_unauthorized(c->owner, c, x, r);
+        blob_chunk_unauthorized(b, c, x, r);
         return;
     }
 

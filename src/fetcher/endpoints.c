@@ -20,6 +20,8 @@ typedef struct {
     int                    down;
     long long              down_until;
     long long              throttled_until;
+    int                    throttled;   /* until a probe after
+                                           throttled_until answers */
     long long              rtt_us;
     xfer_t                *probe;
     char                   url[OCI_PATH_MAX];
@@ -173,16 +175,16 @@ ep_get(endpoints_t *eps, const oci_registry_t *reg, size_t i)
 
 
 static int
-ep_usable(const ep_t *ep, long long now)
+ep_usable(const ep_t *ep)
 {
-    return !ep->down && now >= ep->throttled_until;
+    return !ep->down && !ep->throttled;
 }
 
 
 int
 endpoints_usable(endpoints_t *eps, const oci_registry_t *reg, size_t i)
 {
-    return ep_usable(ep_get(eps, reg, i), eps->now());
+    return ep_usable(ep_get(eps, reg, i));
 }
 
 
@@ -192,15 +194,13 @@ endpoints_order(endpoints_t *eps, const oci_registry_t *reg, size_t *order,
 {
     ep_t       *eparr, *a, *b;
     size_t      i, k, n, t;
-    long long   now;
 
     eparr = ep_registry(eps, reg)->ep;
-    now = eps->now();
     n = 0;
     *throttled = 0;
 
     for (i = 0; i < reg->n_endpoints; i++) {
-        if (ep_usable(&eparr[i], now)) {
+        if (ep_usable(&eparr[i])) {
             order[n++] = i;
 
         } else if (!eparr[i].down) {
@@ -354,12 +354,36 @@ ep_ratelimit(endpoints_t *eps, const oci_registry_t *reg,
 }
 
 
+/* A 429: no requests for Retry-After seconds, at most max_retry_after;
+ * then a probe decides. */
+static void
+ep_throttle(ep_t *ep, const xfer_resp_t *r)
+{
+    const oci_registry_t  *reg = ep->reg;
+    long                   secs;
+
+    secs = r->retry_after >= 0 ? r->retry_after : ENDPOINTS_RETRY_AFTER;
+
+    if (secs > reg->max_retry_after) {
+        secs = reg->max_retry_after;
+    }
+
+    ep->throttled = 1;
+    ep->throttled_until = ep->eps->now() + (long long) secs * 1000;
+    stats_registry(reg)->endpoints[ep->i].throttled++;
+
+    log_warn("registry \"%s\": endpoint %s answered 429, no requests for "
+             "%lds%s, then a probe", reg->name, reg->endpoints[ep->i], secs,
+             r->retry_after > reg->max_retry_after
+             ? " (its Retry-After capped by max_retry_after)" : "");
+}
+
+
 void
 endpoints_answered(endpoints_t *eps, const oci_registry_t *reg, size_t i,
     const xfer_resp_t *r)
 {
-    ep_t       *ep;
-    long        secs;
+    ep_t  *ep;
 
     ep = ep_get(eps, reg, i);
 
@@ -375,12 +399,14 @@ endpoints_answered(endpoints_t *eps, const oci_registry_t *reg, size_t i,
         return;
     }
 
-    secs = r->retry_after >= 0 ? r->retry_after : ENDPOINTS_RETRY_AFTER;
-    ep->throttled_until = eps->now() + (long long) secs * 1000;
-    stats_registry(reg)->endpoints[i].throttled++;
+    ep_throttle(ep, r);
+}
 
-    log_warn("registry \"%s\": endpoint %s answered 429, no requests for "
-             "%lds", reg->name, reg->endpoints[i], secs);
+
+void
+endpoints_redirected(endpoints_t *eps, const oci_registry_t *reg, size_t i)
+{
+    ep_success(ep_get(eps, reg, i));
 }
 
 
@@ -437,7 +463,8 @@ endpoints_tick(endpoints_t *eps)
                 continue;
             }
 
-            if (ep->down ? now >= ep->down_until : round) {
+            if (ep->throttled || (ep->down ? now >= ep->down_until : round))
+            {
                 ep_probe(ep);
             }
         }
@@ -471,13 +498,19 @@ ep_probe_done(xfer_t *x, CURLcode rc, void *data)
     now = eps->now();
     r = xfer_response(x);
 
+    if (rc == CURLE_OK && r->status == 429) {
+        /* still throttled */
+        ep_throttle(ep, r);
+        return;
+    }
+
     if (rc == CURLE_OK && r->status > 0 && r->status < 500) {
         /* the request's own round trip: not the time it queued for a
          * slot or a connection */
         ep->rtt_us = xfer_round_trip_us(x);
         ep_ratelimit(eps, ep->reg, r);
 
-        if (ep->down) {
+        if (ep->down || ep->throttled) {
             log_info("registry \"%s\": endpoint %s answers again",
                      ep->reg->name, ep->reg->endpoints[ep->i]);
         }
@@ -485,6 +518,7 @@ ep_probe_done(xfer_t *x, CURLcode rc, void *data)
         /* alive; the back-off level drops only with a request served */
         ep->fails = 0;
         ep->down = 0;
+        ep->throttled = 0;
         ep_stats(ep);
         return;
     }
@@ -496,7 +530,9 @@ ep_probe_done(xfer_t *x, CURLcode rc, void *data)
     ep->fails++;
     ep->rtt_us = -1;
 
-    if (ep->down || ep->fails >= ENDPOINTS_FAIL_MAX) {
+    /* a throttled endpoint whose probe fails backs off like a down one */
+    if (ep->down || ep->throttled || ep->fails >= ENDPOINTS_FAIL_MAX) {
+        ep->throttled = 0;
         ep_back_off(ep, now);
         return;
     }
@@ -518,6 +554,7 @@ endpoints_state(endpoints_t *eps, const oci_registry_t *reg, size_t i,
     st->down = ep->down;
     st->down_until = ep->down_until;
     st->throttled_until = ep->throttled_until;
+    st->throttled = ep->throttled;
     st->rtt_us = ep->rtt_us;
     st->probing = ep->probe != NULL;
 }

@@ -31,8 +31,14 @@
  *               are not held back by bandwidth limits.
  *   throttled   a 429: no request goes to the endpoint until Retry-After
  *               has passed (ENDPOINTS_RETRY_AFTER when the answer has
- *               none); it is not probed meanwhile, and usable again
- *               afterwards without a probe.
+ *               none), at most the registry's max_retry_after (a
+ *               Retry-After of a day must not take a registry away for a
+ *               day); it is not probed meanwhile.  Then it is probed as
+ *               a down endpoint is: an answer brings it back, another 429
+ *               throttles it again, a failure backs it off.  A 429 of a
+ *               redirect target (a CDN) is not the endpoint's: job.c
+ *               holds back that host (xfer_hold_host()) and credits the
+ *               endpoint with its redirect (endpoints_redirected()).
  *
  * When no endpoint of a registry is usable, jobs fail at once instead of
  * waiting on an upstream known to be down (see job.c): a tag is served
@@ -91,6 +97,12 @@ void endpoints_sent(endpoints_t *eps, const oci_registry_t *reg, size_t i);
 void endpoints_answered(endpoints_t *eps, const oci_registry_t *reg,
     size_t i, const xfer_resp_t *r);
 
+/* Endpoint i of reg answered with a redirect that was followed (what the
+ * target answered, or a refused hop, is not the endpoint's doing): a
+ * success. */
+void endpoints_redirected(endpoints_t *eps, const oci_registry_t *reg,
+    size_t i);
+
 /* Endpoint i of reg could not be reached, timed out or broke. */
 void endpoints_failed(endpoints_t *eps, const oci_registry_t *reg,
     size_t i);
@@ -104,7 +116,8 @@ typedef struct {
     int        level;           /* back-off doublings so far */
     int        down;
     long long  down_until;      /* ms; probe once passed */
-    long long  throttled_until; /* ms */
+    long long  throttled_until; /* ms; probe once passed */
+    int        throttled;
     long long  rtt_us;          /* -1 unknown */
     int        probing;
 } endpoints_state_t;

@@ -16,6 +16,7 @@
 #include "job.h"
 #include "log.h"
 #include "stats.h"
+#include "url.h"
 
 #define JOBS_BUCKETS  1024
 
@@ -590,12 +591,34 @@ job_order(job_t *j)
 }
 
 
+int
+job_url(const job_t *j, char *url, size_t cap)
+{
+    const char  *ep;
+    size_t       eplen;
+
+    ep = j->registry->endpoints[j->endpoint];
+    eplen = strlen(ep);
+
+    while (eplen > 0 && ep[eplen - 1] == '/') {
+        eplen--;
+    }
+
+    if (eplen + strlen(j->path) >= cap) {
+        log_error("%s: URL too long", j->label);
+        return -1;
+    }
+
+    snprintf(url, cap, "%.*s%s", (int) eplen, ep, j->path);
+
+    return 0;
+}
+
+
 void
 job_issue(job_t *j)
 {
-    const char  *ep;
     char         url[OCI_PATH_MAX + JOB_PATH_MAX];
-    size_t       eplen;
     xfer_req_t   req;
 
     if (j->ops->reset(j) != 0) {
@@ -607,20 +630,10 @@ job_issue(job_t *j)
         return;
     }
 
-    ep = j->registry->endpoints[j->endpoint];
-    eplen = strlen(ep);
-
-    while (eplen > 0 && ep[eplen - 1] == '/') {
-        eplen--;
-    }
-
-    if (eplen + strlen(j->path) >= sizeof(url)) {
-        log_error("%s: URL too long", j->label);
+    if (job_url(j, url, sizeof(url)) != 0) {
         job_fail(j, 502, OCI_ERR_UPSTREAM, "URL too long");
         return;
     }
-
-    snprintf(url, sizeof(url), "%.*s%s", (int) eplen, ep, j->path);
 
     memset(&req, 0, sizeof(req));
     req.url = url;
@@ -784,21 +797,52 @@ job_fail_upstream(job_t *j, const xfer_resp_t *r)
 }
 
 
+void
+job_hold_host(job_t *j, const char *url, const xfer_resp_t *r)
+{
+    char  origin[OCI_HOST_MAX + 32];
+    long  secs;
+
+    secs = r->retry_after >= 0 ? r->retry_after : ENDPOINTS_RETRY_AFTER;
+
+    if (secs > j->registry->max_retry_after) {
+        secs = j->registry->max_retry_after;
+    }
+
+    xfer_hold_host(j->jobs->xm, url, secs);
+    stats_registry(j->registry)->hosts_throttled++;
+
+    if (url_origin(url, origin, sizeof(origin)) != 0) {
+        snprintf(origin, sizeof(origin), "(unparsable)");
+    }
+
+    log_warn("%s: redirect target %s answered 429, not asked for %lds",
+             j->label, origin, secs);
+}
+
+
 static void
 job_xfer_done(xfer_t *x, CURLcode rc, void *data)
 {
     job_t              *j = data;
     const xfer_resp_t  *r;
     char                why[CURL_ERROR_SIZE + 32];
+    int                 foreign;
 
     j->xfer = NULL;
     r = xfer_response(x);
+    foreign = r->redirected && !job_from_endpoint(j, xfer_effective_url(x));
 
     /* the endpoint's health, unless the answer came from memory and no
-     * endpoint was asked: a reset counts even after a status line */
+     * endpoint was asked: a reset counts even after a status line; what
+     * a redirect target answered (or a refused hop) is not the endpoint's
+     * doing, its redirect was an answer */
     if (!xfer_answered(x)) {
-        if ((rc != CURLE_OK && xfer_unreachable(rc))
-            || (rc == CURLE_OK && r->status == 0))
+        if (foreign || xfer_refused(x) != NULL || xfer_held(x)) {
+            endpoints_redirected(j->jobs->eps, j->registry, j->endpoint);
+
+        } else if ((rc != CURLE_OK && xfer_unreachable(rc))
+                   || (rc == CURLE_OK && r->status == 0))
         {
             endpoints_failed(j->jobs->eps, j->registry, j->endpoint);
 
@@ -818,6 +862,21 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
     }
 
     j->fail_reason = rc != CURLE_OK ? xfer_failure_reason(rc) : NULL;
+
+    /* a hop to a host that throttles us: not asked again meanwhile */
+    if (rc != CURLE_OK && xfer_held(x)) {
+        if (!job_failover(j, "redirect target throttled (429)")) {
+            job_throttled(j, NULL);
+        }
+
+        return;
+    }
+
+    if (rc != CURLE_OK && xfer_refused(x) != NULL) {
+        j->fail_reason = xfer_refused(x);
+        job_next_endpoint(j, xfer_refused(x));
+        return;
+    }
 
     if (rc != CURLE_OK) {
         snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));
@@ -845,6 +904,18 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
 
     if (r->status == 401) {
         job_auth(j, r, xfer_effective_url(x));
+        return;
+    }
+
+    /* a redirect target (a CDN) throttles: that host waits, the
+     * endpoint does not */
+    if (r->status == 429 && foreign) {
+        job_hold_host(j, xfer_effective_url(x), r);
+
+        if (!job_failover(j, "redirect target answered 429")) {
+            job_throttled(j, r);
+        }
+
         return;
     }
 

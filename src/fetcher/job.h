@@ -11,8 +11,10 @@
  *
  * The common part here runs the upstream request: endpoints in the order
  * endpoints.h gives when the job first sends it (failing over on
- * connection errors, timeouts, 5xx and 429, failing at once when no
- * endpoint is usable), the Bearer token
+ * connection errors, timeouts, 5xx, 429 and redirects the transfer layer
+ * refused, failing at once when no endpoint is usable; a 429 of a
+ * redirect target holds back that host, not the endpoint), the Bearer
+ * token
  * flow on a 401, a plain GET again when a ranged one was not satisfiable
  * (416), and the mapping of upstream errors to FAIL.
  *
@@ -248,6 +250,10 @@ job_t *job_find(jobs_t *jobs, const char *key);
  * (logged). */
 waiter_t *job_add_waiter(job_t *j, conn_t *c, uint32_t id);
 
+/* The URL of j's request at its current endpoint (endpoint + j->path)
+ * into url.  0, or -1 if it does not fit (logged). */
+int job_url(const job_t *j, char *url, size_t cap);
+
 /* Send the upstream request for j->path / j->head / j->accept to the
  * current endpoint.  The first call (and the first after a retarget)
  * orders the registry's usable endpoints (endpoints_order()) and starts
@@ -287,6 +293,11 @@ void job_refuse(job_t *j, int status, oci_errcode_t code,
 
 /* Release everything and free the job (see above). */
 void job_finish(job_t *j);
+
+/* The redirect target url of j answered r, a 429: no request of any job
+ * goes to its host for Retry-After seconds (ENDPOINTS_RETRY_AFTER if it
+ * has none), at most the registry's max_retry_after; counted. */
+void job_hold_host(job_t *j, const char *url, const xfer_resp_t *r);
 
 void job_mark_dirty(job_t *j);
 

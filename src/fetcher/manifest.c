@@ -33,6 +33,12 @@
  * tag_ttl + stale_if_error > now); later the client gets the error (503,
  * or 429 while throttled).
  *
+ * A manifest that came by tag from another host than the endpoint (the
+ * registry redirected the GET) is stored only if it parses as the
+ * manifest type it claims and matches the Docker-Content-Digest of the
+ * registry's redirect, when it sent one: by tag nothing else vouches for
+ * the bytes (by digest, the digest does).
+ *
  * An upstream 404 to the mirror's own request is remembered for the
  * registry's negative_ttl (negative.h) and answered from memory
  * meanwhile, to every client.
@@ -618,6 +624,76 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
 }
 
 
+/* The body parses as a manifest of type: a JSON object of schema 2 whose
+ * mediaType, if any, is type, with "manifests" (an index or list) or
+ * "config" and "layers" (an image manifest).  1 if it does. */
+static int
+manifest_parses_as(manifest_job_t *mj, const char *type)
+{
+    json_t      *root;
+    const char  *mt;
+    int          ok, is_index, is_image;
+
+    is_index = strcmp(type, OCI_MT_OCI_INDEX) == 0
+               || strcmp(type, OCI_MT_DOCKER_LIST) == 0;
+    is_image = strcmp(type, OCI_MT_OCI_MANIFEST) == 0
+               || strcmp(type, OCI_MT_DOCKER_MANIFEST) == 0;
+
+    if (!is_index && !is_image) {
+        return 0;
+    }
+
+    root = json_loadb(mj->body != NULL ? mj->body : "", mj->len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return 0;
+    }
+
+    mt = json_string_value(json_object_get(root, "mediaType"));
+
+    ok = json_integer_value(json_object_get(root, "schemaVersion")) == 2
+         && (json_object_get(root, "mediaType") == NULL
+             || (mt != NULL && strcmp(mt, type) == 0))
+         && (is_index
+             ? json_is_array(json_object_get(root, "manifests"))
+             : json_is_object(json_object_get(root, "config"))
+               && json_is_array(json_object_get(root, "layers")));
+
+    json_decref(root);
+
+    return ok;
+}
+
+
+/* A manifest by tag that a redirect target sent (see above): 0 if it may
+ * be stored, -1 if not (logged). */
+static int
+manifest_redirect_check(manifest_job_t *mj, const xfer_resp_t *r,
+    const char *digest, const char *type)
+{
+    job_t  *j = &mj->job;
+    char    hex[OCI_SHA256_HEX_LEN + 1];
+
+    if (!manifest_parses_as(mj, type)) {
+        log_error("%s: the redirect target sent no %s; not stored",
+                  j->label, type);
+        return -1;
+    }
+
+    if (r->redirect_digest[0] != '\0'
+        && oci_digest_parse(r->redirect_digest, strlen(r->redirect_digest),
+                            hex) == OCI_OK
+        && strcmp(r->redirect_digest, digest) != 0)
+    {
+        log_error("%s: the registry's redirect named %s, its target sent "
+                  "%s; not stored", j->label, r->redirect_digest, digest);
+        return -1;
+    }
+
+    return 0;
+}
+
+
 /* A relay's GET answer, to each waiter as the upstream gave it: the body
  * in a temp file of its own (the worker unlinks it once open), or for a
  * client HEAD (whose upstream HEAD did not tell it all) the headers. */
@@ -708,6 +784,15 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
                   "not stored", j->label, r->digest, digest);
         stats_registry(j->registry)->digest_mismatches++;
         job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        return;
+    }
+
+    if (!mj->is_digest && r->redirected
+        && manifest_redirect_check(mj, r, digest, type) != 0)
+    {
+        stats_registry(j->registry)->digest_mismatches++;
+        job_fail(j, 502, OCI_ERR_UPSTREAM,
+                 "manifest from a redirect target does not verify");
         return;
     }
 

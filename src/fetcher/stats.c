@@ -93,6 +93,19 @@ static const stats_family_t  stats_families[] = {
     { "ocimirror_fetcher_bandwidth_pauses_total",
       "Transfers paused to keep within the bandwidth limit.",
       STATS_COUNTER, offsetof(stats_registry_t, bandwidth_pauses) },
+    { "ocimirror_fetcher_redirects_refused_total",
+      "Redirects and token realms refused: to a loopback, link-local, "
+      "private or unspecified address not in redirect_hosts, or from "
+      "https down to http.",
+      STATS_COUNTER, offsetof(stats_registry_t, redirects_refused) },
+    { "ocimirror_fetcher_hosts_throttled_total",
+      "429 answers of redirect targets (blob CDNs): that host is left "
+      "alone for Retry-After, the endpoint is not.",
+      STATS_COUNTER, offsetof(stats_registry_t, hosts_throttled) },
+    { "ocimirror_fetcher_urls_renewed_total",
+      "Expired redirect URLs (401, 403, 410 from a CDN) of ranged "
+      "downloads asked for again at the registry.",
+      STATS_COUNTER, offsetof(stats_registry_t, urls_renewed) },
     { "ocimirror_fetcher_ratelimit_limit",
       "The upstream's last RateLimit-Limit (absent until one was seen).",
       STATS_GAUGE, offsetof(stats_registry_t, ratelimit_limit) },

@@ -36,6 +36,15 @@ typedef struct {
     unsigned long long  failovers;           /* moves to another endpoint */
     unsigned long long  bandwidth_pauses;    /* transfers paused by the
                                                 bandwidth limit */
+    unsigned long long  redirects_refused;   /* hops to a local or private
+                                                address, or from https
+                                                down to http (xfer.h) */
+    unsigned long long  hosts_throttled;     /* 429s of redirect targets
+                                                (a CDN): that host waits,
+                                                not the endpoint */
+    unsigned long long  urls_renewed;        /* expired signed URLs of a
+                                                ranged download asked
+                                                for again */
     long long           ratelimit_limit;     /* gauge: upstream's last
                                                 RateLimit-Limit, -1 */
     long long           ratelimit_remaining; /* gauge, -1 unknown */

@@ -26,7 +26,8 @@ typedef struct {
     queue_t         hash_link;   /* in a token_cache_t.buckets */
     queue_t         link;        /* in token_cache_t.entries, oldest first */
     token_cache_t  *tc;
-    const oci_registry_t  *reg;  /* NULL: only known by name */
+    const oci_registry_t  *reg;
+    size_t          ep;          /* the endpoint of reg whose token it is */
     char            registry[OCI_HOST_MAX + 1];
     char            scope[TOKEN_SCOPE_MAX];
     char           *token;       /* NULL until fetched */
@@ -42,7 +43,7 @@ typedef struct {
     xfer_t         *xfer;        /* the request under way, or NULL */
     int             background;  /* xfer is a refresh token_lookup()
                                     started */
-    int             creds;       /* it carries the registry's username and
+    int             creds;       /* it carries the endpoint's username and
                                     password */
     char           *body;        /* while xfer runs */
     size_t          body_len;
@@ -61,19 +62,23 @@ typedef struct {
     struct timespec ctime;
 } token_secret_t;
 
-/* What is known about one registry's credentials. */
+/* What is known about the credentials of one endpoint of a registry
+ * (oci_endpoint_creds()). */
 typedef struct {
-    queue_t                link;       /* in token_cache_t.regs */
-    const oci_registry_t  *reg;
-    token_secret_t         password;
-    token_secret_t         token;
-    int                    basic;      /* it wants Basic at once */
-    unsigned               generation; /* counts changed secrets */
+    queue_t                   link;       /* in token_cache_t.regs */
+    const oci_registry_t     *reg;
+    size_t                    ep;
+    const oci_credentials_t  *creds;
+    token_secret_t            password;
+    token_secret_t            token;
+    int                       basic;      /* it wants Basic at once */
+    unsigned                  generation; /* counts changed secrets */
 } token_reg_t;
 
-/* The entries: a hash table by (registry, scope), and a list by age for
- * the cap.  Refusals are keyed by repository names clients choose, so the
- * table must neither grow without bound nor be scanned whole. */
+/* The entries: a hash table by (registry, endpoint, scope), and a list by
+ * age for the cap.  Refusals are keyed by repository names clients
+ * choose, so the table must neither grow without bound nor be scanned
+ * whole. */
 struct token_cache_s {
     xfer_multi_t   *xm;
     token_clock_pt  now;
@@ -87,7 +92,8 @@ struct token_cache_s {
 
 static int token_body(xfer_t *x, const char *p, size_t n, void *data);
 static void token_mark_refused(token_entry_t *e);
-static token_reg_t *token_reg(token_cache_t *tc, const oci_registry_t *reg);
+static token_reg_t *token_reg(token_cache_t *tc, const oci_registry_t *reg,
+    size_t ep);
 static void token_done(xfer_t *x, CURLcode rc, void *data);
 static int token_request(token_entry_t *e, const char *password);
 static void token_refresh(token_entry_t *e);
@@ -220,11 +226,12 @@ token_cache_destroy(token_cache_t *tc)
 
 
 static queue_t *
-token_bucket(token_cache_t *tc, const char *registry, const char *scope)
+token_bucket(token_cache_t *tc, const char *registry, size_t ep,
+    const char *scope)
 {
     uint32_t  h;
 
-    /* FNV-1a of "registry scope" */
+    /* FNV-1a of "registry <ep> scope" */
     h = 2166136261u;
 
     while (*registry != '\0') {
@@ -232,7 +239,7 @@ token_bucket(token_cache_t *tc, const char *registry, const char *scope)
         h *= 16777619u;
     }
 
-    h ^= ' ';
+    h ^= (uint32_t) ep + ' ';
     h *= 16777619u;
 
     while (*scope != '\0') {
@@ -245,14 +252,15 @@ token_bucket(token_cache_t *tc, const char *registry, const char *scope)
 
 
 static token_entry_t *
-token_find(token_cache_t *tc, const char *registry, const char *scope)
+token_find(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
+    const char *scope)
 {
     queue_t        *b, *q, *next;
     token_entry_t  *e;
     time_t          now;
 
     now = tc->now();
-    b = token_bucket(tc, registry, scope);
+    b = token_bucket(tc, reg->name, ep, scope);
 
     for (q = queue_head(b); q != queue_sentinel(b); q = next) {
         next = queue_next(q);
@@ -265,8 +273,7 @@ token_find(token_cache_t *tc, const char *registry, const char *scope)
             continue;
         }
 
-        if (strcmp(e->registry, registry) == 0
-            && strcmp(e->scope, scope) == 0)
+        if (e->reg == reg && e->ep == ep && strcmp(e->scope, scope) == 0)
         {
             return e;
         }
@@ -322,10 +329,10 @@ token_make_room(token_cache_t *tc)
 }
 
 
-/* A new entry for (reg, scope), the newest; NULL if there is no room or
- * memory (logged). */
+/* A new entry for (reg, ep, scope), the newest; NULL if there is no room
+ * or memory (logged). */
 static token_entry_t *
-token_entry_add(token_cache_t *tc, const oci_registry_t *reg,
+token_entry_add(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
     const char *scope)
 {
     token_entry_t  *e;
@@ -344,10 +351,11 @@ token_entry_add(token_cache_t *tc, const oci_registry_t *reg,
 
     e->tc = tc;
     e->reg = reg;
+    e->ep = ep;
     snprintf(e->registry, sizeof(e->registry), "%s", reg->name);
     snprintf(e->scope, sizeof(e->scope), "%s", scope);
     queue_init(&e->waiters);
-    queue_insert_tail(token_bucket(tc, e->registry, e->scope),
+    queue_insert_tail(token_bucket(tc, e->registry, ep, e->scope),
                       &e->hash_link);
     queue_insert_tail(&tc->entries, &e->link);
     tc->n++;
@@ -366,11 +374,12 @@ token_entry_renewed(token_entry_t *e)
 
 
 unsigned long
-token_serial(token_cache_t *tc, const char *registry, const char *scope)
+token_serial(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
+    const char *scope)
 {
     token_entry_t  *e;
 
-    e = token_find(tc, registry, scope);
+    e = token_find(tc, reg, ep, scope);
     if (e == NULL || e->token == NULL || e->refused
         || e->expires <= tc->now())
     {
@@ -382,12 +391,13 @@ token_serial(token_cache_t *tc, const char *registry, const char *scope)
 
 
 const char *
-token_lookup(token_cache_t *tc, const char *registry, const char *scope)
+token_lookup(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
+    const char *scope)
 {
     token_entry_t  *e;
     time_t          now;
 
-    e = token_find(tc, registry, scope);
+    e = token_find(tc, reg, ep, scope);
     now = tc->now();
 
     if (e == NULL || e->token == NULL || e->refused || e->expires <= now) {
@@ -405,11 +415,12 @@ token_lookup(token_cache_t *tc, const char *registry, const char *scope)
 
 
 void
-token_forget(token_cache_t *tc, const char *registry, const char *scope)
+token_forget(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
+    const char *scope)
 {
     token_entry_t  *e;
 
-    e = token_find(tc, registry, scope);
+    e = token_find(tc, reg, ep, scope);
     if (e == NULL || e->token == NULL) {
         return;
     }
@@ -452,17 +463,19 @@ token_waiter_pending(const token_waiter_t *w)
 
 
 int
-token_fetch(token_cache_t *tc, const oci_registry_t *reg,
-    const char *origin, const char *scope, const oci_challenge_t *ch,
-    token_waiter_t *w)
+token_fetch(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
+    const char *scope, const oci_challenge_t *ch, token_waiter_t *w)
 {
-    token_entry_t  *e;
-    CURL           *easy;
-    const char     *registry = reg->name, *password;
-    char            url[2048], *copy;
-    int             rc, creds;
+    const oci_credentials_t  *cr;
+    token_entry_t            *e;
+    CURL                     *easy;
+    const char               *registry = reg->name, *password, *origin;
+    char                      url[2048], *copy;
+    int                       rc, creds;
 
-    e = token_find(tc, registry, scope);
+    origin = reg->endpoints[ep];
+    cr = oci_endpoint_creds(reg, ep);
+    e = token_find(tc, reg, ep, scope);
 
     if (e != NULL && e->xfer != NULL) {
         queue_insert_tail(&e->waiters, &w->link);
@@ -484,7 +497,7 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
 
     /* the username and password never go in clear text when the registry
      * itself is reached over TLS: then the token is asked for anonymously */
-    creds = reg->username != NULL;
+    creds = cr->username != NULL;
 
     if (creds && strncasecmp(origin, "https://", 8) == 0
         && strncasecmp(ch->realm, "http://", 7) == 0)
@@ -516,7 +529,7 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
     /* the account the token is for, as docker sends it */
     if (rc == 0 && creds) {
         rc = url_add_query_arg(easy, url, sizeof(url), "account",
-                               reg->username);
+                               cr->username);
     }
 
     curl_easy_cleanup(easy);
@@ -529,7 +542,7 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
     password = NULL;
 
     if (creds) {
-        password = token_password(tc, reg);
+        password = token_password(tc, reg, ep);
         if (password == NULL) {
             log_error("registry \"%s\": no password to ask for a token "
                       "with", registry);
@@ -538,7 +551,7 @@ token_fetch(token_cache_t *tc, const oci_registry_t *reg,
     }
 
     if (e == NULL) {
-        e = token_entry_add(tc, reg, scope);
+        e = token_entry_add(tc, reg, ep, scope);
         if (e == NULL) {
             return -1;
         }
@@ -579,8 +592,8 @@ failed:
 }
 
 
-/* Start e's token request (e->url, with e->reg's username and password if
- * e->creds).  0, or -1 if it could not start. */
+/* Start e's token request (e->url, with its endpoint's username and
+ * password if e->creds).  0, or -1 if it could not start. */
 static int
 token_request(token_entry_t *e, const char *password)
 {
@@ -592,7 +605,9 @@ token_request(token_entry_t *e, const char *password)
     req.accept = "application/json";
     req.prio = XFER_PRIO_TOKEN;
     req.registry = e->reg;  /* its proxy, CA and client certificate */
-    req.username = password != NULL ? e->reg->username : NULL;
+    req.home = e->reg->endpoints[e->ep];
+    req.username = password != NULL
+                   ? oci_endpoint_creds(e->reg, e->ep)->username : NULL;
     req.password = password;
 
     e->xfer = xfer_start(e->tc->xm, &req, &token_handler, e);
@@ -622,7 +637,7 @@ token_refresh(token_entry_t *e)
     password = NULL;
 
     if (e->creds) {
-        password = token_password(e->tc, e->reg);
+        password = token_password(e->tc, e->reg, e->ep);
         if (password == NULL) {
             log_error("registry \"%s\": no password to refresh the token "
                       "of %s with", e->registry, e->scope);
@@ -730,10 +745,15 @@ token_done(xfer_t *x, CURLcode rc, void *data)
     if (rc != CURLE_OK) {
         if (xfer_unreachable(rc)) {
             code = OCI_ERR_UNAVAILABLE;
+
+        } else if (xfer_refused(x) != NULL) {
+            /* the realm leads where a redirect may not (xfer.h) */
+            code = OCI_ERR_UPSTREAM;
         }
 
         log_error("token request for %s failed: %s", e->registry,
-                  xfer_strerror(x, rc));
+                  xfer_refused(x) != NULL ? xfer_refused(x)
+                                          : xfer_strerror(x, rc));
 
     } else if (r->status != 200) {
         if (r->status >= 500) {
@@ -836,7 +856,7 @@ token_done(xfer_t *x, CURLcode rc, void *data)
                  "until it runs out", e->registry, e->scope);
         ok = 1;
 
-    } else if (refused && e->reg != NULL) {
+    } else if (refused) {
         token_mark_refused(e);
 
     } else if (!ok) {
@@ -852,10 +872,10 @@ token_done(xfer_t *x, CURLcode rc, void *data)
 }
 
 
-/* The credential state of reg, created on first use; NULL if out of
- * memory (logged). */
+/* The credential state of endpoint ep of reg, created on first use; NULL
+ * if out of memory (logged). */
 static token_reg_t *
-token_reg(token_cache_t *tc, const oci_registry_t *reg)
+token_reg(token_cache_t *tc, const oci_registry_t *reg, size_t ep)
 {
     queue_t      *q;
     token_reg_t  *r;
@@ -865,7 +885,7 @@ token_reg(token_cache_t *tc, const oci_registry_t *reg)
     {
         r = queue_data(q, token_reg_t, link);
 
-        if (r->reg == reg) {
+        if (r->reg == reg && r->ep == ep) {
             return r;
         }
     }
@@ -877,6 +897,8 @@ token_reg(token_cache_t *tc, const oci_registry_t *reg)
     }
 
     r->reg = reg;
+    r->ep = ep;
+    r->creds = oci_endpoint_creds(reg, ep);
     queue_insert_tail(&tc->regs, &r->link);
 
     return r;
@@ -961,23 +983,27 @@ token_secret(token_reg_t *r, token_secret_t *sec, const char *path,
 
 
 const char *
-token_file_token(token_cache_t *tc, const oci_registry_t *reg)
+token_file_token(token_cache_t *tc, const oci_registry_t *reg, size_t ep)
 {
-    token_reg_t  *r;
-    const char   *t;
+    const oci_credentials_t  *cr;
+    token_reg_t              *r;
+    const char               *t;
 
-    if (reg->token_file.path == NULL || (r = token_reg(tc, reg)) == NULL) {
+    cr = oci_endpoint_creds(reg, ep);
+
+    if (cr->token_file.path == NULL || (r = token_reg(tc, reg, ep)) == NULL)
+    {
         return NULL;
     }
 
-    t = token_secret(r, &r->token, reg->token_file.path, "token_file");
+    t = token_secret(r, &r->token, cr->token_file.path, "token_file");
 
     /* it goes into a header line */
     if (t != NULL && !token_printable(t)) {
         if (!r->token.failing) {
             log_error("registry \"%s\": token_file \"%s\" holds "
                       "characters a header cannot carry", reg->name,
-                      reg->token_file.path);
+                      cr->token_file.path);
             r->token.failing = 1;
         }
 
@@ -989,41 +1015,45 @@ token_file_token(token_cache_t *tc, const oci_registry_t *reg)
 
 
 const char *
-token_password(token_cache_t *tc, const oci_registry_t *reg)
+token_password(token_cache_t *tc, const oci_registry_t *reg, size_t ep)
 {
-    token_reg_t  *r;
+    const oci_credentials_t  *cr;
+    token_reg_t              *r;
 
-    if (reg->username == NULL || reg->password_file.path == NULL
-        || (r = token_reg(tc, reg)) == NULL)
+    cr = oci_endpoint_creds(reg, ep);
+
+    if (cr->username == NULL || cr->password_file.path == NULL
+        || (r = token_reg(tc, reg, ep)) == NULL)
     {
         return NULL;
     }
 
-    return token_secret(r, &r->password, reg->password_file.path,
+    return token_secret(r, &r->password, cr->password_file.path,
                         "password_file");
 }
 
 
 void
-token_set_basic(token_cache_t *tc, const oci_registry_t *reg)
+token_set_basic(token_cache_t *tc, const oci_registry_t *reg, size_t ep)
 {
     token_reg_t  *r;
 
-    r = token_reg(tc, reg);
+    r = token_reg(tc, reg, ep);
 
     if (r != NULL && !r->basic) {
-        log_info("registry \"%s\" wants Basic credentials", reg->name);
+        log_info("registry \"%s\": endpoint %s wants Basic credentials",
+                 reg->name, reg->endpoints[ep]);
         r->basic = 1;
     }
 }
 
 
 int
-token_wants_basic(token_cache_t *tc, const oci_registry_t *reg)
+token_wants_basic(token_cache_t *tc, const oci_registry_t *reg, size_t ep)
 {
     token_reg_t  *r;
 
-    r = token_reg(tc, reg);
+    r = token_reg(tc, reg, ep);
 
     return r != NULL && r->basic;
 }
@@ -1041,7 +1071,7 @@ token_mark_refused(token_entry_t *e)
         e->token = NULL;
     }
 
-    r = token_reg(e->tc, e->reg);
+    r = token_reg(e->tc, e->reg, e->ep);
 
     ttl = e->reg->negative_ttl > TOKEN_REFUSAL_MIN ? e->reg->negative_ttl
                                                    : TOKEN_REFUSAL_MIN;
@@ -1058,7 +1088,7 @@ token_mark_refused(token_entry_t *e)
 
 
 void
-token_refuse(token_cache_t *tc, const oci_registry_t *reg,
+token_refuse(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
     const char *scope)
 {
     token_entry_t  *e;
@@ -1068,10 +1098,10 @@ token_refuse(token_cache_t *tc, const oci_registry_t *reg,
         return;
     }
 
-    e = token_find(tc, reg->name, scope);
+    e = token_find(tc, reg, ep, scope);
 
     if (e == NULL) {
-        e = token_entry_add(tc, reg, scope);
+        e = token_entry_add(tc, reg, ep, scope);
         if (e == NULL) {
             return;
         }
@@ -1084,26 +1114,29 @@ token_refuse(token_cache_t *tc, const oci_registry_t *reg,
 
 
 int
-token_refused(token_cache_t *tc, const oci_registry_t *reg,
+token_refused(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
     const char *scope)
 {
-    token_entry_t  *e;
-    token_reg_t    *r;
+    const oci_credentials_t  *cr;
+    token_entry_t            *e;
+    token_reg_t              *r;
 
-    e = token_find(tc, reg->name, scope);
+    e = token_find(tc, reg, ep, scope);
     if (e == NULL || !e->refused || e->expires <= tc->now()) {
         return 0;
     }
 
     /* a secret that changed since may be the fix */
-    if (reg->token_file.path != NULL) {
-        token_file_token(tc, reg);
+    cr = oci_endpoint_creds(reg, ep);
 
-    } else if (reg->username != NULL) {
-        token_password(tc, reg);
+    if (cr->token_file.path != NULL) {
+        token_file_token(tc, reg, ep);
+
+    } else if (cr->username != NULL) {
+        token_password(tc, reg, ep);
     }
 
-    r = token_reg(tc, reg);
+    r = token_reg(tc, reg, ep);
 
     return r == NULL || r->generation == e->generation;
 }

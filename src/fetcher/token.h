@@ -1,12 +1,19 @@
 /*
  * Upstream credentials: Bearer tokens of the Docker token flow (anonymous,
- * or asked for with a registry's username and password), cached per
- * (registry, scope) until shortly before they expire; the secrets a
- * registry's password_file and token_file hold; and refusals.
+ * or asked for with an endpoint's username and password), cached per
+ * (registry, endpoint, scope) until shortly before they expire; the
+ * secrets the password_file and token_file of an endpoint's credentials
+ * hold (oci_endpoint_creds(): its own, or the registry's); and refusals.
+ *
+ * Everything is kept per endpoint: a registry's endpoints may be run by
+ * others (a regional mirror, a third-party cache), so a token one
+ * endpoint's token service minted is never sent to another endpoint after
+ * a failover, and an endpoint's password goes only to the token service
+ * its own challenge names.
  *
  * A job that met a Bearer challenge calls token_fetch() with a waiter it
  * owns (embedded in the job); every job waiting for the same (registry,
- * scope) shares one token request.  The waiter's done callback runs once,
+ * endpoint, scope) shares one token request.  The waiter's done callback runs once,
  * after which the token (if any) is in the cache: token_lookup() returns
  * it.  A job that goes away first calls token_waiter_cancel().
  *
@@ -29,9 +36,10 @@
  *
  * A refusal (the token service or the registry said no to the configured
  * credentials, or to an anonymous token) is remembered per (registry,
- * scope) for the registry's negative_ttl, at least TOKEN_REFUSAL_MIN
- * seconds, or until a secret file of the registry changes: requests meet
- * it instead of asking upstream again.
+ * endpoint, scope) for the registry's negative_ttl, at least
+ * TOKEN_REFUSAL_MIN seconds, or until a secret file of the endpoint's
+ * credentials changes: requests meet it instead of asking upstream
+ * again.
  *
  * The cache holds at most TOKEN_CACHE_CAP entries (tokens and refusals,
  * the latter keyed by repository names clients choose): beyond it the
@@ -90,57 +98,64 @@ size_t token_cache_count(const token_cache_t *tc);
 /* Abort token requests (waiters are not called) and wipe every token. */
 void token_cache_destroy(token_cache_t *tc);
 
-/* A valid cached token for (registry, scope) or NULL: never one that
- * expires within the margin (10 s, or half of a shorter lifetime).  A
- * token in its refresh window (see above) gets a refresh started. */
-const char *token_lookup(token_cache_t *tc, const char *registry,
-    const char *scope);
+/* A valid cached token for (reg, endpoint ep, scope) or NULL: never one
+ * that expires within the margin (10 s, or half of a shorter lifetime).
+ * A token in its refresh window (see above) gets a refresh started. */
+const char *token_lookup(token_cache_t *tc, const oci_registry_t *reg,
+    size_t ep, const char *scope);
 
 /* The serial number of the token token_lookup() gives now (each token
  * fetched gets a new one, from 1), or 0 if there is none: whether the
  * token a request carried is still the cached one. */
-unsigned long token_serial(token_cache_t *tc, const char *registry,
-    const char *scope);
+unsigned long token_serial(token_cache_t *tc, const oci_registry_t *reg,
+    size_t ep, const char *scope);
 
 /* Drop a cached token upstream refused. */
-void token_forget(token_cache_t *tc, const char *registry, const char *scope);
+void token_forget(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
+    const char *scope);
 
 /*
- * Get a token for (reg, scope) from the challenge's realm, asking for the
- * challenge's scope if it names one, else for scope, with reg's username
- * and password (Basic) if it has them, unless origin (the URL of reg's
- * endpoint whose 401 carried the challenge; the caller made sure the 401
- * came from there, not from a redirect target) is https and the realm
- * plain http: then anonymously.  The request uses reg's transport.  Joins
- * a request already under way.  0, or -1 if no request could be started
- * (w is then not queued and will not be called).  A token service that
- * answers 401 or 403 is a refusal (see token_refuse()).
+ * Get a token for (reg, endpoint ep, scope) from the challenge's realm,
+ * asking for the challenge's scope if it names one, else for scope, with
+ * the endpoint's username and password (Basic) if it has them, unless
+ * the endpoint (whose 401 carried the challenge; the caller made sure the
+ * 401 came from there, not from a redirect target) is https and the
+ * realm plain http: then anonymously.  The request uses reg's transport,
+ * and the realm must pass the redirect rule of xfer.h (its host is the
+ * endpoint's, or not a local or private address, or in redirect_hosts).
+ * Joins a request already under way.  0, or -1 if no request could be
+ * started (w is then not queued and will not be called).  A token service
+ * that answers 401 or 403 is a refusal (see token_refuse()).
  */
-int token_fetch(token_cache_t *tc, const oci_registry_t *reg,
-    const char *origin, const char *scope, const oci_challenge_t *ch,
-    token_waiter_t *w);
+int token_fetch(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
+    const char *scope, const oci_challenge_t *ch, token_waiter_t *w);
 
 /* The upstream refused the credentials (or the anonymous token) of
- * (reg, scope): remember it and count it (stats auth_failures). */
-void token_refuse(token_cache_t *tc, const oci_registry_t *reg,
+ * (reg, ep, scope): remember it and count it (stats auth_failures). */
+void token_refuse(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
     const char *scope);
 
-/* 1 if a refusal of (reg, scope) is remembered. */
-int token_refused(token_cache_t *tc, const oci_registry_t *reg,
+/* 1 if a refusal of (reg, ep, scope) is remembered. */
+int token_refused(token_cache_t *tc, const oci_registry_t *reg, size_t ep,
     const char *scope);
 
-/* The token of reg's token_file, NULL if it has none or it was never
- * read.  Valid until the next call for reg. */
-const char *token_file_token(token_cache_t *tc, const oci_registry_t *reg);
+/* The token of endpoint ep's token_file, NULL if it has none or it was
+ * never read.  Valid until the next call for it. */
+const char *token_file_token(token_cache_t *tc, const oci_registry_t *reg,
+    size_t ep);
 
-/* The password of reg's password_file, NULL if it has no username or the
- * file was never read.  Valid until the next call for reg. */
-const char *token_password(token_cache_t *tc, const oci_registry_t *reg);
+/* The password of endpoint ep's password_file, NULL if it has no
+ * username or the file was never read.  Valid until the next call for
+ * it. */
+const char *token_password(token_cache_t *tc, const oci_registry_t *reg,
+    size_t ep);
 
-/* reg answered a Basic challenge to a request without credentials: from
- * now on its requests carry Basic at once. */
-void token_set_basic(token_cache_t *tc, const oci_registry_t *reg);
-int token_wants_basic(token_cache_t *tc, const oci_registry_t *reg);
+/* Endpoint ep of reg answered a Basic challenge to a request without
+ * credentials: from now on its requests carry Basic at once. */
+void token_set_basic(token_cache_t *tc, const oci_registry_t *reg,
+    size_t ep);
+int token_wants_basic(token_cache_t *tc, const oci_registry_t *reg,
+    size_t ep);
 
 void token_waiter_init(token_waiter_t *w, token_done_pt done, void *data);
 void token_waiter_cancel(token_waiter_t *w);

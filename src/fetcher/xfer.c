@@ -17,6 +17,8 @@
 #include "log.h"
 #include "queue.h"
 #include "stats.h"
+#include "throttle.h"
+#include "url.h"
 #include "xfer.h"
 
 #define XFER_USER_AGENT  "ocimirror/0.1"
@@ -30,6 +32,8 @@ struct xfer_multi_s {
     int                    running_prefetch;
     int                    prefetch_max;    /* slots prefetch may hold */
     bw_t                  *bw;          /* bandwidth limits */
+    throttle_t            *held;        /* hosts that answered 429 */
+    struct curl_slist    **resolve;     /* per registry, NULL if none */
     queue_t                pending[XFER_PRIO_N];   /* not yet added */
     queue_t                active;      /* xfer_t, added to the multi */
 };
@@ -53,15 +57,25 @@ struct xfer_s {
     int                    final;       /* 2xx header block complete */
     int                    refused;     /* the handler refused headers or
                                            body bytes: so is all the rest */
+    char                   home_host[OCI_HOST_MAX + 1];
+    int                    proxied;     /* the registry has a proxy */
+    int                    seen_https;  /* a hop so far was https */
+    int                    held;        /* see xfer_held() */
+    char                   hop_refused[OCI_HOST_MAX + 96];
+                                        /* see xfer_refused(); "" */
     struct timespec        started;
     xfer_resp_t            resp;
     char                   errbuf[CURL_ERROR_SIZE];
 };
 
 static void xfer_free(xfer_t *x);
+static void xfer_multi_free(xfer_multi_t *xm);
+static int xfer_resolve_lists(xfer_multi_t *xm);
 static void xfer_deactivate(xfer_t *x);
 static void xfer_drain(xfer_multi_t *xm);
 static void xfer_log_done(xfer_t *x, CURLcode rc);
+static int xfer_prereq_cb(void *clientp, char *primary_ip, char *local_ip,
+    int primary_port, int local_port);
 
 
 static void
@@ -241,12 +255,14 @@ xfer_multi_create(loop_t *loop, const oci_config_t *cf)
     }
 
     xm->multi = curl_multi_init();
-    if (xm->multi == NULL) {
-        log_error("curl_multi_init() failed");
-        bw_destroy(xm->bw);
-        loop_del(loop, xm->timerfd);
-        close(xm->timerfd);
-        free(xm);
+    xm->held = throttle_create(THROTTLE_CAP);
+    xm->resolve = calloc(cf->n_registries + 1, sizeof(struct curl_slist *));
+
+    if (xm->multi == NULL || xm->held == NULL || xm->resolve == NULL
+        || xfer_resolve_lists(xm) != 0)
+    {
+        log_error("cannot set up the transfers: out of memory");
+        xfer_multi_free(xm);
         return NULL;
     }
 
@@ -294,13 +310,59 @@ xfer_multi_destroy(xfer_multi_t *xm)
         }
     }
 
-    /* curl_multi_cleanup() may still report sockets to remove: the loop
-     * is alive until after this returns */
-    curl_multi_cleanup(xm->multi);
+    xfer_multi_free(xm);
+}
+
+
+/* What xfer_multi_create() set up.  curl_multi_cleanup() may still report
+ * sockets to remove: the loop is alive until after this returns. */
+static void
+xfer_multi_free(xfer_multi_t *xm)
+{
+    size_t  i;
+
+    if (xm->multi != NULL) {
+        curl_multi_cleanup(xm->multi);
+    }
+
+    if (xm->resolve != NULL) {
+        for (i = 0; i < xm->cf->n_registries; i++) {
+            curl_slist_free_all(xm->resolve[i]);
+        }
+
+        free(xm->resolve);
+    }
+
+    throttle_destroy(xm->held);
     bw_destroy(xm->bw);
     loop_del(xm->loop, xm->timerfd);
     close(xm->timerfd);
     free(xm);
+}
+
+
+/* The resolve entries of every registry as curl lists.  0, or -1. */
+static int
+xfer_resolve_lists(xfer_multi_t *xm)
+{
+    const oci_registry_t  *reg;
+    struct curl_slist     *l;
+    size_t                 i, k;
+
+    for (i = 0; i < xm->cf->n_registries; i++) {
+        reg = &xm->cf->registries[i];
+
+        for (k = 0; k < reg->n_resolve; k++) {
+            l = curl_slist_append(xm->resolve[i], reg->resolve[k]);
+            if (l == NULL) {
+                return -1;
+            }
+
+            xm->resolve[i] = l;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -610,7 +672,18 @@ xfer_header_cb(char *buf, size_t size, size_t nitems, void *userdata)
     }
 
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        /* a new response: forget the previous block (a redirect, 1xx) */
+        /* a new response after a redirect: the home's word on where it
+         * points is kept */
+        if (x->resp.status >= 300 && x->resp.status < 400) {
+            if (!x->resp.redirected) {
+                memcpy(x->resp.redirect_digest, x->resp.digest,
+                       sizeof(x->resp.digest));
+            }
+
+            x->resp.redirected = 1;
+        }
+
+        /* forget the previous block (a redirect, 1xx) */
         xfer_resp_reset(&x->resp);
         x->final = 0;
 
@@ -766,6 +839,7 @@ xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg,
 
     proxy = reg != NULL ? reg->proxy : cf->proxy;
     no_proxy = reg != NULL ? reg->no_proxy : cf->no_proxy;
+    x->proxied = proxy != NULL && proxy[0] != '\0';
     connect_timeout = reg != NULL ? reg->connect_timeout : cf->connect_timeout;
     low_speed_time = reg != NULL ? reg->low_speed_time : cf->low_speed_time;
 
@@ -799,6 +873,11 @@ xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg,
 
     if (reg == NULL) {
         return;
+    }
+
+    if (x->xm->resolve[reg - cf->registries] != NULL) {
+        curl_easy_setopt(e, CURLOPT_RESOLVE,
+                         x->xm->resolve[reg - cf->registries]);
     }
 
     /* a CA file replaces the system store for this registry: curl's
@@ -835,6 +914,7 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     const oci_config_t    *cf = xm->cf;
     const oci_registry_t  *reg = req->registry;
     char                   url[XFER_LOG_URL_MAX];
+    char                   scheme[16];
 
     x = calloc(1, sizeof(xfer_t));
     if (x == NULL) {
@@ -856,6 +936,14 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
 
     x->url = strdup(req->url);
     x->easy = curl_easy_init();
+
+    if (url_scheme_host(req->home != NULL ? req->home : req->url,
+                        scheme, sizeof(scheme), x->home_host,
+                        sizeof(x->home_host))
+        != 0)
+    {
+        x->home_host[0] = '\0';
+    }
 
     if (x->url == NULL || x->easy == NULL) {
         xfer_log_url(req->url, !req->redirected, url, sizeof(url));
@@ -894,9 +982,12 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
 
     /* Redirects (blob CDNs) are followed; CURLOPT_UNRESTRICTED_AUTH is
      * left off, so curl sends our Authorization header only while the
-     * scheme, host and port are those of the original URL. */
+     * scheme, host and port are those of the original URL.  Each hop is
+     * checked before it is sent (see xfer.h). */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, xfer_prereq_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
 
     xfer_transport(x, cf, reg, !req->unshaped);
 
@@ -1262,6 +1353,142 @@ int
 xfer_answered(const xfer_t *x)
 {
     return x->answer != 0;
+}
+
+
+const char *
+xfer_refused(const xfer_t *x)
+{
+    return x->hop_refused[0] != '\0' ? x->hop_refused : NULL;
+}
+
+
+int
+xfer_held(const xfer_t *x)
+{
+    return x->held;
+}
+
+
+static long long
+xfer_now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+void
+xfer_hold_host(xfer_multi_t *xm, const char *url, long secs)
+{
+    char  origin[OCI_HOST_MAX + 32];
+
+    if (url_origin(url, origin, sizeof(origin)) == 0) {
+        throttle_hold(xm->held, origin, xfer_now_ms() + secs * 1000LL);
+    }
+}
+
+
+/*
+ * A hop of x to url, connected to address (see xfer.h).  0 to send it, -1
+ * to refuse it (x->held or x->hop_refused set, logged).
+ */
+static int
+xfer_hop_check(xfer_t *x, const char *url, const char *address)
+{
+    const oci_registry_t  *reg = x->registry;
+    const char            *kind, *checked;
+    char                   scheme[16], host[OCI_HOST_MAX + 1];
+    char                   origin[OCI_HOST_MAX + 32];
+    char                   logurl[XFER_LOG_URL_MAX];
+
+    xfer_log_url(url, 0, logurl, sizeof(logurl));
+
+    if (url_scheme_host(url, scheme, sizeof(scheme), host, sizeof(host))
+            != 0
+        || url_origin(url, origin, sizeof(origin)) != 0)
+    {
+        snprintf(x->hop_refused, sizeof(x->hop_refused),
+                 "redirect to a URL that does not parse refused");
+        goto refused;
+    }
+
+    if (strcmp(scheme, "https") == 0) {
+        x->seen_https = 1;
+
+    } else if (x->seen_https) {
+        snprintf(x->hop_refused, sizeof(x->hop_refused),
+                 "redirect from https down to http refused");
+        goto refused;
+    }
+
+    if (throttle_until(x->xm->held, origin, xfer_now_ms()) != 0) {
+        log_info("%s %s: %s answered 429 lately, not asking it", x->method,
+                 logurl, origin);
+        x->held = 1;
+        return -1;
+    }
+
+    if (strcmp(host, x->home_host) == 0
+        || (reg != NULL && oci_redirect_host_allowed(reg, host)))
+    {
+        return 0;
+    }
+
+    /* through a proxy the address is the proxy's: only a host written as
+     * an address can be judged */
+    checked = x->proxied ? host : address;
+    kind = url_address_local(checked);
+
+    if (kind == NULL) {
+        return 0;
+    }
+
+    snprintf(x->hop_refused, sizeof(x->hop_refused),
+             "redirect to %.*s (a %s address) refused", OCI_HOST_MAX, host,
+             kind);
+
+    log_warn("%s %s: %s (connected to %s; a host the registry's "
+             "redirect_hosts lists is allowed)", x->method, logurl,
+             x->hop_refused, address);
+
+    goto counted;
+
+refused:
+
+    log_warn("%s %s: %s", x->method, logurl, x->hop_refused);
+
+counted:
+
+    if (reg != NULL) {
+        stats_registry(reg)->redirects_refused++;
+    }
+
+    return -1;
+}
+
+
+/* CURLOPT_PREREQFUNCTION: a hop is connected, nothing of it sent yet. */
+static int
+xfer_prereq_cb(void *clientp, char *primary_ip, char *local_ip,
+    int primary_port, int local_port)
+{
+    xfer_t  *x = clientp;
+    char    *url;
+
+    url = NULL;
+
+    if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK
+        || url == NULL)
+    {
+        url = x->url;
+    }
+
+    return xfer_hop_check(x, url, primary_ip) == 0
+           ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 

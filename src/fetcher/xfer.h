@@ -17,6 +17,26 @@
  * line resets that state, because redirects (and 1xx answers) produce
  * several blocks.  Bodies of 2xx answers go to the caller's body callback;
  * bodies of other answers are kept (bounded) for their error JSON.
+ *
+ * Redirects are followed by curl (http and https only, at most 5), and
+ * every hop, the first request included, is checked once connected and
+ * before a byte of the request goes out (CURLOPT_PREREQFUNCTION), against
+ * the request's home (the endpoint it is for):
+ *
+ *   - never from https down to http;
+ *   - a host held back after a 429 (xfer_hold_host()) is not asked: the
+ *     transfer ends (xfer_held());
+ *   - a host other than the home's must not be at a loopback, link-local,
+ *     private or unspecified address (url_address_local()) unless the
+ *     registry lists it in redirect_hosts.  The address checked is the
+ *     one connected to, so DNS cannot smuggle one in; through a proxy
+ *     (the registry has one) that is the proxy's, so then only a host
+ *     written as an address is checked, and the proxy decides the rest.
+ *
+ * A refused hop ends the transfer with CURLE_ABORTED_BY_CALLBACK, logged
+ * and counted (stats redirects_refused); xfer_refused() says why.
+ * The registry's resolve entries (curl's --resolve) go with each of its
+ * transfers.
  */
 
 #ifndef FETCHER_XFER_H
@@ -62,6 +82,14 @@ typedef struct {
     char       *body;             /* non-2xx body, bounded, not NUL-ended */
     size_t      body_len;
     long long   bytes;            /* 2xx body bytes handed over */
+
+    /* kept across the blocks of one transfer */
+    int         redirected;       /* a redirect was followed: the answer
+                                     may come from another host */
+    char        redirect_digest[OCI_DIGEST_MAX + 1];  /* the
+                                     Docker-Content-Digest of the first
+                                     redirect answer ("" if none): the
+                                     home's word on what it points to */
 } xfer_resp_t;
 
 typedef struct {
@@ -77,6 +105,9 @@ typedef struct {
 
 typedef struct {
     const char  *url;
+    const char  *home;            /* the endpoint the request is for: a
+                                     hop to another host is checked (see
+                                     above); NULL: url is its own home */
     int          redirected;      /* url is not built from an endpoint (a
                                      redirect target, a token realm): its
                                      query may be a secret, kept out of
@@ -140,6 +171,18 @@ const char *xfer_effective_url(const xfer_t *x);
 /* 1 if the transfer was answered without a request (xfer_req_t.answer):
  * no endpoint was asked, so none is to be credited or blamed. */
 int xfer_answered(const xfer_t *x);
+
+/* In done, after CURLE_ABORTED_BY_CALLBACK: why a hop was refused (for
+ * the client: "redirect to a loopback address refused"), or NULL. */
+const char *xfer_refused(const xfer_t *x);
+
+/* In done, after CURLE_ABORTED_BY_CALLBACK: 1 if a hop led to a host held
+ * back (xfer_hold_host()), so nothing was asked of it. */
+int xfer_held(const xfer_t *x);
+
+/* The host of url answered 429: no hop goes to its origin for secs
+ * seconds (the caller caps them). */
+void xfer_hold_host(xfer_multi_t *xm, const char *url, long secs);
 
 /* In done: microseconds from the request going out to the first byte of
  * the answer (curl's timing: neither the wait for a slot or a connection

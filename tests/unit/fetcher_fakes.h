@@ -73,6 +73,9 @@ struct xfer_s {
     int                    redirected;
     int                    unshaped;
     char                   effective_url[8192];  /* what a test sets */
+    char                   home[8192];  /* req->home, "" if none */
+    const char            *hop_refused; /* xfer_refused(); a test sets */
+    int                    held;        /* xfer_held(); a test sets */
     long long              rtt_us;      /* xfer_round_trip_us(); a test
                                            sets it, -1 until then */
     xfer_resp_t            resp;
@@ -84,6 +87,8 @@ typedef struct {
     int       started;          /* counts since fake_xfer_reset() */
     int       aborted;
     int       fail_start;       /* xfer_start() returns NULL */
+    char      held_url[8192];   /* the last xfer_hold_host() */
+    long      held_secs;
 } fake_xfers_t;
 
 fake_xfers_t  fake_xfers;
@@ -120,6 +125,8 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     x->handler = handler;
     x->data = data;
     snprintf(x->url, sizeof(x->url), "%s", req->url);
+    snprintf(x->home, sizeof(x->home), "%s",
+             req->home != NULL ? req->home : "");
     x->head = req->head;
     snprintf(x->accept, sizeof(x->accept), "%s",
              req->accept != NULL ? req->accept : "");
@@ -214,6 +221,28 @@ long long
 xfer_round_trip_us(const xfer_t *x)
 {
     return x->rtt_us;
+}
+
+
+const char *
+xfer_refused(const xfer_t *x)
+{
+    return x->hop_refused;
+}
+
+
+int
+xfer_held(const xfer_t *x)
+{
+    return x->held;
+}
+
+
+void
+xfer_hold_host(xfer_multi_t *xm, const char *url, long secs)
+{
+    snprintf(fake_xfers.held_url, sizeof(fake_xfers.held_url), "%s", url);
+    fake_xfers.held_secs = secs;
 }
 
 
@@ -319,6 +348,8 @@ typedef struct {
     size_t       chunk;             /* body handed over in pieces */
     void       (*between)(void *arg, size_t done);  /* after each piece */
     void        *arg;
+    const char  *redirect_digest;   /* of the redirect, if effective_url
+                                       is set */
     int          retry_after_set;   /* Retry-After: retry_after seconds */
     long         retry_after;
     int          ratelimit_set;     /* RateLimit-Limit / -Remaining */
@@ -343,6 +374,11 @@ fake_xfer_reply(xfer_t *x, const fake_reply_t *r)
     }
 
     resp->status = r->status;
+    /* an answer from elsewhere came through a redirect */
+    resp->redirected = x->effective_url[0] != '\0'
+                       && strcmp(x->effective_url, x->url) != 0;
+    snprintf(resp->redirect_digest, sizeof(resp->redirect_digest), "%s",
+             r->redirect_digest != NULL ? r->redirect_digest : "");
     resp->content_length = r->length_set ? r->length
                            : (r->chunked || x->head) ? -1 : (long long) len;
     snprintf(resp->content_type, sizeof(resp->content_type), "%s",
@@ -571,6 +607,48 @@ typedef struct {
     conn_t          c1;
     conn_t          c2;
 } fake_env_t;
+
+
+/* The registry of e's config named name (FAKE_REG, FAKE_SOLO). */
+oci_registry_t *
+fake_registry(fake_env_t *e, const char *name)
+{
+    oci_registry_t  *reg;
+
+    reg = oci_config_registry(e->cf, name, strlen(name));
+    assert_non_null(reg);
+
+    return reg;
+}
+
+
+/* The probes endpoints_tick() starts now (a throttled endpoint whose
+ * Retry-After passed, a backed-off one) all answer status. */
+void
+fake_probes_answer(fake_env_t *e, long status)
+{
+    fake_reply_t  r;
+    xfer_t       *x;
+    size_t        len;
+    int           i;
+
+    endpoints_tick(e->jobs->eps);
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+
+    for (i = 0; (x = fake_xfer_at(i)) != NULL; ) {
+        len = strlen(x->url);
+
+        if (len > 4 && strcmp(x->url + len - 4, "/v2/") == 0) {
+            fake_xfer_reply(x, &r);
+            continue;
+        }
+
+        i++;
+    }
+}
+
 
 /* The token cache's clock while a test runs. */
 time_t  fake_now = 1000;

@@ -430,7 +430,7 @@ test_endpoints(void **state)
                  "must not hold credentials");
     expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
                  " endpoints = ( 5 ); } );\n", 3,
-                 "an endpoint must be a string");
+                 "an endpoint must be a URL or a group");
     expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
                  " endpoints = \"https://a\"; } );\n", 3,
                  "\"endpoints\" must be a list");
@@ -606,10 +606,10 @@ test_upstream_settings(void **state)
     assert_int_equal(a->select, OCI_SELECT_FASTEST);
     assert_int_equal(a->probe_interval, 5);
     assert_int_equal(a->backoff, 3);
-    assert_string_equal(a->username, "bob");
-    assert_string_equal(a->password_file.path, "/etc/ocimirror/a.pw");
-    assert_int_equal(a->password_file.line, 10);
-    assert_null(a->token_file.path);
+    assert_string_equal(a->creds.username, "bob");
+    assert_string_equal(a->creds.password_file.path, "/etc/ocimirror/a.pw");
+    assert_int_equal(a->creds.password_file.line, 10);
+    assert_null(a->creds.token_file.path);
     assert_string_equal(a->ca_file.path, "/etc/ocimirror/ca.pem");
     assert_string_equal(a->client_cert.path, "/etc/ocimirror/c.pem");
     assert_string_equal(a->client_key.path, "/etc/ocimirror/c.key");
@@ -630,8 +630,8 @@ test_upstream_settings(void **state)
     assert_null(b->proxy);
     assert_string_equal(b->no_proxy, "b.io");
     assert_int_equal(b->tls_verify, 0);
-    assert_string_equal(b->token_file.path, "/etc/ocimirror/b.token");
-    assert_null(b->username);
+    assert_string_equal(b->creds.token_file.path, "/etc/ocimirror/b.token");
+    assert_null(b->creds.username);
     assert_int_equal(b->connect_timeout, 7);
     assert_int_equal(b->bandwidth_limit, 0);
     assert_int_equal(b->probe_interval, OCI_DEFAULT_PROBE_INTERVAL);

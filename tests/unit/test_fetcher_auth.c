@@ -113,10 +113,10 @@ with_password(fake_env_t *e)
 
     snprintf(path, sizeof(path), "%s/alice.pw", e->dir);
     write_file(path, "pw");
-    reg->username = strdup("alice");
-    reg->password_file.path = strdup(path);
-    assert_non_null(reg->username);
-    assert_non_null(reg->password_file.path);
+    reg->creds.username = strdup("alice");
+    reg->creds.password_file.path = strdup(path);
+    assert_non_null(reg->creds.username);
+    assert_non_null(reg->creds.password_file.path);
 
     return reg;
 }
@@ -148,7 +148,7 @@ test_redirect_target_gets_nothing(void **state)
     char         path[256];
 
     with_password(e);
-    token_set_basic(e->tokens, reg_of(e));
+    token_set_basic(e->tokens, reg_of(e), 0);
     snprintf(path, sizeof(path), "%s/reg.token", e->dir);
 
     j = job_create(e->jobs, &ops, sizeof(job_t), reg_of(e), "a/b", "v1",
@@ -171,7 +171,7 @@ test_redirect_target_gets_nothing(void **state)
 
     /* a token_file wins over everything: Bearer, no Basic */
     write_file(path, "ready");
-    reg_of(e)->token_file.path = strdup(path);
+    reg_of(e)->creds.token_file.path = strdup(path);
     memset(&req, 0, sizeof(req));
     job_auth_request(j, &req, 1);
     assert_string_equal(req.bearer, "ready");
@@ -275,7 +275,7 @@ test_token_with_credentials(void **state)
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     /* the token service refuses: a clear FAIL, remembered */
-    token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, "repository:a/b:pull");
     issue(e);
     fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
     fake_reply_to(fake_xfer_one(), 401, NULL, NULL);
@@ -297,7 +297,7 @@ test_token_file(void **state)
 
     snprintf(path, sizeof(path), "%s/reg.token", e->dir);
     write_file(path, "file-token");
-    reg_of(e)->token_file.path = strdup(path);
+    reg_of(e)->creds.token_file.path = strdup(path);
 
     issue(e);
     x = fake_xfer_one();
@@ -331,7 +331,7 @@ test_token_renewed_once(void **state)
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     /* granted, then refused for the repository: no third token */
-    token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, "repository:a/b:pull");
     issue(e);
     fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
     fake_reply_to(fake_xfer_one(), 200, "{\"token\":\"t3\"}", NULL);
@@ -375,7 +375,7 @@ test_redirect_target_401(void **state)
                         "FAIL 1 401 UNAUTHORIZED upstream redirect target "
                         "requires authentication\n");
     assert_int_equal(fake_xfer_count(), 0);
-    assert_int_equal(token_wants_basic(e->tokens, reg_of(e)), 0);
+    assert_int_equal(token_wants_basic(e->tokens, reg_of(e), 0), 0);
 
     /* not a refusal of the registry's credentials: nothing remembered */
     assert_int_equal(stats_registry(reg_of(e))->auth_failures, 0);
@@ -428,7 +428,7 @@ test_http_realm_of_https_registry(void **state)
     assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
 
     /* an https realm gets them */
-    token_forget(e->tokens, FAKE_REG, "repository:a/b:pull");
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, "repository:a/b:pull");
     issue(e);
     fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
     x = fake_xfer_one();

@@ -1395,14 +1395,14 @@ test_chunks_token_refused(void **state)
     assert_string_equal(fake_conn_take(&t->b.e->c1),
                         "FAIL 1 401 UNAUTHORIZED upstream refused access\n");
     assert_int_equal(fake_xfer_count(), 0);
-    assert_null(token_lookup(t->b.e->tokens, FAKE_REG,
+    assert_null(token_lookup(t->b.e->tokens, fake_registry(t->b.e, FAKE_REG), 0,
                              "repository:a/b:pull"));
     fake_now += 3600;
 
     /* a refusal another job met: the next chunk is answered 401 without
      * going out, and that ends the download */
     chunks_with_token(t);
-    token_refuse(t->b.e->tokens, &t->b.e->cf->registries[0],
+    token_refuse(t->b.e->tokens, &t->b.e->cf->registries[0], 0,
                  "repository:a/b:pull");
     reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
                 0, CURLE_OK);
@@ -1414,16 +1414,155 @@ test_chunks_token_refused(void **state)
     fake_now += 3600;
 
     /* a chunk redirected elsewhere that meets a 401 there: no token
-     * request, no credentials, a 401 */
+     * request to the realm it names, no credentials: its URL expired,
+     * the registry is asked for another one */
     chunks_with_token(t);
     snprintf(fake_xfer_range(131072)->effective_url, 8192, CDN_URL);
     reply_status(fake_xfer_range(131072), 401, NULL,
                  "Bearer realm=\"https://evil.test/token\"");
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+    assert_string_equal(fake_xfer_range(131072)->url, t->b.url);
+    assert_string_equal(fake_xfer_range(131072)->bearer, "tok-1");
+    assert_int_equal(fake_xfer_count(), 3);
+}
+
+
+/* The signed URL of a CDN expires mid-download (403, 410): the registry
+ * is asked for a fresh redirect by the chunk that met it, the others wait
+ * for it, and every chunk asks the fresh URL for the bytes it lacks only;
+ * the blob is stored.  A fresh URL refused at once counts as a failure. */
+static void
+test_chunks_url_renewed(void **state)
+{
+    static const char  cdn2[] = "http://cdn.test/blobs/x?sig=fresh";
+
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX], want[OCI_PATH_MAX + 64];
+    xfer_t        *x;
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    assert_chunk_xfer(fake_xfer_range(65536), CDN_URL, 65536, 131071);
+
+    /* chunk 2 breaks after 20000 bytes with a 403 of the CDN */
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 20000, CURLE_PARTIAL_FILE);
+    x = fake_xfer_range(151072);
+    snprintf(x->effective_url, 8192, "%s", x->url);
+    reply_status(x, 403, NULL, NULL);
+
+    /* it asks the registry for the bytes it lacks, without credentials
+     * of the CDN's; no other chunk starts meanwhile */
+    x = fake_xfer_range(151072);
+    assert_string_equal(x->url, t->b.url);
+    assert_int_equal(x->redirected, 0);
+    assert_true(x->range_last == 196607);
+    assert_true(stats_registry(fake_registry(t->b.e, FAKE_REG))
+                    ->urls_renewed == 1);
+
+    /* chunk 1 meets the expiry too: it waits, no new transfer */
+    snprintf(fake_xfer_range(65536)->effective_url, 8192, CDN_URL);
+    reply_status(fake_xfer_range(65536), 410, NULL, NULL);
+    assert_null(fake_xfer_range(65536));
+    assert_int_equal(fake_xfer_count(), 2);
+
+    /* the registry redirects to a fresh URL: every chunk goes there */
+    x = fake_xfer_range(151072);
+    snprintf(x->effective_url, 8192, cdn2);
+    reply_range(t, x, 206, 151072, 196607, CHUNK_TOTAL, 0, CURLE_OK);
+    assert_string_equal(fake_xfer_range(65536)->url, cdn2);
+    assert_int_equal(fake_xfer_range(65536)->redirected, 1);
+    assert_string_equal(fake_xfer_range(65536)->bearer, "");
+
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    assert_string_equal(fake_xfer_range(262144)->url, cdn2);
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+
+    snprintf(want, sizeof(want), "PROGRESS 1 %d\nDONE 1\n", CHUNK_TOTAL);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), want);
+    assert_stored_data(t);
+    assert_int_equal(fake_xfer_count(), 0);
+}
+
+
+/* A CDN that refuses every fresh URL at once: the first expiry is not
+ * counted, each refused renewal is, and the download ends. */
+static void
+test_chunks_url_refused(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           tmp[OCI_PATH_MAX];
+    xfer_t        *x;
+    int            i;
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+
+    for (i = 0; i < 5; i++) {
+        x = fake_xfer_range(65536);
+        assert_non_null(x);
+        assert_string_equal(x->url, i == 0 ? CDN_URL : t->b.url);
+        snprintf(x->effective_url, 8192, CDN_URL);
+        reply_status(x, 403, NULL, NULL);
+    }
+
     assert_string_equal(fake_conn_take(&t->b.e->c1),
-                        "FAIL 1 401 UNAUTHORIZED upstream redirect target "
-                        "requires authentication\n");
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable\n");
     assert_int_equal(fake_xfer_count(), 0);
     assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_not_stored(&t->b);
+}
+
+
+/* A chunk's CDN answers 429: that host is held back (Retry-After capped
+ * by max_retry_after), the endpoint is not, and the download ends 429. */
+static void
+test_chunks_cdn_throttled(void **state)
+{
+    chunk_test_t       *t = *state;
+    char                tmp[OCI_PATH_MAX];
+    fake_reply_t        r;
+    xfer_t             *x;
+    endpoints_state_t   st;
+    oci_registry_t     *reg;
+
+    reg = fake_registry(t->b.e, FAKE_REG);
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+
+    x = fake_xfer_range(65536);
+    snprintf(x->effective_url, 8192, CDN_URL);
+    memset(&r, 0, sizeof(r));
+    r.status = 429;
+    r.retry_after_set = 1;
+    r.retry_after = 86400;
+    fake_xfer_reply(x, &r);
+
+    assert_string_equal(fake_conn_take(&t->b.e->c1),
+                        "FAIL 1 429 TOOMANYREQUESTS upstream redirect target "
+                        "throttles, retry later\n");
+    assert_string_equal(fake_xfers.held_url, CDN_URL);
+    assert_int_equal(fake_xfers.held_secs, OCI_DEFAULT_MAX_RETRY_AFTER);
+    assert_true(stats_registry(reg)->hosts_throttled == 1);
+    endpoints_state(t->b.e->jobs->eps, reg, 0, &st);
+    assert_int_equal(st.throttled, 0);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_not_stored(&t->b);
 }
 
 
@@ -1504,6 +1643,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_chunks_bad_probe_range,
                                         setup_chunks, teardown_chunks),
         cmocka_unit_test_setup_teardown(test_chunks_token_expires,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_url_renewed,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_url_refused,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_chunks_cdn_throttled,
                                         setup_chunks, teardown_chunks),
         cmocka_unit_test_setup_teardown(test_chunks_token_refused,
                                         setup_chunks, teardown_chunks),

@@ -375,9 +375,19 @@ test_fastest(void **state)
 static void
 test_throttled(void **state)
 {
-    env_t         *e = *state;
-    xfer_resp_t    r;
-    int            t;
+    env_t              *e = *state;
+    xfer_resp_t         r;
+    fake_reply_t        fr;
+    endpoints_state_t   st;
+    int                 t;
+
+    /* the round of "fastest" out of the way */
+    ((oci_registry_t *) e->fast)->probe_interval = 86400;
+    endpoints_tick(e->eps);
+
+    while (fake_xfer_count() > 0) {
+        probe_reply(fake_xfer_at(0), 200, CURLE_OK);
+    }
 
     memset(&r, 0, sizeof(r));
     r.status = 429;
@@ -397,24 +407,50 @@ test_throttled(void **state)
     assert_string_equal(order(e, e->ord, &t), "");
     assert_int_equal(t, 1);
 
-    now_ms += 5000;
+    /* not probed while throttled */
+    now_ms += 5000 - 1;
+    endpoints_tick(e->eps);
+    assert_int_equal(fake_xfer_count(), 0);
+
+    /* then probed like a backed-off endpoint: usable once it answers */
+    now_ms += 1;
+    assert_string_equal(order(e, e->ord, &t), "");
+    endpoints_tick(e->eps);
+    assert_string_equal(fake_xfer_one()->url, EP_A "/v2/");
+    probe_reply(fake_xfer_one(), 401, CURLE_OK);
     assert_string_equal(order(e, e->ord, &t), "0");
     assert_int_equal(t, 1);
-    now_ms += (ENDPOINTS_RETRY_AFTER - 5) * 1000 - 1;
+
+    /* a probe answered 429 throttles it again */
+    now_ms += (ENDPOINTS_RETRY_AFTER - 5) * 1000;
+    endpoints_tick(e->eps);
+    assert_string_equal(fake_xfer_one()->url, EP_B "/v2/");
+    memset(&fr, 0, sizeof(fr));
+    fr.status = 429;
+    fr.retry_after_set = 1;
+    fr.retry_after = 2;
+    fake_xfer_reply(fake_xfer_one(), &fr);
     assert_string_equal(order(e, e->ord, NULL), "0");
-    now_ms += 1;
-    assert_string_equal(order(e, e->ord, &t), "01");
+    endpoints_state(e->eps, e->ord, 1, &st);
+    assert_int_equal(st.throttled, 1);
+
+    /* a probe that fails backs it off */
+    now_ms += 2000;
+    endpoints_tick(e->eps);
+    probe_reply(fake_xfer_one(), 0, CURLE_COULDNT_CONNECT);
+    endpoints_state(e->eps, e->ord, 1, &st);
+    assert_int_equal(st.throttled, 0);
+    assert_int_equal(st.down, 1);
+    assert_string_equal(order(e, e->ord, &t), "0");
     assert_int_equal(t, 0);
 
-    /* a throttled endpoint is not probed, not even when it is due */
-    r.retry_after = 100;
-    endpoints_answered(e->eps, e->fast, 1, &r);
-    endpoints_tick(e->eps);
-    assert_int_equal(fake_xfer_count(), 2);
-    assert_string_equal(fake_xfer_at(0)->url, EP_A "/v2/");
-    assert_string_equal(fake_xfer_at(1)->url, EP_C "/v2/");
-    probe_reply(fake_xfer_at(0), 200, CURLE_OK);
-    probe_reply(fake_xfer_at(0), 200, CURLE_OK);
+    /* a Retry-After beyond max_retry_after is capped */
+    ((oci_registry_t *) e->ord)->max_retry_after = 30;
+    r.retry_after = 86400;
+    endpoints_answered(e->eps, e->ord, 0, &r);
+    now_ms += 30 * 1000 - 1;
+    endpoints_state(e->eps, e->ord, 0, &st);
+    assert_true(st.throttled_until == now_ms + 1);
 }
 
 

@@ -756,6 +756,8 @@ test_upstream_errors(void **state)
             reply(cases[i].status, cases[i].body);
             started++;
             test_ms += ENDPOINTS_RETRY_AFTER * 1000;
+            fake_probes_answer(e, 200);
+            started += 2;       /* the probes that bring them back */
         }
 
         snprintf(want, sizeof(want), "FAIL 1 %s\n", cases[i].fail);
@@ -834,7 +836,7 @@ test_auth(void **state)
 
     /* refused: the token is dropped and a new one fetched, once */
     reply_401(CHALLENGE);
-    assert_null(token_lookup(e->tokens, FAKE_REG, "repository:a/b:pull"));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "repository:a/b:pull"));
     assert_string_equal(fake_xfer_one()->url, TOKEN_URL);
     reply(200, "{\"token\":\"tok-2\"}");
     assert_string_equal(fake_xfer_one()->bearer, "tok-2");
@@ -944,7 +946,7 @@ test_auth_job_gone(void **state)
 
     reply(200, "{\"token\":\"tok\"}");
     assert_int_equal(fake_xfer_count(), 0);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG,
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0,
                                      "repository:a/b:pull"), "tok");
     assert_string_equal(fake_conn_take(&e->c1), "");
 }
@@ -1164,7 +1166,7 @@ test_endpoints_answered_locally(void **state)
 
     endpoints_failed(e->jobs->eps, reg, 0);
     endpoints_failed(e->jobs->eps, reg, 0);
-    token_refuse(e->tokens, reg, "repository:a/b:pull");
+    token_refuse(e->tokens, reg, 0, "repository:a/b:pull");
 
     j = new_job(e, &plain_ops, FAKE_REG, NULL);
     assert_non_null(job_add_waiter(j, &e->c1, 1));
@@ -1276,8 +1278,14 @@ test_endpoints_throttled(void **state)
                         "FAIL 3 429 TOOMANYREQUESTS upstream rate limit "
                         "reached, retry later\n");
 
-    /* Retry-After of the first has passed: it is asked again */
-    test_ms += 30 * 1000;
+    /* Retry-After of the first has passed and a probe found it: it is
+     * asked again */
+    test_ms += 30 * 1000 - 1;
+    fake_probes_answer(e, 200);
+    assert_int_equal(fake_xfers.started, 3);
+    test_ms += 1;
+    fake_probes_answer(e, 200);
+    assert_int_equal(fake_xfers.started, 4);
     j = new_job(e, &plain_ops, FAKE_REG, NULL);
     assert_non_null(job_add_waiter(j, &e->c1, 4));
     job_issue(j);

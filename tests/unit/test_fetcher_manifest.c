@@ -703,14 +703,16 @@ test_stale_on_429(void **state)
     assert_int_equal(fake_xfers.started, 2);
     assert_true(stats_registry(e->jobs->cf->registries)->stale_served == 2);
 
-    /* Retry-After has passed: a HEAD revalidates, the 429 serves stale */
+    /* Retry-After has passed and probes found them: a HEAD revalidates,
+     * the 429 serves stale */
     test_ms += 20 * 1000;
+    fake_probes_answer(e, 200);
     request(e, &e->c1, 5, "v1", 0, "");
     assert_int_equal(fake_xfer_one()->head, 1);
     fake_xfer_reply(fake_xfer_one(), &r);
     fake_xfer_reply(fake_xfer_one(), &r);
     assert_meta(&e->c1, 5, &d, MT_INDEX, 1);
-    assert_int_equal(fake_xfers.started, 4);
+    assert_int_equal(fake_xfers.started, 6);
 }
 
 

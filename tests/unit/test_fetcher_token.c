@@ -30,6 +30,7 @@ typedef struct {
     int              seq;           /* the order it was called in */
     token_waiter_t  *cancel;        /* cancel this one when called */
     token_cache_t   *tc;
+    const oci_registry_t  *reg;     /* of the token_lookup() */
     const char      *seen;          /* token_lookup() from inside done */
 } test_waiter_t;
 
@@ -66,7 +67,7 @@ on_token(token_waiter_t *w, int ok, oci_errcode_t code)
     }
 
     if (t->tc != NULL) {
-        t->seen = token_lookup(t->tc, FAKE_REG, SCOPE);
+        t->seen = token_lookup(t->tc, t->reg, 0, SCOPE);
     }
 }
 
@@ -111,7 +112,7 @@ fetch(fake_env_t *e, test_waiter_t *t)
     oci_challenge_t  ch;
 
     challenge(&ch, "https://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE, &ch,
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), 0, SCOPE, &ch,
                                  &t->w), 0);
 }
 
@@ -138,18 +139,18 @@ test_request(void **state)
     assert_string_equal(x->password, "");
 
     /* nothing cached while the request runs */
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
     assert_int_equal(t.calls, 0);
 
     reply_token("{\"token\":\"tok-1\",\"expires_in\":300}");
 
     assert_int_equal(t.calls, 1);
     assert_int_equal(t.ok, 1);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
 
     /* keyed by registry and scope */
-    assert_null(token_lookup(e->tokens, FAKE_REG, "repository:a/c:pull"));
-    assert_null(token_lookup(e->tokens, FAKE_SOLO, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "repository:a/c:pull"));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_SOLO), 0, SCOPE));
     assert_int_equal(fake_xfer_count(), 0);
 }
 
@@ -165,7 +166,7 @@ test_request_url(void **state)
     waiter_init(&t);
     challenge(&ch, "http://auth.test/t?x=1", "",
               "repository:a/b:pull,push");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), 0, SCOPE,
                                  &ch, &t.w),
                      0);
     assert_string_equal(fake_xfer_one()->url, "http://auth.test/t?x=1"
@@ -176,7 +177,7 @@ test_request_url(void **state)
     assert_int_equal(t.ok, 1);
 
     /* cached under the job's scope, not the challenge's */
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
 }
 
 
@@ -190,12 +191,12 @@ test_bad_realm(void **state)
     waiter_init(&t);
 
     challenge(&ch, "ftp://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), 0, SCOPE,
                                  &ch, &t.w),
                      -1);
 
     challenge(&ch, "auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), 0, SCOPE,
                                  &ch, &t.w),
                      -1);
 
@@ -207,7 +208,7 @@ test_bad_realm(void **state)
     /* the transfer cannot start: the same */
     fake_xfers.fail_start = 1;
     challenge(&ch, "https://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, SCOPE,
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), 0, SCOPE,
                                  &ch, &t.w),
                      -1);
     assert_false(queue_linked(&t.w.link));
@@ -240,6 +241,7 @@ test_waiters(void **state)
 
     /* the first one, called, already finds the token */
     t[0].tc = e->tokens;
+    t[0].reg = fake_reg(e);
 
     reply_token("{\"token\":\"shared\",\"expires_in\":120}");
 
@@ -292,10 +294,10 @@ test_expiry(void **state)
     reply_token("{\"token\":\"five-min\",\"expires_in\":300}");
 
     fake_now += 289;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE),
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE),
                         "five-min");
     fake_now += 1;
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
     /* gone for good: a fetch starts a new request */
     waiter_init(&t);
@@ -306,43 +308,43 @@ test_expiry(void **state)
      * out with one about to expire */
     reply_token("{\"token\":\"short\",\"expires_in\":8}");
     fake_now += 3;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "short");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "short");
     fake_now += 1;
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
     /* 20 s: 10 either way; 1 s: still kept for the requests waiting */
     waiter_init(&t);
     fetch(e, &t);
     reply_token("{\"token\":\"twenty\",\"expires_in\":20}");
     fake_now += 9;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "twenty");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "twenty");
     fake_now += 1;
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
     waiter_init(&t);
     fetch(e, &t);
     reply_token("{\"token\":\"one\",\"expires_in\":1}");
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "one");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "one");
     fake_now += 1;
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
     /* no expires_in: 60 s, so 50 */
     waiter_init(&t);
     fetch(e, &t);
     reply_token("{\"token\":\"default\"}");
     fake_now += 49;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "default");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "default");
     fake_now += 1;
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
     /* a huge expires_in is clamped to a day (no overflow of now + ttl) */
     waiter_init(&t);
     fetch(e, &t);
     reply_token("{\"token\":\"huge\",\"expires_in\":9000000000000000000}");
     fake_now += 86400 - 11;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "huge");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "huge");
     fake_now += 1;
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 }
 
 
@@ -391,7 +393,7 @@ test_failures(void **state)
                      oci_err_code(t.code));
         }
 
-        assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+        assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
     }
 
     /* every failure left nothing behind: the next fetch is a new one */
@@ -400,7 +402,7 @@ test_failures(void **state)
     assert_int_equal(fake_xfers.started,
                      (int) (sizeof(cases) / sizeof(cases[0])) + 1);
     reply_token("{\"token\":\"finally\"}");
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "finally");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "finally");
 }
 
 
@@ -440,7 +442,7 @@ test_body_limit(void **state)
     r.body_len = len - 1;
     fake_xfer_reply(fake_xfer_one(), &r);
     assert_int_equal(t.ok, 1);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "x");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "x");
 
     free(body);
 }
@@ -457,12 +459,12 @@ test_forget_and_refresh(void **state)
     fetch(e, &t);
     reply_token("{\"token\":\"old\"}");
 
-    token_forget(e->tokens, FAKE_REG, SCOPE);
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
     /* forgetting what is not there is harmless */
-    token_forget(e->tokens, FAKE_REG, SCOPE);
-    token_forget(e->tokens, FAKE_SOLO, "nothing");
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
+    token_forget(e->tokens, fake_registry(e, FAKE_SOLO), 0, "nothing");
 
     waiter_init(&t);
     fetch(e, &t);
@@ -472,16 +474,16 @@ test_forget_and_refresh(void **state)
     waiter_init(&t);
     fetch(e, &t);
     assert_int_equal(fake_xfer_count(), 1);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "second");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "second");
 
     /* refused while the refresh runs: gone now, the refresh goes on */
-    token_forget(e->tokens, FAKE_REG, SCOPE);
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
     assert_int_equal(fake_xfer_count(), 1);
 
     reply_token("{\"token\":\"third\"}");
     assert_int_equal(t.ok, 1);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "third");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "third");
 
     /* a failed refresh drops the entry, old token and all */
     waiter_init(&t);
@@ -494,7 +496,7 @@ test_forget_and_refresh(void **state)
         fake_xfer_reply(fake_xfer_one(), &r);
     }
     assert_int_equal(t.ok, 0);
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 }
 
 
@@ -546,7 +548,7 @@ test_not_logged(void **state)
     waiter_init(&t);
     fetch(e, &t);
     reply_token("{\"token\":\"s3cr3t-t0ken\",\"expires_in\":300}");
-    token_forget(e->tokens, FAKE_REG, SCOPE);
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
     fetch(e, &t);
     reply_token("{\"token\":\"s3cr3t bad\"}");
 
@@ -591,10 +593,10 @@ with_password(fake_env_t *e, const char *password, char *path, size_t cap)
     snprintf(path, cap, "%s/alice.pw", e->dir);
     write_secret(path, password);
 
-    reg->username = strdup("alice");
-    reg->password_file.path = strdup(path);
-    assert_non_null(reg->username);
-    assert_non_null(reg->password_file.path);
+    reg->creds.username = strdup("alice");
+    reg->creds.password_file.path = strdup(path);
+    assert_non_null(reg->creds.username);
+    assert_non_null(reg->creds.password_file.path);
 
     return reg;
 }
@@ -629,37 +631,37 @@ test_credentials_and_refusal(void **state)
     assert_int_equal(t.code, OCI_ERR_UNAUTHORIZED);
 
     /* remembered, counted once, for this scope only */
-    assert_true(token_refused(e->tokens, reg, SCOPE));
-    assert_false(token_refused(e->tokens, reg, "repository:a/c:pull"));
+    assert_true(token_refused(e->tokens, reg, 0, SCOPE));
+    assert_false(token_refused(e->tokens, reg, 0, "repository:a/c:pull"));
     assert_int_equal(stats_registry(reg)->auth_failures, 1);
     fake_now += 29;
-    assert_true(token_refused(e->tokens, reg, SCOPE));
+    assert_true(token_refused(e->tokens, reg, 0, SCOPE));
     fake_now += 1;
-    assert_false(token_refused(e->tokens, reg, SCOPE));
+    assert_false(token_refused(e->tokens, reg, 0, SCOPE));
 
     /* refused again, then the password file changes: forgotten at once,
      * and the new password is what the next request carries */
-    token_refuse(e->tokens, reg, SCOPE);
+    token_refuse(e->tokens, reg, 0, SCOPE);
     assert_int_equal(stats_registry(reg)->auth_failures, 2);
-    assert_true(token_refused(e->tokens, reg, SCOPE));
+    assert_true(token_refused(e->tokens, reg, 0, SCOPE));
     write_secret(path, "pw-two");
-    assert_false(token_refused(e->tokens, reg, SCOPE));
+    assert_false(token_refused(e->tokens, reg, 0, SCOPE));
 
     waiter_init(&t);
     fetch(e, &t);
     assert_string_equal(fake_xfer_one()->password, "pw-two");
     reply_token("{\"token\":\"granted\"}");
     assert_int_equal(t.ok, 1);
-    assert_false(token_refused(e->tokens, reg, SCOPE));
+    assert_false(token_refused(e->tokens, reg, 0, SCOPE));
 
     /* a negative_ttl below the floor still holds TOKEN_REFUSAL_MIN */
     reg->negative_ttl = 0;
-    token_refuse(e->tokens, reg, "repository:x/y:pull");
-    assert_null(token_lookup(e->tokens, FAKE_REG, "repository:x/y:pull"));
+    token_refuse(e->tokens, reg, 0, "repository:x/y:pull");
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "repository:x/y:pull"));
     fake_now += TOKEN_REFUSAL_MIN - 1;
-    assert_true(token_refused(e->tokens, reg, "repository:x/y:pull"));
+    assert_true(token_refused(e->tokens, reg, 0, "repository:x/y:pull"));
     fake_now += 1;
-    assert_false(token_refused(e->tokens, reg, "repository:x/y:pull"));
+    assert_false(token_refused(e->tokens, reg, 0, "repository:x/y:pull"));
 }
 
 
@@ -673,40 +675,40 @@ test_secret_files(void **state)
     char              path[256], tpath[256];
 
     reg = with_password(e, "first", path, sizeof(path));
-    assert_string_equal(token_password(e->tokens, reg), "first");
+    assert_string_equal(token_password(e->tokens, reg, 0), "first");
 
     write_secret(path, "second-longer");
-    assert_string_equal(token_password(e->tokens, reg), "second-longer");
+    assert_string_equal(token_password(e->tokens, reg, 0), "second-longer");
 
     /* same length, new file: still noticed */
     write_secret(path, "third-longer!");
-    assert_string_equal(token_password(e->tokens, reg), "third-longer!");
+    assert_string_equal(token_password(e->tokens, reg, 0), "third-longer!");
 
     assert_int_equal(unlink(path), 0);
-    assert_string_equal(token_password(e->tokens, reg), "third-longer!");
+    assert_string_equal(token_password(e->tokens, reg, 0), "third-longer!");
 
     /* no username: no password, whatever the file */
     solo = (oci_registry_t *) oci_config_registry(e->cf, FAKE_SOLO,
                                                   strlen(FAKE_SOLO));
-    assert_null(token_password(e->tokens, solo));
-    assert_null(token_file_token(e->tokens, solo));
+    assert_null(token_password(e->tokens, solo, 0));
+    assert_null(token_file_token(e->tokens, solo, 0));
 
     snprintf(tpath, sizeof(tpath), "%s/solo.token", e->dir);
     write_secret(tpath, "ready-token");
-    solo->token_file.path = strdup(tpath);
-    assert_non_null(solo->token_file.path);
-    assert_string_equal(token_file_token(e->tokens, solo), "ready-token");
+    solo->creds.token_file.path = strdup(tpath);
+    assert_non_null(solo->creds.token_file.path);
+    assert_string_equal(token_file_token(e->tokens, solo, 0), "ready-token");
 
     write_secret(tpath, "has space");
-    assert_null(token_file_token(e->tokens, solo));
+    assert_null(token_file_token(e->tokens, solo, 0));
     write_secret(tpath, "fixed");
-    assert_string_equal(token_file_token(e->tokens, solo), "fixed");
+    assert_string_equal(token_file_token(e->tokens, solo, 0), "fixed");
 
     /* Basic wanted: remembered per registry */
-    assert_false(token_wants_basic(e->tokens, reg));
-    token_set_basic(e->tokens, reg);
-    assert_true(token_wants_basic(e->tokens, reg));
-    assert_false(token_wants_basic(e->tokens, solo));
+    assert_false(token_wants_basic(e->tokens, reg, 0));
+    token_set_basic(e->tokens, reg, 0);
+    assert_true(token_wants_basic(e->tokens, reg, 0));
+    assert_false(token_wants_basic(e->tokens, solo, 0));
 }
 
 
@@ -729,8 +731,8 @@ test_refusal_drops_token(void **state)
     r.status = 403;
     fake_xfer_reply(fake_xfer_one(), &r);
 
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
-    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
+    assert_true(token_refused(e->tokens, fake_reg(e), 0, SCOPE));
 }
 
 
@@ -744,7 +746,7 @@ grant(fake_env_t *e, const char *scope, const char *token, long expires_in)
 
     waiter_init(&t);
     challenge(&ch, "https://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), FAKE_EP1, scope,
+    assert_int_equal(token_fetch(e->tokens, fake_reg(e), 0, scope,
                                  &ch, &t.w), 0);
     snprintf(body, sizeof(body), "{\"token\":\"%s\",\"expires_in\":%ld}",
              token, expires_in);
@@ -770,31 +772,31 @@ test_cap(void **state)
 
     grant(e, "s:a", "tok-a", 3600);
     grant(e, "s:b", "tok-b", 20);           /* cached 10 s */
-    token_refuse(e->tokens, reg, "s:c");
+    token_refuse(e->tokens, reg, 0, "s:c");
     assert_int_equal(token_cache_count(e->tokens), 3);
 
     /* b expired: it goes, though a is older */
     fake_now += 11;
     grant(e, "s:d", "tok-d", 3600);
     assert_int_equal(token_cache_count(e->tokens), 3);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a");
-    assert_null(token_lookup(e->tokens, FAKE_REG, "s:b"));
-    assert_true(token_refused(e->tokens, reg, "s:c"));
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:d"), "tok-d");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:a"), "tok-a");
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:b"));
+    assert_true(token_refused(e->tokens, reg, 0, "s:c"));
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:d"), "tok-d");
 
     /* none expired: the oldest, a, goes for a refusal */
-    token_refuse(e->tokens, reg, "s:e");
+    token_refuse(e->tokens, reg, 0, "s:e");
     assert_int_equal(token_cache_count(e->tokens), 3);
-    assert_null(token_lookup(e->tokens, FAKE_REG, "s:a"));
-    assert_true(token_refused(e->tokens, reg, "s:c"));
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:d"), "tok-d");
-    assert_true(token_refused(e->tokens, reg, "s:e"));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:a"));
+    assert_true(token_refused(e->tokens, reg, 0, "s:c"));
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:d"), "tok-d");
+    assert_true(token_refused(e->tokens, reg, 0, "s:e"));
 
     /* a token renewed is the newest: c goes before d */
     grant(e, "s:d", "tok-d2", 3600);
     grant(e, "s:f", "tok-f", 3600);
-    assert_false(token_refused(e->tokens, reg, "s:c"));
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:d"), "tok-d2");
+    assert_false(token_refused(e->tokens, reg, 0, "s:c"));
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:d"), "tok-d2");
 
     /* requests under way stay; with three of them nothing more fits */
     challenge(&ch, "https://auth.test/token", "reg.test", "");
@@ -803,21 +805,21 @@ test_cap(void **state)
         waiter_init(&t[i]);
     }
 
-    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:x", &ch,
+    assert_int_equal(token_fetch(e->tokens, reg, 0, "s:x", &ch,
                                  &t[0].w), 0);
-    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:y", &ch,
+    assert_int_equal(token_fetch(e->tokens, reg, 0, "s:y", &ch,
                                  &t[1].w), 0);
-    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:z", &ch,
+    assert_int_equal(token_fetch(e->tokens, reg, 0, "s:z", &ch,
                                  &t[2].w), 0);
     assert_int_equal(token_cache_count(e->tokens), 3);
-    assert_null(token_lookup(e->tokens, FAKE_REG, "s:d"));
-    assert_null(token_lookup(e->tokens, FAKE_REG, "s:f"));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:d"));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:f"));
 
-    assert_int_equal(token_fetch(e->tokens, reg, FAKE_EP1, "s:w", &ch,
+    assert_int_equal(token_fetch(e->tokens, reg, 0, "s:w", &ch,
                                  &t[3].w), -1);
     assert_false(queue_linked(&t[3].w.link));
-    token_refuse(e->tokens, reg, "s:w");
-    assert_false(token_refused(e->tokens, reg, "s:w"));
+    token_refuse(e->tokens, reg, 0, "s:w");
+    assert_false(token_refused(e->tokens, reg, 0, "s:w"));
     assert_int_equal(fake_xfer_count(), 3);
 
     /* the three answered: each waiter got its token */
@@ -829,7 +831,7 @@ test_cap(void **state)
     }
 
     assert_int_equal(t[0].ok + t[1].ok + t[2].ok, 3);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:y"), "t");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:y"), "t");
 }
 
 
@@ -847,22 +849,22 @@ test_cap_many(void **state)
 
     for (i = 0; i < 200; i++) {
         snprintf(scope, sizeof(scope), "repository:junk/%d:pull", i);
-        token_refuse(e->tokens, reg, scope);
+        token_refuse(e->tokens, reg, 0, scope);
     }
 
     assert_int_equal(token_cache_count(e->tokens), 64);
 
     for (i = 0; i < 200; i++) {
         snprintf(scope, sizeof(scope), "repository:junk/%d:pull", i);
-        assert_int_equal(token_refused(e->tokens, reg, scope), i >= 136);
+        assert_int_equal(token_refused(e->tokens, reg, 0, scope), i >= 136);
     }
 
     /* all of them expire */
     fake_now += 3600;
-    assert_false(token_refused(e->tokens, reg, "repository:junk/199:pull"));
+    assert_false(token_refused(e->tokens, reg, 0, "repository:junk/199:pull"));
     grant(e, SCOPE, "after", 300);
     assert_int_equal(token_cache_count(e->tokens), 64);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "after");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "after");
 }
 
 
@@ -897,11 +899,11 @@ test_refresh_window(void **state)
     assert_int_equal(fake_xfers.started, 1);
 
     fake_now += 229;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
     assert_int_equal(fake_xfer_count(), 0);
 
     fake_now += 1;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
     x = fake_xfer_one();
     assert_string_equal(x->url, TOKEN_URL);
     assert_string_equal(x->accept, "application/json");
@@ -914,20 +916,20 @@ test_refresh_window(void **state)
     /* a short life (40 s, kept 30): the last quarter, 7 s */
     grant(e, "s:short", "short-1", 40);
     fake_now += 22;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:short"),
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:short"),
                         "short-1");
     assert_int_equal(fake_xfer_count(), 0);
     fake_now += 1;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:short"),
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:short"),
                         "short-1");
     assert_int_equal(fake_xfer_count(), 1);
     reply_token("{\"token\":\"short-2\",\"expires_in\":40}");
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:short"),
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:short"),
                         "short-2");
 
     /* a life too short for a window (3 s, kept 1): never refreshed */
     grant(e, "s:tiny", "tiny", 3);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:tiny"), "tiny");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:tiny"), "tiny");
     assert_int_equal(fake_xfer_count(), 0);
 }
 
@@ -948,7 +950,7 @@ test_refresh_once(void **state)
     reg = with_password(e, "pw-one", path, sizeof(path));
 
     grant(e, SCOPE, "tok-1", 300);
-    serial = token_serial(e->tokens, FAKE_REG, SCOPE);
+    serial = token_serial(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
     assert_true(serial != 0);
 
     /* the password file rotated meanwhile: the refresh sends the new */
@@ -957,9 +959,9 @@ test_refresh_once(void **state)
     fake_now += 230;
 
     for (i = 0; i < 5; i++) {
-        assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE),
+        assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE),
                             "tok-1");
-        assert_int_equal(token_serial(e->tokens, FAKE_REG, SCOPE), serial);
+        assert_int_equal(token_serial(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), serial);
         fake_now += 10;
     }
 
@@ -982,31 +984,31 @@ test_refresh_replaces(void **state)
     unsigned long   serial;
 
     grant(e, SCOPE, "tok-1", 300);
-    serial = token_serial(e->tokens, FAKE_REG, SCOPE);
+    serial = token_serial(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
 
     fake_now += 230;                                    /* 1230 */
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
     reply_token("{\"token\":\"tok-2\",\"expires_in\":300}");
 
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
-    assert_true(token_serial(e->tokens, FAKE_REG, SCOPE) > serial);
-    assert_false(token_refused(e->tokens, fake_reg(e), SCOPE));
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
+    assert_true(token_serial(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE) > serial);
+    assert_false(token_refused(e->tokens, fake_reg(e), 0, SCOPE));
 
     /* kept until 1520, refreshed from 1460 */
     fake_now += 229;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
     assert_int_equal(fake_xfers.started, 2);
     assert_int_equal(fake_xfer_count(), 0);
 
     fake_now += 1;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
     assert_int_equal(fake_xfers.started, 3);
     reply_token("{\"token\":\"tok-3\",\"expires_in\":300}");
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-3");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-3");
 
     /* the old one lived past its own drop time in the new one */
     fake_now += 289;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-3");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-3");
 }
 
 
@@ -1029,7 +1031,7 @@ test_refresh_fails(void **state)
         started = fake_xfers.started;
 
         fake_now += 230;
-        assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE),
+        assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE),
                             "tok-1");
         assert_int_equal(fake_xfers.started, started + 1);
 
@@ -1041,24 +1043,24 @@ test_refresh_fails(void **state)
         }
 
         for ( /* void */ ; fake_now < 1290; fake_now += 5) {
-            if (token_lookup(e->tokens, FAKE_REG, SCOPE) == NULL) {
+            if (token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE) == NULL) {
                 fail_msg("case %zu: dropped at %ld", i, (long) fake_now);
             }
         }
 
         assert_int_equal(fake_xfers.started, started + 1);
-        assert_false(token_refused(e->tokens, fake_reg(e), SCOPE));
+        assert_false(token_refused(e->tokens, fake_reg(e), 0, SCOPE));
         assert_int_equal(stats_registry(fake_reg(e))->auth_failures, 0);
 
         fake_now = 1290;
-        assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+        assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
         waiter_init(&t);
         fetch(e, &t);
         assert_int_equal(fake_xfers.started, started + 2);
         reply_token("{\"token\":\"tok-1\",\"expires_in\":300}");
         assert_int_equal(t.ok, 1);
-        token_forget(e->tokens, FAKE_REG, SCOPE);
+        token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
     }
 
     /* a refresh that cannot even start is not tried again either */
@@ -1067,10 +1069,10 @@ test_refresh_fails(void **state)
     started = fake_xfers.started;
     fake_xfers.fail_start = 1;
     fake_now += 230;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
     fake_xfers.fail_start = 0;
     fake_now += 10;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
     assert_int_equal(fake_xfers.started, started);
     assert_int_equal(fake_xfer_count(), 0);
 }
@@ -1086,7 +1088,7 @@ test_refresh_joined(void **state)
 
     grant(e, SCOPE, "tok-1", 300);
     fake_now += 230;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
 
     waiter_init(&t);
     fetch(e, &t);
@@ -1097,18 +1099,18 @@ test_refresh_joined(void **state)
     reply_token("{\"token\":\"tok-2\",\"expires_in\":300}");
     assert_int_equal(t.calls, 1);
     assert_int_equal(t.ok, 1);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
 
     /* joined, and the refresh fails: the token cached is still good */
     fake_now += 230;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
     waiter_init(&t);
     fetch(e, &t);
     assert_int_equal(fake_xfers.started, 3);
     reply_failure(fake_xfer_one(), 503);
     assert_int_equal(t.calls, 1);
     assert_int_equal(t.ok, 1);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
     assert_int_equal(fake_xfer_count(), 0);
 }
 
@@ -1124,13 +1126,13 @@ test_refresh_forget_refuse(void **state)
 
     grant(e, SCOPE, "tok-1", 300);
     fake_now += 230;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-1");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-1");
     assert_int_equal(fake_xfer_count(), 1);
 
-    token_forget(e->tokens, FAKE_REG, SCOPE);
+    token_forget(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE);
     assert_int_equal(fake_xfers.aborted, 1);
     assert_int_equal(fake_xfer_count(), 0);
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
 
     waiter_init(&t);
     fetch(e, &t);
@@ -1140,30 +1142,30 @@ test_refresh_forget_refuse(void **state)
 
     /* refused while its refresh runs */
     fake_now += 230;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-2");
-    token_refuse(e->tokens, fake_reg(e), SCOPE);
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-2");
+    token_refuse(e->tokens, fake_reg(e), 0, SCOPE);
     assert_int_equal(fake_xfers.aborted, 2);
     assert_int_equal(fake_xfer_count(), 0);
-    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
+    assert_true(token_refused(e->tokens, fake_reg(e), 0, SCOPE));
 
     /* again with a waiter: the refresh goes on, its token is dropped */
     fake_now += TOKEN_REFUSAL_MIN;
     grant(e, SCOPE, "tok-3", 300);
     fake_now += 230;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "tok-3");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "tok-3");
     waiter_init(&t);
     fetch(e, &t);
-    token_refuse(e->tokens, fake_reg(e), SCOPE);
+    token_refuse(e->tokens, fake_reg(e), 0, SCOPE);
     assert_int_equal(fake_xfer_count(), 1);
     reply_token("{\"token\":\"tok-4\",\"expires_in\":300}");
     assert_int_equal(t.calls, 1);
     assert_int_equal(t.ok, 0);
     assert_int_equal(t.code, OCI_ERR_UNAUTHORIZED);
-    assert_null(token_lookup(e->tokens, FAKE_REG, SCOPE));
-    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE));
+    assert_true(token_refused(e->tokens, fake_reg(e), 0, SCOPE));
     assert_int_equal(stats_registry(fake_reg(e))->auth_failures, 2);
     fake_now += TOKEN_REFUSAL_MIN - 1;
-    assert_true(token_refused(e->tokens, fake_reg(e), SCOPE));
+    assert_true(token_refused(e->tokens, fake_reg(e), 0, SCOPE));
 }
 
 
@@ -1173,22 +1175,27 @@ static void
 test_refresh_origin_rule(void **state)
 {
     fake_env_t       *e = *state;
+    oci_registry_t   *reg;
     oci_challenge_t   ch;
     test_waiter_t     t;
     xfer_t           *x;
     char              path[256];
 
-    with_password(e, "pw-one", path, sizeof(path));
+    reg = with_password(e, "pw-one", path, sizeof(path));
+
+    /* the registry's endpoint is https */
+    free(reg->endpoints[0]);
+    reg->endpoints[0] = strdup("https://one.test");
+    assert_non_null(reg->endpoints[0]);
 
     waiter_init(&t);
     challenge(&ch, "http://auth.test/token", "reg.test", "");
-    assert_int_equal(token_fetch(e->tokens, fake_reg(e), "https://one.test",
-                                 SCOPE, &ch, &t.w), 0);
+    assert_int_equal(token_fetch(e->tokens, reg, 0, SCOPE, &ch, &t.w), 0);
     assert_string_equal(fake_xfer_one()->username, "");
     reply_token("{\"token\":\"anon\",\"expires_in\":300}");
 
     fake_now += 230;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, SCOPE), "anon");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, SCOPE), "anon");
     x = fake_xfer_one();
     assert_string_equal(x->url, "http://auth.test/token?service=reg.test"
                         "&scope=repository%3Aa%2Fb%3Apull");
@@ -1210,18 +1217,18 @@ test_refresh_cap(void **state)
     grant(e, "s:b", "tok-b", 300);
 
     fake_now += 229;
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:a"), "tok-a");
     assert_int_equal(fake_xfer_count(), 1);
 
     /* a newer entry needs room: b goes, though a is older */
-    token_refuse(e->tokens, fake_reg(e), "s:c");
+    token_refuse(e->tokens, fake_reg(e), 0, "s:c");
     assert_int_equal(token_cache_count(e->tokens), 2);
     assert_int_equal(fake_xfer_count(), 1);
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a");
-    assert_null(token_lookup(e->tokens, FAKE_REG, "s:b"));
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:a"), "tok-a");
+    assert_null(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:b"));
 
     reply_token("{\"token\":\"tok-a2\",\"expires_in\":300}");
-    assert_string_equal(token_lookup(e->tokens, FAKE_REG, "s:a"), "tok-a2");
+    assert_string_equal(token_lookup(e->tokens, fake_registry(e, FAKE_REG), 0, "s:a"), "tok-a2");
 }
 
 
