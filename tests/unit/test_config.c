@@ -762,6 +762,161 @@ test_check_files(void **state)
 }
 
 
+/* Endpoint groups with credentials of their own; redirect_hosts, resolve
+ * and max_retry_after. */
+static void
+test_confinement_settings(void **state)
+{
+    fixture_t                *f = *state;
+    oci_config_t             *cf;
+    const oci_registry_t     *a, *b;
+    const oci_credentials_t  *c;
+
+    assert_int_equal(load(f,
+        STORE
+        "fetcher = { max_retry_after = 120; };\n"
+        "registries = (\n"
+        "  { name = \"a.io\"; endpoints = (\n"
+        "      { url = \"https://mirror.corp/\"; username = \"m\";\n"
+        "        password_file = \"/etc/ocimirror/m.pw\"; },\n"
+        "      { url = \"https://a.io\";\n"
+        "        token_file = \"/etc/ocimirror/a.token\"; },\n"
+        "      \"https://third.party\" );\n"
+        "    username = \"reg\"; password_file = \"/etc/ocimirror/r.pw\";\n"
+        "    redirect_hosts = ( \"CDN.Corp\", \"10.0.0.9\" );\n"
+        "    resolve = ( \"Mirror.Corp:443:10.0.0.5\",\n"
+        "                \"a.io:443:[::1],127.0.0.2\" );\n"
+        "    max_retry_after = 30; },\n"
+        "  { name = \"b.io\"; endpoints = ( \"https://b.io\" );\n"
+        "    resolve = ( \"mirror.corp:443:10.0.0.5\" ); }\n"
+        ");\n", &cf), OCI_OK);
+
+    a = oci_config_registry(cf, "a.io", 4);
+    b = oci_config_registry(cf, "b.io", 4);
+    assert_non_null(a);
+    assert_non_null(b);
+
+    assert_int_equal(a->n_endpoints, 3);
+    assert_string_equal(a->endpoints[0], "https://mirror.corp");
+    assert_string_equal(a->endpoints[2], "https://third.party");
+
+    /* each endpoint's own, else the registry's */
+    c = oci_endpoint_creds(a, 0);
+    assert_string_equal(c->username, "m");
+    assert_string_equal(c->password_file.path, "/etc/ocimirror/m.pw");
+    assert_int_equal(c->password_file.line, 6);
+    c = oci_endpoint_creds(a, 1);
+    assert_null(c->username);
+    assert_string_equal(c->token_file.path, "/etc/ocimirror/a.token");
+    c = oci_endpoint_creds(a, 2);
+    assert_ptr_equal(c, &a->creds);
+    assert_string_equal(c->username, "reg");
+    assert_false(oci_credentials_set(oci_endpoint_creds(b, 0)));
+
+    /* host names lower-cased, matched in any case */
+    assert_int_equal(a->n_redirect_hosts, 2);
+    assert_string_equal(a->redirect_hosts[0], "cdn.corp");
+    assert_true(oci_redirect_host_allowed(a, "CDN.corp"));
+    assert_true(oci_redirect_host_allowed(a, "10.0.0.9"));
+    assert_false(oci_redirect_host_allowed(a, "cdn.corp.evil"));
+    assert_false(oci_redirect_host_allowed(b, "cdn.corp"));
+
+    assert_int_equal(a->n_resolve, 2);
+    assert_string_equal(a->resolve[0], "mirror.corp:443:10.0.0.5");
+    assert_string_equal(a->resolve[1], "a.io:443:[::1],127.0.0.2");
+
+    assert_int_equal(cf->max_retry_after, 120);
+    assert_int_equal(a->max_retry_after, 30);
+    assert_int_equal(b->max_retry_after, 120);
+
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_int_equal(cf->registries[0].max_retry_after,
+                     OCI_DEFAULT_MAX_RETRY_AFTER);
+    oci_config_destroy(cf);
+}
+
+
+static void
+test_confinement_errors(void **state)
+{
+    fixture_t  *f = *state;
+
+    expect_error(f, REG_WITH("redirect_hosts = \"cdn\";"), 4,
+                 "\"redirect_hosts\" must be a list");
+    expect_error(f, REG_WITH("redirect_hosts = ( \"cdn:443\" );"), 4,
+                 "\"redirect_hosts\": \"cdn:443\" is not a host name or "
+                 "IPv4 address without a port");
+    expect_error(f, REG_WITH("redirect_hosts = ( \"ok\",\n 5 );"), 5,
+                 "\"redirect_hosts\" must hold strings");
+    expect_error(f, REG_WITH("resolve = ( \"a.io:443\" );"), 4,
+                 "\"resolve\": \"a.io:443\" is not \"host:port:address\"");
+    expect_error(f, REG_WITH("resolve = ( \"a.io:0:10.0.0.1\" );"), 4,
+                 "is not \"host:port:address\"");
+    expect_error(f, REG_WITH("resolve = ( \"a.io:443:10.0.0.300\" );"), 4,
+                 "is not \"host:port:address\"");
+    expect_error(f, REG_WITH("resolve = ( \"a.io:443:10.0.0.1,\" );"), 4,
+                 "is not \"host:port:address\"");
+    expect_error(f, REG_WITH("max_retry_after = 0;"), 4,
+                 "\"max_retry_after\" must be between 1 and");
+    expect_error(f, STORE "fetcher = { max_retry_after = 86401; };\n" REG, 2,
+                 "\"max_retry_after\" must be between 1 and");
+
+    /* one answer per host:port in the whole file */
+    expect_error(f, STORE "registries = (\n"
+                 " { name = \"a.io\"; endpoints = ( \"https://a\" );\n"
+                 "   resolve = ( \"m.corp:443:10.0.0.5\" ); },\n"
+                 " { name = \"b.io\"; endpoints = ( \"https://b\" );\n"
+                 "   resolve = ( \"x:1:10.0.0.1\",\n"
+                 "     \"M.corp:443:10.0.0.6\" ); } );\n", 7,
+                 "\"resolve\": m.corp:443 has another address in registry "
+                 "\"a.io\"");
+
+    /* endpoint groups */
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( { username = \"u\"; } ); } );\n", 3,
+                 "an endpoint group without \"url\"");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( { url = \"https://a\";\n"
+                 "   tag_ttl = 5; } ); } );\n", 4,
+                 "unknown setting \"registries.endpoints.tag_ttl\"");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( { url = \"ftp://a\"; } ); } );\n", 3,
+                 "must start with \"https://\" or \"http://\"");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( { url = \"https://a\";\n"
+                 "   username = \"u\"; } ); } );\n", 4,
+                 "\"username\" and \"password_file\" go together");
+    expect_error(f, STORE "registries = ( { name = \"a.io\";\n"
+                 " endpoints = ( { url = \"https://a\";\n"
+                 "   token_file = \"relative\"; } ); } );\n", 4,
+                 "\"token_file\" must be an absolute path");
+}
+
+
+/* oci_config_check_files() reads the secrets of endpoint groups too. */
+static void
+test_check_endpoint_files(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+    char           text[2048];
+
+    snprintf(text, sizeof(text),
+             STORE "registries = ( { name = \"a.io\";\n"
+             " endpoints = ( \"https://a\",\n"
+             "   { url = \"https://b\"; username = \"u\";\n"
+             "     password_file = \"%s/missing.pw\"; } ); } );\n",
+             f->dir);
+    assert_int_equal(load(f, text, &cf), OCI_OK);
+    assert_int_equal(oci_config_check_files(cf, f->err, sizeof(f->err)),
+                     OCI_EIO);
+    assert_non_null(strstr(f->err, ":5: registry \"a.io\": password_file"));
+    oci_config_destroy(cf);
+}
+
+
 int
 main(void)
 {
@@ -785,6 +940,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_upstream_errors, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_check_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_confinement_settings, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_confinement_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_endpoint_files, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

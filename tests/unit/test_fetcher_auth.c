@@ -440,6 +440,97 @@ test_http_realm_of_https_registry(void **state)
 }
 
 
+/*
+ * Credentials and tokens are an endpoint's: endpoint one.test has its own
+ * (alice), two.test none (a third-party mirror).  A token one.test's token
+ * service minted is never sent to two.test after a failover, and
+ * two.test's token service gets no password.
+ */
+static void
+test_per_endpoint(void **state)
+{
+    fake_env_t      *e = *state;
+    oci_registry_t  *reg = reg_of(e);
+    job_t           *j;
+    xfer_t          *x;
+    xfer_req_t       req;
+    char             path[256];
+
+    snprintf(path, sizeof(path), "%s/alice.pw", e->dir);
+    write_file(path, "pw");
+    reg->endpoint_creds[0].username = strdup("alice");
+    reg->endpoint_creds[0].password_file.path = strdup(path);
+    assert_non_null(reg->endpoint_creds[0].username);
+    assert_non_null(reg->endpoint_creds[0].password_file.path);
+
+    /* one.test: the token flow with alice's password */
+    issue(e);
+    fake_reply_to(fake_xfer_one(), 401, NULL, BEARER);
+    x = fake_xfer_one();
+    assert_string_equal(x->username, "alice");
+    assert_string_equal(x->home, FAKE_EP1);
+    fake_reply_to(x, 200, "{\"token\":\"tok-one\"}", NULL);
+    assert_string_equal(fake_xfer_one()->bearer, "tok-one");
+    fake_reply_to(fake_xfer_one(), 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    /* one.test fails: two.test gets neither the token nor the password */
+    issue(e);
+    assert_string_equal(fake_xfer_one()->bearer, "tok-one");
+    fake_reply_to(fake_xfer_one(), 503, NULL, NULL);
+    x = fake_xfer_one();
+    assert_string_equal(x->url, FAKE_EP2 PATH);
+    assert_string_equal(x->bearer, "");
+    assert_string_equal(x->username, "");
+
+    /* its own challenge: an anonymous token from the realm it names */
+    fake_reply_to(x, 401, NULL,
+                  "Bearer realm=\"https://auth.two.test/token\","
+                  "service=\"two\"");
+    x = fake_xfer_one();
+    assert_non_null(strstr(x->url, "https://auth.two.test/token?"));
+    assert_string_equal(x->username, "");
+    assert_string_equal(x->password, "");
+    assert_string_equal(x->home, FAKE_EP2);
+    fake_reply_to(x, 200, "{\"token\":\"tok-two\"}", NULL);
+    assert_string_equal(fake_xfer_one()->bearer, "tok-two");
+    fake_reply_to(fake_xfer_one(), 200, "{}", NULL);
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 1\n");
+
+    /* each endpoint keeps its own */
+    assert_string_equal(token_lookup(e->tokens, reg, 0,
+                                     "repository:a/b:pull"), "tok-one");
+    assert_string_equal(token_lookup(e->tokens, reg, 1,
+                                     "repository:a/b:pull"), "tok-two");
+
+    /* Basic goes by endpoint too */
+    token_set_basic(e->tokens, reg, 0);
+    token_set_basic(e->tokens, reg, 1);
+    token_forget(e->tokens, reg, 0, "repository:a/b:pull");
+    token_forget(e->tokens, reg, 1, "repository:a/b:pull");
+
+    j = job_create(e->jobs, &ops, sizeof(job_t), reg, "a/b", "v1", NULL);
+    assert_non_null(j);
+    memset(&req, 0, sizeof(req));
+    job_auth_request(j, &req, 1);
+    assert_string_equal(req.username, "alice");
+    assert_string_equal(req.home, FAKE_EP1);
+
+    j->endpoint = 1;
+    memset(&req, 0, sizeof(req));
+    job_auth_request(j, &req, 1);
+    assert_null(req.username);
+    assert_null(req.bearer);
+    assert_string_equal(req.home, FAKE_EP2);
+    job_finish(j);
+
+    /* a refusal is the endpoint's */
+    token_refuse(e->tokens, reg, 0, "repository:a/b:pull");
+    assert_true(token_refused(e->tokens, reg, 0, "repository:a/b:pull"));
+    assert_false(token_refused(e->tokens, reg, 1, "repository:a/b:pull"));
+}
+
+
 int
 main(void)
 {
@@ -460,6 +551,8 @@ main(void)
                                         fake_env_setup, fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_http_realm_of_https_registry,
                                         fake_env_setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_per_endpoint, fake_env_setup,
+                                        fake_env_teardown),
     };
 
     return cmocka_run_group_tests(tests, test_curl_setup, test_curl_teardown);

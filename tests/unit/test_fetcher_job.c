@@ -1299,11 +1299,110 @@ test_endpoints_throttled(void **state)
 }
 
 
+/* A redirect target (a CDN) answers 429: that host is held back for its
+ * Retry-After (capped by max_retry_after), the endpoint is not throttled
+ * but credited, the next endpoint is tried, and with none left the client
+ * gets 429. */
+static void
+test_redirect_target_throttles(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    fake_reply_t            r;
+    endpoints_state_t       st;
+    job_t                  *j;
+    xfer_t                 *x;
+
+    reg = registry(e, FAKE_REG);
+
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->home, FAKE_EP1);
+    snprintf(x->effective_url, 8192, "https://cdn.test/blob?sig=1");
+    memset(&r, 0, sizeof(r));
+    r.status = 429;
+    r.retry_after_set = 1;
+    r.retry_after = 86400;
+    fake_xfer_reply(x, &r);
+
+    assert_string_equal(fake_xfers.held_url, "https://cdn.test/blob?sig=1");
+    assert_int_equal(fake_xfers.held_secs, OCI_DEFAULT_MAX_RETRY_AFTER);
+    assert_true(stats_registry(reg)->hosts_throttled == 1);
+    endpoints_state(e->jobs->eps, reg, 0, &st);
+    assert_int_equal(st.throttled, 0);
+    assert_true(stats_registry(reg)->endpoints[0].throttled == 0);
+
+    /* the other endpoint leads to the held-back host too: the transfer
+     * layer stops it before it is sent there */
+    x = fake_xfer_one();
+    assert_string_equal(x->url, FAKE_EP2 PATH);
+    x->held = 1;
+    reply_rc(CURLE_ABORTED_BY_CALLBACK);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 429 TOOMANYREQUESTS upstream rate limit "
+                        "reached, retry later\n");
+    endpoints_state(e->jobs->eps, reg, 1, &st);
+    assert_int_equal(st.throttled, 0);
+    assert_int_equal(st.fails, 0);
+
+    /* both endpoints stay usable */
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    job_issue(j);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP1 PATH);
+    reply(200, "fine");
+    assert_string_equal(fake_conn_take(&e->c1), "DONE 2\n");
+}
+
+
+/* A hop the transfer layer refused (a redirect to a local address): the
+ * next endpoint, and with none left a 503 that says why. */
+static void
+test_redirect_refused(void **state)
+{
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    endpoints_state_t       st;
+    job_t                  *j;
+
+    reg = registry(e, FAKE_REG);
+
+    j = new_job(e, &plain_ops, FAKE_REG, NULL);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+
+    fake_xfer_one()->hop_refused = "redirect to secret.test (a loopback "
+                                   "address) refused";
+    reply_rc(CURLE_ABORTED_BY_CALLBACK);
+    assert_string_equal(fake_xfer_one()->url, FAKE_EP2 PATH);
+    fake_xfer_one()->hop_refused = "redirect to secret.test (a loopback "
+                                   "address) refused";
+    reply_rc(CURLE_ABORTED_BY_CALLBACK);
+
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 503 UNAVAILABLE upstream registry "
+                        "unavailable: redirect to secret.test (a loopback "
+                        "address) refused\n");
+
+    /* the endpoints answered (a redirect): no failure counted */
+    endpoints_state(e->jobs->eps, reg, 0, &st);
+    assert_int_equal(st.fails, 0);
+    assert_true(stats_registry(reg)->endpoints[0].failures == 0);
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_table, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_target_throttles,
+                                        setup, fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_refused, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_names, setup,
                                         fake_env_teardown),

@@ -1047,6 +1047,74 @@ test_not_found(void **state)
 }
 
 
+/* A manifest by tag that a redirect target sent is stored only if it
+ * parses as the type it claims and matches the digest the registry's
+ * redirect named. */
+static void
+test_redirected_by_tag(void **state)
+{
+    fake_env_t    *e = *state;
+    fake_reply_t   r;
+    xfer_t        *x;
+    doc_t          d, other, bogus;
+
+    doc(&d, MANIFEST);
+    doc(&other, INDEX);
+    doc(&bogus, "{\"schemaVersion\":2,\"mediaType\":\"" MT_MANIFEST "\"}");
+
+    /* the redirect named other bytes: not stored, no record */
+    request(e, &e->c1, 1, "v1", 0, "");
+    x = fake_xfer_one();
+    snprintf(x->effective_url, 8192, "http://cdn.test/m?sig=1");
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.content_type = MT_MANIFEST;
+    r.body = d.body;
+    r.redirect_digest = other.digest;
+    fake_xfer_reply(x, &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 1 502 UNKNOWN manifest from a redirect target "
+                        "does not verify\n");
+    assert_not_stored(e, &d);
+    assert_no_record(e, "v1");
+
+    /* not the manifest type it claims (no config, no layers) */
+    request(e, &e->c1, 2, "v1", 0, "");
+    x = fake_xfer_one();
+    snprintf(x->effective_url, 8192, "http://cdn.test/m?sig=2");
+    r.body = bogus.body;
+    r.redirect_digest = NULL;
+    fake_xfer_reply(x, &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 2 502 UNKNOWN manifest from a redirect target "
+                        "does not verify\n");
+    assert_not_stored(e, &bogus);
+
+    /* an index claimed as an image manifest */
+    request(e, &e->c1, 3, "v1", 0, "");
+    x = fake_xfer_one();
+    snprintf(x->effective_url, 8192, "http://cdn.test/m?sig=3");
+    r.body = other.body;
+    fake_xfer_reply(x, &r);
+    assert_string_equal(fake_conn_take(&e->c1),
+                        "FAIL 3 502 UNKNOWN manifest from a redirect target "
+                        "does not verify\n");
+
+    /* the right bytes, of the digest the redirect named: stored */
+    request(e, &e->c1, 4, "v1", 0, "");
+    x = fake_xfer_one();
+    snprintf(x->effective_url, 8192, "http://cdn.test/m?sig=4");
+    r.body = d.body;
+    r.redirect_digest = d.digest;
+    fake_xfer_reply(x, &r);
+    assert_meta(&e->c1, 4, &d, MT_MANIFEST, 0);
+    assert_stored(e, &d, MT_MANIFEST);
+    assert_record(e, "v1", &d, MT_MANIFEST);
+    assert_true(stats_registry(e->jobs->cf->registries)->digest_mismatches
+                == 3);
+}
+
+
 int
 main(void)
 {
@@ -1057,6 +1125,8 @@ main(void)
                                         fake_env_setup, fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_relay, fake_env_setup,
                                         fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_redirected_by_tag,
+                                        fake_env_setup, fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_media_type, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_digest_header, fake_env_setup,

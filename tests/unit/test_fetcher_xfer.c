@@ -287,6 +287,18 @@ test_redirect_resets(void **state)
     assert_true(r->content_length == 57);
     assert_int_equal(f->headers, 0);
 
+    assert_int_equal(r->redirected, 0);
+
+    /* a second redirect: the first one's digest is the home's word */
+    feed_ok(f->x, "HTTP/1.1 302 Found\r\n");
+    assert_int_equal(r->redirected, 1);
+    assert_string_equal(r->redirect_digest, DIGEST);
+    feed_ok(f->x, "Location: https://cdn2.example/blob\r\n");
+    feed_ok(f->x, "Docker-Content-Digest: sha256:"
+            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+            "\r\n");
+    feed_ok(f->x, "\r\n");
+
     feed_ok(f->x, "HTTP/2 200 \r\n");
     assert_int_equal(r->status, 200);
     assert_true(r->content_length == -1);
@@ -294,6 +306,8 @@ test_redirect_resets(void **state)
     assert_string_equal(r->digest, "");
     assert_string_equal(r->link, "");
     assert_string_equal(r->www_authenticate, "");
+    assert_int_equal(r->redirected, 1);
+    assert_string_equal(r->redirect_digest, DIGEST);
 
     feed_ok(f->x, "content-length: 10\r\n");
     feed_ok(f->x, "\r\n");
@@ -1140,6 +1154,172 @@ test_unshaped_round_trip(void **state)
 }
 
 
+/* What a transfer that met the hop check ended with. */
+typedef struct {
+    int        done;
+    CURLcode   rc;
+    long       status;
+    int        redirected;
+    int        held;
+    char       refused[256];
+    char       body[64];
+    size_t     body_len;
+} hop_t;
+
+
+static int
+hop_body(xfer_t *x, const char *p, size_t n, void *data)
+{
+    hop_t  *h = data;
+
+    if (n > sizeof(h->body) - h->body_len) {
+        return -1;
+    }
+
+    memcpy(h->body + h->body_len, p, n);
+    h->body_len += n;
+
+    return 0;
+}
+
+
+static void
+hop_done(xfer_t *x, CURLcode rc, void *data)
+{
+    hop_t  *h = data;
+
+    h->done++;
+    h->rc = rc;
+    h->status = xfer_response(x)->status;
+    h->redirected = xfer_response(x)->redirected;
+    h->held = xfer_held(x);
+    snprintf(h->refused, sizeof(h->refused), "%s",
+             xfer_refused(x) != NULL ? xfer_refused(x) : "");
+}
+
+
+static const xfer_handler_t  hop_handler = { NULL, hop_body, hop_done };
+
+
+/*
+ * A registry on 127.0.0.1 that redirects to "secret.test", which resolve
+ * puts on 127.0.0.1 too: a loopback address of another host than the
+ * endpoint's.  GET /v2/x there with h; the answers are one-shot servers.
+ */
+static void
+hop_run(fixture_t *f, const char *const *hosts, size_t n_hosts, hop_t *h,
+    server_t *home, server_t *secret, int hold)
+{
+    static const char  secret_answer[] = "HTTP/1.1 200 OK\r\n"
+                                         "Content-Length: 6\r\n\r\n"
+                                         "secret";
+    oci_config_t       cf;
+    oci_registry_t     reg;
+    xfer_multi_t      *xm;
+    xfer_req_t         req;
+    static char        home_answer[256], resolve[64], url[128],
+                       target[64];
+    char              *resolves[1];
+    int                i;
+
+    server_start(secret, f->loop, secret_answer, sizeof(secret_answer) - 1);
+    snprintf(target, sizeof(target), "http://secret.test:%d", secret->port);
+    snprintf(home_answer, sizeof(home_answer),
+             "HTTP/1.1 307 Temporary Redirect\r\n"
+             "Location: %s/blob?sig=s3cr3t\r\n"
+             "Content-Length: 0\r\n\r\n", target);
+    server_start(home, f->loop, home_answer, strlen(home_answer));
+    snprintf(resolve, sizeof(resolve), "secret.test:%d:127.0.0.1",
+             secret->port);
+    resolves[0] = resolve;
+
+    memset(&reg, 0, sizeof(reg));
+    reg.name = "reg.test";
+    reg.tls_verify = 1;
+    reg.connect_timeout = 10;
+    reg.low_speed_time = 30;
+    reg.resolve = resolves;
+    reg.n_resolve = 1;
+    reg.redirect_hosts = (char **) hosts;
+    reg.n_redirect_hosts = n_hosts;
+
+    cf = f->cf;
+    cf.max_transfers = 4;
+    cf.max_per_host = 4;
+    cf.registries = &reg;
+    cf.n_registries = 1;
+    assert_int_equal(stats_init(&cf), 0);
+
+    xm = xfer_multi_create(f->loop, &cf);
+    assert_non_null(xm);
+
+    if (hold) {
+        xfer_hold_host(xm, target, 60);
+    }
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2/x", home->port);
+    memset(&req, 0, sizeof(req));
+    req.url = url;
+    req.home = url;
+    req.registry = &reg;
+    req.prio = XFER_PRIO_CLIENT;
+    memset(h, 0, sizeof(hop_t));
+    assert_non_null(xfer_start(xm, &req, &hop_handler, h));
+    xfer_pump(xm);
+
+    for (i = 0; i < 400 && h->done == 0; i++) {
+        assert_true(loop_once(f->loop, 50) >= 0);
+    }
+
+    assert_int_equal(h->done, 1);
+    assert_int_equal(stats_registry(&reg)->redirects_refused,
+                     h->refused[0] != '\0');
+
+    xfer_multi_destroy(xm);
+    stats_destroy();
+    server_stop(home);
+    server_stop(secret);
+}
+
+
+/* A redirect to a loopback address of another host is refused once
+ * connected, before a byte of the request is sent there; listed in
+ * redirect_hosts it is followed; a host held back after a 429 is not
+ * asked. */
+static void
+test_redirect_confined(void **state)
+{
+    static const char *const  allowed[] = { "secret.test" };
+
+    fixture_t  *f = *state;
+    server_t    home, secret;
+    hop_t       h;
+
+    hop_run(f, NULL, 0, &h, &home, &secret, 0);
+    assert_int_equal(h.rc, CURLE_ABORTED_BY_CALLBACK);
+    assert_string_equal(h.refused, "redirect to secret.test (a loopback "
+                        "address) refused");
+    assert_int_equal(h.held, 0);
+    assert_int_equal(h.body_len, 0);
+    assert_true(home.got > 0);
+    assert_true(secret.got == 0);
+
+    hop_run(f, allowed, 1, &h, &home, &secret, 0);
+    assert_int_equal(h.rc, CURLE_OK);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.redirected, 1);
+    assert_string_equal(h.refused, "");
+    assert_true(h.body_len == 6 && memcmp(h.body, "secret", 6) == 0);
+    assert_true(secret.got > 0);
+
+    hop_run(f, allowed, 1, &h, &home, &secret, 1);
+    assert_int_equal(h.rc, CURLE_ABORTED_BY_CALLBACK);
+    assert_int_equal(h.held, 1);
+    assert_string_equal(h.refused, "");
+    assert_true(secret.got == 0);
+}
+
+
 static void
 test_strerror(void **state)
 {
@@ -1388,6 +1568,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_body_2xx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redirect_confined, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_strerror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_reason, setup,
                                         teardown),
