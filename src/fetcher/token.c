@@ -68,7 +68,6 @@ typedef struct {
     queue_t                   link;       /* in token_cache_t.regs */
     const oci_registry_t     *reg;
     size_t                    ep;
-    const oci_credentials_t  *creds;
     token_secret_t            password;
     token_secret_t            token;
     int                       basic;      /* it wants Basic at once */
@@ -898,7 +897,6 @@ token_reg(token_cache_t *tc, const oci_registry_t *reg, size_t ep)
 
     r->reg = reg;
     r->ep = ep;
-    r->creds = oci_endpoint_creds(reg, ep);
     queue_insert_tail(&tc->regs, &r->link);
 
     return r;

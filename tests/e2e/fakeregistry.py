@@ -23,8 +23,10 @@ and lets a test inject behaviours, all plain attributes:
                                               the next GETs of the blob
                                               whose Range starts at first
                                               get these, one each: a 500,
-                                              or half the body and a
-                                              closed connection
+                                              "429:<secs>" (a 429 with
+                                              that Retry-After), or half
+                                              the body and a closed
+                                              connection ("cut")
     reg.latency = seconds                     every request (any path)
                                               is answered this much later
     reg.reset.add(path_regex)                 matching requests get no
@@ -34,10 +36,31 @@ and lets a test inject behaviours, all plain attributes:
                                               TOOMANYREQUESTS, with
                                               Retry-After unless None
     reg.blob_redirect = "http://host:port"    blob GETs answer 307 to
-                                              <that>/cdn/<digest>?sig=...,
-                                              a route every FakeRegistry
-                                              serves (no token, ranges as
+                                              <that>/cdn/<digest>?sig=...
+                                              &t=<issue time>, a route
+                                              every FakeRegistry serves
+                                              (no token, ranges as
                                               accept_ranges says)
+    reg.redirect_digests = {digest, ...}      only these blobs are
+                                              redirected (None: all)
+    reg.blob_redirect_for[digest] = "http://host:port"
+                                              this blob is redirected
+                                              there, whatever the above
+    reg.url_ttl = seconds                     the /cdn/ route answers 403
+                                              to a URL whose t= is older
+                                              (a signed URL that expired)
+    reg.manifest_redirect = "http://host:port"
+                                              manifest GETs (not HEADs)
+                                              answer 307 to
+                                              <that>/cdnm/<repo>/<digest>,
+                                              with Docker-Content-Digest
+                                              unless
+                                              reg.manifest_redirect_digest
+                                              is False; the /cdnm/ route
+                                              serves the manifest from the
+                                              FakeRegistry's own dicts
+                                              (corrupt applies), without
+                                              Docker-Content-Digest
     reg.cdn_challenge = 'Bearer realm=...'    that /cdn/ route answers 401
                                               with this WWW-Authenticate
                                               (a redirect target that
@@ -56,6 +79,13 @@ Credentials and TLS (H1):
                                               /token wants them as Basic
                                               (401 otherwise)
     reg.require_basic(user, password)         Basic auth on /v2/
+    reg.realm = "http://host:port"            the Bearer challenges name
+                                              <that>/token as realm
+                                              (default: the registry's own
+                                              url)
+    reg.token_prefix = "a"                    scoped tokens are named
+                                              tok-a<n>-<repo>: two fakes'
+                                              tokens differ
     reg.expired_seen, reg.wrong_scope_seen    requests that carried an
                                               expired token / a token of
                                               another repository
@@ -89,7 +119,9 @@ Referrers and tag lists (H3):
 
 and counts what it saw: reg.count("GET", r"/blobs/sha256:..."),
 reg.ranges(digest) (the Range headers of the GETs of a blob, None for
-none), reg.token_calls, reg.requests (method, path, headers) in order.
+none), reg.token_calls, reg.requests (method, path, headers) in order,
+reg.served (digest, first byte, bytes written, status) of every blob
+body it sent, reg.expired_urls (403s of url_ttl).
 """
 
 import base64
@@ -140,6 +172,15 @@ class FakeRegistry:
         self.accept_ranges = False
         self.range_faults = {}   # (digest, first byte) -> [fault, ...]
         self.blob_redirect = None
+        self.redirect_digests = None   # None: every blob is redirected
+        self.blob_redirect_for = {}    # digest -> base URL
+        self.url_ttl = None      # seconds a /cdn/ URL lives (None: ever)
+        self.expired_urls = 0    # /cdn/ requests answered 403 for it
+        self.manifest_redirect = None
+        self.manifest_redirect_digest = True
+        self.served = []         # (digest, first, bytes written, status)
+        self.realm = None        # base URL of the token realm
+        self.token_prefix = ""
         self.cdn_challenge = None
         self.fail = {}           # path regex -> (status, error code)
         self.delay = {}          # path regex -> seconds
@@ -245,9 +286,15 @@ class FakeRegistry:
             return [h.get("Range") for m, p, h in self.requests
                     if m == "GET" and rx.search(p)]
 
+    def served_bytes(self, digest):
+        """(first, bytes written) of every body of the blob sent."""
+        with self._lock:
+            return [(f, n) for d, f, n, _ in self.served if d == digest]
+
     def reset_counts(self):
         with self._lock:
             self.requests.clear()
+            self.served.clear()
             self.token_calls = 0
             self.token_scopes.clear()
 
@@ -332,7 +379,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Authorization") == "Bearer " + reg.token:
             return True
         scope = "repository:%s:pull" % repo if repo else ""
-        challenge = 'Bearer realm="%s/token",service="fakeregistry"' % reg.url
+        challenge = ('Bearer realm="%s/token",service="fakeregistry"'
+                     % (reg.realm or reg.url))
         if scope:
             challenge += ',scope="%s"' % scope
         self._error(401, "UNAUTHORIZED", "authentication required",
@@ -346,6 +394,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     TAGS = re.compile(r"^/v2/(?P<repo>.+)/tags/list$")
     REFERRERS = re.compile(r"^/v2/(?P<repo>.+)/referrers/(?P<digest>[^/]+)$")
     CDN = re.compile(r"^/cdn/(?P<digest>[^/]+)$")
+    CDNM = re.compile(r"^/cdnm/(?P<repo>.+)/(?P<digest>[^/]+)$")
 
     def do_GET(self):
         self._dispatch(head=False)
@@ -382,7 +431,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                        "authentication required",
                                        {"WWW-Authenticate":
                                         reg.cdn_challenge}, head)
+                if reg.url_ttl is not None:
+                    q = urllib.parse.parse_qs(url.query)
+                    issued = float(q.get("t", ["0"])[0])
+                    if time.time() - issued > reg.url_ttl:
+                        with reg._lock:
+                            reg.expired_urls += 1
+                        return self._send(
+                            403, b"<Error><Code>AccessDenied</Code>"
+                            b"<Message>Request has expired</Message>"
+                            b"</Error>", ctype="application/xml",
+                            head=head)
                 return self._blob(m["digest"], head)
+            m = self.CDNM.match(url.path)
+            if m:
+                return self._cdn_manifest(m["repo"], m["digest"], head)
             for rx, (status, code) in list(reg.fail.items()):
                 if re.search(rx, url.path):
                     return self._error(status, code, "injected failure",
@@ -407,11 +470,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if not self._authorized(m["repo"], head):
                     return
                 if m["kind"] == "manifests":
+                    if reg.manifest_redirect is not None and not head:
+                        return self._manifest_redirect(m["repo"], m["ref"])
                     return self._manifest(m["repo"], m["ref"], head)
-                if reg.blob_redirect is not None:
+                target = reg.blob_redirect_for.get(m["ref"])
+                if target is None and (reg.redirect_digests is None
+                                       or m["ref"] in reg.redirect_digests):
+                    target = reg.blob_redirect
+                if target is not None:
                     return self._send(307, headers={
-                        "Location": "%s/cdn/%s?sig=s3cr3t" % (
-                            reg.blob_redirect, m["ref"])}, head=head)
+                        "Location": "%s/cdn/%s?sig=s3cr3t&t=%.3f" % (
+                            target, m["ref"], time.time())}, head=head)
                 return self._blob(m["ref"], head)
             self._error(404, "UNSUPPORTED", "no such endpoint", head=head)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
@@ -448,7 +517,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 else:
                     return True
         scope = "repository:%s:pull" % repo if repo else ""
-        challenge = 'Bearer realm="%s/token",service="fakeregistry"' % reg.url
+        challenge = ('Bearer realm="%s/token",service="fakeregistry"'
+                     % (reg.realm or reg.url))
         if scope:
             challenge += ',scope="%s"' % scope
         self._error(401, "UNAUTHORIZED", "authentication required",
@@ -480,8 +550,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                 'Basic realm="fakeregistry-token"'})
         m = re.match(r"^repository:([^:]+):pull", q.get("scope", [""])[0])
         with reg._lock:
-            token = "tok-%d-%s" % (len(reg.issued) + 1,
-                                   m[1].replace("/", "-") if m else "none")
+            token = "tok-%s%d-%s" % (reg.token_prefix, len(reg.issued) + 1,
+                                     m[1].replace("/", "-") if m
+                                     else "none")
             reg.issued[token] = (m[1] if m else None,
                                  time.monotonic() + expires_in)
         body = json.dumps({"token": token, "expires_in": expires_in,
@@ -555,6 +626,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                    headers={"Docker-Content-Digest": digest,
                             "ETag": '"%s"' % digest}, head=head)
 
+    def _manifest_redirect(self, repo, ref):
+        """307 to <manifest_redirect>/cdnm/<repo>/<digest>, vouching for
+        the digest with Docker-Content-Digest (unless told not to)."""
+        reg = self.reg
+        digest = ref if ":" in ref else reg.tags.get(repo, {}).get(ref)
+        if digest is None or (repo, digest) not in reg.manifests:
+            return self._error(404, "MANIFEST_UNKNOWN", "manifest unknown")
+        headers = {"Location": "%s/cdnm/%s/%s" % (reg.manifest_redirect,
+                                                  repo, digest)}
+        if reg.manifest_redirect_digest:
+            headers["Docker-Content-Digest"] = digest
+        self._send(307, headers=headers)
+
+    def _cdn_manifest(self, repo, digest, head):
+        """A manifest as a CDN serves it: its bytes (or corrupt's) and
+        its media type, no digest header."""
+        reg = self.reg
+        entry = reg.manifests.get((repo, digest))
+        if entry is None:
+            return self._send(404, b"not found", ctype="text/plain",
+                              head=head)
+        media_type, data = entry
+        data = reg.corrupt.get(digest, data)
+        self._send(200, data, ctype=media_type, head=head)
+
     def _blob(self, digest, head):
         reg = self.reg
         if digest not in reg.blobs:
@@ -581,6 +677,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         fault = faults.pop(0)
         if fault == "500" and not head:
             return self._error(500, "UNKNOWN", "injected range failure")
+        if fault is not None and fault.startswith("429:") and not head:
+            return self._error(429, "TOOMANYREQUESTS", "injected rate limit",
+                               {"Retry-After": fault[4:]})
         self.send_response(status)
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         self.send_header("Content-Type", "application/octet-stream")
@@ -591,27 +690,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if head:
             return
         if fault == "cut":
-            self.wfile.write(data[start:start + (end - start) // 2])
-            self.wfile.flush()
+            end = start + (end - start) // 2
             self.close_connection = True
-            return
         rate = reg.throttle.get(digest)
-        if rate is None:
-            self.wfile.write(data[start:end])
-            return
-        # Throttled: CHUNK at a time, paced to `rate` bytes per second.
+        # CHUNK at a time (paced to `rate` bytes per second if throttled),
+        # noting in reg.served how much went out
         t0 = time.monotonic()
-        sent = 0
         pos = start
-        while pos < end and not reg._stopping.is_set():
-            n = min(CHUNK, end - pos)
-            self.wfile.write(data[pos:pos + n])
-            self.wfile.flush()
-            pos += n
-            sent += n
-            delay = t0 + sent / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        try:
+            while pos < end and not reg._stopping.is_set():
+                n = min(CHUNK, end - pos)
+                self.wfile.write(data[pos:pos + n])
+                self.wfile.flush()
+                pos += n
+                if rate:
+                    delay = t0 + (pos - start) / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+        finally:
+            with reg._lock:
+                reg.served.append((digest, start, pos - start, status))
         if pos < end:
             self.close_connection = True
 

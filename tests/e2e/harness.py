@@ -359,13 +359,16 @@ def upstream_registry(up, **kw):
 # --- the mirror: ocimirror-fetcher + nginx with the module -----------------
 
 def libconfig_value(v):
-    """A Python value as a libconfig value: bool, int, string or list."""
+    """A Python value as a libconfig value: bool, int, string, list, or
+    a dict as a group ({ key = value; ... })."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
         return "%dL" % v if abs(v) >= 2 ** 31 else str(v)
     if isinstance(v, (list, tuple)):
         return "( %s )" % ", ".join(libconfig_value(x) for x in v)
+    if isinstance(v, dict):
+        return "{%s }" % libconfig_settings(v)
     return '"%s"' % v
 
 
@@ -379,14 +382,15 @@ def render_libconfig(store, socket_path, default_registry, registries,
                      prefetch=None):
     """registries: list of dicts name, endpoints, tag_ttl (300 if not
     given), and any other registry setting by its name (select = "fastest",
-    password_file = "...", library_prefix = True, ...).
+    password_file = "...", library_prefix = True, redirect_hosts = [...],
+    ...).  An endpoint is a URL string, or a dict rendered as a group
+    ({"url": ..., "username": ..., "password_file": ...}).
     fetcher: more settings of the fetcher group (chunk_size = "256K", ...);
     prefetch: the prefetch group's settings (none: the defaults)."""
     regs = []
     for r in registries:
         fields = ['name = "%s";' % r["name"],
-                  "endpoints = ( %s );" % ", ".join('"%s"' % e for e in
-                                                    r["endpoints"]),
+                  "endpoints = %s;" % libconfig_value(r["endpoints"]),
                   "tag_ttl = %d;" % r.get("tag_ttl", 300)]
         rest = {k: v for k, v in r.items()
                 if k not in ("name", "endpoints", "tag_ttl")}
