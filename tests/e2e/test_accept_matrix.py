@@ -90,6 +90,16 @@ def _headers(accept):
     return {"Accept": accept} if accept is not None else {}
 
 
+def _relayed(accept, stored_type):
+    """Is a client with this Accept answered with the upstream's own answer
+    (an explicit list that does not name the stored type) rather than from
+    the store?"""
+    if not _explicit(accept):
+        return False
+    named = [item.split(";")[0].strip().lower() for item in accept.split(",")]
+    return stored_type not in named
+
+
 # --- answers -----------------------------------------------------------------
 
 Answer = collections.namedtuple("Answer",
@@ -261,7 +271,12 @@ def test_accept_matrix(mirror, upstream, kinds, containerd, tmp_path):
     expect = Expect(upstream)
     # cells: (kind, first id, client id, method, mirror, upstream, problems)
     cells = []
+    # the upstream requests for a tag the mirror made, where the rule says
+    # how many: one fetch of its own for the first client, then one per
+    # relayed answer; every other answer comes from the store
+    asked = []
     for kind, repo in kinds.items():
+        stored = KIND_TOP_TYPE[kind]
         for first_id, first in ACCEPTS:
             tag = "first-" + first_id
             # the expectations first: asking the upstream directly leaves
@@ -269,16 +284,25 @@ def test_accept_matrix(mirror, upstream, kinds, containerd, tmp_path):
             for _, accept in ACCEPTS:
                 for method in ("GET", "HEAD"):
                     expect.rule(repo, tag, accept, method)
+            mark = upstream.access.mark()
             got, want, problems = _check(mirror, expect, repo, tag, first,
                                          "GET")
             cells.append((kind, first_id, first_id + " (first)", "GET",
                           got, want, problems))
+            want_asked = 1 + _relayed(first, stored)
             for aid, accept in ACCEPTS:
                 for method in ("GET", "HEAD"):
                     got, want, problems = _check(mirror, expect, repo, tag,
                                                  accept, method)
                     cells.append((kind, first_id, aid, method, got, want,
                                   problems))
+                    want_asked += _relayed(accept, stored)
+            upstream.access.settle(quiet=0.1)
+            n = upstream.access.count(None, r"/v2/%s/manifests/%s$"
+                                      % (repo, tag), since=mark)
+            if n != want_asked:
+                asked.append("%s %s: the mirror asked upstream %d times, "
+                             "the rule says %d" % (kind, tag, n, want_asked))
     t_matrix = time.monotonic() - t0
 
     bad = [c for c in cells if c[6]]
@@ -339,6 +363,8 @@ def test_accept_matrix(mirror, upstream, kinds, containerd, tmp_path):
                             [[k, f, c, m, _short(g), _short(w),
                               ", ".join(p)]
                              for k, f, c, m, g, w, p in bad]))
+    if asked:
+        msg.append("answers not from the store:\n" + "\n".join(asked))
     if pulls:
         msg.append("pulls through the mirror failed:\n" + "\n".join(pulls))
     assert not msg, "\n\n".join(msg) + "\n\n" + mirror.diagnostics()
