@@ -33,46 +33,88 @@ url_add_query_arg(CURL *easy, char *url, size_t cap, const char *name,
 }
 
 
-int
-url_origin(const char *url, char *out, size_t cap)
+/* The scheme, host (an IPv6 address without its brackets) and port (the
+ * scheme's default if none is written) of url, lower case.  0, or -1 if
+ * url does not parse or a buffer is too small. */
+static int
+url_parts(const char *url, char *scheme, size_t scap, char *host,
+    size_t hcap, char *port, size_t pcap)
 {
-    CURLU  *u;
-    char   *scheme, *host, *port;
-    int     n;
+    CURLU   *u;
+    char    *sc, *h, *po, *p;
+    size_t   len;
+    int      rc;
 
     u = curl_url();
     if (u == NULL) {
         return -1;
     }
 
-    scheme = NULL;
-    host = NULL;
-    port = NULL;
-    n = -1;
+    sc = NULL;
+    h = NULL;
+    po = NULL;
+    rc = -1;
 
     if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT)
+        && curl_url_get(u, CURLUPART_SCHEME, &sc, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK
+        && curl_url_get(u, CURLUPART_PORT, &po, CURLU_DEFAULT_PORT)
            == CURLUE_OK)
     {
-        n = snprintf(out, cap, "%s://%s:%s", scheme, host, port);
+        p = h;
+        len = strlen(h);
+
+        if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
+            p++;
+            len -= 2;
+        }
+
+        if (strlen(sc) < scap && len < hcap && strlen(po) < pcap) {
+            snprintf(scheme, scap, "%s", sc);
+            memcpy(host, p, len);
+            host[len] = '\0';
+            snprintf(port, pcap, "%s", po);
+            rc = 0;
+        }
     }
 
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
+    curl_free(sc);
+    curl_free(h);
+    curl_free(po);
     curl_url_cleanup(u);
 
-    if (n < 0 || (size_t) n >= cap) {
+    if (rc == 0) {
+        for (p = scheme; *p != '\0'; p++) {
+            *p = (char) tolower((unsigned char) *p);
+        }
+
+        for (p = host; *p != '\0'; p++) {
+            *p = (char) tolower((unsigned char) *p);
+        }
+    }
+
+    return rc;
+}
+
+
+int
+url_origin(const char *url, char *out, size_t cap)
+{
+    char  scheme[16], host[OCI_HOST_MAX + 1], port[8];
+    int   n;
+
+    if (url_parts(url, scheme, sizeof(scheme), host, sizeof(host), port,
+                  sizeof(port))
+        != 0)
+    {
         return -1;
     }
 
-    for ( /* void */ ; *out != '\0'; out++) {
-        *out = (char) tolower((unsigned char) *out);
-    }
+    n = snprintf(out, cap, strchr(host, ':') != NULL ? "%s://[%s]:%s"
+                                                     : "%s://%s:%s",
+                 scheme, host, port);
 
-    return 0;
+    return (n < 0 || (size_t) n >= cap) ? -1 : 0;
 }
 
 
@@ -91,55 +133,9 @@ int
 url_scheme_host(const char *url, char *scheme, size_t scap, char *host,
     size_t hcap)
 {
-    CURLU   *u;
-    char    *sc, *h, *p;
-    size_t   len;
-    int      rc;
+    char  port[8];
 
-    u = curl_url();
-    if (u == NULL) {
-        return -1;
-    }
-
-    sc = NULL;
-    h = NULL;
-    rc = -1;
-
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_SCHEME, &sc, 0) == CURLUE_OK
-        && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK)
-    {
-        p = h;
-        len = strlen(h);
-
-        if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
-            p++;
-            len -= 2;
-        }
-
-        if (strlen(sc) < scap && len < hcap) {
-            snprintf(scheme, scap, "%s", sc);
-            memcpy(host, p, len);
-            host[len] = '\0';
-            rc = 0;
-        }
-    }
-
-    curl_free(sc);
-    curl_free(h);
-    curl_url_cleanup(u);
-
-    if (rc == 0) {
-        for (p = scheme; *p != '\0'; p++) {
-            *p = (char) tolower((unsigned char) *p);
-        }
-
-        for (p = host; *p != '\0'; p++) {
-            *p = (char) tolower((unsigned char) *p);
-        }
-    }
-
-    return rc;
+    return url_parts(url, scheme, scap, host, hcap, port, sizeof(port));
 }
 
 

@@ -861,19 +861,30 @@ test_chunks_out_of_order(void **state)
 }
 
 
-/* A chunk that fails is asked for again, alone, for the bytes it lacks;
- * the others go on; the blob is right in the end. */
+/* A chunked download of a/b whose first chunk the registry redirected to
+ * CDN_URL: SIZE sent, chunks 1, 2 and 3 running there. */
 static void
-test_chunk_retry(void **state)
+chunks_via_cdn(chunk_test_t *t)
 {
-    chunk_test_t  *t = *state;
-    char           tmp[OCI_PATH_MAX], want[OCI_PATH_MAX + 64];
+    char  tmp[OCI_PATH_MAX];
 
     request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
     snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
     reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
                 CURLE_OK);
     assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+}
+
+
+/* A chunk that fails is asked for again, alone, for the bytes it lacks;
+ * the others go on; the blob is right in the end. */
+static void
+test_chunk_retry(void **state)
+{
+    chunk_test_t  *t = *state;
+    char           want[OCI_PATH_MAX + 64];
+
+    chunks_via_cdn(t);
 
     /* to a CDN: no token */
     assert_chunk_xfer(fake_xfer_range(65536), CDN_URL, 65536, 131071);
@@ -1437,14 +1448,10 @@ test_chunks_url_renewed(void **state)
     static const char  cdn2[] = "http://cdn.test/blobs/x?sig=fresh";
 
     chunk_test_t  *t = *state;
-    char           tmp[OCI_PATH_MAX], want[OCI_PATH_MAX + 64];
+    char           want[OCI_PATH_MAX + 64];
     xfer_t        *x;
 
-    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
-    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
-    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
-                CURLE_OK);
-    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    chunks_via_cdn(t);
     assert_chunk_xfer(fake_xfer_range(65536), CDN_URL, 65536, 131071);
 
     /* chunk 2 breaks after 20000 bytes with a 403 of the CDN */
@@ -1498,15 +1505,10 @@ static void
 test_chunks_url_refused(void **state)
 {
     chunk_test_t  *t = *state;
-    char           tmp[OCI_PATH_MAX];
     xfer_t        *x;
     int            i;
 
-    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
-    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
-    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
-                CURLE_OK);
-    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    chunks_via_cdn(t);
 
     for (i = 0; i < 5; i++) {
         x = fake_xfer_range(65536);
@@ -1531,7 +1533,6 @@ static void
 test_chunks_cdn_throttled(void **state)
 {
     chunk_test_t       *t = *state;
-    char                tmp[OCI_PATH_MAX];
     fake_reply_t        r;
     xfer_t             *x;
     endpoints_state_t   st;
@@ -1539,11 +1540,7 @@ test_chunks_cdn_throttled(void **state)
 
     reg = fake_registry(t->b.e, FAKE_REG);
 
-    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
-    snprintf(fake_xfer_one()->effective_url, 8192, CDN_URL);
-    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
-                CURLE_OK);
-    assert_size_tmp(&t->b, &t->b.e->c1, 1, CHUNK_TOTAL, tmp, sizeof(tmp));
+    chunks_via_cdn(t);
 
     x = fake_xfer_range(65536);
     snprintf(x->effective_url, 8192, CDN_URL);
