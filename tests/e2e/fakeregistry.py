@@ -46,9 +46,13 @@ and lets a test inject behaviours, all plain attributes:
     reg.blob_redirect_for[digest] = "http://host:port"
                                               this blob is redirected
                                               there, whatever the above
+    reg.cdn_redirect = "http://host:port"     the /cdn/ route answers 307
+                                              to <that>/cdn/<digest>?<its
+                                              query> (a hop further)
     reg.url_ttl = seconds                     the /cdn/ route answers 403
-                                              to a URL whose t= is older
-                                              (a signed URL that expired)
+                                              (reg.url_expired_status) to
+                                              a URL whose t= is older (a
+                                              signed URL that expired)
     reg.manifest_redirect = "http://host:port"
                                               manifest GETs (not HEADs)
                                               answer 307 to
@@ -60,7 +64,10 @@ and lets a test inject behaviours, all plain attributes:
                                               serves the manifest from the
                                               FakeRegistry's own dicts
                                               (corrupt applies), without
-                                              Docker-Content-Digest
+                                              Docker-Content-Digest, with
+                                              reg.cdn_manifest_type as
+                                              Content-Type if set (else
+                                              the manifest's)
     reg.cdn_challenge = 'Bearer realm=...'    that /cdn/ route answers 401
                                               with this WWW-Authenticate
                                               (a redirect target that
@@ -121,7 +128,8 @@ and counts what it saw: reg.count("GET", r"/blobs/sha256:..."),
 reg.ranges(digest) (the Range headers of the GETs of a blob, None for
 none), reg.token_calls, reg.requests (method, path, headers) in order,
 reg.served (digest, first byte, bytes written, status) of every blob
-body it sent, reg.expired_urls (403s of url_ttl).
+body it sent, reg.redirected (the digest of every blob GET it answered
+with a redirect), reg.expired_urls (403s of url_ttl).
 """
 
 import base64
@@ -174,11 +182,15 @@ class FakeRegistry:
         self.blob_redirect = None
         self.redirect_digests = None   # None: every blob is redirected
         self.blob_redirect_for = {}    # digest -> base URL
+        self.cdn_redirect = None
         self.url_ttl = None      # seconds a /cdn/ URL lives (None: ever)
+        self.url_expired_status = 403
         self.expired_urls = 0    # /cdn/ requests answered 403 for it
         self.manifest_redirect = None
         self.manifest_redirect_digest = True
+        self.cdn_manifest_type = None
         self.served = []         # (digest, first, bytes written, status)
+        self.redirected = []     # digests of blob GETs answered 307
         self.realm = None        # base URL of the token realm
         self.token_prefix = ""
         self.cdn_challenge = None
@@ -295,6 +307,7 @@ class FakeRegistry:
         with self._lock:
             self.requests.clear()
             self.served.clear()
+            self.redirected.clear()
             self.token_calls = 0
             self.token_scopes.clear()
 
@@ -431,6 +444,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                        "authentication required",
                                        {"WWW-Authenticate":
                                         reg.cdn_challenge}, head)
+                if reg.cdn_redirect is not None:
+                    return self._send(307, headers={
+                        "Location": "%s/cdn/%s?%s" % (
+                            reg.cdn_redirect, m["digest"], url.query)},
+                        head=head)
                 if reg.url_ttl is not None:
                     q = urllib.parse.parse_qs(url.query)
                     issued = float(q.get("t", ["0"])[0])
@@ -438,7 +456,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         with reg._lock:
                             reg.expired_urls += 1
                         return self._send(
-                            403, b"<Error><Code>AccessDenied</Code>"
+                            reg.url_expired_status,
+                            b"<Error><Code>AccessDenied</Code>"
                             b"<Message>Request has expired</Message>"
                             b"</Error>", ctype="application/xml",
                             head=head)
@@ -478,6 +497,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                        or m["ref"] in reg.redirect_digests):
                     target = reg.blob_redirect
                 if target is not None:
+                    with reg._lock:
+                        reg.redirected.append(m["ref"])
                     return self._send(307, headers={
                         "Location": "%s/cdn/%s?sig=s3cr3t&t=%.3f" % (
                             target, m["ref"], time.time())}, head=head)
@@ -649,7 +670,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                               head=head)
         media_type, data = entry
         data = reg.corrupt.get(digest, data)
-        self._send(200, data, ctype=media_type, head=head)
+        self._send(200, data, ctype=reg.cdn_manifest_type or media_type,
+                   head=head)
 
     def _blob(self, digest, head):
         reg = self.reg

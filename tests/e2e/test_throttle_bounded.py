@@ -1,8 +1,9 @@
 """Bounded throttles.  A 429 from a redirect target (a blob CDN) holds
 back that host, not the registry's endpoint: for min(Retry-After,
-max_retry_after) seconds a job whose redirect leads there ends with 429
-TOOMANYREQUESTS at once, without a request to it (a chunked download
-too), while other blobs, other repositories and another CDN keep coming
+max_retry_after) seconds (60 without Retry-After) a job whose redirect
+leads there ends with 429 TOOMANYREQUESTS at once, without a request to
+it (a chunked download too, and a chunk answered 429 ends its download),
+while other blobs, other repositories and another CDN keep coming
 through the same endpoint; it is logged ("redirect target <origin>
 answered 429, not asked for <n>s") and counted in
 ocimirror_fetcher_hosts_throttled_total.  An endpoint's own 429 with
@@ -88,8 +89,11 @@ def _held(m):
                  registry=NAME)
 
 
+@pytest.mark.parametrize("retry_after,held_for", [(86400, 300),
+                                                  (None, 60)])
 def test_cdn_429_holds_the_host_not_the_endpoint(mirror_factory, hosts,
-                                                 catalog):
+                                                 catalog, retry_after,
+                                                 held_for):
     reg, cdn, cdn2 = hosts
     small = catalog["small"]
     reg.add_image("team/other", "v1", small)
@@ -103,7 +107,7 @@ def test_cdn_429_holds_the_host_not_the_endpoint(mirror_factory, hosts,
     reg.blob_redirect = named(cdn, "cdn.test")
     reg.redirect_digests = {d1, d2, d5}
     reg.blob_redirect_for[d4] = named(cdn2, "cdn2.test")
-    cdn.too_many[r"^/cdn/"] = 86400
+    cdn.too_many[r"^/cdn/"] = retry_after
     m = _mirror(mirror_factory, hosts, fetcher=CHUNKED)
     assert _held(m) == 0
 
@@ -112,7 +116,7 @@ def test_cdn_429_holds_the_host_not_the_endpoint(mirror_factory, hosts,
     assert _cdn_gets(cdn) == 1
     assert not m.has_blob(d1)
     assert ("redirect target http://cdn.test:%d answered 429, not asked "
-            "for 300s" % cdn.port) in read_text(m.fetcher_log)
+            "for %ds" % (cdn.port, held_for)) in read_text(m.fetcher_log)
     assert _held(m) == 1
 
     # the endpoint is not held: right after, what does not go to
