@@ -873,8 +873,10 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
     }
 
     if (rc != CURLE_OK && xfer_refused(x) != NULL) {
-        j->fail_reason = xfer_refused(x);
-        job_next_endpoint(j, xfer_refused(x));
+        /* the transfer goes: keep the reason for the client's message */
+        snprintf(j->refused, sizeof(j->refused), "%s", xfer_refused(x));
+        j->fail_reason = j->refused;
+        job_next_endpoint(j, j->refused);
         return;
     }
 

@@ -162,6 +162,9 @@ struct job_s {
                                                    failed, for the client
                                                    (xfer_failure_reason());
                                                    NULL: nothing to add */
+    char               refused[160];            /* a refused hop's reason,
+                                                   which fail_reason may
+                                                   point to */
     int                sent_basic;              /* the request carried the
                                                    registry's Basic
                                                    credentials */

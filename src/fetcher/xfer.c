@@ -1392,6 +1392,32 @@ xfer_hold_host(xfer_multi_t *xm, const char *url, long secs)
 }
 
 
+/* Refuse a hop of x to url for the reason in x->hop_refused: logged (with
+ * the address connected to, if it is what decided) and counted.  -1. */
+static int
+xfer_hop_refuse(xfer_t *x, const char *url, const char *address)
+{
+    char  logurl[XFER_LOG_URL_MAX];
+
+    xfer_log_url(url, 0, logurl, sizeof(logurl));
+
+    if (address != NULL) {
+        log_warn("%s %s: %s (connected to %s; a host the registry's "
+                 "redirect_hosts lists is allowed)", x->method, logurl,
+                 x->hop_refused, address);
+
+    } else {
+        log_warn("%s %s: %s", x->method, logurl, x->hop_refused);
+    }
+
+    if (x->registry != NULL) {
+        stats_registry(x->registry)->redirects_refused++;
+    }
+
+    return -1;
+}
+
+
 /*
  * A hop of x to url, connected to address (see xfer.h).  0 to send it, -1
  * to refuse it (x->held or x->hop_refused set, logged).
@@ -1400,12 +1426,10 @@ static int
 xfer_hop_check(xfer_t *x, const char *url, const char *address)
 {
     const oci_registry_t  *reg = x->registry;
-    const char            *kind, *checked;
+    const char            *kind;
     char                   scheme[16], host[OCI_HOST_MAX + 1];
     char                   origin[OCI_HOST_MAX + 32];
     char                   logurl[XFER_LOG_URL_MAX];
-
-    xfer_log_url(url, 0, logurl, sizeof(logurl));
 
     if (url_scheme_host(url, scheme, sizeof(scheme), host, sizeof(host))
             != 0
@@ -1413,7 +1437,7 @@ xfer_hop_check(xfer_t *x, const char *url, const char *address)
     {
         snprintf(x->hop_refused, sizeof(x->hop_refused),
                  "redirect to a URL that does not parse refused");
-        goto refused;
+        return xfer_hop_refuse(x, url, NULL);
     }
 
     if (strcmp(scheme, "https") == 0) {
@@ -1422,10 +1446,11 @@ xfer_hop_check(xfer_t *x, const char *url, const char *address)
     } else if (x->seen_https) {
         snprintf(x->hop_refused, sizeof(x->hop_refused),
                  "redirect from https down to http refused");
-        goto refused;
+        return xfer_hop_refuse(x, url, NULL);
     }
 
     if (throttle_until(x->xm->held, origin, xfer_now_ms()) != 0) {
+        xfer_log_url(url, 0, logurl, sizeof(logurl));
         log_info("%s %s: %s answered 429 lately, not asking it", x->method,
                  logurl, origin);
         x->held = 1;
@@ -1440,8 +1465,7 @@ xfer_hop_check(xfer_t *x, const char *url, const char *address)
 
     /* through a proxy the address is the proxy's: only a host written as
      * an address can be judged */
-    checked = x->proxied ? host : address;
-    kind = url_address_local(checked);
+    kind = url_address_local(x->proxied ? host : address);
 
     if (kind == NULL) {
         return 0;
@@ -1451,23 +1475,7 @@ xfer_hop_check(xfer_t *x, const char *url, const char *address)
              "redirect to %.*s (a %s address) refused", OCI_HOST_MAX, host,
              kind);
 
-    log_warn("%s %s: %s (connected to %s; a host the registry's "
-             "redirect_hosts lists is allowed)", x->method, logurl,
-             x->hop_refused, address);
-
-    goto counted;
-
-refused:
-
-    log_warn("%s %s: %s", x->method, logurl, x->hop_refused);
-
-counted:
-
-    if (reg != NULL) {
-        stats_registry(reg)->redirects_refused++;
-    }
-
-    return -1;
+    return xfer_hop_refuse(x, url, address);
 }
 
 
