@@ -9,6 +9,7 @@
                    [emerg] or a sanitizer report in their logs
   mirror           a mirror whose default registry is the upstream
   fake_upstream    a FakeRegistry, stopped at teardown
+  hosts            three FakeRegistry on 127.0.0.1, .3 and .4
 
 Repositories in the upstream (all tag "v1" unless said):
   e2e/multi      5 layers, one of 3 MiB
@@ -141,3 +142,15 @@ def fake_upstream():
     reg = FakeRegistry().start()
     yield reg
     reg.stop()
+
+
+@pytest.fixture
+def hosts():
+    """Three FakeRegistry instances, on 127.0.0.1, 127.0.0.3 and
+    127.0.0.4: an endpoint and two other hosts, which tests name through
+    the registry's `resolve` (harness.named_url)."""
+    fakes = [FakeRegistry(host=h).start()
+             for h in ("127.0.0.1", "127.0.0.3", "127.0.0.4")]
+    yield tuple(fakes)
+    for f in fakes:
+        f.stop()

@@ -730,6 +730,12 @@ def random_bytes(seed, n):
     return random.Random("ocimirror-e2e:" + str(seed)).randbytes(n)
 
 
+def named_url(fake, host):
+    """A fake server's URL with a host name (given an address through the
+    registry's `resolve`) instead of its address."""
+    return "http://%s:%d" % (host, fake.port)
+
+
 def fake_registry_entry(fake, name=None, **kw):
     """A FakeRegistry's entry in a mirror's registries list."""
     d = {"name": name or fake.hostport, "endpoints": [fake.url]}

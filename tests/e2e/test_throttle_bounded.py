@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from fakeregistry import FakeRegistry
 from harness import (ACCEPT_ALL, assert_json_error, assert_manifest,
-                     random_bytes, read_text, sha256_hex, store_tmp_files,
-                     wait_for)
+                     named_url, random_bytes, read_text, sha256_hex,
+                     store_tmp_files, wait_for)
 from test_metrics import scrape, value
 
 NAME = "throttled.test"
@@ -28,26 +27,10 @@ CHUNKED = {"chunk_threshold": "512K", "chunk_size": "256K",
            "chunks_per_blob": 2}
 
 
-@pytest.fixture
-def hosts():
-    """registry.test (127.0.0.1), cdn.test (127.0.0.3), cdn2.test
-    (127.0.0.4)."""
-    reg = FakeRegistry().start()
-    cdn = FakeRegistry(host="127.0.0.3").start()
-    cdn2 = FakeRegistry(host="127.0.0.4").start()
-    yield reg, cdn, cdn2
-    for f in (reg, cdn, cdn2):
-        f.stop()
-
-
-def named(fake, host):
-    return "http://%s:%d" % (host, fake.port)
-
-
 def _mirror(mirror_factory, hosts, fetcher=None, **settings):
     reg, cdn, cdn2 = hosts
     entry = {"name": NAME,
-             "endpoints": [named(reg, "registry.test")],
+             "endpoints": [named_url(reg, "registry.test")],
              "resolve": ["registry.test:%d:127.0.0.1" % reg.port,
                          "cdn.test:%d:127.0.0.3" % cdn.port,
                          "cdn2.test:%d:127.0.0.4" % cdn2.port],
@@ -104,9 +87,9 @@ def test_cdn_429_holds_the_host_not_the_endpoint(mirror_factory, hosts,
     # a chunked one (probe, then ranges), redirected to the same CDN
     d5, data5 = _blob([reg, cdn], "held-chunked", 3 * CHUNK)
     cdn.accept_ranges = True
-    reg.blob_redirect = named(cdn, "cdn.test")
+    reg.blob_redirect = named_url(cdn, "cdn.test")
     reg.redirect_digests = {d1, d2, d5}
-    reg.blob_redirect_for[d4] = named(cdn2, "cdn2.test")
+    reg.blob_redirect_for[d4] = named_url(cdn2, "cdn2.test")
     cdn.too_many[r"^/cdn/"] = retry_after
     m = _mirror(mirror_factory, hosts, fetcher=CHUNKED)
     assert _held(m) == 0
@@ -144,9 +127,9 @@ def test_cdn_429_holds_the_host_not_the_endpoint(mirror_factory, hosts,
 
     s = scrape(m)
     assert value(s, "ocimirror_fetcher_endpoint_up", registry=NAME,
-                 endpoint=named(reg, "registry.test")) == 1
+                 endpoint=named_url(reg, "registry.test")) == 1
     assert value(s, "ocimirror_fetcher_endpoint_throttled_total",
-                 registry=NAME, endpoint=named(reg, "registry.test")) == 0
+                 registry=NAME, endpoint=named_url(reg, "registry.test")) == 0
     assert value(s, "ocimirror_fetcher_hosts_throttled_total",
                  registry=NAME) == 1
     wait_for(lambda: store_tmp_files(m) == [], 5, what="no temp files")
@@ -155,7 +138,7 @@ def test_cdn_429_holds_the_host_not_the_endpoint(mirror_factory, hosts,
 def test_cdn_429_capped_by_max_retry_after(mirror_factory, hosts):
     reg, cdn, _ = hosts
     d1, data1 = _blob([reg, cdn], "capped-1")
-    reg.blob_redirect = named(cdn, "cdn.test")
+    reg.blob_redirect = named_url(cdn, "cdn.test")
     cdn.too_many[r"^/cdn/"] = 86400
     m = _mirror(mirror_factory, hosts, max_retry_after=2)
 
@@ -191,7 +174,7 @@ def test_chunk_429_holds_the_cdn(mirror_factory, hosts):
     d, data = _blob([reg, cdn], "chunk-429", 6 * CHUNK)
     cdn.accept_ranges = True
     cdn.range_faults[(d, 3 * CHUNK)] = ["429:86400"]
-    reg.blob_redirect = named(cdn, "cdn.test")
+    reg.blob_redirect = named_url(cdn, "cdn.test")
     m = _mirror(mirror_factory, hosts, fetcher=CHUNKED)
 
     r, _ = _get(m, d)

@@ -25,7 +25,7 @@ from fakeproxy import FakeProxy
 from fakeregistry import FakeRegistry
 from harness import (ACCEPT_ALL, assert_blob, assert_json_error,
                      assert_manifest, assert_store_consistent,
-                     fake_registry_entry, random_bytes, read_text)
+                     fake_registry_entry, named_url, random_bytes, read_text)
 from images import MT_OCI_MANIFEST
 from test_metrics import scrape, value
 from tlsutil import make_pki, server_context
@@ -36,23 +36,6 @@ NO_PREFETCH = {"enabled": False}
 SECRET = b"TOP-SECRET-METADATA-" + random_bytes("confined-secret", 2000)
 
 
-@pytest.fixture
-def hosts():
-    """registry.test (127.0.0.1), secret.test (127.0.0.3), auth.test
-    (127.0.0.4): three FakeRegistry instances on loopback addresses."""
-    reg = FakeRegistry().start()
-    secret = FakeRegistry(host="127.0.0.3").start()
-    auth = FakeRegistry(host="127.0.0.4").start()
-    yield reg, secret, auth
-    for f in (reg, secret, auth):
-        f.stop()
-
-
-def named(fake, host):
-    """The fake's URL with a host name instead of its address."""
-    return "http://%s:%d" % (host, fake.port)
-
-
 def resolve(fake, host):
     return "%s:%d:%s" % (host, fake.port, fake.host)
 
@@ -60,7 +43,7 @@ def resolve(fake, host):
 def _mirror(mirror_factory, hosts, **settings):
     reg, secret, auth = hosts
     entry = {"name": NAME,
-             "endpoints": [named(reg, "registry.test")],
+             "endpoints": [named_url(reg, "registry.test")],
              "resolve": [resolve(reg, "registry.test"),
                          resolve(secret, "secret.test"),
                          resolve(auth, "auth.test")]}
@@ -110,7 +93,7 @@ def test_blob_redirect_to_loopback_host_refused(mirror_factory, hosts,
     reg.add_image("team/app", "v1", small)
     digest = secret.add_blob(SECRET)
     reg.blobs[digest] = b"the registry never serves it itself"
-    reg.blob_redirect = named(secret, target)
+    reg.blob_redirect = named_url(secret, target)
     reg.redirect_digests = {digest}
     m = _mirror(mirror_factory, hosts)
     assert _refused(m) == 0
@@ -141,7 +124,7 @@ def test_blob_redirect_to_loopback_host_refused(mirror_factory, hosts,
 def test_blob_redirect_allowed_by_redirect_hosts(mirror_factory, hosts):
     reg, secret, auth = hosts
     digest = secret.add_blob(SECRET)
-    reg.blob_redirect = named(secret, "secret.test")
+    reg.blob_redirect = named_url(secret, "secret.test")
     m = _mirror(mirror_factory, hosts, redirect_hosts=["secret.test"])
     r = m.get("/v2/team/app/blobs/" + digest)
     assert r.status == 200 and r.error is None, r
@@ -157,7 +140,7 @@ def test_manifest_redirect_to_loopback_host_refused(mirror_factory, hosts):
     reg, secret, auth = hosts
     digest, data = _secret_manifest(secret)
     reg.add_manifest("team/app", MT_OCI_MANIFEST, data, "v1")
-    reg.manifest_redirect = named(secret, "secret.test")
+    reg.manifest_redirect = named_url(secret, "secret.test")
     m = _mirror(mirror_factory, hosts)
     path = "/v2/team/app/manifests/v1"
 
@@ -187,7 +170,7 @@ def test_manifest_redirect_allowed_by_redirect_hosts(mirror_factory, hosts,
     for f in (reg, secret):
         f.add_image("team/app", "v1", small)
     secret.cdn_manifest_type = cdn_type
-    reg.manifest_redirect = named(secret, "secret.test")
+    reg.manifest_redirect = named_url(secret, "secret.test")
     m = _mirror(mirror_factory, hosts, redirect_hosts=["secret.test"])
     r = m.get("/v2/team/app/manifests/v1", {"Accept": ACCEPT_ALL})
     assert_manifest(r, small.manifest)
@@ -208,7 +191,7 @@ def test_bearer_realm_on_loopback_host_refused(mirror_factory, hosts,
     small = catalog["small"]
     reg.add_image("team/app", "v1", small)
     reg.require_token("realm-token")
-    reg.realm = named(auth, "auth.test")
+    reg.realm = named_url(auth, "auth.test")
     auth.require_token("realm-token")
     m = _mirror(mirror_factory, hosts)
 
@@ -230,7 +213,7 @@ def test_bearer_realm_allowed_by_redirect_hosts(mirror_factory, hosts,
     small = catalog["small"]
     reg.add_image("team/app", "v1", small)
     reg.require_token("realm-token")
-    reg.realm = named(auth, "auth.test")
+    reg.realm = named_url(auth, "auth.test")
     auth.require_token("realm-token")
     m = _mirror(mirror_factory, hosts, redirect_hosts=["auth.test"])
     assert_manifest(m.get("/v2/team/app/manifests/v1",
@@ -263,7 +246,7 @@ def test_manifest_redirect_that_does_not_verify(mirror_factory, hosts,
         reg.manifest_redirect_digest = False
         bad = catalog["plat"].index.data
     secret.corrupt[want] = bad
-    reg.manifest_redirect = named(secret, "secret.test")
+    reg.manifest_redirect = named_url(secret, "secret.test")
     m = _mirror(mirror_factory, hosts, redirect_hosts=["secret.test"])
     path = "/v2/team/app/manifests/v1"
 
@@ -330,9 +313,9 @@ def test_refused_hop_fails_over_to_next_endpoint(mirror_factory, hosts):
         digest = reg.add_blob(data)
         other.add_blob(data)
         secret.blobs[digest] = SECRET
-        reg.blob_redirect = named(secret, "secret.test")
+        reg.blob_redirect = named_url(secret, "secret.test")
         m = _mirror(mirror_factory, hosts,
-                    endpoints=[named(reg, "registry.test"), other.url])
+                    endpoints=[named_url(reg, "registry.test"), other.url])
         r = m.get("/v2/team/app/blobs/" + digest)
         assert r.status == 200 and r.error is None, r
         assert r.body == data
@@ -357,7 +340,7 @@ def test_stored_tag_served_stale_when_redirect_refused(mirror_factory,
     time.sleep(1.5)
     reg.add_image("team/app", "v1", multi)
     secret.add_image("team/app", "v1", multi)
-    reg.manifest_redirect = named(secret, "secret.test")
+    reg.manifest_redirect = named_url(secret, "secret.test")
     r = m.get(path, {"Accept": ACCEPT_ALL})
     assert_manifest(r, small.manifest)
     assert r.header("Warning") == WARNING, r
@@ -374,7 +357,7 @@ def test_endpoints_own_host_other_port_allowed(mirror_factory, hosts):
     try:
         data = random_bytes("confined-own-host", 5000)
         digest = cdn.add_blob(data)
-        reg.blob_redirect = named(cdn, "registry.test")
+        reg.blob_redirect = named_url(cdn, "registry.test")
         m = _mirror(mirror_factory, hosts,
                     resolve=[resolve(reg, "registry.test"),
                              resolve(cdn, "registry.test")])
@@ -391,8 +374,8 @@ def test_every_hop_is_checked(mirror_factory, hosts):
     -> secret.test (not listed): the second hop is refused."""
     reg, secret, cdn = hosts
     digest = secret.add_blob(SECRET)
-    cdn.cdn_redirect = named(secret, "secret.test")
-    reg.blob_redirect = named(cdn, "auth.test")
+    cdn.cdn_redirect = named_url(secret, "secret.test")
+    reg.blob_redirect = named_url(cdn, "auth.test")
     m = _mirror(mirror_factory, hosts, redirect_hosts=["auth.test"])
     r = m.get("/v2/team/app/blobs/" + digest)
     assert_json_error(r, 503, "UNAVAILABLE")
