@@ -985,12 +985,8 @@ ngx_http_ocimirror_wait_fail(ngx_http_ocimirror_wait_t *w,
 
     m = &link->failure;
 
-    oci_msg_init(m, OCI_MSG_FAIL, w->id);
-    m->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-    ngx_cpystrn((u_char *) m->code, (u_char *) "UNAVAILABLE",
-                sizeof(m->code));
-    ngx_cpystrn((u_char *) m->message, (u_char *) message,
-                sizeof(m->message));
+    oci_msg_fail(m, w->id, NGX_HTTP_SERVICE_UNAVAILABLE, OCI_ERR_UNAVAILABLE,
+                 message);
 
     ngx_http_set_log_request(c->log, r);
 

@@ -80,6 +80,21 @@ oci_msg_init(oci_msg_t *m, oci_msg_type_t type, uint32_t id)
 }
 
 
+void
+oci_msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
+    const char *message)
+{
+    const char  *s;
+
+    oci_msg_init(m, OCI_MSG_FAIL, id);
+    m->status = status;
+
+    s = oci_err_code(code);
+    snprintf(m->code, sizeof(m->code), "%s", s != NULL ? s : "UNKNOWN");
+    snprintf(m->message, sizeof(m->message), "%s", message);
+}
+
+
 static int
 oci_ipc_is_token_byte(int c)
 {

@@ -61,6 +61,7 @@
 #define OCI_IPC_H
 
 #include "oci.h"
+#include "oci_error.h"
 
 #define OCI_IPC_LINE_MAX  8192
 
@@ -117,6 +118,11 @@ typedef struct {
 
 /* Clear a message and set its type and id; other fields empty. */
 void oci_msg_init(oci_msg_t *m, oci_msg_type_t type, uint32_t id);
+
+/* A FAIL for id: status, the spec's code of code (UNKNOWN if it has
+ * none) and message (cut to fit). */
+void oci_msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
+    const char *message);
 
 /*
  * Encode m as one line ending in '\n' into buf.  Returns the length (no

@@ -311,6 +311,21 @@ oci_digest_parse(const char *s, size_t len, char hex[OCI_SHA256_HEX_LEN + 1])
 }
 
 
+void
+oci_sha256_hex(const unsigned char *md, char out[OCI_SHA256_HEX_LEN + 1])
+{
+    static const char  digits[] = "0123456789abcdef";
+    size_t             i;
+
+    for (i = 0; i < OCI_SHA256_HEX_LEN / 2; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 0xf];
+    }
+
+    out[OCI_SHA256_HEX_LEN] = '\0';
+}
+
+
 int
 oci_ref_is_digest(const char *s, size_t len)
 {

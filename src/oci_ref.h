@@ -33,6 +33,11 @@ int oci_host_valid(const char *s, size_t len);
  */
 int oci_digest_parse(const char *s, size_t len, char hex[OCI_SHA256_HEX_LEN + 1]);
 
+/* The lower-case hex of a sha256 digest: md holds OCI_SHA256_HEX_LEN / 2
+ * bytes, out gets OCI_SHA256_HEX_LEN digits and a NUL. */
+void oci_sha256_hex(const unsigned char *md,
+    char out[OCI_SHA256_HEX_LEN + 1]);
+
 /* 1 if s looks like "<alg>:<encoded>" (so it is meant as a digest, not a
  * tag: tags cannot contain ':'), 0 otherwise. */
 int oci_ref_is_digest(const char *s, size_t len);

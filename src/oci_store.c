@@ -262,6 +262,35 @@ oci_store_fsync_dir(const char *dir, size_t len)
 }
 
 
+int
+oci_write_all(int fd, const char *p, size_t n, long long off)
+{
+    ssize_t  w;
+    size_t   done;
+
+    for (done = 0; done < n; done += (size_t) w) {
+        if (off < 0) {
+            w = write(fd, p + done, n - done);
+
+        } else {
+            w = pwrite(fd, p + done, n - done,
+                       (off_t) (off + (long long) done));
+        }
+
+        if (w < 0) {
+            if (errno == EINTR) {
+                w = 0;
+                continue;
+            }
+
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
  * write a small file whole: a temp file under <root>/tmp (the same
  * filesystem, and swept at start if a crash leaves it), then rename
@@ -272,8 +301,7 @@ oci_store_write_atomic(const char *root, const char *path, const char *data,
 {
     char         tmp[OCI_PATH_MAX];
     const char  *slash;
-    size_t       dlen, off;
-    ssize_t      n;
+    size_t       dlen;
     int          fd, err;
 
     slash = strrchr(path, '/');
@@ -301,16 +329,8 @@ oci_store_write_atomic(const char *root, const char *path, const char *data,
         goto failed;
     }
 
-    for (off = 0; off < len; off += (size_t) n) {
-        n = write(fd, data + off, len - off);
-
-        if (n == -1) {
-            if (errno == EINTR) {
-                n = 0;
-                continue;
-            }
-            goto failed;
-        }
+    if (oci_write_all(fd, data, len, -1) != 0) {
+        goto failed;
     }
 
     if (do_fsync && fsync(fd) == -1) {

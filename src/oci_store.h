@@ -50,6 +50,11 @@ int oci_store_tag_path(const char *root, const char *registry,
 #define OCI_STORE_MARKER "ocimirror-store"
 int oci_store_prepare(const char *root, char *err, size_t errlen);
 
+/* Write all n bytes of p to fd, at off with pwrite(), or at the file
+ * position with write() if off is negative; retries on EINTR and short
+ * writes.  0, or -1 with errno set (the caller logs, naming the call). */
+int oci_write_all(int fd, const char *p, size_t n, long long off);
+
 /* Remove every file under <root>/tmp.  Returns the count removed (>= 0)
  * or OCI_EIO. */
 int oci_store_sweep(const char *root);

@@ -59,6 +59,7 @@
 #include "oci_store.h"
 #include "chunks.h"
 #include "job.h"
+#include "job_auth.h"
 #include "log.h"
 #include "stats.h"
 #include "url.h"
@@ -233,7 +234,7 @@ blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
                    key);
     if (j == NULL) {
         if (c != NULL) {
-            reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            conn_send_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         }
 
         return NULL;
@@ -248,7 +249,7 @@ blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 
     if (c != NULL && job_add_waiter(j, c, id) == NULL) {
         job_finish(j);
-        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return NULL;
     }
 
@@ -295,7 +296,7 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     rc = oci_digest_parse(m->reference, strlen(m->reference), hex);
     if (rc != OCI_OK) {
-        reply_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID,
+        conn_send_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID,
                    rc == OCI_ENOTSUP ? "unsupported digest algorithm"
                                      : "invalid digest");
         return;
@@ -304,7 +305,7 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     if (oci_store_blob_path(jobs->cf->store_path, hex, path, sizeof(path))
         != OCI_OK)
     {
-        reply_fail(c, m->id, 500, OCI_ERR_UNAVAILABLE, "store path too long");
+        conn_send_fail(c, m->id, 500, OCI_ERR_UNAVAILABLE, "store path too long");
         return;
     }
 
@@ -330,7 +331,7 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
         w = job_add_waiter(j, c, m->id);
         if (w == NULL) {
-            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
             return;
         }
 
@@ -590,7 +591,7 @@ blob_headers(job_t *j, const xfer_resp_t *r)
 static int
 blob_write(blob_job_t *b, const char *p, size_t n, long long off)
 {
-    if (job_write_all(b->fd, p, n, off) != 0) {
+    if (oci_write_all(b->fd, p, n, off) != 0) {
         log_error("pwrite(\"%s\") failed: %s", b->tmp, strerror(errno));
         return -1;
     }
@@ -884,7 +885,7 @@ blob_complete(blob_job_t *b)
         return;
     }
 
-    job_sha256_hex(md, got);
+    oci_sha256_hex(md, got);
 
     if (strcmp(got, b->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent sha256:%s "

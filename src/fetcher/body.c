@@ -37,11 +37,11 @@ body_send(const oci_config_t *cf, conn_t *c, oci_msg_t *m, const char *text,
     if (fd < 0) {
         log_error("cannot create a temp file in \"%s/tmp\": %s",
                   cf->store_path, strerror(errno));
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store not writable");
+        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store not writable");
         return -1;
     }
 
-    rc = job_write_all(fd, text, len, 0);
+    rc = oci_write_all(fd, text, len, 0);
 
     if (rc != 0) {
         log_error("write(\"%s\") failed: %s", m->path, strerror(errno));
@@ -54,7 +54,7 @@ body_send(const oci_config_t *cf, conn_t *c, oci_msg_t *m, const char *text,
         unlink(m->path);
 
         if (rc != 0) {
-            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE,
+            conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE,
                        "store write failed");
         }
 

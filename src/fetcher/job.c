@@ -14,6 +14,7 @@
 #include "oci_ref.h"
 #include "oci_store.h"
 #include "job.h"
+#include "job_auth.h"
 #include "log.h"
 #include "stats.h"
 #include "url.h"
@@ -361,32 +362,6 @@ job_send_all(job_t *j, oci_msg_t *m)
 }
 
 
-static void
-msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
-    const char *message)
-{
-    const char  *s;
-
-    oci_msg_init(m, OCI_MSG_FAIL, id);
-    m->status = status;
-
-    s = oci_err_code(code);
-    snprintf(m->code, sizeof(m->code), "%s", s != NULL ? s : "UNKNOWN");
-    snprintf(m->message, sizeof(m->message), "%s", message);
-}
-
-
-void
-reply_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
-    const char *message)
-{
-    oci_msg_t  m;
-
-    msg_fail(&m, id, status, code, message);
-    conn_send(c, &m);
-}
-
-
 void
 job_fail(job_t *j, int status, oci_errcode_t code, const char *message)
 {
@@ -395,7 +370,7 @@ job_fail(job_t *j, int status, oci_errcode_t code, const char *message)
     log_debug("%s: FAIL %d %s %s", j->label, status, oci_err_code(code),
               message);
 
-    msg_fail(&m, 0, status, code, message);
+    oci_msg_fail(&m, 0, status, code, message);
     job_send_all(j, &m);
     job_finish(j);
 }
@@ -425,7 +400,7 @@ job_refuse(job_t *j, int status, oci_errcode_t code, const char *message)
         return;
     }
 
-    msg_fail(&m, 0, status, code, message);
+    oci_msg_fail(&m, 0, status, code, message);
 
     for (q = queue_head(&j->waiters); q != queue_sentinel(&j->waiters);
          q = next)
@@ -953,13 +928,13 @@ job_check_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     reg = oci_config_registry(jobs->cf, m->registry, strlen(m->registry));
     if (reg == NULL || reg->n_endpoints == 0) {
-        reply_fail(c, m->id, 403, OCI_ERR_DENIED,
+        conn_send_fail(c, m->id, 403, OCI_ERR_DENIED,
                    "registry not configured");
         return NULL;
     }
 
     if (!oci_name_valid(m->name, strlen(m->name))) {
-        reply_fail(c, m->id, 400, OCI_ERR_NAME_INVALID,
+        conn_send_fail(c, m->id, 400, OCI_ERR_NAME_INVALID,
                    "invalid repository name");
         return NULL;
     }
@@ -1087,48 +1062,4 @@ jobs_on_gone(conn_t *c, void *data)
     while (!queue_empty(h)) {
         waiter_leave(queue_data(queue_head(h), waiter_t, conn_link));
     }
-}
-
-
-void
-job_sha256_hex(const unsigned char *md, char *out)
-{
-    static const char  digits[] = "0123456789abcdef";
-    size_t             i;
-
-    for (i = 0; i < OCI_SHA256_HEX_LEN / 2; i++) {
-        out[2 * i] = digits[md[i] >> 4];
-        out[2 * i + 1] = digits[md[i] & 0xf];
-    }
-
-    out[OCI_SHA256_HEX_LEN] = '\0';
-}
-
-
-int
-job_write_all(int fd, const char *p, size_t n, long long off)
-{
-    ssize_t  w;
-    size_t   done;
-
-    for (done = 0; done < n; done += (size_t) w) {
-        if (off < 0) {
-            w = write(fd, p + done, n - done);
-
-        } else {
-            w = pwrite(fd, p + done, n - done,
-                       (off_t) (off + (long long) done));
-        }
-
-        if (w < 0) {
-            if (errno == EINTR) {
-                w = 0;
-                continue;
-            }
-
-            return -1;
-        }
-    }
-
-    return 0;
 }

@@ -247,7 +247,7 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
                    ref, key);
     if (j == NULL) {
         if (c != NULL) {
-            reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            conn_send_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         }
 
         return NULL;
@@ -267,7 +267,7 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 
     if (c != NULL && job_add_waiter(j, c, id) == NULL) {
         job_finish(j);
-        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return NULL;
     }
 
@@ -319,7 +319,7 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     if (is_digest) {
         rc = oci_digest_parse(m->reference, strlen(m->reference), hex);
         if (rc != OCI_OK) {
-            reply_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID,
+            conn_send_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID,
                        rc == OCI_ENOTSUP ? "unsupported digest algorithm"
                                          : "invalid digest");
             return;
@@ -337,7 +337,7 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         }
 
     } else if (!oci_tag_valid(m->reference, strlen(m->reference))) {
-        reply_fail(c, m->id, 400, OCI_ERR_MANIFEST_INVALID, "invalid tag");
+        conn_send_fail(c, m->id, 400, OCI_ERR_MANIFEST_INVALID, "invalid tag");
         return;
     }
 
@@ -345,7 +345,7 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         log_debug("manifest %s/%s:%s: upstream 404 remembered", reg->name,
                   m->name, m->reference);
         stats_registry(reg)->negative_hits++;
-        reply_fail(c, m->id, oci_err_status(code), code,
+        conn_send_fail(c, m->id, oci_err_status(code), code,
                    "manifest unknown upstream (remembered)");
         return;
     }
@@ -361,7 +361,7 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (j != NULL) {
         if (job_add_waiter(j, c, m->id) == NULL) {
-            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
             return;
         }
 
@@ -603,7 +603,7 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
         return -1;
     }
 
-    if (job_write_all(fd, mj->body, mj->len, -1) != 0) {
+    if (oci_write_all(fd, mj->body, mj->len, -1) != 0) {
         log_error("write(\"%s\") failed: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
@@ -748,7 +748,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
         return;
     }
 
-    job_sha256_hex(md, hex);
+    oci_sha256_hex(md, hex);
 
     snprintf(digest, sizeof(digest), "sha256:%s", hex);
 

@@ -158,7 +158,7 @@ referrers_answer(jobs_t *jobs, conn_t *c, uint32_t id, json_t *manifests,
 
     if (text == NULL) {
         log_error("out of memory for a referrers index");
-        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
     }
 
@@ -227,7 +227,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     if (oci_digest_parse(m->reference, strlen(m->reference), hex) != OCI_OK) {
-        reply_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID, "invalid digest");
+        conn_send_fail(c, m->id, 400, OCI_ERR_DIGEST_INVALID, "invalid digest");
         return;
     }
 
@@ -254,7 +254,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         manifests = json_array();
 
         if (manifests == NULL) {
-            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
             return;
         }
 
@@ -270,7 +270,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (j != NULL) {
         if (referrers_add_waiter(j, c, m) == NULL) {
-            reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+            conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         }
 
         return;
@@ -279,7 +279,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     j = job_create(jobs, &referrers_ops, sizeof(referrers_job_t), reg,
                    m->name, m->reference, key);
     if (j == NULL) {
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
     }
 
@@ -290,7 +290,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (referrers_add_waiter(j, c, m) == NULL) {
         job_finish(j);
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
     }
 

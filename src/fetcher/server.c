@@ -359,6 +359,17 @@ server_accept_handler(loop_t *loop, int fd, uint32_t events, void *data)
 
 
 void
+conn_send_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
+    const char *message)
+{
+    oci_msg_t  m;
+
+    oci_msg_fail(&m, id, status, code, message);
+    conn_send(c, &m);
+}
+
+
+void
 conn_kill(conn_t *c)
 {
     if (c->dead) {

@@ -53,6 +53,11 @@ int server_flush(server_t *s);
  * dead now) or the message cannot be encoded (logged). */
 int conn_send(conn_t *c, const oci_msg_t *m);
 
+/* Queue FAIL id status code message (oci_msg_fail()): an answer without
+ * a job. */
+void conn_send_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
+    const char *message);
+
 /* Mark the connection for closing at the next server_flush(). */
 void conn_kill(conn_t *c);
 

@@ -511,7 +511,7 @@ stats_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     if (fd < 0) {
         log_error("cannot create a temp file in \"%s/tmp\": %s",
                   jobs->cf->store_path, strerror(errno));
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store not writable");
+        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store not writable");
         return;
     }
 
@@ -546,7 +546,7 @@ stats_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
             log_error("unlink(\"%s\") failed: %s", tmp, strerror(errno));
         }
 
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store write failed");
         return;
     }
 

@@ -178,7 +178,7 @@ tags_answer(jobs_t *jobs, conn_t *c, uint32_t id, const char *name,
     text = tags_page(name, tags, n, last, next, sizeof(next));
 
     if (text == NULL) {
-        reply_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
     }
 
@@ -347,7 +347,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     if (m->last[0] != '\0' && !oci_tag_valid(m->last, strlen(m->last))) {
-        reply_fail(c, m->id, 400, OCI_ERR_UNSUPPORTED, "invalid last");
+        conn_send_fail(c, m->id, 400, OCI_ERR_UNSUPPORTED, "invalid last");
         return;
     }
 
@@ -373,7 +373,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
         if (j != NULL) {
             if (tags_add_waiter(j, c, m) == NULL) {
-                reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE,
+                conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE,
                            "out of memory");
             }
 
@@ -384,7 +384,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     j = job_create(jobs, &tags_ops, sizeof(tags_job_t), reg, m->name, NULL,
                    key[0] != '\0' ? key : NULL);
     if (j == NULL) {
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
     }
 
@@ -395,7 +395,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (tags_add_waiter(j, c, m) == NULL) {
         job_finish(j);
-        reply_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         return;
     }
 
@@ -467,7 +467,7 @@ tags_body(job_t *j, const char *p, size_t n)
         return job_abort(j, 502, OCI_ERR_UPSTREAM, "tag list too large");
     }
 
-    if (job_write_all(t->fd, p, n, t->written) != 0) {
+    if (oci_write_all(t->fd, p, n, t->written) != 0) {
         log_error("pwrite(\"%s\") failed: %s", t->tmp, strerror(errno));
         return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
     }

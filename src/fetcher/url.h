@@ -4,7 +4,7 @@
  * registry's own scheme, host and port, where its credentials may go),
  * hosts, and the addresses a redirect must not lead to.
  *
- * Its own unit rather than part of xfer.c: token.c, auth.c, blob.c and
+ * Its own unit rather than part of xfer.c: token.c, job_auth.c, blob.c and
  * tags.c use it, and their unit tests replace xfer.c with fakes.
  */
 

@@ -132,7 +132,7 @@ typedef struct {
                                      a few bytes, timed) */
     long         answer;          /* not 0: send nothing; the transfer
                                      ends at the next xfer_pump() with
-                                     this status and no body (auth.c:
+                                     this status and no body (job_auth.c:
                                      credentials the registry refused
                                      moments ago) */
 } xfer_req_t;

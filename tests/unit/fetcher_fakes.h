@@ -511,6 +511,18 @@ conn_send(conn_t *c, const oci_msg_t *m)
 }
 
 
+/* As server.c: a FAIL through conn_send(). */
+void
+conn_send_fail(conn_t *c, uint32_t id, int status, oci_errcode_t code,
+    const char *message)
+{
+    oci_msg_t  m;
+
+    oci_msg_fail(&m, id, status, code, message);
+    conn_send(c, &m);
+}
+
+
 void
 conn_kill(conn_t *c)
 {

@@ -672,7 +672,7 @@ test_failure_reason(void **state)
 }
 
 
-/* A request answered from memory (a refusal auth.c remembers): done at
+/* A request answered from memory (a refusal job_auth.c remembers): done at
  * the next pump with that status, without a slot or a connection. */
 static void
 test_answer(void **state)

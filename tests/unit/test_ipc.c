@@ -157,10 +157,8 @@ test_answers(void **state)
     strcpy(m.next, "n=2&last=b");
     roundtrip(&m, "BODY 6 200 /s/tmp/tags.1 n=2&last=b\n");
 
-    oci_msg_init(&m, OCI_MSG_FAIL, 7);
-    m.status = 404;
-    strcpy(m.code, "MANIFEST_UNKNOWN");
-    strcpy(m.message, "manifest unknown: tag  \"x\" ");
+    oci_msg_fail(&m, 7, 404, OCI_ERR_MANIFEST_UNKNOWN,
+                 "manifest unknown: tag  \"x\" ");
     roundtrip(&m, "FAIL 7 404 MANIFEST_UNKNOWN "
               "manifest unknown: tag  \"x\" \n");
 

@@ -292,6 +292,27 @@ test_accept_serves(void **state)
 }
 
 
+static void
+test_sha256_hex(void **state)
+{
+    unsigned char  md[OCI_SHA256_HEX_LEN / 2];
+    char           hex[OCI_SHA256_HEX_LEN + 1];
+    size_t         i;
+
+    for (i = 0; i < sizeof(md); i++) {
+        md[i] = (unsigned char) (i * 17 + 0x0f);
+    }
+
+    memset(hex, 'x', sizeof(hex));
+    oci_sha256_hex(md, hex);
+    assert_string_equal(hex, "0f2031425364758697a8b9cadbecfd0e"
+                             "1f30415263748596a7b8c9daebfc0d1e");
+    assert_int_equal(oci_digest_parse("sha256:0f2031425364758697a8b9cadbecfd0e"
+                                      "1f30415263748596a7b8c9daebfc0d1e",
+                                      71, NULL), OCI_OK);
+}
+
+
 int
 main(void)
 {
@@ -304,6 +325,7 @@ main(void)
         cmocka_unit_test(test_media_type),
         cmocka_unit_test(test_accept),
         cmocka_unit_test(test_accept_serves),
+        cmocka_unit_test(test_sha256_hex),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

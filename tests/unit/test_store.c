@@ -241,6 +241,31 @@ test_prepare(void **state)
 }
 
 
+/* oci_write_all(): at the position, at an offset, and a bad fd. */
+static void
+test_write_all(void **state)
+{
+    fixture_t  *f = *state;
+    char        tmp[OCI_PATH_MAX], buf[128];
+    int         fd;
+
+    fd = oci_store_tmp_create(f->root, tmp, sizeof(tmp));
+    assert_true(fd >= 0);
+
+    assert_int_equal(oci_write_all(fd, "hello world", 11, -1), 0);
+    assert_int_equal(oci_write_all(fd, "W", 1, 6), 0);
+    assert_int_equal(oci_write_all(fd, "", 0, -1), 0);
+    read_file(tmp, buf, sizeof(buf));
+    assert_string_equal(buf, "hello World");
+
+    close(fd);
+    errno = 0;
+    assert_int_equal(oci_write_all(fd, "x", 1, -1), -1);
+    assert_int_equal(errno, EBADF);
+    unlink(tmp);
+}
+
+
 static void
 test_tmp_commit(void **state)
 {
@@ -647,6 +672,8 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_paths),
         cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_all, setup_prepared,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_tmp_commit, setup_prepared,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup_prepared,

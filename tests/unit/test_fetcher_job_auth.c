@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/fetcher/auth.c: the credentials a job's request
+ * Unit tests for src/fetcher/job_auth.c: the credentials a job's request
  * carries (none to a redirect target, token_file as Bearer, Basic once
  * the registry asked for it), the 401 paths (Basic retry, the token flow
  * with the registry's username and password), refusals with a clear
@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fetcher_fakes.h"
+#include "job_auth.h"
 
 
 #define PATH       "/v2/a/b/manifests/v1"

@@ -1,6 +1,6 @@
 /*
  * Upstream authentication of jobs: the credentials a request carries, and
- * what a 401 leads to (see job.h).
+ * what a 401 leads to (see job_auth.h).
  *
  * Credentials are an endpoint's (oci_endpoint_creds(): its own, or the
  * registry's), and so are tokens (token.h): what one endpoint granted or
@@ -33,6 +33,7 @@
 
 #include "oci_auth.h"
 #include "job.h"
+#include "job_auth.h"
 #include "log.h"
 #include "url.h"
 
