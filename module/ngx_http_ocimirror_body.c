@@ -8,7 +8,7 @@
 
 #include "ngx_http_ocimirror_body.h"
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
+#include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_serve.h"
 
 

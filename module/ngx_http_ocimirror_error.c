@@ -26,7 +26,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_serve.h"
+#include "ngx_http_ocimirror_reply.h"
 
 
 static void ngx_http_ocimirror_error_reset_headers(ngx_http_request_t *r);

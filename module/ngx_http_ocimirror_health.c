@@ -19,7 +19,7 @@
 
 #include "oci_store.h"
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
+#include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_health.h"
 #include "ngx_http_ocimirror_serve.h"
 

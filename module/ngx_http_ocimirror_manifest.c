@@ -34,7 +34,7 @@
 #include "oci_ref.h"
 #include "oci_store.h"
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
+#include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_manifest.h"
 #include "ngx_http_ocimirror_serve.h"
 

@@ -22,7 +22,7 @@
 
 #include "ngx_http_ocimirror_module.h"
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
+#include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_health.h"
 #include "ngx_http_ocimirror_metrics.h"

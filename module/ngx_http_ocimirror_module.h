@@ -5,7 +5,7 @@
  * The libconfig file named by "ocimirror_config" is loaded once per
  * configuration cycle, at the directive, so that "nginx -t" reports its
  * errors with the file name and line; it lives as long as the cycle pool.
- * Each worker owns one link to the fetcher (ngx_http_ocimirror_fetcher.h),
+ * Each worker owns one link to the fetcher (ngx_http_ocimirror_link.h),
  * created in init_process and kept in the main conf: that memory is
  * private to the worker after fork(), so no global is needed.  The cache
  * of small store files (ngx_http_ocimirror_cache.h) and the counters

@@ -1,6 +1,8 @@
 /*
  * Serving from the store: opening files, the registry's response headers,
- * file-backed and in-memory bodies, and the Range pre-check.
+ * file-backed bodies, and the Range pre-check.  Errors go through
+ * ngx_http_ocimirror_error.h, which is below this unit: it only needs
+ * ngx_http_ocimirror_reply.h.
  *
  * Every ngx_int_t "send" function returns what ngx_http_finalize_request()
  * wants: NGX_OK, NGX_AGAIN, NGX_ERROR, or (header filters only) a status.
@@ -13,6 +15,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_ocimirror_reply.h"
+
 
 /* what nginx's range filter will make of the request's Range header */
 #define NGX_HTTP_OCIMIRROR_RANGE_NONE           0  /* the whole body */
@@ -20,13 +24,6 @@
 #define NGX_HTTP_OCIMIRROR_RANGE_MULTI          2  /* multipart/byteranges */
 #define NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE  3
 
-
-/* Push a response header; key and value must outlive the request. */
-ngx_int_t ngx_http_ocimirror_add_header(ngx_http_request_t *r,
-    const char *key, ngx_str_t *value);
-
-/* Docker-Distribution-API-Version: registry/2.0, once. */
-ngx_int_t ngx_http_ocimirror_add_api_version(ngx_http_request_t *r);
 
 /* "<root>/sha256/ab/ab..." for a blob or manifest, in the request pool,
  * NUL-terminated. */
@@ -88,10 +85,6 @@ ngx_int_t ngx_http_ocimirror_send_file(ngx_http_request_t *r, ngx_fd_t fd,
  * else what the content handler returns (the error is sent). */
 ngx_int_t ngx_http_ocimirror_read_only(ngx_http_request_t *r,
     const char *message);
-
-/* Send status, type and an in-memory body (pool or static memory). */
-ngx_int_t ngx_http_ocimirror_send_body(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
 
 /*
  * Predict, exactly as nginx's not_modified and range filters will decide

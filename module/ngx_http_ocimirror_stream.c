@@ -29,7 +29,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
+#include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_serve.h"
 #include "ngx_http_ocimirror_stream.h"
 

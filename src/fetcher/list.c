@@ -103,18 +103,18 @@ list_page(list_job_t *l)
 
 
 int
-list_next_page(list_job_t *l, link_next_t next, const char *path)
+list_next_page(list_job_t *l, paging_next_t next, const char *path)
 {
     job_t  *j = &l->job;
 
     l->pages++;
 
-    if (next == LINK_NONE) {
+    if (next == PAGING_LAST) {
         return 0;
     }
 
     /* taking this page for the whole list would be a wrong answer */
-    if (next == LINK_UNUSABLE) {
+    if (next == PAGING_UNUSABLE) {
         log_error("%s: the upstream's next page cannot be followed",
                   j->label);
         job_fail(j, 502, OCI_ERR_UPSTREAM,

@@ -28,7 +28,7 @@
 
 #include "oci.h"
 #include "job.h"
-#include "link.h"
+#include "paging.h"
 
 typedef struct list_job_s  list_job_t;
 
@@ -76,11 +76,11 @@ void list_keep(list_job_t *l, const char *text);
 /* This page's body as JSON (a new reference), NULL if it is not JSON. */
 json_t *list_page(list_job_t *l);
 
-/* A page was taken: ask for the next one at path if next is LINK_NEXT.
- * 1 if the job went on, or failed (one page too many, or LINK_UNUSABLE:
+/* A page was taken: ask for the next one at path if next is PAGING_NEXT.
+ * 1 if the job went on, or failed (one page too many, or PAGING_UNUSABLE:
  * a next page that cannot be followed, FAIL 502, nothing kept); 0 after
- * the last page (LINK_NONE). */
-int list_next_page(list_job_t *l, link_next_t next, const char *path);
+ * the last page (PAGING_LAST). */
+int list_next_page(list_job_t *l, paging_next_t next, const char *path);
 
 /* Answer every waiter with list and finish the job. */
 void list_answer(list_job_t *l, json_t *list);

@@ -50,7 +50,7 @@
 #include "oci_store.h"
 #include "body.h"
 #include "job.h"
-#include "link.h"
+#include "paging.h"
 #include "list.h"
 #include "log.h"
 
@@ -312,20 +312,20 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 /*
  * The next page of the upstream's answer r, as a path for the same
  * endpoint: the rel="next" target without a scheme and host (the token
- * and the endpoint stay those of the registry).  LINK_NEXT with the path
- * in out; LINK_UNUSABLE if there is a next page that is no path under
- * /v2/, does not fit out or is not safe (see link.h); LINK_NONE if there
+ * and the endpoint stay those of the registry).  PAGING_NEXT with the path
+ * in out; PAGING_UNUSABLE if there is a next page that is no path under
+ * /v2/, does not fit out or is not safe (see paging.h); PAGING_LAST if there
  * is none.
  */
-static link_next_t
+static paging_next_t
 referrers_link_next(const xfer_resp_t *r, char *out, size_t cap)
 {
     const char   *target, *p;
     size_t        len, skip;
-    link_next_t   next;
+    paging_next_t   next;
 
-    next = link_next_target(r->link, r->link_truncated, &target, &len);
-    if (next != LINK_NEXT) {
+    next = paging_next_target(r->link, r->link_truncated, &target, &len);
+    if (next != PAGING_NEXT) {
         return next;
     }
 
@@ -341,7 +341,7 @@ referrers_link_next(const xfer_resp_t *r, char *out, size_t cap)
     if (skip > 0) {
         p = memchr(target + skip, '/', len - skip);
         if (p == NULL) {
-            return LINK_UNUSABLE;
+            return PAGING_UNUSABLE;
         }
 
         len -= (size_t) (p - target);
@@ -351,13 +351,13 @@ referrers_link_next(const xfer_resp_t *r, char *out, size_t cap)
     if (len < 4 || len >= cap || strncmp(target, "/v2/", 4) != 0
         || !oci_ipc_link_safe(target, len))
     {
-        return LINK_UNUSABLE;
+        return PAGING_UNUSABLE;
     }
 
     memcpy(out, target, len);
     out[len] = '\0';
 
-    return LINK_NEXT;
+    return PAGING_NEXT;
 }
 
 
@@ -442,7 +442,7 @@ referrers_done(job_t *j, const xfer_resp_t *r)
     json_t           *root, *manifests;
     const char       *mt;
     char              path[JOB_PATH_MAX];
-    link_next_t       next;
+    paging_next_t       next;
     int               rc;
 
     root = list_page(&t->list);

@@ -38,7 +38,7 @@
 #include "oci_store.h"
 #include "body.h"
 #include "job.h"
-#include "link.h"
+#include "paging.h"
 #include "list.h"
 #include "log.h"
 #include "url.h"
@@ -481,25 +481,25 @@ tags_body(job_t *j, const char *p, size_t n)
 /*
  * The query of the rel="next" target of the answer r:
  *   </v2/<name>/tags/list?n=2&last=b>; rel="next"   ->   n=2&last=b
- * LINK_NEXT with the query in out; LINK_UNUSABLE if there is a next page
+ * PAGING_NEXT with the query in out; PAGING_UNUSABLE if there is a next page
  * without a query, or whose query does not fit out or is no valid IPC
- * token (see link.h); LINK_NONE if there is none.
+ * token (see paging.h); PAGING_LAST if there is none.
  */
-static link_next_t
+static paging_next_t
 tags_link_next(const xfer_resp_t *r, char *out, size_t cap)
 {
     const char   *target, *q;
     size_t        tlen, len;
-    link_next_t   next;
+    paging_next_t   next;
 
-    next = link_next_target(r->link, r->link_truncated, &target, &tlen);
-    if (next != LINK_NEXT) {
+    next = paging_next_target(r->link, r->link_truncated, &target, &tlen);
+    if (next != PAGING_NEXT) {
         return next;
     }
 
     q = memchr(target, '?', tlen);
     if (q == NULL) {
-        return LINK_UNUSABLE;
+        return PAGING_UNUSABLE;
     }
 
     q++;
@@ -507,13 +507,13 @@ tags_link_next(const xfer_resp_t *r, char *out, size_t cap)
 
     /* it goes into the client's Link header and onto an IPC line */
     if (len == 0 || len >= cap || !oci_ipc_link_safe(q, len)) {
-        return LINK_UNUSABLE;
+        return PAGING_UNUSABLE;
     }
 
     memcpy(out, q, len);
     out[len] = '\0';
 
-    return LINK_NEXT;
+    return PAGING_NEXT;
 }
 
 
@@ -529,7 +529,7 @@ tags_done_page(tags_job_t *t, const xfer_resp_t *r)
     size_t       i;
     const char  *s;
     char         query[sizeof(r->link)], path[JOB_PATH_MAX];
-    link_next_t  next;
+    paging_next_t  next;
 
     root = list_page(&t->list);
     tags = json_object_get(root, "tags");
@@ -560,7 +560,7 @@ tags_done_page(tags_job_t *t, const xfer_resp_t *r)
 
     next = tags_link_next(r, query, sizeof(query));
 
-    if (next == LINK_NEXT) {
+    if (next == PAGING_NEXT) {
         snprintf(path, sizeof(path), "/v2/%s/tags/list?%s", j->name, query);
     }
 
@@ -598,10 +598,10 @@ tags_done(job_t *j, const xfer_resp_t *r)
 
     switch (tags_link_next(r, m.next, sizeof(m.next))) {
 
-    case LINK_NEXT:
+    case PAGING_NEXT:
         break;
 
-    case LINK_NONE:
+    case PAGING_LAST:
         m.next[0] = '\0';
         break;
 

@@ -34,8 +34,8 @@
  * r->ctx is not: ngx_http_filter_finalize_request() wipes it.
  */
 
-#ifndef NGX_HTTP_OCIMIRROR_FETCHER_H
-#define NGX_HTTP_OCIMIRROR_FETCHER_H
+#ifndef NGX_HTTP_OCIMIRROR_LINK_H
+#define NGX_HTTP_OCIMIRROR_LINK_H
 
 #include <ngx_config.h>
 #include <ngx_core.h>
@@ -121,4 +121,4 @@ ngx_int_t ngx_http_ocimirror_unexpected(ngx_http_ocimirror_wait_t *w,
     const oci_msg_t *m, const char *verb);
 
 
-#endif /* NGX_HTTP_OCIMIRROR_FETCHER_H */
+#endif /* NGX_HTTP_OCIMIRROR_LINK_H */

@@ -1,23 +1,23 @@
 /*
- * Link header parsing (see link.h).
+ * The next page of an upstream list (see paging.h).
  */
 
 #include <string.h>
 
-#include "link.h"
+#include "paging.h"
 
 
 /* The parameters p[0..len) say rel="next" (or rel=next). */
 static int
-link_is_next(const char *p, size_t len)
+paging_is_next(const char *p, size_t len)
 {
     return memmem(p, len, "rel=\"next\"", 10) != NULL
            || memmem(p, len, "rel=next", 8) != NULL;
 }
 
 
-link_next_t
-link_next_target(const char *link, int truncated, const char **start,
+paging_next_t
+paging_next_target(const char *link, int truncated, const char **start,
     size_t *len)
 {
     const char  *lt, *gt, *p, *end;
@@ -34,8 +34,8 @@ link_next_target(const char *link, int truncated, const char **start,
         if (gt == NULL) {
             /* a target that never ends: if a next page is named after
              * it, it cannot be followed */
-            if (link_is_next(lt, strlen(lt))) {
-                return LINK_UNUSABLE;
+            if (paging_is_next(lt, strlen(lt))) {
+                return PAGING_UNUSABLE;
             }
 
             break;
@@ -47,13 +47,13 @@ link_next_target(const char *link, int truncated, const char **start,
             end = gt + strlen(gt);
         }
 
-        if (link_is_next(gt, (size_t) (end - gt))) {
+        if (paging_is_next(gt, (size_t) (end - gt))) {
             *start = lt + 1;
             *len = (size_t) (gt - (lt + 1));
-            return LINK_NEXT;
+            return PAGING_NEXT;
         }
     }
 
     /* the value left out may have been the next one */
-    return truncated ? LINK_UNUSABLE : LINK_NONE;
+    return truncated ? PAGING_UNUSABLE : PAGING_LAST;
 }

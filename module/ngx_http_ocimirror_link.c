@@ -1,5 +1,5 @@
 /*
- * The worker's link to the fetcher (see ngx_http_ocimirror_fetcher.h).
+ * The worker's link to the fetcher (see ngx_http_ocimirror_link.h).
  *
  * The socket is an ordinary nginx connection with read and write
  * handlers; nothing here ever blocks.  Input goes to a fixed buffer of
@@ -23,7 +23,7 @@
 #include <sys/un.h>
 
 #include "ngx_http_ocimirror_error.h"
-#include "ngx_http_ocimirror_fetcher.h"
+#include "ngx_http_ocimirror_link.h"
 
 
 /* enough for hundreds of requests while the fetcher is slow to read */
