@@ -57,6 +57,7 @@
 
 #include "oci_ref.h"
 #include "oci_store.h"
+#include "blob.h"
 #include "chunks.h"
 #include "job.h"
 #include "job_auth.h"

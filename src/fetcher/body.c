@@ -9,7 +9,6 @@
 
 #include "oci_store.h"
 #include "body.h"
-#include "job.h"
 #include "log.h"
 
 

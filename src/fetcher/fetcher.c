@@ -28,6 +28,7 @@
 
 #include "oci_config.h"
 #include "oci_store.h"
+#include "dispatch.h"
 #include "job.h"
 #include "log.h"
 #include "loop.h"
@@ -265,9 +266,11 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
+    dispatch_setup(f->jobs);
+
     f->server = server_create(f->loop, f->cf->fetcher_socket,
-                              f->cf->store_path, jobs_on_msg, jobs_on_gone,
-                              f->jobs);
+                              f->cf->store_path, dispatch_on_msg,
+                              jobs_on_gone, f->jobs);
     if (f->server == NULL) {
         return -1;
     }

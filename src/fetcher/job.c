@@ -943,40 +943,8 @@ job_check_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 }
 
 
-static void
-jobs_ping(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
-{
-    oci_msg_t  pong;
-    char       path[OCI_PATH_MAX];
-    int        fd, ok;
-
-    ok = 0;
-    fd = oci_store_tmp_create(jobs->cf->store_path, path, sizeof(path));
-
-    if (fd >= 0) {
-        close(fd);
-        ok = unlink(path) == 0;
-    }
-
-    /* readiness probes ping all the time: log changes only */
-    if (!ok && !jobs->store_failing) {
-        log_error("store \"%s\" is not writable: %s", jobs->cf->store_path,
-                  strerror(errno));
-
-    } else if (ok && jobs->store_failing) {
-        log_info("store \"%s\" is writable again", jobs->cf->store_path);
-    }
-
-    jobs->store_failing = !ok;
-
-    oci_msg_init(&pong, OCI_MSG_PONG, m->id);
-    pong.status = ok;
-    conn_send(c, &pong);
-}
-
-
-static void
-jobs_cancel(conn_t *c, const oci_msg_t *m)
+void
+jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
     queue_t   *q, *h;
     waiter_t  *w;
@@ -997,55 +965,42 @@ jobs_cancel(conn_t *c, const oci_msg_t *m)
 
 
 void
-jobs_on_msg(conn_t *c, const oci_msg_t *m, void *data)
+jobs_census(jobs_t *jobs, stats_census_t *census)
 {
-    jobs_t  *jobs = data;
+    queue_t  *q, *wq;
+    job_t    *j;
+    size_t    i;
 
-    switch (m->type) {
+    for (q = queue_head(&jobs->all);
+         q != queue_sentinel(&jobs->all);
+         q = queue_next(q))
+    {
+        j = queue_data(q, job_t, link);
 
-    case OCI_MSG_PING:
-        jobs_ping(jobs, c, m);
-        break;
+        /* a kind is a string constant of its job_ops_t, told apart by
+         * content */
+        for (i = 0; i < census->n; i++) {
+            if (strcmp(census->kind[i], j->ops->kind) == 0) {
+                break;
+            }
+        }
 
-    case OCI_MSG_BLOB:
-        log_debug("worker #%u: BLOB %u %s %s %s", conn_number(c),
-                  (unsigned) m->id, m->registry, m->name, m->reference);
-        blob_request(jobs, c, m);
-        break;
+        if (i == census->n) {
+            if (census->n == STATS_KINDS_MAX) {
+                continue;
+            }
 
-    case OCI_MSG_MANIFEST:
-        log_debug("worker #%u: MANIFEST %u %s %s %s head=%d accept=%s",
-                  conn_number(c), (unsigned) m->id, m->registry, m->name,
-                  m->reference, m->head, m->accept[0] ? m->accept : "-");
-        manifest_request(jobs, c, m);
-        break;
+            census->kind[census->n++] = j->ops->kind;
+        }
 
-    case OCI_MSG_TAGS:
-        log_debug("worker #%u: TAGS %u %s %s", conn_number(c),
-                  (unsigned) m->id, m->registry, m->name);
-        tags_request(jobs, c, m);
-        break;
+        census->jobs[i]++;
 
-    case OCI_MSG_REFERRERS:
-        log_debug("worker #%u: REFERRERS %u %s %s %s %s", conn_number(c),
-                  (unsigned) m->id, m->registry, m->name, m->reference,
-                  m->artifact_type[0] ? m->artifact_type : "-");
-        referrers_request(jobs, c, m);
-        break;
-
-    case OCI_MSG_STATS:
-        stats_request(jobs, c, m);
-        break;
-
-    case OCI_MSG_CANCEL:
-        jobs_cancel(c, m);
-        break;
-
-    default:
-        log_error("worker #%u sent a fetcher message (type %d), closing it",
-                  conn_number(c), (int) m->type);
-        conn_kill(c);
-        break;
+        for (wq = queue_head(&j->waiters);
+             wq != queue_sentinel(&j->waiters);
+             wq = queue_next(wq))
+        {
+            census->waiters++;
+        }
     }
 }
 

@@ -26,6 +26,10 @@
  *
  * Ownership: jobs_t owns every job; a job owns its waiters, its transfer
  * (xfer_t, until the transfer's done callback) and its token waiter.
+ *
+ * This layer names no kind: the kinds (blob.h, manifest.h, tags.h,
+ * referrers.h) plug in through job_ops_t, and the verbs reach them
+ * through the table of dispatch.c, above them all.
  * job_finish() releases all of it and frees the job; nothing may touch the
  * job afterwards.
  */
@@ -41,6 +45,7 @@
 #include "negative.h"
 #include "queue.h"
 #include "server.h"
+#include "stats.h"
 #include "token.h"
 #include "xfer.h"
 
@@ -62,7 +67,12 @@ struct jobs_s {
     size_t                 nbuckets;
     queue_t                all;         /* every job */
     queue_t                dirty;       /* jobs with progress to report */
-    int                    store_failing;   /* PING failed last time */
+    /* a manifest GET stored this manifest: the hook of the layer above
+     * (dispatch.c wires prefetch to it); NULL: none */
+    void                 (*on_manifest)(jobs_t *jobs,
+                             const oci_registry_t *reg, const char *name,
+                             const char *digest, const char *type,
+                             const char *body, size_t len);
     unsigned long          ticks;           /* jobs_tick() calls */
 };
 
@@ -216,9 +226,17 @@ void jobs_destroy(jobs_t *jobs);
  * (milliseconds); CLOCK_MONOTONIC unless a test sets another. */
 void jobs_set_clock(jobs_t *jobs, endpoints_clock_pt now);
 
-/* The server's callbacks: a message from a worker, a worker gone. */
-void jobs_on_msg(conn_t *c, const oci_msg_t *m, void *data);
+/* A worker's CANCEL: its request id left (the job goes on). */
+void jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
+/* The server's callback for a worker gone (data: the jobs): its waiters
+ * leave. */
 void jobs_on_gone(conn_t *c, void *data);
+
+/* Jobs in flight by kind (job_ops_t.kind), added to census: a kind it
+ * names already is counted there, another one appended while there is
+ * room; and their waiters. */
+void jobs_census(jobs_t *jobs, stats_census_t *census);
 
 /* Send the coalesced progress of every dirty job. */
 void jobs_flush(jobs_t *jobs);
@@ -310,34 +328,6 @@ void job_send_all(job_t *j, oci_msg_t *m);
 /* Send m to one waiter (with its id).  0 or -1 (connection gone). */
 int waiter_send(waiter_t *w, oci_msg_t *m);
 
-
-/*
- * The request handlers of the kinds (blob.c, manifest.c, tags.c).
- */
-void blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
-void manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
-void tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
-void referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
-
-/* STATS (stats.c): the counters as a BODY file. */
-void stats_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
-
-/*
- * For prefetch.c: jobs at prefetch priority that nobody waits for yet.
- * 1 if one was started, 0 if the thing is stored or already in flight (or
- * the digest is not sha256), -1 on failure (logged).  A manifest is
- * fetched by digest with every manifest type accepted.
- */
-int blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
-    const char *digest);
-int manifest_prefetch(jobs_t *jobs, const oci_registry_t *reg,
-    const char *name, const char *digest);
-
-/* 1 if the blob / the manifest by digest is stored or in flight.  A
- * digest that is not sha256 counts as present: it is never fetched. */
-int blob_present(jobs_t *jobs, const char *digest);
-int manifest_present(jobs_t *jobs, const oci_registry_t *reg,
-    const char *name, const char *digest);
 
 /* Shared checks of a request: the registry is configured and the name is
  * valid.  The registry, or NULL after answering FAIL. */

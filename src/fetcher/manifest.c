@@ -43,8 +43,9 @@
  * registry's negative_ttl (negative.h) and answered from memory
  * meanwhile, to every client.
  *
- * Every manifest a GET of the mirror's own brings goes to prefetch.c,
- * which may start jobs for its blobs or its platforms' manifests.
+ * Every manifest a GET of the mirror's own brings goes to the job layer's
+ * on_manifest hook: prefetch (wired by dispatch.c), which may start jobs
+ * for its blobs or its platforms' manifests.
  */
 
 #include <errno.h>
@@ -64,7 +65,7 @@
 #include "body.h"
 #include "job.h"
 #include "log.h"
-#include "prefetch.h"
+#include "manifest.h"
 #include "stats.h"
 
 typedef struct {
@@ -809,8 +810,10 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
 
     manifest_send_meta(j, digest, (long long) mj->len, type, 0);
 
-    prefetch_manifest(j->jobs, j->registry, j->name, digest, type,
-                      mj->body != NULL ? mj->body : "", mj->len);
+    if (j->jobs->on_manifest != NULL) {
+        j->jobs->on_manifest(j->jobs, j->registry, j->name, digest, type,
+                             mj->body != NULL ? mj->body : "", mj->len);
+    }
 
     job_finish(j);
 }

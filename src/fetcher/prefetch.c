@@ -13,6 +13,7 @@
 
 typedef struct {
     jobs_t                *jobs;
+    const prefetch_ops_t  *ops;
     const oci_registry_t  *reg;
     const char            *name;
 } prefetch_ctx_t;
@@ -217,14 +218,15 @@ prefetch_have(const char *digest, int manifest, void *data)
 {
     prefetch_ctx_t  *ctx = data;
 
-    return manifest ? manifest_present(ctx->jobs, ctx->reg, ctx->name, digest)
-                    : blob_present(ctx->jobs, digest);
+    return ctx->ops->present(ctx->jobs, ctx->reg, ctx->name, digest,
+                             manifest);
 }
 
 
 void
-prefetch_manifest(jobs_t *jobs, const oci_registry_t *reg, const char *name,
-    const char *digest, const char *type, const char *body, size_t len)
+prefetch_manifest(jobs_t *jobs, const prefetch_ops_t *ops,
+    const oci_registry_t *reg, const char *name, const char *digest,
+    const char *type, const char *body, size_t len)
 {
     prefetch_plan_t   plan;
     prefetch_ctx_t    ctx;
@@ -237,6 +239,7 @@ prefetch_manifest(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     }
 
     ctx.jobs = jobs;
+    ctx.ops = ops;
     ctx.reg = reg;
     ctx.name = name;
 
@@ -253,10 +256,7 @@ prefetch_manifest(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     bytes = 0;
 
     for (i = 0; i < plan.n; i++) {
-        rc = plan.index ? manifest_prefetch(jobs, reg, name,
-                                            plan.items[i].digest)
-                        : blob_prefetch(jobs, reg, name,
-                                        plan.items[i].digest);
+        rc = ops->start(jobs, reg, name, plan.items[i].digest, plan.index);
         if (rc == 1) {
             started++;
             bytes += plan.items[i].size;

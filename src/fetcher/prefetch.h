@@ -37,6 +37,18 @@ typedef struct {
     size_t            invalid;      /* descriptors that make no sense */
 } prefetch_plan_t;
 
+/* What prefetch asks of the kinds above it, which it does not name (the
+ * layer above wires them: dispatch.c).  manifest: the digest is a child
+ * manifest of an index, else a blob.  start: a job at prefetch priority,
+ * 1 if one was started, 0 if stored or in flight, -1 on failure (logged);
+ * present: 1 if stored or in flight. */
+typedef struct {
+    int  (*start)(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+                  const char *digest, int manifest);
+    int  (*present)(jobs_t *jobs, const oci_registry_t *reg,
+                    const char *name, const char *digest, int manifest);
+} prefetch_ops_t;
+
 /* 1 if the blob (or, for an index, the child manifest) digest is stored or
  * in flight. */
 typedef int (*prefetch_have_pt)(const char *digest, int manifest,
@@ -60,11 +72,12 @@ int prefetch_platform_match(const oci_config_t *cf, const char *os,
     const char *arch, const char *variant);
 
 /*
- * The manifest job's hook: a GET of name@digest brought this manifest.
- * Starts the prefetch jobs (if prefetch.enabled) and logs what it did.
+ * A GET of name@digest brought this manifest (the job layer's on_manifest
+ * hook): start the prefetch jobs through ops (if prefetch.enabled) and
+ * log what was done.
  */
-void prefetch_manifest(jobs_t *jobs, const oci_registry_t *reg,
-    const char *name, const char *digest, const char *type,
-    const char *body, size_t len);
+void prefetch_manifest(jobs_t *jobs, const prefetch_ops_t *ops,
+    const oci_registry_t *reg, const char *name, const char *digest,
+    const char *type, const char *body, size_t len);
 
 #endif /* FETCHER_PREFETCH_H */

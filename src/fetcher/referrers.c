@@ -50,9 +50,10 @@
 #include "oci_store.h"
 #include "body.h"
 #include "job.h"
-#include "paging.h"
 #include "list.h"
 #include "log.h"
+#include "paging.h"
+#include "referrers.h"
 
 #define REFERRERS_BODY_MAX   (4 * 1024 * 1024)
 #define REFERRERS_PAGES_MAX  100

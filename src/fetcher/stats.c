@@ -1,7 +1,6 @@
 /*
- * The fetcher's counters (see stats.h), and the STATS answer: the
- * Prometheus text exposition format (version 0.0.4) in a temp file that
- * the worker sends on and unlinks.
+ * The fetcher's counters (see stats.h), rendered for the STATS answer in
+ * the Prometheus text exposition format (version 0.0.4).
  *
  * Every metric is written with its # HELP and # TYPE lines even when no
  * registry is configured, so that a scraper sees the same families from
@@ -19,13 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "oci_store.h"
-#include "job.h"
 #include "log.h"
 #include "stats.h"
 
 /* job kinds counted apart (there are four) */
-#define STATS_KINDS_MAX  16
 
 /* what a family's value is, and how it is written */
 typedef enum {
@@ -55,7 +51,6 @@ static int stats_sample(FILE *f, const stats_family_t *fam,
     const char *registry, const char *endpoint, const char *value);
 static int stats_registry_families(FILE *f);
 static int stats_endpoint_families(FILE *f);
-static int stats_jobs(FILE *f, jobs_t *jobs);
 
 
 static const oci_config_t  *stats_cf;
@@ -416,60 +411,10 @@ stats_label(FILE *f, const char *value)
 }
 
 
-/*
- * Jobs in flight by kind, and the requests of workers waiting on them.
- * The usual kinds are listed at 0 too; a kind is a string constant of
- * its job_ops_t, so kinds are told apart by content.
- */
-static int
-stats_jobs(FILE *f, jobs_t *jobs)
+int
+stats_render_census(FILE *f, const stats_census_t *census)
 {
-    size_t          n, i;
-    queue_t        *q, *wq;
-    job_t          *j;
-    unsigned        count[STATS_KINDS_MAX];
-    unsigned long   waiters;
-    const char     *kinds[STATS_KINDS_MAX];
-
-    static const char  *usual[] = { "blob", "manifest", "tags",
-                                    "referrers" };
-
-    n = 0;
-    waiters = 0;
-
-    for (i = 0; i < sizeof(usual) / sizeof(usual[0]); i++) {
-        kinds[n] = usual[i];
-        count[n++] = 0;
-    }
-
-    for (q = queue_head(&jobs->all);
-         q != queue_sentinel(&jobs->all);
-         q = queue_next(q))
-    {
-        j = queue_data(q, job_t, link);
-
-        for (i = 0; i < n && strcmp(kinds[i], j->ops->kind) != 0; i++) {
-            /* void */
-        }
-
-        if (i == n) {
-            if (n == STATS_KINDS_MAX) {
-                continue;
-            }
-
-            kinds[n] = j->ops->kind;
-            count[n++] = 0;
-        }
-
-        count[i]++;
-
-        for (wq = queue_head(&j->waiters);
-             wq != queue_sentinel(&j->waiters);
-             wq = queue_next(wq))
-        {
-            waiters++;
-        }
-    }
+    size_t  i;
 
     if (stats_family(f, "ocimirror_fetcher_jobs",
                      "Upstream jobs in flight, by kind.", STATS_GAUGE)
@@ -478,10 +423,10 @@ stats_jobs(FILE *f, jobs_t *jobs)
         return -1;
     }
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < census->n; i++) {
         if (fputs("ocimirror_fetcher_jobs{kind=", f) == EOF
-            || stats_label(f, kinds[i]) != 0
-            || fprintf(f, "} %u\n", count[i]) < 0)
+            || stats_label(f, census->kind[i]) != 0
+            || fprintf(f, "} %lu\n", census->jobs[i]) < 0)
         {
             return -1;
         }
@@ -490,72 +435,11 @@ stats_jobs(FILE *f, jobs_t *jobs)
     if (stats_family(f, "ocimirror_fetcher_waiters",
                      "Worker requests waiting on jobs in flight.",
                      STATS_GAUGE) != 0
-        || fprintf(f, "ocimirror_fetcher_waiters %lu\n", waiters) < 0)
+        || fprintf(f, "ocimirror_fetcher_waiters %lu\n", census->waiters)
+           < 0)
     {
         return -1;
     }
 
     return 0;
-}
-
-
-void
-stats_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
-{
-    int         fd, rc, err;
-    FILE       *f;
-    oci_msg_t   out;
-    char        tmp[OCI_PATH_MAX];
-
-    fd = oci_store_tmp_create(jobs->cf->store_path, tmp, sizeof(tmp));
-    if (fd < 0) {
-        log_error("cannot create a temp file in \"%s/tmp\": %s",
-                  jobs->cf->store_path, strerror(errno));
-        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store not writable");
-        return;
-    }
-
-    f = fdopen(fd, "w");
-    if (f == NULL) {
-        log_error("fdopen(\"%s\") failed: %s", tmp, strerror(errno));
-        close(fd);
-        rc = -1;
-
-    } else {
-        rc = stats_render(f);
-
-        if (rc == 0) {
-            rc = stats_jobs(f, jobs);
-        }
-
-        /* fclose() flushes: a full disk shows here */
-        err = errno;
-
-        if (fclose(f) != 0 && rc == 0) {
-            err = errno;
-            rc = -1;
-        }
-
-        if (rc != 0) {
-            log_error("write(\"%s\") failed: %s", tmp, strerror(err));
-        }
-    }
-
-    if (rc != 0) {
-        if (unlink(tmp) != 0) {
-            log_error("unlink(\"%s\") failed: %s", tmp, strerror(errno));
-        }
-
-        conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "store write failed");
-        return;
-    }
-
-    oci_msg_init(&out, OCI_MSG_BODY, m->id);
-    out.status = 200;
-    snprintf(out.path, sizeof(out.path), "%s", tmp);
-
-    /* once the worker has the message the file is the worker's */
-    if (conn_send(c, &out) != 0 && unlink(tmp) != 0) {
-        log_error("unlink(\"%s\") failed: %s", tmp, strerror(errno));
-    }
 }

@@ -58,9 +58,23 @@ void stats_destroy(void);
 /* The counters of reg (a registry of the config given to stats_init()). */
 stats_registry_t *stats_registry(const oci_registry_t *reg);
 
+/* A census of the work in flight, taken by the job layer (jobs_census()):
+ * jobs by kind, and the worker requests waiting on them. */
+#define STATS_KINDS_MAX  16
+
+typedef struct {
+    const char     *kind[STATS_KINDS_MAX];     /* string constants */
+    unsigned long   jobs[STATS_KINDS_MAX];
+    size_t          n;
+    unsigned long   waiters;
+} stats_census_t;
+
 /* Every counter and gauge, in the Prometheus text format, with names
  * "ocimirror_fetcher_*" and labels registry="..", endpoint="..".  0, or
  * -1 with errno set. */
 int stats_render(FILE *f);
+
+/* The census the same way: jobs by kind="..", and waiters. */
+int stats_render_census(FILE *f, const stats_census_t *census);
 
 #endif /* FETCHER_STATS_H */

@@ -38,9 +38,10 @@
 #include "oci_store.h"
 #include "body.h"
 #include "job.h"
-#include "paging.h"
 #include "list.h"
 #include "log.h"
+#include "paging.h"
+#include "tags.h"
 #include "url.h"
 
 #define TAGS_BODY_MAX   (16 * 1024 * 1024)

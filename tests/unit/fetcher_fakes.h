@@ -40,6 +40,7 @@
 #include "test_util.h"
 #include "oci_ipc.h"
 #include "oci_store.h"
+#include "dispatch.h"
 #include "job.h"
 #include "queue.h"
 #include "server.h"
@@ -680,7 +681,7 @@ fake_cancel(jobs_t *jobs, conn_t *c, uint32_t id)
     oci_msg_t  m;
 
     oci_msg_init(&m, OCI_MSG_CANCEL, id);
-    jobs_on_msg(c, &m, jobs);
+    dispatch_on_msg(c, &m, jobs);
 }
 
 
@@ -814,6 +815,7 @@ fake_env_setup(void **state)
 
     e->jobs = jobs_create(e->cf, (xfer_multi_t *) e, e->tokens);
     assert_non_null(e->jobs);
+    dispatch_setup(e->jobs);
 
     fake_conn_init(&e->c1, 1);
     fake_conn_init(&e->c2, 2);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "fetcher_fakes.h"
+#include "blob.h"
 
 
 #define BODY  "hello world"
@@ -75,7 +76,7 @@ request(blob_test_t *t, conn_t *c, uint32_t id, const char *registry,
     snprintf(m.registry, sizeof(m.registry), "%s", registry);
     snprintf(m.name, sizeof(m.name), "%s", name);
     snprintf(m.reference, sizeof(m.reference), "%s", digest);
-    jobs_on_msg(c, &m, t->e->jobs);
+    dispatch_on_msg(c, &m, t->e->jobs);
 }
 
 

@@ -991,61 +991,6 @@ test_check_request(void **state)
 }
 
 
-static void
-test_ping(void **state)
-{
-    fake_env_t  *e = *state;
-    oci_msg_t    m;
-    char         tmp[256], off[256];
-    int          fd;
-
-    oci_msg_init(&m, OCI_MSG_PING, 3);
-    jobs_on_msg(&e->c1, &m, e->jobs);
-    assert_string_equal(fake_conn_take(&e->c1), "PONG 3 1\n");
-    assert_int_equal(fake_tmp_count(e), 0);
-
-    /* <store>/tmp is not a directory: not writable */
-    snprintf(tmp, sizeof(tmp), "%s/tmp", e->store);
-    snprintf(off, sizeof(off), "%s/tmp.off", e->store);
-    assert_int_equal(rename(tmp, off), 0);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    assert_true(fd >= 0);
-    close(fd);
-
-    m.id = 4;
-    jobs_on_msg(&e->c1, &m, e->jobs);
-    jobs_on_msg(&e->c2, &m, e->jobs);
-    assert_string_equal(fake_conn_take(&e->c1), "PONG 4 0\n");
-    assert_string_equal(fake_conn_take(&e->c2), "PONG 4 0\n");
-
-    assert_int_equal(unlink(tmp), 0);
-    assert_int_equal(rename(off, tmp), 0);
-
-    m.id = 5;
-    jobs_on_msg(&e->c1, &m, e->jobs);
-    assert_string_equal(fake_conn_take(&e->c1), "PONG 5 1\n");
-    assert_int_equal(fake_tmp_count(e), 0);
-}
-
-
-/* A worker that sends a fetcher's message is confused: dropped. */
-static void
-test_unexpected_verb(void **state)
-{
-    fake_env_t  *e = *state;
-    oci_msg_t    m;
-
-    oci_msg_init(&m, OCI_MSG_DONE, 1);
-    jobs_on_msg(&e->c1, &m, e->jobs);
-    assert_int_equal(conn_send(&e->c1, &m), -1);
-    assert_string_equal(fake_conn_take(&e->c1), "");
-
-    oci_msg_init(&m, OCI_MSG_FAIL, 1);
-    jobs_on_msg(&e->c2, &m, e->jobs);
-    assert_int_equal(conn_send(&e->c2, &m), -1);
-}
-
-
 /* Torn down mid-flight: transfers aborted, no message, every kind
  * cleaned up; the token request belongs to the token cache. */
 static void
@@ -1439,10 +1384,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_auth_job_gone, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_check_request, setup,
-                                        fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_ping, setup,
-                                        fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_unexpected_verb, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_destroy, setup,
                                         fake_env_teardown),

@@ -61,7 +61,7 @@ request(fake_env_t *e, conn_t *c, uint32_t id, const char *ref, int head,
     snprintf(m.reference, sizeof(m.reference), "%s", ref);
     m.head = head;
     snprintf(m.accept, sizeof(m.accept), "%s", accept);
-    jobs_on_msg(c, &m, e->jobs);
+    dispatch_on_msg(c, &m, e->jobs);
 }
 
 

@@ -323,7 +323,7 @@ manifest_get(fake_env_t *e, uint32_t id, const char *ref)
     snprintf(m.registry, sizeof(m.registry), FAKE_REG);
     snprintf(m.name, sizeof(m.name), "a/b");
     snprintf(m.reference, sizeof(m.reference), "%s", ref);
-    jobs_on_msg(&e->c1, &m, e->jobs);
+    dispatch_on_msg(&e->c1, &m, e->jobs);
 }
 
 
@@ -336,7 +336,7 @@ blob_get(fake_env_t *e, conn_t *c, uint32_t id, const char *digest)
     snprintf(m.registry, sizeof(m.registry), FAKE_REG);
     snprintf(m.name, sizeof(m.name), "a/b");
     snprintf(m.reference, sizeof(m.reference), "%s", digest);
-    jobs_on_msg(c, &m, e->jobs);
+    dispatch_on_msg(c, &m, e->jobs);
 }
 
 
@@ -407,7 +407,7 @@ test_image_prefetches_blobs(void **state)
     snprintf(m.registry, sizeof(m.registry), FAKE_REG);
     snprintf(m.name, sizeof(m.name), "c/d");
     snprintf(m.reference, sizeof(m.reference), "v1");
-    jobs_on_msg(&e->c1, &m, e->jobs);
+    dispatch_on_msg(&e->c1, &m, e->jobs);
     x = fake_xfer_at(3);
     assert_string_equal(x->url, FAKE_EP1 "/v2/c/d/manifests/v1");
     reply_manifest(x, OCI_MT_OCI_MANIFEST, IMAGE);
@@ -517,7 +517,7 @@ test_head_prefetches_nothing(void **state)
     snprintf(m.name, sizeof(m.name), "a/b");
     snprintf(m.reference, sizeof(m.reference), "v1");
     m.head = 1;
-    jobs_on_msg(&e->c1, &m, e->jobs);
+    dispatch_on_msg(&e->c1, &m, e->jobs);
 
     memset(&r, 0, sizeof(r));
     r.status = 200;

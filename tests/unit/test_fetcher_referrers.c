@@ -63,7 +63,7 @@ request(fake_env_t *e, conn_t *c, uint32_t id, const char *digest,
     snprintf(m.name, sizeof(m.name), "a/b");
     snprintf(m.reference, sizeof(m.reference), "%s", digest);
     snprintf(m.artifact_type, sizeof(m.artifact_type), "%s", artifact_type);
-    jobs_on_msg(c, &m, e->jobs);
+    dispatch_on_msg(c, &m, e->jobs);
 }
 
 

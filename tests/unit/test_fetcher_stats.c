@@ -324,7 +324,7 @@ stats_msg(fake_env_t *e, conn_t *c, uint32_t id)
     oci_msg_t  m;
 
     oci_msg_init(&m, OCI_MSG_STATS, id);
-    jobs_on_msg(c, &m, e->jobs);
+    dispatch_on_msg(c, &m, e->jobs);
 }
 
 
@@ -337,7 +337,7 @@ blob_msg(fake_env_t *e, conn_t *c, uint32_t id)
     snprintf(m.registry, sizeof(m.registry), FAKE_REG);
     snprintf(m.name, sizeof(m.name), "a/b");
     snprintf(m.reference, sizeof(m.reference), DIGEST);
-    jobs_on_msg(c, &m, e->jobs);
+    dispatch_on_msg(c, &m, e->jobs);
 }
 
 

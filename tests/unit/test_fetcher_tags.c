@@ -55,7 +55,7 @@ request(fake_env_t *e, conn_t *c, uint32_t id, long long n,
     snprintf(m.name, sizeof(m.name), "a/b");
     m.n = n;
     snprintf(m.last, sizeof(m.last), "%s", last);
-    jobs_on_msg(c, &m, e->jobs);
+    dispatch_on_msg(c, &m, e->jobs);
 }
 
 

@@ -1,0 +1,24 @@
+/*
+ * The blob kind (blob.c: see there): one download per digest, verified
+ * while it arrives, committed to the store, streamed to every waiter.
+ */
+
+#ifndef FETCHER_BLOB_H
+#define FETCHER_BLOB_H
+
+#include "job.h"
+
+/* BLOB <id> <registry> <name> <digest>: SIZE, PROGRESS, DONE or FAIL. */
+void blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
+/* A job at prefetch priority that nobody waits for yet: 1 if one was
+ * started, 0 if the blob is stored or already in flight (or the digest
+ * is not sha256), -1 on failure (logged). */
+int blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *digest);
+
+/* 1 if the blob is stored or in flight.  A digest that is not sha256
+ * counts as present: it is never fetched. */
+int blob_present(jobs_t *jobs, const char *digest);
+
+#endif /* FETCHER_BLOB_H */
