@@ -3,7 +3,8 @@
 #   make            build build/ngx_http_ocimirror_module.so and
 #                   build/ocimirror-fetcher
 #   make run        install what is missing, build, serve on 127.0.0.1:5000
-#   make test       install what is missing, build, run every test
+#   make test       install what is missing, build, check the layers of
+#                   DESIGN.md, run every test
 #   make bench      the side-by-side benchmark (not a test)
 
 CC        ?= cc
@@ -33,7 +34,7 @@ MODULE_SRCS  := $(wildcard module/*.c module/*.h)
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e bench clean fetcher module install
+.PHONY: all deps run test layers unit e2e bench clean fetcher module install
 
 all: fetcher module
 
@@ -89,6 +90,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/tests/libocitest.a $(HEADERS) \
 	$(CC) $(SRC_CFLAGS) -o $@ $< $(BUILD)/tests/libocitest.a -lcmocka \
 	    $(LDLIBS_FETCHER)
 
+# The layers DESIGN.md lists, against the #include lines of src/fetcher.
+layers:
+	$(PYTHON) scripts/check-layers.py
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
@@ -101,6 +106,7 @@ e2e: all
 
 test: deps
 	$(MAKE) all
+	$(MAKE) layers
 	$(MAKE) unit
 	$(MAKE) e2e
 
@@ -130,6 +136,7 @@ install: all
 	install -D -m 0644 conf/systemd/nginx.service.d/ocimirror.conf \
 	    $(DESTDIR)/etc/systemd/system/nginx.service.d/ocimirror.conf
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/ocimirror/README.md
+	install -D -m 0644 DESIGN.md $(DESTDIR)/usr/share/doc/ocimirror/DESIGN.md
 
 clean:
 	rm -rf $(BUILD)

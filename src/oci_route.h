@@ -1,6 +1,6 @@
 /*
  * Routing of a /v2/ request path to (registry, repository, endpoint,
- * reference), as DESIGN.md describes:
+ * reference), in this order:
  *   1. ?ns=<registry> (containerd's mirror parameter) names the registry;
  *   2. else a first path component that is a configured registry name;
  *   3. else the default registry; for a registry with library_prefix,
