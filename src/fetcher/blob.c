@@ -97,6 +97,12 @@ typedef struct {
                                                    chunk succeeded with it */
 } blob_job_t;
 
+/* What a waiter was sent. */
+typedef struct {
+    int           sent_size;                    /* SIZE went out */
+    long long     sent_bytes;                   /* the last PROGRESS */
+} blob_waiter_t;
+
 static int blob_headers(job_t *j, const xfer_resp_t *r);
 static int blob_body(job_t *j, const char *p, size_t n);
 static int blob_reset(job_t *j);
@@ -131,7 +137,8 @@ static const job_ops_t  blob_ops = {
     blob_promote,
     NULL,               /* throttled: FAIL, nothing stored to serve */
     blob_retarget,
-    NULL                /* rejected: FAIL */
+    NULL,               /* rejected: FAIL */
+    sizeof(blob_waiter_t)
 };
 
 static const xfer_handler_t  blob_chunk_handler = {
@@ -144,13 +151,14 @@ static const xfer_handler_t  blob_chunk_handler = {
 static void
 blob_send_size(blob_job_t *b, waiter_t *w, const char *path)
 {
-    oci_msg_t  m;
+    blob_waiter_t  *bw = w->data;
+    oci_msg_t       m;
 
     oci_msg_init(&m, OCI_MSG_SIZE, 0);
     m.size = b->size;
     snprintf(m.path, sizeof(m.path), "%s", path);
 
-    w->sent_size = 1;
+    bw->sent_size = 1;
     waiter_send(w, &m);
 }
 
@@ -158,16 +166,17 @@ blob_send_size(blob_job_t *b, waiter_t *w, const char *path)
 static void
 blob_send_progress(blob_job_t *b, waiter_t *w)
 {
-    oci_msg_t  m;
+    blob_waiter_t  *bw = w->data;
+    oci_msg_t       m;
 
-    if (!w->sent_size || w->sent_bytes == b->written) {
+    if (!bw->sent_size || bw->sent_bytes == b->written) {
         return;
     }
 
     oci_msg_init(&m, OCI_MSG_PROGRESS, 0);
     m.bytes = b->written;
 
-    w->sent_bytes = b->written;
+    bw->sent_bytes = b->written;
     waiter_send(w, &m);
 }
 
@@ -922,7 +931,7 @@ blob_complete(blob_job_t *b)
     {
         w = queue_data(q, waiter_t, job_link);
 
-        if (!w->sent_size) {
+        if (!((blob_waiter_t *) w->data)->sent_size) {
             blob_send_size(b, w, path);
         }
 

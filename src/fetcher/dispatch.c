@@ -87,7 +87,7 @@ dispatch_manifest_fetched(jobs_t *jobs, const oci_registry_t *reg,
 void
 dispatch_setup(jobs_t *jobs)
 {
-    jobs->on_manifest = dispatch_manifest_fetched;
+    jobs->on_stored = dispatch_manifest_fetched;
 }
 
 

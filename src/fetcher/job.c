@@ -208,12 +208,14 @@ job_add_waiter(job_t *j, conn_t *c, uint32_t id)
 {
     waiter_t  *w;
 
-    w = calloc(1, sizeof(waiter_t));
+    /* the kind's bytes right after the waiter, aligned as the waiter */
+    w = calloc(1, sizeof(waiter_t) + j->ops->waiter_size);
     if (w == NULL) {
         log_error("out of memory for a waiter");
         return NULL;
     }
 
+    w->data = j->ops->waiter_size > 0 ? (void *) (w + 1) : NULL;
     w->job = j;
     w->conn = c;
     w->id = id;

@@ -1,7 +1,8 @@
 /*
  * Jobs: the upstream work the workers ask for, and who waits for it.
  *
- * A job (blob, manifest or tags) is created by the first request for a
+ * A job (of a kind: a blob, a manifest, ...) is created by the first
+ * request for a
  * thing and found again by its key in the in-flight table, so one upstream
  * transfer serves every worker and client that asks meanwhile.  Each
  * request that waits on a job is a waiter_t, owned by the job and linked
@@ -20,8 +21,8 @@
  *
  * A job runs at client priority, or at prefetch priority when the fetcher
  * started it on its own (no waiters); the first client that joins a
- * prefetch job promotes it and every transfer it has.  The kinds
- * (blob.c, manifest.c, tags.c) supply a job_ops_t for what is specific:
+ * prefetch job promotes it and every transfer it has.  The kinds supply a
+ * job_ops_t for what is specific:
  * what the body becomes, and what the answer is.
  *
  * Ownership: jobs_t owns every job; a job owns its waiters, its transfer
@@ -67,9 +68,10 @@ struct jobs_s {
     size_t                 nbuckets;
     queue_t                all;         /* every job */
     queue_t                dirty;       /* jobs with progress to report */
-    /* a manifest GET stored this manifest: the hook of the layer above
+    /* a kind stored a document it fetched (a manifest: its media type and
+     * bytes): the hook of the layer above, which may act on it
      * (dispatch.c wires prefetch to it); NULL: none */
-    void                 (*on_manifest)(jobs_t *jobs,
+    void                 (*on_stored)(jobs_t *jobs,
                              const oci_registry_t *reg, const char *name,
                              const char *digest, const char *type,
                              const char *body, size_t len);
@@ -132,6 +134,10 @@ typedef struct {
      * the usual FAIL.  NULL: 0.  (Referrers: a 404 means "no referrers
      * API here", not "no such thing".) */
     int   (*rejected)(job_t *j, const xfer_resp_t *r);
+
+    /* bytes of the kind's own per waiter (waiter_t.data): what it asked,
+     * what it was sent; 0: none */
+    size_t   waiter_size;
 } job_ops_t;
 
 struct job_s {
@@ -197,22 +203,15 @@ struct waiter_s {
     job_t             *job;
     conn_t            *conn;
     uint32_t           id;
-    /* how this waiter asked: a blob job serves waiters of any registry
-     * and name, but a refusal for one of them is no answer for the
-     * others (see job_refuse()) */
+    /* how this waiter asked: a job keyed by the thing alone may serve
+     * waiters of any registry and name, but a refusal for one of them is
+     * no answer for the others (see job_refuse()) */
     const oci_registry_t  *registry;
     char               name[OCI_NAME_MAX + 1];
-    union {
-        struct {
-            long long  n;                       /* -1: none */
-            char       last[OCI_TAG_MAX + 1];   /* "": none */
-        } tags;
-        char       artifact_type[OCI_MEDIA_TYPE_MAX + 1];  /* "": all */
-    } asked;            /* tags, referrers: what this waiter asked of the
-                           one list its job fetches for all of them */
-    int                sent_size;       /* blob: SIZE went out */
-    long long          sent_bytes;      /* blob: last PROGRESS */
     unsigned long      heard;           /* jobs_t.ticks at the last send */
+    void              *data;            /* the kind's own, zeroed:
+                                           job_ops_t.waiter_size bytes;
+                                           NULL if none */
 };
 
 /* NULL on failure (logged). */

@@ -44,7 +44,7 @@
  * meanwhile, to every client.
  *
  * Every manifest a GET of the mirror's own brings goes to the job layer's
- * on_manifest hook: prefetch (wired by dispatch.c), which may start jobs
+ * on_stored hook: prefetch (wired by dispatch.c), which may start jobs
  * for its blobs or its platforms' manifests.
  */
 
@@ -108,7 +108,8 @@ static const job_ops_t  manifest_ops = {
     NULL,               /* promote: no transfers of its own */
     manifest_throttled,
     NULL,               /* retarget: keyed by registry and name */
-    NULL                /* rejected: FAIL */
+    NULL,               /* rejected: FAIL */
+    0                   /* waiter_size: META goes to all alike */
 };
 
 
@@ -810,8 +811,8 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
 
     manifest_send_meta(j, digest, (long long) mj->len, type, 0);
 
-    if (j->jobs->on_manifest != NULL) {
-        j->jobs->on_manifest(j->jobs, j->registry, j->name, digest, type,
+    if (j->jobs->on_stored != NULL) {
+        j->jobs->on_stored(j->jobs, j->registry, j->name, digest, type,
                              mj->body != NULL ? mj->body : "", mj->len);
     }
 

@@ -77,6 +77,11 @@ static int referrers_rejected(job_t *j, const xfer_resp_t *r);
 static void referrers_job_answer(list_job_t *l, waiter_t *w,
     json_t *manifests);
 
+/* What a waiter asked of the one index its job fetches for all. */
+typedef struct {
+    char  artifact_type[OCI_MEDIA_TYPE_MAX + 1];    /* "": all */
+} referrers_waiter_t;
+
 static const job_ops_t  referrers_ops = {
     "referrers",
     OCI_ERR_MANIFEST_UNKNOWN,
@@ -92,7 +97,8 @@ static const job_ops_t  referrers_ops = {
     NULL,               /* promote: no transfers of its own */
     list_throttled,     /* the stored index, or FAIL 429 */
     NULL,               /* retarget: keyed by registry and name */
-    referrers_rejected
+    referrers_rejected,
+    sizeof(referrers_waiter_t)
 };
 
 static const list_kind_t  referrers_kind = {
@@ -171,8 +177,10 @@ referrers_answer(jobs_t *jobs, conn_t *c, uint32_t id, json_t *manifests,
 static void
 referrers_job_answer(list_job_t *l, waiter_t *w, json_t *manifests)
 {
+    referrers_waiter_t  *rw = w->data;
+
     referrers_answer(l->job.jobs, w->conn, w->id, manifests,
-                     w->asked.artifact_type);
+                     rw->artifact_type);
 }
 
 
@@ -196,14 +204,16 @@ referrers_path(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 static waiter_t *
 referrers_add_waiter(job_t *j, conn_t *c, const oci_msg_t *m)
 {
-    waiter_t  *w;
+    waiter_t            *w;
+    referrers_waiter_t  *rw;
 
     w = job_add_waiter(j, c, m->id);
     if (w == NULL) {
         return NULL;
     }
 
-    snprintf(w->asked.artifact_type, sizeof(w->asked.artifact_type), "%s",
+    rw = w->data;
+    snprintf(rw->artifact_type, sizeof(rw->artifact_type), "%s",
              m->artifact_type);
 
     return w;

@@ -68,6 +68,12 @@ static void tags_done(job_t *j, const xfer_resp_t *r);
 static void tags_cleanup(job_t *j);
 static void tags_job_answer(list_job_t *l, waiter_t *w, json_t *tags);
 
+/* What a waiter asked of the one list its job fetches for all. */
+typedef struct {
+    long long  n;                       /* -1: none */
+    char       last[OCI_TAG_MAX + 1];   /* "": none */
+} tags_waiter_t;
+
 static const job_ops_t  tags_ops = {
     "tags",
     OCI_ERR_NAME_UNKNOWN,
@@ -83,7 +89,8 @@ static const job_ops_t  tags_ops = {
     NULL,               /* promote: no transfers of its own */
     list_throttled,     /* the stored list, or FAIL 429 */
     NULL,               /* retarget: keyed by registry and name */
-    NULL                /* rejected: FAIL */
+    NULL,               /* rejected: FAIL */
+    sizeof(tags_waiter_t)
 };
 
 static const list_kind_t  tags_kind = {
@@ -191,8 +198,10 @@ tags_answer(jobs_t *jobs, conn_t *c, uint32_t id, const char *name,
 static void
 tags_job_answer(list_job_t *l, waiter_t *w, json_t *tags)
 {
-    tags_answer(l->job.jobs, w->conn, w->id, l->job.name, tags,
-                w->asked.tags.n, w->asked.tags.last);
+    tags_waiter_t  *tw = w->data;
+
+    tags_answer(l->job.jobs, w->conn, w->id, l->job.name, tags, tw->n,
+                tw->last);
 }
 
 
@@ -318,16 +327,17 @@ tags_forward_query(job_t *j, const oci_msg_t *m)
 static waiter_t *
 tags_add_waiter(job_t *j, conn_t *c, const oci_msg_t *m)
 {
-    waiter_t  *w;
+    waiter_t       *w;
+    tags_waiter_t  *tw;
 
     w = job_add_waiter(j, c, m->id);
     if (w == NULL) {
         return NULL;
     }
 
-    w->asked.tags.n = m->n;
-    snprintf(w->asked.tags.last, sizeof(w->asked.tags.last), "%s",
-             m->last);
+    tw = w->data;
+    tw->n = m->n;
+    snprintf(tw->last, sizeof(tw->last), "%s", m->last);
 
     return w;
 }
