@@ -10,13 +10,11 @@
  * queries and fragments in it, so it holds no secret.
  */
 
-#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "stats.h"
