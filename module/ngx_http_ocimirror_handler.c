@@ -16,6 +16,7 @@
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_manifest.h"
+#include "ngx_http_ocimirror_recency.h"
 #include "ngx_http_ocimirror_referrers.h"
 #include "ngx_http_ocimirror_serve.h"
 #include "ngx_http_ocimirror_stream.h"
@@ -145,6 +146,7 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_HIT_BLOB);
+        ngx_http_ocimirror_recency_note(r, route->hex);
         return ngx_http_ocimirror_serve_blob(r, &of, &path, &digest);
     }
 

@@ -6,8 +6,13 @@
  *   store_readable  the store's marker file can be opened and read
  *   store_writable  the fetcher could create a file in the store (PONG)
  *   free_space      statvfs() of the store shows at least store.min_free
- * and answers 200 if every check says "ok", else 503, with
+ *                   ("ok"), or less ("low")
+ * and answers 200 if every check but free_space says "ok", else 503, with
  *   {"status":"ok","checks":{"fetcher":"ok",...}}
+ * Free space is reported, not required: below min_free the fetcher's
+ * cache manager evicts (src/fetcher/cache.h), and a node whose disk is
+ * full keeps serving what it holds, so the load balancer must not drain
+ * it (a fleet fills at the same pace: it would drain them all).
  * The request waits for the PONG parked, like any fetcher request.
  */
 
@@ -181,8 +186,7 @@ ngx_http_ocimirror_ready_send(ngx_http_ocimirror_ready_ctx_t *ctx)
 
     ok = ngx_strcmp(ctx->fetcher, "ok") == 0
          && ngx_strcmp(ctx->writable, "ok") == 0
-         && ngx_strcmp(readable, "ok") == 0
-         && ngx_strcmp(space, "ok") == 0;
+         && ngx_strcmp(readable, "ok") == 0;
 
     len = sizeof("{\"status\":\"fail\",\"checks\":{\"fetcher\":\"\","
                  "\"store_readable\":\"\",\"store_writable\":\"\","

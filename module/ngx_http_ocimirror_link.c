@@ -457,6 +457,34 @@ ngx_http_ocimirror_wait_of(ngx_http_request_t *r)
 
 
 ngx_int_t
+ngx_http_ocimirror_link_notify(ngx_http_ocimirror_link_t *link,
+    oci_msg_t *m)
+{
+    if (ngx_http_ocimirror_link_connect(link) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    m->id = 0;
+
+    return ngx_http_ocimirror_link_queue(link, m) == NGX_OK ? NGX_OK
+                                                            : NGX_DECLINED;
+}
+
+
+void
+ngx_http_ocimirror_link_push(ngx_http_ocimirror_link_t *link)
+{
+    if (link->connection == NULL || link->broken) {
+        return;
+    }
+
+    if (ngx_http_ocimirror_link_flush(link) != NGX_OK) {
+        ngx_http_ocimirror_link_post_lost(link);
+    }
+}
+
+
+ngx_int_t
 ngx_http_ocimirror_ask_or_fail(ngx_http_request_t *r,
     ngx_http_ocimirror_wait_t *w, ngx_http_ocimirror_wait_pt handler,
     void *data, oci_msg_t *m)

@@ -106,6 +106,16 @@ ngx_int_t ngx_http_ocimirror_ask_or_fail(ngx_http_request_t *r,
     ngx_http_ocimirror_wait_t *w, ngx_http_ocimirror_wait_pt handler,
     void *data, oci_msg_t *m);
 
+/* Queue m, a message that wants no answer (USED), for the fetcher:
+ * connects if the link is down.  NGX_OK, or NGX_DECLINED if the fetcher
+ * cannot be reached or the queue is full (m is dropped).  Call
+ * ngx_http_ocimirror_link_push() after the last of a batch. */
+ngx_int_t ngx_http_ocimirror_link_notify(ngx_http_ocimirror_link_t *link,
+    oci_msg_t *m);
+
+/* Send what is queued (or arm the write event for it). */
+void ngx_http_ocimirror_link_push(ngx_http_ocimirror_link_t *link);
+
 /* Deactivate w if it is active and tell the fetcher (CANCEL). */
 void ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w);
 

@@ -36,6 +36,7 @@
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_manifest.h"
+#include "ngx_http_ocimirror_recency.h"
 #include "ngx_http_ocimirror_serve.h"
 
 
@@ -383,6 +384,8 @@ ngx_http_ocimirror_manifest_stored(ngx_http_ocimirror_manifest_ctx_t *ctx,
         stored.len = ngx_strlen(stored.data);
         type = &stored;
     }
+
+    ngx_http_ocimirror_recency_note(r, hex);
 
     return ngx_http_ocimirror_serve_manifest(r, &of, &path, type, digest,
                                              stale);

@@ -26,6 +26,7 @@
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_health.h"
 #include "ngx_http_ocimirror_metrics.h"
+#include "ngx_http_ocimirror_recency.h"
 
 
 static void *ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf);
@@ -422,6 +423,14 @@ ngx_http_ocimirror_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    mcf->recency = ngx_http_ocimirror_recency_create(cycle, mcf->link,
+                                      (ngx_uint_t) mcf->oci->recency_batch,
+                                      (ngx_msec_t) mcf->oci->recency_interval
+                                      * 1000);
+    if (mcf->recency == NULL) {
+        return NGX_ERROR;
+    }
+
     /* a fetcher that is not up yet is fine: requests reconnect */
 
     (void) ngx_http_ocimirror_link_connect(mcf->link);
@@ -444,4 +453,5 @@ ngx_http_ocimirror_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_ocimirror_link_close(mcf->link);
     mcf->link = NULL;
+    mcf->recency = NULL;
 }

@@ -25,6 +25,7 @@
 
 
 typedef struct ngx_http_ocimirror_link_s  ngx_http_ocimirror_link_t;
+typedef struct ngx_http_ocimirror_recency_s  ngx_http_ocimirror_recency_t;
 
 
 typedef struct {
@@ -34,6 +35,7 @@ typedef struct {
     ngx_http_ocimirror_metrics_t    *metrics;
 
     ngx_http_ocimirror_link_t       *link;       /* this worker's, or NULL */
+    ngx_http_ocimirror_recency_t    *recency;    /* this worker's, or NULL */
 
     /* the first directive that needs the config, for the error message */
     ngx_str_t                        required_by;

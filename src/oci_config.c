@@ -54,6 +54,8 @@ static int oci_config_parse_size(const char *s, long long *out);
 static int oci_config_get_size(oci_config_ctx_t *ctx,
     const config_setting_t *group, const char *section, const char *name,
     long long min, long long max, long long *out);
+static int oci_config_store_bound(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_config_t *cf);
 static int oci_config_store(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc,
@@ -90,7 +92,8 @@ static const char *const  oci_config_top_keys[] = {
 };
 
 static const char *const  oci_config_store_keys[] = {
-    "path", "fsync", "min_free", NULL
+    "path", "fsync", "min_free", "max_size", "high_watermark",
+    "low_watermark", "inactive", "recency_batch", "recency_interval", NULL
 };
 
 static const char *const  oci_config_fetcher_keys[] = {
@@ -434,7 +437,153 @@ oci_config_store(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         return OCI_EINVAL;
     }
 
+    if (oci_config_store_bound(ctx, group, cf) != OCI_OK) {
+        return OCI_EINVAL;
+    }
+
     return OCI_OK;
+}
+
+
+/* A percent: an integer, or a string "NN%", lo..100.  0 if absent, 1 if
+ * set, OCI_EINVAL. */
+static int
+oci_config_get_percent(oci_config_ctx_t *ctx, const config_setting_t *group,
+    const char *name, int lo, int *out)
+{
+    config_setting_t  *s;
+    const char        *v;
+    char              *end;
+    long               n;
+
+    s = config_setting_get_member(group, name);
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    if (config_setting_type(s) == CONFIG_TYPE_INT) {
+        n = config_setting_get_int(s);
+        end = NULL;
+
+    } else if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+        v = config_setting_get_string(s);
+        n = strtol(v, &end, 10);
+
+        if (end == v || strcmp(end, "%") != 0) {
+            n = -1;
+        }
+
+    } else {
+        n = -1;
+    }
+
+    if (n < lo || n > 100) {
+        oci_config_error(ctx, s, "\"store.%s\" must be a percent from %d to "
+                         "100 (90 or \"90%%\")", name, lo);
+        return OCI_EINVAL;
+    }
+
+    *out = (int) n;
+
+    return 1;
+}
+
+
+/* max_size, the watermarks and inactive of the store group.  OCI_OK or
+ * OCI_EINVAL. */
+static int
+oci_config_store_bound(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_config_t *cf)
+{
+    config_setting_t  *s;
+    const char        *v;
+    size_t             len;
+    long long          n;
+    int                pct, rc;
+
+    s = config_setting_get_member(group, "max_size");
+
+    if (s != NULL && config_setting_type(s) == CONFIG_TYPE_STRING
+        && (len = strlen(v = config_setting_get_string(s))) > 0
+        && v[len - 1] == '%')
+    {
+        if (oci_config_get_percent(ctx, group, "max_size", 1, &pct) < 0) {
+            return OCI_EINVAL;
+        }
+
+        cf->store_max_size = 0;
+        cf->store_max_size_pct = pct;
+
+    } else if (s != NULL) {
+        rc = oci_config_get_size(ctx, group, "store", "max_size",
+                                 1024LL * 1024, LLONG_MAX,
+                                 &cf->store_max_size);
+        if (rc < 0) {
+            return OCI_EINVAL;
+        }
+
+        cf->store_max_size_pct = 0;
+    }
+
+    if (oci_config_get_percent(ctx, group, "high_watermark", 2,
+                               &cf->store_high_watermark) < 0
+        || oci_config_get_percent(ctx, group, "low_watermark", 1,
+                                  &cf->store_low_watermark) < 0)
+    {
+        return OCI_EINVAL;
+    }
+
+    if (cf->store_low_watermark >= cf->store_high_watermark) {
+        s = config_setting_get_member(group, "low_watermark");
+        oci_config_error(ctx, s != NULL ? s : group, "\"store.low_watermark\" "
+                         "(%d%%) must be below \"store.high_watermark\" "
+                         "(%d%%)", cf->store_low_watermark,
+                         cf->store_high_watermark);
+        return OCI_EINVAL;
+    }
+
+    rc = oci_config_get_int(ctx, group, "inactive", 0, 10LL * 365 * 86400,
+                            &n);
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+
+    if (rc == 1) {
+        cf->store_inactive = (long) n;
+    }
+
+    rc = oci_config_get_int(ctx, group, "recency_batch", 16, 1 << 20, &n);
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+
+    if (rc == 1) {
+        cf->recency_batch = (long) n;
+    }
+
+    /* the last use is worth something to within CACHE_TOUCH_INTERVAL */
+    rc = oci_config_get_int(ctx, group, "recency_interval", 1, 600, &n);
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+
+    if (rc == 1) {
+        cf->recency_interval = (long) n;
+    }
+
+    return OCI_OK;
+}
+
+
+long long
+oci_config_max_size(const oci_config_t *cf, long long fs_bytes)
+{
+    if (cf->store_max_size > 0) {
+        return cf->store_max_size;
+    }
+
+    return fs_bytes / 100 * cf->store_max_size_pct;
 }
 
 
@@ -1705,6 +1854,11 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
 
     cf->store_fsync = 1;
     cf->store_min_free = OCI_DEFAULT_MIN_FREE;
+    cf->store_max_size_pct = OCI_DEFAULT_MAX_SIZE_PCT;
+    cf->store_high_watermark = OCI_DEFAULT_HIGH_WATERMARK;
+    cf->store_low_watermark = OCI_DEFAULT_LOW_WATERMARK;
+    cf->recency_batch = OCI_DEFAULT_RECENCY_BATCH;
+    cf->recency_interval = OCI_DEFAULT_RECENCY_INTERVAL;
     cf->max_transfers = OCI_DEFAULT_MAX_TRANSFERS;
     cf->connect_timeout = OCI_DEFAULT_CONNECT_TIMEOUT;
     cf->low_speed_time = OCI_DEFAULT_LOW_SPEED_TIME;

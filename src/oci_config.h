@@ -2,7 +2,13 @@
  * The libconfig file shared by the nginx module and the fetcher.
  *
  *   store    = { path = "/var/cache/ocimirror"; fsync = true;
- *                min_free = "1G"; };
+ *                min_free = "1G"; max_size = "90%";
+ *                high_watermark = 90; low_watermark = 80;
+ *                inactive = 0; recency_batch = 4096;
+ *                recency_interval = 60; };
+ *   (max_size: bytes, or a share of the store's filesystem; the
+ *   watermarks: percents of max_size; inactive: seconds, 0 off; see
+ *   src/fetcher/cache.h)
  *   fetcher  = { socket = "/run/ocimirror/fetcher.sock";
  *                max_transfers = 64; connect_timeout = 10;
  *                low_speed_time = 30; max_per_host = 16; http2 = true;
@@ -66,6 +72,11 @@
 #define OCI_DEFAULT_TAG_TTL        300
 #define OCI_DEFAULT_MAX_TRANSFERS  64
 #define OCI_DEFAULT_MIN_FREE       (1024LL * 1024 * 1024)
+#define OCI_DEFAULT_MAX_SIZE_PCT   90
+#define OCI_DEFAULT_HIGH_WATERMARK 90
+#define OCI_DEFAULT_LOW_WATERMARK  80
+#define OCI_DEFAULT_RECENCY_BATCH  4096
+#define OCI_DEFAULT_RECENCY_INTERVAL  60
 #define OCI_DEFAULT_FETCHER_SOCKET "/run/ocimirror/fetcher.sock"
 #define OCI_DEFAULT_CONNECT_TIMEOUT  10
 #define OCI_DEFAULT_LOW_SPEED_TIME   30
@@ -155,7 +166,15 @@ typedef struct {
 
     char            *store_path;
     int              store_fsync;    /* fsync blobs and dirs on commit */
-    long long        store_min_free; /* bytes; readiness floor */
+    long long        store_min_free; /* bytes; below: eviction */
+    long long        store_max_size; /* bytes; 0: store_max_size_pct */
+    int              store_max_size_pct;  /* of the filesystem's size */
+    int              store_high_watermark;  /* % of max_size: evict */
+    int              store_low_watermark;   /* % of max_size: stop */
+    long             store_inactive; /* seconds unused: evict; 0: off */
+    long             recency_batch;  /* blobs a worker remembers served
+                                        before it tells the fetcher */
+    long             recency_interval;  /* seconds between those */
 
     char            *fetcher_socket;
     int              max_transfers;
@@ -220,6 +239,10 @@ int oci_credentials_set(const oci_credentials_t *c);
 /* 1 if host (a URL's host name or address, any case) is in reg's
  * redirect_hosts. */
 int oci_redirect_host_allowed(const oci_registry_t *reg, const char *host);
+
+/* The bytes the store may take: store.max_size, or its share of fs_bytes
+ * (the filesystem's size). */
+long long oci_config_max_size(const oci_config_t *cf, long long fs_bytes);
 
 /* Exact, case-sensitive lookup of a registry by name; NULL if absent. */
 oci_registry_t *oci_config_registry(const oci_config_t *cf,

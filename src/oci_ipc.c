@@ -66,6 +66,7 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_WAIT] =     { "WAIT", 4, 2 },
     [OCI_MSG_REFERRERS] = { "REFERRERS", 9, 6 },
     [OCI_MSG_STATS] =    { "STATS", 5, 2 },
+    [OCI_MSG_USED] =     { "USED", 4, 3 },
 };
 
 
@@ -272,6 +273,14 @@ oci_ipc_check(const oci_msg_t *m)
     case OCI_MSG_PONG:
         return (m->status == 0 || m->status == 1) ? OCI_OK : OCI_EINVAL;
 
+    case OCI_MSG_USED:
+        if (!oci_ipc_terminated(m->reference, sizeof(m->reference), &len)
+            || oci_digest_parse(m->reference, len, NULL) != OCI_OK)
+        {
+            return OCI_EINVAL;
+        }
+        return OCI_OK;
+
     case OCI_MSG_SIZE:
         if (m->size < 0 || !oci_ipc_path_valid(m->path, sizeof(m->path))) {
             return OCI_EINVAL;
@@ -469,6 +478,10 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
 
     case OCI_MSG_PONG:
         oci_ipc_put_num(&o, m->status);
+        break;
+
+    case OCI_MSG_USED:
+        oci_ipc_put_token(&o, m->reference);
         break;
 
     case OCI_MSG_SIZE:
@@ -754,6 +767,12 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
             return OCI_EINVAL;
         }
 
+        break;
+
+    case OCI_MSG_USED:
+        if (oci_ipc_copy(&t[2], m->reference, sizeof(m->reference), 0)) {
+            return OCI_EINVAL;
+        }
         break;
 
     case OCI_MSG_PONG:

@@ -20,6 +20,9 @@
  *   TAGS     <id> <registry> <name> <n|-1> <last|->
  *   REFERRERS <id> <registry> <name> <digest> <artifact-type|->
  *   STATS    <id>                     the fetcher's metrics
+ *   USED     <id> <digest>            a stored blob or manifest was served
+ *                                     (recency for the cache manager;
+ *                                     batched by the worker, no answer)
  *   CANCEL   <id>                     the worker's client went away
  *
  * fetcher -> worker
@@ -81,6 +84,7 @@ typedef enum {
     OCI_MSG_WAIT,
     OCI_MSG_REFERRERS,
     OCI_MSG_STATS,
+    OCI_MSG_USED,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 
@@ -91,8 +95,8 @@ typedef struct {
     /* BLOB, MANIFEST, TAGS, REFERRERS */
     char            registry[OCI_HOST_MAX + 1];
     char            name[OCI_NAME_MAX + 1];
-    char            reference[OCI_REF_MAX + 1];  /* BLOB, REFERRERS: the
-                                                    digest */
+    char            reference[OCI_REF_MAX + 1];  /* BLOB, REFERRERS,
+                                                    USED: the digest */
     char            artifact_type[OCI_MEDIA_TYPE_MAX + 1];
                                                  /* REFERRERS, "" = all */
     int             head;                        /* MANIFEST */

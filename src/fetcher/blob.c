@@ -78,6 +78,7 @@ typedef struct {
     long long     written;                      /* from 0, in order, hashed */
     int           size_sent;                    /* waiters stream tmp */
     int           committed;
+    long long     reserved;                     /* cache_reserve()d */
 
     /* ranged chunks, once the probe answered 206 */
     int           chunked;
@@ -320,6 +321,8 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     if (blob_stored(path, &size)) {
+        cache_used(jobs->cache, path);
+
         oci_msg_init(&r, OCI_MSG_SIZE, m->id);
         r.size = size;
         snprintf(r.path, sizeof(r.path), "%s", path);
@@ -471,6 +474,10 @@ blob_size_known(blob_job_t *b, long long size)
     b->size = size;
     b->size_sent = 1;
 
+    /* room for it, made ahead if the store is near its bound */
+    cache_reserve(j->jobs->cache, size - b->reserved);
+    b->reserved = size;
+
     for (q = queue_head(&j->waiters);
          q != queue_sentinel(&j->waiters);
          q = queue_next(q))
@@ -487,6 +494,14 @@ static int
 blob_presize(blob_job_t *b, long long size)
 {
     if (fallocate(b->fd, 0, 0, (off_t) size) == 0) {
+        return 0;
+    }
+
+    /* a full disk: the cache manager frees room, or the download fails
+     * now, cleanly */
+    if (errno == ENOSPC && cache_free_now(b->job.jobs->cache, size) > 0
+        && fallocate(b->fd, 0, 0, (off_t) size) == 0)
+    {
         return 0;
     }
 
@@ -601,9 +616,20 @@ blob_headers(job_t *j, const xfer_resp_t *r)
 static int
 blob_write(blob_job_t *b, const char *p, size_t n, long long off)
 {
+    long long  rest;
+
     if (oci_write_all(b->fd, p, n, off) != 0) {
-        log_error("pwrite(\"%s\") failed: %s", b->tmp, strerror(errno));
-        return -1;
+        /* a full disk: room for the rest of the blob, if the cache
+         * manager can make it; the write goes again at its offset */
+        rest = b->size > off ? b->size - off : (long long) n;
+
+        if (errno != ENOSPC
+            || cache_free_now(b->job.jobs->cache, rest) == 0
+            || oci_write_all(b->fd, p, n, off) != 0)
+        {
+            log_error("pwrite(\"%s\") failed: %s", b->tmp, strerror(errno));
+            return -1;
+        }
     }
 
     if (off == b->written) {
@@ -923,6 +949,11 @@ blob_complete(blob_job_t *b)
         path[0] = '\0';
     }
 
+    /* in the index now, instead of reserved */
+    cache_reserve(j->jobs->cache, -b->reserved);
+    b->reserved = 0;
+    cache_added(j->jobs->cache, path);
+
     log_debug("%s: stored, %lld bytes", j->label, b->written);
 
     for (q = queue_head(&j->waiters);
@@ -1227,6 +1258,7 @@ blob_cleanup(job_t *j)
     blob_job_t  *b = (blob_job_t *) j;
 
     blob_chunks_stop(b);
+    cache_reserve(j->jobs->cache, -b->reserved);
 
     if (b->fd >= 0) {
         close(b->fd);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "oci_ref.h"
 #include "oci_store.h"
 #include "blob.h"
 #include "body.h"
@@ -29,6 +30,7 @@ typedef struct {
 
 static void dispatch_ping(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 static void dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+static void dispatch_used(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 
 static const dispatch_verb_t  dispatch_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_PING] =      { "PING", dispatch_ping },
@@ -38,6 +40,7 @@ static const dispatch_verb_t  dispatch_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_REFERRERS] = { "REFERRERS", referrers_request },
     [OCI_MSG_STATS] =     { "STATS", dispatch_stats },
     [OCI_MSG_CANCEL] =    { "CANCEL", jobs_cancel },
+    [OCI_MSG_USED] =      { "USED", dispatch_used },
 };
 
 /* The kinds /metrics lists even while none of their jobs runs. */
@@ -147,11 +150,29 @@ dispatch_ping(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 }
 
 
-/* STATS: the counters and the census of the jobs, as a BODY. */
+/* USED: a worker served a stored blob or manifest (recency). */
+static void
+dispatch_used(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    char  hex[OCI_SHA256_HEX_LEN + 1];
+    char  path[OCI_PATH_MAX];
+
+    if (oci_digest_parse(m->reference, strlen(m->reference), hex) == OCI_OK
+        && oci_store_blob_path(jobs->cf->store_path, hex, path, sizeof(path))
+           == OCI_OK)
+    {
+        cache_used(jobs->cache, path);
+    }
+}
+
+
+/* STATS: the counters, the census of the jobs and the store, as a
+ * BODY. */
 static void
 dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
     stats_census_t   census;
+    stats_store_t    store;
     FILE            *f;
     char            *text;
     size_t           len, i;
@@ -165,6 +186,7 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     jobs_census(jobs, &census);
+    cache_state(jobs->cache, &store);
 
     text = NULL;
     len = 0;
@@ -180,6 +202,10 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (rc == 0) {
         rc = stats_render_census(f, &census);
+    }
+
+    if (rc == 0) {
+        rc = stats_render_store(f, &store);
     }
 
     if (fclose(f) != 0 || rc != 0) {

@@ -10,6 +10,7 @@
  *   REFERRERS  referrers.h
  *   STATS      the counters and a census of the jobs (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
+ *   USED       the cache manager: a stored file was served (recency)
  *
  * Any other verb is one the fetcher sends: the worker is confused, and
  * its connection is closed.  To add a verb: its grammar in oci_ipc.h, a

@@ -8,8 +8,8 @@
  * One thread, one epoll loop (loop.c): the workers' socket (server.c),
  * libcurl's sockets and timer (xfer.c) and a signalfd for SIGTERM/SIGINT.
  * Ownership, from the top: main owns the config, the loop, the transfer
- * multi, the token cache, the job table and the server; it tears them
- * down in the reverse order of their dependencies.
+ * multi, the token cache, the cache manager, the job table and the
+ * server; it tears them down in the reverse order of their dependencies.
  */
 
 #include <errno.h>
@@ -28,6 +28,7 @@
 
 #include "oci_config.h"
 #include "oci_store.h"
+#include "cache.h"
 #include "dispatch.h"
 #include "job.h"
 #include "log.h"
@@ -42,6 +43,7 @@ typedef struct {
     loop_t         *loop;
     xfer_multi_t   *xm;
     token_cache_t  *tokens;
+    cache_t        *cache;
     jobs_t         *jobs;
     server_t       *server;
     int             sigfd;
@@ -117,6 +119,7 @@ fetcher_tick_handler(loop_t *loop, int fd, uint32_t events, void *data)
 
     if (read(fd, &expirations, sizeof(expirations)) > 0) {
         jobs_tick(f->jobs);
+        cache_tick(f->cache);
     }
 }
 
@@ -261,12 +264,19 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
+    f->cache = cache_create(f->cf, f->loop);
+    if (f->cache == NULL) {
+        return -1;
+    }
+
     f->jobs = jobs_create(f->cf, f->xm, f->tokens);
     if (f->jobs == NULL) {
         return -1;
     }
 
+    f->jobs->cache = f->cache;
     dispatch_setup(f->jobs);
+    cache_start(f->cache);
 
     f->server = server_create(f->loop, f->cf->fetcher_socket,
                               f->cf->store_path, dispatch_on_msg,
@@ -323,6 +333,7 @@ fetcher_stop(fetcher_t *f)
 {
     server_destroy(f->server);
     jobs_destroy(f->jobs);
+    cache_destroy(f->cache);
     token_cache_destroy(f->tokens);
     xfer_multi_destroy(f->xm);
 

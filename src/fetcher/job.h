@@ -42,6 +42,7 @@
 #include "oci_config.h"
 #include "oci_error.h"
 #include "oci_ipc.h"
+#include "cache.h"
 #include "endpoints.h"
 #include "negative.h"
 #include "queue.h"
@@ -64,6 +65,8 @@ struct jobs_s {
     token_cache_t         *tokens;
     endpoints_t           *eps;         /* endpoint health, probes */
     negative_t            *negative;    /* remembered 404s */
+    cache_t               *cache;       /* the store's cache manager;
+                                           NULL: none (unit tests) */
     queue_t               *buckets;     /* the in-flight table, by key */
     size_t                 nbuckets;
     queue_t                all;         /* every job */

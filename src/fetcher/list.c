@@ -26,8 +26,8 @@ list_init(list_job_t *l, const list_kind_t *kind, long ttl,
 
 
 json_t *
-list_stored(const list_kind_t *kind, const char *path, long max_age,
-    long expire)
+list_stored(cache_t *cache, const list_kind_t *kind, const char *path,
+    long max_age, long expire)
 {
     char             *text;
     size_t            len;
@@ -55,6 +55,8 @@ list_stored(const list_kind_t *kind, const char *path, long max_age,
             log_error("unlink(\"%s\") failed: %s", path, strerror(errno));
         }
 
+        cache_removed(cache, path);
+
         return NULL;
     }
 
@@ -75,6 +77,7 @@ list_stored(const list_kind_t *kind, const char *path, long max_age,
 
     json_incref(list);
     json_decref(root);
+    cache_used(cache, path);
 
     return list;
 }
@@ -91,7 +94,10 @@ list_keep(list_job_t *l, const char *text)
            != OCI_OK)
     {
         log_error("cannot write \"%s\": %s", l->path, strerror(errno));
+        return;
     }
+
+    cache_added(l->job.jobs->cache, l->path);
 }
 
 
@@ -256,7 +262,8 @@ list_throttled(job_t *j)
 
     expire = l->ttl + j->registry->stale_if_error;
 
-    list = list_stored(l->kind, l->path, expire, expire);
+    list = list_stored(l->job.jobs->cache, l->kind, l->path, expire,
+                       expire);
     if (list == NULL) {
         return 0;
     }

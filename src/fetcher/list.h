@@ -63,11 +63,12 @@ void list_init(list_job_t *l, const list_kind_t *kind, long ttl,
     const char *path);
 
 /* The member array of the stored list at path if the file is younger
- * than max_age seconds (a new reference); NULL if path is "", or there
- * is no such list or it is older.  A file expire seconds old or older
- * can serve nothing any more (not even stale): it is removed. */
-json_t *list_stored(const list_kind_t *kind, const char *path,
-    long max_age, long expire);
+ * than max_age seconds (a new reference: a use, for cache); NULL if path
+ * is "", or there is no such list or it is older.  A file expire seconds
+ * old or older can serve nothing any more (not even stale): it is
+ * removed. */
+json_t *list_stored(cache_t *cache, const list_kind_t *kind,
+    const char *path, long max_age, long expire);
 
 /* Keep text as the stored list at l->path (nothing if ""); a failure is
  * logged, and the answer goes out anyway. */

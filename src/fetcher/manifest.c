@@ -160,6 +160,7 @@ manifest_write_record(manifest_job_t *mj, const char *digest,
 {
     job_t             *j = &mj->job;
     oci_tag_record_t   rec;
+    char               path[OCI_PATH_MAX];
 
     memset(&rec, 0, sizeof(rec));
     snprintf(rec.digest, sizeof(rec.digest), "%s", digest);
@@ -174,6 +175,14 @@ manifest_write_record(manifest_job_t *mj, const char *digest,
     {
         log_error("%s: cannot write the tag record: %s", j->label,
                   strerror(errno));
+        return;
+    }
+
+    if (oci_store_tag_path(j->jobs->cf->store_path, j->registry->name,
+                           j->name, mj->ref, path, sizeof(path))
+        == OCI_OK)
+    {
+        cache_added(j->jobs->cache, path);
     }
 }
 
@@ -605,7 +614,12 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
         return -1;
     }
 
-    if (oci_write_all(fd, mj->body, mj->len, -1) != 0) {
+    /* a full disk: room made by the cache manager, and once more */
+    if (oci_write_all(fd, mj->body, mj->len, 0) != 0
+        && (errno != ENOSPC
+            || cache_free_now(j->jobs->cache, (long long) mj->len) == 0
+            || oci_write_all(fd, mj->body, mj->len, 0) != 0))
+    {
         log_error("write(\"%s\") failed: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
@@ -620,6 +634,10 @@ manifest_store(manifest_job_t *mj, const char *hex, const char *type)
                   strerror(errno));
         unlink(tmp);
         return -1;
+    }
+
+    if (oci_store_blob_path(root, hex, tmp, sizeof(tmp)) == OCI_OK) {
+        cache_added(j->jobs->cache, tmp);
     }
 
     return 0;

@@ -244,7 +244,8 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     referrers_path(jobs, reg, m->name, hex, path, sizeof(path));
 
-    manifests = list_stored(&referrers_kind, path, reg->referrers_ttl,
+    manifests = list_stored(jobs->cache, &referrers_kind, path,
+                            reg->referrers_ttl,
                             reg->referrers_ttl + reg->stale_if_error);
 
     if (manifests != NULL) {
@@ -393,6 +394,8 @@ referrers_complete(referrers_job_t *t)
             log_error("unlink(\"%s\") failed: %s", t->list.path,
                       strerror(errno));
         }
+
+        cache_removed(j->jobs->cache, t->list.path);
 
     } else if (t->list.path[0] != '\0') {
         text = referrers_index(t->manifests, "");

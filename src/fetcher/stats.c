@@ -441,3 +441,94 @@ stats_render_census(FILE *f, const stats_census_t *census)
 
     return 0;
 }
+
+
+int
+stats_render_store(FILE *f, const stats_store_t *st)
+{
+    static const struct {
+        const char  *name;
+        const char  *help;
+        int          counter;
+        size_t       offset;
+        int          unsigned_ll;
+    } rows[] = {
+        { "ocimirror_fetcher_store_bytes",
+          "Bytes the store's files take on disk, as the index counts them.",
+          0, offsetof(stats_store_t, bytes), 0 },
+        { "ocimirror_fetcher_store_files",
+          "Files in the store's index (blobs, manifests, tag records, "
+          "lists).", 0, offsetof(stats_store_t, files), 1 },
+        { "ocimirror_fetcher_store_max_bytes",
+          "store.max_size in bytes.", 0, offsetof(stats_store_t, max), 0 },
+        { "ocimirror_fetcher_store_high_watermark_bytes",
+          "Eviction starts above this many bytes.", 0,
+          offsetof(stats_store_t, high), 0 },
+        { "ocimirror_fetcher_store_low_watermark_bytes",
+          "Eviction stops at this many bytes.", 0,
+          offsetof(stats_store_t, low), 0 },
+        { "ocimirror_fetcher_store_reserved_bytes",
+          "Bytes reserved for downloads under way.", 0,
+          offsetof(stats_store_t, reserved), 0 },
+        { "ocimirror_fetcher_store_evictions_total",
+          "Files evicted.", 1, offsetof(stats_store_t, evictions), 1 },
+        { "ocimirror_fetcher_store_evicted_bytes_total",
+          "Bytes evicted.", 1, offsetof(stats_store_t, evicted_bytes), 1 },
+        { "ocimirror_fetcher_store_emergency_evictions_total",
+          "Writes that found the disk full and were saved by eviction.", 1,
+          offsetof(stats_store_t, emergencies), 1 },
+    };
+
+    unsigned long long  u;
+    long long           v;
+    size_t              i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        if (stats_family(f, rows[i].name, rows[i].help,
+                         rows[i].counter ? STATS_COUNTER : STATS_GAUGE)
+            != 0)
+        {
+            return -1;
+        }
+
+        if (rows[i].unsigned_ll) {
+            memcpy(&u, (const char *) st + rows[i].offset, sizeof(u));
+
+            if (fprintf(f, "%s %llu\n", rows[i].name, u) < 0) {
+                return -1;
+            }
+
+        } else {
+            memcpy(&v, (const char *) st + rows[i].offset, sizeof(v));
+
+            if (fprintf(f, "%s %lld\n", rows[i].name, v) < 0) {
+                return -1;
+            }
+        }
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_store_evicting",
+                     "1 while the cache manager evicts.", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_store_evicting %d\n",
+                   st->evicting) < 0
+        || stats_family(f, "ocimirror_fetcher_store_loading",
+                        "1 while the index is being loaded.", STATS_GAUGE)
+           != 0
+        || fprintf(f, "ocimirror_fetcher_store_loading %d\n",
+                   st->loading) < 0)
+    {
+        return -1;
+    }
+
+    if (st->load_seconds >= 0
+        && (stats_family(f, "ocimirror_fetcher_store_index_load_seconds",
+                         "How long the last load of the index took.",
+                         STATS_GAUGE) != 0
+            || fprintf(f, "ocimirror_fetcher_store_index_load_seconds "
+                       "%.3f\n", st->load_seconds) < 0))
+    {
+        return -1;
+    }
+
+    return 0;
+}

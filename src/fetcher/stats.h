@@ -69,6 +69,22 @@ typedef struct {
     unsigned long   waiters;
 } stats_census_t;
 
+/* The store as the cache manager sees it (cache_state()). */
+typedef struct {
+    long long           bytes;          /* in the index */
+    unsigned long long  files;
+    long long           max;            /* max_size, in bytes */
+    long long           high;           /* the watermarks, in bytes */
+    long long           low;
+    long long           reserved;       /* for downloads under way */
+    int                 loading;        /* the index is being loaded */
+    int                 evicting;
+    double              load_seconds;   /* the last load took; -1 */
+    unsigned long long  evictions;      /* files evicted */
+    unsigned long long  evicted_bytes;
+    unsigned long long  emergencies;    /* ENOSPC answered by eviction */
+} stats_store_t;
+
 /* Every counter and gauge, in the Prometheus text format, with names
  * "ocimirror_fetcher_*" and labels registry="..", endpoint="..".  0, or
  * -1 with errno set. */
@@ -76,5 +92,8 @@ int stats_render(FILE *f);
 
 /* The census the same way: jobs by kind="..", and waiters. */
 int stats_render_census(FILE *f, const stats_census_t *census);
+
+/* The store the same way ("ocimirror_fetcher_store_*"). */
+int stats_render_store(FILE *f, const stats_store_t *st);
 
 #endif /* FETCHER_STATS_H */

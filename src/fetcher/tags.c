@@ -364,7 +364,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     tags_path(jobs, reg, m->name, path, sizeof(path));
 
-    tags = list_stored(&tags_kind, path, reg->tags_ttl,
+    tags = list_stored(jobs->cache, &tags_kind, path, reg->tags_ttl,
                        reg->tags_ttl + reg->stale_if_error);
 
     if (tags != NULL) {

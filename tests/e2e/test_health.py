@@ -32,14 +32,16 @@ def test_readyz_ok(mirror):
 
 
 def test_readyz_low_disk(mirror_factory, upstream):
-    """A free-space floor above what the disk has fails readiness."""
+    """A free-space floor above what the disk has: reported, but the node
+    stays ready (the cache manager evicts; a full disk must not drain a
+    node that still serves what it holds)."""
     m = mirror_factory(upstream.hostport, [upstream_registry(upstream)],
                        min_free="1000000G")
     r = m.get("/readyz")
-    assert r.status == 503, r
+    assert r.status == 200, r
     body = _json(r)
-    assert body["status"] == "fail"
-    assert body["checks"]["free_space"] != "ok", body
+    assert body["status"] == "ok"
+    assert body["checks"]["free_space"] == "low", body
     assert body["checks"]["fetcher"] == "ok", body
 
 

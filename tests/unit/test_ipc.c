@@ -122,6 +122,10 @@ test_answers(void **state)
     roundtrip(&m, "SIZE 2 9223372036854775807 "
               "/var/cache/ocimirror/tmp/dl.AbC123\n");
 
+    oci_msg_init(&m, OCI_MSG_USED, 0);
+    strcpy(m.reference, DIGEST);
+    roundtrip(&m, "USED 0 " DIGEST "\n");
+
     oci_msg_init(&m, OCI_MSG_PROGRESS, 3);
     m.bytes = 0;
     roundtrip(&m, "PROGRESS 3 0\n");
@@ -409,6 +413,8 @@ test_decode_malformed(void **state)
         "SIZE 1 5 -\n",
         "SIZE 1 5\n",
         "SIZE 1 9223372036854775808 /p\n",
+        "USED 0 sha256:abc\n",
+        "USED 0\n",
         "PROGRESS 1 -1\n",
         "PROGRESS 1 1.5\n",
         "META 1 sha256:abc 5 a/b 0 -\n",
