@@ -627,17 +627,25 @@ cache_reserve(cache_t *c, long long bytes)
 }
 
 
+/* pct% of max, exact and without overflow */
+static long long
+cache_share(long long max, int pct)
+{
+    return max / 100 * pct + max % 100 * pct / 100;
+}
+
+
 static long long
 cache_high(cache_t *c)
 {
-    return c->max / 100 * c->cf->store_high_watermark;
+    return cache_share(c->max, c->cf->store_high_watermark);
 }
 
 
 static long long
 cache_low(cache_t *c)
 {
-    return c->max / 100 * c->cf->store_low_watermark;
+    return cache_share(c->max, c->cf->store_low_watermark);
 }
 
 

@@ -255,6 +255,73 @@ test_min_free(void **state)
 }
 
 
+/* store.max_size (a size or a share of the filesystem), the watermarks,
+ * inactive and the recency settings */
+static void
+test_store_bound(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_true(cf->store_max_size == 0);
+    assert_int_equal(cf->store_max_size_pct, OCI_DEFAULT_MAX_SIZE_PCT);
+    assert_int_equal(cf->store_high_watermark, OCI_DEFAULT_HIGH_WATERMARK);
+    assert_int_equal(cf->store_low_watermark, OCI_DEFAULT_LOW_WATERMARK);
+    assert_int_equal(cf->store_inactive, 0);
+    assert_int_equal(cf->recency_batch, OCI_DEFAULT_RECENCY_BATCH);
+    assert_int_equal(cf->recency_interval, OCI_DEFAULT_RECENCY_INTERVAL);
+    assert_true(oci_config_max_size(cf, 1000000)
+                == 10000LL * OCI_DEFAULT_MAX_SIZE_PCT);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f,
+        "store = { path = \"/s\"; max_size = \"200G\";\n"
+        "  high_watermark = 95; low_watermark = \"70%\"; inactive = 86400;\n"
+        "  recency_batch = 100; recency_interval = 5; };\n" REG, &cf),
+        OCI_OK);
+    assert_true(cf->store_max_size == 200LL * 1024 * 1024 * 1024);
+    assert_true(oci_config_max_size(cf, 1) == 200LL * 1024 * 1024 * 1024);
+    assert_int_equal(cf->store_high_watermark, 95);
+    assert_int_equal(cf->store_low_watermark, 70);
+    assert_int_equal(cf->store_inactive, 86400);
+    assert_int_equal(cf->recency_batch, 100);
+    assert_int_equal(cf->recency_interval, 5);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f,
+        "store = { path = \"/s\"; max_size = \"50%\"; };\n" REG, &cf),
+        OCI_OK);
+    assert_true(cf->store_max_size == 0);
+    assert_int_equal(cf->store_max_size_pct, 50);
+    assert_true(oci_config_max_size(cf, 4000) == 2000);
+    oci_config_destroy(cf);
+
+    expect_error(f, "store = { path = \"/s\";\n max_size = \"0%\"; };\n" REG,
+                 2, "\"store.max_size\" must be a percent from 1 to 100");
+    expect_error(f, "store = { path = \"/s\";\n max_size = \"101%\"; };\n"
+                 REG, 2, "max_size");
+    expect_error(f, "store = { path = \"/s\";\n max_size = \"1k\"; };\n" REG,
+                 2, "max_size");
+    expect_error(f, "store = { path = \"/s\";\n max_size = \"lots\"; };\n"
+                 REG, 2, "max_size");
+    expect_error(f, "store = { path = \"/s\";\n high_watermark = 1; };\n"
+                 REG, 2, "\"store.high_watermark\" must be a percent from 2");
+    expect_error(f, "store = { path = \"/s\";\n low_watermark = \"80\"; };\n"
+                 REG, 2, "low_watermark");
+    expect_error(f, "store = { path = \"/s\"; high_watermark = 60;\n"
+                 " low_watermark = 60; };\n" REG, 2,
+                 "\"store.low_watermark\" (60%) must be below "
+                 "\"store.high_watermark\" (60%)");
+    expect_error(f, "store = { path = \"/s\";\n inactive = -1; };\n" REG,
+                 2, "inactive");
+    expect_error(f, "store = { path = \"/s\";\n recency_batch = 1; };\n"
+                 REG, 2, "recency_batch");
+    expect_error(f, "store = { path = \"/s\";\n recency_interval = 601; };\n"
+                 REG, 2, "recency_interval");
+}
+
+
 static void
 test_syntax_error(void **state)
 {
@@ -924,6 +991,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_keys, setup, teardown),

@@ -1,0 +1,610 @@
+/*
+ * Unit tests for src/fetcher/cache.c on a real temp store: the index is
+ * loaded in slices from the files' times, eviction takes the least
+ * recently used files from the high to the low watermark (a manifest's
+ * types/ line with it), a use moves a file to the young end and reaches
+ * the disk only past CACHE_TOUCH_INTERVAL, files used within CACHE_GRACE
+ * never go, store.inactive, reservations, min_free and the answer to
+ * ENOSPC.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "cache.h"
+#include "loop.h"
+#include "test_util.h"
+
+#define NBLOBS      12
+#define BLOB_BYTES  (64 * 1024)
+
+
+typedef struct {
+    char           root[64];
+    oci_config_t   cf;
+    loop_t        *loop;
+    cache_t       *cache;
+    long long      b;               /* bytes one blob takes on disk */
+} fixture_t;
+
+
+static int
+setup(void **state)
+{
+    fixture_t  *f;
+    char        path[128];
+
+    f = calloc(1, sizeof(fixture_t));
+    assert_non_null(f);
+
+    strcpy(f->root, "/tmp/oci-test-cache.XXXXXX");
+    assert_non_null(mkdtemp(f->root));
+
+    snprintf(path, sizeof(path), "%s/sha256", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/types", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/types/sha256", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/tmp", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+
+    f->cf.store_path = f->root;
+    f->cf.store_high_watermark = 90;
+    f->cf.store_low_watermark = 50;
+    f->cf.store_max_size = 1LL << 40;
+
+    f->loop = loop_create();
+    assert_non_null(f->loop);
+
+    *state = f;
+    return 0;
+}
+
+
+static int
+teardown(void **state)
+{
+    fixture_t  *f = *state;
+
+    cache_destroy(f->cache);
+    loop_destroy(f->loop);
+    test_rm_rf(f->root);
+    free(f);
+
+    return 0;
+}
+
+
+/* The digest of blob i: 64 hex digits. */
+static void
+digest_of(int i, char *hex)
+{
+    snprintf(hex, 65, "%02x%062d", i, 0);
+}
+
+
+/* Write root/rel with bytes of data, last used age seconds ago (both
+ * times).  The bytes it takes on disk. */
+static long long
+put_file(fixture_t *f, const char *rel, size_t bytes, time_t age)
+{
+    char             path[256], dir[256], *buf;
+    struct timespec  ts[2];
+    struct stat      st;
+    int              fd;
+
+    snprintf(path, sizeof(path), "%s/%s", f->root, rel);
+
+    /* the two-digit folder of a blob */
+    if (strncmp(rel, "sha256/", 7) == 0 && strchr(rel + 7, '/') != NULL) {
+        snprintf(dir, sizeof(dir), "%s/%.9s", f->root, rel);
+        mkdir(dir, 0755);
+    }
+
+    buf = malloc(bytes + 1);
+    assert_non_null(buf);
+    memset(buf, 'x', bytes + 1);
+
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd != -1);
+    assert_true(write(fd, buf, bytes) == (ssize_t) bytes);
+    assert_int_equal(close(fd), 0);
+    free(buf);
+
+    ts[0].tv_sec = time(NULL) - age;
+    ts[0].tv_nsec = 0;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+
+    assert_int_equal(stat(path, &st), 0);
+    return (long long) st.st_blocks * 512;
+}
+
+
+static void
+blob_rel(int i, char *rel, size_t cap)
+{
+    char  hex[65];
+
+    digest_of(i, hex);
+    snprintf(rel, cap, "sha256/%.2s/%s", hex, hex);
+}
+
+
+static int
+exists(fixture_t *f, const char *rel)
+{
+    char         path[256];
+    struct stat  st;
+
+    snprintf(path, sizeof(path), "%s/%s", f->root, rel);
+    return stat(path, &st) == 0;
+}
+
+
+static int
+blob_exists(fixture_t *f, int i)
+{
+    char  rel[128];
+
+    blob_rel(i, rel, sizeof(rel));
+    return exists(f, rel);
+}
+
+
+static void
+abs_path(fixture_t *f, const char *rel, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", f->root, rel);
+}
+
+
+/* NBLOBS blobs, blob i used base + 10 * i seconds ago (0 the youngest). */
+static void
+put_blobs(fixture_t *f, time_t base)
+{
+    char  rel[128];
+    int   i;
+
+    for (i = 0; i < NBLOBS; i++) {
+        blob_rel(i, rel, sizeof(rel));
+        f->b = put_file(f, rel, BLOB_BYTES, base + 10 * i);
+    }
+}
+
+
+static stats_store_t
+state_of(fixture_t *f)
+{
+    stats_store_t  st;
+
+    cache_state(f->cache, &st);
+    return st;
+}
+
+
+/* Run the loop until the cache neither loads nor evicts (bounded). */
+static void
+settle(fixture_t *f)
+{
+    stats_store_t  st;
+    int            n;
+
+    for (n = 0; n < 10000; n++) {
+        st = state_of(f);
+
+        if (!st.loading && !st.evicting) {
+            return;
+        }
+
+        loop_once(f->loop, 100);
+    }
+
+    fail_msg("the cache did not settle");
+}
+
+
+static void
+start(fixture_t *f)
+{
+    f->cache = cache_create(&f->cf, f->loop);
+    assert_non_null(f->cache);
+    cache_start(f->cache);
+    settle(f);
+    assert_true(state_of(f).load_seconds >= 0);
+}
+
+
+/* The walk indexes sha256/, tags/, taglists/ and referrers/ with the
+ * bytes on disk, and neither tmp/ nor types/; nothing is evicted under
+ * the watermark. */
+static void
+test_load(void **state)
+{
+    fixture_t      *f = *state;
+    stats_store_t   st;
+    long long       want;
+    char            path[256];
+
+    put_blobs(f, 1000);
+    want = NBLOBS * f->b;
+
+    snprintf(path, sizeof(path), "%s/tags", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/tags/docker.io", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/tags/docker.io/library", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    want += put_file(f, "tags/docker.io/library/alpine", 100, 5000);
+    put_file(f, "tmp/partial", 4096, 5000);
+    put_file(f, "types/sha256/00", 50, 5000);
+
+    start(f);
+
+    st = state_of(f);
+    assert_int_equal(st.files, NBLOBS + 1);
+    assert_true(st.bytes == want);
+    assert_true(st.max == 1LL << 40);
+    assert_true(st.high == (1LL << 40) * 9 / 10);
+    assert_true(st.low == (1LL << 40) / 2);
+    assert_int_equal(st.evictions, 0);
+    assert_true(exists(f, "tags/docker.io/library/alpine"));
+}
+
+
+/* Past the high watermark the oldest files go until the low one; a
+ * manifest's types/ line goes with it. */
+static void
+test_evict_lru(void **state)
+{
+    fixture_t      *f = *state;
+    stats_store_t   st;
+    char            rel[128], types[160];
+    int             i;
+
+    put_blobs(f, 1000);
+
+    /* the oldest is a manifest */
+    blob_rel(NBLOBS - 1, rel, sizeof(rel));
+    snprintf(types, sizeof(types), "types/%s", rel);
+    snprintf(rel, sizeof(rel), "%s/types/sha256/0b", f->root);
+    assert_int_equal(mkdir(rel, 0755), 0);
+    put_file(f, types, 60, 1000);
+
+    /* 12 blobs over 10 * 90%: down to 10 * 50%, the 5 youngest stay */
+    f->cf.store_max_size = 10 * f->b;
+    start(f);
+
+    st = state_of(f);
+    assert_int_equal(st.files, 5);
+    assert_true(st.bytes == 5 * f->b);
+    assert_int_equal(st.evictions, NBLOBS - 5);
+    assert_true(st.evicted_bytes == (unsigned long long) (NBLOBS - 5) * f->b);
+
+    for (i = 0; i < NBLOBS; i++) {
+        assert_int_equal(blob_exists(f, i), i < 5);
+    }
+
+    assert_false(exists(f, types));
+}
+
+
+/* A use within CACHE_TOUCH_INTERVAL moves the file to the young end in
+ * memory and costs no write to the disk; a later write pushes the store
+ * over and the used file outlives younger ones. */
+static void
+test_used_moves(void **state)
+{
+    fixture_t      *f = *state;
+    stats_store_t   st;
+    struct stat     before, after;
+    char            rel[128], path[256];
+    int             i;
+
+    put_blobs(f, 100);                  /* 100 .. 210 s: < 600 */
+
+    /* 12 blobs under 14 * 90% = 12.6 */
+    f->cf.store_max_size = 14 * f->b;
+    start(f);
+    assert_int_equal(state_of(f).evictions, 0);
+
+    blob_rel(NBLOBS - 1, rel, sizeof(rel));
+    abs_path(f, rel, path, sizeof(path));
+    assert_int_equal(stat(path, &before), 0);
+
+    cache_used(f->cache, path);
+
+    assert_int_equal(stat(path, &after), 0);
+    assert_true(after.st_atim.tv_sec == before.st_atim.tv_sec);
+
+    /* a 13th blob: 13 > 12.6, down to 7: the six oldest but the used */
+    blob_rel(NBLOBS, rel, sizeof(rel));
+    put_file(f, rel, BLOB_BYTES, 0);
+    abs_path(f, rel, path, sizeof(path));
+    cache_added(f->cache, path);
+    settle(f);
+
+    st = state_of(f);
+    assert_int_equal(st.files, 7);
+    assert_true(blob_exists(f, NBLOBS - 1));
+    assert_true(blob_exists(f, NBLOBS));
+
+    for (i = 0; i < NBLOBS - 1; i++) {
+        assert_int_equal(blob_exists(f, i), i < 5);
+    }
+}
+
+
+/* Past CACHE_TOUCH_INTERVAL a use reaches the disk (the access time),
+ * so a restart of the fetcher keeps the order. */
+static void
+test_used_survives_restart(void **state)
+{
+    fixture_t        *f = *state;
+    struct stat       st;
+    struct timespec   ts[2];
+    char              rel[128], path[256];
+    time_t            now;
+    int               i;
+
+    put_blobs(f, 1000);
+    start(f);
+
+    blob_rel(NBLOBS - 1, rel, sizeof(rel));
+    abs_path(f, rel, path, sizeof(path));
+    now = time(NULL);
+    cache_used(f->cache, path);
+
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_atim.tv_sec >= now);
+    assert_true(st.st_mtim.tv_sec < now - 1000);    /* the content's */
+
+    /* a second use at once is not written again */
+    ts[0].tv_sec = now - 50;
+    ts[0].tv_nsec = 0;
+    ts[1].tv_nsec = UTIME_OMIT;
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+
+    cache_used(f->cache, path);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_atim.tv_sec == now - 50);
+
+    cache_destroy(f->cache);
+    f->cache = NULL;
+
+    /* the restart: the used blob is now the youngest */
+    f->cf.store_max_size = 10 * f->b;
+    start(f);
+
+    assert_int_equal(state_of(f).files, 5);
+    assert_true(blob_exists(f, NBLOBS - 1));
+
+    for (i = 0; i < NBLOBS - 1; i++) {
+        assert_int_equal(blob_exists(f, i), i < 4);
+    }
+}
+
+
+/* Files used within CACHE_GRACE never go, even over the watermark. */
+static void
+test_grace(void **state)
+{
+    fixture_t  *f = *state;
+    char        rel[128];
+    int         i;
+
+    for (i = 0; i < 4; i++) {
+        blob_rel(i, rel, sizeof(rel));
+        f->b = put_file(f, rel, BLOB_BYTES, 0);
+    }
+
+    blob_rel(10, rel, sizeof(rel));
+    put_file(f, rel, BLOB_BYTES, 3600);
+
+    /* 5 files over 2 * 90%: only the old one may go */
+    f->cf.store_max_size = 2 * f->b;
+    start(f);
+
+    assert_int_equal(state_of(f).files, 4);
+    assert_int_equal(state_of(f).evictions, 1);
+    assert_false(blob_exists(f, 10));
+
+    for (i = 0; i < 4; i++) {
+        assert_true(blob_exists(f, i));
+    }
+
+    /* the next tick looks again, and still nothing may go */
+    cache_tick(f->cache);
+    settle(f);
+    assert_int_equal(state_of(f).files, 4);
+}
+
+
+/* store.inactive: files unused that long go whatever the size. */
+static void
+test_inactive(void **state)
+{
+    fixture_t  *f = *state;
+    int         i;
+
+    put_blobs(f, 1000);                 /* 1000 .. 1110 s */
+    f->cf.store_inactive = 1055;
+    start(f);
+
+    /* 1060 .. 1110: six go */
+    assert_int_equal(state_of(f).files, 6);
+
+    for (i = 0; i < NBLOBS; i++) {
+        assert_int_equal(blob_exists(f, i), i < 6);
+    }
+}
+
+
+/* A reservation for downloads makes room ahead of them; released, it
+ * is gone from the sums. */
+static void
+test_reserve(void **state)
+{
+    fixture_t  *f = *state;
+
+    put_blobs(f, 1000);
+    f->cf.store_max_size = 14 * f->b;
+    start(f);
+    assert_int_equal(state_of(f).evictions, 0);
+
+    /* 12 + 2 reserved > 12.6: down to 7 with the reservation */
+    cache_reserve(f->cache, 2 * f->b);
+    settle(f);
+    assert_true(state_of(f).reserved == 2 * f->b);
+    assert_int_equal(state_of(f).files, 5);
+
+    cache_reserve(f->cache, -3 * f->b);
+    assert_true(state_of(f).reserved == 0);
+
+    /* without a cache, nothing happens */
+    cache_reserve(NULL, 1);
+    cache_used(NULL, "/x");
+    cache_added(NULL, "/x");
+    cache_removed(NULL, "/x");
+    cache_tick(NULL);
+    assert_true(cache_free_now(NULL, 1) == 0);
+}
+
+
+/* Below min_free on the filesystem, everything that may go goes. */
+static void
+test_min_free(void **state)
+{
+    fixture_t  *f = *state;
+    char        rel[128];
+
+    put_blobs(f, 1000);
+    blob_rel(NBLOBS, rel, sizeof(rel));
+    put_file(f, rel, BLOB_BYTES, 0);
+
+    f->cf.store_min_free = 1LL << 60;
+    start(f);
+
+    assert_int_equal(state_of(f).files, 1);
+    assert_true(blob_exists(f, NBLOBS));
+}
+
+
+/* ENOSPC: the oldest files go at once until what is needed is free;
+ * the young ones stay. */
+static void
+test_free_now(void **state)
+{
+    fixture_t      *f = *state;
+    stats_store_t   st;
+    long long       freed;
+    char            rel[128], path[128];
+    int             i;
+
+    put_blobs(f, 1000);
+    start(f);
+
+    freed = cache_free_now(f->cache, 2 * f->b + 1);
+    assert_true(freed == 3 * f->b);
+
+    st = state_of(f);
+    assert_int_equal(st.emergencies, 1);
+    assert_int_equal(st.files, NBLOBS - 3);
+
+    for (i = 0; i < NBLOBS; i++) {
+        assert_int_equal(blob_exists(f, i), i < NBLOBS - 3);
+    }
+
+    /* nothing may go: 0, and the writer fails cleanly */
+    cache_destroy(f->cache);
+    f->cache = NULL;
+    test_rm_rf(f->root);
+    assert_int_equal(mkdir(f->root, 0755), 0);
+    snprintf(path, sizeof(path), "%s/sha256", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+
+    for (i = 0; i < 3; i++) {
+        blob_rel(i, rel, sizeof(rel));
+        put_file(f, rel, BLOB_BYTES, 0);
+    }
+
+    start(f);
+    assert_true(cache_free_now(f->cache, 1) == 0);
+    assert_int_equal(state_of(f).files, 3);
+}
+
+
+/* What the fetcher writes and removes keeps the sums; paths outside the
+ * store are ignored. */
+static void
+test_added_removed(void **state)
+{
+    fixture_t      *f = *state;
+    stats_store_t   st;
+    char            rel[128], path[256], outside[256];
+
+    put_blobs(f, 1000);
+    start(f);
+
+    blob_rel(NBLOBS, rel, sizeof(rel));
+    put_file(f, rel, 3 * BLOB_BYTES, 0);
+    abs_path(f, rel, path, sizeof(path));
+    cache_added(f->cache, path);
+
+    st = state_of(f);
+    assert_int_equal(st.files, NBLOBS + 1);
+
+    /* rewritten smaller: the bytes follow */
+    put_file(f, rel, BLOB_BYTES, 0);
+    cache_added(f->cache, path);
+    st = state_of(f);
+    assert_int_equal(st.files, NBLOBS + 1);
+    assert_true(st.bytes == (NBLOBS + 1) * f->b);
+
+    assert_int_equal(unlink(path), 0);
+    cache_removed(f->cache, path);
+    st = state_of(f);
+    assert_int_equal(st.files, NBLOBS);
+    assert_true(st.bytes == NBLOBS * f->b);
+
+    /* a sibling folder whose name starts like the root's */
+    snprintf(outside, sizeof(outside), "%s-other/sha256/x", f->root);
+    cache_added(f->cache, outside);
+    cache_used(f->cache, outside);
+    cache_removed(f->cache, outside);
+    assert_int_equal(state_of(f).files, NBLOBS);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test_setup_teardown(test_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_used_moves, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_used_survives_restart, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_grace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inactive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_added_removed, setup,
+                                        teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
