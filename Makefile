@@ -22,6 +22,7 @@ SANITIZE_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer
 endif
 
 CORE_SRCS    := src/oci_ref.c src/oci_error.c src/oci_config.c \
+                src/oci_image.c \
                 src/oci_route.c src/oci_ipc.c src/oci_store.c \
                 src/oci_auth.c
 CORE_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/core/%.o)

@@ -35,5 +35,6 @@
 #define OCI_ACCEPT_MAX      1024         /* normalised Accept list */
 #define OCI_PATH_MAX        4096
 #define OCI_MANIFEST_MAX    (4 * 1024 * 1024)
+#define OCI_PLATFORM_MAX    64           /* "os/arch/variant" and NUL */
 
 #endif /* OCI_H */

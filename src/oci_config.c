@@ -60,7 +60,6 @@ static int oci_config_store(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
-static int oci_config_platform_valid(const char *s);
 static int oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_endpoint_url(oci_config_ctx_t *ctx,
@@ -84,16 +83,29 @@ static int oci_config_registry_parse(oci_config_ctx_t *ctx,
     const config_setting_t *group, oci_config_t *cf, oci_registry_t *reg);
 static int oci_config_registries(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
+static int oci_config_platforms(oci_config_ctx_t *ctx,
+    const config_setting_t *list, const char *what, char ***out, size_t *n);
+static int oci_config_images(oci_config_ctx_t *ctx, config_t *lc,
+    oci_config_t *cf);
+static int oci_config_store_scrub(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_config_t *cf);
 static int oci_config_check_file(oci_config_ctx_t *ctx);
 
 
 static const char *const  oci_config_top_keys[] = {
-    "store", "fetcher", "prefetch", "default_registry", "registries", NULL
+    "store", "fetcher", "prefetch", "default_registry", "registries",
+    "warm", "warm_file", "warm_interval", "warm_max", NULL
 };
 
 static const char *const  oci_config_store_keys[] = {
     "path", "fsync", "min_free", "max_size", "high_watermark",
-    "low_watermark", "inactive", "recency_batch", "recency_interval", NULL
+    "low_watermark", "inactive", "recency_batch", "recency_interval",
+    "pin", "scrub_interval", "scrub_rate", "scrub_deep", "quarantine_max",
+    NULL
+};
+
+static const char *const  oci_config_image_keys[] = {
+    "ref", "platforms", NULL
 };
 
 static const char *const  oci_config_fetcher_keys[] = {
@@ -437,8 +449,51 @@ oci_config_store(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         return OCI_EINVAL;
     }
 
-    if (oci_config_store_bound(ctx, group, cf) != OCI_OK) {
+    if (oci_config_store_bound(ctx, group, cf) != OCI_OK
+        || oci_config_store_scrub(ctx, group, cf) != OCI_OK)
+    {
         return OCI_EINVAL;
+    }
+
+    return OCI_OK;
+}
+
+
+/* scrub_interval, scrub_rate, scrub_deep, quarantine_max */
+static int
+oci_config_store_scrub(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_config_t *cf)
+{
+    long long  n;
+    int        rc;
+
+    rc = oci_config_get_int(ctx, group, "scrub_interval", 0,
+                            10LL * 365 * 86400, &n);
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+    if (rc == 1) {
+        cf->scrub_interval = (long) n;
+    }
+
+    /* below 64K/s a scrub of a real store would never end */
+    if (oci_config_get_size(ctx, group, "store", "scrub_rate", 64 * 1024,
+                            LLONG_MAX, &cf->scrub_rate)
+        < 0)
+    {
+        return OCI_EINVAL;
+    }
+
+    if (oci_config_get_bool(ctx, group, "scrub_deep", &cf->scrub_deep) < 0) {
+        return OCI_EINVAL;
+    }
+
+    rc = oci_config_get_int(ctx, group, "quarantine_max", 1, 100000, &n);
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+    if (rc == 1) {
+        cf->quarantine_max = (long) n;
     }
 
     return OCI_OK;
@@ -715,50 +770,10 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 }
 
 
-/* "os/arch" or "os/arch/variant", each part [a-z0-9._-]+ */
-static int
-oci_config_platform_valid(const char *s)
-{
-    size_t  i, part, parts;
-
-    if (strlen(s) > OCI_PLATFORM_MAX) {
-        return 0;
-    }
-
-    part = 0;
-    parts = 1;
-
-    for (i = 0; s[i] != '\0'; i++) {
-        if (s[i] == '/') {
-            if (part == 0) {
-                return 0;
-            }
-
-            part = 0;
-            parts++;
-            continue;
-        }
-
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')
-              || s[i] == '.' || s[i] == '_' || s[i] == '-'))
-        {
-            return 0;
-        }
-
-        part++;
-    }
-
-    return part > 0 && (parts == 2 || parts == 3);
-}
-
-
 static int
 oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 {
-    config_setting_t  *group, *list, *s;
-    const char        *p;
-    size_t             i;
-    int                n;
+    config_setting_t  *group, *list;
 
     group = config_lookup(lc, "prefetch");
     list = NULL;
@@ -811,41 +826,266 @@ oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         return OCI_OK;
     }
 
+    /* an empty list is allowed: an index then prefetches nothing */
+    return oci_config_platforms(ctx, list, "prefetch.platforms",
+                                &cf->prefetch_platforms,
+                                &cf->n_prefetch_platforms);
+}
+
+
+/* A list of platforms ("os/arch" or "os/arch/variant") into *out, *n
+ * (an array of n + 1, NULL at the end).  OCI_OK, OCI_EINVAL, OCI_ENOMEM. */
+static int
+oci_config_platforms(oci_config_ctx_t *ctx, const config_setting_t *list,
+    const char *what, char ***out, size_t *n)
+{
+    config_setting_t  *s;
+    const char        *p;
+    size_t             i, len;
+
     if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
-        oci_config_error(ctx, list, "\"prefetch.platforms\" must be a list "
-                         "( \"linux/amd64\", ... )");
+        oci_config_error(ctx, list, "\"%s\" must be a list "
+                         "( \"linux/amd64\", ... )", what);
         return OCI_EINVAL;
     }
 
-    /* an empty list is allowed: an index then prefetches nothing */
-    n = config_setting_length(list);
+    len = (size_t) config_setting_length(list);
 
-    cf->prefetch_platforms = calloc((size_t) n + 1, sizeof(char *));
+    *out = calloc(len + 1, sizeof(char *));
 
-    if (cf->prefetch_platforms == NULL) {
+    if (*out == NULL) {
         oci_config_error(ctx, list, "out of memory");
         return OCI_ENOMEM;
     }
 
-    for (i = 0; i < (size_t) n; i++) {
+    for (i = 0; i < len; i++) {
         s = config_setting_get_elem(list, (unsigned) i);
         p = config_setting_get_string(s);
 
-        if (p == NULL || !oci_config_platform_valid(p)) {
+        if (p == NULL || !oci_platform_valid(p)) {
             oci_config_error(ctx, s, "a platform must be a string "
                              "\"os/arch\" or \"os/arch/variant\" in lower "
                              "case");
             return OCI_EINVAL;
         }
 
-        cf->prefetch_platforms[i] = strdup(p);
+        (*out)[i] = strdup(p);
 
-        if (cf->prefetch_platforms[i] == NULL) {
+        if ((*out)[i] == NULL) {
             oci_config_error(ctx, s, "out of memory");
             return OCI_ENOMEM;
         }
 
-        cf->n_prefetch_platforms++;
+        (*n)++;
+    }
+
+    return OCI_OK;
+}
+
+
+/* One image of a pin or warm list: "ref" or { ref = "..."; platforms =
+ * ( ... ); }.  The registry must be one of the registries (globs aside);
+ * a one-part name of a registry with library_prefix gains "library/". */
+static int
+oci_config_image(oci_config_ctx_t *ctx, const config_setting_t *s,
+    const char *what, int globs, oci_config_t *cf, oci_image_spec_t *spec)
+{
+    config_setting_t  *list;
+    const char        *text, *why;
+    oci_registry_t    *reg;
+    size_t             i;
+    int                rc;
+
+    list = NULL;
+
+    if (config_setting_is_group(s)) {
+        if (oci_config_check_keys(ctx, s, what, oci_config_image_keys)
+            != OCI_OK)
+        {
+            return OCI_EINVAL;
+        }
+
+        text = NULL;
+        rc = oci_config_get_string(ctx, s, "ref", &text);
+        if (rc < 0) {
+            return OCI_EINVAL;
+        }
+
+        if (rc == 0) {
+            oci_config_error(ctx, s, "an image of \"%s\" needs a \"ref\"",
+                             what);
+            return OCI_EINVAL;
+        }
+
+        list = config_setting_get_member(s, "platforms");
+
+    } else if ((text = config_setting_get_string(s)) == NULL) {
+        oci_config_error(ctx, s, "an image of \"%s\" is a reference "
+                         "\"registry/name:tag\" or a group { ref = ...; "
+                         "platforms = ( ... ); }", what);
+        return OCI_EINVAL;
+    }
+
+    if (oci_imageref_parse(text, strlen(text), globs, &spec->ref, &why)
+        != OCI_OK)
+    {
+        oci_config_error(ctx, s, "\"%s\" in \"%s\": %s", text, what, why);
+        return OCI_EINVAL;
+    }
+
+    if (list != NULL) {
+        rc = oci_config_platforms(ctx, list, what, &spec->platforms,
+                                  &spec->n_platforms);
+        if (rc != OCI_OK) {
+            return rc;
+        }
+    }
+
+    if (strpbrk(spec->ref.registry, "*?") != NULL) {
+        return OCI_OK;
+    }
+
+    reg = NULL;
+
+    for (i = 0; i < cf->n_registries; i++) {
+        if (strcmp(cf->registries[i].name, spec->ref.registry) == 0) {
+            reg = &cf->registries[i];
+        }
+    }
+
+    if (reg == NULL) {
+        oci_config_error(ctx, s, "\"%s\" in \"%s\": no registry \"%s\" "
+                         "in \"registries\"", text, what,
+                         spec->ref.registry);
+        return OCI_EINVAL;
+    }
+
+    if (reg->library_prefix && strchr(spec->ref.name, '/') == NULL) {
+        if (strlen(spec->ref.name) + 8 >= sizeof(spec->ref.name)) {
+            oci_config_error(ctx, s, "\"%s\": the name is too long", text);
+            return OCI_EINVAL;
+        }
+
+        memmove(spec->ref.name + 8, spec->ref.name,
+                strlen(spec->ref.name) + 1);
+        memcpy(spec->ref.name, "library/", 8);
+    }
+
+    return OCI_OK;
+}
+
+
+/* A list of images (store.pin, warm) into *out, *n; at most max. */
+static int
+oci_config_image_list(oci_config_ctx_t *ctx, const config_setting_t *list,
+    const char *what, int globs, size_t max, oci_config_t *cf,
+    oci_image_spec_t **out, size_t *n)
+{
+    size_t  i, len;
+    int     rc;
+
+    if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
+        oci_config_error(ctx, list, "\"%s\" must be a list ( "
+                         "\"docker.io/library/nginx:1.27\", ... )", what);
+        return OCI_EINVAL;
+    }
+
+    len = (size_t) config_setting_length(list);
+
+    if (len > max) {
+        oci_config_error(ctx, list, "\"%s\" has %zu images, at most %zu "
+                         "are allowed", what, len, max);
+        return OCI_EINVAL;
+    }
+
+    *out = calloc(len + 1, sizeof(oci_image_spec_t));
+
+    if (*out == NULL) {
+        oci_config_error(ctx, list, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    for (i = 0; i < len; i++) {
+        rc = oci_config_image(ctx, config_setting_get_elem(list, (unsigned) i),
+                              what, globs, cf, &(*out)[i]);
+        (*n)++;
+
+        if (rc != OCI_OK) {
+            return rc;
+        }
+    }
+
+    return OCI_OK;
+}
+
+
+/* store.pin, and the top-level warm settings (after the registries, which
+ * their references name). */
+static int
+oci_config_images(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
+{
+    config_setting_t  *s, *root;
+    const char        *file;
+    long long          v;
+    int                rc;
+
+    s = config_lookup(lc, "store.pin");
+
+    if (s != NULL) {
+        rc = oci_config_image_list(ctx, s, "store.pin", 1, OCI_PINS_MAX, cf,
+                                   &cf->pins, &cf->n_pins);
+        if (rc != OCI_OK) {
+            return rc;
+        }
+    }
+
+    root = config_root_setting(lc);
+
+    rc = oci_config_get_int(ctx, root, "warm_interval", 10, 30L * 86400, &v);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc == 1) {
+        cf->warm_interval = (long) v;
+    }
+
+    rc = oci_config_get_int(ctx, root, "warm_max", 1, 100000, &v);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc == 1) {
+        cf->warm_max = (long) v;
+    }
+
+    file = NULL;
+
+    if (oci_config_get_string(ctx, root, "warm_file", &file) < 0) {
+        return OCI_EINVAL;
+    }
+
+    if (file != NULL) {
+        if (file[0] != '/') {
+            oci_config_error(ctx, config_setting_get_member(root, "warm_file"),
+                             "\"warm_file\" must be an absolute path");
+            return OCI_EINVAL;
+        }
+
+        cf->warm_file = strdup(file);
+
+        if (cf->warm_file == NULL) {
+            oci_config_error(ctx, root, "out of memory");
+            return OCI_ENOMEM;
+        }
+    }
+
+    s = config_setting_get_member(root, "warm");
+
+    if (s != NULL) {
+        rc = oci_config_image_list(ctx, s, "warm", 0, (size_t) cf->warm_max,
+                                   cf, &cf->warm, &cf->n_warm);
+        if (rc != OCI_OK) {
+            return rc;
+        }
     }
 
     return OCI_OK;
@@ -1870,6 +2110,11 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->prefetch = 1;
     cf->prefetch_max_bytes = OCI_DEFAULT_PREFETCH_MAX_BYTES;
     cf->max_retry_after = OCI_DEFAULT_MAX_RETRY_AFTER;
+    cf->scrub_interval = OCI_DEFAULT_SCRUB_INTERVAL;
+    cf->scrub_rate = OCI_DEFAULT_SCRUB_RATE;
+    cf->quarantine_max = OCI_DEFAULT_QUARANTINE_MAX;
+    cf->warm_interval = OCI_DEFAULT_WARM_INTERVAL;
+    cf->warm_max = OCI_DEFAULT_WARM_MAX;
 
     cf->file = strdup(file);
 
@@ -1905,6 +2150,11 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
         goto failed;
     }
 
+    rc = oci_config_images(&ctx, &lc, cf);
+    if (rc != OCI_OK) {
+        goto failed;
+    }
+
     config_destroy(&lc);
     *out = cf;
 
@@ -1916,6 +2166,27 @@ failed:
     oci_config_destroy(cf);
 
     return rc;
+}
+
+
+static void
+oci_config_free_images(oci_image_spec_t *specs, size_t n)
+{
+    size_t  i, j;
+
+    if (specs == NULL) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < specs[i].n_platforms; j++) {
+            free(specs[i].platforms[j]);
+        }
+
+        free(specs[i].platforms);
+    }
+
+    free(specs);
 }
 
 
@@ -1956,6 +2227,10 @@ oci_config_destroy(oci_config_t *cf)
         free(reg->client_cert.path);
         free(reg->client_key.path);
     }
+
+    oci_config_free_images(cf->pins, cf->n_pins);
+    oci_config_free_images(cf->warm, cf->n_warm);
+    free(cf->warm_file);
 
     if (cf->prefetch_platforms != NULL) {
         for (i = 0; i < cf->n_prefetch_platforms; i++) {

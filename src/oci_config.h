@@ -68,6 +68,7 @@
 #define OCI_CONFIG_H
 
 #include "oci.h"
+#include "oci_ref.h"
 
 #define OCI_DEFAULT_TAG_TTL        300
 #define OCI_DEFAULT_MAX_TRANSFERS  64
@@ -93,10 +94,15 @@
 #define OCI_DEFAULT_TAGS_TTL         60
 #define OCI_DEFAULT_REFERRERS_TTL    60
 #define OCI_DEFAULT_MAX_RETRY_AFTER  300
+#define OCI_DEFAULT_SCRUB_INTERVAL   (7 * 86400)
+#define OCI_DEFAULT_SCRUB_RATE       (50LL * 1024 * 1024)
+#define OCI_DEFAULT_QUARANTINE_MAX   100
+#define OCI_DEFAULT_WARM_INTERVAL    900
+#define OCI_DEFAULT_WARM_MAX         1000
+#define OCI_PINS_MAX                 1000
 
 #define OCI_CHUNK_SIZE_MIN           (64LL * 1024)
 #define OCI_CHUNKS_PER_BLOB_MAX      64
-#define OCI_PLATFORM_MAX             64    /* "os/arch/variant" */
 
 typedef enum {
     OCI_SELECT_ORDERED = 0,   /* endpoints in the order written */
@@ -161,6 +167,15 @@ typedef struct {
     long     referrers_ttl;   /* seconds a referrers answer is reused */
 } oci_registry_t;
 
+/* An image of a pin or a warm list: a reference (pins may hold globs)
+ * and the platforms of an index to take (none: every platform for a pin,
+ * prefetch.platforms for a warm image). */
+typedef struct {
+    oci_imageref_t   ref;
+    char           **platforms;
+    size_t           n_platforms;
+} oci_image_spec_t;
+
 typedef struct {
     char            *file;           /* the path it was loaded from */
 
@@ -175,6 +190,18 @@ typedef struct {
     long             recency_batch;  /* blobs a worker remembers served
                                         before it tells the fetcher */
     long             recency_interval;  /* seconds between those */
+    oci_image_spec_t *pins;          /* store.pin: never evicted */
+    size_t           n_pins;
+    long             scrub_interval; /* seconds between scrubs; 0: off */
+    long long        scrub_rate;     /* bytes/s a scrub reads at most */
+    int              scrub_deep;     /* scrubs check layers' diff_ids */
+    long             quarantine_max; /* files kept in quarantine/ */
+
+    oci_image_spec_t *warm;          /* pulled at start, re-resolved */
+    size_t           n_warm;
+    char            *warm_file;      /* more of them, a line each */
+    long             warm_interval;  /* seconds between re-resolutions */
+    long             warm_max;       /* images warmed at most */
 
     char            *fetcher_socket;
     int              max_transfers;

@@ -44,6 +44,7 @@ static int oci_ipc_check(const oci_msg_t *m);
 static void oci_ipc_put(oci_ipc_out_t *o, const char *s, size_t n);
 static void oci_ipc_put_token(oci_ipc_out_t *o, const char *s);
 static void oci_ipc_put_num(oci_ipc_out_t *o, long long v);
+static void oci_ipc_put_text(oci_ipc_out_t *o, const char *s);
 static int oci_ipc_num(const oci_ipc_tok_t *t, long long min, long long max,
     long long *out);
 static int oci_ipc_copy(const oci_ipc_tok_t *t, char *dst, size_t cap,
@@ -67,6 +68,9 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_REFERRERS] = { "REFERRERS", 9, 6 },
     [OCI_MSG_STATS] =    { "STATS", 5, 2 },
     [OCI_MSG_USED] =     { "USED", 4, 3 },
+    [OCI_MSG_CTL] =      { "CTL", 3, 2 },
+    [OCI_MSG_OUT] =      { "OUT", 3, 2 },
+    [OCI_MSG_END] =      { "END", 3, 3 },
 };
 
 
@@ -273,6 +277,18 @@ oci_ipc_check(const oci_msg_t *m)
     case OCI_MSG_PONG:
         return (m->status == 0 || m->status == 1) ? OCI_OK : OCI_EINVAL;
 
+    case OCI_MSG_CTL:
+    case OCI_MSG_OUT:
+        if (!oci_ipc_terminated(m->text, sizeof(m->text), &len)
+            || (m->type == OCI_MSG_CTL && len == 0))
+        {
+            return OCI_EINVAL;
+        }
+        return OCI_OK;
+
+    case OCI_MSG_END:
+        return (m->status >= 0 && m->status <= 255) ? OCI_OK : OCI_EINVAL;
+
     case OCI_MSG_USED:
         if (!oci_ipc_terminated(m->reference, sizeof(m->reference), &len)
             || oci_digest_parse(m->reference, len, NULL) != OCI_OK)
@@ -422,13 +438,36 @@ oci_ipc_put_num(oci_ipc_out_t *o, long long v)
 }
 
 
+/* " " and text to the end of the line (nothing if it is empty), with
+ * control bytes as spaces */
+static void
+oci_ipc_put_text(oci_ipc_out_t *o, const char *s)
+{
+    char  c;
+
+    if (*s == '\0') {
+        return;
+    }
+
+    oci_ipc_put(o, " ", 1);
+
+    for ( /* void */ ; *s != '\0'; s++) {
+        c = *s;
+
+        if ((unsigned char) c < 0x20 || c == 0x7f) {
+            c = ' ';
+        }
+
+        oci_ipc_put(o, &c, 1);
+    }
+}
+
+
 int
 oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
 {
     oci_ipc_out_t          o;
     const oci_ipc_verb_t  *v;
-    size_t                 i, len;
-    char                   c;
 
     if ((unsigned) m->type >= OCI_MSG__COUNT || oci_ipc_check(m) != OCI_OK) {
         return OCI_EINVAL;
@@ -477,11 +516,17 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
         break;
 
     case OCI_MSG_PONG:
+    case OCI_MSG_END:
         oci_ipc_put_num(&o, m->status);
         break;
 
     case OCI_MSG_USED:
         oci_ipc_put_token(&o, m->reference);
+        break;
+
+    case OCI_MSG_CTL:
+    case OCI_MSG_OUT:
+        oci_ipc_put_text(&o, m->text);
         break;
 
     case OCI_MSG_SIZE:
@@ -511,24 +556,7 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
         oci_ipc_put_num(&o, m->status);
         oci_ipc_put_token(&o, m->code);
 
-        len = strlen(m->message);
-
-        if (len == 0) {
-            break;
-        }
-
-        oci_ipc_put(&o, " ", 1);
-
-        for (i = 0; i < len; i++) {
-            c = m->message[i];
-
-            if ((unsigned char) c < 0x20 || c == 0x7f) {
-                c = ' ';
-            }
-
-            oci_ipc_put(&o, &c, 1);
-        }
-
+        oci_ipc_put_text(&o, m->message);
         break;
 
     default:
@@ -616,9 +644,10 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     const char            *nl, *p, *end, *sp;
     const oci_ipc_verb_t  *v;
     oci_ipc_tok_t          t[OCI_IPC_TOKENS_MAX];
-    size_t                 scan, ntok;
+    size_t                 scan, ntok, cap;
     long long              num;
     unsigned               type;
+    char                  *txt;
     int                    c;
 
     *consumed = 0;
@@ -704,20 +733,29 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     p = t[ntok - 1].p + t[ntok - 1].len;
 
     if (p != end) {
-        /* more after the last token: only FAIL has a message */
+        /* more after the last token: FAIL's message, CTL's and OUT's
+         * text */
 
-        if (type != OCI_MSG_FAIL) {
+        if (type == OCI_MSG_FAIL) {
+            txt = m->message;
+            cap = sizeof(m->message);
+
+        } else if (type == OCI_MSG_CTL || type == OCI_MSG_OUT) {
+            txt = m->text;
+            cap = sizeof(m->text);
+
+        } else {
             return OCI_EINVAL;
         }
 
         p++;
 
-        if ((size_t) (end - p) >= sizeof(m->message)) {
+        if ((size_t) (end - p) >= cap) {
             return OCI_EINVAL;
         }
 
-        memcpy(m->message, p, (size_t) (end - p));
-        m->message[end - p] = '\0';
+        memcpy(txt, p, (size_t) (end - p));
+        txt[end - p] = '\0';
     }
 
     if (oci_ipc_num(&t[1], 0, UINT32_MAX, &num) != OCI_OK) {
@@ -777,6 +815,13 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
 
     case OCI_MSG_PONG:
         if (oci_ipc_num(&t[2], 0, 1, &num)) {
+            return OCI_EINVAL;
+        }
+        m->status = (int) num;
+        break;
+
+    case OCI_MSG_END:
+        if (oci_ipc_num(&t[2], 0, 255, &num)) {
             return OCI_EINVAL;
         }
         m->status = (int) num;

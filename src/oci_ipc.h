@@ -24,6 +24,8 @@
  *                                     (recency for the cache manager;
  *                                     batched by the worker, no answer)
  *   CANCEL   <id>                     the worker's client went away
+ *   CTL      <id> <command...>        ocimirrorctl's command line (to the
+ *                                     end of the line; see ctl.h)
  *
  * fetcher -> worker
  *   PONG     <id> <writable:0|1>    the fetcher could create and remove
@@ -56,6 +58,11 @@
  *                                     nothing for a while, so the worker's
  *                                     timer measures silence, not work
  *
+ *   OUT      <id> <text...>           a line of a CTL's answer (to the
+ *                                     end of the line; may be empty)
+ *   END      <id> <status>            the CTL is done: 0 ok, 1 failed,
+ *                                     2 bad usage
+ *
  * If the worker cannot open a SIZE path that is a temp file (ENOENT), the
  * fetcher has already committed it: the worker opens the store path.
  */
@@ -67,6 +74,7 @@
 #include "oci_error.h"
 
 #define OCI_IPC_LINE_MAX  8192
+#define OCI_IPC_TEXT_MAX  2048        /* a CTL's command, an OUT line */
 
 typedef enum {
     OCI_MSG_PING = 0,
@@ -85,6 +93,9 @@ typedef enum {
     OCI_MSG_REFERRERS,
     OCI_MSG_STATS,
     OCI_MSG_USED,
+    OCI_MSG_CTL,
+    OCI_MSG_OUT,
+    OCI_MSG_END,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 
@@ -118,6 +129,7 @@ typedef struct {
     char            next[512];            /* BODY, "" = no next page */
     char            code[32];             /* FAIL: "MANIFEST_UNKNOWN" */
     char            message[256];         /* FAIL */
+    char            text[OCI_IPC_TEXT_MAX];   /* CTL, OUT; END: status */
 } oci_msg_t;
 
 /* Clear a message and set its type and id; other fields empty. */

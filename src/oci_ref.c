@@ -4,6 +4,8 @@
  * Every check takes (pointer, length) and never reads past the length.
  */
 
+#include <fnmatch.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -582,4 +584,215 @@ oci_accept_serves(const char *list, const char *media_type)
     }
 
     return !explicit;
+}
+
+
+int
+oci_platform_valid(const char *s)
+{
+    size_t  i, part, parts;
+
+    if (strlen(s) >= OCI_PLATFORM_MAX) {
+        return 0;
+    }
+
+    part = 0;
+    parts = 1;
+
+    for (i = 0; s[i] != '\0'; i++) {
+        if (s[i] == '/') {
+            if (part == 0) {
+                return 0;
+            }
+
+            part = 0;
+            parts++;
+            continue;
+        }
+
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')
+              || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+        {
+            return 0;
+        }
+
+        part++;
+    }
+
+    return part > 0 && (parts == 2 || parts == 3);
+}
+
+
+/* s[0..len) holds a glob character. */
+static int
+oci_has_glob(const char *s, size_t len)
+{
+    return memchr(s, '*', len) != NULL || memchr(s, '?', len) != NULL;
+}
+
+
+/* A glob part: the characters of its grammar (in extra beside
+ * alphanumerics), '*' and '?'; not empty, at most max bytes. */
+static int
+oci_glob_valid(const char *s, size_t len, size_t max, const char *extra)
+{
+    size_t  i;
+    int     c;
+
+    if (len == 0 || len > max) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+
+        if (!oci_is_alnum(c) && c != '*' && c != '?'
+            && strchr(extra, c) == NULL)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+oci_imageref_parse(const char *s, size_t len, int globs, oci_imageref_t *r,
+    const char **why)
+{
+    const char  *slash, *at, *colon, *name, *end;
+    size_t       rlen, nlen, tlen;
+    char         hex[OCI_SHA256_HEX_LEN + 1];
+    int          g;
+
+    memset(r, 0, sizeof(oci_imageref_t));
+
+    slash = memchr(s, '/', len);
+
+    if (slash == NULL || slash == s) {
+        *why = "an image reference starts with its registry "
+               "(\"docker.io/library/nginx:1.27\")";
+        return OCI_EINVAL;
+    }
+
+    rlen = (size_t) (slash - s);
+    name = slash + 1;
+    end = s + len;
+
+    at = memchr(name, '@', (size_t) (end - name));
+
+    if (at != NULL) {
+        if (oci_digest_parse(at + 1, (size_t) (end - at - 1), hex)
+            != OCI_OK)
+        {
+            *why = "the digest must be \"sha256:\" and 64 lower-case hex "
+                   "digits";
+            return OCI_EINVAL;
+        }
+
+        snprintf(r->digest, sizeof(r->digest), "sha256:%s", hex);
+        nlen = (size_t) (at - name);
+        tlen = 0;
+
+    } else {
+        /* a tag's ':' comes after the name's last '/' */
+        for (colon = end - 1; colon > name && *colon != ':'; colon--) {
+            /* void */
+        }
+
+        if (*colon == ':' && memchr(colon, '/', (size_t) (end - colon))
+                             == NULL)
+        {
+            nlen = (size_t) (colon - name);
+            tlen = (size_t) (end - colon - 1);
+
+            if (tlen == 0) {
+                *why = "the tag after ':' is empty";
+                return OCI_EINVAL;
+            }
+
+        } else {
+            nlen = (size_t) (end - name);
+            tlen = 0;
+        }
+    }
+
+    g = oci_has_glob(s, rlen) || oci_has_glob(name, nlen)
+        || (tlen > 0 && oci_has_glob(name + nlen + 1, tlen));
+
+    if (g && !globs) {
+        *why = "globs ('*', '?') are not allowed here";
+        return OCI_EINVAL;
+    }
+
+    if (g ? !oci_glob_valid(s, rlen, OCI_HOST_MAX, ".:-")
+          : !oci_host_valid(s, rlen))
+    {
+        *why = "the registry must be a host name with an optional :port";
+        return OCI_EINVAL;
+    }
+
+    if (g ? !oci_glob_valid(name, nlen, OCI_NAME_MAX, "._-/")
+          : !oci_name_valid(name, nlen))
+    {
+        *why = "the repository name must be lower-case components "
+               "separated by '/'";
+        return OCI_EINVAL;
+    }
+
+    if (tlen > 0
+        && (g ? !oci_glob_valid(name + nlen + 1, tlen, OCI_TAG_MAX, "._-")
+              : !oci_tag_valid(name + nlen + 1, tlen)))
+    {
+        *why = "the tag must be [A-Za-z0-9_][A-Za-z0-9._-]*";
+        return OCI_EINVAL;
+    }
+
+    memcpy(r->registry, s, rlen);
+    memcpy(r->name, name, nlen);
+
+    if (r->digest[0] == '\0') {
+        if (tlen > 0) {
+            memcpy(r->tag, name + nlen + 1, tlen);
+
+        } else {
+            strcpy(r->tag, "latest");
+        }
+    }
+
+    r->globs = g;
+
+    return OCI_OK;
+}
+
+
+int
+oci_imageref_match(const oci_imageref_t *r, const char *registry,
+    const char *name, const char *tag)
+{
+    if (r->tag[0] == '\0') {
+        return 0;
+    }
+
+    if (!r->globs) {
+        return strcmp(r->registry, registry) == 0
+               && strcmp(r->name, name) == 0 && strcmp(r->tag, tag) == 0;
+    }
+
+    return fnmatch(r->registry, registry, 0) == 0
+           && fnmatch(r->name, name, 0) == 0
+           && fnmatch(r->tag, tag, 0) == 0;
+}
+
+
+void
+oci_imageref_format(const oci_imageref_t *r, char *out, size_t cap)
+{
+    if (r->digest[0] != '\0') {
+        snprintf(out, cap, "%s/%s@%s", r->registry, r->name, r->digest);
+
+    } else {
+        snprintf(out, cap, "%s/%s:%s", r->registry, r->name, r->tag);
+    }
 }

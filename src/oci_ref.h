@@ -67,6 +67,38 @@ int oci_accept_append(char *out, size_t cap, const char *hdr, size_t len);
  */
 int oci_accept_serves(const char *list, const char *media_type);
 
+/*
+ * An image reference as operators write it in pins, warm lists and
+ * ocimirrorctl: "<registry>/<name>[:<tag>|@<digest>]", the tag "latest"
+ * if neither is given.  With globs allowed, the registry, name and tag
+ * may hold '*' and '?' (fnmatch(3), '*' also matching '/'): "ghcr.io/org/
+ * *:*" is every tag of every repository under ghcr.io/org/.
+ */
+typedef struct {
+    char  registry[OCI_HOST_MAX + 1];
+    char  name[OCI_NAME_MAX + 1];
+    char  tag[OCI_TAG_MAX + 1];         /* "" with a digest */
+    char  digest[OCI_DIGEST_MAX + 1];   /* "" with a tag */
+    int   globs;                        /* some part holds a glob */
+} oci_imageref_t;
+
+/* Parse s[0..len).  OCI_OK, or OCI_EINVAL with a reason in why (static
+ * text): no registry, a part that fails its grammar, a glob where none
+ * is allowed. */
+int oci_imageref_parse(const char *s, size_t len, int globs,
+    oci_imageref_t *r, const char **why);
+
+/* 1 if r (which may hold globs) names registry/name:tag. */
+int oci_imageref_match(const oci_imageref_t *r, const char *registry,
+    const char *name, const char *tag);
+
+/* r as "<registry>/<name>:<tag>" or "...@<digest>". */
+void oci_imageref_format(const oci_imageref_t *r, char *out, size_t cap);
+
+/* "os/arch" or "os/arch/variant", each part [a-z0-9._-]+, at most
+ * OCI_PLATFORM_MAX - 1 bytes.  1 if valid, 0 if not. */
+int oci_platform_valid(const char *s);
+
 /* The manifest media types; the mirror asks upstream for all four. */
 #define OCI_MT_OCI_MANIFEST  "application/vnd.oci.image.manifest.v1+json"
 #define OCI_MT_OCI_INDEX     "application/vnd.oci.image.index.v1+json"

@@ -16,22 +16,35 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "oci_image.h"
 #include "oci_ref.h"
+#include "oci_store.h"
 #include "cache.h"
 #include "log.h"
 #include "queue.h"
 
 #define CACHE_BUCKETS    65536
 #define CACHE_DEPTH_MAX  64          /* directories open while loading */
+#define CACHE_PIN_BUCKETS  4096
+#define CACHE_PIN_SLICE    32        /* manifests read per slice */
 
 typedef struct {
     queue_t     hash_link;
-    queue_t     lru_link;           /* the oldest use first */
+    queue_t     lru_link;           /* the oldest use first; or in the
+                                       list of pinned entries */
     long long   bytes;              /* on disk */
     time_t      used;               /* the last use */
     time_t      touched;            /* the last use written to disk */
+    int         pinned;
     char        path[];             /* relative to the root */
 } cache_entry_t;
+
+/* A digest a pin holds, stored or not yet. */
+typedef struct {
+    queue_t     link;
+    size_t      spec;               /* the pin that reached it first */
+    char        hex[OCI_SHA256_HEX_LEN + 1];
+} cache_pin_t;
 
 /* One directory of the walk: open, and its path relative to the root. */
 typedef struct {
@@ -63,6 +76,22 @@ struct cache_s {
     int                  depth;     /* levels open */
     char                 walk_path[OCI_PATH_MAX];
 
+    /* pins: the specs, the digests they hold, and manifests to read */
+    oci_image_spec_t    *pins;
+    size_t               npins;
+    queue_t             *pin_buckets;
+    size_t               npinned;   /* digests in pin_buckets */
+    queue_t              pinned;    /* entries held by a pin */
+    long long            pinned_bytes;
+    unsigned long long   pinned_files;
+    cache_pin_t        **pending;   /* digests whose manifest to read */
+    size_t               npending;
+    size_t               pending_cap;
+    int                  pins_full;   /* warned: CACHE_PINNED_MAX */
+    int                  pins_dirty;  /* a full resolve is due */
+    int                  pins_over;   /* warned: pins pass the high
+                                         watermark */
+
     int                  evicting;
     int                  stuck;     /* warned: nothing may go */
     unsigned long long   evictions;
@@ -85,6 +114,12 @@ static void cache_evict_slice(cache_t *c);
 static int cache_should_evict(cache_t *c, time_t now);
 static long long cache_evict_one(cache_t *c, time_t now, int inactive_only);
 static void cache_statvfs(cache_t *c);
+static void cache_pins_resolve(cache_t *c);
+static void cache_pins_slice(cache_t *c);
+static void cache_pins_added(cache_t *c, cache_entry_t *e);
+static void cache_pins_clear(cache_t *c);
+static int cache_spec_copy(oci_image_spec_t *to, const oci_image_spec_t *from);
+static void cache_spec_free(oci_image_spec_t *spec);
 
 
 static uint32_t
@@ -131,6 +166,12 @@ cache_entry_free(cache_t *c, cache_entry_t *e)
     queue_remove(&e->lru_link);
     c->bytes -= e->bytes;
     c->files--;
+
+    if (e->pinned) {
+        c->pinned_bytes -= e->bytes;
+        c->pinned_files--;
+    }
+
     free(e);
 }
 
@@ -149,6 +190,11 @@ cache_put(cache_t *c, const char *path, long long bytes, time_t used,
 
     if (e != NULL) {
         c->bytes += bytes - e->bytes;
+
+        if (e->pinned) {
+            c->pinned_bytes += bytes - e->bytes;
+        }
+
         e->bytes = bytes;
 
     } else {
@@ -164,6 +210,7 @@ cache_put(cache_t *c, const char *path, long long bytes, time_t used,
         e->bytes = bytes;
         e->used = 0;
         e->touched = touched;
+        e->pinned = 0;
         queue_init(&e->lru_link);
         queue_insert_tail(&c->buckets[cache_hash(path) % CACHE_BUCKETS],
                           &e->hash_link);
@@ -171,11 +218,15 @@ cache_put(cache_t *c, const char *path, long long bytes, time_t used,
         c->files++;
     }
 
-    /* while loading, the order is put right by cache_load_done() */
+    /* while loading, the order is put right by cache_load_done(); a
+     * pinned entry is off the LRU list */
     if (used >= e->used) {
         e->used = used;
-        queue_remove(&e->lru_link);
-        queue_insert_tail(&c->lru, &e->lru_link);
+
+        if (!e->pinned) {
+            queue_remove(&e->lru_link);
+            queue_insert_tail(&c->lru, &e->lru_link);
+        }
     }
 
     return e;
@@ -201,6 +252,7 @@ cache_create(const oci_config_t *cf, loop_t *loop)
     c->load_seconds = -1;
     c->timerfd = -1;
     queue_init(&c->lru);
+    queue_init(&c->pinned);
 
     c->rootfd = open(cf->store_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (c->rootfd == -1) {
@@ -219,6 +271,29 @@ cache_create(const oci_config_t *cf, loop_t *loop)
 
     for (i = 0; i < CACHE_BUCKETS; i++) {
         queue_init(&c->buckets[i]);
+    }
+
+    c->pin_buckets = calloc(CACHE_PIN_BUCKETS, sizeof(queue_t));
+    c->pins = calloc(OCI_PINS_MAX, sizeof(oci_image_spec_t));
+
+    if (c->pin_buckets == NULL || c->pins == NULL) {
+        log_error("out of memory");
+        cache_destroy(c);
+        return NULL;
+    }
+
+    for (i = 0; i < CACHE_PIN_BUCKETS; i++) {
+        queue_init(&c->pin_buckets[i]);
+    }
+
+    for (i = 0; i < cf->n_pins && i < OCI_PINS_MAX; i++) {
+        if (cache_spec_copy(&c->pins[c->npins], &cf->pins[i]) != OCI_OK) {
+            log_error("out of memory");
+            cache_destroy(c);
+            return NULL;
+        }
+
+        c->npins++;
     }
 
     if (fstatvfs(c->rootfd, &fs) != 0) {
@@ -256,6 +331,7 @@ void
 cache_destroy(cache_t *c)
 {
     queue_t  *q;
+    size_t    i;
 
     if (c == NULL) {
         return;
@@ -269,6 +345,23 @@ cache_destroy(cache_t *c)
         q = queue_head(&c->lru);
         cache_entry_free(c, queue_data(q, cache_entry_t, lru_link));
     }
+
+    while (!queue_empty(&c->pinned)) {
+        q = queue_head(&c->pinned);
+        cache_entry_free(c, queue_data(q, cache_entry_t, lru_link));
+    }
+
+    if (c->pin_buckets != NULL) {
+        cache_pins_clear(c);
+    }
+
+    for (i = 0; i < c->npins; i++) {
+        cache_spec_free(&c->pins[i]);
+    }
+
+    free(c->pins);
+    free(c->pending);
+    free(c->pin_buckets);
 
     if (c->timerfd != -1) {
         loop_del(c->loop, c->timerfd);
@@ -309,11 +402,17 @@ cache_timer_handler(loop_t *loop, int fd, uint32_t events, void *data)
     if (c->loading) {
         cache_load_slice(c);
 
-    } else if (c->evicting) {
-        cache_evict_slice(c);
+    } else {
+        if (c->npending > 0) {
+            cache_pins_slice(c);
+        }
+
+        if (c->evicting) {
+            cache_evict_slice(c);
+        }
     }
 
-    if (c->loading || c->evicting) {
+    if (c->loading || c->evicting || c->npending > 0) {
         cache_kick(c);
     }
 }
@@ -507,6 +606,7 @@ cache_load_done(cache_t *c)
     log_info("store \"%s\": %llu files, %lld bytes indexed in %.3f s",
              c->cf->store_path, c->files, c->bytes, c->load_seconds);
 
+    cache_pins_resolve(c);
     cache_tick(c);
 }
 
@@ -528,9 +628,10 @@ cache_relative(cache_t *c, const char *path)
 void
 cache_added(cache_t *c, const char *path)
 {
-    const char   *rel;
-    struct stat   st;
-    time_t        now;
+    const char     *rel;
+    cache_entry_t  *e;
+    struct stat     st;
+    time_t          now;
 
     if (c == NULL || (rel = cache_relative(c, path)) == NULL) {
         return;
@@ -541,7 +642,11 @@ cache_added(cache_t *c, const char *path)
     }
 
     now = time(NULL);
-    cache_put(c, rel, (long long) st.st_blocks * 512, now, now);
+    e = cache_put(c, rel, (long long) st.st_blocks * 512, now, now);
+
+    if (e != NULL && c->loaded) {
+        cache_pins_added(c, e);
+    }
 
     if (cache_should_evict(c, now)) {
         c->evicting = 1;
@@ -841,6 +946,10 @@ cache_tick(cache_t *c)
 
     cache_statvfs(c);
 
+    if (c->pins_dirty && c->npending == 0) {
+        cache_pins_resolve(c);
+    }
+
     if (!c->evicting && cache_should_evict(c, time(NULL))) {
         c->evicting = 1;
         cache_kick(c);
@@ -870,4 +979,621 @@ cache_state(cache_t *c, stats_store_t *st)
     st->evictions = c->evictions;
     st->evicted_bytes = c->evicted_bytes;
     st->emergencies = c->emergencies;
+    st->fs_free = c->fs_free;
+    st->min_free = c->cf->store_min_free;
+    st->pins = c->npins;
+    st->pinned_bytes = c->pinned_bytes;
+    st->pinned_files = c->pinned_files;
+}
+
+
+
+/* Pins. */
+
+
+static int
+cache_spec_copy(oci_image_spec_t *to, const oci_image_spec_t *from)
+{
+    size_t  i;
+
+    memset(to, 0, sizeof(oci_image_spec_t));
+    to->ref = from->ref;
+
+    if (from->n_platforms == 0) {
+        return OCI_OK;
+    }
+
+    to->platforms = calloc(from->n_platforms + 1, sizeof(char *));
+    if (to->platforms == NULL) {
+        return OCI_ENOMEM;
+    }
+
+    for (i = 0; i < from->n_platforms; i++) {
+        to->platforms[i] = strdup(from->platforms[i]);
+
+        if (to->platforms[i] == NULL) {
+            cache_spec_free(to);
+            return OCI_ENOMEM;
+        }
+
+        to->n_platforms++;
+    }
+
+    return OCI_OK;
+}
+
+
+static void
+cache_spec_free(oci_image_spec_t *spec)
+{
+    size_t  i;
+
+    for (i = 0; i < spec->n_platforms; i++) {
+        free(spec->platforms[i]);
+    }
+
+    free(spec->platforms);
+    memset(spec, 0, sizeof(oci_image_spec_t));
+}
+
+
+static uint32_t
+cache_pin_hash(const char *hex)
+{
+    uint32_t  h;
+
+    /* a digest is uniform already */
+    memcpy(&h, hex, sizeof(h));
+
+    return h;
+}
+
+
+static cache_pin_t *
+cache_pin_find(cache_t *c, const char *hex)
+{
+    queue_t      *b, *q;
+    cache_pin_t  *p;
+
+    b = &c->pin_buckets[cache_pin_hash(hex) % CACHE_PIN_BUCKETS];
+
+    for (q = queue_head(b); q != queue_sentinel(b); q = queue_next(q)) {
+        p = queue_data(q, cache_pin_t, link);
+
+        if (memcmp(p->hex, hex, OCI_SHA256_HEX_LEN) == 0) {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* Queue p for its manifest to be read (and its entry pinned). */
+static void
+cache_pin_pend(cache_t *c, cache_pin_t *p)
+{
+    cache_pin_t  **a;
+    size_t         cap;
+
+    cap = c->pending_cap;
+
+    if (c->npending == cap) {
+        cap = cap == 0 ? 64 : cap * 2;
+
+        a = realloc(c->pending, cap * sizeof(cache_pin_t *));
+        if (a == NULL) {
+            log_error("out of memory for the pins");
+            return;
+        }
+
+        c->pending = a;
+        c->pending_cap = cap;
+    }
+
+    c->pending[c->npending++] = p;
+
+    if (c->npending == 1) {
+        cache_kick(c);
+    }
+}
+
+
+/* Hold the digest "sha256:<hex>" (or a bare hex) for pin spec. */
+static void
+cache_pin_add(cache_t *c, const char *digest, size_t spec)
+{
+    cache_pin_t  *p;
+    char          hex[OCI_SHA256_HEX_LEN + 1];
+
+    if (oci_digest_parse(digest, strlen(digest), hex) != OCI_OK) {
+        return;
+    }
+
+    if (cache_pin_find(c, hex) != NULL) {
+        return;
+    }
+
+    if (c->npinned == CACHE_PINNED_MAX) {
+        if (!c->pins_full) {
+            log_warn("store: the pins hold %d digests, the most there may "
+                     "be; the rest of what they name may be evicted",
+                     CACHE_PINNED_MAX);
+            c->pins_full = 1;
+        }
+
+        return;
+    }
+
+    p = malloc(sizeof(cache_pin_t));
+    if (p == NULL) {
+        log_error("out of memory for the pins");
+        return;
+    }
+
+    memcpy(p->hex, hex, sizeof(hex));
+    p->spec = spec;
+    queue_insert_tail(&c->pin_buckets[cache_pin_hash(hex)
+                                      % CACHE_PIN_BUCKETS], &p->link);
+    c->npinned++;
+
+    cache_pin_pend(c, p);
+}
+
+
+static void
+cache_pins_clear(cache_t *c)
+{
+    queue_t  *b;
+    size_t    i;
+
+    for (i = 0; i < CACHE_PIN_BUCKETS; i++) {
+        b = &c->pin_buckets[i];
+
+        while (!queue_empty(b)) {
+            cache_pin_t  *p = queue_data(queue_head(b), cache_pin_t, link);
+
+            queue_remove(&p->link);
+            free(p);
+        }
+    }
+
+    c->npinned = 0;
+    c->npending = 0;
+    c->pins_full = 0;
+}
+
+
+/* Take e off the LRU list: no eviction. */
+static void
+cache_entry_pin(cache_t *c, cache_entry_t *e)
+{
+    if (e->pinned) {
+        return;
+    }
+
+    e->pinned = 1;
+    queue_remove(&e->lru_link);
+    queue_insert_tail(&c->pinned, &e->lru_link);
+    c->pinned_bytes += e->bytes;
+    c->pinned_files++;
+}
+
+
+/* Every pinned entry back into the LRU list, in the order of use. */
+static void
+cache_pins_release(cache_t *c)
+{
+    cache_entry_t  **all, *e;
+    queue_t         *q;
+    size_t           i, n;
+
+    if (c->pinned_files == 0) {
+        return;
+    }
+
+    all = malloc(c->pinned_files * sizeof(cache_entry_t *));
+    n = 0;
+
+    while (!queue_empty(&c->pinned)) {
+        e = queue_data(queue_head(&c->pinned), cache_entry_t, lru_link);
+        queue_remove(&e->lru_link);
+        e->pinned = 0;
+
+        if (all != NULL) {
+            all[n++] = e;
+
+        } else {
+            /* out of memory: the young end, the safe side */
+            queue_insert_tail(&c->lru, &e->lru_link);
+        }
+    }
+
+    c->pinned_bytes = 0;
+    c->pinned_files = 0;
+
+    if (all == NULL) {
+        return;
+    }
+
+    qsort(all, n, sizeof(cache_entry_t *), cache_cmp_used);
+
+    /* merge into the list, which is in the order of use */
+    q = queue_head(&c->lru);
+
+    for (i = 0; i < n; i++) {
+        while (q != queue_sentinel(&c->lru)
+               && queue_data(q, cache_entry_t, lru_link)->used
+                  <= all[i]->used)
+        {
+            q = queue_next(q);
+        }
+
+        queue_insert_tail(q, &all[i]->lru_link);  /* before q */
+    }
+
+    free(all);
+}
+
+
+/* Split "tags/<registry>/<name>/@<tag>" in place into its parts; 0, or
+ * -1 if path is no tag record. */
+static int
+cache_tag_parts(const char *path, char *buf, size_t cap, char **registry,
+    char **name, char **tag)
+{
+    char  *slash, *at;
+
+    if (strncmp(path, "tags/", 5) != 0
+        || (size_t) snprintf(buf, cap, "%s", path + 5) >= cap)
+    {
+        return -1;
+    }
+
+    slash = strchr(buf, '/');
+    at = strstr(buf, "/@");
+
+    if (slash == NULL || at == NULL || at <= slash) {
+        return -1;
+    }
+
+    *slash = '\0';
+    *at = '\0';
+    *registry = buf;
+    *name = slash + 1;
+    *tag = at + 2;
+
+    return 0;
+}
+
+
+/* The pin that names the tag record at path, or -1. */
+static long
+cache_pin_spec_of(cache_t *c, const char *path, oci_tag_record_t *rec)
+{
+    char    buf[OCI_PATH_MAX];
+    char   *registry, *name, *tag;
+    size_t  i;
+
+    if (cache_tag_parts(path, buf, sizeof(buf), &registry, &name, &tag)
+        != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < c->npins; i++) {
+        if (oci_imageref_match(&c->pins[i].ref, registry, name, tag)) {
+            if (rec != NULL
+                && oci_tag_record_read(c->cf->store_path, registry, name,
+                                       tag, rec)
+                   != OCI_OK)
+            {
+                return -1;
+            }
+
+            return (long) i;
+        }
+    }
+
+    return -1;
+}
+
+
+/* All over again: the digests the pins name directly and through the tag
+ * records in the index; their manifests are read in slices. */
+static void
+cache_pins_resolve(cache_t *c)
+{
+    oci_tag_record_t   rec;
+    cache_entry_t     *e;
+    queue_t           *q;
+    size_t             i;
+    long               spec;
+
+    c->pins_dirty = 0;
+
+    cache_pins_release(c);
+    cache_pins_clear(c);
+
+    if (c->npins == 0) {
+        return;
+    }
+
+    for (i = 0; i < c->npins; i++) {
+        if (c->pins[i].ref.digest[0] != '\0') {
+            cache_pin_add(c, c->pins[i].ref.digest, i);
+        }
+    }
+
+    /* adding only queues: the list stays as it is while it is walked */
+    for (q = queue_head(&c->lru); q != queue_sentinel(&c->lru);
+         q = queue_next(q))
+    {
+        e = queue_data(q, cache_entry_t, lru_link);
+        spec = cache_pin_spec_of(c, e->path, &rec);
+
+        if (spec >= 0) {
+            cache_pin_add(c, rec.digest, (size_t) spec);
+        }
+    }
+}
+
+
+/* Up to CACHE_PIN_SLICE digests: their entries pinned, their manifests
+ * read for what they name. */
+static void
+cache_pins_slice(cache_t *c)
+{
+    const oci_image_spec_t  *spec;
+    cache_entry_t           *e;
+    cache_pin_t             *p;
+    oci_image_t              img;
+    char                     path[96];
+    size_t                   n, i;
+
+    for (n = 0; n < CACHE_PIN_SLICE && c->npending > 0; n++) {
+        p = c->pending[--c->npending];
+
+        snprintf(path, sizeof(path), "sha256/%.2s/%s", p->hex, p->hex);
+        e = cache_find(c, path);
+
+        if (e == NULL) {
+            continue;               /* pinned once it is stored */
+        }
+
+        cache_entry_pin(c, e);
+
+        if (oci_image_read(c->cf->store_path, p->hex, &img) != OCI_OK) {
+            continue;               /* a blob, or not a manifest */
+        }
+
+        spec = &c->pins[p->spec < c->npins ? p->spec : 0];
+
+        if (img.kind == OCI_IMAGE_MANIFEST && img.config.digest[0] != '\0') {
+            cache_pin_add(c, img.config.digest, p->spec);
+        }
+
+        for (i = 0; i < img.n; i++) {
+            if (img.kind == OCI_IMAGE_INDEX
+                && !oci_platform_match(spec->platforms, spec->n_platforms,
+                                       img.items[i].platform))
+            {
+                continue;
+            }
+
+            cache_pin_add(c, img.items[i].digest, p->spec);
+        }
+
+        oci_image_free(&img);
+    }
+
+    if (c->npending > 0) {
+        return;
+    }
+
+    if (c->pinned_bytes > cache_high(c)) {
+        if (!c->pins_over) {
+            log_warn("store \"%s\": the pins alone hold %lld bytes, above "
+                     "the high watermark (%lld bytes): eviction cannot "
+                     "bring the store down to the low watermark",
+                     c->cf->store_path, c->pinned_bytes, cache_high(c));
+            c->pins_over = 1;
+        }
+
+    } else {
+        c->pins_over = 0;
+    }
+}
+
+
+/* A file the fetcher just wrote: a pinned tag record moved (resolve
+ * again at the next tick), a digest a pin holds arrived. */
+static void
+cache_pins_added(cache_t *c, cache_entry_t *e)
+{
+    cache_pin_t  *p;
+
+    if (c->npins == 0) {
+        return;
+    }
+
+    if (strncmp(e->path, "tags/", 5) == 0) {
+        if (cache_pin_spec_of(c, e->path, NULL) >= 0) {
+            c->pins_dirty = 1;
+        }
+
+        return;
+    }
+
+    if (strncmp(e->path, "sha256/", 7) == 0 && strlen(e->path) == 10 + 64) {
+        p = cache_pin_find(c, e->path + 10);
+
+        if (p != NULL) {
+            cache_pin_pend(c, p);
+        }
+    }
+}
+
+
+int
+cache_pin(cache_t *c, const oci_image_spec_t *spec)
+{
+    char    a[OCI_PATH_MAX], b[OCI_PATH_MAX];
+    size_t  i;
+
+    oci_imageref_format(&spec->ref, a, sizeof(a));
+
+    for (i = 0; i < c->npins; i++) {
+        oci_imageref_format(&c->pins[i].ref, b, sizeof(b));
+
+        if (strcmp(a, b) == 0) {
+            return OCI_EINVAL;
+        }
+    }
+
+    if (c->npins == OCI_PINS_MAX) {
+        return OCI_ERANGE;
+    }
+
+    if (cache_spec_copy(&c->pins[c->npins], spec) != OCI_OK) {
+        return OCI_ENOMEM;
+    }
+
+    c->npins++;
+    log_info("store: pinned %s", a);
+
+    if (c->loaded) {
+        cache_pins_resolve(c);
+    }
+
+    return OCI_OK;
+}
+
+
+int
+cache_unpin(cache_t *c, const oci_imageref_t *ref)
+{
+    char    a[OCI_PATH_MAX], b[OCI_PATH_MAX];
+    size_t  i;
+
+    oci_imageref_format(ref, a, sizeof(a));
+
+    for (i = 0; i < c->npins; i++) {
+        oci_imageref_format(&c->pins[i].ref, b, sizeof(b));
+
+        if (strcmp(a, b) == 0) {
+            break;
+        }
+    }
+
+    if (i == c->npins) {
+        return OCI_ENOENT;
+    }
+
+    cache_spec_free(&c->pins[i]);
+    memmove(&c->pins[i], &c->pins[i + 1],
+            (c->npins - i - 1) * sizeof(oci_image_spec_t));
+    c->npins--;
+    memset(&c->pins[c->npins], 0, sizeof(oci_image_spec_t));
+
+    log_info("store: unpinned %s", a);
+
+    if (c->loaded) {
+        cache_pins_resolve(c);
+    }
+
+    return OCI_OK;
+}
+
+
+size_t
+cache_pin_list(cache_t *c, const oci_image_spec_t **specs)
+{
+    *specs = c->pins;
+    return c->npins;
+}
+
+
+int
+cache_is_pinned(cache_t *c, const char *hex)
+{
+    return c != NULL && cache_pin_find(c, hex) != NULL;
+}
+
+
+int
+cache_purge(cache_t *c, const char *rel, long long *bytes)
+{
+    cache_entry_t  *e;
+    char            types[96];
+    int             removed;
+
+    *bytes = 0;
+    e = cache_find(c, rel);
+
+    if (e != NULL && e->pinned) {
+        return OCI_EINVAL;
+    }
+
+    if (unlinkat(c->rootfd, rel, 0) != 0) {
+        if (errno != ENOENT) {
+            log_error("unlink(\"%s/%s\") failed: %s", c->cf->store_path,
+                      rel, strerror(errno));
+            return OCI_EIO;
+        }
+
+        removed = 0;
+
+    } else {
+        removed = 1;
+    }
+
+    if (strncmp(rel, "sha256/", 7) == 0) {
+        snprintf(types, sizeof(types), "types/%s", rel);
+
+        if (unlinkat(c->rootfd, types, 0) != 0 && errno != ENOENT) {
+            log_error("unlink(\"%s/%s\") failed: %s", c->cf->store_path,
+                      types, strerror(errno));
+        }
+    }
+
+    if (e != NULL) {
+        *bytes = e->bytes;
+        c->fs_free += e->bytes;
+        cache_entry_free(c, e);
+    }
+
+    if (removed) {
+        log_info("store: purged %s", rel);
+    }
+
+    return removed ? OCI_OK : OCI_ENOENT;
+}
+
+
+size_t
+cache_next(cache_t *c, size_t n, cache_each_pt each, void *data)
+{
+    cache_entry_t  *e;
+    queue_t        *q;
+    time_t          now;
+    size_t          i;
+
+    now = time(NULL);
+    i = 0;
+
+    for (q = queue_head(&c->lru); q != queue_sentinel(&c->lru) && i < n;
+         q = queue_next(q))
+    {
+        e = queue_data(q, cache_entry_t, lru_link);
+
+        if (now - e->used < CACHE_GRACE) {
+            break;                  /* it and all after it are too young */
+        }
+
+        each(e->path, e->bytes, e->used, data);
+        i++;
+    }
+
+    return i;
 }

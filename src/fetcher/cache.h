@@ -35,6 +35,18 @@
  * cache_free_now(), the answer to ENOSPC, which frees what it needs at
  * once (bounded by CACHE_EMERGENCY_MAX files).
  *
+ * Pins (store.pin, ocimirrorctl pin): image references, with globs, and
+ * the platforms of an index to hold (none: all).  A pin holds the
+ * digests it names: a digest reference, the manifest of each tag record
+ * it matches, and what those manifests name (an index's children of its
+ * platforms; an image's config and layers), also before they are stored.
+ * A held file is off the LRU list: never evicted, but counted in the
+ * size; a warning says when the pins alone pass the high watermark.
+ * The holds are resolved again when the index is loaded, when a pin is
+ * added or removed, and at the next tick after a tag record that a pin
+ * matches is rewritten (a moved tag lets go of the old image); manifests
+ * are read in slices of CACHE_PIN_SLICE.
+ *
  * Evicting a manifest removes its types/ line too.  A tag record whose
  * manifest is gone, or a manifest whose blobs are gone, answers no error:
  * the next pull is a miss for exactly what is missing.
@@ -42,6 +54,8 @@
 
 #ifndef FETCHER_CACHE_H
 #define FETCHER_CACHE_H
+
+#include <time.h>
 
 #include "oci.h"
 #include "oci_config.h"
@@ -55,6 +69,7 @@
 #define CACHE_EVICT_SLICE     64      /* files per slice */
 #define CACHE_EMERGENCY_MAX   4096    /* files cache_free_now() may
                                          remove at once */
+#define CACHE_PINNED_MAX      65536   /* digests the pins may hold */
 
 typedef struct cache_s  cache_t;
 
@@ -90,6 +105,29 @@ long long cache_free_now(cache_t *c, long long need);
 
 /* Once a second: the filesystem's free space and store.inactive. */
 void cache_tick(cache_t *c);
+
+/* Pin spec (copied) for the running process: OCI_OK, OCI_EINVAL if the
+ * reference is pinned already, OCI_ERANGE past OCI_PINS_MAX, OCI_ENOMEM.
+ * unpin: OCI_OK or OCI_ENOENT. */
+int cache_pin(cache_t *c, const oci_image_spec_t *spec);
+int cache_unpin(cache_t *c, const oci_imageref_t *ref);
+
+/* The pins now (valid until the next pin or unpin). */
+size_t cache_pin_list(cache_t *c, const oci_image_spec_t **specs);
+
+/* 1 if a pin holds the digest of hex. */
+int cache_is_pinned(cache_t *c, const char *hex);
+
+/* Remove the file rel (relative to the root; a manifest's types/ line
+ * with it) now, like an eviction.  OCI_OK (*bytes: what it took),
+ * OCI_ENOENT, OCI_EINVAL if a pin holds it, OCI_EIO (logged). */
+int cache_purge(cache_t *c, const char *rel, long long *bytes);
+
+/* The next n files eviction would take, oldest use first: each is
+ * called with the path (relative), bytes and last use.  The count. */
+typedef void (*cache_each_pt)(const char *path, long long bytes,
+    time_t used, void *data);
+size_t cache_next(cache_t *c, size_t n, cache_each_pt each, void *data);
 
 /* The state, for the metrics. */
 void cache_state(cache_t *c, stats_store_t *st);

@@ -12,6 +12,7 @@
 #include "oci_store.h"
 #include "blob.h"
 #include "body.h"
+#include "ctl.h"
 #include "dispatch.h"
 #include "job.h"
 #include "log.h"
@@ -41,6 +42,7 @@ static const dispatch_verb_t  dispatch_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_STATS] =     { "STATS", dispatch_stats },
     [OCI_MSG_CANCEL] =    { "CANCEL", jobs_cancel },
     [OCI_MSG_USED] =      { "USED", dispatch_used },
+    [OCI_MSG_CTL] =       { "CTL", ctl_request },
 };
 
 /* The kinds /metrics lists even while none of their jobs runs. */

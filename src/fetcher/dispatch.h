@@ -11,6 +11,7 @@
  *   STATS      the counters and a census of the jobs (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
  *   USED       the cache manager: a stored file was served (recency)
+ *   CTL        ocimirrorctl's commands (ctl.h)
  *
  * Any other verb is one the fetcher sends: the worker is confused, and
  * its connection is closed.  To add a verb: its grammar in oci_ipc.h, a

@@ -29,6 +29,7 @@
 #include "oci_config.h"
 #include "oci_store.h"
 #include "cache.h"
+#include "ctl.h"
 #include "dispatch.h"
 #include "job.h"
 #include "log.h"
@@ -45,6 +46,8 @@ typedef struct {
     token_cache_t  *tokens;
     cache_t        *cache;
     jobs_t         *jobs;
+    scrub_t        *scrub;
+    warm_t         *warm;
     server_t       *server;
     int             sigfd;
     int             lockfd;         /* flock()ed: this store is ours */
@@ -120,6 +123,8 @@ fetcher_tick_handler(loop_t *loop, int fd, uint32_t events, void *data)
     if (read(fd, &expirations, sizeof(expirations)) > 0) {
         jobs_tick(f->jobs);
         cache_tick(f->cache);
+        scrub_tick(f->scrub);
+        warm_tick(f->warm);
     }
 }
 
@@ -193,6 +198,7 @@ static int
 fetcher_start(fetcher_t *f)
 {
     const oci_registry_t  *reg;
+    ctl_env_t              env;
     char                   err[OCI_PATH_MAX + 128];
     char                   lock[OCI_PATH_MAX];
     size_t                 i;
@@ -278,6 +284,22 @@ fetcher_start(fetcher_t *f)
     dispatch_setup(f->jobs);
     cache_start(f->cache);
 
+    f->scrub = scrub_create(f->cf, f->loop, f->cache);
+    if (f->scrub == NULL) {
+        return -1;
+    }
+
+    f->warm = warm_create(f->cf, f->jobs);
+    if (f->warm == NULL) {
+        return -1;
+    }
+
+    env.jobs = f->jobs;
+    env.cache = f->cache;
+    env.scrub = f->scrub;
+    env.warm = f->warm;
+    ctl_setup(&env);
+
     f->server = server_create(f->loop, f->cf->fetcher_socket,
                               f->cf->store_path, dispatch_on_msg,
                               jobs_on_gone, f->jobs);
@@ -332,7 +354,9 @@ static void
 fetcher_stop(fetcher_t *f)
 {
     server_destroy(f->server);
+    warm_destroy(f->warm);
     jobs_destroy(f->jobs);
+    scrub_destroy(f->scrub);
     cache_destroy(f->cache);
     token_cache_destroy(f->tokens);
     xfer_multi_destroy(f->xm);

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
+#include "oci_image.h"
 #include "oci_ref.h"
 #include "log.h"
 #include "prefetch.h"
@@ -19,100 +18,36 @@ typedef struct {
 } prefetch_ctx_t;
 
 
+/* An index entry's platform is one of prefetch.platforms (an entry
+ * without one is not prefetched, nor is any without platforms). */
+static int
+prefetch_platform_ok(const oci_config_t *cf, const char *platform)
+{
+    return platform[0] != '\0' && cf->n_prefetch_platforms > 0
+           && oci_platform_match(cf->prefetch_platforms,
+                                 cf->n_prefetch_platforms, platform);
+}
+
+
 int
 prefetch_platform_match(const oci_config_t *cf, const char *os,
     const char *arch, const char *variant)
 {
-    const char  *p;
-    size_t       i, oslen, archlen;
+    char  platform[OCI_PLATFORM_MAX];
 
-    if (os == NULL || arch == NULL) {
-        return 0;
-    }
+    oci_platform_format(platform, sizeof(platform), os, arch, variant);
 
-    oslen = strlen(os);
-    archlen = strlen(arch);
-
-    for (i = 0; i < cf->n_prefetch_platforms; i++) {
-        p = cf->prefetch_platforms[i];
-
-        if (strncmp(p, os, oslen) != 0 || p[oslen] != '/') {
-            continue;
-        }
-
-        p += oslen + 1;
-
-        if (strncmp(p, arch, archlen) != 0) {
-            continue;
-        }
-
-        p += archlen;
-
-        if (*p == '\0'
-            || (*p == '/' && variant != NULL && strcmp(p + 1, variant) == 0))
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-static int
-prefetch_type_image(const char *type)
-{
-    return strcmp(type, OCI_MT_OCI_MANIFEST) == 0
-           || strcmp(type, OCI_MT_DOCKER_MANIFEST) == 0;
-}
-
-
-static int
-prefetch_type_index(const char *type)
-{
-    return strcmp(type, OCI_MT_OCI_INDEX) == 0
-           || strcmp(type, OCI_MT_DOCKER_LIST) == 0;
-}
-
-
-/* A descriptor's sha256 digest and size: 1, or 0 if it has none. */
-static int
-prefetch_descriptor(json_t *d, const char **digest, long long *size)
-{
-    char     hex[OCI_SHA256_HEX_LEN + 1];
-    json_t  *v;
-
-    *digest = json_string_value(json_object_get(d, "digest"));
-    v = json_object_get(d, "size");
-
-    if (*digest == NULL || !json_is_integer(v)
-        || json_integer_value(v) < 0
-        || oci_digest_parse(*digest, strlen(*digest), hex) != OCI_OK)
-    {
-        return 0;
-    }
-
-    *size = (long long) json_integer_value(v);
-
-    return 1;
+    return prefetch_platform_ok(cf, platform);
 }
 
 
 /* Take descriptor d into the plan (which has room for it) unless it is
  * present or over budget. */
 static void
-prefetch_take(const oci_config_t *cf, prefetch_plan_t *plan, json_t *d,
-    prefetch_have_pt have, void *data)
+prefetch_take(const oci_config_t *cf, prefetch_plan_t *plan,
+    const oci_desc_t *d, prefetch_have_pt have, void *data)
 {
-    const char  *digest;
-    long long    size;
-
-    if (!prefetch_descriptor(d, &digest, &size)) {
-        plan->invalid++;
-        return;
-    }
-
-    if (have(digest, plan->index, data)) {
+    if (have(d->digest, plan->index, data)) {
         plan->present++;
         return;
     }
@@ -120,18 +55,18 @@ prefetch_take(const oci_config_t *cf, prefetch_plan_t *plan, json_t *d,
     /* once one is over the budget, so are the rest: a partial image is
      * still a good start, the client fetches what is missing */
     if (!plan->index
-        && (plan->over > 0 || size > cf->prefetch_max_bytes - plan->bytes))
+        && (plan->over > 0 || d->size > cf->prefetch_max_bytes - plan->bytes))
     {
         plan->over++;
         return;
     }
 
-    memcpy(plan->items[plan->n].digest, digest, strlen(digest) + 1);
-    plan->items[plan->n].size = size;
+    memcpy(plan->items[plan->n].digest, d->digest, strlen(d->digest) + 1);
+    plan->items[plan->n].size = d->size;
     plan->n++;
 
     if (!plan->index) {
-        plan->bytes += size;
+        plan->bytes += d->size;
     }
 }
 
@@ -140,66 +75,43 @@ int
 prefetch_select(const oci_config_t *cf, const char *type, const char *body,
     size_t len, prefetch_have_pt have, void *data, prefetch_plan_t *plan)
 {
-    json_t  *root, *list, *d, *p;
-    size_t   i;
+    oci_image_t  img;
+    size_t       i;
+    int          rc;
 
     memset(plan, 0, sizeof(prefetch_plan_t));
 
-    plan->index = prefetch_type_index(type);
-
-    if (!plan->index && !prefetch_type_image(type)) {
-        return OCI_OK;
+    rc = oci_image_parse(type, body, len, &img);
+    if (rc != OCI_OK || img.kind == OCI_IMAGE_OTHER) {
+        return rc;
     }
 
-    root = json_loadb(body, len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return OCI_EINVAL;
-    }
-
-    list = json_object_get(root, plan->index ? "manifests" : "layers");
-
-    if (!json_is_array(list)
-        || (!plan->index && !json_is_object(json_object_get(root, "config"))))
-    {
-        json_decref(root);
-        return OCI_EINVAL;
-    }
+    plan->index = img.kind == OCI_IMAGE_INDEX;
+    plan->invalid = img.invalid;
 
     /* every entry, and the config */
-    plan->items = calloc(json_array_size(list) + 1, sizeof(prefetch_item_t));
+    plan->items = calloc(img.n + 1, sizeof(prefetch_item_t));
 
     if (plan->items == NULL) {
-        json_decref(root);
+        oci_image_free(&img);
         return OCI_ENOMEM;
     }
 
-    if (!plan->index) {
-        prefetch_take(cf, plan, json_object_get(root, "config"), have, data);
+    if (!plan->index && img.config.digest[0] != '\0') {
+        prefetch_take(cf, plan, &img.config, have, data);
     }
 
-    json_array_foreach(list, i, d) {
-        if (!json_is_object(d)) {
-            plan->invalid++;
+    for (i = 0; i < img.n; i++) {
+        if (plan->index
+            && !prefetch_platform_ok(cf, img.items[i].platform))
+        {
             continue;
         }
 
-        if (plan->index) {
-            p = json_object_get(d, "platform");
-
-            if (!prefetch_platform_match(cf,
-                    json_string_value(json_object_get(p, "os")),
-                    json_string_value(json_object_get(p, "architecture")),
-                    json_string_value(json_object_get(p, "variant"))))
-            {
-                continue;
-            }
-        }
-
-        prefetch_take(cf, plan, d, have, data);
+        prefetch_take(cf, plan, &img.items[i], have, data);
     }
 
-    json_decref(root);
+    oci_image_free(&img);
 
     return OCI_OK;
 }
@@ -282,7 +194,7 @@ prefetch_manifest(jobs_t *jobs, const prefetch_ops_t *ops,
         log_info("prefetch %s/%s@%s: %zu blobs, %lld bytes", reg->name, name,
                  digest, started, bytes);
 
-    } else if (prefetch_type_image(type)) {
+    } else if (oci_image_kind(type) == OCI_IMAGE_MANIFEST) {
         log_debug("prefetch %s/%s@%s: nothing to fetch, %zu blobs present",
                   reg->name, name, digest, plan.present);
     }

@@ -43,6 +43,7 @@ struct conn_s {
     server_t        *server;
     int              fd;
     unsigned         number;
+    long             uid;         /* the peer's, -1 if unknown */
     int              dead;
     int              want_write;  /* EPOLLOUT armed */
     size_t           in_len;
@@ -303,9 +304,11 @@ server_destroy(server_t *s)
 static void
 server_accept_handler(loop_t *loop, int fd, uint32_t events, void *data)
 {
-    server_t  *s = data;
-    conn_t    *c;
-    int        cfd;
+    server_t      *s = data;
+    conn_t        *c;
+    struct ucred   cred;
+    socklen_t      len;
+    int            cfd;
 
     for ( ;; ) {
         cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -340,6 +343,13 @@ server_accept_handler(loop_t *loop, int fd, uint32_t events, void *data)
         c->server = s;
         c->fd = cfd;
         c->number = ++s->next_number;
+        c->uid = -1;
+
+        len = sizeof(cred);
+
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+            c->uid = (long) cred.uid;
+        }
         queue_init(&c->flush_link);
         queue_init(&c->dead_link);
         queue_init(&c->waiters);
@@ -386,6 +396,13 @@ queue_t *
 conn_waiters(conn_t *c)
 {
     return &c->waiters;
+}
+
+
+long
+conn_peer_uid(const conn_t *c)
+{
+    return c->uid;
 }
 
 

@@ -477,6 +477,15 @@ stats_render_store(FILE *f, const stats_store_t *st)
         { "ocimirror_fetcher_store_emergency_evictions_total",
           "Writes that found the disk full and were saved by eviction.", 1,
           offsetof(stats_store_t, emergencies), 1 },
+        { "ocimirror_fetcher_store_fs_free_bytes",
+          "Bytes free on the store's filesystem (for unprivileged users).",
+          0, offsetof(stats_store_t, fs_free), 0 },
+        { "ocimirror_fetcher_store_pinned_bytes",
+          "Bytes of the stored files that pins hold (never evicted).", 0,
+          offsetof(stats_store_t, pinned_bytes), 0 },
+        { "ocimirror_fetcher_store_pinned_files",
+          "Stored files that pins hold.", 0,
+          offsetof(stats_store_t, pinned_files), 1 },
     };
 
     unsigned long long  u;
@@ -507,7 +516,18 @@ stats_render_store(FILE *f, const stats_store_t *st)
         }
     }
 
-    if (stats_family(f, "ocimirror_fetcher_store_evicting",
+    if (stats_family(f, "ocimirror_fetcher_store_above_high_watermark",
+                     "1 while the store (with reservations) is above the "
+                     "high watermark or short of min_free.", STATS_GAUGE)
+           != 0
+        || fprintf(f, "ocimirror_fetcher_store_above_high_watermark %d\n",
+                   st->bytes + st->reserved > st->high
+                   || st->fs_free < st->min_free) < 0
+        || stats_family(f, "ocimirror_fetcher_store_pins",
+                        "Pins (store.pin and ocimirrorctl pin).",
+                        STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_store_pins %zu\n", st->pins) < 0
+        || stats_family(f, "ocimirror_fetcher_store_evicting",
                      "1 while the cache manager evicts.", STATS_GAUGE) != 0
         || fprintf(f, "ocimirror_fetcher_store_evicting %d\n",
                    st->evicting) < 0

@@ -83,6 +83,11 @@ typedef struct {
     unsigned long long  evictions;      /* files evicted */
     unsigned long long  evicted_bytes;
     unsigned long long  emergencies;    /* ENOSPC answered by eviction */
+    long long           fs_free;        /* bytes free on the filesystem */
+    long long           min_free;       /* store.min_free */
+    size_t              pins;           /* store.pin and ocimirrorctl pin */
+    long long           pinned_bytes;   /* what they hold, stored */
+    unsigned long long  pinned_files;
 } stats_store_t;
 
 /* Every counter and gauge, in the Prometheus text format, with names
