@@ -602,6 +602,13 @@ blob_headers(job_t *j, const xfer_resp_t *r)
     }
 
     if (r->content_length >= 0) {
+        /* the room first, as for chunks: a full disk fails here, before
+         * any waiter is told a size and a client's 200 goes out */
+        if (blob_presize(b, r->content_length) != 0) {
+            return job_abort(j, 503, OCI_ERR_UNAVAILABLE,
+                             "store write failed");
+        }
+
         blob_size_known(b, r->content_length);
     }
 

@@ -64,7 +64,9 @@
 
 #define CACHE_TOUCH_INTERVAL  600     /* seconds between disk updates of
                                          a file's last use */
-#define CACHE_GRACE           10      /* seconds a used file is safe */
+#define CACHE_GRACE           5       /* seconds a used file is safe: a
+                                         worker told of a new file opens
+                                         it within milliseconds */
 #define CACHE_LOAD_SLICE      1000    /* directory entries per slice */
 #define CACHE_EVICT_SLICE     64      /* files per slice */
 #define CACHE_EMERGENCY_MAX   4096    /* files cache_free_now() may

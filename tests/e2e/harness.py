@@ -379,14 +379,16 @@ def libconfig_settings(d):
 
 def render_libconfig(store, socket_path, default_registry, registries,
                      min_free="1M", fsync=False, fetcher=None,
-                     prefetch=None):
+                     prefetch=None, store_settings=None):
     """registries: list of dicts name, endpoints, tag_ttl (300 if not
     given), and any other registry setting by its name (select = "fastest",
     password_file = "...", library_prefix = True, redirect_hosts = [...],
     ...).  An endpoint is a URL string, or a dict rendered as a group
     ({"url": ..., "username": ..., "password_file": ...}).
     fetcher: more settings of the fetcher group (chunk_size = "256K", ...);
-    prefetch: the prefetch group's settings (none: the defaults)."""
+    prefetch: the prefetch group's settings (none: the defaults);
+    store_settings: more settings of the store group (max_size = "48M",
+    high_watermark = 90, inactive = 2, recency_interval = 1, ...)."""
     regs = []
     for r in registries:
         fields = ['name = "%s";' % r["name"],
@@ -401,12 +403,13 @@ def render_libconfig(store, socket_path, default_registry, registries,
     fetcher_all = {"max_transfers": 16, "connect_timeout": 3,
                    "low_speed_time": 10}
     fetcher_all.update(fetcher or {})
-    return ("store = { path = \"%s\"; fsync = %s; min_free = \"%s\"; };\n"
+    return ("store = { path = \"%s\"; fsync = %s; min_free = \"%s\";%s };\n"
             "fetcher = { socket = \"%s\";%s };\n"
             "%s"
             "default_registry = \"%s\";\n"
             "registries = (\n%s\n);\n"
-            % (store, "true" if fsync else "false", min_free, socket_path,
+            % (store, "true" if fsync else "false", min_free,
+               libconfig_settings(store_settings), socket_path,
                libconfig_settings(fetcher_all),
                "prefetch = {%s };\n" % libconfig_settings(prefetch)
                if prefetch is not None else "",
@@ -418,13 +421,19 @@ class Mirror:
 
     def __init__(self, workdir, default_registry, registries,
                  socket_dir=None, fetch_timeout=None, min_free="1M",
-                 binaries=None, fetcher=None, prefetch=None):
+                 binaries=None, fetcher=None, prefetch=None,
+                 store_path=None, store_settings=None, fetcher_args=()):
+        # store_path: the store elsewhere than <workdir>/store (a small
+        # tmpfs); store_settings: more keys of the store group;
+        # fetcher_args: more arguments of the fetcher (["-v"]: debug lines)
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
                                                         MODULE_SO)
         self.workdir = workdir
-        self.store = os.path.join(workdir, "store")
+        self.store = store_path or os.path.join(workdir, "store")
+        self.store_settings = store_settings
+        self.fetcher_args = list(fetcher_args)
         # sun_path holds 108 bytes: long test names make long tmp paths
         self.socket_path = os.path.join(socket_dir or workdir,
                                         "fetcher.sock")
@@ -458,7 +467,8 @@ class Mirror:
                                      self.default_registry, self.registries,
                                      self.min_free,
                                      fetcher=self.fetcher_settings,
-                                     prefetch=self.prefetch_settings))
+                                     prefetch=self.prefetch_settings,
+                                     store_settings=self.store_settings))
 
     def render_include(self):
         text = read_text(require_file(NGINX_INCLUDE,
@@ -537,7 +547,8 @@ class Mirror:
         with open(self.fetcher_log, "a") as f:
             f.write("=== e2e: fetcher start %d\n" % self.fetcher_starts)
         self.fetcher = Process("ocimirror-fetcher",
-                               [self.fetcher_bin, "-c", self.config_path],
+                               [self.fetcher_bin, "-c", self.config_path]
+                               + self.fetcher_args,
                                self.fetcher_log)
         self.fetcher.start()
 
@@ -557,6 +568,29 @@ class Mirror:
         fetcher leaves its socket file behind: the new one must cope."""
         self.stop_fetcher(sig)
         self.start_fetcher()
+
+    def stop_nginx(self, sig=signal.SIGTERM):
+        """Stop nginx alone (by PID); returns its exit code."""
+        return self.nginx.stop(sig)
+
+    def start_nginx(self):
+        """Start nginx again with the same configuration (after
+        stop_nginx()) and wait for /healthz."""
+        self.nginx = Process("nginx", [NGINX_BIN, "-p", self.prefix,
+                                       "-e", self.error_log,
+                                       "-c", self.nginx_conf],
+                             os.path.join(self.prefix, "nginx.out"))
+        self.nginx.start()
+
+        def up():
+            if not self.nginx.alive():
+                raise AssertionError("nginx exited:\n" + tail(self.error_log)
+                                     + tail(self.nginx.log_path))
+            try:
+                return self.get("/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+        wait_for(up, 15, what="nginx /healthz on " + self.hostport)
 
     def wait_ready(self, timeout=10):
         """Poll /readyz until 200 (the workers reconnected)."""
