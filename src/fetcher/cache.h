@@ -37,8 +37,8 @@
  *
  * Pins (store.pin, ocimirrorctl pin): image references, with globs, and
  * the platforms of an index to hold (none: all).  A pin holds the
- * digests it names: a digest reference, the manifest of each tag record
- * it matches, and what those manifests name (an index's children of its
+ * digests it names: a digest reference, each tag record it matches and
+ * that record's manifest, and what those manifests name (an index's children of its
  * platforms; an image's config and layers), also before they are stored.
  * A held file is off the LRU list: never evicted, but counted in the
  * size; a warning says when the pins alone pass the high watermark.

@@ -643,6 +643,11 @@ class Mirror:
 
     # --- requests ------------------------------------------------------
 
+    def ctl(self, *args, timeout=30):
+        """One ocimirrorctl command over the fetcher's socket, as the CLI
+        sends it: (END status, [OUT lines])."""
+        return ctl_command(self.socket_path, " ".join(args), timeout)
+
     def request(self, method, path, headers=None, body=None, timeout=30):
         return request(self.hostport, method, path, headers, body, timeout)
 
@@ -768,6 +773,35 @@ def named_url(fake, host):
     """A fake server's URL with a host name (given an address through the
     registry's `resolve`) instead of its address."""
     return "http://%s:%d" % (host, fake.port)
+
+
+def ctl_command(socket_path, command, timeout=30):
+    """Send "CTL 1 <command>" to a fetcher's socket and read the answer:
+    (END status, [OUT lines])."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(socket_path)
+        s.sendall(("CTL 1 %s\n" % command).encode())
+        buf = b""
+        lines = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("the fetcher hung up before END: %r"
+                                     % lines)
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode()
+                if text.startswith("OUT 1 ") or text == "OUT 1":
+                    lines.append(text[6:])
+                elif text.startswith("END 1 "):
+                    return int(text[6:]), lines
+                else:
+                    raise AssertionError("unexpected line %r" % text)
+    finally:
+        s.close()
 
 
 def fake_registry_entry(fake, name=None, **kw):
