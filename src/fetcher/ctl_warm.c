@@ -82,7 +82,7 @@ ctl_warm(ctl_call_t *call, int argc, char **argv)
         break;
 
     case OCI_ERANGE:
-        ctl_out(call, "the warm lists hold %ld images already, warm_max: "
+        ctl_out(call, "warm_max reached: %ld images are warmed already, "
                 "nothing added", cf->warm_max);
         return CTL_FAIL;
 

@@ -276,8 +276,8 @@ def test_warm_max(mirror_factory, fake_upstream, catalog):
     m, _ = _fixture(mirror_factory, fake_upstream, catalog,
                     {"warm": [ref], "warm_max": 1})
     rc, out = ctl(m, "warm %s/team/plat:v1" % host)
-    assert rc == 1 and out == ["the warm lists hold 1 images already, "
-                               "warm_max: nothing added"], out
+    assert rc == 1 and out == ["warm_max reached: 1 images are warmed "
+                               "already, nothing added"], out
     assert metrics(m)["ocimirror_fetcher_warm_refused_total"] == 1
     # one listed already is no new image
     rc, out = ctl(m, "warm %s" % ref)
