@@ -408,6 +408,25 @@ blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 }
 
 
+int
+blob_progress(jobs_t *jobs, const char *digest, long long *done)
+{
+    char    key[OCI_DIGEST_MAX + 8];
+    job_t  *j;
+
+    snprintf(key, sizeof(key), "B %s", digest);
+
+    j = job_find(jobs, key);
+    if (j == NULL) {
+        return 0;
+    }
+
+    *done = ((blob_job_t *) j)->written;
+
+    return 1;
+}
+
+
 /* Abort the chunk transfers (never from inside one of their callbacks)
  * and forget the chunks. */
 static void

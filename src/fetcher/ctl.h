@@ -13,7 +13,10 @@
  *   pin REF [PLATFORM...]     pin for the running process (ctl.c)
  *   unpin REF                 (ctl.c)
  *   purge REF|DIGEST          remove an image or a file now (ctl.c)
- *   warm REF [PLATFORM...]    warm-status [ID]  (ctl_warm.c)
+ *   warm REF [PLATFORM...]    add an image to the warm lists (warm.h)
+ *   warm-status [ID]          their progress, an image's blobs
+ *                             (ctl_warm.c, whose header fixes the format
+ *                             of these lines)
  *   scrub [--deep] [REF]      scrub-status      (ctl_scrub.c)
  *
  * Commands that change the store or the process (pin, unpin, purge, warm,

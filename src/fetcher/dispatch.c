@@ -21,6 +21,7 @@
 #include "referrers.h"
 #include "stats.h"
 #include "tags.h"
+#include "warm.h"
 
 typedef void (*dispatch_pt)(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 
@@ -54,6 +55,9 @@ static const char *const  dispatch_kinds[] = {
  * readiness probe).  One fetcher, one store: state of the process. */
 static int  dispatch_store_failing;
 
+/* The warm lists STATS reports on (dispatch_set_warm()). */
+static warm_t  *dispatch_warm;
+
 
 static int
 dispatch_prefetch_start(jobs_t *jobs, const oci_registry_t *reg,
@@ -79,6 +83,27 @@ static const prefetch_ops_t  dispatch_prefetch_ops = {
 };
 
 
+static int
+dispatch_warm_running(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *digest, int manifest, long long *done)
+{
+    if (manifest) {
+        *done = 0;
+        return manifest_in_flight(jobs, reg, name, digest);
+    }
+
+    return blob_progress(jobs, digest, done);
+}
+
+
+const warm_ops_t  dispatch_warm_ops = {
+    manifest_resolve,
+    manifest_resolving,
+    dispatch_prefetch_start,
+    dispatch_warm_running
+};
+
+
 static void
 dispatch_manifest_fetched(jobs_t *jobs, const oci_registry_t *reg,
     const char *name, const char *digest, const char *type,
@@ -93,6 +118,13 @@ void
 dispatch_setup(jobs_t *jobs)
 {
     jobs->on_stored = dispatch_manifest_fetched;
+}
+
+
+void
+dispatch_set_warm(warm_t *warm)
+{
+    dispatch_warm = warm;
 }
 
 
@@ -175,6 +207,7 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
     stats_census_t   census;
     stats_store_t    store;
+    stats_warm_t     warm;
     FILE            *f;
     char            *text;
     size_t           len, i;
@@ -189,6 +222,13 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     jobs_census(jobs, &census);
     cache_state(jobs->cache, &store);
+
+    /* the families are there even without warm lists */
+    memset(&warm, 0, sizeof(warm));
+
+    if (dispatch_warm != NULL) {
+        warm_state(dispatch_warm, &warm);
+    }
 
     text = NULL;
     len = 0;
@@ -208,6 +248,10 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (rc == 0) {
         rc = stats_render_store(f, &store);
+    }
+
+    if (rc == 0) {
+        rc = stats_render_warm(f, &warm);
     }
 
     if (fclose(f) != 0 || rc != 0) {

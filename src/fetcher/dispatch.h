@@ -8,7 +8,8 @@
  *   MANIFEST   manifest.h
  *   TAGS       tags.h
  *   REFERRERS  referrers.h
- *   STATS      the counters and a census of the jobs (stats.h), as BODY
+ *   STATS      the counters, a census of the jobs, the store and the warm
+ *              lists (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
  *   USED       the cache manager: a stored file was served (recency)
  *   CTL        ocimirrorctl's commands (ctl.h)
@@ -23,9 +24,16 @@
 #define FETCHER_DISPATCH_H
 
 #include "job.h"
+#include "warm.h"
 
 /* Hook the kinds into the job layer (a fetched manifest's prefetch). */
 void dispatch_setup(jobs_t *jobs);
+
+/* How the warm lists reach the kinds: warm_create()'s ops. */
+extern const warm_ops_t  dispatch_warm_ops;
+
+/* The warm lists STATS reports on (NULL, the start: none). */
+void dispatch_set_warm(warm_t *warm);
 
 /* The server's callback for a message of a worker (data: the jobs). */
 void dispatch_on_msg(conn_t *c, const oci_msg_t *m, void *data);

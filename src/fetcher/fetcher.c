@@ -8,8 +8,9 @@
  * One thread, one epoll loop (loop.c): the workers' socket (server.c),
  * libcurl's sockets and timer (xfer.c) and a signalfd for SIGTERM/SIGINT.
  * Ownership, from the top: main owns the config, the loop, the transfer
- * multi, the token cache, the cache manager, the job table and the
- * server; it tears them down in the reverse order of their dependencies.
+ * multi, the token cache, the cache manager, the job table, the scrub,
+ * the warm lists and the server; it tears them down in the reverse order
+ * of their dependencies.
  */
 
 #include <errno.h>
@@ -289,10 +290,12 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
-    f->warm = warm_create(f->cf, f->jobs);
+    f->warm = warm_create(f->cf, f->jobs, &dispatch_warm_ops);
     if (f->warm == NULL) {
         return -1;
     }
+
+    dispatch_set_warm(f->warm);
 
     env.jobs = f->jobs;
     env.cache = f->cache;
@@ -354,6 +357,7 @@ static void
 fetcher_stop(fetcher_t *f)
 {
     server_destroy(f->server);
+    dispatch_set_warm(NULL);
     warm_destroy(f->warm);
     jobs_destroy(f->jobs);
     scrub_destroy(f->scrub);

@@ -90,6 +90,19 @@ typedef struct {
     unsigned long long  pinned_files;
 } stats_store_t;
 
+/* The warm lists (warm_state()). */
+typedef struct {
+    unsigned long       pending;        /* images resolving or fetching */
+    unsigned long       done;           /* images whose last round ended
+                                           with everything stored */
+    unsigned long       failed;         /* ... with something missing */
+    unsigned long       bad_lines;      /* of the warm_file as last read */
+    unsigned long long  refused;        /* images refused over warm_max */
+    unsigned long long  rounds_done;    /* rounds ended, by outcome */
+    unsigned long long  rounds_failed;
+    unsigned long long  downloads;      /* jobs the rounds started */
+} stats_warm_t;
+
 /* Every counter and gauge, in the Prometheus text format, with names
  * "ocimirror_fetcher_*" and labels registry="..", endpoint="..".  0, or
  * -1 with errno set. */
@@ -100,5 +113,8 @@ int stats_render_census(FILE *f, const stats_census_t *census);
 
 /* The store the same way ("ocimirror_fetcher_store_*"). */
 int stats_render_store(FILE *f, const stats_store_t *st);
+
+/* The warm lists the same way ("ocimirror_fetcher_warm_*"). */
+int stats_render_warm(FILE *f, const stats_warm_t *st);
 
 #endif /* FETCHER_STATS_H */

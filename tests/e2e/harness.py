@@ -379,7 +379,8 @@ def libconfig_settings(d):
 
 def render_libconfig(store, socket_path, default_registry, registries,
                      min_free="1M", fsync=False, fetcher=None,
-                     prefetch=None, store_settings=None):
+                     prefetch=None, store_settings=None,
+                     settings=None):
     """registries: list of dicts name, endpoints, tag_ttl (300 if not
     given), and any other registry setting by its name (select = "fastest",
     password_file = "...", library_prefix = True, redirect_hosts = [...],
@@ -388,7 +389,8 @@ def render_libconfig(store, socket_path, default_registry, registries,
     fetcher: more settings of the fetcher group (chunk_size = "256K", ...);
     prefetch: the prefetch group's settings (none: the defaults);
     store_settings: more settings of the store group (max_size = "48M",
-    high_watermark = 90, inactive = 2, recency_interval = 1, ...)."""
+    high_watermark = 90, inactive = 2, recency_interval = 1, ...);
+    settings: more top-level settings (warm = [...], warm_file = ...)."""
     regs = []
     for r in registries:
         fields = ['name = "%s";' % r["name"],
@@ -408,12 +410,15 @@ def render_libconfig(store, socket_path, default_registry, registries,
             "%s"
             "default_registry = \"%s\";\n"
             "registries = (\n%s\n);\n"
+            "%s"
             % (store, "true" if fsync else "false", min_free,
                libconfig_settings(store_settings), socket_path,
                libconfig_settings(fetcher_all),
                "prefetch = {%s };\n" % libconfig_settings(prefetch)
                if prefetch is not None else "",
-               default_registry, ",\n".join(regs)))
+               default_registry, ",\n".join(regs),
+               libconfig_settings(settings).strip() + "\n"
+               if settings else ""))
 
 
 class Mirror:
@@ -422,10 +427,12 @@ class Mirror:
     def __init__(self, workdir, default_registry, registries,
                  socket_dir=None, fetch_timeout=None, min_free="1M",
                  binaries=None, fetcher=None, prefetch=None,
-                 store_path=None, store_settings=None, fetcher_args=()):
+                 store_path=None, store_settings=None, fetcher_args=(),
+                 settings=None):
         # store_path: the store elsewhere than <workdir>/store (a small
         # tmpfs); store_settings: more keys of the store group;
-        # fetcher_args: more arguments of the fetcher (["-v"]: debug lines)
+        # fetcher_args: more arguments of the fetcher (["-v"]: debug lines);
+        # settings: more top-level keys (warm = [...], ...)
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
@@ -452,6 +459,7 @@ class Mirror:
         self.min_free = min_free
         self.fetcher_settings = fetcher
         self.prefetch_settings = prefetch
+        self.settings = settings
         self.fetcher = None
         self.fetcher_stopped = False
         self.nginx = None
@@ -468,7 +476,8 @@ class Mirror:
                                      self.min_free,
                                      fetcher=self.fetcher_settings,
                                      prefetch=self.prefetch_settings,
-                                     store_settings=self.store_settings))
+                                     store_settings=self.store_settings,
+                                     settings=self.settings))
 
     def render_include(self):
         text = read_text(require_file(NGINX_INCLUDE,
