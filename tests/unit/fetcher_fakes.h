@@ -479,6 +479,8 @@ struct conn_s {
     size_t     out_len;
     size_t     out_cap;
     size_t     read;            /* fake_conn_next() offset */
+    long       uid;             /* the peer's: 0 (root) unless a test
+                                   sets it */
 };
 
 
@@ -542,6 +544,13 @@ unsigned
 conn_number(const conn_t *c)
 {
     return c->number;
+}
+
+
+long
+conn_peer_uid(const conn_t *c)
+{
+    return c->uid;
 }
 
 
