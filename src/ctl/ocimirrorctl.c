@@ -793,15 +793,13 @@ octl_du(octl_t *ctl, int argc, char **argv)
 }
 
 
+/* what is wrong (its own quotes), and how it is used */
 static void
-octl_usage_error(const char *fmt, const char *arg)
+octl_usage_error(const char *what, const char *arg)
 {
-    char  what[256];
-
-    snprintf(what, sizeof(what), fmt, arg);
-    octl_error("%s; usage: ocimirrorctl [-c FILE] [-s SOCKET] [-t SECONDS] "
-               "COMMAND [ARGS...] (\"ocimirrorctl help\" lists the commands)",
-               what);
+    octl_error("%s%s; usage: ocimirrorctl [-c FILE] [-s SOCKET] "
+               "[-t SECONDS] COMMAND [ARGS...] (\"ocimirrorctl help\" "
+               "lists the commands)", what, arg);
 }
 
 
@@ -816,7 +814,7 @@ main(int argc, char **argv)
     octl_t   ctl;
     size_t   i;
     long     timeout;
-    char     opt[3];
+    char     opt[3], what[64];
     int      c, rc;
 
     memset(&ctl, 0, sizeof(ctl));
@@ -862,10 +860,12 @@ main(int argc, char **argv)
             opt[2] = '\0';
 
             if (optopt == 'c' || optopt == 's' || optopt == 't') {
-                octl_usage_error("option %s needs a value", opt);
+                snprintf(what, sizeof(what), "option %s needs a value",
+                         opt);
+                octl_usage_error(what, "");
 
             } else {
-                octl_usage_error("unknown option \"%s\"",
+                octl_usage_error("unknown option ",
                                  optopt != 0 ? opt : argv[optind - 1]);
             }
 
@@ -874,7 +874,7 @@ main(int argc, char **argv)
     }
 
     if (optind == argc) {
-        octl_usage_error("no command%s", "");
+        octl_usage_error("no command", "");
         return OCTL_EXIT_USAGE;
     }
 
@@ -885,7 +885,7 @@ main(int argc, char **argv)
     }
 
     if (i == sizeof(octl_commands) / sizeof(octl_commands[0])) {
-        octl_usage_error("unknown command \"%s\"", argv[optind]);
+        octl_usage_error("unknown command ", argv[optind]);
         return OCTL_EXIT_USAGE;
     }
 

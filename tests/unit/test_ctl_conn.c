@@ -240,10 +240,8 @@ static void
 test_long_line(void **state)
 {
     fixture_t  *f = *state;
-    char       *big;
+    char        big[OCI_IPC_LINE_MAX + 16];
 
-    big = malloc(OCI_IPC_LINE_MAX + 16);
-    assert_non_null(big);
     memcpy(big, "OUT 1 ", 6);
     memset(big + 6, 'x', OCI_IPC_LINE_MAX + 8);
     big[OCI_IPC_LINE_MAX + 14] = '\n';
@@ -251,7 +249,6 @@ test_long_line(void **state)
 
     open_conn(f, 5000);
     answer(f, big);
-    free(big);
 
     assert_int_equal(octl_conn_call(&f->conn, "status", NULL, NULL, f->err,
                                     sizeof(f->err)), OCI_EINVAL);

@@ -269,6 +269,7 @@ test_view_tty(void **state)
         "\033[J");
 
     free(text);
+    octl_view_free(&v);
 
     /* a narrow terminal: every line cut below its width */
     out = open_memstream(&text, &len);
