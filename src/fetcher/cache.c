@@ -65,6 +65,12 @@ struct cache_s {
     long long            reserved;
     long long            max;
     long long            fs_free;   /* the last statvfs() */
+    /* evicted in the last CACHE_HELD_SECONDS: their blocks may still be
+     * held by a reader; counted as coming back, so that eviction for
+     * min_free does not take more and more while a client reads */
+    long long            held_bytes;
+    long long            held_base;   /* fs_free when they started */
+    time_t               held_since;
 
     /* loading */
     int                  loading;
@@ -810,6 +816,24 @@ cache_held_check(cache_t *c, long long before, long long evicted,
 }
 
 
+/* Free space for eviction's decisions: what statvfs() says, plus what
+ * was evicted lately and has not come back yet. */
+static long long
+cache_free_soon(cache_t *c, time_t now)
+{
+    long long  back, pending;
+
+    if (c->held_bytes == 0 || now - c->held_since > CACHE_HELD_SECONDS) {
+        return c->fs_free;
+    }
+
+    back = c->fs_free - c->held_base;
+    pending = c->held_bytes - (back > 0 ? back : 0);
+
+    return c->fs_free + (pending > 0 ? pending : 0);
+}
+
+
 /* The oldest entry may go now: not used within CACHE_GRACE, and, if
  * inactive_only, unused for store.inactive. */
 static cache_entry_t *
@@ -844,7 +868,7 @@ cache_should_evict(cache_t *c, time_t now)
     }
 
     return c->bytes + c->reserved > cache_high(c)
-           || c->fs_free < c->cf->store_min_free
+           || cache_free_soon(c, now) < c->cf->store_min_free
            || cache_candidate(c, now, 1) != NULL;
 }
 
@@ -855,7 +879,7 @@ static int
 cache_must_go_on(cache_t *c, time_t now, int *inactive_only)
 {
     *inactive_only = !(c->bytes + c->reserved > cache_low(c)
-                       || c->fs_free < c->cf->store_min_free);
+                       || cache_free_soon(c, now) < c->cf->store_min_free);
 
     return !*inactive_only || cache_candidate(c, now, 1) != NULL;
 }
@@ -902,7 +926,13 @@ cache_evict_one(cache_t *c, time_t now, int inactive_only)
     bytes = e->bytes;
     c->evictions++;
     c->evicted_bytes += (unsigned long long) bytes;
-    c->fs_free += bytes;
+    if (c->held_bytes == 0 || now - c->held_since > CACHE_HELD_SECONDS) {
+        c->held_bytes = 0;
+        c->held_base = c->fs_free;
+        c->held_since = now;
+    }
+
+    c->held_bytes += bytes;
     cache_entry_free(c, e);
 
     return bytes;

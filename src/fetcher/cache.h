@@ -72,6 +72,8 @@
 #define CACHE_EMERGENCY_MAX   4096    /* files cache_free_now() may
                                          remove at once */
 #define CACHE_PINNED_MAX      65536   /* digests the pins may hold */
+#define CACHE_HELD_SECONDS    60      /* evicted bytes count as coming
+                                         back for this long */
 
 typedef struct cache_s  cache_t;
 

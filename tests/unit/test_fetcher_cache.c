@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -83,6 +85,7 @@ teardown(void **state)
 
     cache_destroy(f->cache);
     loop_destroy(f->loop);
+    umount2(f->root, MNT_DETACH);       /* a test's tmpfs, if any */
     test_rm_rf(f->root);
     free(f);
 
@@ -602,6 +605,56 @@ test_held_none(void **state)
 }
 
 
+/* Short of min_free by less than the oldest file, which a client still
+ * reads: it is evicted, and its bytes count as coming back for
+ * CACHE_HELD_SECONDS, so the next looks take nothing more although the
+ * filesystem is as full as before.  On a tmpfs of its own, so that free
+ * space moves only with the test (skipped where mounting is refused). */
+static void
+test_held_not_over_evicted(void **state)
+{
+    fixture_t       *f = *state;
+    struct statvfs   fs;
+    char             rel[128], path[256];
+    int              fd, i;
+
+    if (mount("tmpfs", f->root, "tmpfs", 0, "size=16m") != 0) {
+        skip();
+    }
+
+    snprintf(path, sizeof(path), "%s/sha256", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+
+    for (i = 0; i < 4; i++) {
+        blob_rel(i, rel, sizeof(rel));
+        f->b = put_file(f, rel, 1024 * 1024, 1000 - 10 * i);
+    }
+
+    blob_rel(0, rel, sizeof(rel));
+    abs_path(f, rel, path, sizeof(path));
+    fd = open(path, O_RDONLY);
+    assert_true(fd != -1);
+
+    assert_int_equal(statvfs(f->root, &fs), 0);
+    f->cf.store_min_free = (long long) fs.f_bavail * (long long) fs.f_frsize
+                           + f->b / 2;
+    start(f);
+
+    assert_int_equal(state_of(f).evictions, 1);
+    assert_false(blob_exists(f, 0));
+
+    for (i = 0; i < 3; i++) {
+        cache_tick(f->cache);
+        settle(f);
+    }
+
+    assert_int_equal(state_of(f).evictions, 1);
+    assert_int_equal(state_of(f).files, 3);
+
+    close(fd);
+}
+
+
 /* ENOSPC: the oldest files go at once until what is needed is free;
  * the young ones stay. */
 static void
@@ -999,6 +1052,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_not_over_evicted, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_free_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_added_removed, setup,
                                         teardown),
