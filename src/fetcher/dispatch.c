@@ -54,6 +54,9 @@ static const char *const  dispatch_kinds[] = {
  * readiness probe).  One fetcher, one store: state of the process. */
 static int  dispatch_store_failing;
 
+/* STATS: the scrub's counters. */
+static scrub_t  *dispatch_scrub;
+
 
 static int
 dispatch_prefetch_start(jobs_t *jobs, const oci_registry_t *reg,
@@ -90,9 +93,10 @@ dispatch_manifest_fetched(jobs_t *jobs, const oci_registry_t *reg,
 
 
 void
-dispatch_setup(jobs_t *jobs)
+dispatch_setup(jobs_t *jobs, scrub_t *scrub)
 {
     jobs->on_stored = dispatch_manifest_fetched;
+    dispatch_scrub = scrub;
 }
 
 
@@ -175,6 +179,7 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
     stats_census_t   census;
     stats_store_t    store;
+    stats_scrub_t    scrub;
     FILE            *f;
     char            *text;
     size_t           len, i;
@@ -189,6 +194,7 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     jobs_census(jobs, &census);
     cache_state(jobs->cache, &store);
+    scrub_state(dispatch_scrub, &scrub);
 
     text = NULL;
     len = 0;
@@ -208,6 +214,10 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (rc == 0) {
         rc = stats_render_store(f, &store);
+    }
+
+    if (rc == 0) {
+        rc = stats_render_scrub(f, &scrub);
     }
 
     if (fclose(f) != 0 || rc != 0) {

@@ -8,7 +8,8 @@
  *   MANIFEST   manifest.h
  *   TAGS       tags.h
  *   REFERRERS  referrers.h
- *   STATS      the counters and a census of the jobs (stats.h), as BODY
+ *   STATS      the counters, a census of the jobs, the store and the
+ *              scrub (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
  *   USED       the cache manager: a stored file was served (recency)
  *   CTL        ocimirrorctl's commands (ctl.h)
@@ -23,9 +24,11 @@
 #define FETCHER_DISPATCH_H
 
 #include "job.h"
+#include "scrub.h"
 
-/* Hook the kinds into the job layer (a fetched manifest's prefetch). */
-void dispatch_setup(jobs_t *jobs);
+/* Hook the kinds into the job layer (a fetched manifest's prefetch); the
+ * scrub (may be NULL) is for STATS. */
+void dispatch_setup(jobs_t *jobs, scrub_t *scrub);
 
 /* The server's callback for a message of a worker (data: the jobs). */
 void dispatch_on_msg(conn_t *c, const oci_msg_t *m, void *data);

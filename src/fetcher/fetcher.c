@@ -281,13 +281,14 @@ fetcher_start(fetcher_t *f)
     }
 
     f->jobs->cache = f->cache;
-    dispatch_setup(f->jobs);
     cache_start(f->cache);
 
     f->scrub = scrub_create(f->cf, f->loop, f->cache);
     if (f->scrub == NULL) {
         return -1;
     }
+
+    dispatch_setup(f->jobs, f->scrub);
 
     f->warm = warm_create(f->cf, f->jobs);
     if (f->warm == NULL) {
