@@ -33,6 +33,8 @@
 #define SCRUB_RECORD_MAX  1024            /* a tag record line */
 #define SCRUB_QNAME_MAX   96              /* "<hex>.<unix-time>" */
 #define SCRUB_REL_MAX     96              /* "types/sha256/<2>/<64>" */
+#define SCRUB_LAG_NS      (100 * 1000000LL)  /* a late slice catches up
+                                                this much, no more */
 
 #define SCRUB_MT_OCI_CONFIG     "application/vnd.oci.image.config.v1+json"
 #define SCRUB_MT_DOCKER_CONFIG  "application/vnd.docker.container.image.v1+json"
@@ -601,8 +603,12 @@ static void scrub_files_step(scrub_t *s);
 /*
  * One slice: steps until the slice's budget of bytes, unpacked bytes,
  * entries or time is spent, then the next slice for when the rate allows
- * what was read.  next_ns never lags behind the start of a slice, so a
- * pass that waited (a busy loop) earns no burst.
+ * what was read.  A slice starts only once next_ns has passed, so the
+ * bytes read since the start of the pass never pass rate * elapsed + one
+ * slice.  A timer that fires late (a busy loop, a busy machine) would
+ * lose its lateness at every slice and the pass fall short of the rate:
+ * next_ns may lag behind the start by SCRUB_LAG_NS, so that a pass that
+ * waited long earns no more than that much of a burst.
  */
 static void
 scrub_slice(scrub_t *s)
@@ -613,8 +619,8 @@ scrub_slice(scrub_t *s)
     start = scrub_now_ns();
     rate = scrub_rate(s);
 
-    if (s->next_ns < start) {
-        s->next_ns = start;
+    if (s->next_ns < start - SCRUB_LAG_NS) {
+        s->next_ns = start - SCRUB_LAG_NS;
     }
 
     budget = rate / 50;
