@@ -152,7 +152,7 @@ ctl_scrub_status(ctl_call_t *call, int argc, char **argv)
     scrub_status_t          st;
     time_t                  now, end;
     double                  share;
-    char                    a[32], b[32], c[32], t[64];
+    char                    a[32], b[32], c[32], t[64], rate[48];
     size_t                  i;
 
     if (argc != 1) {
@@ -194,11 +194,22 @@ ctl_scrub_status(ctl_call_t *call, int argc, char **argv)
                     p->images);
         }
 
-        ctl_out(call, "rate        %s/s (limit %s/s), %llu slices, the "
-                "longest %.1f ms and %s",
-                ctl_bytes(ctl_scrub_rate(p), a, sizeof(a)),
+        /* in its first second a pass has read a slice or two at once:
+         * bytes over so little time say nothing of the pace */
+
+        if (st.running && p->seconds < 1) {
+            snprintf(rate, sizeof(rate), "not measured yet");
+
+        } else {
+            snprintf(rate, sizeof(rate), "%s/s",
+                     ctl_bytes(ctl_scrub_rate(p), a, sizeof(a)));
+        }
+
+        ctl_out(call, "rate        %s (limit %s/s), %llu slice%s, the "
+                "longest %.1f ms and %s", rate,
                 ctl_bytes(st.rate, b, sizeof(b)), p->slices,
-                p->slice_max_ms, ctl_bytes(p->slice_max_bytes, c, sizeof(c)));
+                p->slices == 1 ? "" : "s", p->slice_max_ms,
+                ctl_bytes(p->slice_max_bytes, c, sizeof(c)));
 
         ctl_out(call, "counts      checked %llu, corrupt %llu, diff_id "
                 "mismatches %llu, skipped %llu, vanished %llu", p->checked,
