@@ -379,14 +379,16 @@ def libconfig_settings(d):
 
 def render_libconfig(store, socket_path, default_registry, registries,
                      min_free="1M", fsync=False, fetcher=None,
-                     prefetch=None):
+                     prefetch=None, store_settings=None):
     """registries: list of dicts name, endpoints, tag_ttl (300 if not
     given), and any other registry setting by its name (select = "fastest",
     password_file = "...", library_prefix = True, redirect_hosts = [...],
     ...).  An endpoint is a URL string, or a dict rendered as a group
     ({"url": ..., "username": ..., "password_file": ...}).
     fetcher: more settings of the fetcher group (chunk_size = "256K", ...);
-    prefetch: the prefetch group's settings (none: the defaults)."""
+    prefetch: the prefetch group's settings (none: the defaults);
+    store_settings: more settings of the store group (scrub_rate = "1G",
+    ...)."""
     regs = []
     for r in registries:
         fields = ['name = "%s";' % r["name"],
@@ -401,12 +403,13 @@ def render_libconfig(store, socket_path, default_registry, registries,
     fetcher_all = {"max_transfers": 16, "connect_timeout": 3,
                    "low_speed_time": 10}
     fetcher_all.update(fetcher or {})
-    return ("store = { path = \"%s\"; fsync = %s; min_free = \"%s\"; };\n"
+    return ("store = { path = \"%s\"; fsync = %s; min_free = \"%s\";%s };\n"
             "fetcher = { socket = \"%s\";%s };\n"
             "%s"
             "default_registry = \"%s\";\n"
             "registries = (\n%s\n);\n"
-            % (store, "true" if fsync else "false", min_free, socket_path,
+            % (store, "true" if fsync else "false", min_free,
+               libconfig_settings(store_settings), socket_path,
                libconfig_settings(fetcher_all),
                "prefetch = {%s };\n" % libconfig_settings(prefetch)
                if prefetch is not None else "",
@@ -418,7 +421,7 @@ class Mirror:
 
     def __init__(self, workdir, default_registry, registries,
                  socket_dir=None, fetch_timeout=None, min_free="1M",
-                 binaries=None, fetcher=None, prefetch=None):
+                 binaries=None, fetcher=None, prefetch=None, store=None):
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
@@ -443,6 +446,7 @@ class Mirror:
         self.min_free = min_free
         self.fetcher_settings = fetcher
         self.prefetch_settings = prefetch
+        self.store_settings = store     # more keys of the store group
         self.fetcher = None
         self.fetcher_stopped = False
         self.nginx = None
@@ -458,7 +462,8 @@ class Mirror:
                                      self.default_registry, self.registries,
                                      self.min_free,
                                      fetcher=self.fetcher_settings,
-                                     prefetch=self.prefetch_settings))
+                                     prefetch=self.prefetch_settings,
+                                     store_settings=self.store_settings))
 
     def render_include(self):
         text = read_text(require_file(NGINX_INCLUDE,
