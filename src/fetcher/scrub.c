@@ -37,7 +37,8 @@
                                                 this much, no more */
 
 #define SCRUB_MT_OCI_CONFIG     "application/vnd.oci.image.config.v1+json"
-#define SCRUB_MT_DOCKER_CONFIG  "application/vnd.docker.container.image.v1+json"
+#define SCRUB_MT_DOCKER_CONFIG  \
+    "application/vnd.docker.container.image.v1+json"
 
 /* What a pass does now, in this order; a pass of one image starts at
  * IMAGES (deep) or FILES, its lists made by scrub_start(). */
@@ -73,7 +74,6 @@ typedef enum {
 
 typedef struct {
     unsigned char  md[SCRUB_MD_LEN];
-    long long      size;
 } scrub_item_t;
 
 typedef struct {
@@ -204,7 +204,10 @@ static void scrub_layer_judge(scrub_t *s, size_t i, scrub_node_t *node);
 static scrub_read_t scrub_quarantine(scrub_t *s, const char *rel,
     const unsigned char *md, const char *got, const char *why);
 static void scrub_quarantine_load(scrub_t *s);
+static long scrub_quarantine_max(scrub_t *s);
 static void scrub_state_load(scrub_t *s);
+static time_t scrub_due(scrub_t *s);
+static long long scrub_rate(scrub_t *s);
 
 
 
@@ -275,7 +278,7 @@ scrub_rel(const unsigned char *md, int types, char *out, size_t cap)
 
 
 static int
-scrub_list_add(scrub_list_t *l, const unsigned char *md, long long size)
+scrub_list_add(scrub_list_t *l, const unsigned char *md)
 {
     scrub_item_t  *a;
     size_t         cap;
@@ -293,7 +296,6 @@ scrub_list_add(scrub_list_t *l, const unsigned char *md, long long size)
     }
 
     memcpy(l->a[l->n].md, md, SCRUB_MD_LEN);
-    l->a[l->n].size = size;
     l->n++;
 
     return OCI_OK;
@@ -475,6 +477,20 @@ scrub_create(const oci_config_t *cf, loop_t *loop, cache_t *cache)
 
     scrub_quarantine_load(s);
     scrub_state_load(s);
+
+    if (cf->scrub_interval > 0) {
+        log_info("scrub: a %spass of the store every %ld s, the next in "
+                 "%lld s, at most %lld bytes/s; %zu of at most %ld files in "
+                 SCRUB_QUARANTINE "/", cf->scrub_deep ? "deep " : "",
+                 cf->scrub_interval,
+                 (long long) (scrub_due(s) - time(NULL)), scrub_rate(s),
+                 s->nquarantine, scrub_quarantine_max(s));
+
+    } else {
+        log_info("scrub: on demand only, at most %lld bytes/s; %zu of at "
+                 "most %ld files in " SCRUB_QUARANTINE "/", scrub_rate(s),
+                 s->nquarantine, scrub_quarantine_max(s));
+    }
 
     return s;
 }
@@ -904,9 +920,7 @@ scrub_list_step(scrub_t *s)
         return;                     /* no file of ours */
     }
 
-    if (scrub_list_add(&s->files, md, (long long) s->walk.st.st_size)
-        != OCI_OK)
-    {
+    if (scrub_list_add(&s->files, md) != OCI_OK) {
         log_error("scrub: out of memory: %s is not scrubbed",
                   s->walk.path);
         return;
@@ -1025,11 +1039,11 @@ scrub_types_step(scrub_t *s)
     switch (oci_image_kind(type)) {
 
     case OCI_IMAGE_INDEX:
-        rc = scrub_list_add(&s->indexes, md, 0);
+        rc = scrub_list_add(&s->indexes, md);
         break;
 
     case OCI_IMAGE_MANIFEST:
-        rc = scrub_list_add(&s->images, md, 0);
+        rc = scrub_list_add(&s->images, md);
         s->pass.images++;
         break;
 
@@ -1579,7 +1593,9 @@ scrub_image_load(scrub_t *s)
 
     if (rc != 0) {
         /* not stored, too large, damaged, or no image config */
-        if (verdict != SCRUB_READ_QUARANTINED && verdict != SCRUB_READ_VANISHED) {
+        if (verdict != SCRUB_READ_QUARANTINED
+            && verdict != SCRUB_READ_VANISHED)
+        {
             scrub_count_skipped(s);
         }
 
@@ -1884,7 +1900,7 @@ scrub_image_file(scrub_t *s, const char *digest, unsigned char *md)
     }
 
     if (scrub_map_add(&s->listed, md, NULL) == NULL
-        || scrub_list_add(&s->files, md, (long long) st.st_size) != OCI_OK)
+        || scrub_list_add(&s->files, md) != OCI_OK)
     {
         return 0;
     }
@@ -1914,7 +1930,7 @@ scrub_image_parts(scrub_t *s, const char *digest)
 
     if (img.kind == OCI_IMAGE_MANIFEST) {
         if (s->pass.deep && scrub_unhex(hex, md) == 0
-            && scrub_list_add(&s->images, md, 0) == OCI_OK)
+            && scrub_list_add(&s->images, md) == OCI_OK)
         {
             s->pass.images++;
         }

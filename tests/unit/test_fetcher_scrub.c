@@ -2,11 +2,11 @@
  * Unit tests for src/fetcher/scrub.c on a real temp store: good files
  * pass, a flipped byte is quarantined with its types/ line and the cache
  * told, quarantine/ is bounded, slices respect the pace, a file that goes
- * or is replaced while it is read is not reported, the deep check of layers against
- * their diff_ids (match, mismatch named by tag or index, a layer shared
- * by images read once, zstd and artifacts skipped, a broken gzip), the
- * pass of one image, one pass at a time, and the schedule kept in
- * scrub.state across a restart.
+ * or is replaced while it is read is not reported, the deep check of
+ * layers against their diff_ids (match, mismatch named by tag or index,
+ * a layer shared by images read once, zstd and artifacts skipped, a
+ * broken gzip), the pass of one image, one pass at a time, and the
+ * schedule kept in scrub.state across a restart.
  */
 
 #include <stdarg.h>
