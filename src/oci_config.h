@@ -16,6 +16,11 @@
  *                chunks_per_blob = 4; };
  *   prefetch = { enabled = true; platforms = ( "linux/amd64" );
  *                max_bytes = "2G"; };
+ *   warm = ( "docker.io/library/nginx:1.27",
+ *            { ref = "ghcr.io/org/app:v2"; platforms = ( "linux/arm64" ); } );
+ *   warm_file = "/etc/ocimirror/warm.list"; warm_interval = 900;
+ *   warm_max = 1000;
+ *   (images pulled before any client asks: src/fetcher/warm.h)
  *   default_registry = "docker.io";
  *   registries = (
  *     { name = "docker.io"; endpoints = ( "https://registry-1.docker.io" );

@@ -408,6 +408,25 @@ blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 }
 
 
+int
+blob_progress(jobs_t *jobs, const char *digest, long long *done)
+{
+    char    key[OCI_DIGEST_MAX + 8];
+    job_t  *j;
+
+    snprintf(key, sizeof(key), "B %s", digest);
+
+    j = job_find(jobs, key);
+    if (j == NULL) {
+        return 0;
+    }
+
+    *done = ((blob_job_t *) j)->written;
+
+    return 1;
+}
+
+
 /* Abort the chunk transfers (never from inside one of their callbacks)
  * and forget the chunks. */
 static void
@@ -602,6 +621,13 @@ blob_headers(job_t *j, const xfer_resp_t *r)
     }
 
     if (r->content_length >= 0) {
+        /* the room first, as for chunks: a full disk fails here, before
+         * any waiter is told a size and a client's 200 goes out */
+        if (blob_presize(b, r->content_length) != 0) {
+            return job_abort(j, 503, OCI_ERR_UNAVAILABLE,
+                             "store write failed");
+        }
+
         blob_size_known(b, r->content_length);
     }
 

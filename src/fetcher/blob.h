@@ -21,4 +21,8 @@ int blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
  * counts as present: it is never fetched. */
 int blob_present(jobs_t *jobs, const char *digest);
 
+/* 1 and *done (the bytes complete from offset 0) while a job for the
+ * blob is in flight, else 0. */
+int blob_progress(jobs_t *jobs, const char *digest, long long *done);
+
 #endif /* FETCHER_BLOB_H */

@@ -1305,9 +1305,9 @@ static void
 cache_pins_resolve(cache_t *c)
 {
     oci_tag_record_t   rec;
-    cache_entry_t     *e;
+    cache_entry_t     *e, **tags, **more;
     queue_t           *q;
-    size_t             i;
+    size_t             i, ntags;
     long               spec;
 
     c->pins_dirty = 0;
@@ -1325,17 +1325,43 @@ cache_pins_resolve(cache_t *c)
         }
     }
 
-    /* adding only queues: the list stays as it is while it is walked */
-    for (q = queue_head(&c->lru); q != queue_sentinel(&c->lru);
-         q = queue_next(q))
-    {
-        e = queue_data(q, cache_entry_t, lru_link);
-        spec = cache_pin_spec_of(c, e->path, &rec);
+    /* adding only queues, and the records are pinned after the walk: the
+     * list stays as it is while it is walked */
+    tags = NULL;
+    ntags = 0;
+    q = queue_head(&c->lru);
 
-        if (spec >= 0) {
-            cache_pin_add(c, rec.digest, (size_t) spec);
+    while (q != queue_sentinel(&c->lru)) {
+        e = queue_data(q, cache_entry_t, lru_link);
+        q = queue_next(q);
+
+        spec = cache_pin_spec_of(c, e->path, &rec);
+        if (spec < 0) {
+            continue;
         }
+
+        cache_pin_add(c, rec.digest, (size_t) spec);
+
+        /* the record too: an image whose tag is gone needs the upstream
+         * to be pulled by tag again */
+        if (ntags % 64 == 0) {
+            more = realloc(tags, (ntags + 64) * sizeof(cache_entry_t *));
+            if (more == NULL) {
+                log_error("out of memory for the pins");
+                break;
+            }
+
+            tags = more;
+        }
+
+        tags[ntags++] = e;
     }
+
+    for (i = 0; i < ntags; i++) {
+        cache_entry_pin(c, tags[i]);
+    }
+
+    free(tags);
 }
 
 

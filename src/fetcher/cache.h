@@ -37,8 +37,8 @@
  *
  * Pins (store.pin, ocimirrorctl pin): image references, with globs, and
  * the platforms of an index to hold (none: all).  A pin holds the
- * digests it names: a digest reference, the manifest of each tag record
- * it matches, and what those manifests name (an index's children of its
+ * digests it names: a digest reference, each tag record it matches and
+ * that record's manifest, and what those manifests name (an index's children of its
  * platforms; an image's config and layers), also before they are stored.
  * A held file is off the LRU list: never evicted, but counted in the
  * size; a warning says when the pins alone pass the high watermark.
@@ -64,7 +64,9 @@
 
 #define CACHE_TOUCH_INTERVAL  600     /* seconds between disk updates of
                                          a file's last use */
-#define CACHE_GRACE           10      /* seconds a used file is safe */
+#define CACHE_GRACE           5       /* seconds a used file is safe: a
+                                         worker told of a new file opens
+                                         it within milliseconds */
 #define CACHE_LOAD_SLICE      1000    /* directory entries per slice */
 #define CACHE_EVICT_SLICE     64      /* files per slice */
 #define CACHE_EMERGENCY_MAX   4096    /* files cache_free_now() may

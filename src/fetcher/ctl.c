@@ -494,6 +494,31 @@ ctl_registry(ctl_call_t *call, oci_imageref_t *ref)
 }
 
 
+/* A pin's REF [PLATFORM...]: spec (globs allowed; a named registry must
+ * be configured, its library prefix applied) and its text in ref. */
+static int
+ctl_pin_spec(ctl_call_t *call, int argc, char **argv, oci_image_spec_t *spec,
+    char *ref, size_t cap)
+{
+    int  rc;
+
+    rc = ctl_spec(call, argc, argv, 1, spec);
+    if (rc != CTL_OK) {
+        return rc;
+    }
+
+    if (strpbrk(spec->ref.registry, "*?") == NULL
+        && ctl_registry(call, &spec->ref) == NULL)
+    {
+        return CTL_FAIL;
+    }
+
+    oci_imageref_format(&spec->ref, ref, cap);
+
+    return CTL_OK;
+}
+
+
 static int
 ctl_pin(ctl_call_t *call, int argc, char **argv)
 {
@@ -507,18 +532,10 @@ ctl_pin(ctl_call_t *call, int argc, char **argv)
         return CTL_USAGE;
     }
 
-    rc = ctl_spec(call, argc - 1, argv + 1, 1, &spec);
+    rc = ctl_pin_spec(call, argc - 1, argv + 1, &spec, ref, sizeof(ref));
     if (rc != CTL_OK) {
         return rc;
     }
-
-    if (strpbrk(spec.ref.registry, "*?") == NULL
-        && ctl_registry(call, &spec.ref) == NULL)
-    {
-        return CTL_FAIL;
-    }
-
-    oci_imageref_format(&spec.ref, ref, sizeof(ref));
 
     switch (cache_pin(call->env->cache, &spec)) {
 
@@ -555,18 +572,10 @@ ctl_unpin(ctl_call_t *call, int argc, char **argv)
         return CTL_USAGE;
     }
 
-    rc = ctl_spec(call, 1, argv + 1, 1, &spec);
+    rc = ctl_pin_spec(call, 1, argv + 1, &spec, ref, sizeof(ref));
     if (rc != CTL_OK) {
         return rc;
     }
-
-    if (strpbrk(spec.ref.registry, "*?") == NULL
-        && ctl_registry(call, &spec.ref) == NULL)
-    {
-        return CTL_FAIL;
-    }
-
-    oci_imageref_format(&spec.ref, ref, sizeof(ref));
 
     if (cache_unpin(call->env->cache, &spec.ref) != OCI_OK) {
         ctl_out(call, "%s is not pinned; \"pins\" lists the pins", ref);

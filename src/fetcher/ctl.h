@@ -13,13 +13,17 @@
  *   pin REF [PLATFORM...]     pin for the running process (ctl.c)
  *   unpin REF                 (ctl.c)
  *   purge REF|DIGEST          remove an image or a file now (ctl.c)
- *   warm REF [PLATFORM...]    warm-status [ID]  (ctl_warm.c)
+ *   warm REF [PLATFORM...]    add an image to the warm lists (warm.h)
+ *   warm-status [ID]          their progress, an image's blobs
+ *                             (ctl_warm.c, whose header fixes the format
+ *                             of these lines)
  *   scrub [--deep] [REF]      start a scrub of the store, or of REF's
  *                             image; --deep: layers against their
  *                             diff_ids (ctl_scrub.c)
  *   scrub-status              the pass running or the last, the
  *                             schedule, quarantine/, the findings
- *                             (ctl_scrub.c)
+ *                             (ctl_scrub.c, whose header fixes the first
+ *                             word of these lines)
  *
  * Commands that change the store or the process (pin, unpin, purge, warm,
  * scrub, evict without --dry-run) are the operator's: only a peer running

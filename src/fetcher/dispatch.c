@@ -21,6 +21,7 @@
 #include "referrers.h"
 #include "stats.h"
 #include "tags.h"
+#include "warm.h"
 
 typedef void (*dispatch_pt)(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 
@@ -54,7 +55,10 @@ static const char *const  dispatch_kinds[] = {
  * readiness probe).  One fetcher, one store: state of the process. */
 static int  dispatch_store_failing;
 
-/* STATS: the scrub's counters. */
+/* The warm lists STATS reports on (dispatch_set_warm()). */
+static warm_t  *dispatch_warm;
+
+/* The scrub STATS reports on (dispatch_set_scrub()). */
 static scrub_t  *dispatch_scrub;
 
 
@@ -82,6 +86,27 @@ static const prefetch_ops_t  dispatch_prefetch_ops = {
 };
 
 
+static int
+dispatch_warm_running(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *digest, int manifest, long long *done)
+{
+    if (manifest) {
+        *done = 0;
+        return manifest_in_flight(jobs, reg, name, digest);
+    }
+
+    return blob_progress(jobs, digest, done);
+}
+
+
+const warm_ops_t  dispatch_warm_ops = {
+    manifest_resolve,
+    manifest_resolving,
+    dispatch_prefetch_start,
+    dispatch_warm_running
+};
+
+
 static void
 dispatch_manifest_fetched(jobs_t *jobs, const oci_registry_t *reg,
     const char *name, const char *digest, const char *type,
@@ -93,9 +118,22 @@ dispatch_manifest_fetched(jobs_t *jobs, const oci_registry_t *reg,
 
 
 void
-dispatch_setup(jobs_t *jobs, scrub_t *scrub)
+dispatch_setup(jobs_t *jobs)
 {
     jobs->on_stored = dispatch_manifest_fetched;
+}
+
+
+void
+dispatch_set_warm(warm_t *warm)
+{
+    dispatch_warm = warm;
+}
+
+
+void
+dispatch_set_scrub(scrub_t *scrub)
+{
     dispatch_scrub = scrub;
 }
 
@@ -179,6 +217,7 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
     stats_census_t   census;
     stats_store_t    store;
+    stats_warm_t     warm;
     stats_scrub_t    scrub;
     FILE            *f;
     char            *text;
@@ -194,6 +233,15 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     jobs_census(jobs, &census);
     cache_state(jobs->cache, &store);
+
+    /* the families are there even without warm lists */
+    memset(&warm, 0, sizeof(warm));
+
+    if (dispatch_warm != NULL) {
+        warm_state(dispatch_warm, &warm);
+    }
+
+    /* scrub_state() gives zeros without a scrub */
     scrub_state(dispatch_scrub, &scrub);
 
     text = NULL;
@@ -214,6 +262,10 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (rc == 0) {
         rc = stats_render_store(f, &store);
+    }
+
+    if (rc == 0) {
+        rc = stats_render_warm(f, &warm);
     }
 
     if (rc == 0) {

@@ -8,8 +8,9 @@
  * One thread, one epoll loop (loop.c): the workers' socket (server.c),
  * libcurl's sockets and timer (xfer.c) and a signalfd for SIGTERM/SIGINT.
  * Ownership, from the top: main owns the config, the loop, the transfer
- * multi, the token cache, the cache manager, the job table and the
- * server; it tears them down in the reverse order of their dependencies.
+ * multi, the token cache, the cache manager, the job table, the scrub,
+ * the warm lists and the server; it tears them down in the reverse order
+ * of their dependencies.
  */
 
 #include <errno.h>
@@ -281,6 +282,7 @@ fetcher_start(fetcher_t *f)
     }
 
     f->jobs->cache = f->cache;
+    dispatch_setup(f->jobs);
     cache_start(f->cache);
 
     f->scrub = scrub_create(f->cf, f->loop, f->cache);
@@ -288,12 +290,13 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
-    dispatch_setup(f->jobs, f->scrub);
-
-    f->warm = warm_create(f->cf, f->jobs);
+    f->warm = warm_create(f->cf, f->jobs, &dispatch_warm_ops);
     if (f->warm == NULL) {
         return -1;
     }
+
+    dispatch_set_warm(f->warm);
+    dispatch_set_scrub(f->scrub);
 
     env.jobs = f->jobs;
     env.cache = f->cache;
@@ -355,6 +358,7 @@ static void
 fetcher_stop(fetcher_t *f)
 {
     server_destroy(f->server);
+    dispatch_set_warm(NULL);
     warm_destroy(f->warm);
     jobs_destroy(f->jobs);
     scrub_destroy(f->scrub);

@@ -429,6 +429,54 @@ manifest_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 }
 
 
+int
+manifest_resolve(jobs_t *jobs, const oci_registry_t *reg, const char *name,
+    const char *tag)
+{
+    char  key[JOB_KEY_MAX];
+
+    if (!oci_tag_valid(tag, strlen(tag))) {
+        log_error("manifest %s/%s:%s: invalid tag", reg->name, name, tag);
+        return -1;
+    }
+
+    /* the key of a client GET by tag without an Accept header */
+    manifest_key(key, sizeof(key), reg, name, tag, 0, "");
+
+    if (job_find(jobs, key) != NULL) {
+        return 0;
+    }
+
+    return manifest_start(jobs, reg, name, tag, NULL, 0, "", key,
+                          XFER_PRIO_PREFETCH, NULL, 0)
+           != NULL ? 1 : -1;
+}
+
+
+int
+manifest_resolving(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *tag)
+{
+    char  key[JOB_KEY_MAX];
+
+    manifest_key(key, sizeof(key), reg, name, tag, 0, "");
+
+    return job_find(jobs, key) != NULL;
+}
+
+
+int
+manifest_in_flight(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *digest)
+{
+    char  key[JOB_KEY_MAX];
+
+    manifest_key(key, sizeof(key), reg, name, digest, 0, "");
+
+    return job_find(jobs, key) != NULL;
+}
+
+
 static int
 manifest_reset(job_t *j)
 {

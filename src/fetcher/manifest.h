@@ -23,4 +23,22 @@ int manifest_prefetch(jobs_t *jobs, const oci_registry_t *reg,
 int manifest_present(jobs_t *jobs, const oci_registry_t *reg,
     const char *name, const char *digest);
 
+/* A GET by tag at prefetch priority that nobody waits for yet, keyed as
+ * a client's GET without Accept (the mirror's own question, which a
+ * client asking meanwhile joins): the upstream is asked even if the tag
+ * record is fresh (a HEAD when its manifest is stored), and the record is
+ * rewritten when it answers.  1 if a job was started, 0 if that job is in
+ * flight already, -1 on failure (logged). */
+int manifest_resolve(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *tag);
+
+/* 1 while that job for the tag is in flight. */
+int manifest_resolving(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *tag);
+
+/* 1 while a GET of the mirror's own of the manifest by digest (a
+ * prefetch's, a client's) is in flight. */
+int manifest_in_flight(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *digest);
+
 #endif /* FETCHER_MANIFEST_H */

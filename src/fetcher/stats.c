@@ -555,6 +555,52 @@ stats_render_store(FILE *f, const stats_store_t *st)
 
 
 int
+stats_render_warm(FILE *f, const stats_warm_t *st)
+{
+    if (stats_family(f, "ocimirror_fetcher_warm_images",
+                     "Images of the warm lists by state: pending (a round "
+                     "under way, or the first one due), done (the last "
+                     "round stored everything), failed (the last round "
+                     "did not; retried at the next).", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_warm_images{state=\"pending\"} "
+                   "%lu\n", st->pending) < 0
+        || fprintf(f, "ocimirror_fetcher_warm_images{state=\"done\"} %lu\n",
+                   st->done) < 0
+        || fprintf(f, "ocimirror_fetcher_warm_images{state=\"failed\"} "
+                   "%lu\n", st->failed) < 0
+        || stats_family(f, "ocimirror_fetcher_warm_refused_total",
+                        "Images refused because the warm lists held "
+                        "warm_max already (warm_file lines, ocimirrorctl "
+                        "warm).", STATS_COUNTER) != 0
+        || fprintf(f, "ocimirror_fetcher_warm_refused_total %llu\n",
+                   st->refused) < 0
+        || stats_family(f, "ocimirror_fetcher_warm_rounds_total",
+                        "Rounds of warm images ended, by result.",
+                        STATS_COUNTER) != 0
+        || fprintf(f, "ocimirror_fetcher_warm_rounds_total{result=\"done\"} "
+                   "%llu\n", st->rounds_done) < 0
+        || fprintf(f, "ocimirror_fetcher_warm_rounds_total"
+                   "{result=\"failed\"} %llu\n", st->rounds_failed) < 0
+        || stats_family(f, "ocimirror_fetcher_warm_downloads_total",
+                        "Manifest and blob downloads the warm lists "
+                        "started (what was stored or in flight is not "
+                        "counted).", STATS_COUNTER) != 0
+        || fprintf(f, "ocimirror_fetcher_warm_downloads_total %llu\n",
+                   st->downloads) < 0
+        || stats_family(f, "ocimirror_fetcher_warm_file_bad_lines",
+                        "Lines of the warm_file skipped as invalid when it "
+                        "was last read.", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_warm_file_bad_lines %lu\n",
+                   st->bad_lines) < 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
 stats_render_scrub(FILE *f, const stats_scrub_t *st)
 {
     static const struct {

@@ -90,6 +90,19 @@ typedef struct {
     unsigned long long  pinned_files;
 } stats_store_t;
 
+/* The warm lists (warm_state()). */
+typedef struct {
+    unsigned long       pending;        /* images resolving or fetching */
+    unsigned long       done;           /* images whose last round ended
+                                           with everything stored */
+    unsigned long       failed;         /* ... with something missing */
+    unsigned long       bad_lines;      /* of the warm_file as last read */
+    unsigned long long  refused;        /* images refused over warm_max */
+    unsigned long long  rounds_done;    /* rounds ended, by outcome */
+    unsigned long long  rounds_failed;
+    unsigned long long  downloads;      /* jobs the rounds started */
+} stats_warm_t;
+
 /* The scrub (scrub_state()): counters since the fetcher started. */
 typedef struct {
     unsigned long long  checked;        /* files re-hashed */
@@ -117,6 +130,9 @@ int stats_render_census(FILE *f, const stats_census_t *census);
 
 /* The store the same way ("ocimirror_fetcher_store_*"). */
 int stats_render_store(FILE *f, const stats_store_t *st);
+
+/* The warm lists the same way ("ocimirror_fetcher_warm_*"). */
+int stats_render_warm(FILE *f, const stats_warm_t *st);
 
 /* The scrub the same way ("ocimirror_fetcher_scrub_*" and
  * "ocimirror_fetcher_quarantine_files"). */

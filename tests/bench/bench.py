@@ -653,7 +653,7 @@ def start_static(workdir, root, store):
             "        listen %s;\n"
             "        sendfile on;\n"
             "        tcp_nopush on;\n"
-            "        open_file_cache max=10000 inactive=60s;\n"
+            "        open_file_cache max=10000 inactive=10s;\n"
             "        open_file_cache_errors off;\n"
             "        root %s;\n"
             "        location /store/ { alias %s/; }\n"

@@ -379,7 +379,8 @@ def libconfig_settings(d):
 
 def render_libconfig(store, socket_path, default_registry, registries,
                      min_free="1M", fsync=False, fetcher=None,
-                     prefetch=None, store_settings=None):
+                     prefetch=None, store_settings=None,
+                     settings=None):
     """registries: list of dicts name, endpoints, tag_ttl (300 if not
     given), and any other registry setting by its name (select = "fastest",
     password_file = "...", library_prefix = True, redirect_hosts = [...],
@@ -387,8 +388,9 @@ def render_libconfig(store, socket_path, default_registry, registries,
     ({"url": ..., "username": ..., "password_file": ...}).
     fetcher: more settings of the fetcher group (chunk_size = "256K", ...);
     prefetch: the prefetch group's settings (none: the defaults);
-    store_settings: more settings of the store group (scrub_rate = "1G",
-    ...)."""
+    store_settings: more settings of the store group (max_size = "48M",
+    high_watermark = 90, inactive = 2, recency_interval = 1, ...);
+    settings: more top-level settings (warm = [...], warm_file = ...)."""
     regs = []
     for r in registries:
         fields = ['name = "%s";' % r["name"],
@@ -408,12 +410,15 @@ def render_libconfig(store, socket_path, default_registry, registries,
             "%s"
             "default_registry = \"%s\";\n"
             "registries = (\n%s\n);\n"
+            "%s"
             % (store, "true" if fsync else "false", min_free,
                libconfig_settings(store_settings), socket_path,
                libconfig_settings(fetcher_all),
                "prefetch = {%s };\n" % libconfig_settings(prefetch)
                if prefetch is not None else "",
-               default_registry, ",\n".join(regs)))
+               default_registry, ",\n".join(regs),
+               libconfig_settings(settings).strip() + "\n"
+               if settings else ""))
 
 
 class Mirror:
@@ -421,13 +426,21 @@ class Mirror:
 
     def __init__(self, workdir, default_registry, registries,
                  socket_dir=None, fetch_timeout=None, min_free="1M",
-                 binaries=None, fetcher=None, prefetch=None, store=None):
+                 binaries=None, fetcher=None, prefetch=None,
+                 store_path=None, store_settings=None, fetcher_args=(),
+                 settings=None):
+        # store_path: the store elsewhere than <workdir>/store (a small
+        # tmpfs); store_settings: more keys of the store group;
+        # fetcher_args: more arguments of the fetcher (["-v"]: debug lines);
+        # settings: more top-level keys (warm = [...], ...)
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
                                                         MODULE_SO)
         self.workdir = workdir
-        self.store = os.path.join(workdir, "store")
+        self.store = store_path or os.path.join(workdir, "store")
+        self.store_settings = store_settings
+        self.fetcher_args = list(fetcher_args)
         # sun_path holds 108 bytes: long test names make long tmp paths
         self.socket_path = os.path.join(socket_dir or workdir,
                                         "fetcher.sock")
@@ -446,7 +459,7 @@ class Mirror:
         self.min_free = min_free
         self.fetcher_settings = fetcher
         self.prefetch_settings = prefetch
-        self.store_settings = store     # more keys of the store group
+        self.settings = settings
         self.fetcher = None
         self.fetcher_stopped = False
         self.nginx = None
@@ -463,7 +476,8 @@ class Mirror:
                                      self.min_free,
                                      fetcher=self.fetcher_settings,
                                      prefetch=self.prefetch_settings,
-                                     store_settings=self.store_settings))
+                                     store_settings=self.store_settings,
+                                     settings=self.settings))
 
     def render_include(self):
         text = read_text(require_file(NGINX_INCLUDE,
@@ -542,7 +556,8 @@ class Mirror:
         with open(self.fetcher_log, "a") as f:
             f.write("=== e2e: fetcher start %d\n" % self.fetcher_starts)
         self.fetcher = Process("ocimirror-fetcher",
-                               [self.fetcher_bin, "-c", self.config_path],
+                               [self.fetcher_bin, "-c", self.config_path]
+                               + self.fetcher_args,
                                self.fetcher_log)
         self.fetcher.start()
 
@@ -562,6 +577,29 @@ class Mirror:
         fetcher leaves its socket file behind: the new one must cope."""
         self.stop_fetcher(sig)
         self.start_fetcher()
+
+    def stop_nginx(self, sig=signal.SIGTERM):
+        """Stop nginx alone (by PID); returns its exit code."""
+        return self.nginx.stop(sig)
+
+    def start_nginx(self):
+        """Start nginx again with the same configuration (after
+        stop_nginx()) and wait for /healthz."""
+        self.nginx = Process("nginx", [NGINX_BIN, "-p", self.prefix,
+                                       "-e", self.error_log,
+                                       "-c", self.nginx_conf],
+                             os.path.join(self.prefix, "nginx.out"))
+        self.nginx.start()
+
+        def up():
+            if not self.nginx.alive():
+                raise AssertionError("nginx exited:\n" + tail(self.error_log)
+                                     + tail(self.nginx.log_path))
+            try:
+                return self.get("/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+        wait_for(up, 15, what="nginx /healthz on " + self.hostport)
 
     def wait_ready(self, timeout=10):
         """Poll /readyz until 200 (the workers reconnected)."""
@@ -613,6 +651,11 @@ class Mirror:
         return self.nginx.alive() and self.fetcher.alive()
 
     # --- requests ------------------------------------------------------
+
+    def ctl(self, *args, timeout=30):
+        """One ocimirrorctl command over the fetcher's socket, as the CLI
+        sends it: (END status, [OUT lines])."""
+        return ctl_command(self.socket_path, " ".join(args), timeout)
 
     def request(self, method, path, headers=None, body=None, timeout=30):
         return request(self.hostport, method, path, headers, body, timeout)
@@ -739,6 +782,35 @@ def named_url(fake, host):
     """A fake server's URL with a host name (given an address through the
     registry's `resolve`) instead of its address."""
     return "http://%s:%d" % (host, fake.port)
+
+
+def ctl_command(socket_path, command, timeout=30):
+    """Send "CTL 1 <command>" to a fetcher's socket and read the answer:
+    (END status, [OUT lines])."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(socket_path)
+        s.sendall(("CTL 1 %s\n" % command).encode())
+        buf = b""
+        lines = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("the fetcher hung up before END: %r"
+                                     % lines)
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode()
+                if text.startswith("OUT 1 ") or text == "OUT 1":
+                    lines.append(text[6:])
+                elif text.startswith("END 1 "):
+                    return int(text[6:]), lines
+                else:
+                    raise AssertionError("unexpected line %r" % text)
+    finally:
+        s.close()
 
 
 def fake_registry_entry(fake, name=None, **kw):

@@ -113,8 +113,8 @@ def test_flipped_layer_is_quarantined_and_fetched_again(mirror_factory,
     # temp file before the download ends.
     fake_upstream.throttle[target.digest] = 1000000
     m = mirror_factory(fake_upstream.hostport,
-                       [fake_registry_entry(fake_upstream)], store=FAST,
-                       prefetch={"enabled": False})
+                       [fake_registry_entry(fake_upstream)],
+                       store_settings=FAST, prefetch={"enabled": False})
     pull(m, "e2e/flip", "v1", image)
 
     with open(m.blob_path(target.digest), "r+b") as f:
@@ -176,7 +176,8 @@ def test_deep_scrub_reports_a_wrong_diff_id(mirror_factory, fake_upstream):
     image = images.Image("scrub-deep", [layer], diff_ids=[wrong])
     fake_upstream.add_image("e2e/wrong", "v1", image)
     m = mirror_factory(fake_upstream.hostport,
-                       [fake_registry_entry(fake_upstream)], store=FAST)
+                       [fake_registry_entry(fake_upstream)],
+                       store_settings=FAST)
     pull(m, "e2e/wrong", "v1", image)
 
     # the blobs match their digests: a plain scrub has nothing to say
@@ -217,7 +218,8 @@ def test_deep_scrub_of_one_image_skips_zstd(mirror_factory, fake_upstream):
     fake_upstream.add_image("e2e/zstd", "v1", image)
     fake_upstream.add_image("e2e/other", "v1", other)
     m = mirror_factory(fake_upstream.hostport,
-                       [fake_registry_entry(fake_upstream)], store=FAST)
+                       [fake_registry_entry(fake_upstream)],
+                       store_settings=FAST)
     pull(m, "e2e/zstd", "v1", image)
     pull(m, "e2e/other", "v1", other)
 
@@ -254,7 +256,7 @@ def test_one_pass_at_a_time(mirror_factory, fake_upstream):
     fake_upstream.add_image("e2e/slow", "v1", image)
     m = mirror_factory(fake_upstream.hostport,
                        [fake_registry_entry(fake_upstream)],
-                       store={"scrub_rate": "64K"})
+                       store_settings={"scrub_rate": "64K"})
     pull(m, "e2e/slow", "v1", image)
 
     status, out = ctl(m, "scrub")

@@ -824,7 +824,7 @@ fake_env_setup(void **state)
 
     e->jobs = jobs_create(e->cf, (xfer_multi_t *) e, e->tokens);
     assert_non_null(e->jobs);
-    dispatch_setup(e->jobs, NULL);
+    dispatch_setup(e->jobs);
 
     fake_conn_init(&e->c1, 1);
     fake_conn_init(&e->c2, 2);

@@ -322,6 +322,96 @@ test_store_bound(void **state)
 }
 
 
+/* store.pin, the warm settings and the scrub keys */
+static void
+test_images(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_int_equal(cf->n_pins, 0);
+    assert_int_equal(cf->n_warm, 0);
+    assert_null(cf->warm_file);
+    assert_int_equal(cf->warm_interval, OCI_DEFAULT_WARM_INTERVAL);
+    assert_int_equal(cf->warm_max, OCI_DEFAULT_WARM_MAX);
+    assert_int_equal(cf->scrub_interval, OCI_DEFAULT_SCRUB_INTERVAL);
+    assert_true(cf->scrub_rate == OCI_DEFAULT_SCRUB_RATE);
+    assert_int_equal(cf->scrub_deep, 0);
+    assert_int_equal(cf->quarantine_max, OCI_DEFAULT_QUARANTINE_MAX);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f,
+        "store = { path = \"/s\";\n"
+        "  pin = ( \"docker.io/nginx:1.27\",\n"
+        "          { ref = \"ghcr.io/org/*:*\";\n"
+        "            platforms = ( \"linux/amd64\", \"linux/arm/v7\" ); },\n"
+        "          \"*/library/redis:*\" );\n"
+        "  scrub_interval = 0; scrub_rate = \"10M\"; scrub_deep = true;\n"
+        "  quarantine_max = 5; };\n"
+        "warm = ( \"docker.io/alpine:3.19\",\n"
+        "         { ref = \"ghcr.io/org/app@sha256:"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\";"
+        " platforms = ( \"linux/arm64\" ); } );\n"
+        "warm_file = \"/etc/ocimirror/warm.list\";\n"
+        "warm_interval = 60; warm_max = 10;\n"
+        "registries = ( { name = \"docker.io\";\n"
+        "  endpoints = ( \"https://r\" ); },\n"
+        "  { name = \"ghcr.io\"; endpoints = ( \"https://g\" ); } );\n",
+        &cf), OCI_OK);
+
+    assert_int_equal(cf->n_pins, 3);
+    assert_string_equal(cf->pins[0].ref.registry, "docker.io");
+    assert_string_equal(cf->pins[0].ref.name, "library/nginx");
+    assert_string_equal(cf->pins[0].ref.tag, "1.27");
+    assert_int_equal(cf->pins[0].n_platforms, 0);
+    assert_string_equal(cf->pins[1].ref.name, "org/*");
+    assert_int_equal(cf->pins[1].ref.globs, 1);
+    assert_int_equal(cf->pins[1].n_platforms, 2);
+    assert_string_equal(cf->pins[1].platforms[1], "linux/arm/v7");
+    assert_string_equal(cf->pins[2].ref.registry, "*");
+    assert_int_equal(cf->scrub_interval, 0);
+    assert_true(cf->scrub_rate == 10 * 1024 * 1024);
+    assert_int_equal(cf->scrub_deep, 1);
+    assert_int_equal(cf->quarantine_max, 5);
+
+    assert_int_equal(cf->n_warm, 2);
+    assert_string_equal(cf->warm[0].ref.name, "library/alpine");
+    assert_string_equal(cf->warm[0].ref.tag, "3.19");
+    assert_string_equal(cf->warm[1].ref.tag, "");
+    assert_int_equal(cf->warm[1].n_platforms, 1);
+    assert_string_equal(cf->warm_file, "/etc/ocimirror/warm.list");
+    assert_int_equal(cf->warm_interval, 60);
+    assert_int_equal(cf->warm_max, 10);
+    oci_config_destroy(cf);
+
+    expect_error(f, "store = { path = \"/s\";\n pin = ( \"nginx\" ); };\n"
+                 REG, 2, "starts with its registry");
+    expect_error(f, "store = { path = \"/s\";\n pin = ( \"quay.io/a:1\" ); "
+                 "};\n" REG, 2, "no registry \"quay.io\" in \"registries\"");
+    expect_error(f, "store = { path = \"/s\"; pin = (\n { ref = \"docker.io/"
+                 "a\"; platforms = ( \"linux\" ); } ); };\n" REG, 2,
+                 "a platform must be");
+    expect_error(f, "store = { path = \"/s\"; pin = (\n { platforms = "
+                 "( \"linux/amd64\" ); } ); };\n" REG, 2, "needs a \"ref\"");
+    expect_error(f, "store = { path = \"/s\"; pin = (\n { ref = \"docker.io/"
+                 "a\"; what = 1; } ); };\n" REG, 2, "what");
+    expect_error(f, "store = { path = \"/s\";\n pin = \"docker.io/a\"; };\n"
+                 REG, 2, "must be a list");
+    expect_error(f, STORE "warm = (\n \"docker.io/a/*:1\" );\n" REG, 3,
+                 "globs");
+    expect_error(f, STORE "warm_max = 1;\nwarm = ( \"docker.io/a:1\", "
+                 "\"docker.io/b:1\" );\n" REG, 3, "at most 1");
+    expect_error(f, STORE "warm_file = \"warm.list\";\n" REG, 2,
+                 "absolute path");
+    expect_error(f, STORE "warm_interval = 1;\n" REG, 2, "warm_interval");
+    expect_error(f, "store = { path = \"/s\";\n scrub_rate = \"1k\"; };\n"
+                 REG, 2, "scrub_rate");
+    expect_error(f, "store = { path = \"/s\";\n quarantine_max = 0; };\n"
+                 REG, 2, "quarantine_max");
+}
+
+
 static void
 test_syntax_error(void **state)
 {
@@ -992,6 +1082,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_images, setup, teardown),
         cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_keys, setup, teardown),

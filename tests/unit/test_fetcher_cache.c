@@ -22,6 +22,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "oci_image.h"
+#include "oci_ref.h"
+#include "oci_store.h"
 #include "cache.h"
 #include "loop.h"
 #include "test_util.h"
@@ -91,7 +94,7 @@ teardown(void **state)
 static void
 digest_of(int i, char *hex)
 {
-    snprintf(hex, 65, "%02x%062d", i, 0);
+    snprintf(hex, 65, "%02x%062d", (unsigned) (i & 0xff), 0);
 }
 
 
@@ -588,6 +591,302 @@ test_added_removed(void **state)
 }
 
 
+/* Write a manifest of media type mt and body json as blob i (with its
+ * types line), age seconds old; its digest in digest. */
+static void
+put_manifest(fixture_t *f, int i, const char *mt, const char *json,
+    time_t age, char *digest)
+{
+    char  rel[128], hex[65], dir[128];
+
+    blob_rel(i, rel, sizeof(rel));
+    put_file(f, rel, 0, age);
+    {
+        char  path[256];
+        FILE *fp;
+
+        abs_path(f, rel, path, sizeof(path));
+        fp = fopen(path, "w");
+        assert_non_null(fp);
+        fputs(json, fp);
+        fclose(fp);
+    }
+
+    digest_of(i, hex);
+    snprintf(dir, sizeof(dir), "%s/types/sha256/%.2s", f->root, hex);
+    mkdir(dir, 0755);
+    assert_int_equal(oci_store_type_write(f->root, hex, mt, 0), OCI_OK);
+
+    /* back to its age: the write above made it new */
+    {
+        char             path[256];
+        struct timespec  ts[2];
+
+        abs_path(f, rel, path, sizeof(path));
+        ts[0].tv_sec = time(NULL) - age;
+        ts[0].tv_nsec = 0;
+        ts[1] = ts[0];
+        assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+    }
+
+    snprintf(digest, 72, "sha256:%s", hex);
+}
+
+
+static void
+put_tag(fixture_t *f, const char *name, const char *tag, const char *digest,
+    time_t age)
+{
+    oci_tag_record_t  rec;
+    char              path[512];
+    struct timespec   ts[2];
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.digest, sizeof(rec.digest), "%s", digest);
+    rec.size = 100;
+    snprintf(rec.media_type, sizeof(rec.media_type), "%s",
+             OCI_MT_OCI_MANIFEST);
+    rec.fetched_at = (long long) (time(NULL) - age);
+
+    assert_int_equal(oci_tag_record_write(f->root, "docker.io", name, tag,
+                                          &rec, 0), OCI_OK);
+    assert_int_equal(oci_store_tag_path(f->root, "docker.io", name, tag,
+                                        path, sizeof(path)), OCI_OK);
+    ts[0].tv_sec = time(NULL) - age;
+    ts[0].tv_nsec = 0;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+
+static void
+desc(char *out, size_t cap, int i, long long size)
+{
+    char  hex[65];
+
+    digest_of(i, hex);
+    snprintf(out, cap, "{\"mediaType\":\"application/octet-stream\","
+             "\"digest\":\"sha256:%s\",\"size\":%lld}", hex, size);
+}
+
+
+/* An image manifest (blob i) with config blob c and layer blobs l1, l2. */
+static void
+put_image(fixture_t *f, int i, int c, int l1, int l2, time_t age,
+    char *digest)
+{
+    char  json[2048], dc[256], d1[256], d2[256], rel[128];
+
+    blob_rel(c, rel, sizeof(rel));
+    put_file(f, rel, 100, age);
+    blob_rel(l1, rel, sizeof(rel));
+    put_file(f, rel, BLOB_BYTES, age);
+    blob_rel(l2, rel, sizeof(rel));
+    put_file(f, rel, BLOB_BYTES, age);
+
+    desc(dc, sizeof(dc), c, 100);
+    desc(d1, sizeof(d1), l1, BLOB_BYTES);
+    desc(d2, sizeof(d2), l2, BLOB_BYTES);
+    snprintf(json, sizeof(json), "{\"schemaVersion\":2,\"mediaType\":\"%s\","
+             "\"config\":%s,\"layers\":[%s,%s]}", OCI_MT_OCI_MANIFEST, dc,
+             d1, d2);
+    put_manifest(f, i, OCI_MT_OCI_MANIFEST, json, age, digest);
+}
+
+
+static void
+pin_spec(oci_image_spec_t *spec, const char *ref)
+{
+    const char  *why;
+
+    memset(spec, 0, sizeof(*spec));
+    assert_int_equal(oci_imageref_parse(ref, strlen(ref), 1, &spec->ref,
+                                        &why), OCI_OK);
+}
+
+
+/* Run the loop until the pins hold n files (bounded). */
+static void
+wait_pinned(fixture_t *f, unsigned long long n)
+{
+    int  i;
+
+    for (i = 0; i < 1000 && state_of(f).pinned_files != n; i++) {
+        loop_once(f->loop, 10);
+    }
+
+    settle(f);
+    assert_int_equal(state_of(f).pinned_files, n);
+}
+
+
+/* A pinned image (tag record, manifest, config, layers) outlives the
+ * oldest use and eviction to the low watermark; purge refuses it; once
+ * unpinned it is the first to go. */
+static void
+test_pins(void **state)
+{
+    fixture_t         *f = *state;
+    oci_image_spec_t   spec;
+    oci_imageref_t     ref;
+    char               m[72], rel[128];
+    long long          bytes;
+    int                i, kept;
+
+    put_blobs(f, 1000);                         /* 0 .. 11 */
+    put_image(f, 20, 21, 22, 23, 5000, m);      /* the oldest of all */
+    put_tag(f, "library/app", "v1", m, 5000);
+    put_image(f, 30, 31, 32, 33, 5000, m);      /* not pinned */
+
+    pin_spec(&spec, "docker.io/library/app:v*");
+    f->cf.pins = &spec;
+    f->cf.n_pins = 1;
+
+    /* 12 blobs and 4 layers over 10 * 90%: down to 5 blobs' worth */
+    f->cf.store_max_size = 10 * f->b;
+    start(f);
+    wait_pinned(f, 5);
+
+    for (i = 20; i < 24; i++) {
+        assert_true(blob_exists(f, i));
+    }
+
+    assert_true(exists(f, "tags/docker.io/library/app/@v1"));
+    assert_false(blob_exists(f, 32));
+    assert_false(blob_exists(f, 30));
+    assert_true(state_of(f).pinned_bytes >= 2 * f->b);
+    assert_true(state_of(f).bytes <= 5 * f->b);
+    assert_int_equal(state_of(f).pins, 1);
+
+    /* purge refuses what a pin holds */
+    blob_rel(22, rel, sizeof(rel));
+    assert_int_equal(cache_purge(f->cache, rel, &bytes), OCI_EINVAL);
+    assert_true(blob_exists(f, 22));
+    assert_true(cache_is_pinned(f->cache, rel + 10));
+
+    memcpy(&ref, &spec.ref, sizeof(ref));
+    assert_int_equal(cache_pin(f->cache, &spec), OCI_EINVAL);  /* twice */
+    assert_int_equal(cache_unpin(f->cache, &ref), OCI_OK);
+    assert_int_equal(cache_unpin(f->cache, &ref), OCI_ENOENT);
+    assert_int_equal(state_of(f).pinned_files, 0);
+    assert_int_equal(state_of(f).pins, 0);
+
+    /* unpinned, the image is the oldest: the next to go, more than the layers' worth frees the whole image
+     * (all of it older than any other file) */
+    kept = 0;
+
+    for (i = 0; i < NBLOBS; i++) {
+        kept += blob_exists(f, i);
+    }
+
+    assert_true(kept > 0);
+    assert_true(cache_free_now(f->cache, 2 * f->b + 1) > 2 * f->b);
+    assert_false(blob_exists(f, 22));
+    assert_false(blob_exists(f, 23));
+
+    for (i = 0; i < kept; i++) {
+        assert_true(blob_exists(f, i));
+    }
+}
+
+
+/* An index pinned for one platform holds that child and its blobs, not
+ * the other's; a pin by digest at run time holds that image; a blob that
+ * arrives after the pin is held at once. */
+static void
+test_pins_index(void **state)
+{
+    fixture_t         *f = *state;
+    oci_image_spec_t   spec, by_digest;
+    char               amd[72], arm[72], idx[72], late[72], json[2048];
+    char               rel[128], path[256];
+    char              *platforms[] = { (char *) "linux/amd64", NULL };
+
+    put_image(f, 40, 41, 42, 43, 5000, amd);
+    put_image(f, 50, 51, 52, 53, 5000, arm);
+    snprintf(json, sizeof(json),
+             "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":["
+             "{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":10,"
+             "\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}},"
+             "{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":10,"
+             "\"platform\":{\"os\":\"linux\",\"architecture\":\"arm64\"}}]}",
+             OCI_MT_OCI_INDEX, OCI_MT_OCI_MANIFEST, amd, OCI_MT_OCI_MANIFEST,
+             arm);
+    put_manifest(f, 60, OCI_MT_OCI_INDEX, json, 5000, idx);
+    put_tag(f, "multi", "1.0", idx, 5000);
+
+    pin_spec(&spec, "docker.io/multi:1.0");
+    spec.platforms = platforms;
+    spec.n_platforms = 1;
+    f->cf.pins = &spec;
+    f->cf.n_pins = 1;
+    f->cf.store_min_free = 1LL << 60;           /* evict all that may go */
+
+    /* the amd64 child's second layer is not stored yet */
+    blob_rel(43, rel, sizeof(rel));
+    abs_path(f, rel, path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+
+    start(f);
+    wait_pinned(f, 1 + 1 + 1 + 1 + 1);          /* tag, index, 40, 41, 42 */
+
+    assert_true(blob_exists(f, 60) && blob_exists(f, 40)
+                && blob_exists(f, 41) && blob_exists(f, 42));
+    assert_false(blob_exists(f, 50));
+    assert_false(blob_exists(f, 52));
+
+    /* the missing layer arrives: held at once */
+    put_file(f, rel, BLOB_BYTES, 0);
+    cache_added(f->cache, path);
+    wait_pinned(f, 6);
+
+    /* by digest, at run time, with globs in the name */
+    put_image(f, 70, 71, 72, 73, 0, late);
+    snprintf(json, sizeof(json), "docker.io/any/*@%s", late);
+    pin_spec(&by_digest, json);
+    assert_int_equal(cache_pin(f->cache, &by_digest), OCI_OK);
+    for (int i = 70; i < 74; i++) {
+        blob_rel(i, rel, sizeof(rel));
+        abs_path(f, rel, path, sizeof(path));
+        cache_added(f->cache, path);
+    }
+    wait_pinned(f, 10);
+    assert_int_equal(state_of(f).pins, 2);
+}
+
+
+/* What eviction would take next, oldest first, young files left out. */
+static void
+each_next(const char *path, long long bytes, time_t used, void *data)
+{
+    char  *out = data;
+
+    strcat(out, path + 7);      /* "xx/..." */
+    out[strlen(out) - 62] = '\0';
+    strcat(out, ",");
+}
+
+
+static void
+test_next(void **state)
+{
+    fixture_t  *f = *state;
+    char        out[1024], rel[128];
+
+    put_blobs(f, 1000);
+    blob_rel(NBLOBS, rel, sizeof(rel));
+    put_file(f, rel, BLOB_BYTES, 0);            /* too young */
+    start(f);
+
+    out[0] = '\0';
+    assert_int_equal(cache_next(f->cache, 3, each_next, out), 3);
+    assert_string_equal(out, "0b/0b,0a/0a,09/09,");
+
+    out[0] = '\0';
+    assert_int_equal(cache_next(f->cache, 100, each_next, out), NBLOBS);
+}
+
+
 int
 main(void)
 {
@@ -604,6 +903,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_free_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_added_removed, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_pins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pins_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

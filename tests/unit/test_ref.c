@@ -313,6 +313,120 @@ test_sha256_hex(void **state)
 }
 
 
+/* parse s (no globs unless g) and expect OCI_OK with these parts */
+static void
+expect_ref(const char *s, int g, const char *registry, const char *name,
+    const char *tag, const char *digest, int globs)
+{
+    oci_imageref_t   r;
+    const char      *why = NULL;
+
+    if (oci_imageref_parse(s, strlen(s), g, &r, &why) != OCI_OK) {
+        fail_msg("\"%s\": %s", s, why);
+    }
+
+    assert_string_equal(r.registry, registry);
+    assert_string_equal(r.name, name);
+    assert_string_equal(r.tag, tag);
+    assert_string_equal(r.digest, digest);
+    assert_int_equal(r.globs, globs);
+}
+
+
+static void
+expect_bad_ref(const char *s, int g, const char *why_has)
+{
+    oci_imageref_t   r;
+    const char      *why = NULL;
+
+    assert_int_equal(oci_imageref_parse(s, strlen(s), g, &r, &why),
+                     OCI_EINVAL);
+    assert_non_null(why);
+
+    if (strstr(why, why_has) == NULL) {
+        fail_msg("\"%s\": expected \"%s\" in \"%s\"", s, why_has, why);
+    }
+}
+
+
+#define D64 "0123456789abcdef0123456789abcdef" \
+            "0123456789abcdef0123456789abcdef"
+
+
+static void
+test_imageref(void **state)
+{
+    oci_imageref_t   r;
+    const char      *why;
+    char             out[512];
+
+    expect_ref("docker.io/library/nginx:1.27", 0, "docker.io",
+               "library/nginx", "1.27", "", 0);
+    expect_ref("docker.io/library/nginx", 0, "docker.io", "library/nginx",
+               "latest", "", 0);
+    expect_ref("localhost:5000/a/b:v1", 0, "localhost:5000", "a/b", "v1", "",
+               0);
+    expect_ref("localhost:5000/a/b", 0, "localhost:5000", "a/b", "latest",
+               "", 0);
+    expect_ref("ghcr.io/org/app@sha256:" D64, 0, "ghcr.io", "org/app", "",
+               "sha256:" D64, 0);
+    expect_ref("ghcr.io/org/*:*", 1, "ghcr.io", "org/*", "*", "", 1);
+    expect_ref("*/library/nginx:1.2?", 1, "*", "library/nginx", "1.2?", "",
+               1);
+    expect_ref("quay.io/a/b:v1", 1, "quay.io", "a/b", "v1", "", 0);
+
+    expect_bad_ref("nginx:1.27", 0, "starts with its registry");
+    expect_bad_ref("/nginx:1.27", 0, "starts with its registry");
+    expect_bad_ref("docker.io/:1", 0, "repository name");
+    expect_bad_ref("docker.io/Nginx:1", 0, "repository name");
+    expect_bad_ref("docker.io/nginx:", 0, "tag after ':' is empty");
+    expect_bad_ref("docker.io/nginx:-x", 0, "the tag must be");
+    expect_bad_ref("docker.io/nginx@sha256:abc", 0, "digest");
+    expect_bad_ref("Docker.IO/nginx:1", 0, "registry");
+    expect_bad_ref("ghcr.io/org/*:*", 0, "globs");
+    expect_bad_ref("ghcr.io/org/$:*", 1, "repository name");
+    expect_bad_ref("ghcr.io/org/a:[x]", 1, "the tag must be");
+
+    /* matching: exact, and globs where '*' also spans '/' */
+    assert_int_equal(oci_imageref_parse("ghcr.io/org/*:*", 15, 1, &r, &why),
+                     OCI_OK);
+    assert_true(oci_imageref_match(&r, "ghcr.io", "org/app", "v1"));
+    assert_true(oci_imageref_match(&r, "ghcr.io", "org/team/app", "v1"));
+    assert_false(oci_imageref_match(&r, "ghcr.io", "other/app", "v1"));
+    assert_false(oci_imageref_match(&r, "quay.io", "org/app", "v1"));
+
+    assert_int_equal(oci_imageref_parse("docker.io/library/nginx:1.27", 28,
+                                        0, &r, &why), OCI_OK);
+    assert_true(oci_imageref_match(&r, "docker.io", "library/nginx",
+                                   "1.27"));
+    assert_false(oci_imageref_match(&r, "docker.io", "library/nginx",
+                                    "1.27.1"));
+    oci_imageref_format(&r, out, sizeof(out));
+    assert_string_equal(out, "docker.io/library/nginx:1.27");
+
+    /* a digest reference names no tag */
+    assert_int_equal(oci_imageref_parse("ghcr.io/a@sha256:" D64,
+                        strlen("ghcr.io/a@sha256:" D64), 0, &r, &why), OCI_OK);
+    assert_false(oci_imageref_match(&r, "ghcr.io", "a", "latest"));
+    oci_imageref_format(&r, out, sizeof(out));
+    assert_string_equal(out, "ghcr.io/a@sha256:" D64);
+}
+
+
+static void
+test_platform_valid(void **state)
+{
+    assert_true(oci_platform_valid("linux/amd64"));
+    assert_true(oci_platform_valid("linux/arm/v7"));
+    assert_false(oci_platform_valid("linux"));
+    assert_false(oci_platform_valid("linux/"));
+    assert_false(oci_platform_valid("/amd64"));
+    assert_false(oci_platform_valid("linux/arm/v7/x"));
+    assert_false(oci_platform_valid("Linux/amd64"));
+    assert_false(oci_platform_valid("linux//amd64"));
+}
+
+
 int
 main(void)
 {
@@ -326,6 +440,8 @@ main(void)
         cmocka_unit_test(test_accept),
         cmocka_unit_test(test_accept_serves),
         cmocka_unit_test(test_sha256_hex),
+        cmocka_unit_test(test_imageref),
+        cmocka_unit_test(test_platform_valid),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
