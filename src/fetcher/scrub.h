@@ -11,12 +11,13 @@
  * and stops after SCRUB_SLICE_USEC whatever it has done, and the next one
  * is armed for when store.scrub_rate allows the bytes read so far, so
  * that from the start of a pass the bytes read never pass
- * scrub_rate * elapsed + one slice.  The loop is never held longer than a
+ * scrub_rate * elapsed + one slice (a timer that fires late may catch up
+ * 100 ms of its lateness, no more).  The loop is never held longer than a
  * slice (a manifest or an image config is read whole: at most
  * OCI_MANIFEST_MAX bytes, counted against the rate).  No thread: the
- * fetcher's other units already do their store I/O in the loop, and a
- * slice bounded in bytes and time costs serving no more than one of
- * theirs.
+ * fetcher's other units already do their store I/O in the loop, a thread
+ * would need locks around the cache index, and a slice bounded in bytes
+ * and time costs serving no more than one of theirs.
  *
  * A file that does not match its name is moved (rename) to
  * <store>/quarantine/<hex>.<unix-time>, its types/ line removed if it was
