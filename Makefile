@@ -1,7 +1,7 @@
 # ocimirror: the nginx module, the fetcher daemon and their tests.
 #
-#   make            build build/ngx_http_ocimirror_module.so and
-#                   build/ocimirror-fetcher
+#   make            build build/ngx_http_ocimirror_module.so,
+#                   build/ocimirror-fetcher and build/ocimirrorctl
 #   make run        install what is missing, build, serve on 127.0.0.1:5000
 #   make test       install what is missing, build, check the layers of
 #                   DESIGN.md, run every test
@@ -14,8 +14,9 @@ NGINX_SRC ?= /usr/share/nginx/src
 CFLAGS    ?= -O2 -g
 SRC_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
              -Wno-unused-parameter $(CFLAGS) -Isrc -Isrc/fetcher \
-             $(SANITIZE_FLAGS)
+             -Isrc/ctl $(SANITIZE_FLAGS)
 LDLIBS_FETCHER = -lcurl -lconfig -ljansson -lcrypto -lz
+LDLIBS_CTL     = -lconfig -ljansson
 
 ifeq ($(SANITIZE),1)
 SANITIZE_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -30,17 +31,26 @@ FETCHER_SRCS := $(wildcard src/fetcher/*.c)
 FETCHER_OBJS := $(FETCHER_SRCS:src/fetcher/%.c=$(BUILD)/fetcher/%.o)
 # the fetcher's units without main(), for its unit tests
 FETCHER_LIB_OBJS := $(filter-out $(BUILD)/fetcher/fetcher.o,$(FETCHER_OBJS))
-HEADERS      := $(wildcard src/*.h src/fetcher/*.h)
+# ocimirrorctl: the core it needs (no libcurl: it talks to the fetcher
+# only) and its own units, those without main() for the unit tests
+CTL_SRCS     := $(wildcard src/ctl/*.c)
+CTL_OBJS     := $(CTL_SRCS:src/ctl/%.c=$(BUILD)/ctl/%.o)
+CTL_LIB_OBJS := $(filter-out $(BUILD)/ctl/ocimirrorctl.o,$(CTL_OBJS))
+CTL_CORE_OBJS := $(addprefix $(BUILD)/core/,oci_ref.o oci_error.o \
+                 oci_config.o oci_image.o oci_ipc.o oci_store.o)
+HEADERS      := $(wildcard src/*.h src/fetcher/*.h src/ctl/*.h)
 MODULE_SRCS  := $(wildcard module/*.c module/*.h)
 UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test layers unit e2e bench clean fetcher module install
+.PHONY: all deps run test layers unit e2e bench clean fetcher module ctl \
+        install
 
-all: fetcher module
+all: fetcher module ctl
 
 fetcher: $(BUILD)/ocimirror-fetcher
 module: $(BUILD)/ngx_http_ocimirror_module.so
+ctl: $(BUILD)/ocimirrorctl
 
 deps:
 	@scripts/install-deps.sh
@@ -53,8 +63,15 @@ $(BUILD)/fetcher/%.o: src/fetcher/%.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(SRC_CFLAGS) -c -o $@ $<
 
+$(BUILD)/ctl/%.o: src/ctl/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -c -o $@ $<
+
 $(BUILD)/ocimirror-fetcher: $(FETCHER_OBJS) $(CORE_OBJS)
 	$(CC) $(SRC_CFLAGS) -o $@ $^ $(LDLIBS_FETCHER)
+
+$(BUILD)/ocimirrorctl: $(CTL_OBJS) $(CTL_CORE_OBJS)
+	$(CC) $(SRC_CFLAGS) -o $@ $^ $(LDLIBS_CTL)
 
 # The module is built inside a copy of Debian's nginx source tree, with the
 # flags Debian's nginx was configured with, so that the stock binary loads
@@ -79,9 +96,10 @@ $(BUILD)/ngx_http_ocimirror_module.so: $(BUILD)/nginx/.configured \
 	cp $(BUILD)/nginx/objs/ngx_http_ocimirror_module.so $@.tmp
 	mv -f $@.tmp $@    # a running nginx keeps its mapping of the old file
 
-# Unit tests: each binary links its test file, the core library and the
-# fetcher's units (the linker takes only the objects a test uses).
-$(BUILD)/tests/libocitest.a: $(CORE_OBJS) $(FETCHER_LIB_OBJS)
+# Unit tests: each binary links its test file, the core library, the
+# fetcher's units and ocimirrorctl's (the linker takes only the objects a
+# test uses).
+$(BUILD)/tests/libocitest.a: $(CORE_OBJS) $(FETCHER_LIB_OBJS) $(CTL_LIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
@@ -98,11 +116,13 @@ layers:
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-# The suite runs the fetcher built with AddressSanitizer and UBSan: any
-# report in its log fails the test that caused it.
+# The suite runs the fetcher and ocimirrorctl built with AddressSanitizer
+# and UBSan: any report in the fetcher's log or the CLI's stderr fails the
+# test that caused it.
 e2e: all
-	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
 	OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
+	OCIMIRROR_CTL=$(BUILD)/asan/ocimirrorctl \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
 test: deps
@@ -123,6 +143,8 @@ bench: deps
 install: all
 	install -D -m 0755 $(BUILD)/ocimirror-fetcher \
 	    $(DESTDIR)/usr/sbin/ocimirror-fetcher
+	install -D -m 0755 $(BUILD)/ocimirrorctl \
+	    $(DESTDIR)/usr/sbin/ocimirrorctl
 	install -D -m 0644 $(BUILD)/ngx_http_ocimirror_module.so \
 	    $(DESTDIR)/usr/lib/nginx/modules/ngx_http_ocimirror_module.so
 	install -D -m 0644 conf/mod-http-ocimirror.conf \

@@ -22,6 +22,7 @@
 
 #include "ngx_http_ocimirror_module.h"
 #include "ngx_http_ocimirror_error.h"
+#include "ngx_http_ocimirror_expire.h"
 #include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_health.h"
@@ -142,6 +143,7 @@ ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf)
      *     mcf->link = NULL;
      *     mcf->cache = NULL;
      *     mcf->metrics = NULL;
+     *     mcf->locations = NULL;
      *     mcf->required_by = { 0, NULL };
      */
 
@@ -287,6 +289,10 @@ ngx_http_ocimirror(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_http_ocimirror_require_config(cf, &cmd->name);
 
+    if (ngx_http_ocimirror_expire_add(cf, clcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     clcf->handler = ngx_http_ocimirror_handler;
 
     return NGX_CONF_OK;
@@ -428,6 +434,10 @@ ngx_http_ocimirror_init_process(ngx_cycle_t *cycle)
                                       (ngx_msec_t) mcf->oci->recency_interval
                                       * 1000);
     if (mcf->recency == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_ocimirror_expire_init(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

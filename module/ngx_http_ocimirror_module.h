@@ -37,6 +37,10 @@ typedef struct {
     ngx_http_ocimirror_link_t       *link;       /* this worker's, or NULL */
     ngx_http_ocimirror_recency_t    *recency;    /* this worker's, or NULL */
 
+    /* the core loc confs of the locations with "ocimirror", whose open
+     * file caches the workers expire (ngx_http_ocimirror_expire.h) */
+    ngx_array_t                     *locations;
+
     /* the first directive that needs the config, for the error message */
     ngx_str_t                        required_by;
     ngx_str_t                        required_file;

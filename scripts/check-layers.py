@@ -8,7 +8,9 @@ layer, "| name | `unit`, `unit`, ... |".  A unit is a file name without
 xfer).  This script reads every #include "x.h" of src/fetcher/ and fails
 if a unit includes a header of a layer above its own, or a header the
 table does not list.  It also checks that the core library (src/oci_*)
-includes nothing of the fetcher's and no nginx header.
+includes nothing of the fetcher's and no nginx header, and that
+ocimirrorctl (src/ctl/) includes only the core library and its own
+headers: it reaches the fetcher through the socket's protocol alone.
 
 Run from the top of the repository (make test does): prints nothing and
 exits 0 when all is well, else one line per offending include and 1.
@@ -93,6 +95,13 @@ def main():
                                 % (path, header))
         if re.search(r"#\s*include\s+<ngx_", open(path).read()):
             problems.append("%s: the core library includes nginx" % path)
+
+    ctl_own = {os.path.basename(h) for h in glob.glob("src/ctl/*.h")}
+    for path in sorted(glob.glob("src/ctl/*.[ch]")):
+        for header in INCLUDE.findall(open(path).read()):
+            if not header.startswith("oci") and header not in ctl_own:
+                problems.append("%s: ocimirrorctl includes %s (only the "
+                                "core library and src/ctl/)" % (path, header))
 
     for p in problems:
         print("check-layers: " + p)

@@ -78,5 +78,6 @@ pids+=($!)
 pids+=($!)
 
 echo "ocimirror serving on http://$listen (config $cfg, logs in $var)"
+echo "Look inside: $top/build/ocimirrorctl -c $cfg status (or du, help)"
 echo "Ctrl-C stops it."
 wait -n "${pids[@]}" || true

@@ -512,6 +512,11 @@ blob_size_known(blob_job_t *b, long long size)
 static int
 blob_presize(blob_job_t *b, long long size)
 {
+    /* fallocate() refuses a length of 0 (EINVAL): nothing to hold */
+    if (size == 0) {
+        return 0;
+    }
+
     if (fallocate(b->fd, 0, 0, (off_t) size) == 0) {
         return 0;
     }

@@ -94,6 +94,8 @@ struct cache_s {
 
     int                  evicting;
     int                  stuck;     /* warned: nothing may go */
+    int                  held;      /* warned: evicted files still open;
+                                       again once min_free is free */
     unsigned long long   evictions;
     unsigned long long   evicted_bytes;
     unsigned long long   emergencies;
@@ -114,6 +116,8 @@ static void cache_evict_slice(cache_t *c);
 static int cache_should_evict(cache_t *c, time_t now);
 static long long cache_evict_one(cache_t *c, time_t now, int inactive_only);
 static void cache_statvfs(cache_t *c);
+static void cache_held_check(cache_t *c, long long before,
+    long long evicted, long long want);
 static void cache_pins_resolve(cache_t *c);
 static void cache_pins_slice(cache_t *c);
 static void cache_pins_added(cache_t *c, cache_entry_t *e);
@@ -761,7 +765,48 @@ cache_statvfs(cache_t *c)
 
     if (fstatvfs(c->rootfd, &fs) == 0) {
         c->fs_free = (long long) fs.f_bavail * (long long) fs.f_frsize;
+
+        if (c->fs_free >= c->cf->store_min_free) {
+            c->held = 0;
+        }
     }
+}
+
+
+/*
+ * evicted bytes were just unlinked, when before were free: read the free
+ * space again and say, once until min_free is free again, if less than
+ * want is free and little of those bytes came back.  The blocks of an
+ * unlinked file are freed when its last descriptor is closed: an nginx
+ * worker may still be sending it, or hold it in its open_file_cache
+ * until it has been unused for the cache's "inactive" time.  Meanwhile
+ * the filesystem looks as full as before, and eviction goes on.
+ */
+static void
+cache_held_check(cache_t *c, long long before, long long evicted,
+    long long want)
+{
+    long long  back;
+
+    if (evicted <= 0) {
+        return;
+    }
+
+    cache_statvfs(c);
+
+    back = c->fs_free - before;
+
+    if (c->held || c->fs_free >= want || back >= evicted / 2) {
+        return;
+    }
+
+    log_warn("store \"%s\": %lld bytes evicted, %lld of them free again, "
+             "%lld free: evicted files are still open (a client still "
+             "reading them, or nginx's open_file_cache until they are "
+             "unused for its \"inactive\" time)",
+             c->cf->store_path, evicted, back > 0 ? back : 0, c->fs_free);
+
+    c->held = 1;
 }
 
 
@@ -867,21 +912,27 @@ cache_evict_one(cache_t *c, time_t now, int inactive_only)
 static void
 cache_evict_slice(cache_t *c)
 {
-    time_t   now;
-    size_t   n;
-    int      inactive_only;
+    time_t      now;
+    size_t      n;
+    int         inactive_only;
+    long long   before, bytes, evicted;
 
     now = time(NULL);
     cache_statvfs(c);
+
+    before = c->fs_free;
+    evicted = 0;
 
     for (n = 0; n < CACHE_EVICT_SLICE; n++) {
         if (!cache_must_go_on(c, now, &inactive_only)) {
             c->evicting = 0;
             c->stuck = 0;
-            return;
+            break;
         }
 
-        if (cache_evict_one(c, now, inactive_only) == 0) {
+        bytes = cache_evict_one(c, now, inactive_only);
+
+        if (bytes == 0) {
             /* what is left was used in the last seconds: the next tick
              * looks again; said once, not every second */
             if (!inactive_only && !c->stuck) {
@@ -893,18 +944,21 @@ cache_evict_slice(cache_t *c)
             }
 
             c->evicting = 0;
-            return;
+            break;
         }
 
+        evicted += bytes;
         c->stuck = 0;
     }
+
+    cache_held_check(c, before, evicted, c->cf->store_min_free);
 }
 
 
 long long
 cache_free_now(cache_t *c, long long need)
 {
-    long long  freed, bytes;
+    long long  freed, bytes, before;
     time_t     now;
     size_t     n;
 
@@ -915,6 +969,9 @@ cache_free_now(cache_t *c, long long need)
     now = time(NULL);
     freed = 0;
 
+    cache_statvfs(c);
+    before = c->fs_free;
+
     for (n = 0; n < CACHE_EMERGENCY_MAX && freed < need; n++) {
         bytes = cache_evict_one(c, now, 0);
         if (bytes == 0) {
@@ -924,10 +981,11 @@ cache_free_now(cache_t *c, long long need)
         freed += bytes;
     }
 
-    cache_statvfs(c);
-
     log_warn("store \"%s\" is full: %lld bytes freed for a write that "
              "needs %lld", c->cf->store_path, freed, need);
+
+    /* and the free space read again */
+    cache_held_check(c, before, freed, need);
 
     if (freed > 0) {
         c->emergencies++;

@@ -150,7 +150,13 @@ ctl_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    log_info("ocimirrorctl (uid %ld): %s", uid, m->text);
+    /* what changes the mirror is worth the log; polls are not */
+    if (cmd->admin) {
+        log_info("ocimirrorctl (uid %ld): %s", uid, m->text);
+
+    } else {
+        log_debug("ocimirrorctl (uid %ld): %s", uid, m->text);
+    }
 
     ctl_end(&call, cmd->handler(&call, argc, argv));
 }

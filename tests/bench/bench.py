@@ -644,6 +644,16 @@ def start_nginx(name, prefix, conf_text, hostport, health_path):
     return p
 
 
+def product_open_file_cache():
+    """The open_file_cache directives of conf/ocimirror-nginx.conf: the
+    static nginx compared with ocimirror caches files the same way."""
+    lines = re.findall(r"^\s*(open_file_cache\w*\s[^;]*;)",
+                       read_text(NGINX_INCLUDE), re.M)
+    if not lines:
+        raise StepError("conf/ocimirror-nginx.conf has no open_file_cache")
+    return "".join("        %s\n" % line for line in lines)
+
+
 def start_static(workdir, root, store):
     """nginx serving root, and under /store/ ocimirror's store."""
     prefix = os.path.join(workdir, "static-nginx")
@@ -653,12 +663,11 @@ def start_static(workdir, root, store):
             "        listen %s;\n"
             "        sendfile on;\n"
             "        tcp_nopush on;\n"
-            "        open_file_cache max=10000 inactive=10s;\n"
-            "        open_file_cache_errors off;\n"
+            "%s"
             "        root %s;\n"
             "        location /store/ { alias %s/; }\n"
             "        location = /healthz { return 200; }\n"
-            "    }" % (hostport, root, store))
+            "    }" % (hostport, product_open_file_cache(), root, store))
     return start_nginx("nginx-static", prefix,
                        nginx_main_conf(prefix, body), hostport, "/healthz")
 

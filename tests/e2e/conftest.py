@@ -1,6 +1,7 @@
 """Fixtures of the end-to-end suite.
 
   binaries         copies of build/ocimirror-fetcher and the module
+  ctl_bin          a copy of build/ocimirrorctl
   catalog          the test images (images.build_catalog), built once
   layouts          each image written as an OCI layout, tag "v1"
   upstream         docker-registry with every image pushed (session)
@@ -103,6 +104,12 @@ def _retag(up, repo, src, dst):
 def binaries(tmp_path_factory):
     """The product's fetcher and module, copied once per session."""
     return harness.copy_binaries(str(tmp_path_factory.mktemp("bin")))
+
+
+@pytest.fixture(scope="session")
+def ctl_bin(tmp_path_factory):
+    """ocimirrorctl, copied once per session."""
+    return harness.copy_ctl(str(tmp_path_factory.mktemp("ctlbin")))
 
 
 @pytest.fixture

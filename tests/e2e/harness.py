@@ -31,6 +31,10 @@ BUILD = os.environ.get("OCIMIRROR_BUILD_DIR") or os.path.join(REPO_ROOT,
 FETCHER_BIN = os.environ.get("OCIMIRROR_FETCHER") or os.path.join(
     BUILD, "ocimirror-fetcher")
 MODULE_SO = os.path.join(BUILD, "ngx_http_ocimirror_module.so")
+# OCIMIRROR_CTL: another ocimirrorctl (`make e2e` uses the sanitizer
+# build; the tests fail on any report on its stderr)
+CTL_BIN = os.environ.get("OCIMIRROR_CTL") or os.path.join(BUILD,
+                                                         "ocimirrorctl")
 NGINX_INCLUDE = os.path.join(REPO_ROOT, "conf", "ocimirror-nginx.conf")
 
 NGINX_BIN = "/usr/sbin/nginx"
@@ -347,6 +351,15 @@ def copy_binaries(dest):
         shutil.copy2(src, dst)
         out.append(dst)
     return tuple(out)
+
+
+def copy_ctl(dest):
+    """Copy ocimirrorctl into dest (a rebuild during the suite must not
+    change the binary a test runs); returns its path."""
+    require_file(CTL_BIN, "ocimirrorctl (run `make ctl`)")
+    dst = os.path.join(dest, os.path.basename(CTL_BIN))
+    shutil.copy2(CTL_BIN, dst)
+    return dst
 
 
 def upstream_registry(up, **kw):

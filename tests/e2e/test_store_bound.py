@@ -3,9 +3,10 @@ store.max_size (evicting least recently used files from the high to the
 low watermark), orders eviction by the uses the workers report (USED) and
 by the files' times after a restart, lets a client that streams a blob
 finish it after the blob was evicted, frees the mirror's own old files
-when the filesystem is short of min_free or full, fails a download it
-cannot make room for cleanly, and evicts what store.inactive says is
-unused.
+when the filesystem is short of min_free or full (also those the workers
+served: their open file caches close idle descriptors without waiting
+for traffic), fails a download it cannot make room for cleanly, and
+evicts what store.inactive says is unused.
 
 A file used in the last CACHE_GRACE seconds (src/fetcher/cache.h) is never
 evicted: a freshly committed file counts as used, so the bound holds once
@@ -712,3 +713,28 @@ def test_inactive_files_are_evicted(mirror_factory, fake_upstream):
     # what was served all along stayed, and never crossed the link again
     assert whole(m, s2) == [], (whole(m, s2), evicted_lines(m))
     assert fake.count("GET", r"^/v2/") == 0, fake.requests
+
+
+def test_quiet_worker_closes_evicted_files(mirror_factory, fake_upstream):
+    """Files served from the store (hits, through the open file cache),
+    then no request at all while store.inactive evicts them: the workers
+    close their cached descriptors anyway (nginx itself closes idle ones
+    only as later requests complete), so the evicted files' blocks go
+    back to the filesystem."""
+    fake = fake_upstream
+    q = make_image("quiet", (200000,))
+    fake.add_image("team/quiet", "v1", q)
+    m = mirror_factory(fake.hostport, [fake_registry_entry(fake)],
+                       min_free="1M",
+                       store_settings={"max_size": "1G", "inactive": 2,
+                                       "recency_interval": 1})
+    pull(m, "team/quiet", q)
+    wait_for(lambda: whole(m, q) == [], 15, what="stored")
+    fake.reset_counts()
+    for _ in range(2):                    # hits, on either worker
+        pull(m, "team/quiet", q)
+    assert fake.count("GET", r"^/v2/") == 0, fake.requests
+    wait_for(lambda: all(not m.has_blob(b.digest) for b in q.blobs()),
+             2 + GRACE + 8, what="evicted as inactive")
+    wait_for(lambda: deleted_open_files(m) == [], 10,
+             what="evicted files closed by the workers")

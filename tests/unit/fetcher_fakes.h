@@ -479,6 +479,8 @@ struct conn_s {
     size_t     out_len;
     size_t     out_cap;
     size_t     read;            /* fake_conn_next() offset */
+    long       uid;             /* the peer's: 0 (root) unless a test
+                                   sets it */
 };
 
 
@@ -545,12 +547,10 @@ conn_number(const conn_t *c)
 }
 
 
-/* A worker runs as another user than the fetcher: it may read, not
- * change (ctl.c). */
 long
 conn_peer_uid(const conn_t *c)
 {
-    return -1;
+    return c->uid;
 }
 
 

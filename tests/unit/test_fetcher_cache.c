@@ -4,8 +4,8 @@
  * recently used files from the high to the low watermark (a manifest's
  * types/ line with it), a use moves a file to the young end and reaches
  * the disk only past CACHE_TOUCH_INTERVAL, files used within CACHE_GRACE
- * never go, store.inactive, reservations, min_free and the answer to
- * ENOSPC.
+ * never go, store.inactive, reservations, min_free (and the warning
+ * when evicted files are still open) and the answer to ENOSPC.
  */
 
 #include <stdarg.h>
@@ -505,6 +505,103 @@ test_min_free(void **state)
 }
 
 
+/*
+ * Below min_free, HELD_FILES files of HELD_BYTES (more than one slice of
+ * eviction) evicted, with a descriptor of each kept open if hold (as an
+ * nginx worker's open_file_cache keeps one).  What the cache logged
+ * meanwhile goes to buf.  The files are large so that what other
+ * processes write to the same filesystem cannot pass for them.
+ */
+#define HELD_FILES  (CACHE_EVICT_SLICE + 6)
+#define HELD_BYTES  (256 * 1024)
+
+static void
+evict_all(fixture_t *f, int hold, char *buf, size_t cap)
+{
+    char     rel[128], path[256], log[] = "/tmp/oci-test-cache-log.XXXXXX";
+    int      fds[HELD_FILES], i, fd, saved;
+    ssize_t  n;
+
+    for (i = 0; i < HELD_FILES; i++) {
+        blob_rel(i, rel, sizeof(rel));
+        put_file(f, rel, HELD_BYTES, 1000 + i);
+
+        fds[i] = -1;
+
+        if (hold) {
+            abs_path(f, rel, path, sizeof(path));
+            fds[i] = open(path, O_RDONLY);
+            assert_true(fds[i] != -1);
+        }
+    }
+
+    f->cf.store_min_free = 1LL << 60;
+
+    fd = mkstemp(log);
+    assert_true(fd != -1);
+    saved = dup(STDERR_FILENO);
+    assert_true(saved != -1);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+
+    start(f);
+
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+
+    n = pread(fd, buf, cap - 1, 0);
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    close(fd);
+    unlink(log);
+
+    for (i = 0; i < HELD_FILES; i++) {
+        if (fds[i] != -1) {
+            close(fds[i]);
+        }
+    }
+
+    assert_int_equal(state_of(f).files, 0);
+}
+
+
+static int
+count_of(const char *text, const char *needle)
+{
+    int  n;
+
+    for (n = 0; (text = strstr(text, needle)) != NULL; n++) {
+        text += strlen(needle);
+    }
+
+    return n;
+}
+
+
+/* Evicted files still open give no space back: said once, although
+ * every slice finds it so. */
+static void
+test_held_open(void **state)
+{
+    fixture_t  *f = *state;
+    char        buf[8192];
+
+    evict_all(f, 1, buf, sizeof(buf));
+    assert_int_equal(count_of(buf, "evicted files are still open"), 1);
+}
+
+
+/* Evicted files nobody holds give their space back: not said. */
+static void
+test_held_none(void **state)
+{
+    fixture_t  *f = *state;
+    char        buf[8192];
+
+    evict_all(f, 0, buf, sizeof(buf));
+    assert_int_equal(count_of(buf, "evicted files are still open"), 0);
+}
+
+
 /* ENOSPC: the oldest files go at once until what is needed is free;
  * the young ones stay. */
 static void
@@ -900,6 +997,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_inactive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_added_removed, setup,
                                         teardown),
