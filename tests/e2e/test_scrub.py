@@ -5,12 +5,14 @@ reported by `scrub --deep` (image, tag, layer and both diff_ids); a zstd
 layer is skipped and counted; one pass at a time.
 
 The commands go over the fetcher's socket as ocimirrorctl sends them
-(CTL <id> <command>, answered by OUT lines and END <id> <status>).
+(CTL <id> <command>, answered by OUT lines and END <id> <status>); one
+goes through ocimirrorctl itself, whose --wait follows the "state" line.
 """
 
 import os
 import re
 import socket
+import subprocess
 
 import images
 from harness import (ACCEPT_ALL, assert_blob, assert_manifest,
@@ -170,7 +172,8 @@ def test_flipped_layer_is_quarantined_and_fetched_again(mirror_factory,
     assert [l for l in out if l.startswith("scrub       idle")], out
 
 
-def test_deep_scrub_reports_a_wrong_diff_id(mirror_factory, fake_upstream):
+def test_deep_scrub_reports_a_wrong_diff_id(mirror_factory, fake_upstream,
+                                           ctl_bin):
     layer = _layer("deep", 200000)
     wrong = images.sha256_digest(b"not the layer's tar")
     image = images.Image("scrub-deep", [layer], diff_ids=[wrong])
@@ -186,9 +189,15 @@ def test_deep_scrub_reports_a_wrong_diff_id(mirror_factory, fake_upstream):
     st = wait_done(m)
     assert "corrupt 0, diff_id mismatches 0," in st["counts"][0], st
 
-    status, out = ctl(m, "scrub --deep")
-    assert status == 0, out
+    # through the operator's CLI, which polls scrub-status until idle
+    p = subprocess.run([ctl_bin, "-c", m.config_path, "scrub", "--wait",
+                        "--deep"], capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    out = p.stdout.splitlines()
     assert out[0].startswith("scrub started: the whole store, deep"), out
+    assert "state       idle" in out, out
+    assert [l for l in out if l.startswith("finding     ")], out
     st = wait_done(m)
 
     assert "corrupt 0, diff_id mismatches 1," in st["counts"][0], st
