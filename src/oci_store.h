@@ -14,6 +14,13 @@
  *                                         the referrers of a manifest,
  *                                         cached by the fetcher
  *   <root>/tmp/                           downloads in progress
+ *   <root>/quarantine/<64 hex>.<unix-time>
+ *                                         files the scrub found damaged,
+ *                                         moved out of sha256/ (kept for
+ *                                         a look, never served)
+ *   <root>/scrub.state                    when the last scrub of the
+ *                                         whole store ended
+ *                                         (src/fetcher/scrub.h)
  *   <root>/ocimirror-store                a marker line, written by
  *                                         oci_store_prepare(); readiness
  *                                         reads it to prove the store is

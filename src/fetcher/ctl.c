@@ -162,8 +162,7 @@ ctl_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 }
 
 
-/* bytes as "12.3 MiB" */
-static const char *
+const char *
 ctl_bytes(long long n, char *buf, size_t cap)
 {
     static const char *const  units[] = { "B", "KiB", "MiB", "GiB", "TiB",
@@ -188,8 +187,7 @@ ctl_bytes(long long n, char *buf, size_t cap)
 }
 
 
-/* seconds as "3d 4h", "12m", "40s" */
-static const char *
+const char *
 ctl_age(long long s, char *buf, size_t cap)
 {
     if (s >= 86400) {

@@ -17,7 +17,13 @@
  *   warm-status [ID]          their progress, an image's blobs
  *                             (ctl_warm.c, whose header fixes the format
  *                             of these lines)
- *   scrub [--deep] [REF]      scrub-status      (ctl_scrub.c)
+ *   scrub [--deep] [REF]      start a scrub of the store, or of REF's
+ *                             image; --deep: layers against their
+ *                             diff_ids (ctl_scrub.c)
+ *   scrub-status              the pass running or the last, the
+ *                             schedule, quarantine/, the findings
+ *                             (ctl_scrub.c, whose header fixes the first
+ *                             word of these lines)
  *
  * Commands that change the store or the process (pin, unpin, purge, warm,
  * scrub, evict without --dry-run) are the operator's: only a peer running
@@ -64,6 +70,11 @@ void ctl_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 /* An OUT line of the answer (cut at OCI_IPC_TEXT_MAX). */
 void ctl_out(ctl_call_t *call, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* bytes as "12.3 MiB", seconds as "3d 4h", "12m", "40s": into buf,
+ * which is returned. */
+const char *ctl_bytes(long long n, char *buf, size_t cap);
+const char *ctl_age(long long s, char *buf, size_t cap);
 
 /* Resolve REF ("registry/name:tag" or "...@digest", no globs) to the
  * digest of its manifest in the store: OCI_OK with hex filled, or

@@ -58,6 +58,9 @@ static int  dispatch_store_failing;
 /* The warm lists STATS reports on (dispatch_set_warm()). */
 static warm_t  *dispatch_warm;
 
+/* The scrub STATS reports on (dispatch_set_scrub()). */
+static scrub_t  *dispatch_scrub;
+
 
 static int
 dispatch_prefetch_start(jobs_t *jobs, const oci_registry_t *reg,
@@ -125,6 +128,13 @@ void
 dispatch_set_warm(warm_t *warm)
 {
     dispatch_warm = warm;
+}
+
+
+void
+dispatch_set_scrub(scrub_t *scrub)
+{
+    dispatch_scrub = scrub;
 }
 
 
@@ -208,6 +218,7 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     stats_census_t   census;
     stats_store_t    store;
     stats_warm_t     warm;
+    stats_scrub_t    scrub;
     FILE            *f;
     char            *text;
     size_t           len, i;
@@ -229,6 +240,9 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     if (dispatch_warm != NULL) {
         warm_state(dispatch_warm, &warm);
     }
+
+    /* scrub_state() gives zeros without a scrub */
+    scrub_state(dispatch_scrub, &scrub);
 
     text = NULL;
     len = 0;
@@ -252,6 +266,10 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (rc == 0) {
         rc = stats_render_warm(f, &warm);
+    }
+
+    if (rc == 0) {
+        rc = stats_render_scrub(f, &scrub);
     }
 
     if (fclose(f) != 0 || rc != 0) {

@@ -8,8 +8,8 @@
  *   MANIFEST   manifest.h
  *   TAGS       tags.h
  *   REFERRERS  referrers.h
- *   STATS      the counters, a census of the jobs, the store and the warm
- *              lists (stats.h), as BODY
+ *   STATS      the counters, a census of the jobs, the store, the warm
+ *              lists and the scrub (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
  *   USED       the cache manager: a stored file was served (recency)
  *   CTL        ocimirrorctl's commands (ctl.h)
@@ -24,6 +24,7 @@
 #define FETCHER_DISPATCH_H
 
 #include "job.h"
+#include "scrub.h"
 #include "warm.h"
 
 /* Hook the kinds into the job layer (a fetched manifest's prefetch). */
@@ -34,6 +35,9 @@ extern const warm_ops_t  dispatch_warm_ops;
 
 /* The warm lists STATS reports on (NULL, the start: none). */
 void dispatch_set_warm(warm_t *warm);
+
+/* The scrub STATS reports on (NULL, the start: none). */
+void dispatch_set_scrub(scrub_t *scrub);
 
 /* The server's callback for a message of a worker (data: the jobs). */
 void dispatch_on_msg(conn_t *c, const oci_msg_t *m, void *data);

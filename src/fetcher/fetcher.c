@@ -296,6 +296,7 @@ fetcher_start(fetcher_t *f)
     }
 
     dispatch_set_warm(f->warm);
+    dispatch_set_scrub(f->scrub);
 
     env.jobs = f->jobs;
     env.cache = f->cache;

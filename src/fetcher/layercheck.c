@@ -171,6 +171,13 @@ layercheck_known(const layercheck_t *lc)
 }
 
 
+long long
+layercheck_out(const layercheck_t *lc)
+{
+    return lc->out;
+}
+
+
 layercheck_result_t
 layercheck_end(layercheck_t *lc, char *got, size_t cap)
 {

@@ -90,6 +90,11 @@ int layercheck_feed(layercheck_t *lc, const void *p, size_t n);
  * reading and call end), 0 if it does. */
 int layercheck_known(const layercheck_t *lc);
 
+/* The uncompressed bytes produced so far: a caller that must bound the
+ * work of a slice of its loop counts the growth across its feeds, since
+ * one input byte may bring about a thousand. */
+long long layercheck_out(const layercheck_t *lc);
+
 /*
  * Every byte was fed: the result, and free what begin allocated.  For
  * MATCH and MISMATCH got receives "sha256:<hex>" of the uncompressed

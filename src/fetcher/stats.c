@@ -598,3 +598,66 @@ stats_render_warm(FILE *f, const stats_warm_t *st)
 
     return 0;
 }
+
+
+int
+stats_render_scrub(FILE *f, const stats_scrub_t *st)
+{
+    static const struct {
+        const char  *name;
+        const char  *help;
+        size_t       offset;
+    } counters[] = {
+        { "ocimirror_fetcher_scrub_checked_total",
+          "Stored files the scrub re-hashed.",
+          offsetof(stats_scrub_t, checked) },
+        { "ocimirror_fetcher_scrub_checked_bytes_total",
+          "Bytes the scrub read and hashed.",
+          offsetof(stats_scrub_t, checked_bytes) },
+        { "ocimirror_fetcher_scrub_corrupt_total",
+          "Stored files that did not match their digest, moved to "
+          "quarantine/.", offsetof(stats_scrub_t, corrupt) },
+        { "ocimirror_fetcher_scrub_diff_id_mismatches_total",
+          "Image layers that do not unpack to the diff_id their config "
+          "names (deep scrub).", offsetof(stats_scrub_t, mismatches) },
+        { "ocimirror_fetcher_scrub_skipped_total",
+          "Layers and manifests a deep scrub could not check (zstd and "
+          "other layer types, artifacts, configs not stored, layers past "
+          "the inflation bound).", offsetof(stats_scrub_t, skipped) },
+    };
+
+    unsigned long long  u;
+    size_t              i;
+
+    for (i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        memcpy(&u, (const char *) st + counters[i].offset, sizeof(u));
+
+        if (stats_family(f, counters[i].name, counters[i].help,
+                         STATS_COUNTER) != 0
+            || fprintf(f, "%s %llu\n", counters[i].name, u) < 0)
+        {
+            return -1;
+        }
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_scrub_running",
+                     "1 while a scrub pass runs.", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_scrub_running %d\n", st->running)
+           < 0
+        || stats_family(f, "ocimirror_fetcher_scrub_last_completed_"
+                        "timestamp_seconds",
+                        "When the last scrub of the whole store ended "
+                        "(unix seconds; 0: never).", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_scrub_last_completed_timestamp_"
+                   "seconds %lld\n", st->last_completed) < 0
+        || stats_family(f, "ocimirror_fetcher_quarantine_files",
+                        "Files in the store's quarantine/ (at most "
+                        "store.quarantine_max).", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_quarantine_files %llu\n",
+                   st->quarantine_files) < 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}

@@ -103,6 +103,23 @@ typedef struct {
     unsigned long long  downloads;      /* jobs the rounds started */
 } stats_warm_t;
 
+/* The scrub (scrub_state()): counters since the fetcher started. */
+typedef struct {
+    unsigned long long  checked;        /* files re-hashed */
+    unsigned long long  checked_bytes;  /* bytes read and hashed */
+    unsigned long long  corrupt;        /* files that did not match their
+                                           name: quarantined */
+    unsigned long long  mismatches;     /* layers that do not unpack to
+                                           their config's diff_id */
+    unsigned long long  skipped;        /* what a deep scrub could not
+                                           check: zstd and unknown layer
+                                           types, artifacts, ... */
+    int                 running;        /* gauge: a pass is under way */
+    long long           last_completed; /* gauge: unix seconds of the
+                                           last whole-store pass, 0 never */
+    unsigned long long  quarantine_files;   /* gauge */
+} stats_scrub_t;
+
 /* Every counter and gauge, in the Prometheus text format, with names
  * "ocimirror_fetcher_*" and labels registry="..", endpoint="..".  0, or
  * -1 with errno set. */
@@ -116,5 +133,9 @@ int stats_render_store(FILE *f, const stats_store_t *st);
 
 /* The warm lists the same way ("ocimirror_fetcher_warm_*"). */
 int stats_render_warm(FILE *f, const stats_warm_t *st);
+
+/* The scrub the same way ("ocimirror_fetcher_scrub_*" and
+ * "ocimirror_fetcher_quarantine_files"). */
+int stats_render_scrub(FILE *f, const stats_scrub_t *st);
 
 #endif /* FETCHER_STATS_H */

@@ -19,11 +19,15 @@ MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_DOCKER_LIST = ("application/vnd.docker.distribution.manifest.list.v2"
                   "+json")
 
 REF_NAME = "org.opencontainers.image.ref.name"
+
+# the first bytes of a zstd frame (RFC 8878)
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def sha256_digest(data):
@@ -93,16 +97,26 @@ def gzip_bytes(data, level):
 
 
 class Layer:
-    def __init__(self, seed, files, level=6):
+    """A tar layer, gzip-compressed; zstd=True: a blob of the zstd layer
+    type instead, the frame magic ahead of the tar (the standard library
+    has no zstd compressor, and the mirror never unpacks zstd: it is
+    stored, served and skipped by the deep scrub as it is)."""
+
+    def __init__(self, seed, files, level=6, zstd=False):
         tar = make_tar(seed, files)
         self.diff_id = sha256_digest(tar)
-        self.blob = Blob(MT_OCI_LAYER_GZIP, gzip_bytes(tar, level))
+        if zstd:
+            self.blob = Blob(MT_OCI_LAYER_ZSTD, ZSTD_MAGIC + tar)
+        else:
+            self.blob = Blob(MT_OCI_LAYER_GZIP, gzip_bytes(tar, level))
 
 
 class Image:
-    """A single-platform image: layers, config, manifest."""
+    """A single-platform image: layers, config, manifest.  diff_ids: what
+    the config names instead of the layers' own (an image built wrong)."""
 
-    def __init__(self, name, layers, arch="amd64", os_name="linux"):
+    def __init__(self, name, layers, arch="amd64", os_name="linux",
+                 diff_ids=None):
         self.name = name
         self.layers = layers
         self.arch = arch
@@ -115,7 +129,8 @@ class Image:
                        "Cmd": ["/bin/true"],
                        "Labels": {"ocimirror.test": name}},
             "rootfs": {"type": "layers",
-                       "diff_ids": [l.diff_id for l in layers]},
+                       "diff_ids": (diff_ids if diff_ids is not None
+                                    else [l.diff_id for l in layers])},
             "history": [{"created": "2024-01-01T00:00:00Z",
                          "created_by": "ocimirror e2e layer %d" % i}
                         for i in range(len(layers))],

@@ -231,6 +231,42 @@ test_match_pieces(void **state)
 }
 
 
+/* layercheck_out() counts what the feeds unpacked, all of it by the end of
+ * each feed: the scrub bounds a slice's work with it. */
+static void
+test_out(void **state)
+{
+    layercheck_t  lc;
+    bytes_t       raw, gz;
+    char          want[OCI_DIGEST_MAX + 1];
+    long long     before;
+    size_t        off, len;
+
+    raw = payload(3);
+    gz = gzip_of(raw.p, raw.n);
+    digest_of(raw.p, raw.n, want);
+
+    assert_int_equal(layercheck_begin(&lc, MT_OCI_GZIP, want, NO_LIMIT),
+                     OCI_OK);
+    assert_int_equal(layercheck_out(&lc), 0);
+
+    before = 0;
+
+    for (off = 0; off < gz.n; off += len) {
+        len = gz.n - off < 4096 ? gz.n - off : 4096;
+        assert_int_equal(layercheck_feed(&lc, gz.p + off, len), OCI_OK);
+        assert_true(layercheck_out(&lc) >= before);
+        before = layercheck_out(&lc);
+    }
+
+    assert_int_equal(layercheck_out(&lc), (long long) raw.n);
+    assert_result(layercheck_end(&lc, NULL, 0), LAYERCHECK_MATCH);
+
+    free(gz.p);
+    free(raw.p);
+}
+
+
 /* A sound stream of another layer: MISMATCH, and got says what it is. */
 static void
 test_mismatch(void **state)
@@ -797,6 +833,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match_pieces),
+        cmocka_unit_test(test_out),
         cmocka_unit_test(test_mismatch),
         cmocka_unit_test(test_got_cap),
         cmocka_unit_test(test_flipped_byte),

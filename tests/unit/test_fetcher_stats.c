@@ -318,6 +318,51 @@ test_render_empty(void **state)
 }
 
 
+/* The scrub's counters and gauges, each once, in the text format. */
+static void
+test_render_scrub(void **state)
+{
+    stats_scrub_t   st;
+    char           *text;
+    size_t          len;
+    FILE           *f;
+
+    memset(&st, 0, sizeof(st));
+    st.checked = 12;
+    st.checked_bytes = 123456789012ULL;
+    st.corrupt = 2;
+    st.mismatches = 1;
+    st.skipped = 3;
+    st.running = 1;
+    st.last_completed = 1700000000;
+    st.quarantine_files = 2;
+
+    text = NULL;
+    f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(stats_render_scrub(f, &st), 0);
+    assert_int_equal(fclose(f), 0);
+
+    assert_int_equal(check_format(text), 8);
+    assert_true(has_line(text,
+        "# TYPE ocimirror_fetcher_scrub_checked_total counter"));
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_checked_total 12"));
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_checked_bytes_total "
+                               "123456789012"));
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_corrupt_total 2"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_scrub_diff_id_mismatches_total 1"));
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_skipped_total 3"));
+    assert_true(has_line(text, "# TYPE ocimirror_fetcher_scrub_running gauge"));
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_running 1"));
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_last_completed_"
+                               "timestamp_seconds 1700000000"));
+    assert_true(has_line(text, "ocimirror_fetcher_quarantine_files 2"));
+
+    free(text);
+}
+
+
 static void
 stats_msg(fake_env_t *e, conn_t *c, uint32_t id)
 {
@@ -382,6 +427,11 @@ test_request(void **state)
     assert_true(has_line(text, "ocimirror_fetcher_jobs{kind=\"tags\"} 0"));
     assert_true(has_line(text, "ocimirror_fetcher_waiters 2"));
 
+    /* no scrub (the fakes set none up): its families, at zero */
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_running 0"));
+    assert_true(has_line(text, "ocimirror_fetcher_scrub_checked_total 0"));
+    assert_true(has_line(text, "ocimirror_fetcher_quarantine_files 0"));
+
     /* nothing else was sent */
     assert_int_equal(fake_conn_next(&e->c1, &m), 0);
 
@@ -438,6 +488,7 @@ main(void)
                                         fake_env_teardown),
         cmocka_unit_test(test_render_escaping),
         cmocka_unit_test(test_render_empty),
+        cmocka_unit_test(test_render_scrub),
         cmocka_unit_test_setup_teardown(test_request, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_request_conn_gone,
