@@ -69,7 +69,7 @@ struct cache_s {
      * held by a reader; counted as coming back, so that eviction for
      * min_free does not take more and more while a client reads */
     long long            held_bytes;
-    long long            held_base;   /* fs_free when they started */
+    long long            held_base;   /* cache_room() when they started */
     time_t               held_since;
 
     /* loading */
@@ -816,19 +816,38 @@ cache_held_check(cache_t *c, long long before, long long evicted,
 }
 
 
-/* Free space for eviction's decisions: what statvfs() says, plus what
- * was evicted lately and has not come back yet. */
+/*
+ * The free space plus what the store takes and has reserved: the
+ * fetcher's own writes move bytes between the terms (a download is
+ * reserved and fallocate()d at once, then committed), and so does an
+ * eviction whose blocks come back.  It drops when an evicted file's
+ * blocks stay held by a reader (or another process writes to the
+ * filesystem).
+ */
+static long long
+cache_room(cache_t *c)
+{
+    return c->fs_free + c->bytes + c->reserved;
+}
+
+
+/* Free space for eviction's decisions: what statvfs() said, plus what
+ * was evicted lately and has not come back yet (at most what was
+ * evicted). */
 static long long
 cache_free_soon(cache_t *c, time_t now)
 {
-    long long  back, pending;
+    long long  pending;
 
     if (c->held_bytes == 0 || now - c->held_since > CACHE_HELD_SECONDS) {
         return c->fs_free;
     }
 
-    back = c->fs_free - c->held_base;
-    pending = c->held_bytes - (back > 0 ? back : 0);
+    pending = c->held_base - cache_room(c);
+
+    if (pending > c->held_bytes) {
+        pending = c->held_bytes;
+    }
 
     return c->fs_free + (pending > 0 ? pending : 0);
 }
@@ -926,9 +945,10 @@ cache_evict_one(cache_t *c, time_t now, int inactive_only)
     bytes = e->bytes;
     c->evictions++;
     c->evicted_bytes += (unsigned long long) bytes;
+
     if (c->held_bytes == 0 || now - c->held_since > CACHE_HELD_SECONDS) {
         c->held_bytes = 0;
-        c->held_base = c->fs_free;
+        c->held_base = cache_room(c);
         c->held_since = now;
     }
 

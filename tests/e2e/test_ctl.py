@@ -176,10 +176,10 @@ def test_pin_pins_unpin(mirror, upstream, catalog, ctl_bin):
         assert m, p.stdout
         return (m.group(1), int(m.group(2))) == (str(n and 1), n) and p
 
-    # the manifest, its config and its layer
-    p = wait_for(lambda: holding(3), 30, what="the pin to hold the image")
+    # the tag record, the manifest, its config and its layer
+    p = wait_for(lambda: holding(4), 30, what="the pin to hold the image")
     assert p.stdout.splitlines()[1:] == ["  %s  (every platform)" % ref]
-    assert re.search(r"^pinned\s+1 pin hold 3 files",
+    assert re.search(r"^pinned\s+1 pin hold 4 files",
                      run("status").stdout, re.M)
 
     p = run("pin", ref)
