@@ -545,6 +545,15 @@ conn_number(const conn_t *c)
 }
 
 
+/* A worker runs as another user than the fetcher: it may read, not
+ * change (ctl.c). */
+long
+conn_peer_uid(const conn_t *c)
+{
+    return -1;
+}
+
+
 void
 fake_conn_init(conn_t *c, unsigned number)
 {
