@@ -8,7 +8,8 @@
  *   MANIFEST   manifest.h
  *   TAGS       tags.h
  *   REFERRERS  referrers.h
- *   STATS      the counters and a census of the jobs (stats.h), as BODY
+ *   STATS      the counters, a census of the jobs, the store and the
+ *              loop's stalls (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
  *   USED       the cache manager: a stored file was served (recency)
  *   CTL        ocimirrorctl's commands (ctl.h)

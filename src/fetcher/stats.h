@@ -12,6 +12,7 @@
 
 #include "oci.h"
 #include "oci_config.h"
+#include "loop.h"
 
 typedef struct {
     unsigned long long  requests;       /* upstream requests sent to it */
@@ -100,5 +101,10 @@ int stats_render_census(FILE *f, const stats_census_t *census);
 
 /* The store the same way ("ocimirror_fetcher_store_*"). */
 int stats_render_store(FILE *f, const stats_store_t *st);
+
+/* The event loop's stalls (loop_stats()): the longest since the start,
+ * a gauge, and the histogram of every iteration
+ * ("ocimirror_fetcher_loop_*"). */
+int stats_render_loop(FILE *f, const loop_stats_t *ls);
 
 #endif /* FETCHER_STATS_H */
