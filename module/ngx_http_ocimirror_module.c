@@ -429,12 +429,17 @@ ngx_http_ocimirror_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    mcf->recency = ngx_http_ocimirror_recency_create(cycle, mcf->link,
+    /* store.recency = false, a measurement switch: no table, and a hit
+     * notes nothing (ngx_http_ocimirror_recency_note() of NULL) */
+
+    if (mcf->oci->store_recency) {
+        mcf->recency = ngx_http_ocimirror_recency_create(cycle, mcf->link,
                                       (ngx_uint_t) mcf->oci->recency_batch,
                                       (ngx_msec_t) mcf->oci->recency_interval
                                       * 1000);
-    if (mcf->recency == NULL) {
-        return NGX_ERROR;
+        if (mcf->recency == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     if (ngx_http_ocimirror_expire_init(cycle, mcf) != NGX_OK) {

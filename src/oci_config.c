@@ -99,9 +99,9 @@ static const char *const  oci_config_top_keys[] = {
 
 static const char *const  oci_config_store_keys[] = {
     "path", "fsync", "min_free", "max_size", "high_watermark",
-    "low_watermark", "inactive", "recency_batch", "recency_interval",
-    "pin", "scrub_interval", "scrub_rate", "scrub_deep", "quarantine_max",
-    NULL
+    "low_watermark", "inactive", "recency", "recency_batch",
+    "recency_interval", "pin", "scrub_interval", "scrub_rate", "scrub_deep",
+    "quarantine_max", NULL
 };
 
 static const char *const  oci_config_image_keys[] = {
@@ -606,6 +606,10 @@ oci_config_store_bound(oci_config_ctx_t *ctx, const config_setting_t *group,
 
     if (rc == 1) {
         cf->store_inactive = (long) n;
+    }
+
+    if (oci_config_get_bool(ctx, group, "recency", &cf->store_recency) < 0) {
+        return OCI_EINVAL;
     }
 
     rc = oci_config_get_int(ctx, group, "recency_batch", 16, 1 << 20, &n);
@@ -2097,6 +2101,7 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->store_max_size_pct = OCI_DEFAULT_MAX_SIZE_PCT;
     cf->store_high_watermark = OCI_DEFAULT_HIGH_WATERMARK;
     cf->store_low_watermark = OCI_DEFAULT_LOW_WATERMARK;
+    cf->store_recency = 1;
     cf->recency_batch = OCI_DEFAULT_RECENCY_BATCH;
     cf->recency_interval = OCI_DEFAULT_RECENCY_INTERVAL;
     cf->max_transfers = OCI_DEFAULT_MAX_TRANSFERS;

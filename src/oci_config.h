@@ -4,14 +4,16 @@
  *   store    = { path = "/var/cache/ocimirror"; fsync = true;
  *                min_free = "1G"; max_size = "90%";
  *                high_watermark = 90; low_watermark = 80;
- *                inactive = 0; recency_batch = 4096;
+ *                inactive = 0; recency = true; recency_batch = 4096;
  *                recency_interval = 60; scrub_interval = 604800;
  *                scrub_rate = "50M"; scrub_deep = false;
  *                quarantine_max = 100; };
  *   (max_size: bytes, or a share of the store's filesystem; the
  *   watermarks: percents of max_size; inactive: seconds, 0 off; see
- *   src/fetcher/cache.h.  scrub_interval: seconds, 0 on demand only;
- *   scrub_rate: bytes/s, at least 64K; see src/fetcher/scrub.h)
+ *   src/fetcher/cache.h; recency = false is a measurement switch: the
+ *   workers note no hit and eviction goes by download time alone.
+ *   scrub_interval: seconds, 0 on demand only; scrub_rate: bytes/s, at
+ *   least 64K; see src/fetcher/scrub.h)
  *   fetcher  = { socket = "/run/ocimirror/fetcher.sock";
  *                max_transfers = 64; connect_timeout = 10;
  *                low_speed_time = 30; max_per_host = 16; http2 = true;
@@ -195,6 +197,10 @@ typedef struct {
     int              store_high_watermark;  /* % of max_size: evict */
     int              store_low_watermark;   /* % of max_size: stop */
     long             store_inactive; /* seconds unused: evict; 0: off */
+    int              store_recency;  /* workers report what they serve
+                                        and uses order eviction; 0: the
+                                        download time alone (to measure
+                                        what recency costs a hit) */
     long             recency_batch;  /* blobs a worker remembers served
                                         before it tells the fetcher */
     long             recency_interval;  /* seconds between those */

@@ -477,10 +477,16 @@ cache_open_level(cache_t *c, size_t len)
 }
 
 
-/* A file's last use: the later of its access and modification. */
+/* A file's last use: the later of its access and modification; without
+ * recency (store.recency = false) its modification alone, the download,
+ * whatever uses an earlier run or the kernel wrote as its access time. */
 static time_t
-cache_stat_used(const struct stat *st)
+cache_stat_used(cache_t *c, const struct stat *st)
 {
+    if (!c->cf->store_recency) {
+        return st->st_mtim.tv_sec;
+    }
+
     return st->st_atim.tv_sec > st->st_mtim.tv_sec ? st->st_atim.tv_sec
                                                    : st->st_mtim.tv_sec;
 }
@@ -556,7 +562,7 @@ cache_load_slice(cache_t *c)
         }
 
         cache_put(c, c->walk_path, (long long) st.st_blocks * 512,
-                  cache_stat_used(&st), cache_stat_used(&st));
+                  cache_stat_used(c, &st), cache_stat_used(c, &st));
     }
 }
 
@@ -700,7 +706,8 @@ cache_used(cache_t *c, const char *abs)
     now = time(NULL);
     cache_put(c, path, e->bytes, now, e->touched);
 
-    if (now - e->touched < CACHE_TOUCH_INTERVAL) {
+    /* without recency the disk keeps the download time alone */
+    if (!c->cf->store_recency || now - e->touched < CACHE_TOUCH_INTERVAL) {
         return;
     }
 

@@ -20,6 +20,11 @@
  * of either process to within that interval at the cost of one syscall
  * per file per interval, never per hit.  Records and lists are used when
  * the fetcher rewrites them (every TTL while they are asked for).
+ * store.recency = false, a switch to measure what recency costs a hit,
+ * turns it off: the workers report nothing, USED lines are not heard,
+ * nothing is written to disk and the load reads the modification time
+ * alone, so eviction goes by download time; the fetcher's own hand-outs
+ * of a stored file still count in memory (they hold it for CACHE_GRACE).
  *
  * Eviction.  The store may take max_size bytes (store.max_size, a size
  * or a share of the filesystem).  Past the high watermark, or with less

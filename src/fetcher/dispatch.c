@@ -16,6 +16,7 @@
 #include "dispatch.h"
 #include "job.h"
 #include "log.h"
+#include "loop.h"
 #include "manifest.h"
 #include "prefetch.h"
 #include "referrers.h"
@@ -194,14 +195,17 @@ dispatch_ping(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 }
 
 
-/* USED: a worker served a stored blob or manifest (recency). */
+/* USED: a worker served a stored blob or manifest (recency).  Without
+ * recency eviction goes by download time: a worker that still reports
+ * (an nginx started before the config changed) is not heard. */
 static void
 dispatch_used(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
     char  hex[OCI_SHA256_HEX_LEN + 1];
     char  path[OCI_PATH_MAX];
 
-    if (oci_digest_parse(m->reference, strlen(m->reference), hex) == OCI_OK
+    if (jobs->cf->store_recency
+        && oci_digest_parse(m->reference, strlen(m->reference), hex) == OCI_OK
         && oci_store_blob_path(jobs->cf->store_path, hex, path, sizeof(path))
            == OCI_OK)
     {
@@ -210,8 +214,8 @@ dispatch_used(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 }
 
 
-/* STATS: the counters, the census of the jobs and the store, as a
- * BODY. */
+/* STATS: the counters, the census of the jobs, the store and the loop's
+ * stalls, as a BODY. */
 static void
 dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 {
@@ -270,6 +274,10 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (rc == 0) {
         rc = stats_render_scrub(f, &scrub);
+    }
+
+    if (rc == 0) {
+        rc = stats_render_loop(f, loop_stats(jobs->loop));
     }
 
     if (fclose(f) != 0 || rc != 0) {

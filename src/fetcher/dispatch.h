@@ -9,7 +9,7 @@
  *   TAGS       tags.h
  *   REFERRERS  referrers.h
  *   STATS      the counters, a census of the jobs, the store, the warm
- *              lists and the scrub (stats.h), as BODY
+ *              lists, the scrub and the loop's stalls (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
  *   USED       the cache manager: a stored file was served (recency)
  *   CTL        ocimirrorctl's commands (ctl.h)

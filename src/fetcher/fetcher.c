@@ -282,6 +282,7 @@ fetcher_start(fetcher_t *f)
     }
 
     f->jobs->cache = f->cache;
+    f->jobs->loop = f->loop;
     dispatch_setup(f->jobs);
     cache_start(f->cache);
 

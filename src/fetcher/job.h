@@ -67,6 +67,9 @@ struct jobs_s {
     negative_t            *negative;    /* remembered 404s */
     cache_t               *cache;       /* the store's cache manager;
                                            NULL: none (unit tests) */
+    loop_t                *loop;        /* the fetcher's, for its stall
+                                           metrics; NULL: none (unit
+                                           tests) */
     queue_t               *buckets;     /* the in-flight table, by key */
     size_t                 nbuckets;
     queue_t                all;         /* every job */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -26,7 +27,16 @@ struct loop_s {
     size_t            nslots;
     loop_after_pt     after;
     void             *after_data;
+    loop_stats_t      stats;
 };
+
+
+const long long  loop_stall_bounds_ns[LOOP_STALL_BOUNDS] = {
+    100000LL, 1000000LL, 2500000LL, 5000000LL, 10000000LL, 25000000LL,
+    50000000LL, 100000000LL, 250000000LL, 500000000LL, 1000000000LL
+};
+
+static const loop_stats_t  loop_no_stats;
 
 
 loop_t *
@@ -196,10 +206,53 @@ loop_stop(loop_t *loop)
 }
 
 
+const loop_stats_t *
+loop_stats(const loop_t *loop)
+{
+    return loop != NULL ? &loop->stats : &loop_no_stats;
+}
+
+
+static long long
+loop_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+
+/* One iteration took ns.  Nearly all take less than the first bound:
+ * the search ends at its first comparison. */
+static void
+loop_count(loop_t *loop, long long ns)
+{
+    size_t         i;
+    loop_stats_t  *st;
+
+    st = &loop->stats;
+    st->iterations++;
+    st->busy_ns += (unsigned long long) ns;
+
+    if (ns > st->longest_ns) {
+        st->longest_ns = ns;
+    }
+
+    for (i = 0; i < LOOP_STALL_BOUNDS && ns > loop_stall_bounds_ns[i]; i++) {
+        /* the bucket of ns */
+    }
+
+    st->buckets[i]++;
+}
+
+
 int
 loop_once(loop_t *loop, int timeout_ms)
 {
     int                 n, i, fd;
+    long long           start;
     loop_slot_t        *slot;
     struct epoll_event  events[LOOP_EVENTS];
 
@@ -213,6 +266,9 @@ loop_once(loop_t *loop, int timeout_ms)
         log_error("epoll_wait() failed: %s", strerror(errno));
         return -1;
     }
+
+    /* from here to the next epoll_wait() nothing else is served */
+    start = loop_now_ns();
 
     for (i = 0; i < n; i++) {
         fd = events[i].data.fd;
@@ -228,6 +284,8 @@ loop_once(loop_t *loop, int timeout_ms)
     if (loop->after != NULL) {
         loop->after(loop->after_data);
     }
+
+    loop_count(loop, loop_now_ns() - start);
 
     return 0;
 }

@@ -661,3 +661,59 @@ stats_render_scrub(FILE *f, const stats_scrub_t *st)
 
     return 0;
 }
+
+
+int
+stats_render_loop(FILE *f, const loop_stats_t *ls)
+{
+    unsigned long long  cumulative;
+    size_t              i;
+
+    if (stats_family(f, "ocimirror_fetcher_loop_longest_stall_seconds",
+                     "The longest the event loop spent on one batch of "
+                     "events, timers and its after hook (between two "
+                     "returns to epoll_wait), since the start: nothing "
+                     "else was served meanwhile.", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_loop_longest_stall_seconds "
+                   "%lld.%09lld\n", ls->longest_ns / 1000000000LL,
+                   ls->longest_ns % 1000000000LL) < 0)
+    {
+        return -1;
+    }
+
+    if (fputs("# HELP ocimirror_fetcher_loop_stall_seconds The time the "
+              "event loop spent on each batch of events, timers and its "
+              "after hook.\n# TYPE ocimirror_fetcher_loop_stall_seconds "
+              "histogram\n", f) == EOF)
+    {
+        return -1;
+    }
+
+    cumulative = 0;
+
+    for (i = 0; i < LOOP_STALL_BOUNDS; i++) {
+        cumulative += ls->buckets[i];
+
+        if (fprintf(f, "ocimirror_fetcher_loop_stall_seconds_bucket"
+                    "{le=\"%.9g\"} %llu\n",
+                    (double) loop_stall_bounds_ns[i] / 1e9, cumulative)
+            < 0)
+        {
+            return -1;
+        }
+    }
+
+    cumulative += ls->buckets[LOOP_STALL_BOUNDS];
+
+    if (fprintf(f, "ocimirror_fetcher_loop_stall_seconds_bucket"
+                "{le=\"+Inf\"} %llu\n"
+                "ocimirror_fetcher_loop_stall_seconds_sum %llu.%09llu\n"
+                "ocimirror_fetcher_loop_stall_seconds_count %llu\n",
+                cumulative, ls->busy_ns / 1000000000ULL,
+                ls->busy_ns % 1000000000ULL, ls->iterations) < 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}

@@ -12,6 +12,7 @@
 
 #include "oci.h"
 #include "oci_config.h"
+#include "loop.h"
 
 typedef struct {
     unsigned long long  requests;       /* upstream requests sent to it */
@@ -137,5 +138,10 @@ int stats_render_warm(FILE *f, const stats_warm_t *st);
 /* The scrub the same way ("ocimirror_fetcher_scrub_*" and
  * "ocimirror_fetcher_quarantine_files"). */
 int stats_render_scrub(FILE *f, const stats_scrub_t *st);
+
+/* The event loop's stalls (loop_stats()): the longest since the start,
+ * a gauge, and the histogram of every iteration
+ * ("ocimirror_fetcher_loop_*"). */
+int stats_render_loop(FILE *f, const loop_stats_t *ls);
 
 #endif /* FETCHER_STATS_H */

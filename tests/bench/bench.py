@@ -3,8 +3,9 @@
 nginx (the limit for hits), Docker's registry in proxy mode (the peer) and
 a direct pull across a simulated WAN.
 
-    make bench                 full run (about 5 minutes)
-    BENCH_QUICK=1 make bench   smaller blobs, shorter wrk runs (< 2 minutes)
+    make bench                 full run (about 6 minutes)
+    BENCH_QUICK=1 make bench   smaller blobs, shorter wrk runs, a smaller
+                               synthetic store (under 3 minutes)
 
 Everything runs on 127.0.0.1 with ports chosen at run time, in one temp
 directory that is removed at the end; every process is stopped by PID.
@@ -17,20 +18,32 @@ directory that is removed at the end; every process is stopped by PID.
     peer       docker-registry with proxy.remoteurl = the wan
     ocimirror  build/ocimirror-fetcher + nginx with the module, the wan as
                its default registry
+    recency-on, recency-off
+               two more nginx with the module in front of ocimirror's
+               fetcher and store, their copies of the config differing in
+               store.recency alone: the hit path with and without it
+    lone       ocimirror-fetcher alone (no nginx, no upstream traffic) on a
+               synthetic store of BENCH_STORE_FILES blobs: the index load,
+               memory per indexed file, one eviction of 10 %, and the
+               event loop's longest stall during each
 
 The table goes to stdout and into BENCHMARKS.md at the top of the repo.
 A figure the product could not produce is printed as "failed: <reason>".
 
 Environment: BENCH_QUICK=1; BENCH_RTT_MS (40); BENCH_RATE_MIB (8, MiB/s
-per connection); BENCH_WRK_SECONDS; BENCH_KEEP=1 keeps the temp directory
-(its path is printed); BENCH_OUTPUT=FILE writes the report elsewhere;
-OCIMIRROR_BUILD_DIR measures another build.
+per connection); BENCH_WRK_SECONDS; BENCH_STORE_FILES (100000, quick
+20000); BENCH_STORE_DIR=DIR writes the synthetic store under DIR (default:
+a tmpfs at /dev/shm if there is one with room, else the temp directory);
+BENCH_KEEP=1 keeps the temp directory (its path is printed);
+BENCH_OUTPUT=FILE writes the report elsewhere; OCIMIRROR_BUILD_DIR
+measures another build.
 """
 
 import datetime
 import hashlib
 import http.client
 import json
+import math
 import os
 import platform
 import re
@@ -57,6 +70,8 @@ BUILD = os.environ.get("OCIMIRROR_BUILD_DIR") or os.path.join(REPO, "build")
 FETCHER_BIN = os.path.join(BUILD, "ocimirror-fetcher")
 MODULE_SO = os.path.join(BUILD, "ngx_http_ocimirror_module.so")
 NGINX_INCLUDE = os.path.join(REPO, "conf", "ocimirror-nginx.conf")
+
+CACHE_H = os.path.join(REPO, "src", "fetcher", "cache.h")
 
 NGINX_BIN = "/usr/sbin/nginx"
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -107,8 +122,17 @@ class Params:
         self.wrk_rounds = 2 if q else 3
         self.wrk_threads = 2
         self.wrk_conns = 16
+        # recency on and off: a 4 KiB blob (where the cost per request
+        # shows) and the manifest by tag, in pairs of runs at the same
+        # time; many short pairs rather than a few long ones
+        self.tiny_bytes = 4096
+        self.ab_rounds = 4 if q else 10
+        self.ab_seconds = 2
+        self.store_files = int(env_num("BENCH_STORE_FILES",
+                                       20000 if q else 100000))
+        self.store_poll = 0.005     # seconds between scrapes of eviction
         # past this, the remaining steps are skipped (their cells say so)
-        self.budget = 105.0 if q else 570.0
+        self.budget = 150.0 if q else 660.0
 
 
 # --- small helpers ----------------------------------------------------------
@@ -217,6 +241,106 @@ def children_of(ppid):
         if len(fields) > 1 and int(fields[1]) == ppid:
             out.append(int(d))
     return out
+
+
+# --- the fetcher's metrics, its store, its loop ------------------------------
+
+LOOP_LONGEST = "ocimirror_fetcher_loop_longest_stall_seconds"
+LOOP_STALL = "ocimirror_fetcher_loop_stall_seconds"
+
+
+def parse_metrics(text):
+    """{sample name with its labels, as written: value} of Prometheus
+    text."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise StepError("not a metric line: %r" % line)
+    return out
+
+
+def stall_buckets(m):
+    """{upper bound in seconds (inf last): cumulative count} of the
+    loop's histogram in the scrape m."""
+    prefix = LOOP_STALL + '_bucket{le="'
+    out = {float(k[len(prefix):-2]): v for k, v in m.items()
+           if k.startswith(prefix)}
+    if float("inf") not in out:
+        raise StepError("the fetcher exports no %s (an older build?)"
+                        % LOOP_STALL)
+    return out
+
+
+class StallWindow:
+    """The event loop's turns between two scrapes a and b of the fetcher:
+    how many, how many passed each bound of the histogram, and the longest
+    one: exact when it is a new record since the start (the gauge rose),
+    else bounded by the first bucket that holds every turn of the window
+    and by the record."""
+
+    def __init__(self, a, b):
+        ba, bb = stall_buckets(a), stall_buckets(b)
+        self.turns = b[LOOP_STALL + "_count"] - a[LOOP_STALL + "_count"]
+        self.busy = b[LOOP_STALL + "_sum"] - a[LOOP_STALL + "_sum"]
+        self.over = {le: self.turns - (bb[le] - ba[le]) for le in bb}
+        bound = min(le for le, n in self.over.items() if n == 0)
+        if b[LOOP_LONGEST] > a[LOOP_LONGEST]:
+            self.exact, self.bound = b[LOOP_LONGEST], b[LOOP_LONGEST]
+        else:
+            self.exact, self.bound = None, min(bound, a[LOOP_LONGEST])
+
+    def over_ms(self, ms):
+        return int(self.over[ms / 1000.0])
+
+    def longest_text(self):
+        if self.exact is not None:
+            return "%.1f ms" % (self.exact * 1000)
+        return "≤ %.3g ms" % (self.bound * 1000)
+
+
+def mount_of(path):
+    """(mount point, filesystem type) that holds path."""
+    path = os.path.realpath(path)
+    best = ("/", "unknown")
+    for line in read_text("/proc/self/mountinfo").splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or not rfields:
+            continue
+        mnt = fields[4].replace("\\040", " ")
+        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) \
+                and len(mnt) >= len(best[0]):
+            best = (mnt, rfields[0])
+    return best
+
+
+def store_parent(workdir, need_bytes):
+    """Where the synthetic store goes: BENCH_STORE_DIR; else a tmpfs at
+    /dev/shm with room for it (writing 100k small files on a journaled
+    disk takes a minute, on tmpfs seconds); else workdir."""
+    d = os.environ.get("BENCH_STORE_DIR")
+    if d:
+        return d
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and mount_of(shm)[1] == "tmpfs":
+        st = os.statvfs(shm)
+        if st.f_bavail * st.f_frsize > 2 * need_bytes:
+            return shm
+    return workdir
+
+
+def cache_grace():
+    """CACHE_GRACE (src/fetcher/cache.h): seconds a used file may not
+    go."""
+    m = re.search(r"#define\s+CACHE_GRACE\s+(\d+)", read_text(CACHE_H))
+    if m is None:
+        raise StepError("no CACHE_GRACE in src/fetcher/cache.h")
+    return int(m.group(1))
 
 
 # --- processes ---------------------------------------------------------------
@@ -672,6 +796,25 @@ def start_static(workdir, root, store):
                        nginx_main_conf(prefix, body), hostport, "/healthz")
 
 
+def render_include(prefix, hostport, config):
+    """conf/ocimirror-nginx.conf listening on hostport and reading config,
+    written under prefix; its path."""
+    text = read_text(NGINX_INCLUDE)
+    for needle in ("listen 127.0.0.1:5000;",
+                   "ocimirror_config /etc/ocimirror/ocimirror.cfg;"):
+        if needle not in text:
+            raise StepError("conf/ocimirror-nginx.conf no longer has %r"
+                            % needle)
+    text = text.replace("listen 127.0.0.1:5000;", "listen %s;" % hostport)
+    text = text.replace("ocimirror_config /etc/ocimirror/ocimirror.cfg;",
+                        "ocimirror_config %s;" % config)
+    path = os.path.join(prefix, "ocimirror-nginx.conf")
+    os.makedirs(prefix, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 class Mirror:
     """ocimirror: the fetcher and nginx with the module."""
 
@@ -701,43 +844,29 @@ class Mirror:
         self.fetcher_bin = os.path.join(bindir, os.path.basename(FETCHER_BIN))
         self.module_so = os.path.join(bindir, os.path.basename(MODULE_SO))
 
-    def write_config(self, fetcher_extra=""):
+    def config_text(self, fetcher_extra="", store_extra=""):
         """Everything not written here keeps the product's default."""
+        return ('store = { path = "%s"; fsync = false; '
+                'min_free = "1M"; %s};\n'
+                'fetcher = { socket = "%s"; max_transfers = 64;\n'
+                '            connect_timeout = 10; '
+                'low_speed_time = 30; %s};\n'
+                'default_registry = "%s";\n'
+                'registries = (\n'
+                '    { name = "%s"; endpoints = ( "http://%s" ); '
+                'tag_ttl = 300; }\n'
+                ');\n' % (self.store, store_extra, self.socket,
+                          fetcher_extra, self.wan, self.wan, self.wan))
+
+    def write_config(self, fetcher_extra=""):
         os.makedirs(self.store, exist_ok=True)
         with open(self.config, "w") as f:
-            f.write('store = { path = "%s"; fsync = false; '
-                    'min_free = "1M"; };\n'
-                    'fetcher = { socket = "%s"; max_transfers = 64;\n'
-                    '            connect_timeout = 10; '
-                    'low_speed_time = 30; %s};\n'
-                    'default_registry = "%s";\n'
-                    'registries = (\n'
-                    '    { name = "%s"; endpoints = ( "http://%s" ); '
-                    'tag_ttl = 300; }\n'
-                    ');\n' % (self.store, self.socket, fetcher_extra,
-                              self.wan, self.wan, self.wan))
-
-    def render_include(self):
-        text = read_text(NGINX_INCLUDE)
-        for needle in ("listen 127.0.0.1:5000;",
-                       "ocimirror_config /etc/ocimirror/ocimirror.cfg;"):
-            if needle not in text:
-                raise StepError("conf/ocimirror-nginx.conf no longer has %r"
-                                % needle)
-        text = text.replace("listen 127.0.0.1:5000;",
-                            "listen %s;" % self.hostport)
-        text = text.replace("ocimirror_config /etc/ocimirror/ocimirror.cfg;",
-                            "ocimirror_config %s;" % self.config)
-        path = os.path.join(self.prefix, "ocimirror-nginx.conf")
-        os.makedirs(self.prefix, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+            f.write(self.config_text(fetcher_extra))
 
     def start(self):
         self.write_config()
         self.start_fetcher()
-        include = self.render_include()
+        include = render_include(self.prefix, self.hostport, self.config)
         conf = nginx_main_conf(self.prefix, "    include %s;" % include,
                                self.module_so)
         self.nginx = start_nginx("nginx-ocimirror", self.prefix, conf,
@@ -819,6 +948,150 @@ class Mirror:
         return out
 
 
+class MirrorNginx:
+    """A second nginx with the module in front of a Mirror's fetcher and
+    store (the same files, the same page cache), reading a copy of its
+    config with other store settings: what the workers do differently is
+    all that differs."""
+
+    def __init__(self, mirror, name, store_extra):
+        self.mirror = mirror
+        self.name = name
+        self.workdir = os.path.join(mirror.workdir, name)
+        self.config = os.path.join(self.workdir, "ocimirror.cfg")
+        self.prefix = os.path.join(self.workdir, "nginx")
+        self.error_log = os.path.join(self.prefix, "error.log")
+        self.hostport = "127.0.0.1:%d" % free_port()
+        self.store_extra = store_extra
+        self.nginx = None
+
+    def start(self):
+        os.makedirs(self.workdir, exist_ok=True)
+        with open(self.config, "w") as f:
+            f.write(self.mirror.config_text(store_extra=self.store_extra))
+        include = render_include(self.prefix, self.hostport, self.config)
+        conf = nginx_main_conf(self.prefix, "    include %s;" % include,
+                               self.mirror.module_so)
+        self.nginx = start_nginx("nginx-" + self.name, self.prefix, conf,
+                                 self.hostport, "/readyz")
+
+    def worker_pids(self):
+        if self.nginx is None or not self.nginx.alive():
+            return []
+        return children_of(self.nginx.pid)
+
+    def stop(self):
+        if self.nginx:
+            self.nginx.stop()
+
+    def problems(self):
+        return ["nginx (%s): %s" % (self.name, line)
+                for line in read_text(self.error_log).splitlines()
+                if "[alert]" in line or "[emerg]" in line
+                or "exited on signal" in line]
+
+
+class LoneFetcher:
+    """ocimirror-fetcher alone, without nginx, on a store of its own; its
+    metrics come over its socket with a STATS line, as a worker asks for
+    them (BODY <id> 200 <a temp file, ours to remove>)."""
+
+    def __init__(self, workdir, fetcher_bin, store, name):
+        self.store = store
+        self.fetcher_bin = fetcher_bin
+        self.name = name
+        self.socket = os.path.join(workdir, name + ".sock")
+        self.config = os.path.join(workdir, name + ".cfg")
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.proc = None
+        self.conn = None
+        self.buf = b""
+        self.next_id = 0
+
+    def start(self, store_settings):
+        """Scrub off and an upstream that is never asked: the loop runs
+        the cache manager, its ticks and our STATS, nothing else."""
+        with open(self.config, "w") as f:
+            f.write('store = { path = "%s"; fsync = false; min_free = 0;\n'
+                    '          scrub_interval = 0; %s };\n'
+                    'fetcher = { socket = "%s"; };\n'
+                    'default_registry = "unused.invalid";\n'
+                    'registries = ( { name = "unused.invalid"; '
+                    'endpoints = ( "http://127.0.0.1:%d" ); } );\n'
+                    % (self.store, store_settings, self.socket,
+                       free_port()))
+        self.proc = Proc("fetcher-" + self.name,
+                         [self.fetcher_bin, "-c", self.config],
+                         self.log_path).start()
+
+        def connected():
+            if not self.proc.alive():
+                raise StepError("fetcher exited: %s"
+                                % one_line(tail(self.log_path, 5)))
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.socket)
+            except OSError:
+                s.close()
+                return False
+            self.conn = s
+            return True
+        wait_for(connected, 15, "the fetcher's socket", interval=0.01)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stats(self, timeout=10):
+        self.next_id += 1
+        self.conn.settimeout(timeout)
+        self.conn.sendall(b"STATS %d\n" % self.next_id)
+        while b"\n" not in self.buf:
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise StepError("the fetcher closed its socket")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        parts = line.decode("utf-8", "replace").split(" ")
+        if len(parts) < 4 or parts[:3] != ["BODY", str(self.next_id),
+                                          "200"]:
+            raise StepError("STATS answered %r" % one_line(line))
+        try:
+            with open(parts[3]) as f:
+                text = f.read()
+        finally:
+            os.unlink(parts[3])
+        return parse_metrics(text)
+
+    def wait_loaded(self, timeout):
+        """The first scrape after the index is loaded."""
+        def loaded():
+            m = self.stats()
+            if m.get("ocimirror_fetcher_store_loading") == 0 and \
+                    "ocimirror_fetcher_store_index_load_seconds" in m:
+                return m
+            return None
+        return wait_for(loaded, timeout, "the index loaded", interval=0.02)
+
+    def rss_kib(self):
+        st = proc_status(self.pid)
+        if st is None:
+            raise StepError("the fetcher is gone")
+        return st
+
+    def stop(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.proc is not None:
+            self.proc.stop()
+
+    def problems(self):
+        return ["fetcher (%s): %s" % (self.name, line)
+                for line in read_text(self.log_path).splitlines()
+                if " error " in line or " crit " in line]
+
+
 # --- the run -----------------------------------------------------------------
 
 class Bench:
@@ -836,6 +1109,9 @@ class Bench:
         self.cpu = {}               # (test, target) -> [CPU s/request]
         self.static_paths = {}      # hex -> what static nginx serves
         self.static_fallbacks = set()
+        self.recency = {}           # "on"/"off": nginx (MirrorNginx)
+        self.store_where = "not run"    # the synthetic store's filesystem
+        self.lone_problems = []     # from the fetchers run alone
         self.load_at_start = " ".join(read_text("/proc/loadavg").split()[:3])
 
     # --- infrastructure -----------------------------------------------
@@ -882,6 +1158,7 @@ class Bench:
         blobs = os.path.join(static, "blobs")
         self.static_root = static
         self.small = benchdata.write_random(blobs, "small", p.small_mib * MiB)
+        self.tiny = benchdata.write_random(blobs, "tiny", p.tiny_bytes)
         self.large = benchdata.write_random(blobs, "large", p.large_mib * MiB)
         self.coal = benchdata.write_random(blobs, "coalesce",
                                            p.coalesce_mib * MiB)
@@ -918,8 +1195,8 @@ class Bench:
                                 timeout=180, env=self.skopeo_env())
             if pr.returncode != 0:
                 raise StepError("skopeo push: %s" % one_line(pr.stderr))
-        for b in [self.small, self.large, self.coal, self.ttfb_blob] + \
-                self.fanout:
+        for b in [self.small, self.tiny, self.large, self.coal,
+                  self.ttfb_blob] + self.fanout:
             push_blob(up, BLOB_REPO, b)
 
     def skopeo_env(self):
@@ -997,14 +1274,17 @@ class Bench:
             return children_of(self.static.pid)
         if name == "ocimirror":
             return self.mirror.worker_pids()
+        if name.startswith("recency-"):
+            return self.recency[name[8:]].worker_pids()
         return [self.peer.pid]
 
-    def wrk(self, hostport, path, headers=(), cpu_of=None):
+    def wrk(self, hostport, path, headers=(), cpu_of=None, seconds=None):
         """(bytes/s, requests/s, server CPU seconds per request) of a wrk
-        run, the CPU of the processes of target cpu_of (None if not
-        given); StepError if any answer was not 2xx/3xx or nothing
-        completed."""
+        run (seconds: p.wrk_seconds if not given), the CPU of the
+        processes of target cpu_of (None if not given); StepError if any
+        answer was not 2xx/3xx or nothing completed."""
         p = self.p
+        seconds = seconds or p.wrk_seconds
         pids = self.server_pids(cpu_of) if cpu_of else []
         cpu0 = cpu_seconds(pids)
         script = os.path.join(self.tmp, "report.lua")
@@ -1012,12 +1292,12 @@ class Bench:
             with open(script, "w") as f:
                 f.write(WRK_LUA)
         cmd = [WRK_BIN, "-t%d" % p.wrk_threads, "-c%d" % p.wrk_conns,
-               "-d%ds" % p.wrk_seconds, "--timeout", "30s", "-s", script]
+               "-d%ds" % seconds, "--timeout", "30s", "-s", script]
         for h in headers:
             cmd += ["-H", h]
         cmd.append("http://%s%s" % (hostport, path))
         pr = subprocess.run(cmd, capture_output=True, text=True,
-                            timeout=p.wrk_seconds + 60)
+                            timeout=seconds + 60)
         m = re.search(r"^BENCHJSON (\{.*\})$", pr.stdout, re.M)
         if pr.returncode != 0 or not m:
             raise StepError("wrk exited %d: %s" % (
@@ -1041,6 +1321,9 @@ class Bench:
         return s["bytes"] / dur, s["requests"] / dur, cpu
 
     def name_of(self, hostport):
+        for side, n in self.recency.items():
+            if n.hostport == hostport:
+                return "ocimirror, recency " + side
         for name in ("static", "peer", "mirror", "wan", "upstream"):
             obj = getattr(self, name, None)
             if obj is not None and getattr(obj, "hostport", None) == hostport:
@@ -1384,6 +1667,223 @@ class Bench:
                 log("TTFB cold %s: %.1f ms" % (name, t * 1000))
             self.step([key], run, needs=(name,))
 
+    # --- recency on and off -------------------------------------------
+
+    def recency_pair(self, path, headers, first):
+        """One wrk run against each side, first first and the other right
+        after: ((req/s, CPU s/request) on, (...) off).  Two runs next to
+        each other see nearly the same machine; run at the same time
+        instead, the two nginx fight for the CPUs and the scheduler's
+        choices spread the pairs far wider."""
+        out = {}
+        for side in (first, "off" if first == "on" else "on"):
+            _, rps, cpu = self.wrk(self.recency[side].hostport, path,
+                                   headers, cpu_of="recency-" + side,
+                                   seconds=self.p.ab_seconds)
+            out[side] = (rps, cpu)
+        return out["on"], out["off"]
+
+    def measure_recency(self):
+        """The hit path with recency tracking and without it, side by
+        side: two fresh nginx with the module in front of ocimirror's
+        fetcher and store (the same files, the same page cache), their
+        configs differing in store.recency alone; wrk against each in
+        turn, in pairs of runs.  Both fresh, so that neither carries what
+        earlier steps left in its workers."""
+        blob = self.tiny
+        bpath = "/v2/%s/blobs/%s" % (BLOB_REPO, blob.digest)
+        mpath = "/v2/%s/manifests/%s" % (TAGGED_REPO, TAG)
+        tests = (("recency.blob", bpath, []),
+                 ("recency.manifest", mpath, ["Accept: " + ACCEPT_ALL]))
+
+        def setup():
+            # through ocimirror's own nginx first: it fetches the blob
+            expect_blob(fetch(self.mirror.hostport, bpath,
+                              timeout=self.cap(60)), blob,
+                        "cold GET of the %d-byte blob" % blob.size)
+            wait_wan_quiet(self.wan, timeout=self.cap(60))
+            for side, value in (("on", "true"), ("off", "false")):
+                n = MirrorNginx(self.mirror, "recency-" + side,
+                                "recency = %s; " % value)
+                self.procs.append(n)
+                self.recency[side] = n
+                n.start()
+            for n in self.recency.values():
+                expect_blob(fetch(n.hostport, bpath, timeout=self.cap(60)),
+                            blob, "warm-up GET of the %d-byte blob"
+                            % blob.size)
+                r = fetch(n.hostport, mpath, {"Accept": ACCEPT_ALL},
+                          timeout=self.cap(60))
+                if r.error or r.status != 200 or r.sha256 != self.tman.hex:
+                    raise StepError("warm-up GET of the manifest: HTTP %s, "
+                                    "%s" % (r.status, r.error or one_line(
+                                        r.start[:120])))
+            wait_wan_quiet(self.wan, timeout=self.cap(60))
+        self.step([t[0] for t in tests], setup, needs=("ocimirror", "wan"))
+
+        for key, path, headers in tests:
+            if isinstance(self.r.get(key), Failure):
+                continue
+
+            def run(key=key, path=path, headers=headers):
+                pairs = []
+                for i in range(self.p.ab_rounds):
+                    on, off = self.recency_pair(path, headers,
+                                                "on" if i % 2 == 0 else "off")
+                    pairs.append((on, off))
+                    log("%s: recency on %.0f req/s, %.1f µs CPU/request; "
+                        "off %.0f req/s, %.1f µs" % (
+                            key, on[0], on[1] * 1e6, off[0], off[1] * 1e6))
+                self.r[key] = pairs
+            self.step([key], run, needs=("ocimirror",))
+
+        for n in self.recency.values():
+            n.stop()
+
+    # --- a synthetic store: the index, memory, eviction ---------------
+
+    def measure_store(self):
+        self.step(["store.load", "store.evict"], self.store_run)
+
+    def store_run(self):
+        n = self.p.store_files
+        work = os.path.join(self.tmp, "lone")
+        os.makedirs(work, exist_ok=True)
+        if not os.path.exists(FETCHER_BIN):
+            raise StepError("%s is missing (make all)"
+                            % os.path.relpath(FETCHER_BIN, REPO))
+        shutil.copy2(FETCHER_BIN, work)     # a rebuild may replace it
+        fbin = os.path.join(work, os.path.basename(FETCHER_BIN))
+        parent = store_parent(self.tmp, n * 4096)
+        root = tempfile.mkdtemp(prefix="ocimirror-bench-store-", dir=parent)
+        self.store_where = "%s (%s)" % (
+            "BENCH_STORE_DIR" if os.environ.get("BENCH_STORE_DIR")
+            else "the temp directory" if parent == self.tmp else parent,
+            mount_of(root)[1])
+        lone = []
+        try:
+            self.store_steps(root, work, fbin, lone)
+        finally:
+            for f in lone:
+                f.stop()
+                self.lone_problems += f.problems()
+            shutil.rmtree(root, ignore_errors=True)
+
+    def store_steps(self, root, work, fbin, lone):
+        n = self.p.store_files
+        store = os.path.join(root, "store")
+        empty = os.path.join(root, "empty")
+        os.makedirs(empty)
+        t = time.monotonic()
+        hexes = benchdata.write_store_blobs(store, n, "index")
+        gen = time.monotonic() - t
+        log("synthetic store: %d blobs written in %.1fs in %s"
+            % (n, gen, self.store_where))
+
+        def fetcher(name, where, settings):
+            f = LoneFetcher(work, fbin, where, name)
+            lone.append(f)
+            f.start(settings)
+            return f
+
+        # what a fetcher takes before it indexes anything
+        unbounded = 'max_size = "1T"; '
+        f = fetcher("empty", empty, unbounded)
+        f.wait_loaded(30)
+        rss0 = f.rss_kib()[0]
+        f.stop()
+
+        # the load, from the start of the process: nothing else runs
+        f = fetcher("load", store, unbounded)
+        m = f.wait_loaded(self.cap(300))
+        rss, hwm = f.rss_kib()
+        f.stop()
+        files = int(m["ocimirror_fetcher_store_files"])
+        total = int(m["ocimirror_fetcher_store_bytes"])
+        if files != n:
+            raise StepError("the index holds %d files, %d were written"
+                            % (files, n))
+        start = {k: 0.0 for k in m if k.startswith(LOOP_STALL)}
+        start[LOOP_LONGEST] = 0.0
+        load = {"files": n, "generated": gen,
+                "seconds": m["ocimirror_fetcher_store_index_load_seconds"],
+                "rss0": rss0, "rss": rss, "hwm": hwm,
+                "per_file": (rss - rss0) * 1024.0 / n,
+                "stall": StallWindow(start, m)}
+        self.r["store.load"] = load
+        log("index of %d files loaded in %.3fs; RSS %.1f -> %.1f MiB (%.0f "
+            "B/file); longest stall %s" % (
+                n, load["seconds"], rss0 / 1024.0, rss / 1024.0,
+                load["per_file"], load["stall"].longest_text()))
+
+        # One eviction of a tenth: max_size = 1.125 x the indexed bytes,
+        # high 85 %, low 80 % (90 % of the bytes).  The oldest tenth is a
+        # second older than the rest.  Every file's time keeps it within
+        # CACHE_GRACE until the load's end has been scraped, so that the
+        # eviction starts in a window of its own, at a tick; until then
+        # the cache manager finds nothing it may evict (and says so once
+        # in its log).
+        grace = cache_grace()
+        k = n // 10
+        offset = max(0, math.ceil(2 * load["seconds"] + 2 - grace))
+        t0 = math.ceil(time.time()) + offset
+        shard = os.path.join(store, "sha256")
+        for i, h in enumerate(hexes):
+            os.utime(os.path.join(shard, h[:2], h),
+                     (t0 - 1, t0 - 1) if i < k else (t0, t0))
+        f = fetcher("evict", store, 'max_size = "%d"; high_watermark = 85; '
+                    'low_watermark = 80; ' % ((total * 9 + 7) // 8))
+        m = f.wait_loaded(self.cap(300))
+        if m["ocimirror_fetcher_store_evictions_total"] != 0:
+            raise StepError("eviction began before the load's end was "
+                            "seen (the load took %.1f s)" % m[
+                                "ocimirror_fetcher_store_index_load_seconds"])
+        poll = self.p.store_poll
+        deadline = time.monotonic() + self.cap(offset + grace + 30)
+        # the last scrape before the first file went opens the window
+        while True:
+            m1, t1 = m, time.monotonic()
+            m = f.stats()
+            if m["ocimirror_fetcher_store_evictions_total"] > 0:
+                break
+            if time.monotonic() > deadline:
+                raise StepError("no eviction began: %s" % one_line(
+                    tail(f.log_path, 3)))
+            time.sleep(poll)
+        # the first at the low watermark with nothing evicting closes it
+        while m["ocimirror_fetcher_store_evicting"] != 0 or \
+                m["ocimirror_fetcher_store_bytes"] > \
+                m["ocimirror_fetcher_store_low_watermark_bytes"]:
+            if time.monotonic() > deadline:
+                raise StepError("eviction still under way: %d files gone"
+                                % m["ocimirror_fetcher_store_evictions_total"])
+            time.sleep(poll)
+            m = f.stats()
+        t2 = time.monotonic()
+        f.stop()
+        evicted = int(m["ocimirror_fetcher_store_evictions_total"])
+        low = int(m["ocimirror_fetcher_store_low_watermark_bytes"])
+        if total % n == 0 and evicted != n - low // (total // n):
+            # every file takes the same room: the count is exact
+            raise StepError("%d files evicted, %d expected"
+                            % (evicted, n - low // (total // n)))
+        if abs(evicted - k) > max(1, n // 100):
+            raise StepError("%d files evicted, about %d expected"
+                            % (evicted, k))
+        gone = {h for h in hexes
+                if not os.path.exists(os.path.join(shard, h[:2], h))}
+        old = set(hexes[:k])
+        if len(gone) != evicted or not (gone <= old or old <= gone):
+            raise StepError("%d files gone, %d of them of the oldest tenth: "
+                            "not the least recently used first"
+                            % (len(gone), len(gone & old)))
+        ev = {"files": evicted, "seconds": t2 - t1,
+              "stall": StallWindow(m1, m)}
+        self.r["store.evict"] = ev
+        log("evicted %d files in %.3fs; longest stall %s, %d turns over "
+            "10 ms" % (evicted, ev["seconds"], ev["stall"].longest_text(),
+                       ev["stall"].over_ms(10)))
+
     def collect_rss(self):
         def peak(phases, group):
             vals = [self.rss.peak(ph, group) for ph in phases]
@@ -1404,6 +1904,8 @@ class Bench:
         self.start_all()
         self.measure_warm()
         self.measure_manifest()
+        self.measure_recency()
+        self.measure_store()
         self.measure_cold_pull()
         self.measure_coalescing()
         self.measure_fanout()
@@ -1428,13 +1930,16 @@ class Bench:
                                   self.mirror.fetcher.alive() else "down"))
 
     def finish_notes(self):
-        if self.mirror is not None:
-            probs = self.mirror.problems()
-            for line in probs[:8]:
-                self.notes.append(self.sanitize(one_line(line, 240)))
-            if len(probs) > 8:
-                self.notes.append("... and %d more problem lines in the "
-                                  "ocimirror logs" % (len(probs) - 8))
+        probs = []
+        for who in [self.mirror] + list(self.recency.values()):
+            if who is not None:
+                probs += who.problems()
+        probs += self.lone_problems
+        for line in probs[:8]:
+            self.notes.append(self.sanitize(one_line(line, 240)))
+        if len(probs) > 8:
+            self.notes.append("... and %d more problem lines in the "
+                              "ocimirror logs" % (len(probs) - 8))
 
 
 WRK_LUA = r"""
@@ -1472,6 +1977,33 @@ def verdict(value, test, short_by):
     if value is None:
         return "n/a"
     return "yes" if test(value) else "no (%s)" % short_by(value)
+
+
+def ab_figures(pairs):
+    """Of [((req/s, CPU s/request) on, (...) off)], pairs of runs made one
+    right after the other: for req/s (0) and CPU per request (1), the
+    median of each side,
+    and the cost of recency in each pair (on / off - 1 for CPU, 1 - on /
+    off for req/s): their median, and their range, the noise the median
+    has to beat."""
+    out = {}
+    for i, sign in ((0, -1), (1, 1)):
+        costs = sorted(sign * (on[i] / off[i] - 1) for on, off in pairs)
+        out[i] = {"on": statistics.median(on[i] for on, _ in pairs),
+                  "off": statistics.median(off[i] for _, off in pairs),
+                  "cost": statistics.median(costs),
+                  "low": costs[0], "high": costs[-1]}
+    return out[0], out[1]
+
+
+def stall_verdict(w):
+    """Every turn of the window under 50 ms: from the exact longest if the
+    window set a record, else from the histogram (turns over 50 ms)."""
+    if w.exact is not None:
+        return verdict(w.exact * 1000, lambda x: x < 50,
+                       lambda x: "%.1f ms over" % (x - 50))
+    n = w.over_ms(50)
+    return "yes" if n == 0 else "no (%d turns over 50 ms)" % n
 
 
 def build_rows(b):
@@ -1555,6 +2087,57 @@ def build_rows(b):
                  "within +20 ms of kept-alive",
                  verdict(delta, lambda x: x <= 20,
                          lambda x: "%.1f ms over" % (x - 20))])
+
+    for key, label in (("recency.blob", "warm hit with recency on / off, "
+                        "%d-byte blob (req/s, median)" % p.tiny_bytes),
+                       ("recency.manifest", "warm hit with recency on / off, "
+                        "manifest by tag (req/s, median)")):
+        v = g(key)
+        if not ok(v):
+            rows.append([label, "—", "—", "—", fmt(v, "%s"), "—",
+                         "≤ 2 % cost (CPU per request)", "n/a"])
+            continue
+        rps, cpu = ab_figures(v)
+        met = verdict(cpu["cost"], lambda x: x <= 0.02,
+                      lambda x: "%.1f %% over%s" % (
+                          (x - 0.02) * 100, ", within the pairs' range"
+                          if cpu["low"] <= 0.02 else ""))
+        rows.append([label, "—", "—", "—",
+                     "%.0f / %.0f; CPU %.1f / %.1f µs per request" % (
+                         rps["on"], rps["off"], cpu["on"] * 1e6,
+                         cpu["off"] * 1e6),
+                     "cost %+.1f %% CPU per request (pairs %+.1f … %+.1f "
+                     "%%), %+.1f %% req/s (pairs %+.1f … %+.1f %%)" % (
+                         cpu["cost"] * 100, cpu["low"] * 100,
+                         cpu["high"] * 100, rps["cost"] * 100,
+                         rps["low"] * 100, rps["high"] * 100),
+                     "≤ 2 % cost (CPU per request)", met])
+
+    v = g("store.load")
+    label = ("index load at start, %d synthetic blobs (s; fetcher RSS; "
+             "the loop's longest stall)" % p.store_files)
+    if ok(v):
+        rows.append([label, "—", "—", "—",
+                     "%.2f s; %.1f → %.1f MiB, %.0f B/file; stall %s"
+                     % (v["seconds"], v["rss0"] / 1024.0, v["rss"] / 1024.0,
+                        v["per_file"], v["stall"].longest_text()),
+                     "—", "stall < 50 ms", stall_verdict(v["stall"])])
+    else:
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—",
+                     "stall < 50 ms", "n/a"])
+
+    v = g("store.evict")
+    label = ("one eviction of 10 %% of %d files (s; the loop's longest "
+             "stall)" % p.store_files)
+    if ok(v):
+        rows.append([label, "—", "—", "—",
+                     "%.3f s (%d files); stall %s" % (
+                         v["seconds"], v["files"],
+                         v["stall"].longest_text()),
+                     "—", "stall < 50 ms", stall_verdict(v["stall"])])
+    else:
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—",
+                     "stall < 50 ms", "n/a"])
 
     o = g("rss.worker_growth")
     rows.append(["nginx worker RSS growth streaming %d × %d MiB (MiB)"
@@ -1664,6 +2247,41 @@ def report(b, rows):
               "- manifest by tag: a 10-layer image of its own (so that a "
               "prefetch it sets off cannot warm the cold pull), Accept: "
               "all four manifest types; static serves the same bytes.",
+              "- recency on / off: two fresh nginx with the module (2 "
+              "workers each) in front of ocimirror's fetcher and store "
+              "(the same files, the same page cache), their copies of the "
+              "config differing in `store.recency` alone (false: no "
+              "recency table, a hit notes nothing); %d pairs of wrk -t%d "
+              "-c%d -d%ds runs, one against each side right after the "
+              "other (on off, off on, ...: a drift of the machine falls "
+              "on both alike), on a %d-byte blob (where a request's own "
+              "cost shows) and on the manifest by tag. CPU per request = "
+              "the nginx workers' user + system time (/proc) ÷ requests: "
+              "the cost a hit pays, and what the target judges; req/s on "
+              "a 2-core machine shared with wrk follows whatever else "
+              "runs. Cost = how much worse with recency, per pair; the "
+              "table gives the median and the range of the pairs."
+              % (p.ab_rounds, p.wrk_threads, p.wrk_conns, p.ab_seconds,
+                 p.tiny_bytes),
+              "- synthetic store: %d blobs of 256 B–2 KiB random bytes "
+              "under sha256/<2>/<64>, named by their own digests, written "
+              "by the bench in %s; ocimirror-fetcher alone (no nginx; "
+              "scrub off; an upstream that is never asked), its metrics "
+              "read over its socket with STATS lines as a worker asks. "
+              "RSS: the fetcher on an empty store, then on this one "
+              "once loaded (VmRSS). Load: "
+              "`ocimirror_fetcher_store_index_load_seconds`, the longest "
+              "stall since the process started. Eviction: a fetcher "
+              "restarted with max_size = 1.125 × the indexed bytes, high "
+              "85 %%, low 80 %%: exactly a tenth must go, and it must be "
+              "the oldest tenth (a second older than the rest); the "
+              "files' times hold eviction back (CACHE_GRACE) until the "
+              "load's end has been scraped; then STATS every %.0f ms, "
+              "from the last scrape before the first file went to the "
+              "first at the low watermark with nothing evicting; its "
+              "longest stall is exact when it is a record since the "
+              "start, else the histogram's bound." % (
+                  p.store_files, b.store_where, p.store_poll * 1000),
               "- cold pull: `skopeo copy docker://... dir:`; the direct "
               "column pulls from the upstream through the WAN.",
               "- TTFB: to the first body byte, one cold probe per cache. "
@@ -1726,6 +2344,33 @@ def report(b, rows):
             extra.append("Server CPU per warm %s during wrk (median of "
                          "the runs; nginx workers, or the peer's "
                          "process): %s." % (label, ", ".join(parts)))
+    for key, label in (("recency.blob", "%d-byte blob" % p.tiny_bytes),
+                       ("recency.manifest", "manifest by tag")):
+        v = b.r.get(key)
+        if ok(v):
+            extra.append("Recency on / off, %s, every pair of runs (req/s "
+                         "and µs CPU per request, on / off): %s." % (
+                             label, "; ".join(
+                                 "%.0f / %.0f, %.1f / %.1f" % (
+                                     on[0], off[0], on[1] * 1e6,
+                                     off[1] * 1e6) for on, off in v)))
+    v = b.r.get("store.load")
+    if ok(v):
+        w = v["stall"]
+        extra.append("Synthetic store: %d blobs written in %.1f s in %s. "
+                     "The load ran %d loop turns (%.3f s busy), %d over "
+                     "10 ms; the fetcher's peak RSS (VmHWM) was %.1f MiB."
+                     % (v["files"], v["generated"], b.store_where,
+                        w.turns, w.busy, w.over_ms(10), v["hwm"] / 1024.0))
+    v = b.r.get("store.evict")
+    if ok(v):
+        w = v["stall"]
+        extra.append("The eviction of %d files: %d loop turns (%.3f s "
+                     "busy, the scrapes' own included), %d over 10 ms, %d "
+                     "over 50 ms; its duration is good to about twice the "
+                     "%.0f ms between scrapes." % (
+                         v["files"], w.turns, w.busy, w.over_ms(10),
+                         w.over_ms(50), p.store_poll * 1000))
     if b.static_fallbacks:
         extra.append("static nginx served the generated file for %s: "
                      "ocimirror had no copy." % ", ".join(

@@ -130,3 +130,23 @@ def write_image_layout(directory, name, tag, n_layers, layer_size):
     with open(os.path.join(directory, "index.json"), "wb") as f:
         f.write(_canonical(index))
     return man, cfg, layers
+
+
+def write_store_blobs(root, count, seed, min_size=256, max_size=2048):
+    """count blobs of min_size..max_size pseudo-random bytes straight into
+    a store's layout, root/sha256/<2 hex>/<64 hex>, each named by its own
+    sha256 (what the fetcher would have committed).  Each takes one block
+    of a 4 KiB-block filesystem.  Returns their hex digests in the order
+    written."""
+    rng = random.Random("ocimirror-bench-store:" + seed)
+    shard = os.path.join(root, "sha256")
+    for i in range(256):
+        os.makedirs(os.path.join(shard, "%02x" % i), exist_ok=True)
+    out = []
+    for _ in range(count):
+        data = rng.randbytes(rng.randint(min_size, max_size))
+        hexd = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(shard, hexd[:2], hexd), "wb") as f:
+            f.write(data)
+        out.append(hexd)
+    return out

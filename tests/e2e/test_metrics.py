@@ -28,7 +28,8 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
 def parse(text):
     """{(name, ((label, value), ...)): float}, checking the format: each
     sample's family was declared (HELP, then TYPE) once, before it;
-    counters end in _total."""
+    counters end in _total; a histogram's samples are its name with
+    _bucket, _sum or _count."""
     types, samples, help_of = {}, {}, None
     for line in text.splitlines():
         if line.startswith("# HELP "):
@@ -38,14 +39,21 @@ def parse(text):
             _, _, name, kind = line.split(" ")
             assert name == help_of, line
             assert name not in types, "family declared twice: " + name
-            assert kind in ("counter", "gauge"), line
+            assert kind in ("counter", "gauge", "histogram"), line
             types[name] = kind
             continue
         m = SAMPLE.match(line)
         assert m, "not a sample line: %r" % line
         name, labels, value = m.groups()
-        assert name in types, "sample before its TYPE: " + line
-        if types[name] == "counter":
+        family = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and \
+                    types.get(name[:-len(suffix)]) == "histogram":
+                family = name[:-len(suffix)]
+        assert family in types, "sample before its TYPE: " + line
+        if types[family] == "histogram":
+            assert family != name, "a histogram's own name: " + line
+        if types[family] == "counter":
             assert name.endswith("_total"), line
         pairs = []
         rest = labels or ""
@@ -70,6 +78,18 @@ def scrape(m):
 
 def value(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def histogram(samples, name):
+    """[(le, cumulative count)] of a histogram, checked: the bounds grow,
+    the counts never fall, +Inf last holds _count."""
+    out = sorted((float(dict(labels)["le"]), v)
+                 for (n, labels), v in samples.items()
+                 if n == name + "_bucket")
+    assert out and out[-1][0] == float("inf"), out
+    assert all(a[1] <= b[1] for a, b in zip(out, out[1:])), out
+    assert out[-1][1] == value(samples, name + "_count"), out
+    return out
 
 
 def requests_of(samples, endpoint, outcome):
@@ -129,6 +149,22 @@ def test_metrics_miss_then_hit(mirror, upstream, catalog):
     assert requests_of(s3, "base", "hit") == 1
     assert value(s3, "ocimirror_fetcher_manifests_fetched_total",
                  registry=reg) == 1
+
+    # the fetcher's loop: every turn counted; the longest since the start
+    # lies in the first bucket that holds every turn, and no turn is
+    # longer than all of them together
+    loop = "ocimirror_fetcher_loop_stall_seconds"
+    turns0 = value(s0, loop + "_count")
+    turns3 = value(s3, loop + "_count")
+    assert turns3 > turns0 > 0, (turns0, turns3)
+    buckets = histogram(s3, loop)
+    longest = value(s3, "ocimirror_fetcher_loop_longest_stall_seconds")
+    assert 0 < longest <= value(s3, loop + "_sum"), longest
+    full = [i for i, (_, n) in enumerate(buckets) if n == turns3][0]
+    assert longest <= buckets[full][0], (longest, buckets)
+    assert full == 0 or longest > buckets[full - 1][0], (longest, buckets)
+    assert value(s3, "ocimirror_fetcher_loop_longest_stall_seconds") >= \
+        value(s0, "ocimirror_fetcher_loop_longest_stall_seconds")
 
     # answers are counted once they are logged: 2 blobs, 2 manifests, /v2/
     def logged():

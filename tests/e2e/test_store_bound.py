@@ -387,6 +387,48 @@ def test_recency_orders_eviction(mirror_factory, fake_upstream):
     assert whole(m, ims["e"]) == []
 
 
+@pytest.mark.parametrize("recency", [True, False], ids=["on", "off"])
+def test_recency_switch(mirror_factory, fake_upstream, recency):
+    """store.recency, the bench's measurement switch: A pulled, then B,
+    then A served again.  With recency the served A is the youngest (B's
+    files are next to go); without it the workers note nothing and the
+    order is the download order (A's files first)."""
+    fake = fake_upstream
+    ims = {n: make_image("switch-" + n, (64 * 1024,)) for n in "ab"}
+    for n, im in ims.items():
+        fake.add_image("team/" + n, "v1", im)
+    m = mirror_factory(fake.hostport, [fake_registry_entry(fake)],
+                       min_free="1M",
+                       store_settings={"recency": recency,
+                                       "recency_interval": 1})
+
+    # a use is known within a worker's interval (1 s), and is whole
+    # seconds: the steps are more than two intervals apart
+    pull(m, "team/a", ims["a"])
+    time.sleep(2.2)
+    pull(m, "team/b", ims["b"])
+    time.sleep(2.2)
+    fake.reset_counts()
+    pull(m, "team/a", ims["a"])
+    assert fake.count(None, r"^/v2/") == 0, fake.requests
+    used = time.time()
+
+    # evict --dry-run lists only files older than CACHE_GRACE, oldest first
+    time.sleep(max(0, used + 2.2 + GRACE - time.time()))
+    rc, out = m.ctl("evict", "--dry-run", "100")
+    assert rc == 0, out
+    rows = [x for x in out if x.startswith("  ")]
+    order = []
+    for row in rows:
+        for n, im in ims.items():
+            if any(b.digest.split(":")[1] in row for b in im.blobs()):
+                order.append(n)
+    want = {n: len(im.blobs()) for n, im in ims.items()}
+    assert {n: order.count(n) for n in "ab"} == want, (order, out)
+    first = "b" if recency else "a"
+    assert order == sorted(order, key=lambda n: n != first), (order, out)
+
+
 # --- 3. eviction while a client streams ------------------------------------
 
 def test_eviction_while_a_slow_client_streams(mirror_factory, fake_upstream):

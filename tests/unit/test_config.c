@@ -269,6 +269,7 @@ test_store_bound(void **state)
     assert_int_equal(cf->store_high_watermark, OCI_DEFAULT_HIGH_WATERMARK);
     assert_int_equal(cf->store_low_watermark, OCI_DEFAULT_LOW_WATERMARK);
     assert_int_equal(cf->store_inactive, 0);
+    assert_int_equal(cf->store_recency, 1);
     assert_int_equal(cf->recency_batch, OCI_DEFAULT_RECENCY_BATCH);
     assert_int_equal(cf->recency_interval, OCI_DEFAULT_RECENCY_INTERVAL);
     assert_true(oci_config_max_size(cf, 1000000)
@@ -278,21 +279,23 @@ test_store_bound(void **state)
     assert_int_equal(load(f,
         "store = { path = \"/s\"; max_size = \"200G\";\n"
         "  high_watermark = 95; low_watermark = \"70%\"; inactive = 86400;\n"
-        "  recency_batch = 100; recency_interval = 5; };\n" REG, &cf),
-        OCI_OK);
+        "  recency = false; recency_batch = 100; recency_interval = 5; };\n"
+        REG, &cf), OCI_OK);
     assert_true(cf->store_max_size == 200LL * 1024 * 1024 * 1024);
     assert_true(oci_config_max_size(cf, 1) == 200LL * 1024 * 1024 * 1024);
     assert_int_equal(cf->store_high_watermark, 95);
     assert_int_equal(cf->store_low_watermark, 70);
     assert_int_equal(cf->store_inactive, 86400);
+    assert_int_equal(cf->store_recency, 0);
     assert_int_equal(cf->recency_batch, 100);
     assert_int_equal(cf->recency_interval, 5);
     oci_config_destroy(cf);
 
     assert_int_equal(load(f,
-        "store = { path = \"/s\"; max_size = \"50%\"; };\n" REG, &cf),
-        OCI_OK);
+        "store = { path = \"/s\"; max_size = \"50%\"; recency = true; };\n"
+        REG, &cf), OCI_OK);
     assert_true(cf->store_max_size == 0);
+    assert_int_equal(cf->store_recency, 1);
     assert_int_equal(cf->store_max_size_pct, 50);
     assert_true(oci_config_max_size(cf, 4000) == 2000);
     oci_config_destroy(cf);
@@ -315,6 +318,8 @@ test_store_bound(void **state)
                  "\"store.high_watermark\" (60%)");
     expect_error(f, "store = { path = \"/s\";\n inactive = -1; };\n" REG,
                  2, "inactive");
+    expect_error(f, "store = { path = \"/s\";\n recency = 0; };\n" REG,
+                 2, "\"recency\" must be true or false");
     expect_error(f, "store = { path = \"/s\";\n recency_batch = 1; };\n"
                  REG, 2, "recency_batch");
     expect_error(f, "store = { path = \"/s\";\n recency_interval = 601; };\n"

@@ -4,8 +4,9 @@
  * recently used files from the high to the low watermark (a manifest's
  * types/ line with it), a use moves a file to the young end and reaches
  * the disk only past CACHE_TOUCH_INTERVAL, files used within CACHE_GRACE
- * never go, store.inactive, reservations, min_free (and the warning
- * when evicted files are still open) and the answer to ENOSPC.
+ * never go, store.recency = false (download time alone), store.inactive,
+ * reservations, min_free (and the warning when evicted files are still
+ * open) and the answer to ENOSPC.
  */
 
 #include <stdarg.h>
@@ -69,6 +70,7 @@ setup(void **state)
     f->cf.store_high_watermark = 90;
     f->cf.store_low_watermark = 50;
     f->cf.store_max_size = 1LL << 40;
+    f->cf.store_recency = 1;
 
     f->loop = loop_create();
     assert_non_null(f->loop);
@@ -399,6 +401,57 @@ test_used_survives_restart(void **state)
 
     for (i = 0; i < NBLOBS - 1; i++) {
         assert_int_equal(blob_exists(f, i), i < 4);
+    }
+}
+
+
+/* store.recency = false: a use reaches no disk, and the load orders by
+ * the modification time (the download) alone, whatever the access time
+ * says. */
+static void
+test_recency_off(void **state)
+{
+    fixture_t        *f = *state;
+    struct stat       before, after;
+    struct timespec   ts[2];
+    char              rel[128], path[256];
+    int               i;
+
+    put_blobs(f, 1000);
+    f->cf.store_recency = 0;
+
+    /* the oldest download was used just now (a run with recency on, or
+     * the kernel, wrote its access time) */
+    blob_rel(NBLOBS - 1, rel, sizeof(rel));
+    abs_path(f, rel, path, sizeof(path));
+    ts[0].tv_sec = time(NULL);
+    ts[0].tv_nsec = 0;
+    ts[1].tv_nsec = UTIME_OMIT;
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+
+    start(f);
+
+    /* past CACHE_TOUCH_INTERVAL, and still nothing written */
+    blob_rel(0, rel, sizeof(rel));
+    abs_path(f, rel, path, sizeof(path));
+    assert_int_equal(stat(path, &before), 0);
+    cache_used(f->cache, path);
+    assert_int_equal(stat(path, &after), 0);
+    assert_true(after.st_atim.tv_sec == before.st_atim.tv_sec);
+    assert_true(after.st_atim.tv_sec < time(NULL) - 900);
+
+    cache_destroy(f->cache);
+    f->cache = NULL;
+
+    /* 12 blobs over 10 * 90%: the 7 oldest downloads go, the one with
+     * the fresh access time too */
+    f->cf.store_max_size = 10 * f->b;
+    start(f);
+
+    assert_int_equal(state_of(f).files, 5);
+
+    for (i = 0; i < NBLOBS; i++) {
+        assert_int_equal(blob_exists(f, i), i < 5);
     }
 }
 
@@ -1046,6 +1099,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_used_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_used_survives_restart, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_recency_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inactive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),

@@ -1,8 +1,10 @@
 /*
  * Unit tests for src/fetcher/loop.c, on pipes: registration, dispatch,
  * a handler removing another descriptor whose event is in the same batch,
- * the "after" hook once per batch, fds beyond the first table size, and
- * loop_run() until loop_stop().
+ * the "after" hook once per batch, fds beyond the first table size,
+ * loop_run() until loop_stop(), and the stalls: a handler or an after
+ * hook that sleeps a known time makes the longest stall at least that and
+ * lands in a bucket that holds it.
  */
 
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -32,7 +35,26 @@ typedef struct {
     int        stop_after;      /* loop_stop() in the after hook at this
                                    count of afters; 0: never */
     int        remove_other;    /* handlers remove the other pipe */
+    long       sleep_ms;        /* handler_a and after sleep this long */
 } fixture_t;
+
+
+#define MS  1000000LL           /* nanoseconds */
+
+
+/* At least ms milliseconds, whatever signals come. */
+static void
+sleep_ms(long ms)
+{
+    struct timespec  ts;
+
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * MS;
+
+    while (nanosleep(&ts, &ts) == -1) {
+        assert_int_equal(errno, EINTR);
+    }
+}
 
 
 static int
@@ -86,6 +108,8 @@ handler_a(loop_t *loop, int fd, uint32_t events, void *data)
     if (f->remove_other) {
         assert_int_equal(loop_del(loop, f->b[0]), 0);
     }
+
+    sleep_ms(f->sleep_ms);
 }
 
 
@@ -113,6 +137,7 @@ after(void *data)
     fixture_t  *f = data;
 
     f->afters++;
+    sleep_ms(f->sleep_ms);
 
     if (f->stop_after != 0 && f->afters == f->stop_after) {
         loop_stop(f->loop);
@@ -273,6 +298,96 @@ test_run_stop(void **state)
 }
 
 
+/* Iterations in the buckets whose bound is below ns (all of them: at
+ * most ns long, and so not a stall of ns). */
+static unsigned long long
+count_below(const loop_stats_t *st, long long ns)
+{
+    unsigned long long  n;
+    size_t              i;
+
+    n = 0;
+
+    for (i = 0; i < LOOP_STALL_BOUNDS && loop_stall_bounds_ns[i] < ns; i++) {
+        n += st->buckets[i];
+    }
+
+    return n;
+}
+
+
+static unsigned long long
+count_all(const loop_stats_t *st)
+{
+    unsigned long long  n;
+    size_t              i;
+
+    n = 0;
+
+    for (i = 0; i <= LOOP_STALL_BOUNDS; i++) {
+        n += st->buckets[i];
+    }
+
+    return n;
+}
+
+
+static void
+test_stalls(void **state)
+{
+    fixture_t           *f = *state;
+    const loop_stats_t  *st;
+    size_t               i;
+
+    /* no loop, and a loop that never turned: nothing */
+    st = loop_stats(NULL);
+    assert_true(st->iterations == 0 && st->longest_ns == 0
+                && count_all(st) == 0);
+    st = loop_stats(f->loop);
+    assert_true(st->iterations == 0 && st->longest_ns == 0
+                && st->busy_ns == 0 && count_all(st) == 0);
+
+    /* the bounds grow, so that every stall has one bucket */
+    assert_true(loop_stall_bounds_ns[0] > 0);
+
+    for (i = 1; i < LOOP_STALL_BOUNDS; i++) {
+        assert_true(loop_stall_bounds_ns[i] > loop_stall_bounds_ns[i - 1]);
+    }
+
+    loop_set_after(f->loop, after, f);
+    assert_int_equal(loop_add(f->loop, f->a[0], EPOLLIN, handler_a, f), 0);
+
+    /* a handler of 30 ms: the longest is at least that, and its bucket
+     * is one whose bound holds it */
+    f->sleep_ms = 30;
+    assert_int_equal(write(f->a[1], "x", 1), 1);
+    assert_int_equal(loop_once(f->loop, 1000), 0);
+    f->sleep_ms = 0;
+
+    st = loop_stats(f->loop);
+    assert_int_equal(f->calls_a, 1);
+    assert_true(st->iterations == 1 && count_all(st) == 1);
+    assert_true(st->longest_ns >= 60 * MS);      /* the handler and after */
+    assert_true(st->busy_ns >= (unsigned long long) st->longest_ns);
+    assert_true(count_below(st, 60 * MS) == 0);
+
+    /* a quick turn: counted, and the longest stays */
+    assert_int_equal(loop_once(f->loop, 0), 0);
+    assert_true(st->iterations == 2 && count_all(st) == 2);
+    assert_true(st->longest_ns >= 60 * MS);
+    assert_true(st->busy_ns >= 60 * MS);
+
+    /* the after hook alone, no event: 25 ms counted as well */
+    f->sleep_ms = 25;
+    assert_int_equal(loop_once(f->loop, 0), 0);
+    f->sleep_ms = 0;
+    assert_int_equal(f->calls_a, 1);
+    assert_true(st->iterations == 3 && count_all(st) == 3);
+    assert_true(st->busy_ns >= 85 * MS);
+    assert_true(count_below(st, 25 * MS) <= 1);   /* the quick turn */
+}
+
+
 int
 main(void)
 {
@@ -283,6 +398,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_high_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalls, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,10 @@
 /*
  * Unit tests for src/fetcher/stats.c: the Prometheus text of
  * stats_render() (families, names, labels and their escaping, gauges left
- * out while unknown), and STATS: the text in a temp file handed over with
- * BODY, the jobs in flight, and no file left behind when the worker is
- * gone or the store cannot take it.
+ * out while unknown), the loop's stall histogram, and STATS: the text in
+ * a temp file handed over with BODY, the jobs in flight, the loop's
+ * stalls, and no file left behind when the worker is gone or the store
+ * cannot take it.
  */
 
 #include <stdarg.h>
@@ -86,8 +87,10 @@ check_label_value(const char *p)
 /*
  * The whole text follows the exposition format: every family has a HELP
  * and then a TYPE line before its samples, only once; counters end in
- * _total; every sample is name{label="value",...} number.  Returns the
- * number of samples.
+ * _total; a histogram's samples are its name with _bucket (an le label,
+ * cumulative counts, +Inf last), _sum and _count (the +Inf count); every
+ * sample is name{label="value",...} number.  Returns the number of
+ * samples.
  */
 static int
 check_format(const char *text)
@@ -97,11 +100,14 @@ check_format(const char *text)
     char         help_of[128], name[128], type[16];
     const char  *p, *end, *q;
     char        *num_end;
-    int          nfam, samples, i, n;
+    int          nfam, samples, i, n, flen, inf_seen;
+    double       v, bucket_prev;
 
     nfam = 0;
     samples = 0;
     help_of[0] = '\0';
+    bucket_prev = 0;
+    inf_seen = 0;
 
     for (p = text; *p != '\0'; p = end + 1) {
         end = strchr(p, '\n');
@@ -117,7 +123,8 @@ check_format(const char *text)
             assert_int_equal(sscanf(p + 7, "%127s %15s", name, type), 2);
             assert_string_equal(name, help_of);
             assert_true(strcmp(type, "counter") == 0
-                        || strcmp(type, "gauge") == 0);
+                        || strcmp(type, "gauge") == 0
+                        || strcmp(type, "histogram") == 0);
 
             for (i = 0; i < nfam; i++) {
                 assert_string_not_equal(families[i], name);
@@ -127,6 +134,8 @@ check_format(const char *text)
             snprintf(families[nfam], sizeof(families[0]), "%s", name);
             snprintf(types[nfam], sizeof(types[0]), "%s", type);
             nfam++;
+            bucket_prev = 0;
+            inf_seen = 0;
             continue;
         }
 
@@ -139,7 +148,19 @@ check_format(const char *text)
 
         /* the sample belongs to the family declared last */
         assert_true(nfam > 0);
-        assert_string_equal(name, families[nfam - 1]);
+        flen = (int) strlen(families[nfam - 1]);
+
+        if (strcmp(types[nfam - 1], "histogram") == 0) {
+            assert_memory_equal(name, families[nfam - 1], (size_t) flen);
+            assert_true(strcmp(name + flen, "_bucket") == 0
+                        || strcmp(name + flen, "_sum") == 0
+                        || strcmp(name + flen, "_count") == 0);
+            assert_true((strcmp(name + flen, "_bucket") == 0)
+                        == (strncmp(p + n, "{le=\"", 5) == 0));
+
+        } else {
+            assert_string_equal(name, families[nfam - 1]);
+        }
 
         if (strcmp(types[nfam - 1], "counter") == 0) {
             assert_true(n > 6 && strcmp(name + n - 6, "_total") == 0);
@@ -172,9 +193,23 @@ check_format(const char *text)
         assert_true(*q == ' ');
         q++;
         errno = 0;
-        (void) strtod(q, &num_end);
+        v = strtod(q, &num_end);
         assert_int_equal(errno, 0);
         assert_true(num_end == end && num_end > q);
+
+        if (strcmp(types[nfam - 1], "histogram") == 0) {
+            if (strcmp(name + flen, "_bucket") == 0) {
+                assert_false(inf_seen);
+                assert_true(v >= bucket_prev);
+                bucket_prev = v;
+                inf_seen = strncmp(p + n, "{le=\"+Inf\"}", 11) == 0;
+
+            } else if (strcmp(name + flen, "_count") == 0) {
+                /* the +Inf bucket came last, and holds every sample */
+                assert_true(inf_seen);
+                assert_true(v == bucket_prev);
+            }
+        }
 
         samples++;
     }
@@ -363,6 +398,57 @@ test_render_scrub(void **state)
 }
 
 
+/* The loop's stalls: the longest as seconds, the histogram cumulative
+ * with its bounds as le labels, +Inf and _count every iteration. */
+static void
+test_render_loop(void **state)
+{
+    loop_stats_t   ls;
+    char          *text;
+    size_t         len;
+    FILE          *f;
+
+    memset(&ls, 0, sizeof(ls));
+    ls.iterations = 8;
+    ls.busy_ns = 1234567890123ULL;
+    ls.longest_ns = 1500000000LL;
+    ls.buckets[0] = 5;                      /* up to 100 us */
+    ls.buckets[4] = 2;                      /* over 5, up to 10 ms */
+    ls.buckets[LOOP_STALL_BOUNDS] = 1;      /* over 1 s */
+
+    text = NULL;
+    f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(stats_render_loop(f, &ls), 0);
+    assert_int_equal(fclose(f), 0);
+
+    assert_int_equal(check_format(text), 1 + LOOP_STALL_BOUNDS + 1 + 2);
+    assert_true(has_line(text,
+        "# TYPE ocimirror_fetcher_loop_longest_stall_seconds gauge"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_longest_stall_seconds 1.500000000"));
+    assert_true(has_line(text,
+        "# TYPE ocimirror_fetcher_loop_stall_seconds histogram"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_stall_seconds_bucket{le=\"0.0001\"} 5"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_stall_seconds_bucket{le=\"0.005\"} 5"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_stall_seconds_bucket{le=\"0.01\"} 7"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_stall_seconds_bucket{le=\"0.05\"} 7"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_stall_seconds_bucket{le=\"1\"} 7"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_stall_seconds_bucket{le=\"+Inf\"} 8"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_loop_stall_seconds_sum 1234.567890123"));
+    assert_true(has_line(text, "ocimirror_fetcher_loop_stall_seconds_count 8"));
+
+    free(text);
+}
+
+
 static void
 stats_msg(fake_env_t *e, conn_t *c, uint32_t id)
 {
@@ -386,18 +472,27 @@ blob_msg(fake_env_t *e, conn_t *c, uint32_t id)
 }
 
 
-/* STATS: BODY 200 with a temp file under <store>/tmp holding the text and
- * the jobs in flight; the file is the worker's to remove. */
+/* STATS: BODY 200 with a temp file under <store>/tmp holding the text,
+ * the jobs in flight and the loop's stalls; the file is the worker's to
+ * remove. */
 static void
 test_request(void **state)
 {
     fake_env_t  *e = *state;
     oci_msg_t    m;
+    loop_t      *loop;
     int          before;
     char         tmpdir[256], text[65536];
 
     stats_registry(oci_config_registry(e->cf, FAKE_REG,
                                        strlen(FAKE_REG)))->blobs_fetched = 9;
+
+    /* a loop that turned twice: its stalls are in the answer */
+    loop = loop_create();
+    assert_non_null(loop);
+    assert_int_equal(loop_once(loop, 0), 0);
+    assert_int_equal(loop_once(loop, 0), 0);
+    e->jobs->loop = loop;
 
     /* a blob job in flight, with two waiters */
     blob_msg(e, &e->c2, 1);
@@ -426,6 +521,12 @@ test_request(void **state)
         "ocimirror_fetcher_jobs{kind=\"manifest\"} 0"));
     assert_true(has_line(text, "ocimirror_fetcher_jobs{kind=\"tags\"} 0"));
     assert_true(has_line(text, "ocimirror_fetcher_waiters 2"));
+    assert_true(has_line(text, "ocimirror_fetcher_loop_stall_seconds_count 2"));
+    assert_non_null(strstr(text,
+        "\nocimirror_fetcher_loop_longest_stall_seconds "));
+
+    e->jobs->loop = NULL;
+    loop_destroy(loop);
 
     /* no scrub (the fakes set none up): its families, at zero */
     assert_true(has_line(text, "ocimirror_fetcher_scrub_running 0"));
@@ -489,6 +590,7 @@ main(void)
         cmocka_unit_test(test_render_escaping),
         cmocka_unit_test(test_render_empty),
         cmocka_unit_test(test_render_scrub),
+        cmocka_unit_test(test_render_loop),
         cmocka_unit_test_setup_teardown(test_request, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_request_conn_gone,
