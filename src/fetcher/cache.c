@@ -72,8 +72,15 @@ struct cache_s {
     long long            held_base;   /* cache_room() when they started */
     time_t               held_since;
 
-    /* loading */
+    /* loading: the walk, then the order (sort_buckets != NULL) */
     int                  loading;
+    time_t               load_oldest;   /* the uses the walk found */
+    time_t               load_newest;
+    queue_t             *sort_buckets;  /* a list per sort_quantum of
+                                           use, oldest first */
+    size_t               sort_n;
+    time_t               sort_base;     /* the use of bucket 0 */
+    time_t               sort_quantum;  /* seconds a bucket spans */
     int                  loaded;
     struct timespec      load_started;
     double               load_seconds;
@@ -118,6 +125,8 @@ static void cache_timer_handler(loop_t *loop, int fd, uint32_t events,
 static void cache_kick(cache_t *c);
 static void cache_load_slice(cache_t *c);
 static void cache_load_done(cache_t *c);
+static void cache_sort_slice(cache_t *c);
+static void cache_sort_done(cache_t *c);
 static void cache_evict_slice(cache_t *c);
 static int cache_should_evict(cache_t *c, time_t now);
 static long long cache_evict_one(cache_t *c, time_t now, int inactive_only);
@@ -228,7 +237,17 @@ cache_put(cache_t *c, const char *path, long long bytes, time_t used,
         c->files++;
     }
 
-    /* while loading, the order is put right by cache_load_done(); a
+    if (c->loading) {
+        if (c->load_oldest == 0 || used < c->load_oldest) {
+            c->load_oldest = used;
+        }
+
+        if (used > c->load_newest) {
+            c->load_newest = used;
+        }
+    }
+
+    /* while loading, the order is put right by cache_sort_slice(); a
      * pinned entry is off the LRU list */
     if (used >= e->used) {
         e->used = used;
@@ -356,6 +375,15 @@ cache_destroy(cache_t *c)
         cache_entry_free(c, queue_data(q, cache_entry_t, lru_link));
     }
 
+    for (i = 0; c->sort_buckets != NULL && i < c->sort_n; i++) {
+        while (!queue_empty(&c->sort_buckets[i])) {
+            q = queue_head(&c->sort_buckets[i]);
+            cache_entry_free(c, queue_data(q, cache_entry_t, lru_link));
+        }
+    }
+
+    free(c->sort_buckets);
+
     while (!queue_empty(&c->pinned)) {
         q = queue_head(&c->pinned);
         cache_entry_free(c, queue_data(q, cache_entry_t, lru_link));
@@ -410,7 +438,12 @@ cache_timer_handler(loop_t *loop, int fd, uint32_t events, void *data)
     }
 
     if (c->loading) {
-        cache_load_slice(c);
+        if (c->sort_buckets != NULL) {
+            cache_sort_slice(c);
+
+        } else {
+            cache_load_slice(c);
+        }
 
     } else {
         if (c->npending > 0) {
@@ -577,42 +610,104 @@ cache_cmp_used(const void *a, const void *b)
 }
 
 
-/* The walk is over: the LRU list in order of use, and eviction may go. */
+/*
+ * The walk is over: the LRU list, in the order it was read, is put in the
+ * order of use by distributing its entries into a list per second of use
+ * (or per power-of-two seconds, for at most CACHE_SORT_BUCKETS lists),
+ * CACHE_SORT_SLICE entries a slice, then joining the lists: no sort of
+ * the whole index in one go.  Meanwhile the fetcher's own writes and uses
+ * go to the end of the LRU list, which is distributed after them; an
+ * entry removed leaves whatever list holds it.
+ */
 static void
 cache_load_done(cache_t *c)
 {
-    cache_entry_t   **all;
-    struct timespec   now;
-    queue_t          *q;
-    size_t            i, n;
+    time_t  span;
+    size_t  i, n;
+
+    /* a second a list if the uses span less than 18 hours; 128 s for a
+     * quarter: always well within CACHE_TOUCH_INTERVAL up to a year */
+    span = c->load_newest - c->load_oldest + 1;
+    c->sort_quantum = 1;
+
+    while (span / c->sort_quantum + 1 > CACHE_SORT_BUCKETS) {
+        c->sort_quantum *= 2;
+    }
+
+    n = (size_t) (span / c->sort_quantum + 1);
+
+    c->sort_buckets = malloc(n * sizeof(queue_t));
+
+    if (c->sort_buckets == NULL) {
+        log_error("out of memory: the store's index stays in the order "
+                  "it was read");
+        cache_sort_done(c);
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        queue_init(&c->sort_buckets[i]);
+    }
+
+    c->sort_n = n;
+    c->sort_base = c->load_oldest;
+}
+
+
+/* Up to CACHE_SORT_SLICE entries from the LRU list into their buckets;
+ * the buckets joined once the list is empty. */
+static void
+cache_sort_slice(cache_t *c)
+{
+    cache_entry_t  *e;
+    queue_t        *b;
+    size_t          n, i;
+    time_t          k;
+
+    for (n = 0; n < CACHE_SORT_SLICE; n++) {
+        if (queue_empty(&c->lru)) {
+            break;
+        }
+
+        e = queue_data(queue_head(&c->lru), cache_entry_t, lru_link);
+        queue_remove(&e->lru_link);
+
+        /* a use since the walk: the newest bucket */
+        k = (e->used - c->sort_base) / c->sort_quantum;
+        k = k < 0 ? 0 : (size_t) k >= c->sort_n ? (time_t) c->sort_n - 1
+                                                : k;
+        queue_insert_tail(&c->sort_buckets[k], &e->lru_link);
+    }
+
+    if (!queue_empty(&c->lru)) {
+        return;
+    }
+
+    for (i = 0; i < c->sort_n; i++) {
+        b = &c->sort_buckets[i];
+
+        while (!queue_empty(b)) {
+            e = queue_data(queue_head(b), cache_entry_t, lru_link);
+            queue_remove(&e->lru_link);
+            queue_insert_tail(&c->lru, &e->lru_link);
+        }
+    }
+
+    free(c->sort_buckets);
+    c->sort_buckets = NULL;
+
+    cache_sort_done(c);
+}
+
+
+/* The index is ready: eviction may go. */
+static void
+cache_sort_done(cache_t *c)
+{
+    struct timespec  now;
 
     c->loading = 0;
     c->loaded = 1;
-
-    all = malloc((c->files + 1) * sizeof(cache_entry_t *));
-
-    if (all == NULL) {
-        log_error("out of memory: the store's index stays in the order "
-                  "it was read");
-
-    } else {
-        n = 0;
-
-        for (q = queue_head(&c->lru); q != queue_sentinel(&c->lru);
-             q = queue_next(q))
-        {
-            all[n++] = queue_data(q, cache_entry_t, lru_link);
-        }
-
-        qsort(all, n, sizeof(cache_entry_t *), cache_cmp_used);
-        queue_init(&c->lru);
-
-        for (i = 0; i < n; i++) {
-            queue_insert_tail(&c->lru, &all[i]->lru_link);
-        }
-
-        free(all);
-    }
 
     clock_gettime(CLOCK_MONOTONIC, &now);
     c->load_seconds = (double) (now.tv_sec - c->load_started.tv_sec)

@@ -73,6 +73,8 @@
                                          worker told of a new file opens
                                          it within milliseconds */
 #define CACHE_LOAD_SLICE      1000    /* directory entries per slice */
+#define CACHE_SORT_SLICE      16384   /* entries put in order per slice */
+#define CACHE_SORT_BUCKETS    65536   /* lists of use while ordering */
 #define CACHE_EVICT_SLICE     64      /* files per slice */
 #define CACHE_EMERGENCY_MAX   4096    /* files cache_free_now() may
                                          remove at once */

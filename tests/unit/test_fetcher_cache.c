@@ -272,6 +272,33 @@ test_load(void **state)
 }
 
 
+/* Uses that span months are ordered in lists of a few minutes: files
+ * days apart still go oldest first. */
+static void
+test_load_order_long_span(void **state)
+{
+    fixture_t  *f = *state;
+    char        rel[128];
+    int         i, order[NBLOBS] = { 7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 6, 4 };
+
+    /* blob order[k] used k * 17 days ago (up to 187 days) */
+    for (i = 0; i < NBLOBS; i++) {
+        blob_rel(order[i], rel, sizeof(rel));
+        f->b = put_file(f, rel, BLOB_BYTES, (time_t) i * 17 * 86400);
+    }
+
+    /* 12 blobs over 10 * 90%: the 7 oldest go */
+    f->cf.store_max_size = 10 * f->b;
+    start(f);
+
+    assert_int_equal(state_of(f).files, 5);
+
+    for (i = 0; i < NBLOBS; i++) {
+        assert_int_equal(blob_exists(f, order[i]), i < 5);
+    }
+}
+
+
 /* Past the high watermark the oldest files go until the low one; a
  * manifest's types/ line goes with it. */
 static void
@@ -1095,6 +1122,8 @@ main(void)
 {
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_order_long_span, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_used_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_used_survives_restart, setup,
