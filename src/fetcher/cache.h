@@ -8,7 +8,9 @@
  * manifests (sha256/), tag records (tags/), cached tag lists (taglists/)
  * and referrers (referrers/), by path relative to the root, with the
  * bytes they take on disk and their last use.  It is loaded at start by
- * walking the store in bounded slices (cache_start()), and kept current
+ * walking the store in bounded slices (cache_start()), then put in order
+ * of use in slices (CACHE_SORT_SLICE entries into a list per second of
+ * use), and kept current
  * by the fetcher's own writes (cache_added(), cache_removed()).
  *
  * Recency.  A file's last use is the later of its access and modification
