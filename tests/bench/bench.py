@@ -26,14 +26,24 @@ directory that is removed at the end; every process is stopped by PID.
                synthetic store of BENCH_STORE_FILES blobs: the index load,
                memory per indexed file, one eviction of 10 %, and the
                event loop's longest stall during each
+    scrub      ocimirror-fetcher alone on a synthetic store of
+               BENCH_SCRUB_MIB of blobs of 256 KiB-8 MiB, one of them
+               damaged: a pass at store.scrub_rate = 200M (the rate it
+               achieves, how far it ever ran ahead, the loop's longest
+               stall, its memory, what it quarantined), one unthrottled
+               (the hash ceiling), a deep one over a few gzip images; then
+               nginx with the module and a fetcher of their own on part of
+               that store: hits with a pass at the default rate running
+               and without, in pairs of wrk runs
 
 The table goes to stdout and into BENCHMARKS.md at the top of the repo.
 A figure the product could not produce is printed as "failed: <reason>".
 
 Environment: BENCH_QUICK=1; BENCH_RTT_MS (40); BENCH_RATE_MIB (8, MiB/s
 per connection); BENCH_WRK_SECONDS; BENCH_STORE_FILES (100000, quick
-20000); BENCH_STORE_DIR=DIR writes the synthetic store under DIR (default:
-a tmpfs at /dev/shm if there is one with room, else the temp directory);
+20000); BENCH_SCRUB_MIB (1536, quick 256); BENCH_STORE_DIR=DIR writes the
+synthetic stores under DIR (default: a tmpfs at /dev/shm if there is one
+with room, else the temp directory);
 BENCH_KEEP=1 keeps the temp directory (its path is printed);
 BENCH_OUTPUT=FILE writes the report elsewhere; OCIMIRROR_BUILD_DIR
 measures another build.
@@ -46,6 +56,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import select
 import shutil
@@ -72,6 +83,8 @@ MODULE_SO = os.path.join(BUILD, "ngx_http_ocimirror_module.so")
 NGINX_INCLUDE = os.path.join(REPO, "conf", "ocimirror-nginx.conf")
 
 CACHE_H = os.path.join(REPO, "src", "fetcher", "cache.h")
+SCRUB_H = os.path.join(REPO, "src", "fetcher", "scrub.h")
+OCI_CONFIG_H = os.path.join(REPO, "src", "oci_config.h")
 
 NGINX_BIN = "/usr/sbin/nginx"
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -131,6 +144,20 @@ class Params:
         self.store_files = int(env_num("BENCH_STORE_FILES",
                                        20000 if q else 100000))
         self.store_poll = 0.005     # seconds between scrapes of eviction
+        # the scrub: a synthetic store of blobs of 256 KiB-8 MiB, scrubbed
+        # by a fetcher alone at a rate that keeps the pass short yet paced,
+        # then unthrottled (the hash ceiling); a deep pass over a few gzip
+        # images; hits through nginx while a pass runs at the default rate
+        self.scrub_mib = int(env_num("BENCH_SCRUB_MIB", 256 if q else 1536))
+        self.scrub_min = 256 * 1024
+        self.scrub_max = 8 * MiB
+        self.scrub_rate = "200M"
+        self.scrub_fast = "100G"
+        self.scrub_poll = 0.1
+        self.deep_images = 3
+        self.deep_layers = 2 if q else 4
+        self.deep_layer_mib = 4 if q else 6
+        self.scrub_ab_rounds = 2 if q else 6
         # past this, the remaining steps are skipped (their cells say so)
         self.budget = 150.0 if q else 660.0
 
@@ -301,6 +328,76 @@ class StallWindow:
         if self.exact is not None:
             return "%.1f ms" % (self.exact * 1000)
         return "≤ %.3g ms" % (self.bound * 1000)
+
+
+SCRUB_BYTES = "ocimirror_fetcher_scrub_checked_bytes_total"
+SCRUB_FILES = "ocimirror_fetcher_scrub_checked_total"
+SCRUB_CORRUPT = "ocimirror_fetcher_scrub_corrupt_total"
+SCRUB_MISMATCHES = "ocimirror_fetcher_scrub_diff_id_mismatches_total"
+SCRUB_SKIPPED = "ocimirror_fetcher_scrub_skipped_total"
+SCRUB_RUNNING = "ocimirror_fetcher_scrub_running"
+
+UNITS = {"": 1, "B": 1, "K": 1024, "KiB": 1024, "M": MiB, "MiB": MiB,
+         "G": 1024 * MiB, "GiB": 1024 * MiB, "T": MiB * MiB,
+         "TiB": MiB * MiB}
+
+
+def size_of(text):
+    """Bytes of a size as the config writes it ("200M", binary units) or
+    as ocimirrorctl prints it ("12.3 MiB")."""
+    m = re.fullmatch(r"([\d.]+)\s*([KMGT]?(?:iB)?|B)", text.strip())
+    if m is None or m.group(2) not in UNITS:
+        raise StepError("not a size: %r" % text)
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def c_define(path, name):
+    """An integer #define of a header: a product of integer literals
+    ("(50LL * 1024 * 1024)")."""
+    m = re.search(r"#define\s+%s\s+\(?([\dL\s*]+)\)?" % name,
+                  read_text(path))
+    if m is None:
+        raise StepError("no %s in %s" % (name, os.path.relpath(path, REPO)))
+    return math.prod(int(x) for x in re.findall(r"\d+", m.group(1)))
+
+
+def scrub_status(fs):
+    """scrub-status over a FetcherSocket: {first word: [the lines' rest]}
+    (the words ctl_scrub.c fixes)."""
+    status, out = fs.ctl("scrub-status")
+    if status != 0:
+        raise StepError("scrub-status answered %d: %s"
+                        % (status, one_line(" / ".join(out))))
+    lines = {}
+    for line in out:
+        word, _, rest = line.partition(" ")
+        lines.setdefault(word, []).append(rest.strip())
+    return lines
+
+
+SCRUB_DONE = re.compile(
+    r"scrub: the (deep )?pass of (.*) is done in ([\d.]+) s: (\d+) files "
+    r"checked, (\d+) bytes read \(([\d.]+) MiB/s\), (\d+) corrupt, (\d+) "
+    r"diff_id mismatches, (\d+) skipped, (\d+) vanished")
+
+
+def scrub_passes(log_path):
+    """The passes a fetcher's log says it ended, oldest first: the pass's
+    own account, from its start to its end on the fetcher's clock
+    (scrub-status prints the rate with two or three digits; the log with
+    a tenth of a MiB/s)."""
+    out = []
+    for line in read_text(log_path).splitlines():
+        m = SCRUB_DONE.search(line)
+        if m:
+            out.append({"deep": bool(m.group(1)), "files": int(m.group(4)),
+                        "read": int(m.group(5)),
+                        "rate": float(m.group(6)) * MiB,
+                        "corrupt": int(m.group(7)),
+                        "mismatches": int(m.group(8)),
+                        "skipped": int(m.group(9)),
+                        "vanished": int(m.group(10))})
+    return out
 
 
 def mount_of(path):
@@ -818,10 +915,11 @@ def render_include(prefix, hostport, config):
 class Mirror:
     """ocimirror: the fetcher and nginx with the module."""
 
-    def __init__(self, workdir, wan_hostport):
+    def __init__(self, workdir, wan_hostport, store=None, store_extra=""):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
-        self.store = os.path.join(workdir, "store")
+        self.store = store or os.path.join(workdir, "store")
+        self.store_extra = store_extra
         self.socket = os.path.join(workdir, "fetcher.sock")
         self.config = os.path.join(workdir, "ocimirror.cfg")
         self.prefix = os.path.join(workdir, "nginx")
@@ -861,7 +959,7 @@ class Mirror:
     def write_config(self, fetcher_extra=""):
         os.makedirs(self.store, exist_ok=True)
         with open(self.config, "w") as f:
-            f.write(self.config_text(fetcher_extra))
+            f.write(self.config_text(fetcher_extra, self.store_extra))
 
     def start(self):
         self.write_config()
@@ -991,12 +1089,82 @@ class MirrorNginx:
                 or "exited on signal" in line]
 
 
-class LoneFetcher:
+class FetcherSocket:
+    """A connection to a fetcher's socket, as a worker's or ocimirrorctl's:
+    STATS (BODY <id> 200 <a temp file, ours to remove>) and CTL commands
+    (OUT <id> <text> lines, then END <id> <status>)."""
+
+    def __init__(self):
+        self.conn = None
+        self.buf = b""
+        self.next_id = 0
+
+    def connect(self, path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+        except OSError:
+            s.close()
+            return False
+        self.conn = s
+        return True
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise StepError("the fetcher closed its socket")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def stats(self, timeout=10):
+        self.next_id += 1
+        self.conn.settimeout(timeout)
+        self.conn.sendall(b"STATS %d\n" % self.next_id)
+        line = self._line()
+        parts = line.split(" ")
+        if len(parts) < 4 or parts[:3] != ["BODY", str(self.next_id),
+                                          "200"]:
+            raise StepError("STATS answered %r" % one_line(line))
+        try:
+            with open(parts[3]) as f:
+                text = f.read()
+        finally:
+            os.unlink(parts[3])
+        return parse_metrics(text)
+
+    def ctl(self, command, timeout=10):
+        """(END status, [OUT texts]) of one command."""
+        self.next_id += 1
+        rid = str(self.next_id)
+        self.conn.settimeout(timeout)
+        self.conn.sendall(("CTL %s %s\n" % (rid, command)).encode())
+        out = []
+        while True:
+            line = self._line()
+            verb, _, rest = line.partition(" ")
+            got, _, text = rest.partition(" ")
+            if got != rid or verb not in ("OUT", "END"):
+                raise StepError("%s answered %r" % (command,
+                                                    one_line(line)))
+            if verb == "END":
+                return int(text), out
+            out.append(text)
+
+
+class LoneFetcher(FetcherSocket):
     """ocimirror-fetcher alone, without nginx, on a store of its own; its
     metrics come over its socket with a STATS line, as a worker asks for
-    them (BODY <id> 200 <a temp file, ours to remove>)."""
+    them."""
 
     def __init__(self, workdir, fetcher_bin, store, name):
+        FetcherSocket.__init__(self)
         self.store = store
         self.fetcher_bin = fetcher_bin
         self.name = name
@@ -1004,9 +1172,8 @@ class LoneFetcher:
         self.config = os.path.join(workdir, name + ".cfg")
         self.log_path = os.path.join(workdir, name + ".log")
         self.proc = None
-        self.conn = None
-        self.buf = b""
-        self.next_id = 0
+        self.expected = []      # log lines naming these are the bench's
+        #                         own planted damage, not problems
 
     def start(self, store_settings):
         """Scrub off and an upstream that is never asked: the loop runs
@@ -1028,40 +1195,12 @@ class LoneFetcher:
             if not self.proc.alive():
                 raise StepError("fetcher exited: %s"
                                 % one_line(tail(self.log_path, 5)))
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self.socket)
-            except OSError:
-                s.close()
-                return False
-            self.conn = s
-            return True
+            return self.connect(self.socket)
         wait_for(connected, 15, "the fetcher's socket", interval=0.01)
 
     @property
     def pid(self):
         return self.proc.pid
-
-    def stats(self, timeout=10):
-        self.next_id += 1
-        self.conn.settimeout(timeout)
-        self.conn.sendall(b"STATS %d\n" % self.next_id)
-        while b"\n" not in self.buf:
-            chunk = self.conn.recv(65536)
-            if not chunk:
-                raise StepError("the fetcher closed its socket")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        parts = line.decode("utf-8", "replace").split(" ")
-        if len(parts) < 4 or parts[:3] != ["BODY", str(self.next_id),
-                                          "200"]:
-            raise StepError("STATS answered %r" % one_line(line))
-        try:
-            with open(parts[3]) as f:
-                text = f.read()
-        finally:
-            os.unlink(parts[3])
-        return parse_metrics(text)
 
     def wait_loaded(self, timeout):
         """The first scrape after the index is loaded."""
@@ -1080,16 +1219,15 @@ class LoneFetcher:
         return st
 
     def stop(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.close()
         if self.proc is not None:
             self.proc.stop()
 
     def problems(self):
         return ["fetcher (%s): %s" % (self.name, line)
                 for line in read_text(self.log_path).splitlines()
-                if " error " in line or " crit " in line]
+                if (" error " in line or " crit " in line)
+                and not any(x in line for x in self.expected)]
 
 
 # --- the run -----------------------------------------------------------------
@@ -1111,6 +1249,11 @@ class Bench:
         self.static_fallbacks = set()
         self.recency = {}           # "on"/"off": nginx (MirrorNginx)
         self.store_where = "not run"    # the synthetic store's filesystem
+        self.scrub_where = "not run"    # the scrub's store's
+        self.scrub_gen = None           # (files, bytes, seconds written)
+        self.scrub_mirror = None        # nginx + fetcher for hits
+        self.scrub_hits_store = 0       # bytes in its store
+        self.scrub_hits_load = None     # load averages around the pairs
         self.lone_problems = []     # from the fetchers run alone
         self.load_at_start = " ".join(read_text("/proc/loadavg").split()[:3])
 
@@ -1276,6 +1419,8 @@ class Bench:
             return self.mirror.worker_pids()
         if name.startswith("recency-"):
             return self.recency[name[8:]].worker_pids()
+        if name == "scrub-hits":
+            return self.scrub_mirror.worker_pids()
         return [self.peer.pid]
 
     def wrk(self, hostport, path, headers=(), cpu_of=None, seconds=None):
@@ -1324,6 +1469,8 @@ class Bench:
         for side, n in self.recency.items():
             if n.hostport == hostport:
                 return "ocimirror, recency " + side
+        if self.scrub_mirror and self.scrub_mirror.hostport == hostport:
+            return "ocimirror, scrub store"
         for name in ("static", "peer", "mirror", "wan", "upstream"):
             obj = getattr(self, name, None)
             if obj is not None and getattr(obj, "hostport", None) == hostport:
@@ -1745,29 +1892,40 @@ class Bench:
     def measure_store(self):
         self.step(["store.load", "store.evict"], self.store_run)
 
-    def store_run(self):
-        n = self.p.store_files
-        work = os.path.join(self.tmp, "lone")
+    def lone_setup(self, name, need):
+        """(work folder, a copy of the fetcher binary, a store root with
+        room for need bytes, where that root is in words) for fetchers
+        run alone."""
+        work = os.path.join(self.tmp, name)
         os.makedirs(work, exist_ok=True)
         if not os.path.exists(FETCHER_BIN):
             raise StepError("%s is missing (make all)"
                             % os.path.relpath(FETCHER_BIN, REPO))
         shutil.copy2(FETCHER_BIN, work)     # a rebuild may replace it
         fbin = os.path.join(work, os.path.basename(FETCHER_BIN))
-        parent = store_parent(self.tmp, n * 4096)
-        root = tempfile.mkdtemp(prefix="ocimirror-bench-store-", dir=parent)
-        self.store_where = "%s (%s)" % (
+        parent = store_parent(self.tmp, need)
+        root = tempfile.mkdtemp(prefix="ocimirror-bench-%s-" % name,
+                                dir=parent)
+        where = "%s (%s)" % (
             "BENCH_STORE_DIR" if os.environ.get("BENCH_STORE_DIR")
             else "the temp directory" if parent == self.tmp else parent,
             mount_of(root)[1])
+        return work, fbin, root, where
+
+    def lone_stop(self, lone, root):
+        for f in lone:
+            f.stop()
+            self.lone_problems += f.problems()
+        shutil.rmtree(root, ignore_errors=True)
+
+    def store_run(self):
+        work, fbin, root, self.store_where = self.lone_setup(
+            "lone", self.p.store_files * 4096)
         lone = []
         try:
             self.store_steps(root, work, fbin, lone)
         finally:
-            for f in lone:
-                f.stop()
-                self.lone_problems += f.problems()
-            shutil.rmtree(root, ignore_errors=True)
+            self.lone_stop(lone, root)
 
     def store_steps(self, root, work, fbin, lone):
         n = self.p.store_files
@@ -1884,6 +2042,339 @@ class Bench:
             "10 ms" % (evicted, ev["seconds"], ev["stall"].longest_text(),
                        ev["stall"].over_ms(10)))
 
+    # --- the scrub: its pace, its ceiling, deep, and hits meanwhile ---
+
+    def measure_scrub(self):
+        self.step(["scrub.paced", "scrub.fast", "scrub.deep",
+                   "scrub.hits.blob1", "scrub.hits.tiny"], self.scrub_run)
+
+    def scrub_run(self):
+        work, fbin, root, self.scrub_where = self.lone_setup(
+            "scrub", self.p.scrub_mib * MiB)
+        lone = []
+        try:
+            self.scrub_steps(root, work, fbin, lone)
+        finally:
+            if self.scrub_mirror is not None:
+                self.scrub_mirror.stop()
+                self.lone_problems += self.scrub_mirror.problems()
+            self.lone_stop(lone, root)
+
+    def scrub_steps(self, root, work, fbin, lone):
+        p = self.p
+        store = os.path.join(root, "store")
+        t = time.monotonic()
+        blobs = benchdata.write_store_sized(store, p.scrub_mib * MiB,
+                                            "scrub", p.scrub_min,
+                                            p.scrub_max)
+        total = sum(b.size for b in blobs)
+        self.scrub_gen = (len(blobs), total, time.monotonic() - t)
+        # one file damaged as a disk would: a byte in its middle
+        planted = blobs[len(blobs) // 3]
+        with open(planted.path, "r+b") as f:
+            f.seek(planted.size // 2)
+            byte = f.read(1)
+            f.seek(planted.size // 2)
+            f.write(bytes([byte[0] ^ 0x01]))
+        log("scrub store: %d blobs, %.0f MiB written in %.1fs in %s"
+            % (len(blobs), total / MiB, self.scrub_gen[2], self.scrub_where))
+
+        def fetcher(name, where, settings):
+            f = LoneFetcher(work, fbin, where, name)
+            lone.append(f)
+            f.start(settings)
+            f.wait_loaded(self.cap(60))
+            return f
+
+        def paced():
+            limit = size_of(p.scrub_rate)
+            f = fetcher("scrub-paced", store, 'max_size = "1T"; '
+                        'scrub_rate = "%s"; ' % p.scrub_rate)
+            f.expected = [planted.hex]
+            r = self.scrub_pass(f, False, limit,
+                                self.cap(2 * total / limit + 30))
+            status = scrub_status(f)
+            f.stop()
+            if r["files"] != len(blobs):
+                raise StepError("the pass checked %d files of %d"
+                                % (r["files"], len(blobs)))
+            qdir = os.path.join(store, "quarantine")
+            names = sorted(os.listdir(qdir)) if os.path.isdir(qdir) else []
+            want = re.compile(re.escape(planted.hex) + r"\.\d+")
+            gone = [b for b in blobs if not os.path.exists(b.path)]
+            found = [x for x in status.get("finding", [])
+                     if " corrupt %s hashes to " % planted.digest in x]
+            r["quarantine_ok"] = (len(names) == 1 and want.fullmatch(
+                names[0]) is not None and gone == [planted]
+                and r["corrupt"] == 1 and len(found) == 1)
+            r["quarantine"] = (
+                "the planted file" if r["quarantine_ok"] else
+                "%d corrupt, quarantine/ holds %d file(s)%s, %d gone "
+                "from sha256/, the finding %s" % (
+                    r["corrupt"], len(names),
+                    " (the planted one)" if len(names) == 1 and
+                    want.fullmatch(names[0]) else "", len(gone),
+                    "listed" if found else "missing"))
+            r["limit"] = limit
+            r["slice"] = c_define(SCRUB_H, "SCRUB_SLICE_BYTES")
+            self.r["scrub.paced"] = r
+            log("scrub at %s: %.1f MiB/s, %.2f s for %.0f MiB; at most "
+                "%+.2f MiB over rate x elapsed; longest stall %s; RSS %+.0f "
+                "KiB; quarantined: %s" % (
+                    p.scrub_rate, r["rate"] / MiB, r["seconds"],
+                    r["read"] / MiB, r["excess"] / MiB,
+                    r["stall"].longest_text(), r["rss_growth"],
+                    r["quarantine"]))
+        self.step(["scrub.paced"], paced)
+
+        def fast():
+            f = fetcher("scrub-fast", store, 'max_size = "1T"; '
+                        'scrub_rate = "%s"; ' % p.scrub_fast)
+            f.expected = [planted.hex]
+            r = self.scrub_pass(f, False, None, self.cap(total / MiB + 30))
+            f.stop()
+            self.r["scrub.fast"] = r
+            log("scrub unthrottled: %.1f MiB/s, %.2f s for %.0f MiB; "
+                "longest stall %s; fetcher CPU %.2f s" % (
+                    r["rate"] / MiB, r["seconds"], r["read"] / MiB,
+                    r["stall"].longest_text(), r["cpu"]))
+        self.step(["scrub.fast"], fast)
+
+        self.step(["scrub.deep"], lambda: self.scrub_deep(root, fetcher))
+        self.step(["scrub.hits.blob1", "scrub.hits.tiny"],
+                  lambda: self.scrub_hits(root, [b for b in blobs
+                                                 if b is not planted]))
+
+    def scrub_pass(self, f, deep, limit, timeout):
+        """Start a pass over f's socket (a FetcherSocket with a pid and a
+        log_path) and follow it, a scrape every p.scrub_poll, until
+        ocimirror_fetcher_scrub_running is 0.  The bench's clock starts
+        before the command is sent, so that at every scrape the bytes read
+        so far can be held against limit × elapsed: the scrape's bytes
+        were counted before its answer came, so the bound errs, by the
+        scrape's own latency, on the fetcher's side."""
+        poll = self.p.scrub_poll
+        m0 = f.stats()
+        if m0[SCRUB_RUNNING] != 0:
+            raise StepError("a scrub was running already")
+        passes = len(scrub_passes(f.log_path))
+        rss0 = f.rss_kib()[0]
+        cpu0 = cpu_seconds([f.pid])
+        t0 = time.monotonic()
+        status, out = f.ctl("scrub --deep" if deep else "scrub")
+        if status != 0 or not out or not out[0].startswith("scrub started"):
+            raise StepError("scrub answered %d: %s"
+                            % (status, one_line(" / ".join(out))))
+        samples = []                # (s since t0, bytes read, VmRSS KiB)
+        while True:
+            time.sleep(poll)
+            m = f.stats()
+            t = time.monotonic() - t0
+            samples.append((t, m[SCRUB_BYTES] - m0[SCRUB_BYTES],
+                            f.rss_kib()[0]))
+            if m[SCRUB_RUNNING] == 0:
+                break
+            if t > timeout:
+                raise StepError("the scrub still ran after %.0f s, %.0f "
+                                "MiB read" % (t, samples[-1][1] / MiB))
+        cpu = cpu_seconds([f.pid]) - cpu0
+        done = scrub_passes(f.log_path)
+        if len(done) != passes + 1:
+            raise StepError("the fetcher's log has %d new ends of passes, "
+                            "not 1: %s" % (len(done) - passes,
+                                           one_line(tail(f.log_path, 2))))
+        own = done[-1]
+        read = m[SCRUB_BYTES] - m0[SCRUB_BYTES]
+        if read != own["read"]:
+            raise StepError("the metrics count %d bytes read, the log %d"
+                            % (read, own["read"]))
+        return {"read": read, "rate": own["rate"],
+                "seconds": read / own["rate"] if own["rate"] else 0.0,
+                "window": samples[-1][0], "scrapes": len(samples),
+                "files": int(m[SCRUB_FILES] - m0[SCRUB_FILES]),
+                "corrupt": int(m[SCRUB_CORRUPT] - m0[SCRUB_CORRUPT]),
+                "mismatches": int(m[SCRUB_MISMATCHES]
+                                  - m0[SCRUB_MISMATCHES]),
+                "skipped": int(m[SCRUB_SKIPPED] - m0[SCRUB_SKIPPED]),
+                "excess": max(b - limit * t for t, b, _ in samples)
+                if limit else None,
+                "rss0": rss0,
+                "rss_growth": max(r for _, _, r in samples) - rss0,
+                "cpu": cpu, "stall": StallWindow(m0, m)}
+
+    def scrub_deep(self, root, fetcher):
+        """A deep pass, unthrottled, over a store of a few gzip images; one
+        config names a wrong diff_id for one layer."""
+        p = self.p
+        store = os.path.join(root, "deep")
+        t = time.monotonic()
+        wrong = (p.deep_images - 1, 0)
+        images = benchdata.write_store_images(
+            store, "deep", p.deep_images, p.deep_layers,
+            p.deep_layer_mib * MiB, wrong_diff_id=wrong)
+        gen = time.monotonic() - t
+        bad = images[wrong[0]]["layers"][wrong[1]]
+        f = fetcher("scrub-deep", store, 'max_size = "1T"; '
+                    'scrub_rate = "%s"; ' % p.scrub_fast)
+        f.expected = [bad.hex]
+        r = self.scrub_pass(f, True, None, self.cap(60))
+        status = scrub_status(f)
+        f.stop()
+        m = [x for x in status.get("progress", [])
+             if "image manifests checked" in x]
+        m = re.match(r"(\d+) of (\d+) image manifests", m[0]) if m else None
+        if m is None or int(m.group(1)) != len(images) or \
+                int(m.group(2)) != len(images):
+            raise StepError("the deep pass did not check the %d images: %s"
+                            % (len(images), one_line(" / ".join(
+                                status.get("progress", [])))))
+        found = [x for x in status.get("finding", [])
+                 if "diff_id" in x and " layer %s " % bad.digest in x]
+        r["mismatch_ok"] = r["mismatches"] == 1 and len(found) == 1 and \
+            r["skipped"] == 0 and r["corrupt"] == 0
+        r["images"] = len(images)
+        r["layers"] = sum(len(i["layers"]) for i in images)
+        r["tar_bytes"] = sum(i["tar_bytes"] for i in images)
+        r["gz_bytes"] = sum(l.size for i in images for l in i["layers"])
+        r["generated"] = gen
+        r["unpacked_rate"] = r["tar_bytes"] / r["seconds"]
+        self.r["scrub.deep"] = r
+        log("deep scrub of %d images (%d layers, %.0f MiB gzip, %.0f MiB "
+            "unpacked): %.2f s, %.1f MiB/s unpacked, %.1f MiB/s read; "
+            "%d mismatch(es), %d skipped; longest stall %s" % (
+                len(images), r["layers"], r["gz_bytes"] / MiB,
+                r["tar_bytes"] / MiB, r["seconds"],
+                r["unpacked_rate"] / MiB, r["rate"] / MiB, r["mismatches"],
+                r["skipped"], r["stall"].longest_text()))
+
+    def scrub_hits(self, root, blobs):
+        """ocimirror's nginx and fetcher on a store of its own (hard links
+        to the synthetic blobs, enough for a pass at the default rate to
+        outlast a wrk run, and the two blobs the runs GET); wrk runs in
+        pairs, the scrub idle, then a pass started right before the run
+        (or the other way round, alternately); each pass runs to its end
+        before the next run."""
+        p = self.p
+        limit = c_define(OCI_CONFIG_H, "OCI_DEFAULT_SCRUB_RATE")
+        slice_bytes = c_define(SCRUB_H, "SCRUB_SLICE_BYTES")
+        store = os.path.join(root, "hits")
+        rng = random.Random("ocimirror-bench-scrub-hits")
+        small = benchdata.store_put(store, rng.randbytes(p.small_mib * MiB))
+        tiny = benchdata.store_put(store, rng.randbytes(p.tiny_bytes))
+        want = limit * (p.ab_seconds + 0.5)
+        have = small.size + tiny.size
+        for b in blobs:
+            if have >= want:
+                break
+            d = os.path.join(store, "sha256", b.hex[:2])
+            os.makedirs(d, exist_ok=True)
+            os.link(b.path, os.path.join(d, b.hex))
+            have += b.size
+        if have < want:
+            raise StepError("the synthetic store holds %.0f MiB, a pass at "
+                            "%.0f MiB/s must outlast %d s (BENCH_SCRUB_MIB)"
+                            % (have / MiB, limit / MiB, p.ab_seconds))
+        self.scrub_hits_store = have
+        m = Mirror(os.path.join(self.tmp, "scrub-hits"),
+                   "127.0.0.1:%d" % free_port(), store=store,
+                   store_extra='max_size = "1T"; scrub_interval = 0; ')
+        self.scrub_mirror = m
+        m.start()
+        fs = FetcherSocket()
+        if not fs.connect(m.socket):
+            raise StepError("cannot connect to the fetcher's socket")
+        load = " ".join(read_text("/proc/loadavg").split()[:3])
+        try:
+            self.scrub_hit_pairs(m, fs, small, tiny, limit, slice_bytes)
+        finally:
+            fs.close()
+            self.scrub_hits_load = (load, " ".join(
+                read_text("/proc/loadavg").split()[:3]))
+
+    def scrub_hit_pairs(self, m, fs, small, tiny, limit, slice_bytes):
+        p = self.p
+        for b in (small, tiny):
+            expect_blob(fetch(m.hostport, "/v2/%s/blobs/%s"
+                              % (BLOB_REPO, b.digest), timeout=self.cap(30)),
+                        b, "a hit on the %d-byte blob" % b.size)
+        fpid = m.fetcher.pid
+
+        def run(path, side):
+            c0, w0 = cpu_seconds([fpid]), time.monotonic()
+            bps, rps, cpu = self.wrk(m.hostport, path, cpu_of="scrub-hits",
+                                     seconds=p.ab_seconds)
+            fcpu = (cpu_seconds([fpid]) - c0) / (time.monotonic() - w0)
+            return {"bps": bps, "rps": rps, "cpu": cpu, "fetcher": fcpu}
+
+        def running(path):
+            m0 = fs.stats()
+            if m0[SCRUB_RUNNING] != 0:
+                raise StepError("a scrub was running already")
+            passes = len(scrub_passes(m.fetcher_log))
+            t0 = time.monotonic()
+            status, out = fs.ctl("scrub")
+            if status != 0:
+                raise StepError("scrub answered %d: %s"
+                                % (status, one_line(" / ".join(out))))
+            r = run(path, "running")
+            m1 = fs.stats()
+            t1 = time.monotonic() - t0
+            if m1[SCRUB_RUNNING] != 1:
+                raise StepError("the pass ended before the wrk run did: "
+                                "the store is too small for the rate")
+            read = m1[SCRUB_BYTES] - m0[SCRUB_BYTES]
+            r["scrub_rate"] = read / t1
+            r["excess"] = read - limit * t1
+            deadline = time.monotonic() + self.cap(60)
+            while True:
+                m2 = fs.stats()
+                t2 = time.monotonic() - t0
+                r["excess"] = max(r["excess"], m2[SCRUB_BYTES]
+                                  - m0[SCRUB_BYTES] - limit * t2)
+                if m2[SCRUB_RUNNING] == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise StepError("the pass did not end")
+                time.sleep(p.scrub_poll)
+            done = scrub_passes(m.fetcher_log)
+            if len(done) != passes + 1:
+                raise StepError("the fetcher's log has %d new ends of "
+                                "passes, not 1" % (len(done) - passes))
+            r["pass_rate"] = done[-1]["rate"]
+            r["stall"] = StallWindow(m0, m2)
+            return r
+
+        def idle(path):
+            if fs.stats()[SCRUB_RUNNING] != 0:
+                raise StepError("a scrub was running")
+            return run(path, "idle")
+
+        for key, blob in (("scrub.hits.blob1", small),
+                          ("scrub.hits.tiny", tiny)):
+            path = "/v2/%s/blobs/%s" % (BLOB_REPO, blob.digest)
+
+            def pairs(key=key, path=path, blob=blob):
+                out = []
+                for i in range(p.scrub_ab_rounds):
+                    pair = {}
+                    for side in (("idle", "running") if i % 2 == 0
+                                 else ("running", "idle")):
+                        pair[side] = (running if side == "running"
+                                      else idle)(path)
+                    out.append(pair)
+                    log("%s: scrub running %.0f req/s, %.1f MiB/s, %.1f µs "
+                        "CPU/request, scrub %.1f MiB/s; idle %.0f req/s, "
+                        "%.1f MiB/s, %.1f µs" % (
+                            key, pair["running"]["rps"],
+                            pair["running"]["bps"] / MiB,
+                            pair["running"]["cpu"] * 1e6,
+                            pair["running"]["scrub_rate"] / MiB,
+                            pair["idle"]["rps"], pair["idle"]["bps"] / MiB,
+                            pair["idle"]["cpu"] * 1e6))
+                self.r[key] = {"pairs": out, "limit": limit,
+                               "slice": slice_bytes, "size": blob.size}
+            self.step([key], pairs)
+
     def collect_rss(self):
         def peak(phases, group):
             vals = [self.rss.peak(ph, group) for ph in phases]
@@ -1906,6 +2397,7 @@ class Bench:
         self.measure_manifest()
         self.measure_recency()
         self.measure_store()
+        self.measure_scrub()
         self.measure_cold_pull()
         self.measure_coalescing()
         self.measure_fanout()
@@ -2004,6 +2496,44 @@ def stall_verdict(w):
                        lambda x: "%.1f ms over" % (x - 50))
     n = w.over_ms(50)
     return "yes" if n == 0 else "no (%d turns over 50 ms)" % n
+
+
+def slice_text(v):
+    """One slice of the scrub (SCRUB_SLICE_BYTES, as the step read it)."""
+    if not ok(v):
+        return "SCRUB_SLICE_BYTES"
+    n = v["slice"]
+    return "%g MiB" % (n / MiB) if n >= MiB else "%g KiB" % (n / 1024.0)
+
+
+def scrub_store_text(b):
+    """The scrub's synthetic store in a few words."""
+    if b.scrub_gen is None:
+        return "%d MiB (not written)" % b.p.scrub_mib
+    return "%d blobs, %.0f MiB" % (b.scrub_gen[0], b.scrub_gen[1] / MiB)
+
+
+def scrub_ab(v):
+    """Of the pairs of wrk runs (scrub running, scrub idle): for req/s,
+    MiB/s and CPU per request, the median of each side and of running ÷
+    idle per pair, and its range; the fetcher's CPU share, median of each
+    side; the scrub's highest rate in a run and its largest excess over
+    rate × elapsed."""
+    pairs = v["pairs"]
+    out = {}
+    for field in ("rps", "bps", "cpu", "fetcher"):
+        ratios = sorted(pr["running"][field] / pr["idle"][field]
+                        for pr in pairs if pr["idle"][field])
+        out[field] = {
+            "running": statistics.median(pr["running"][field]
+                                         for pr in pairs),
+            "idle": statistics.median(pr["idle"][field] for pr in pairs),
+            "median": statistics.median(ratios) if ratios else None,
+            "low": ratios[0] if ratios else None,
+            "high": ratios[-1] if ratios else None}
+    out["scrub_rate"] = max(pr["running"]["scrub_rate"] for pr in pairs)
+    out["excess"] = max(pr["running"]["excess"] for pr in pairs)
+    return out
 
 
 def build_rows(b):
@@ -2139,6 +2669,116 @@ def build_rows(b):
         rows.append([label, "—", "—", "—", fmt(v, "%s"), "—",
                      "stall < 50 ms", "n/a"])
 
+    v = g("scrub.paced")
+    label = ("scrub of the synthetic store (%s), store.scrub_rate = %s "
+             "(MiB/s; s; the loop's longest stall; fetcher RSS growth)"
+             % (scrub_store_text(b), p.scrub_rate))
+    target = ("within ±10 %% of scrub_rate, never over rate × elapsed + 1 "
+              "slice (%s); stall < 50 ms; RSS < +1 MiB; only the planted "
+              "file quarantined" % slice_text(v))
+    if ok(v):
+        share = v["rate"] / v["limit"]
+        rows.append([label, "—", "—", "—",
+                     "%.1f MiB/s, %.2f s (bytes ÷ rate %.2f s); at most "
+                     "%+.2f MiB over rate × elapsed; stall %s; RSS %+.1f "
+                     "MiB; quarantined: %s" % (
+                         v["rate"] / MiB, v["seconds"],
+                         v["read"] / v["limit"], v["excess"] / MiB,
+                         v["stall"].longest_text(),
+                         v["rss_growth"] / 1024.0, v["quarantine"]),
+                     "%.3f× scrub_rate" % share, target,
+                     "; ".join([
+                         verdict(share, lambda x: abs(x - 1) <= 0.1,
+                                 lambda x: "%+.1f %%" % ((x - 1) * 100)),
+                         verdict(v["excess"], lambda x: x <= v["slice"],
+                                 lambda x: "%.2f MiB over" % (x / MiB)),
+                         stall_verdict(v["stall"]),
+                         verdict(v["rss_growth"], lambda x: x < 1024,
+                                 lambda x: "%+.1f MiB" % (x / 1024.0)),
+                         "yes" if v["quarantine_ok"] else "no"])])
+    else:
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—", target,
+                     "n/a"])
+
+    v = g("scrub.fast")
+    label = ("scrub of the same store, scrub_rate = %s: the hash ceiling "
+             "(MiB/s; the loop's longest stall)" % p.scrub_fast)
+    if ok(v):
+        rows.append([label, "—", "—", "—",
+                     "%.0f MiB/s, %.2f s; fetcher CPU %.2f s; stall %s" % (
+                         v["rate"] / MiB, v["seconds"], v["cpu"],
+                         v["stall"].longest_text()),
+                     "—", "stall < 50 ms", stall_verdict(v["stall"])])
+    else:
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—",
+                     "stall < 50 ms", "n/a"])
+
+    v = g("scrub.deep")
+    label = ("deep scrub, %d images × %d gzip layers of %d MiB, "
+             "scrub_rate = %s (MiB/s unpacked; read; the loop's longest "
+             "stall)" % (p.deep_images, p.deep_layers, p.deep_layer_mib,
+                         p.scrub_fast))
+    target = "stall < 50 ms; only the planted diff_id mismatch"
+    if ok(v):
+        rows.append([label, "—", "—", "—",
+                     "%.0f MiB/s unpacked, %.0f MiB/s read, %.2f s; %d "
+                     "diff_id mismatch%s%s; stall %s" % (
+                         v["unpacked_rate"] / MiB, v["rate"] / MiB,
+                         v["seconds"], v["mismatches"],
+                         "" if v["mismatches"] == 1 else "es",
+                         ": the planted one" if v["mismatch_ok"] else
+                         ", %d skipped, %d corrupt" % (v["skipped"],
+                                                       v["corrupt"]),
+                         v["stall"].longest_text()),
+                     "—", target, "%s; %s" % (
+                         stall_verdict(v["stall"]),
+                         "yes" if v["mismatch_ok"] else "no")])
+    else:
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—", target,
+                     "n/a"])
+
+    for key, what, unit in (("scrub.hits.blob1", "%d MiB blob"
+                             % p.small_mib, "MiB/s"),
+                            ("scrub.hits.tiny", "%d-byte blob"
+                             % p.tiny_bytes, "req/s")):
+        v = g(key)
+        label = ("warm hit, %s, a scrub at the default rate running / "
+                 "idle (%s, median)" % (what, unit))
+        target = ("%sscrub ≤ rate × elapsed + 1 slice (%s)"
+                  % ("≥ 0.95× idle (MiB/s); " if unit == "MiB/s" else "",
+                     slice_text(v)))
+        if not ok(v):
+            rows.append([label, "—", "—", "—", fmt(v, "%s"), "—", target,
+                         "n/a"])
+            continue
+        f = scrub_ab(v)
+        field = "bps" if unit == "MiB/s" else "rps"
+        scale = MiB if unit == "MiB/s" else 1
+        thr, cpu = f[field], f["cpu"]
+        met = [verdict(thr["median"], lambda x: x >= 0.95,
+                       lambda x: "%.1f %% short%s" % (
+                           (0.95 - x) / 0.95 * 100,
+                           ", within the pairs' range"
+                           if thr["high"] >= 0.95 else ""))] \
+            if unit == "MiB/s" else []
+        met.append(verdict(f["excess"], lambda x: x <= v["slice"],
+                           lambda x: "%.2f MiB over" % (x / MiB)))
+        rows.append([label, "—", "—", "—",
+                     "%.0f / %.0f %s; CPU %.1f / %.1f µs per request; "
+                     "fetcher %.1f / %.1f %% of a core; scrub %.1f MiB/s "
+                     "in the runs (limit %.0f)" % (
+                         thr["running"] / scale, thr["idle"] / scale, unit,
+                         cpu["running"] * 1e6, cpu["idle"] * 1e6,
+                         f["fetcher"]["running"] * 100,
+                         f["fetcher"]["idle"] * 100,
+                         f["scrub_rate"] / MiB, v["limit"] / MiB),
+                     "%.3f× %s (pairs %.3f … %.3f); CPU per request %+.1f "
+                     "%% (pairs %+.1f … %+.1f %%)" % (
+                         thr["median"], unit, thr["low"], thr["high"],
+                         (cpu["median"] - 1) * 100, (cpu["low"] - 1) * 100,
+                         (cpu["high"] - 1) * 100),
+                     target, "; ".join(met)])
+
     o = g("rss.worker_growth")
     rows.append(["nginx worker RSS growth streaming %d × %d MiB (MiB)"
                  % (p.coalesce_clients, p.coalesce_mib), "—", "—", "—",
@@ -2213,6 +2853,67 @@ def machine(load):
     ]
 
 
+def scrub_notes(b):
+    p, out = b.p, []
+    if b.scrub_gen is not None:
+        out.append("Scrub store: %d blobs, %.0f MiB, written in %.1f s in "
+                   "%s." % (b.scrub_gen[0], b.scrub_gen[1] / MiB,
+                            b.scrub_gen[2], b.scrub_where))
+    for key, what in (("scrub.paced", "The pass at %s" % p.scrub_rate),
+                      ("scrub.fast", "The pass at %s" % p.scrub_fast),
+                      ("scrub.deep", "The deep pass")):
+        v = b.r.get(key)
+        if not ok(v):
+            continue
+        w = v["stall"]
+        out.append("%s: %d files, %.1f MiB read in %.3f s by the fetcher's "
+                   "clock (the bench saw its end %.2f s after the command, "
+                   "%d scrapes); %d loop turns (%.3f s busy), %d over 10 "
+                   "ms; fetcher CPU %.2f s (%.2f s per GiB read); VmRSS "
+                   "%.1f MiB before, %+.0f KiB at most." % (
+                       what, v["files"], v["read"] / MiB, v["seconds"],
+                       v["window"], v["scrapes"], w.turns, w.busy,
+                       w.over_ms(10), v["cpu"],
+                       v["cpu"] / (v["read"] / 1024.0 / MiB),
+                       v["rss0"] / 1024.0, v["rss_growth"]))
+    v = b.r.get("scrub.deep")
+    if ok(v):
+        out.append("Deep store: %d images, %d layers, %.1f MiB of gzip "
+                   "unpacking to %.1f MiB (%.2f:1), written in %.1f s."
+                   % (v["images"], v["layers"], v["gz_bytes"] / MiB,
+                      v["tar_bytes"] / MiB, v["tar_bytes"] / v["gz_bytes"],
+                      v["generated"]))
+    for key, what, unit in (("scrub.hits.blob1", "%d MiB blob"
+                             % p.small_mib, "MiB/s"),
+                            ("scrub.hits.tiny", "%d-byte blob"
+                             % p.tiny_bytes, "req/s")):
+        v = b.r.get(key)
+        if not ok(v):
+            continue
+        field, scale = ("bps", MiB) if unit == "MiB/s" else ("rps", 1)
+        out.append("Hits on the %s, scrub running / idle, every pair of "
+                   "runs (%s, µs CPU per request, the fetcher's %% of a "
+                   "core; the scrub's MiB/s in the run and over its whole "
+                   "pass, the loop's longest stall in the pass): %s." % (
+                       what, unit, "; ".join(
+                           "%.0f / %.0f, %.1f / %.1f, %.1f / %.1f; %.1f, "
+                           "%.1f, %s" % (
+                               pr["running"][field] / scale,
+                               pr["idle"][field] / scale,
+                               pr["running"]["cpu"] * 1e6,
+                               pr["idle"]["cpu"] * 1e6,
+                               pr["running"]["fetcher"] * 100,
+                               pr["idle"]["fetcher"] * 100,
+                               pr["running"]["scrub_rate"] / MiB,
+                               pr["running"]["pass_rate"] / MiB,
+                               pr["running"]["stall"].longest_text())
+                           for pr in v["pairs"])))
+    if b.scrub_hits_load is not None:
+        out.append("The load average was %s before the hits under a scrub "
+                   "and %s after them." % b.scrub_hits_load)
+    return out
+
+
 def report(b, rows):
     p = b.p
     mode = "quick (BENCH_QUICK=1)" if p.quick else "full"
@@ -2282,6 +2983,44 @@ def report(b, rows):
               "longest stall is exact when it is a record since the "
               "start, else the histogram's bound." % (
                   p.store_files, b.store_where, p.store_poll * 1000),
+              "- scrub: a second synthetic store, %s, of blobs of "
+              "256 KiB–8 MiB (a 16-byte header of each file's own, then "
+              "pseudo-random bytes of a shared pool), named by their "
+              "digests, written by the bench in %s (the scrub reads from "
+              "memory there: what it costs in CPU, not a disk's I/O); one "
+              "of them damaged, a byte flipped in its middle. A fetcher "
+              "alone (as above) with store.scrub_rate = %s runs one pass "
+              "started with `scrub` over its socket, scraped (STATS) "
+              "every %.0f ms until `ocimirror_fetcher_scrub_running` is "
+              "0; then a fresh one at %s, a rate the hash never reaches "
+              "(its ceiling). The achieved rate is the fetcher's own, "
+              "bytes read ÷ the pass's duration from its end-of-pass log "
+              "line; the bytes at every scrape are held against rate × the "
+              "time since the bench sent the command (the scrub promises "
+              "at most one slice more); stall: the window from the scrape "
+              "before the command to the first after the end; RSS: VmRSS "
+              "at every scrape against the one before. Deep: `scrub "
+              "--deep` at %s over a store of its own, %d images × %d "
+              "gzip tar layers (level 6, as docker's) of %d MiB of "
+              "text-like bytes, with their configs and types/ lines as the "
+              "fetcher stores a pull; one config names a wrong diff_id for "
+              "one layer; unpacked = the layers' tar bytes ÷ the pass's "
+              "duration. Hits: ocimirror's nginx (2 workers) and a fetcher "
+              "of their own, scrub_rate at its default, on a store of hard "
+              "links to the synthetic blobs (%.0f MiB, more than a pass "
+              "reads at that rate in a wrk run and a second) and a %d MiB "
+              "and a %d-byte blob; %d pairs of wrk -t%d -c%d -d%ds per "
+              "blob, one with the scrub idle and one right after `scrub` "
+              "(idle running, running idle, ...), each pass run to its end "
+              "before the next run; CPU per request as for recency, the "
+              "fetcher's CPU ÷ the run's wall time; running ÷ idle per "
+              "pair, the table gives the median and the range." % (
+                  scrub_store_text(b),
+                  b.scrub_where, p.scrub_rate, p.scrub_poll * 1000,
+                  p.scrub_fast, p.scrub_fast, p.deep_images, p.deep_layers,
+                  p.deep_layer_mib, b.scrub_hits_store / MiB, p.small_mib,
+                  p.tiny_bytes, p.scrub_ab_rounds, p.wrk_threads,
+                  p.wrk_conns, p.ab_seconds),
               "- cold pull: `skopeo copy docker://... dir:`; the direct "
               "column pulls from the upstream through the WAN.",
               "- TTFB: to the first body byte, one cold probe per cache. "
@@ -2371,6 +3110,7 @@ def report(b, rows):
                      "%.0f ms between scrapes." % (
                          v["files"], w.turns, w.busy, w.over_ms(10),
                          w.over_ms(50), p.store_poll * 1000))
+    extra += scrub_notes(b)
     if b.static_fallbacks:
         extra.append("static nginx served the generated file for %s: "
                      "ocimirror had no copy." % ", ".join(

@@ -150,3 +150,117 @@ def write_store_blobs(root, count, seed, min_size=256, max_size=2048):
             f.write(data)
         out.append(hexd)
     return out
+
+
+def store_put(root, data):
+    """data into a store's layout under its sha256; a BlobFile."""
+    hexd = hashlib.sha256(data).hexdigest()
+    d = os.path.join(root, "sha256", hexd[:2])
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, hexd)
+    with open(path, "wb") as f:
+        f.write(data)
+    return BlobFile(path, hexd, len(data), "application/octet-stream")
+
+
+def write_store_sized(root, total, seed, min_size, max_size):
+    """Blobs of min_size..max_size bytes (uniform) straight into a store's
+    layout until they hold at least total bytes, each named by its own
+    sha256.  The content: a 16-byte header of its own, then pseudo-random
+    bytes of one shared pool at an offset of its own: every file differs,
+    and generating them costs little more than writing and hashing them
+    (what the scrub reads: its speed does not depend on the bytes).
+    Returns their BlobFiles in the order written."""
+    rng = random.Random("ocimirror-bench-sized:" + seed)
+    pool = rng.randbytes(2 * max_size)
+    out = []
+    done = 0
+    while done < total:
+        size = rng.randint(min_size, max_size)
+        head = b"%016x" % len(out)
+        off = rng.randrange(0, len(pool) - size)
+        data = head + pool[off:off + size - len(head)]
+        out.append(store_put(root, data))
+        done += size
+    return out
+
+
+def _text_pool(rng, pieces, size):
+    """Text-like pieces (words of a random vocabulary, lines of random
+    length): what deflate compresses about as much as a layer's files."""
+    letters = b"abcdefghijklmnopqrstuvwxyz_/.-0123456789"
+    vocab = [bytes(rng.choice(letters) for _ in range(rng.randint(2, 12)))
+             for _ in range(4096)]
+    out = []
+    for _ in range(pieces):
+        parts, n = [], 0
+        while n < size:
+            w = rng.choice(vocab)
+            sep = b"\n" if rng.random() < 0.1 else b" "
+            parts += [w, sep]
+            n += len(w) + 1
+        out.append(b"".join(parts)[:size])
+    return out
+
+
+def write_store_images(root, seed, n_images, n_layers, layer_size,
+                       wrong_diff_id=None):
+    """n_images image manifests straight into a store's layout, with their
+    configs (rootfs.diff_ids) and n_layers gzip tar layers (level 6, as
+    docker's) of about layer_size bytes of text each, and each manifest's
+    types/ line, as the fetcher stores a pulled image.  wrong_diff_id =
+    (image, layer): that config names another diff_id for that layer.
+    Returns [{"manifest", "config", "layers": [BlobFile], "tar_bytes"}]."""
+    rng = random.Random("ocimirror-bench-images:" + seed)
+    piece = 64 * 1024
+    pool = _text_pool(rng, 32, piece)
+    images = []
+    for i in range(n_images):
+        layers, diff_ids, tar_bytes = [], [], 0
+        for j in range(n_layers):
+            # pieces are longer than deflate's 32 KiB window: shuffling
+            # them repeats nothing deflate could find
+            body = b"".join(rng.choice(pool)
+                            for _ in range(-(-layer_size // piece)))
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w",
+                              format=tarfile.PAX_FORMAT) as t:
+                info = tarfile.TarInfo("data/%s-%d-%d.txt" % (seed, i, j))
+                info.size = len(body)
+                info.mode = 0o644
+                info.mtime = 0
+                t.addfile(info, io.BytesIO(body))
+            tar = buf.getvalue()
+            tar_bytes += len(tar)
+            diff = hashlib.sha256(tar).hexdigest()
+            if wrong_diff_id == (i, j):
+                diff = hashlib.sha256(tar + b"\0").hexdigest()
+            diff_ids.append("sha256:" + diff)
+            gz = gzip.compress(tar, compresslevel=6, mtime=0)
+            b = store_put(root, gz)
+            b.media_type = MT_OCI_LAYER_GZIP
+            layers.append(b)
+        config = {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2024-01-01T00:00:00Z",
+            "config": {"Labels": {"ocimirror.bench": "%s-%d" % (seed, i)}},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+        cfg = store_put(root, _canonical(config))
+        cfg.media_type = MT_OCI_CONFIG
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "config": cfg.descriptor(),
+            "layers": [l.descriptor() for l in layers],
+        }
+        man = store_put(root, _canonical(manifest))
+        man.media_type = MT_OCI_MANIFEST
+        tdir = os.path.join(root, "types", "sha256", man.hex[:2])
+        os.makedirs(tdir, exist_ok=True)
+        with open(os.path.join(tdir, man.hex), "w") as f:
+            f.write(MT_OCI_MANIFEST + "\n")
+        images.append({"manifest": man, "config": cfg, "layers": layers,
+                       "tar_bytes": tar_bytes})
+    return images
