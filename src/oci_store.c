@@ -578,6 +578,40 @@ oci_store_share(const char *root, long gid, char *err, size_t errlen)
         }
     }
 
+    /* the marker was written before the root had the group: readiness
+     * reads it through the group */
+    if (oci_store_path(path, sizeof(path), root, "/%s", OCI_STORE_MARKER)
+        != OCI_OK)
+    {
+        snprintf(err, errlen, "store path \"%s\" is too long", root);
+        errno = ENAMETOOLONG;
+        return OCI_EIO;
+    }
+
+    if (lstat(path, &st) == -1) {
+        snprintf(err, errlen, "stat(\"%s\") failed: %s", path,
+                 strerror(errno));
+        return OCI_EIO;
+    }
+
+    if (gid >= 0 && st.st_gid != (gid_t) gid
+        && lchown(path, (uid_t) -1, (gid_t) gid) == -1)
+    {
+        snprintf(err, errlen, "chown(\"%s\", group %ld) failed: %s", path,
+                 gid, strerror(errno));
+        return OCI_EIO;
+    }
+
+    mode = (st.st_mode & 0777) | OCI_STORE_FILE_MODE;
+
+    if (S_ISREG(st.st_mode) && mode != (st.st_mode & 07777)
+        && chmod(path, mode) == -1)
+    {
+        snprintf(err, errlen, "chmod(\"%s\", %04o) failed: %s", path,
+                 (unsigned) mode, strerror(errno));
+        return OCI_EIO;
+    }
+
     return OCI_OK;
 }
 

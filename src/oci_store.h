@@ -71,7 +71,8 @@ int oci_store_prepare(const char *root, char *err, size_t errlen);
  * Let the group gid (the workers', fetcher.socket_group; -1: the
  * caller's own) read the store: the root and the directories
  * oci_store_prepare() made get that group and at least their modes
- * (OCI_STORE_DIR_MODE, tmp/ OCI_STORE_TMP_MODE), and, when gid is not
+ * (OCI_STORE_DIR_MODE, tmp/ OCI_STORE_TMP_MODE; the marker
+ * OCI_STORE_FILE_MODE), and, when gid is not
  * the caller's effective group, the set-group-ID bit, so that everything
  * made below takes the group without a chown() per file.  Only what is
  * missing is changed (no syscall when nothing is): bits a store already

@@ -165,6 +165,7 @@ server_create(loop_t *loop, const char *path, long gid,
 {
     server_t            *s;
     struct sockaddr_un   sa;
+    struct stat          st;
     mode_t               mask;
     size_t               root;
     int                  fd, rc;
@@ -251,7 +252,16 @@ server_create(loop_t *loop, const char *path, long gid,
         goto failed;
     }
 
-    if (gid >= 0 && lchown(path, (uid_t) -1, (gid_t) gid) != 0) {
+    if (lstat(path, &st) != 0) {
+        log_error("lstat(\"%s\") failed: %s", path, strerror(errno));
+        goto failed_bound;
+    }
+
+    /* no chown() when the group is ours already (the units: the sandbox
+     * may refuse the call) */
+    if (gid >= 0 && st.st_gid != (gid_t) gid
+        && lchown(path, (uid_t) -1, (gid_t) gid) != 0)
+    {
         log_error("chown(\"%s\", group %ld) failed: %s", path, gid,
                   strerror(errno));
         goto failed_bound;

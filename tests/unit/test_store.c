@@ -324,6 +324,9 @@ test_share(void **state)
     assert_int_equal(file_gid(f->path), (gid_t) gid);
     snprintf(f->path, sizeof(f->path), "%s/sha256", f->root);
     assert_int_equal(file_mode(f->path), 02755);
+    snprintf(f->path, sizeof(f->path), "%s/" OCI_STORE_MARKER, f->root);
+    assert_int_equal(file_gid(f->path), (gid_t) gid);
+    assert_int_equal(file_mode(f->path), 0640);
 
     /* made later, under a umask that leaves the group nothing: the
      * group is inherited, the modes are the store's */
