@@ -318,6 +318,8 @@ def test_fetcher_as_its_own_user(priv_upstream, open_root, group_is):
         m.start()
         assert process_ids(m.fetcher.popen.pid) == (
             fetcher_ids[0], fetcher_ids[1], sorted(fetcher_ids[2]))
+        # the workers reach the fetcher and read the store's marker
+        m.wait_ready()
 
         # a miss of every blob (the workers stream the fetcher's temp
         # file), then the same as hits (the store's files)
