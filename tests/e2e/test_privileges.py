@@ -167,7 +167,7 @@ def process_ids(pid):
             sorted(int(g) for g in ids["Groups"]))
 
 
-# --- the units, offline ------------------------------------------------------
+# --- the units, offline ----------------------------------------------------
 
 @pytest.fixture(scope="module")
 def analyze():
@@ -230,7 +230,22 @@ def test_sysusers_makes_the_user(tmp_path):
     assert (home, shell) == ("/var/cache/ocimirror", "/usr/sbin/nologin")
 
 
-# --- the fetcher as a user of its own ----------------------------------------
+def test_unknown_group_refused(tmp_path):
+    """A socket_group that does not exist: --check names file and line."""
+    cfg = tmp_path / "ocimirror.cfg"
+    cfg.write_text(harness.render_libconfig(
+        str(tmp_path / "store"), str(tmp_path / "f.sock"), "127.0.0.1:5",
+        [{"name": "127.0.0.1:5", "endpoints": ["http://127.0.0.1:5"]}],
+        fetcher={"socket_group": "ocimirror-no-such-group"}))
+    p = subprocess.run([harness.FETCHER_BIN, "--check", "-c", str(cfg)],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert '%s:2: "fetcher.socket_group": no group ' \
+        '"ocimirror-no-such-group"' % cfg in p.stderr, p.stderr
+    assert not (tmp_path / "store").exists()
+
+
+# --- the fetcher as a user of its own --------------------------------------
 
 @pytest.fixture(scope="module")
 def priv_upstream():
@@ -379,7 +394,7 @@ def test_fetcher_as_its_own_user(priv_upstream, open_root, group_is):
     assert problems == [], problems
 
 
-# --- /metrics ------------------------------------------------------------------
+# --- /metrics ---------------------------------------------------------------
 
 def test_metrics_loopback_only(mirror):
     """The shipped include answers /metrics to loopback only, wherever
