@@ -16,10 +16,12 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -37,6 +39,7 @@ DOCKERFILE = os.path.join(harness.REPO_ROOT, "docker", "Dockerfile")
 ANALYZE = "/usr/bin/systemd-analyze"
 SYSUSERS_BIN = "/usr/bin/systemd-sysusers"
 SETPRIV = "/usr/bin/setpriv"
+STRACE = "/usr/bin/strace"
 
 # systemd-analyze's overall exposure, measured when the units were
 # hardened (systemd 252): the fetcher's unit 1.2, Debian's nginx.service
@@ -286,6 +289,39 @@ def store_entries(store):
             yield p, os.lstat(p)
 
 
+def own_user_mirror(root, up, fetcher_ids, fetcher_bin, wrap=()):
+    """A mirror (not started) whose fetcher setpriv starts as
+    fetcher_ids (uid, gid, supplementary groups), under wrap if any, with
+    socket_group www-data; nginx's workers www-data.  In root, what the
+    units' CacheDirectory= and RuntimeDirectory= make: the socket's
+    folder in the workers' group (the unit's Group=), the store in the
+    fetcher's own group (it gives the store the workers' itself)."""
+    www = grp.getgrnam("www-data").gr_gid
+    bindir = os.path.join(root, "bin")
+    os.mkdir(bindir, 0o755)
+    fetcher_bin = shutil.copy2(fetcher_bin, bindir)
+    module_so = shutil.copy2(harness.MODULE_SO, bindir)
+    store = os.path.join(root, "store")
+    rundir = os.path.join(root, "run")
+    for d, gid in ((store, fetcher_ids[1]), (rundir, www)):
+        os.mkdir(d, 0o750)
+        os.chown(d, fetcher_ids[0], gid)
+    workdir = os.path.join(root, "mirror")
+    os.mkdir(workdir, 0o755)
+
+    prefix = list(wrap) + [SETPRIV, "--reuid=%d" % fetcher_ids[0],
+                           "--regid=%d" % fetcher_ids[1]]
+    prefix += ["--groups=" + ",".join(str(g) for g in fetcher_ids[2])] \
+        if fetcher_ids[2] else ["--clear-groups"]
+    return harness.Mirror(workdir, up.hostport,
+                          [harness.upstream_registry(up)],
+                          socket_dir=rundir, store_path=store,
+                          binaries=(fetcher_bin, module_so),
+                          fetcher={"socket_group": "www-data"},
+                          nginx_user="www-data www-data",
+                          fetcher_prefix=prefix)
+
+
 @pytest.mark.parametrize("group_is", ["primary", "supplementary"])
 def test_fetcher_as_its_own_user(priv_upstream, open_root, group_is):
     """The fetcher runs as a uid of its own; its group for the workers is
@@ -304,31 +340,8 @@ def test_fetcher_as_its_own_user(priv_upstream, open_root, group_is):
     else:
         fetcher_ids = (fetcher_uid, own_gid, [www])
 
-    # what the units' CacheDirectory= and RuntimeDirectory= make
-    bindir = os.path.join(open_root, "bin")
-    os.mkdir(bindir, 0o755)
-    fetcher_bin = shutil.copy2(harness.FETCHER_BIN, bindir)
-    module_so = shutil.copy2(harness.MODULE_SO, bindir)
-    store = os.path.join(open_root, "store")
-    rundir = os.path.join(open_root, "run")
-    # the socket's folder in the workers' group (the unit's Group=); the
-    # store in the fetcher's own: it gives the store the group itself
-    for d, gid in ((store, fetcher_ids[1]), (rundir, www)):
-        os.mkdir(d, 0o750)
-        os.chown(d, fetcher_uid, gid)
-    workdir = os.path.join(open_root, "mirror")
-    os.mkdir(workdir, 0o755)
-
-    prefix = [SETPRIV, "--reuid=%d" % fetcher_ids[0],
-              "--regid=%d" % fetcher_ids[1]]
-    prefix += ["--groups=%d" % www] if fetcher_ids[2] else ["--clear-groups"]
-    m = harness.Mirror(workdir, up.hostport,
-                       [harness.upstream_registry(up)],
-                       socket_dir=rundir, store_path=store,
-                       binaries=(fetcher_bin, module_so),
-                       fetcher={"socket_group": "www-data"},
-                       nginx_user="www-data www-data",
-                       fetcher_prefix=prefix)
+    m = own_user_mirror(open_root, up, fetcher_ids, harness.FETCHER_BIN)
+    store = m.store
     try:
         m.start()
         assert process_ids(m.fetcher.popen.pid) == (
@@ -392,6 +405,110 @@ def test_fetcher_as_its_own_user(priv_upstream, open_root, group_is):
     finally:
         problems = m.stop()
     assert problems == [], problems
+
+
+def syscall_group(name, seen=None):
+    """The system calls of a systemd syscall-filter set, nested sets
+    expanded."""
+    seen = seen if seen is not None else set()
+    seen.add(name)
+    p = subprocess.run([ANALYZE, "syscall-filter", name],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    out = set()
+    for line in p.stdout.splitlines()[1:]:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            if line not in seen:
+                out |= syscall_group(line, seen)
+        else:
+            out.add(line)
+    return out
+
+
+def unit_syscalls(settings):
+    """What the unit's SystemCallFilter= lines allow: the allow lists
+    joined, less the deny (~) lists."""
+    allow, deny = set(), set()
+    for value in settings["SystemCallFilter"]:
+        target = deny if value.startswith("~") else allow
+        for name in value.lstrip("~").split():
+            target |= syscall_group(name) if name.startswith("@") \
+                else {name}
+    return allow - deny
+
+
+def test_fetcher_within_the_unit_sandbox(analyze, priv_upstream,
+                                         open_root):
+    """The fetcher (the build a unit runs, not the sanitizer's) traced
+    through start, misses, hits, a BODY answer, the workers' USED
+    batches, ocimirrorctl status, a deep scrub, a purge and a stop: every
+    system call it makes is one the unit's SystemCallFilter= lets through
+    (a call outside it would fail with EPERM in production, where no test
+    runs), its sockets are of the unit's RestrictAddressFamilies=, and
+    it opens nothing in /proc or /sys (ProcSubset=pid, ProtectProc=)."""
+    harness.require_file(STRACE, "strace (apt install strace)")
+    plain = harness.require_file(os.path.join(harness.BUILD,
+                                              "ocimirror-fetcher"),
+                                 "the fetcher (make fetcher)")
+    up, image = priv_upstream
+    www = grp.getgrnam("www-data").gr_gid
+    uid = free_ids(1, {www, pwd.getpwnam("www-data").pw_uid})[0]
+    trace = os.path.join(open_root, "strace.txt")
+    m = own_user_mirror(open_root, up, (uid, www, []), plain,
+                        wrap=[STRACE, "-f", "-qq", "-o", trace])
+    m.store_settings = {"recency_interval": 1}
+    stopped = False
+    try:
+        m.start()
+        m.wait_ready()
+        for _ in range(2):
+            r = m.get("/v2/e2e/priv/manifests/v1",
+                      {"Accept": images.MT_OCI_MANIFEST})
+            harness.assert_manifest(r, image.manifest)
+            for b in image.layer_blobs():
+                harness.assert_blob(m.get("/v2/e2e/priv/blobs/" + b.digest),
+                                    b)
+        assert m.get("/v2/e2e/priv/tags/list").status == 200
+        assert m.ctl("status")[0] == 0
+        assert m.ctl("scrub", "--deep")[0] == 0
+        harness.wait_for(lambda: "state       idle" in m.ctl(
+            "scrub-status")[1], 20, what="the scrub's end")
+        time.sleep(1.5)                    # a USED batch of each worker
+        layer = image.layers[0].blob.digest
+        assert m.ctl("purge", layer)[0] == 0
+        assert not m.has_blob(layer)
+
+        # strace's child is the fetcher: stop it, strace ends with it
+        with open("/proc/%d/task/%d/children" % (m.fetcher.popen.pid,
+                                                  m.fetcher.popen.pid)) as f:
+            os.kill(int(f.read().split()[0]), signal.SIGTERM)
+        assert m.fetcher.popen.wait(20) == 0
+        m.fetcher_stopped = stopped = True
+    finally:
+        problems = m.stop()
+    assert stopped and problems == [], problems
+
+    lines = harness.read_text(trace).splitlines()
+    start = [i for i, l in enumerate(lines)
+             if re.search(r'execve\("[^"]*/ocimirror-fetcher".* = 0$', l)]
+    assert len(start) == 1, start
+    calls, families, opened = set(), set(), set()
+    for line in lines[start[0] + 1:]:
+        c = re.match(r"\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", line)
+        if c:
+            calls.add(c.group(1))
+        families |= set(re.findall(r"socket(?:pair)?\((AF_[A-Z0-9]+)",
+                                   line))
+        opened |= set(re.findall(r'"(/(?:proc|sys)/[^"]*)"', line))
+    settings = unit_settings(UNIT)
+    # the calls above were made, and a few of them name the work
+    assert {"accept4", "epoll_wait", "rename", "unlink", "fsync"} <= calls
+    assert calls - unit_syscalls(settings) == set()
+    assert families <= set(settings["RestrictAddressFamilies"][0].split())
+    assert opened == set()
 
 
 # --- /metrics ---------------------------------------------------------------
