@@ -1744,7 +1744,7 @@ class Bench:
                                           ("direct", "peer", "ocimirror")]
         try:
             st = wanproxy.query(self.wan.control,
-                                command="link %g" % p.link_mib)
+                                command="link %r" % p.link_mib)
             if st.get("link_mib") != p.link_mib:
                 raise StepError("the WAN answered %s" % one_line(st))
         except (OSError, ValueError, StepError) as e:
