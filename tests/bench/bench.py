@@ -168,7 +168,7 @@ class Params:
         self.deep_layer_mib = 4 if q else 6
         self.scrub_ab_rounds = 2 if q else 6
         # past this, the remaining steps are skipped (their cells say so)
-        self.budget = 150.0 if q else 660.0
+        self.budget = 210.0 if q else 780.0
 
 
 # --- small helpers ----------------------------------------------------------
