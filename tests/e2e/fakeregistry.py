@@ -68,6 +68,13 @@ and lets a test inject behaviours, all plain attributes:
                                               reg.cdn_manifest_type as
                                               Content-Type if set (else
                                               the manifest's)
+    reg.stall[digest] = n                     a blob GET sends its headers
+                                              and n bytes, then nothing
+                                              more, the connection held
+                                              open until the fake stops
+                                              (an upstream that stalls)
+    reg.headers = {name: value}               sent with every answer (the
+                                              RateLimit-* of Docker Hub)
     reg.cdn_challenge = 'Bearer realm=...'    that /cdn/ route answers 401
                                               with this WWW-Authenticate
                                               (a redirect target that
@@ -152,6 +159,33 @@ class _Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128     # many transfers connect at once
 
+    def __init__(self, *args, **kw):
+        # the connections being served: stop() ends them, or a client
+        # that keeps its connection alive would still be answered by a
+        # registry the test has stopped
+        self.open_requests = set()
+        self.open_lock = threading.Lock()
+        super().__init__(*args, **kw)
+
+    def process_request(self, request, client_address):
+        with self.open_lock:
+            self.open_requests.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.open_lock:
+            self.open_requests.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_requests(self):
+        with self.open_lock:
+            open_requests = list(self.open_requests)
+        for request in open_requests:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def handle_error(self, request, client_address):
         # a TLS client that gives up the handshake (a refused certificate)
         # is what some tests want: keep the output quiet
@@ -176,6 +210,8 @@ class FakeRegistry:
         self.referrers_page_size = None
         self.tags_page_size = None
         self.throttle = {}       # digest -> bytes per second
+        self.stall = {}          # digest -> bytes sent before silence
+        self.headers = {}        # name -> value, on every answer
         self.corrupt = {}        # digest -> bytes served instead
         self.accept_ranges = False
         self.range_faults = {}   # (digest, first byte) -> [fault, ...]
@@ -352,6 +388,7 @@ class FakeRegistry:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_open_requests()
             self._server = None
 
 
@@ -372,7 +409,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if body or status not in (204, 304):
             self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
+        for k, v in list((headers or {}).items()) \
+                + list(self.reg.headers.items()):
             self.send_header(k, v)
         self.end_headers()
         if not head and body:
@@ -706,10 +744,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(end - start))
-        for k, v in headers.items():
+        for k, v in list(headers.items()) + list(reg.headers.items()):
             self.send_header(k, v)
         self.end_headers()
         if head:
+            return
+        if digest in reg.stall:
+            # the promised length never comes: a stalled upstream, whose
+            # connection stays open until the fake stops
+            self.wfile.write(data[start:start + reg.stall[digest]])
+            self.wfile.flush()
+            with reg._lock:
+                reg.served.append((digest, start, reg.stall[digest],
+                                   status))
+            reg._stopping.wait()
+            self.close_connection = True
             return
         if fault == "cut":
             end = start + (end - start) // 2

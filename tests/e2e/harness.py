@@ -156,7 +156,9 @@ class Process:
 # --- HTTP -----------------------------------------------------------------
 
 class Response:
-    def __init__(self, status, reason, headers, body, error=None):
+    def __init__(self, status, reason, headers, body, error=None,
+                 method=None):
+        self.method = method             # what was asked ("HEAD": no body)
         self.status = status
         self.reason = reason
         self.headers = headers           # http.client.HTTPMessage
@@ -199,7 +201,7 @@ def request(hostport, method, path, headers=None, body=None, timeout=30):
             data, err = e.partial, e
         except (ConnectionError, socket.timeout) as e:
             data, err = b"", e
-        return Response(r.status, r.reason, r.headers, data, err)
+        return Response(r.status, r.reason, r.headers, data, err, method)
     finally:
         conn.close()
 
@@ -742,8 +744,12 @@ ACCEPT_ALL = ", ".join([
 
 
 def assert_json_error(r, status=None, code=None):
-    """r is a registry error: 4xx/5xx (as given), JSON body with a spec
-    code (as given), and the API version header."""
+    """r is a registry error: 4xx/5xx (as given; never 500), Content-Type
+    application/json, and the distribution spec's error body:
+    {"errors": [{"code": ..., "message": ..., "detail": ...}, ...]}, a
+    non-empty list whose every entry has a spec code and a message (the
+    first code as given).  An answer to HEAD has no body to check: it
+    must be empty, and say the type a GET's error body would have."""
     assert r.status != 500, r
     if status is not None:
         if isinstance(status, int):
@@ -754,14 +760,27 @@ def assert_json_error(r, status=None, code=None):
         assert 400 <= r.status < 600, r
     ctype = r.header("Content-Type") or ""
     assert ctype.split(";")[0].strip() == "application/json", r
-    if r.body:
-        got = r.error_code()
-        assert got in SPEC_CODES, r
-        if code is not None:
-            if isinstance(code, str):
-                assert got == code, r
-            else:
-                assert got in code, r
+    if r.method == "HEAD":
+        assert r.body == b"", r
+        return r
+    assert r.body, "an error without a body: %r" % r
+    try:
+        doc = json.loads(r.body)
+    except ValueError:
+        raise AssertionError("an error body that is not JSON: %r" % r)
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    assert isinstance(errors, list) and errors, \
+        "no \"errors\" list in the body: %r" % r
+    for e in errors:
+        assert isinstance(e, dict), r
+        assert e.get("code") in SPEC_CODES, r
+        assert isinstance(e.get("message"), str) and e["message"], r
+    got = errors[0]["code"]
+    if code is not None:
+        if isinstance(code, str):
+            assert got == code, r
+        else:
+            assert got in code, r
     return r
 
 
