@@ -140,6 +140,8 @@ bench: deps
 	$(PYTHON) tests/bench/bench.py
 
 # A VM or image: make install [DESTDIR=...], then the systemd units.
+# Without DESTDIR the fetcher's user is made at once (systemd-sysusers);
+# an image makes it from the same file (docker/Dockerfile).
 install: all
 	install -D -m 0755 $(BUILD)/ocimirror-fetcher \
 	    $(DESTDIR)/usr/sbin/ocimirror-fetcher
@@ -158,6 +160,10 @@ install: all
 	    $(DESTDIR)/lib/systemd/system/ocimirror-fetcher.service
 	install -D -m 0644 conf/systemd/nginx.service.d/ocimirror.conf \
 	    $(DESTDIR)/etc/systemd/system/nginx.service.d/ocimirror.conf
+	install -D -m 0644 conf/sysusers.d/ocimirror.conf \
+	    $(DESTDIR)/usr/lib/sysusers.d/ocimirror.conf
+	if [ -z "$(DESTDIR)" ]; then \
+	    systemd-sysusers /usr/lib/sysusers.d/ocimirror.conf; fi
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/ocimirror/README.md
 	install -D -m 0644 DESIGN.md $(DESTDIR)/usr/share/doc/ocimirror/DESIGN.md
 

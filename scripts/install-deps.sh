@@ -11,6 +11,9 @@ pkgs=(
     docker-registry skopeo containerd
     python3 python3-pytest openssl
     wrk
+    # the units' offline check, their user, a fetcher started as it
+    # (tests/e2e/test_privileges.py)
+    systemd util-linux
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +61,8 @@ static int oci_config_store(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
+static int oci_config_socket_group(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_config_t *cf);
 static int oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_endpoint_url(oci_config_ctx_t *ctx,
@@ -109,9 +112,9 @@ static const char *const  oci_config_image_keys[] = {
 };
 
 static const char *const  oci_config_fetcher_keys[] = {
-    "socket", "max_transfers", "connect_timeout", "low_speed_time",
-    "max_per_host", "http2", "chunk_threshold", "chunk_size",
-    "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit",
+    "socket", "socket_group", "max_transfers", "connect_timeout",
+    "low_speed_time", "max_per_host", "http2", "chunk_threshold",
+    "chunk_size", "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit",
     "max_retry_after", NULL
 };
 
@@ -678,6 +681,11 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 
         s = config_setting_get_member(group, "socket");
 
+        rc = oci_config_socket_group(ctx, group, cf);
+        if (rc != OCI_OK) {
+            return rc;
+        }
+
         rc = oci_config_get_int(ctx, group, "max_transfers", 1, 65536, &v);
         if (rc < 0) {
             return rc;
@@ -766,6 +774,62 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
     cf->fetcher_socket = strdup(sock);
 
     if (cf->fetcher_socket == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    return OCI_OK;
+}
+
+
+/*
+ * The group is looked up here, not when the socket is made: both nginx -t
+ * and ocimirror-fetcher --check then refuse a name that does not exist,
+ * with the line that names it, before anything runs.
+ */
+static int
+oci_config_socket_group(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_config_t *cf)
+{
+    config_setting_t  *s;
+    struct group      *gr;
+    const char        *name;
+    int                rc;
+
+    rc = oci_config_get_string(ctx, group, "socket_group", &name);
+    if (rc <= 0) {
+        return (rc == 0) ? OCI_OK : OCI_EINVAL;
+    }
+
+    s = config_setting_get_member(group, "socket_group");
+
+    if (name[0] == '\0') {
+        oci_config_error(ctx, s, "\"fetcher.socket_group\" must name a "
+                         "group");
+        return OCI_EINVAL;
+    }
+
+    errno = 0;
+    gr = getgrnam(name);
+
+    if (gr == NULL) {
+        if (errno != 0 && errno != ENOENT && errno != ESRCH
+            && errno != EBADF && errno != EPERM)
+        {
+            oci_config_error(ctx, s, "\"fetcher.socket_group\": cannot look "
+                             "up group \"%s\": %s", name, strerror(errno));
+            return OCI_EIO;
+        }
+
+        oci_config_error(ctx, s, "\"fetcher.socket_group\": no group "
+                         "\"%s\"", name);
+        return OCI_EINVAL;
+    }
+
+    cf->socket_gid = (long) gr->gr_gid;
+    cf->socket_group = strdup(name);
+
+    if (cf->socket_group == NULL) {
         oci_config_error(ctx, s, "out of memory");
         return OCI_ENOMEM;
     }
@@ -2105,6 +2169,7 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->recency_batch = OCI_DEFAULT_RECENCY_BATCH;
     cf->recency_interval = OCI_DEFAULT_RECENCY_INTERVAL;
     cf->max_transfers = OCI_DEFAULT_MAX_TRANSFERS;
+    cf->socket_gid = -1;
     cf->connect_timeout = OCI_DEFAULT_CONNECT_TIMEOUT;
     cf->low_speed_time = OCI_DEFAULT_LOW_SPEED_TIME;
     cf->max_per_host = OCI_DEFAULT_MAX_PER_HOST;
@@ -2246,6 +2311,7 @@ oci_config_destroy(oci_config_t *cf)
 
     free(cf->registries);
     free(cf->fetcher_socket);
+    free(cf->socket_group);
     free(cf->proxy);
     free(cf->no_proxy);
     free(cf->store_path);

@@ -15,6 +15,7 @@
  *   scrub_interval: seconds, 0 on demand only; scrub_rate: bytes/s, at
  *   least 64K; see src/fetcher/scrub.h)
  *   fetcher  = { socket = "/run/ocimirror/fetcher.sock";
+ *                socket_group = "www-data";
  *                max_transfers = 64; connect_timeout = 10;
  *                low_speed_time = 30; max_per_host = 16; http2 = true;
  *                chunk_threshold = "16M"; chunk_size = "8M";
@@ -26,6 +27,10 @@
  *   warm_file = "/etc/ocimirror/warm.list"; warm_interval = 900;
  *   warm_max = 1000;
  *   (images pulled before any client asks: src/fetcher/warm.h)
+ *   (socket_group: the group nginx's workers run as; the socket is made
+ *   0660 in it and the store's directories are given it, so the workers
+ *   connect and read through the group; unset: the fetcher's own group.
+ *   A group that does not exist is an error.)
  *   default_registry = "docker.io";
  *   registries = (
  *     { name = "docker.io"; endpoints = ( "https://registry-1.docker.io" );
@@ -218,6 +223,8 @@ typedef struct {
     long             warm_max;       /* images warmed at most */
 
     char            *fetcher_socket;
+    char            *socket_group;     /* NULL: the fetcher's own group */
+    long             socket_gid;       /* its id; -1 when not set */
     int              max_transfers;
     long             connect_timeout;  /* seconds */
     long             low_speed_time;   /* seconds below 1 KiB/s = stall */

@@ -159,13 +159,16 @@ server_claim_path(const struct sockaddr_un *sa, const char *path)
 
 
 server_t *
-server_create(loop_t *loop, const char *path, const char *store_path,
-    server_msg_pt on_msg, server_gone_pt on_gone, void *data)
+server_create(loop_t *loop, const char *path, long gid,
+    const char *store_path, server_msg_pt on_msg, server_gone_pt on_gone,
+    void *data)
 {
     server_t            *s;
     struct sockaddr_un   sa;
+    struct stat          st;
+    mode_t               mask;
     size_t               root;
-    int                  fd;
+    int                  fd, rc;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
         log_error("socket path \"%s\" is too long (max %zu bytes)", path,
@@ -233,13 +236,39 @@ server_create(loop_t *loop, const char *path, const char *store_path,
 
     s->fd = fd;
 
-    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+    /*
+     * bind() makes the file with the umask's mode: under umask 0177 it is
+     * the fetcher's alone from the first instant, whatever the umask we
+     * were started with.  The group is then given, and only then its
+     * bits, all before listen(): until then a connect() is refused
+     * anyway.  lchown(): the name is not followed if it was swapped.
+     */
+    mask = umask(0177);
+    rc = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+    umask(mask);
+
+    if (rc != 0) {
         log_error("bind(\"%s\") failed: %s", path, strerror(errno));
         goto failed;
     }
 
-    /* workers may run as another user than the fetcher */
-    if (chmod(path, 0666) != 0) {
+    if (lstat(path, &st) != 0) {
+        log_error("lstat(\"%s\") failed: %s", path, strerror(errno));
+        goto failed_bound;
+    }
+
+    /* no chown() when the group is ours already (the units: the sandbox
+     * may refuse the call) */
+    if (gid >= 0 && st.st_gid != (gid_t) gid
+        && lchown(path, (uid_t) -1, (gid_t) gid) != 0)
+    {
+        log_error("chown(\"%s\", group %ld) failed: %s", path, gid,
+                  strerror(errno));
+        goto failed_bound;
+    }
+
+    /* the workers, another user, connect through the group */
+    if (chmod(path, SERVER_SOCKET_MODE) != 0) {
         log_error("chmod(\"%s\") failed: %s", path, strerror(errno));
         goto failed_bound;
     }

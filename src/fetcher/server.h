@@ -32,13 +32,18 @@ typedef struct conn_s    conn_t;
 typedef void (*server_msg_pt)(conn_t *c, const oci_msg_t *m, void *data);
 typedef void (*server_gone_pt)(conn_t *c, void *data);
 
+/* The workers connect through the socket's group; others cannot. */
+#define SERVER_SOCKET_MODE  0660
+
 /*
  * Bind and listen on path: create its directory if missing, refuse if
  * another process answers on it, else replace a stale socket file; the
- * socket is made mode 0666.  store_path: the store root, whose "tmp/"
- * holds the files of BODY answers.  NULL on failure (logged).
+ * socket is made SERVER_SOCKET_MODE, in group gid (fetcher.socket_group;
+ * -1: the fetcher's own), before it listens.  store_path: the store
+ * root, whose "tmp/" holds the files of BODY answers.  NULL on failure
+ * (logged).
  */
-server_t *server_create(loop_t *loop, const char *path,
+server_t *server_create(loop_t *loop, const char *path, long gid,
     const char *store_path, server_msg_pt on_msg, server_gone_pt on_gone,
     void *data);
 

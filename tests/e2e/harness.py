@@ -443,11 +443,13 @@ class Mirror:
                  socket_dir=None, fetch_timeout=None, min_free="1M",
                  binaries=None, fetcher=None, prefetch=None,
                  store_path=None, store_settings=None, fetcher_args=(),
-                 settings=None):
+                 settings=None, nginx_user="root", fetcher_prefix=()):
         # store_path: the store elsewhere than <workdir>/store (a small
         # tmpfs); store_settings: more keys of the store group;
         # fetcher_args: more arguments of the fetcher (["-v"]: debug lines);
         # settings: more top-level keys (warm = [...], ...)
+        # nginx_user: the user nginx's workers run as ("www-data www-data");
+        # fetcher_prefix: a command the fetcher runs under (setpriv ...)
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
@@ -479,6 +481,8 @@ class Mirror:
         self.fetcher_stopped = False
         self.nginx = None
         self.fetcher_starts = 0
+        self.nginx_user = nginx_user
+        self.fetcher_prefix = list(fetcher_prefix)
         for d in (self.store, self.prefix):
             os.makedirs(d, exist_ok=True)
 
@@ -522,7 +526,7 @@ class Mirror:
             k, os.path.join(self.prefix, k + "_temp"))
             for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         conf = ("load_module %s;\n"
-                "user root;\n"
+                "user %s;\n"
                 "worker_processes 2;\n"
                 "daemon off;\n"
                 "error_log %s info;\n"
@@ -533,7 +537,7 @@ class Mirror:
                 "    default_type application/octet-stream;\n"
                 "    include %s;\n"
                 "}\n"
-                % (self.module_so, self.error_log,
+                % (self.module_so, self.nginx_user, self.error_log,
                    os.path.join(self.prefix, "nginx.pid"), temps,
                    self.access_log_path, include))
         with open(self.nginx_conf, "w") as f:
@@ -571,7 +575,8 @@ class Mirror:
         with open(self.fetcher_log, "a") as f:
             f.write("=== e2e: fetcher start %d\n" % self.fetcher_starts)
         self.fetcher = Process("ocimirror-fetcher",
-                               [self.fetcher_bin, "-c", self.config_path]
+                               self.fetcher_prefix
+                               + [self.fetcher_bin, "-c", self.config_path]
                                + self.fetcher_args,
                                self.fetcher_log)
         self.fetcher.start()

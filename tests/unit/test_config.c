@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <grp.h>
 #include <cmocka.h>
 
 #include "oci_config.h"
@@ -414,6 +415,41 @@ test_images(void **state)
                  REG, 2, "scrub_rate");
     expect_error(f, "store = { path = \"/s\";\n quarantine_max = 0; };\n"
                  REG, 2, "quarantine_max");
+}
+
+
+/* A group of this machine (the test's own), an unknown one, a bad type. */
+static void
+test_socket_group(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+    struct group  *gr;
+    char           text[512];
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_null(cf->socket_group);
+    assert_int_equal(cf->socket_gid, -1);
+    oci_config_destroy(cf);
+
+    gr = getgrgid(getgid());
+    assert_non_null(gr);
+
+    snprintf(text, sizeof(text), STORE "fetcher = { socket_group = "
+             "\"%s\"; };\n" REG, gr->gr_name);
+    assert_int_equal(load(f, text, &cf), OCI_OK);
+    assert_string_equal(cf->socket_group, gr->gr_name);
+    assert_int_equal(cf->socket_gid, (long) getgid());
+    oci_config_destroy(cf);
+
+    expect_error(f, STORE "fetcher = {\n\n socket_group = "
+                 "\"ocimirror-no-such-group\"; };\n" REG, 4,
+                 "\"fetcher.socket_group\": no group "
+                 "\"ocimirror-no-such-group\"");
+    expect_error(f, STORE "fetcher = {\n socket_group = \"\"; };\n" REG,
+                 3, "\"fetcher.socket_group\" must name a group");
+    expect_error(f, STORE "fetcher = {\n socket_group = 33; };\n" REG, 3,
+                 "\"socket_group\" must be a string");
 }
 
 
@@ -1085,6 +1121,8 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_group, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_images, setup, teardown),

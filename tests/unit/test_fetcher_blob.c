@@ -188,7 +188,7 @@ test_download(void **state)
     assert_int_equal(m.id, 1);
     assert_false(fake_conn_next(&t->e->c1, &m));
 
-    /* in the store under its digest, mode 0644; the temp file is gone */
+    /* in the store under its digest, mode 0640; the temp file is gone */
     assert_stored(t, BODY);
     assert_int_equal(fake_tmp_count(t->e), 0);
     assert_int_equal(fake_read_file(tmp, buf, sizeof(buf)), -1);
