@@ -164,7 +164,7 @@ install: all
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/ocimirror/README.md
 	install -D -m 0644 DESIGN.md $(DESTDIR)/usr/share/doc/ocimirror/DESIGN.md
 
-# Fuzzing (tests/fuzz/README.md): a harness per parser of outside bytes.
+# Fuzzing (DESIGN.md, Tests): a harness per parser of outside bytes.
 # make test replays each seed corpus and every regression input once,
 # built with plain cc and ASan/UBSan (no afl++ needed); a sanitizer report,
 # a failed check or a crash fails it.  make fuzz builds the harnesses with
