@@ -6,6 +6,8 @@
 #   make test       install what is missing, build, check the layers of
 #                   DESIGN.md, run every test
 #   make bench      the side-by-side benchmark (not a test)
+#   make fuzz       install afl++ if missing, run each fuzz harness for
+#                   FUZZ_SECONDS (tests/fuzz/)
 
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
@@ -25,7 +27,7 @@ endif
 CORE_SRCS    := src/oci_ref.c src/oci_error.c src/oci_config.c \
                 src/oci_image.c \
                 src/oci_route.c src/oci_ipc.c src/oci_store.c \
-                src/oci_auth.c
+                src/oci_auth.c src/oci_range.c
 CORE_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/core/%.o)
 FETCHER_SRCS := $(wildcard src/fetcher/*.c)
 FETCHER_OBJS := $(FETCHER_SRCS:src/fetcher/%.c=$(BUILD)/fetcher/%.o)
@@ -44,7 +46,7 @@ UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test layers unit e2e bench clean fetcher module ctl \
-        install
+        install fuzz fuzz-replay fuzz-replay-bins fuzz-afl-bins
 
 all: fetcher module ctl
 
@@ -129,6 +131,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) layers
 	$(MAKE) unit
+	$(MAKE) fuzz-replay
 	$(MAKE) e2e
 
 run: deps
@@ -166,6 +169,46 @@ install: all
 	    systemd-sysusers /usr/lib/sysusers.d/ocimirror.conf; fi
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/ocimirror/README.md
 	install -D -m 0644 DESIGN.md $(DESTDIR)/usr/share/doc/ocimirror/DESIGN.md
+
+# Fuzzing (DESIGN.md, Tests): a harness per parser of outside bytes.
+# make test replays each seed corpus and every regression input once,
+# built with plain cc and ASan/UBSan (no afl++ needed); a sanitizer report,
+# a failed check or a crash fails it.  make fuzz builds the harnesses with
+# afl-clang-fast (ASan/UBSan too, UB aborts) and runs afl-fuzz on each in
+# turn for FUZZ_SECONDS, printing execs and findings per harness.
+FUZZ_HARNESSES := $(patsubst tests/fuzz/fuzz_%.c,%,\
+                  $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS   ?= 60
+AFL_CC         ?= afl-clang-fast
+FUZZ_DEPS      := tests/fuzz/fuzz.h $(BUILD)/tests/libocitest.a $(HEADERS)
+
+$(BUILD)/fuzz/replay-%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -Itests/fuzz -o $@ $< tests/fuzz/replay.c \
+	    $(BUILD)/tests/libocitest.a $(LDLIBS_FETCHER)
+
+$(BUILD)/fuzz/afl-%: tests/fuzz/fuzz_%.c tests/fuzz/afl.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -Itests/fuzz -o $@ $< tests/fuzz/afl.c \
+	    $(BUILD)/tests/libocitest.a $(LDLIBS_FETCHER)
+
+fuzz-replay-bins: $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/replay-%)
+fuzz-afl-bins: $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/afl-%)
+
+fuzz-replay:
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fuzz-replay-bins
+	@set -e; for h in $(FUZZ_HARNESSES); do \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    $(BUILD)/asan/fuzz/replay-$$h tests/fuzz/corpus/$$h \
+	        tests/fuzz/regressions/$$h; done
+
+fuzz:
+	@scripts/install-deps.sh fuzz
+	$(MAKE) BUILD=$(BUILD)/afl CC=$(AFL_CC) SANITIZE=1 \
+	    CFLAGS="-O2 -g -fno-sanitize-recover=all" fuzz-afl-bins
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(BUILD)/afl \
+	    $(FUZZ_HARNESSES)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages ocimirror builds and tests with, if missing.
-# Idempotent and quiet when everything is there.
+# Idempotent and quiet when everything is there.  With "fuzz", also
+# what make fuzz needs.
 set -euo pipefail
 
 pkgs=(
@@ -15,6 +16,11 @@ pkgs=(
     # (tests/e2e/test_privileges.py)
     systemd util-linux
 )
+
+# make fuzz (not make test, whose corpus replay needs only cc): afl++
+if [ "${1:-}" = fuzz ]; then
+    pkgs+=(afl++)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3488,6 +3488,15 @@ def main():
     out = os.environ.get("BENCH_OUTPUT") or os.path.join(REPO,
                                                          "BENCHMARKS.md")
     text = report(b, rows)
+    # the Fuzzing section is make fuzz's record, not this run's: kept
+    try:
+        with open(out) as f:
+            old = f.read()
+        i = old.find("\n## Fuzzing\n")
+        if i >= 0:
+            text = text.rstrip("\n") + "\n" + old[i:]
+    except OSError:
+        pass
     if not interrupted:
         with open(out, "w") as f:
             f.write(text)
