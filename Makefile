@@ -98,6 +98,65 @@ $(BUILD)/ngx_http_ocimirror_module.so: $(BUILD)/nginx/.configured \
 	cp $(BUILD)/nginx/objs/ngx_http_ocimirror_module.so $@.tmp
 	mv -f $@.tmp $@    # a running nginx keeps its mapping of the old file
 
+# nginx itself built with AddressSanitizer and UBSan, with the module built
+# in the same tree (a module must match its binary's configure signature),
+# for `make e2e-asan-nginx`.  The source is Debian's, through apt
+# (scripts/nginx-source.sh), configured with the flags Debian's nginx and
+# nginx-dev share (conf_flags) and the static http modules of Debian's
+# binary; the dynamic ones that need libraries the project does not
+# install (geoip, image filter, perl, xslt) and mail and stream, which no
+# test loads, are left out.  NGX_DEBUG_PALLOC makes every pool allocation
+# its own malloc(), so ASan sees an overflow of any one of them instead of
+# only past the end of a pool's block.  -O1: a quicker build, and stacks
+# that still name every frame.  The core is built once; a change in the
+# module rebuilds only the module.
+NGINX_ASAN       := $(BUILD)/asan-nginx
+NGINX_ASAN_JOBS  ?= $(shell nproc)
+NGINX_ASAN_CC_OPT = -O1 -g -fno-omit-frame-pointer -fPIC \
+                    -fsanitize=address,undefined -DNGX_DEBUG_PALLOC=1
+NGINX_ASAN_LD_OPT = -fsanitize=address,undefined -fPIC
+NGINX_ASAN_FLAGS  = --with-http_addition_module --with-http_flv_module \
+                    --with-http_gunzip_module --with-http_gzip_static_module \
+                    --with-http_mp4_module --with-http_random_index_module \
+                    --with-http_secure_link_module --with-http_sub_module
+
+.PHONY: nginx-asan e2e-asan-nginx
+nginx-asan: $(NGINX_ASAN)/.built
+
+$(NGINX_ASAN)/src/.debian-version:
+	@mkdir -p $(@D)
+	scripts/nginx-source.sh $(@D)
+
+$(NGINX_ASAN)/flags.txt: FORCE
+	@mkdir -p $(@D)
+	@echo "$(NGINX_ASAN_CC_OPT) $(NGINX_ASAN_LD_OPT) $(NGINX_ASAN_FLAGS)" | \
+	    cmp -s - $@ || \
+	    echo "$(NGINX_ASAN_CC_OPT) $(NGINX_ASAN_LD_OPT) $(NGINX_ASAN_FLAGS)" \
+	    > $@
+
+$(NGINX_ASAN)/.configured: $(NGINX_ASAN)/src/.debian-version config \
+        $(BUILD)/module-srcs.txt $(NGINX_ASAN)/flags.txt
+	cd $(NGINX_ASAN)/src && bash -c '. $(NGINX_SRC)/conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" $(NGINX_ASAN_FLAGS) \
+	    --with-cc-opt="$(NGINX_ASAN_CC_OPT)" \
+	    --with-ld-opt="$(NGINX_ASAN_LD_OPT)" \
+	    --add-dynamic-module="$(CURDIR)"' > ../configure.log 2>&1 || \
+	    { cat ../configure.log; exit 1; }
+	touch $@
+
+# both files are replaced by rename: a running nginx keeps the old ones
+$(NGINX_ASAN)/.built: $(NGINX_ASAN)/.configured $(MODULE_SRCS) \
+        $(CORE_SRCS) $(HEADERS)
+	$(MAKE) -s -j$(NGINX_ASAN_JOBS) -C $(NGINX_ASAN)/src -f objs/Makefile \
+	    binary modules
+	cp $(NGINX_ASAN)/src/objs/nginx $(NGINX_ASAN)/nginx.tmp
+	mv -f $(NGINX_ASAN)/nginx.tmp $(NGINX_ASAN)/nginx
+	cp $(NGINX_ASAN)/src/objs/ngx_http_ocimirror_module.so \
+	    $(NGINX_ASAN)/ngx_http_ocimirror_module.so.tmp
+	mv -f $(NGINX_ASAN)/ngx_http_ocimirror_module.so.tmp \
+	    $(NGINX_ASAN)/ngx_http_ocimirror_module.so
+	touch $@
+
 # Unit tests: each binary links its test file, the core library, the
 # fetcher's units and ocimirrorctl's (the linker takes only the objects a
 # test uses).
@@ -120,12 +179,22 @@ unit: $(UNIT_BINS)
 
 # The suite runs the fetcher and ocimirrorctl built with AddressSanitizer
 # and UBSan: any report in the fetcher's log or the CLI's stderr fails the
-# test that caused it.
+# test that caused it.  `e2e` runs it against the stock /usr/sbin/nginx,
+# `e2e-asan-nginx` against nginx itself built with the sanitizers
+# (nginx-asan), where any report of nginx fails the test too.
+E2E_ENV = OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
+          OCIMIRROR_CTL=$(BUILD)/asan/ocimirrorctl
+E2E_ASAN_NGINX_ENV = OCIMIRROR_NGINX=$(NGINX_ASAN)/nginx \
+          OCIMIRROR_MODULE=$(NGINX_ASAN)/ngx_http_ocimirror_module.so
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
+
 e2e: all
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
-	OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
-	OCIMIRROR_CTL=$(BUILD)/asan/ocimirrorctl \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+	$(E2E_ENV) $(PYTEST) tests/e2e
+
+e2e-asan-nginx: all nginx-asan
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
+	$(E2E_ENV) $(E2E_ASAN_NGINX_ENV) $(PYTEST) tests/e2e
 
 test: deps
 	$(MAKE) all
