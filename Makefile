@@ -8,6 +8,10 @@
 #   make bench      the side-by-side benchmark (not a test)
 #   make fuzz       install afl++ if missing, run each fuzz harness for
 #                   FUZZ_SECONDS (tests/fuzz/)
+#   make soak       mixed traffic under upstream faults, SOAK_SECONDS
+#                   (600; `make test` runs 60)
+#   make chaos      SIGKILLs of the fetcher and nginx workers during
+#                   pulls, CHAOS_KILLS (100; `make test` runs 20)
 
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
@@ -46,7 +50,8 @@ UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test layers unit e2e bench clean fetcher module ctl \
-        install fuzz fuzz-replay fuzz-replay-bins fuzz-afl-bins
+        install fuzz fuzz-replay fuzz-replay-bins fuzz-afl-bins \
+        soak chaos
 
 all: fetcher module ctl
 
@@ -202,6 +207,25 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) fuzz-replay
 	$(MAKE) e2e
+	$(MAKE) soak SOAK_SECONDS=60
+	$(MAKE) chaos CHAOS_KILLS=20
+
+# The soak (tests/soak/test_soak.py): 200 connections of mixed traffic
+# while one of two upstream endpoints injects faults; the release build,
+# whose RSS and descriptors it measures.  It prints a summary.
+SOAK_SECONDS ?= 600
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) -m pytest -q -s \
+	    -p no:cacheprovider tests/soak/test_soak.py
+
+# The chaos loop (tests/soak/test_chaos.py): SIGKILLs of the fetcher
+# (built with ASan and UBSan) and of nginx workers during cold pulls.
+CHAOS_KILLS ?= 100
+chaos: all
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher
+	CHAOS_KILLS=$(CHAOS_KILLS) \
+	OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
+	    $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/soak/test_chaos.py
 
 run: deps
 	$(MAKE) all

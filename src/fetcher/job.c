@@ -659,7 +659,7 @@ job_xfer_body(xfer_t *x, const char *p, size_t n, void *data)
 /* The endpoint failed to answer usefully: the request goes to the next
  * endpoint of the job's order that is still usable, if the kind can
  * start over.  1 if it did, 0 if there is none. */
-static int
+int
 job_failover(job_t *j, const char *why)
 {
     const oci_registry_t  *reg = j->registry;

@@ -307,6 +307,13 @@ void job_promote(job_t *j);
  * next call. */
 const char *job_unavailable_message(job_t *j);
 
+/* The endpoint answered, but uselessly (from a kind's done callback: a
+ * body whose digest does not match): send the request to the next
+ * usable endpoint of the job's order, as after a 5xx, if the kind can
+ * start over (ops->can_retry).  1 if it went, 0 if there is none: the
+ * caller fails the job. */
+int job_failover(job_t *j, const char *why);
+
 /* Send FAIL to every waiter and finish the job. */
 void job_fail(job_t *j, int status, oci_errcode_t code, const char *message);
 

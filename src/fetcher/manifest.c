@@ -796,6 +796,20 @@ manifest_relay(manifest_job_t *mj, const char *digest, const char *type)
 }
 
 
+/* A body that does not verify is counted and never stored; another
+ * endpoint may well have the right one (what a client asked is the same
+ * there), so it is asked before the waiters are failed. */
+static void
+manifest_mismatch(job_t *j, const char *why)
+{
+    stats_registry(j->registry)->digest_mismatches++;
+
+    if (!job_failover(j, why)) {
+        job_fail(j, 502, OCI_ERR_UPSTREAM, why);
+    }
+}
+
+
 static void
 manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
 {
@@ -823,8 +837,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
     if (mj->is_digest && strcmp(hex, mj->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent %s; not stored",
                   j->label, digest);
-        stats_registry(j->registry)->digest_mismatches++;
-        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        manifest_mismatch(j, "digest mismatch");
         return;
     }
 
@@ -850,17 +863,15 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
     if (manifest_header_digest(r) && strcmp(r->digest, digest) != 0) {
         log_error("%s: Docker-Content-Digest %s but the body is %s; "
                   "not stored", j->label, r->digest, digest);
-        stats_registry(j->registry)->digest_mismatches++;
-        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        manifest_mismatch(j, "digest mismatch");
         return;
     }
 
     if (!mj->is_digest && r->redirected
         && manifest_redirect_check(mj, r, digest, type) != 0)
     {
-        stats_registry(j->registry)->digest_mismatches++;
-        job_fail(j, 502, OCI_ERR_UPSTREAM,
-                 "manifest from a redirect target does not verify");
+        manifest_mismatch(j, "manifest from a redirect target does not "
+                          "verify");
         return;
     }
 
