@@ -5,6 +5,7 @@
  *
  *   PING       the store can take a file now (PONG)
  *   BLOB       blob.h
+ *   STAT       blob_head.h
  *   MANIFEST   manifest.h
  *   TAGS       tags.h
  *   REFERRERS  referrers.h

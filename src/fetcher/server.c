@@ -40,6 +40,7 @@ struct conn_s {
     queue_t          flush_link;
     queue_t          dead_link;
     queue_t          waiters;     /* owned by the job layer */
+    size_t           waiting;     /* their number, kept by it too */
     server_t        *server;
     int              fd;
     unsigned         number;
@@ -396,6 +397,13 @@ queue_t *
 conn_waiters(conn_t *c)
 {
     return &c->waiters;
+}
+
+
+size_t *
+conn_waiting(conn_t *c)
+{
+    return &c->waiting;
 }
 
 

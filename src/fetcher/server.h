@@ -64,6 +64,10 @@ void conn_kill(conn_t *c);
 /* The list of the job layer's waiters of this connection. */
 queue_t *conn_waiters(conn_t *c);
 
+/* Their number, kept by the job layer beside the list (a bound per
+ * worker needs it at every request, without a walk). */
+size_t *conn_waiting(conn_t *c);
+
 /* The user id of the process at the other end (SO_PEERCRED at accept),
  * -1 if unknown. */
 long conn_peer_uid(const conn_t *c);

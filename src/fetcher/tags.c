@@ -83,7 +83,7 @@ static const job_ops_t  tags_ops = {
     list_can_retry,
     tags_done,
     list_unavailable,
-    list_idle,
+    NULL,               /* idle: dropped, nobody wants the answer */
     NULL,
     tags_cleanup,
     NULL,               /* promote: no transfers of its own */
@@ -390,6 +390,10 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
             return;
         }
+    }
+
+    if (jobs_admit_job(jobs, c, m->id) != 0) {
+        return;
     }
 
     j = job_create(jobs, &tags_ops, sizeof(tags_job_t), reg, m->name, NULL,
