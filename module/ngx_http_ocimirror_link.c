@@ -691,6 +691,16 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
     case OCI_MSG_WAIT:
         break;
 
+    case OCI_MSG_BUSY:
+        /* every kind of request answers a refusal the same way: as the
+         * FAIL it is, with its Retry-After */
+        m->type = OCI_MSG_FAIL;
+        m->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_cpystrn((u_char *) m->code,
+                    (u_char *) oci_err_code(OCI_ERR_TOOMANYREQUESTS),
+                    sizeof(m->code));
+        break;
+
     default:
         ngx_log_error(NGX_LOG_WARN, link->log, 0,
                       "ignored a request verb from the fetcher");

@@ -6,9 +6,10 @@
  * and calls ngx_http_ocimirror_ask() with a handler and a message: the
  * message leaves, the request is parked, and the wait is "active": it
  * sits in the link's table of pending requests and its handler gets
- * every message the fetcher sends for its id but WAIT.  A terminal
- * message (any but SIZE, PROGRESS and WAIT) deactivates it before the
- * handler runs, so a handler that finds w->active was only told that the
+ * every message the fetcher sends for its id but WAIT (a BUSY comes as
+ * the FAIL it means: 503 TOOMANYREQUESTS, with retry_after set).  A
+ * terminal message (any but SIZE, PROGRESS and WAIT) deactivates it
+ * before the handler runs, so a handler that finds w->active was only told that the
  * fetcher is at work; SIZE and PROGRESS restart its timer, and so does
  * WAIT (the fetcher is still at work), which the handler never sees.  If
  * the timer fires or the link is lost, the handler gets a FAIL message
