@@ -117,8 +117,13 @@ ngx_int_t ngx_http_ocimirror_link_notify(ngx_http_ocimirror_link_t *link,
 /* Send what is queued (or arm the write event for it). */
 void ngx_http_ocimirror_link_push(ngx_http_ocimirror_link_t *link);
 
-/* Deactivate w if it is active and tell the fetcher (CANCEL). */
+/* Deactivate w if it is active and tell the fetcher (CANCEL: a job
+ * nobody waits for then is dropped). */
 void ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w);
+
+/* The same, for a request that has what it needs but wants the job done
+ * (DETACH: a range on disk, the rest of the blob still worth storing). */
+void ngx_http_ocimirror_wait_detach(ngx_http_ocimirror_wait_t *w);
 
 /* The wait r was parked with by ngx_http_ocimirror_ask(), or NULL. */
 ngx_http_ocimirror_wait_t *ngx_http_ocimirror_wait_of(ngx_http_request_t *r);

@@ -16,8 +16,9 @@
  * runs to the end of the blob ("bytes=N-", a resume).  A single range
  * that ends before the blob does is only a part of it, which the client
  * verifies when it has assembled the blob: once PROGRESS covers it, the
- * request leaves the fetcher (CANCEL; the download goes on for the
- * store) and completes as fast as the client reads.  Bytes before a
+ * request leaves the fetcher (DETACH: the download goes on for the
+ * store) and completes as fast as the client reads.  A client that goes
+ * away sends CANCEL: a download nobody waits for is dropped.  Bytes before a
  * range start are never read: nothing is sent until PROGRESS passes the
  * start, and the range filter moves the first buffer's file_pos there.
  * A FAIL, a lost link or a timeout while the response still needs the
@@ -245,8 +246,9 @@ ngx_http_ocimirror_stream_message(ngx_http_ocimirror_wait_t *w,
 
         if (s->partial && s->available >= s->end) {
             /* the range is on disk: nothing the fetcher says later (a
-             * FAIL, say) concerns this request any more */
-            ngx_http_ocimirror_wait_done(&s->wait);
+             * FAIL, say) concerns this request any more; the rest of the
+             * blob is still wanted (the next range, the next pull) */
+            ngx_http_ocimirror_wait_detach(&s->wait);
         }
 
         ngx_http_ocimirror_stream_send(s, 0);

@@ -18,9 +18,9 @@
  *                max_transfers = 64; connect_timeout = 10;
  *                low_speed_time = 30; max_per_host = 16; http2 = true;
  *                chunk_threshold = "16M"; chunk_size = "8M";
- *                chunks_per_blob = 4; max_jobs = 4096;
- *                max_worker_jobs = 4096; max_waiters = 16384;
- *                max_queued = 1024; finish_fraction = 0.5; };
+ *                chunks_per_blob = 4; max_jobs = 1024;
+ *                max_worker_jobs = 4096; max_waiters = 8192;
+ *                max_queued = 512; finish_fraction = 0.5; };
  *   (the bounds of the fetcher's work, past which a request is refused
  *   at once with BUSY: jobs in flight, requests waiting from one worker
  *   connection and from all, client transfers queued for a slot; a blob
@@ -118,10 +118,15 @@
 #define OCI_DEFAULT_WARM_MAX         1000
 #define OCI_PINS_MAX                 1000
 
-#define OCI_DEFAULT_MAX_JOBS         4096
+/* A job with its transfer takes about 20 KiB (a blob's: 8 KiB of its
+ * own, curl's handle and the response state) and at most one temp file:
+ * 1024 are 20 MiB, and 1024 descriptors besides the running transfers'
+ * sockets, under the 65536 of the shipped unit.  A waiter is 336 bytes.
+ * One worker may hold half of the waiters. */
+#define OCI_DEFAULT_MAX_JOBS         1024
 #define OCI_DEFAULT_MAX_WORKER_JOBS  4096
-#define OCI_DEFAULT_MAX_WAITERS      16384
-#define OCI_DEFAULT_MAX_QUEUED       1024
+#define OCI_DEFAULT_MAX_WAITERS      8192
+#define OCI_DEFAULT_MAX_QUEUED       512
 #define OCI_DEFAULT_FINISH_FRACTION  0.5
 #define OCI_BOUND_MAX                (1 << 20)
 

@@ -28,6 +28,10 @@
  *                                     (recency for the cache manager;
  *                                     batched by the worker, no answer)
  *   CANCEL   <id>                     the worker's client went away
+ *   DETACH   <id>                     the request has what it needs (a
+ *                                     range on disk) and leaves, but the
+ *                                     download is wanted: it goes on for
+ *                                     the store
  *   CTL      <id> <command...>        ocimirrorctl's command line (to the
  *                                     end of the line; see ctl.h)
  *
@@ -111,6 +115,7 @@ typedef enum {
     OCI_MSG_END,
     OCI_MSG_STAT,
     OCI_MSG_BUSY,
+    OCI_MSG_DETACH,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 

@@ -48,6 +48,7 @@ static const dispatch_verb_t  dispatch_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_REFERRERS] = { "REFERRERS", referrers_request, 1 },
     [OCI_MSG_STATS] =     { "STATS", dispatch_stats, 0 },
     [OCI_MSG_CANCEL] =    { "CANCEL", jobs_cancel, 0 },
+    [OCI_MSG_DETACH] =    { "DETACH", jobs_detach, 0 },
     [OCI_MSG_USED] =      { "USED", dispatch_used, 0 },
     [OCI_MSG_CTL] =       { "CTL", ctl_request, 0 },
 };

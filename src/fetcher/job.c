@@ -1052,8 +1052,9 @@ job_check_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 }
 
 
-void
-jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+/* The waiter of c's request id, or NULL. */
+static waiter_t *
+jobs_waiter(conn_t *c, uint32_t id)
 {
     queue_t   *q, *h;
     waiter_t  *w;
@@ -1063,12 +1064,42 @@ jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     for (q = queue_head(h); q != queue_sentinel(h); q = queue_next(q)) {
         w = queue_data(q, waiter_t, conn_link);
 
-        if (w->id == m->id) {
-            log_debug("worker #%u: request %u cancelled", conn_number(c),
-                      (unsigned) m->id);
-            waiter_leave(w);
-            return;
+        if (w->id == id) {
+            return w;
         }
+    }
+
+    return NULL;
+}
+
+
+void
+jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    waiter_t  *w;
+
+    w = jobs_waiter(c, m->id);
+
+    if (w != NULL) {
+        log_debug("worker #%u: request %u cancelled", conn_number(c),
+                  (unsigned) m->id);
+        waiter_leave(w);
+    }
+}
+
+
+void
+jobs_detach(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    waiter_t  *w;
+
+    w = jobs_waiter(c, m->id);
+
+    if (w != NULL) {
+        log_debug("worker #%u: request %u detached", conn_number(c),
+                  (unsigned) m->id);
+        w->job->detached = 1;
+        waiter_leave(w);
     }
 }
 

@@ -14,7 +14,8 @@
  * jobs_t.dropped), unless the kind's idle hook keeps it (a blob download
  * past fetcher.finish_fraction of its bytes finishes into the store, at
  * prefetch priority) or the fetcher started it itself (prefetch, warm:
- * j->detached), which goes on at prefetch priority.  So a client that
+ * j->detached, or a client that had what it needed and asked for the
+ * rest to be fetched: DETACH), which goes on at prefetch priority.  So a client that
  * asks for random cold digests and hangs up leaves nothing behind.  And
  * a request is refused at once with BUSY (503 TOOMANYREQUESTS and
  * Retry-After for the client), counted by cap, when its worker
@@ -197,8 +198,9 @@ struct job_s {
     long long          range_last;
     xfer_prio_t        prio;
     int                detached;    /* started by the fetcher itself
-                                       (prefetch, warm): goes on when
-                                       the clients that joined leave */
+                                       (prefetch, warm), or a client
+                                       DETACHed: goes on when the
+                                       clients leave */
     size_t             endpoint;                /* index being tried */
     size_t            *order;       /* endpoints to try, best first: */
     size_t             n_order;     /* computed by the first job_issue() */
@@ -263,6 +265,10 @@ void jobs_set_clock(jobs_t *jobs, endpoints_clock_pt now);
 
 /* A worker's CANCEL: its request id left (its job may be dropped). */
 void jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
+/* A worker's DETACH: its request id has what it needs and leaves, but
+ * wants the job done: it goes on (detached) whoever else leaves. */
+void jobs_detach(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 
 /* The server's callback for a worker gone (data: the jobs): its waiters
  * leave. */

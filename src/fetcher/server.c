@@ -826,17 +826,21 @@ server_flush(server_t *s)
 static void
 server_accept_retry(server_t *s)
 {
+    unsigned  accepted;
+
     if (loop_mod(s->loop, s->fd, EPOLLIN) != 0) {
         return;
     }
 
-    /* pauses again, quietly, if there is still no descriptor */
+    /* pauses again, quietly, if there is still no descriptor (maybe
+     * after taking the one connection a freed descriptor allows) */
+    accepted = s->next_number;
     s->accept_paused = 0;
     s->accept_retrying = 1;
     server_accept_handler(s->loop, s->fd, EPOLLIN, s);
     s->accept_retrying = 0;
 
-    if (!s->accept_paused) {
+    if (!s->accept_paused || s->next_number != accepted) {
         log_info("accepting workers again");
     }
 }

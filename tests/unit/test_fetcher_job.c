@@ -496,6 +496,7 @@ test_detached(void **state)
 {
     fake_env_t  *e = *state;
     job_t       *j;
+    oci_msg_t    m;
 
     j = new_job(e, &idle_ops, FAKE_REG, "P");
     j->prio = XFER_PRIO_PREFETCH;
@@ -517,6 +518,29 @@ test_detached(void **state)
 
     reply(200, "warm");
     assert_int_equal(rec.dones, 1);
+
+    /* a client's job it left with DETACH (it had what it needed, a
+     * range, and wants the rest stored): the same, other clients may
+     * come and go */
+    j = new_job(e, &idle_ops, FAKE_REG, "D");
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    assert_non_null(job_add_waiter(j, &e->c2, 3));
+    job_issue(j);
+
+    oci_msg_init(&m, OCI_MSG_DETACH, 2);
+    dispatch_on_msg(&e->c1, &m, e->jobs);
+    assert_int_equal(j->detached, 1);
+    assert_int_equal(j->prio, XFER_PRIO_CLIENT);
+
+    fake_cancel(e->jobs, &e->c2, 3);
+    assert_ptr_equal(job_find(e->jobs, "D"), j);
+    assert_int_equal(j->prio, XFER_PRIO_PREFETCH);
+    assert_int_equal(rec.idles, 0);
+    assert_true(e->jobs->dropped == 0);
+
+    reply(200, "kept");
+    assert_int_equal(rec.dones, 2);
+    assert_string_equal(fake_conn_take(&e->c1), "");
 }
 
 

@@ -66,6 +66,11 @@ test_requests(void **state)
     oci_msg_init(&m, OCI_MSG_CANCEL, 4294967295u);
     roundtrip(&m, "CANCEL 4294967295\n");
 
+    oci_msg_init(&m, OCI_MSG_DETACH, 3);
+    roundtrip(&m, "DETACH 3\n");
+    assert_int_equal(decode("DETACH 3 x\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("DETACH\n", &d), OCI_EINVAL);
+
     oci_msg_init(&m, OCI_MSG_BLOB, 7);
     strcpy(m.registry, "docker.io");
     strcpy(m.name, "library/nginx");
