@@ -19,7 +19,14 @@
  *                max_transfers = 64; connect_timeout = 10;
  *                low_speed_time = 30; max_per_host = 16; http2 = true;
  *                chunk_threshold = "16M"; chunk_size = "8M";
- *                chunks_per_blob = 4; };
+ *                chunks_per_blob = 4; max_jobs = 1024;
+ *                max_worker_jobs = 4096; max_waiters = 8192;
+ *                max_queued = 512; finish_fraction = 0.5; };
+ *   (the bounds of the fetcher's work, past which a request is refused
+ *   at once with BUSY: jobs in flight, requests waiting from one worker
+ *   connection and from all, client transfers queued for a slot; a blob
+ *   download whose last waiter left finishes past finish_fraction of its
+ *   bytes, 0: never; see src/fetcher/job.h)
  *   prefetch = { enabled = true; platforms = ( "linux/amd64" );
  *                max_bytes = "2G"; };
  *   warm = ( "docker.io/library/nginx:1.27",
@@ -115,6 +122,18 @@
 #define OCI_DEFAULT_WARM_INTERVAL    900
 #define OCI_DEFAULT_WARM_MAX         1000
 #define OCI_PINS_MAX                 1000
+
+/* A job with its transfer takes about 20 KiB (a blob's: 8 KiB of its
+ * own, curl's handle and the response state) and at most one temp file:
+ * 1024 are 20 MiB, and 1024 descriptors besides the running transfers'
+ * sockets, under the 65536 of the shipped unit.  A waiter is 336 bytes.
+ * One worker may hold half of the waiters. */
+#define OCI_DEFAULT_MAX_JOBS         1024
+#define OCI_DEFAULT_MAX_WORKER_JOBS  4096
+#define OCI_DEFAULT_MAX_WAITERS      8192
+#define OCI_DEFAULT_MAX_QUEUED       512
+#define OCI_DEFAULT_FINISH_FRACTION  0.5
+#define OCI_BOUND_MAX                (1 << 20)
 
 #define OCI_CHUNK_SIZE_MIN           (64LL * 1024)
 #define OCI_CHUNKS_PER_BLOB_MAX      64
@@ -239,6 +258,16 @@ typedef struct {
     long long        chunk_threshold;  /* bytes; smaller blobs: one stream */
     long long        chunk_size;       /* bytes per ranged request */
     int              chunks_per_blob;  /* in flight at once; 0: no ranges */
+    long             max_jobs;         /* jobs a client may start: the
+                                          in-flight total */
+    long             max_worker_jobs;  /* requests waiting, from one
+                                          worker connection */
+    long             max_waiters;      /* requests waiting, from all */
+    long             max_queued;       /* client transfers queued behind
+                                          max_transfers */
+    double           finish_fraction;  /* a blob whose last waiter left
+                                          finishes past this share of its
+                                          bytes; 0: dropped whatever */
 
     int              prefetch;            /* prefetch.enabled */
     char           **prefetch_platforms;  /* "os/arch" or "os/arch/variant" */

@@ -102,7 +102,8 @@ static const job_ops_t  manifest_ops = {
     manifest_can_retry,
     manifest_done,
     manifest_unavailable,
-    NULL,               /* idle: finish, the answer fills the cache */
+    NULL,               /* idle: dropped (a prefetch or warm job is
+                                   detached and goes on) */
     NULL,
     manifest_cleanup,
     NULL,               /* promote: no transfers of its own */
@@ -271,6 +272,7 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     mj->client_head = head != 0;
     mj->is_digest = hex != NULL;
     j->prio = prio;
+    j->detached = c == NULL;
 
     if (hex != NULL) {
         memcpy(mj->hex, hex, sizeof(mj->hex));
@@ -377,6 +379,10 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         }
 
         job_promote(j);
+        return;
+    }
+
+    if (jobs_admit_job(jobs, c, m->id) != 0) {
         return;
     }
 

@@ -199,11 +199,14 @@ class Process:
     """One child process with its stderr (and stdout, unless stdout_path
     is given) appended to log files; stopped by PID only."""
 
-    def __init__(self, name, args, log_path, stdout_path=None, env=None):
+    def __init__(self, name, args, log_path, stdout_path=None,
+                 preexec_fn=None, env=None):
+        # preexec_fn, env: as subprocess.Popen's (a resource limit, ...)
         self.name = name
         self.args = args
         self.log_path = log_path
         self.stdout_path = stdout_path
+        self.preexec_fn = preexec_fn
         self.env = env
         self.popen = None
 
@@ -214,6 +217,7 @@ class Process:
             self.popen = subprocess.Popen(self.args,
                                           stdin=subprocess.DEVNULL,
                                           stdout=out or err, stderr=err,
+                                          preexec_fn=self.preexec_fn,
                                           env=self.env)
         finally:
             err.close()
@@ -531,7 +535,8 @@ class Mirror:
                  socket_dir=None, fetch_timeout=None, min_free="1M",
                  binaries=None, fetcher=None, prefetch=None,
                  store_path=None, store_settings=None, fetcher_args=(),
-                 settings=None, nginx_user="root", fetcher_prefix=()):
+                 settings=None, nginx_user="root", fetcher_prefix=(),
+                 fetcher_preexec=None, fetcher_env=None):
         # store_path: the store elsewhere than <workdir>/store (a small
         # tmpfs); store_settings: more keys of the store group;
         # fetcher_args: more arguments of the fetcher (["-v"]: debug lines);
@@ -546,6 +551,10 @@ class Mirror:
         self.store = store_path or os.path.join(workdir, "store")
         self.store_settings = store_settings
         self.fetcher_args = list(fetcher_args)
+        # fetcher_preexec, fetcher_env: run in the fetcher's child before
+        # exec (a low RLIMIT_NOFILE), its environment (None: ours)
+        self.fetcher_preexec = fetcher_preexec
+        self.fetcher_env = fetcher_env
         # sun_path holds 108 bytes: long test names make long tmp paths
         self.socket_path = os.path.join(socket_dir or workdir,
                                         "fetcher.sock")
@@ -667,7 +676,9 @@ class Mirror:
                                self.fetcher_prefix
                                + [self.fetcher_bin, "-c", self.config_path]
                                + self.fetcher_args,
-                               self.fetcher_log)
+                               self.fetcher_log,
+                               preexec_fn=self.fetcher_preexec,
+                               env=self.fetcher_env)
         self.fetcher.start()
 
         def up():

@@ -17,6 +17,7 @@
 
 #include "oci_ref.h"
 #include "fetcher_fakes.h"
+#include "manifest.h"
 
 
 #define MT_INDEX     OCI_MT_OCI_INDEX
@@ -903,17 +904,36 @@ test_stale_counted_per_waiter(void **state)
 }
 
 
-/* Nobody waits any more: the answer still fills the cache. */
+/* Nobody waits any more: the request is dropped, nothing is stored.
+ * A tag the warm lists resolve (the fetcher's own job) goes on when a
+ * client that joined it leaves, and fills the cache. */
 static void
-test_cancel_goes_on(void **state)
+test_cancel_dropped(void **state)
 {
-    fake_env_t  *e = *state;
-    doc_t        d;
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    doc_t                   d;
+    struct stat             st;
+    char                    path[OCI_PATH_MAX];
 
+    reg = fake_registry(e, FAKE_REG);
     doc(&d, INDEX);
     request(e, &e->c1, 1, "v1", 0, "");
+    assert_int_equal(fake_xfer_count(), 1);
 
     fake_cancel(e->jobs, &e->c1, 1);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(manifest_resolving(e->jobs, reg, "a/b", "v1"), 0);
+    assert_int_equal(oci_store_tag_path(e->store, FAKE_REG, "a/b", "v1", path,
+                                        sizeof(path)), OCI_OK);
+    assert_int_equal(stat(path, &st), -1);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    assert_int_equal(manifest_resolve(e->jobs, reg, "a/b", "v1"), 1);
+    request(e, &e->c1, 2, "v1", 0, "");
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
+    fake_cancel(e->jobs, &e->c1, 2);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_PREFETCH);
 
     answer(fake_xfer_one(), &d, MT_INDEX, d.digest);
     assert_string_equal(fake_conn_take(&e->c1), "");
@@ -1177,7 +1197,7 @@ main(void)
                                         setup_clock, fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_coalesce, fake_env_setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_goes_on, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_cancel_dropped, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_limits, fake_env_setup,
                                         fake_env_teardown),
