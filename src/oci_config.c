@@ -104,7 +104,7 @@ static const char *const  oci_config_store_keys[] = {
     "path", "fsync", "min_free", "max_size", "high_watermark",
     "low_watermark", "inactive", "recency", "recency_batch",
     "recency_interval", "pin", "scrub_interval", "scrub_rate", "scrub_deep",
-    "quarantine_max", NULL
+    "quarantine_max", "commit_queue", NULL
 };
 
 static const char *const  oci_config_image_keys[] = {
@@ -116,11 +116,13 @@ static const char *const  oci_config_fetcher_keys[] = {
     "low_speed_time", "max_per_host", "http2", "chunk_threshold",
     "chunk_size", "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit",
     "max_retry_after", "max_jobs", "max_worker_jobs", "max_waiters",
-    "max_queued", "finish_fraction", NULL
+    "max_queued", "finish_fraction", "list_cache_size",
+    "list_cache_entries", NULL
 };
 
 static const char *const  oci_config_prefetch_keys[] = {
-    "enabled", "platforms", "max_bytes", NULL
+    "enabled", "platforms", "max_bytes", "max_children", "max_layers",
+    NULL
 };
 
 static const char *const  oci_config_registry_keys[] = {
@@ -545,6 +547,14 @@ oci_config_store_scrub(oci_config_ctx_t *ctx, const config_setting_t *group,
         cf->quarantine_max = (long) n;
     }
 
+    rc = oci_config_get_int(ctx, group, "commit_queue", 1, 65536, &n);
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+    if (rc == 1) {
+        cf->commit_queue = (long) n;
+    }
+
     return OCI_OK;
 }
 
@@ -846,6 +856,24 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
             cf->chunks_per_blob = (int) v;
         }
 
+        /* 0: no list is kept parsed, each request reads the store */
+        if (oci_config_get_size(ctx, group, "fetcher", "list_cache_size", 0,
+                                1024LL * 1024 * 1024 * 1024,
+                                &cf->list_cache_size)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        rc = oci_config_get_int(ctx, group, "list_cache_entries", 0,
+                                1000000, &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->list_cache_entries = (long) v;
+        }
+
         rc = oci_config_transport(ctx, group, "fetcher", &cf->proxy,
                                   &cf->no_proxy, &cf->bandwidth_limit);
         if (rc != OCI_OK) {
@@ -936,6 +964,7 @@ static int
 oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 {
     config_setting_t  *group, *list;
+    long long          n;
 
     group = config_lookup(lc, "prefetch");
     list = NULL;
@@ -964,6 +993,28 @@ oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         {
             return OCI_EINVAL;
         }
+
+        /* a count as well as bytes: a manifest of 20k tiny layers is
+         * within any byte budget, yet 20k jobs and temp files */
+        n = cf->prefetch_max_children;
+        if (oci_config_get_int(ctx, group, "max_children", 0,
+                               OCI_PREFETCH_MAX_CHILDREN_MAX, &n)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        cf->prefetch_max_children = (long) n;
+
+        n = cf->prefetch_max_layers;
+        if (oci_config_get_int(ctx, group, "max_layers", 0,
+                               OCI_PREFETCH_MAX_LAYERS_MAX, &n)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        cf->prefetch_max_layers = (long) n;
 
         list = config_setting_get_member(group, "platforms");
     }
@@ -2278,10 +2329,15 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->finish_fraction = OCI_DEFAULT_FINISH_FRACTION;
     cf->prefetch = 1;
     cf->prefetch_max_bytes = OCI_DEFAULT_PREFETCH_MAX_BYTES;
+    cf->prefetch_max_children = OCI_DEFAULT_PREFETCH_MAX_CHILDREN;
+    cf->prefetch_max_layers = OCI_DEFAULT_PREFETCH_MAX_LAYERS;
     cf->max_retry_after = OCI_DEFAULT_MAX_RETRY_AFTER;
     cf->scrub_interval = OCI_DEFAULT_SCRUB_INTERVAL;
     cf->scrub_rate = OCI_DEFAULT_SCRUB_RATE;
     cf->quarantine_max = OCI_DEFAULT_QUARANTINE_MAX;
+    cf->commit_queue = OCI_DEFAULT_COMMIT_QUEUE;
+    cf->list_cache_size = OCI_DEFAULT_LIST_CACHE_SIZE;
+    cf->list_cache_entries = OCI_DEFAULT_LIST_CACHE_ENTRIES;
     cf->warm_interval = OCI_DEFAULT_WARM_INTERVAL;
     cf->warm_max = OCI_DEFAULT_WARM_MAX;
 

@@ -99,6 +99,14 @@ static const stats_family_t  stats_families[] = {
       "Expired redirect URLs (401, 403, 410 from a CDN) of ranged "
       "downloads asked for again at the registry.",
       STATS_COUNTER, offsetof(stats_registry_t, urls_renewed) },
+    { "ocimirror_fetcher_prefetch_capped_total",
+      "Manifests whose prefetch or warm fan-out was cut at "
+      "prefetch.max_children or prefetch.max_layers.",
+      STATS_COUNTER, offsetof(stats_registry_t, prefetch_capped) },
+    { "ocimirror_fetcher_prefetch_left_out_total",
+      "Index children and layers left out of a prefetch or warm round "
+      "over those caps.",
+      STATS_COUNTER, offsetof(stats_registry_t, prefetch_left_out) },
     { "ocimirror_fetcher_ratelimit_limit",
       "The upstream's last RateLimit-Limit (absent until one was seen).",
       STATS_GAUGE, offsetof(stats_registry_t, ratelimit_limit) },

@@ -46,6 +46,11 @@ typedef struct {
     unsigned long long  urls_renewed;        /* expired signed URLs of a
                                                 ranged download asked
                                                 for again */
+    unsigned long long  prefetch_capped;     /* manifests whose fan-out
+                                                (prefetch or warm) was cut
+                                                at max_children or
+                                                max_layers */
+    unsigned long long  prefetch_left_out;   /* the entries cut */
     long long           ratelimit_limit;     /* gauge: upstream's last
                                                 RateLimit-Limit, -1 */
     long long           ratelimit_remaining; /* gauge, -1 unknown */
