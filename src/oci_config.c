@@ -104,7 +104,7 @@ static const char *const  oci_config_store_keys[] = {
     "path", "fsync", "min_free", "max_size", "high_watermark",
     "low_watermark", "inactive", "recency", "recency_batch",
     "recency_interval", "pin", "scrub_interval", "scrub_rate", "scrub_deep",
-    "quarantine_max", NULL
+    "quarantine_max", "commit_queue", NULL
 };
 
 static const char *const  oci_config_image_keys[] = {
@@ -115,11 +115,14 @@ static const char *const  oci_config_fetcher_keys[] = {
     "socket", "socket_group", "max_transfers", "connect_timeout",
     "low_speed_time", "max_per_host", "http2", "chunk_threshold",
     "chunk_size", "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit",
-    "max_retry_after", NULL
+    "max_retry_after", "max_jobs", "max_worker_jobs", "max_waiters",
+    "max_queued", "finish_fraction", "list_cache_size",
+    "list_cache_entries", NULL
 };
 
 static const char *const  oci_config_prefetch_keys[] = {
-    "enabled", "platforms", "max_bytes", NULL
+    "enabled", "platforms", "max_bytes", "max_children", "max_layers",
+    NULL
 };
 
 static const char *const  oci_config_registry_keys[] = {
@@ -239,6 +242,51 @@ oci_config_get_int(oci_config_ctx_t *ctx, const config_setting_t *group,
     if (v < min || v > max) {
         oci_config_error(ctx, s, "\"%s\" must be between %lld and %lld",
                          name, min, max);
+        return OCI_EINVAL;
+    }
+
+    *out = v;
+
+    return 1;
+}
+
+
+/* A share from 0 to 1: a float, or the integer 0 or 1.  0 if absent
+ * (out untouched), 1 if set, OCI_EINVAL. */
+static int
+oci_config_get_fraction(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *name, double *out)
+{
+    config_setting_t  *s;
+    double             v;
+
+    s = config_setting_get_member(group, name);
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    switch (config_setting_type(s)) {
+
+    case CONFIG_TYPE_FLOAT:
+        v = config_setting_get_float(s);
+        break;
+
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        v = (double) config_setting_get_int64(s);
+        break;
+
+    default:
+        oci_config_error(ctx, s, "\"%s\" must be a number from 0 to 1",
+                         name);
+        return OCI_EINVAL;
+    }
+
+    /* a NaN fails both */
+    if (!(v >= 0.0 && v <= 1.0)) {
+        oci_config_error(ctx, s, "\"%s\" must be a number from 0 to 1",
+                         name);
         return OCI_EINVAL;
     }
 
@@ -499,6 +547,14 @@ oci_config_store_scrub(oci_config_ctx_t *ctx, const config_setting_t *group,
         cf->quarantine_max = (long) n;
     }
 
+    rc = oci_config_get_int(ctx, group, "commit_queue", 1, 65536, &n);
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+    if (rc == 1) {
+        cf->commit_queue = (long) n;
+    }
+
     return OCI_OK;
 }
 
@@ -649,6 +705,49 @@ oci_config_max_size(const oci_config_t *cf, long long fs_bytes)
 }
 
 
+/* The bounds of the fetcher's work (in "fetcher"): OCI_OK or OCI_EINVAL
+ * (reported). */
+static int
+oci_config_bounds(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_config_t *cf)
+{
+    static const struct {
+        const char  *name;
+        size_t       offset;
+    } bounds[] = {
+        { "max_jobs", offsetof(oci_config_t, max_jobs) },
+        { "max_worker_jobs", offsetof(oci_config_t, max_worker_jobs) },
+        { "max_waiters", offsetof(oci_config_t, max_waiters) },
+        { "max_queued", offsetof(oci_config_t, max_queued) },
+    };
+
+    long long  v;
+    size_t     i;
+    int        rc;
+
+    for (i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+        rc = oci_config_get_int(ctx, group, bounds[i].name, 1, OCI_BOUND_MAX,
+                                &v);
+        if (rc < 0) {
+            return rc;
+        }
+
+        if (rc == 1) {
+            *(long *) ((char *) cf + bounds[i].offset) = (long) v;
+        }
+    }
+
+    if (oci_config_get_fraction(ctx, group, "finish_fraction",
+                                &cf->finish_fraction)
+        < 0)
+    {
+        return OCI_EINVAL;
+    }
+
+    return OCI_OK;
+}
+
+
 static int
 oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 {
@@ -757,8 +856,31 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
             cf->chunks_per_blob = (int) v;
         }
 
+        /* 0: no list is kept parsed, each request reads the store */
+        if (oci_config_get_size(ctx, group, "fetcher", "list_cache_size", 0,
+                                1024LL * 1024 * 1024 * 1024,
+                                &cf->list_cache_size)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        rc = oci_config_get_int(ctx, group, "list_cache_entries", 0,
+                                1000000, &v);
+        if (rc < 0) {
+            return rc;
+        }
+        if (rc == 1) {
+            cf->list_cache_entries = (long) v;
+        }
+
         rc = oci_config_transport(ctx, group, "fetcher", &cf->proxy,
                                   &cf->no_proxy, &cf->bandwidth_limit);
+        if (rc != OCI_OK) {
+            return rc;
+        }
+
+        rc = oci_config_bounds(ctx, group, cf);
         if (rc != OCI_OK) {
             return rc;
         }
@@ -842,6 +964,7 @@ static int
 oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 {
     config_setting_t  *group, *list;
+    long long          n;
 
     group = config_lookup(lc, "prefetch");
     list = NULL;
@@ -870,6 +993,28 @@ oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         {
             return OCI_EINVAL;
         }
+
+        /* a count as well as bytes: a manifest of 20k tiny layers is
+         * within any byte budget, yet 20k jobs and temp files */
+        n = cf->prefetch_max_children;
+        if (oci_config_get_int(ctx, group, "max_children", 0,
+                               OCI_PREFETCH_MAX_CHILDREN_MAX, &n)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        cf->prefetch_max_children = (long) n;
+
+        n = cf->prefetch_max_layers;
+        if (oci_config_get_int(ctx, group, "max_layers", 0,
+                               OCI_PREFETCH_MAX_LAYERS_MAX, &n)
+            < 0)
+        {
+            return OCI_EINVAL;
+        }
+
+        cf->prefetch_max_layers = (long) n;
 
         list = config_setting_get_member(group, "platforms");
     }
@@ -2177,12 +2322,22 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->chunk_threshold = OCI_DEFAULT_CHUNK_THRESHOLD;
     cf->chunk_size = OCI_DEFAULT_CHUNK_SIZE;
     cf->chunks_per_blob = OCI_DEFAULT_CHUNKS_PER_BLOB;
+    cf->max_jobs = OCI_DEFAULT_MAX_JOBS;
+    cf->max_worker_jobs = OCI_DEFAULT_MAX_WORKER_JOBS;
+    cf->max_waiters = OCI_DEFAULT_MAX_WAITERS;
+    cf->max_queued = OCI_DEFAULT_MAX_QUEUED;
+    cf->finish_fraction = OCI_DEFAULT_FINISH_FRACTION;
     cf->prefetch = 1;
     cf->prefetch_max_bytes = OCI_DEFAULT_PREFETCH_MAX_BYTES;
+    cf->prefetch_max_children = OCI_DEFAULT_PREFETCH_MAX_CHILDREN;
+    cf->prefetch_max_layers = OCI_DEFAULT_PREFETCH_MAX_LAYERS;
     cf->max_retry_after = OCI_DEFAULT_MAX_RETRY_AFTER;
     cf->scrub_interval = OCI_DEFAULT_SCRUB_INTERVAL;
     cf->scrub_rate = OCI_DEFAULT_SCRUB_RATE;
     cf->quarantine_max = OCI_DEFAULT_QUARANTINE_MAX;
+    cf->commit_queue = OCI_DEFAULT_COMMIT_QUEUE;
+    cf->list_cache_size = OCI_DEFAULT_LIST_CACHE_SIZE;
+    cf->list_cache_entries = OCI_DEFAULT_LIST_CACHE_ENTRIES;
     cf->warm_interval = OCI_DEFAULT_WARM_INTERVAL;
     cf->warm_max = OCI_DEFAULT_WARM_MAX;
 

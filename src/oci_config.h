@@ -7,21 +7,36 @@
  *                inactive = 0; recency = true; recency_batch = 4096;
  *                recency_interval = 60; scrub_interval = 604800;
  *                scrub_rate = "50M"; scrub_deep = false;
- *                quarantine_max = 100; };
+ *                quarantine_max = 100; commit_queue = 64; };
  *   (max_size: bytes, or a share of the store's filesystem; the
  *   watermarks: percents of max_size; inactive: seconds, 0 off; see
  *   src/fetcher/cache.h; recency = false is a measurement switch: the
  *   workers note no hit and eviction goes by download time alone.
  *   scrub_interval: seconds, 0 on demand only; scrub_rate: bytes/s, at
- *   least 64K; see src/fetcher/scrub.h)
+ *   least 64K; see src/fetcher/scrub.h; commit_queue: verified
+ *   downloads waiting for their fsync and rename at most, see
+ *   src/fetcher/commit.h)
  *   fetcher  = { socket = "/run/ocimirror/fetcher.sock";
  *                socket_group = "www-data";
  *                max_transfers = 64; connect_timeout = 10;
  *                low_speed_time = 30; max_per_host = 16; http2 = true;
  *                chunk_threshold = "16M"; chunk_size = "8M";
- *                chunks_per_blob = 4; };
+ *                chunks_per_blob = 4; max_jobs = 1024;
+ *                max_worker_jobs = 4096; max_waiters = 8192;
+ *                max_queued = 512; finish_fraction = 0.5;
+ *                list_cache_size = "64M"; list_cache_entries = 1024; };
+ *   (the bounds of the fetcher's work, past which a request is refused
+ *   at once with BUSY: jobs in flight, requests waiting from one worker
+ *   connection and from all, client transfers queued for a slot; a blob
+ *   download whose last waiter left finishes past finish_fraction of its
+ *   bytes, 0: never; see src/fetcher/job.h.  list_cache_*: the tag lists
+ *   and referrers kept parsed in memory, src/fetcher/listcache.h)
  *   prefetch = { enabled = true; platforms = ( "linux/amd64" );
- *                max_bytes = "2G"; };
+ *                max_bytes = "2G"; max_children = 32;
+ *                max_layers = 256; };
+ *   (max_children: platform manifests an index fans out to, max_layers:
+ *   layers an image manifest fans out to, in prefetch and warm alike;
+ *   see src/fetcher/prefetch.h)
  *   warm = ( "docker.io/library/nginx:1.27",
  *            { ref = "ghcr.io/org/app:v2"; platforms = ( "linux/arm64" ); } );
  *   warm_file = "/etc/ocimirror/warm.list"; warm_interval = 900;
@@ -102,6 +117,10 @@
 #define OCI_DEFAULT_CHUNKS_PER_BLOB  4
 #define OCI_DEFAULT_PREFETCH_PLATFORM  "linux/amd64"
 #define OCI_DEFAULT_PREFETCH_MAX_BYTES (2LL * 1024 * 1024 * 1024)
+#define OCI_DEFAULT_PREFETCH_MAX_CHILDREN  32
+#define OCI_DEFAULT_PREFETCH_MAX_LAYERS    256
+#define OCI_PREFETCH_MAX_CHILDREN_MAX      4096
+#define OCI_PREFETCH_MAX_LAYERS_MAX        65536
 #define OCI_DEFAULT_PROBE_INTERVAL   30
 #define OCI_DEFAULT_BACKOFF          10
 #define OCI_DEFAULT_STALE_IF_ERROR   86400
@@ -112,9 +131,24 @@
 #define OCI_DEFAULT_SCRUB_INTERVAL   (7 * 86400)
 #define OCI_DEFAULT_SCRUB_RATE       (50LL * 1024 * 1024)
 #define OCI_DEFAULT_QUARANTINE_MAX   100
+#define OCI_DEFAULT_COMMIT_QUEUE     64
+#define OCI_DEFAULT_LIST_CACHE_SIZE  (64LL * 1024 * 1024)
+#define OCI_DEFAULT_LIST_CACHE_ENTRIES  1024
 #define OCI_DEFAULT_WARM_INTERVAL    900
 #define OCI_DEFAULT_WARM_MAX         1000
 #define OCI_PINS_MAX                 1000
+
+/* A job with its transfer takes about 20 KiB (a blob's: 8 KiB of its
+ * own, curl's handle and the response state) and at most one temp file:
+ * 1024 are 20 MiB, and 1024 descriptors besides the running transfers'
+ * sockets, under the 65536 of the shipped unit.  A waiter is 336 bytes.
+ * One worker may hold half of the waiters. */
+#define OCI_DEFAULT_MAX_JOBS         1024
+#define OCI_DEFAULT_MAX_WORKER_JOBS  4096
+#define OCI_DEFAULT_MAX_WAITERS      8192
+#define OCI_DEFAULT_MAX_QUEUED       512
+#define OCI_DEFAULT_FINISH_FRACTION  0.5
+#define OCI_BOUND_MAX                (1 << 20)
 
 #define OCI_CHUNK_SIZE_MIN           (64LL * 1024)
 #define OCI_CHUNKS_PER_BLOB_MAX      64
@@ -215,6 +249,7 @@ typedef struct {
     long long        scrub_rate;     /* bytes/s a scrub reads at most */
     int              scrub_deep;     /* scrubs check layers' diff_ids */
     long             quarantine_max; /* files kept in quarantine/ */
+    long             commit_queue;   /* commits waiting or running */
 
     oci_image_spec_t *warm;          /* pulled at start, re-resolved */
     size_t           n_warm;
@@ -239,11 +274,27 @@ typedef struct {
     long long        chunk_threshold;  /* bytes; smaller blobs: one stream */
     long long        chunk_size;       /* bytes per ranged request */
     int              chunks_per_blob;  /* in flight at once; 0: no ranges */
+    long             max_jobs;         /* jobs a client may start: the
+                                          in-flight total */
+    long             max_worker_jobs;  /* requests waiting, from one
+                                          worker connection */
+    long             max_waiters;      /* requests waiting, from all */
+    long             max_queued;       /* client transfers queued behind
+                                          max_transfers */
+    double           finish_fraction;  /* a blob whose last waiter left
+                                          finishes past this share of its
+                                          bytes; 0: dropped whatever */
+    long long        list_cache_size;  /* bytes of parsed lists kept */
+    long             list_cache_entries;  /* lists kept */
 
     int              prefetch;            /* prefetch.enabled */
     char           **prefetch_platforms;  /* "os/arch" or "os/arch/variant" */
     size_t           n_prefetch_platforms;
     long long        prefetch_max_bytes;  /* per image */
+    long             prefetch_max_children;  /* an index's manifests
+                                                taken at most */
+    long             prefetch_max_layers;    /* an image's layers taken
+                                                at most */
 
     oci_registry_t  *registries;
     size_t           n_registries;

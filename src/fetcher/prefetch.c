@@ -9,6 +9,7 @@
 #include "oci_ref.h"
 #include "log.h"
 #include "prefetch.h"
+#include "stats.h"
 
 typedef struct {
     jobs_t                *jobs;
@@ -76,7 +77,7 @@ prefetch_select(const oci_config_t *cf, const char *type, const char *body,
     size_t len, prefetch_have_pt have, void *data, prefetch_plan_t *plan)
 {
     oci_image_t  img;
-    size_t       i;
+    size_t       i, cap, taken;
     int          rc;
 
     memset(plan, 0, sizeof(prefetch_plan_t));
@@ -89,8 +90,12 @@ prefetch_select(const oci_config_t *cf, const char *type, const char *body,
     plan->index = img.kind == OCI_IMAGE_INDEX;
     plan->invalid = img.invalid;
 
-    /* every entry, and the config */
-    plan->items = calloc(img.n + 1, sizeof(prefetch_item_t));
+    cap = (size_t) (plan->index ? cf->prefetch_max_children
+                                : cf->prefetch_max_layers);
+
+    /* the entries within the cap, and the config */
+    plan->items = calloc((img.n < cap ? img.n : cap) + 1,
+                         sizeof(prefetch_item_t));
 
     if (plan->items == NULL) {
         oci_image_free(&img);
@@ -101,6 +106,8 @@ prefetch_select(const oci_config_t *cf, const char *type, const char *body,
         prefetch_take(cf, plan, &img.config, have, data);
     }
 
+    taken = 0;
+
     for (i = 0; i < img.n; i++) {
         if (plan->index
             && !prefetch_platform_ok(cf, img.items[i].platform))
@@ -108,6 +115,14 @@ prefetch_select(const oci_config_t *cf, const char *type, const char *body,
             continue;
         }
 
+        /* the cap comes before the "have" check: each check may be a
+         * lookup in the store, and 20k of them would hold the loop */
+        if (taken == cap) {
+            plan->capped++;
+            continue;
+        }
+
+        taken++;
         prefetch_take(cf, plan, &img.items[i], have, data);
     }
 
@@ -183,6 +198,18 @@ prefetch_manifest(jobs_t *jobs, const prefetch_ops_t *ops,
     if (plan.over > 0) {
         log_debug("prefetch %s/%s@%s: %zu blobs left out, over "
                   "prefetch.max_bytes", reg->name, name, digest, plan.over);
+    }
+
+    /* once per manifest: the plan is made once per manifest fetched */
+    if (plan.capped > 0) {
+        log_warn("prefetch %s/%s@%s: %zu %s left out, over "
+                 "prefetch.%s (%ld)", reg->name, name, digest, plan.capped,
+                 plan.index ? "platform manifests" : "layers",
+                 plan.index ? "max_children" : "max_layers",
+                 plan.index ? jobs->cf->prefetch_max_children
+                            : jobs->cf->prefetch_max_layers);
+        stats_registry(reg)->prefetch_capped++;
+        stats_registry(reg)->prefetch_left_out += plan.capped;
     }
 
     if (plan.index) {

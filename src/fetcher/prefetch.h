@@ -11,6 +11,13 @@
  *       "os/arch/variant" only that one); each, once fetched, is an image
  *       manifest and prefetches its own blobs.
  *
+ * Both fan-outs are capped by count as well as bytes: the first
+ * prefetch.max_children matching entries of an index, the first
+ * prefetch.max_layers layers of an image (the config aside).  Past a cap
+ * the rest is left out, logged once per manifest and counted
+ * (stats_registry_t.prefetch_capped, .prefetch_left_out); the client
+ * fetches it if it wants it.  warm.c obeys the same caps.
+ *
  * A client that asks for something being prefetched joins that job (the
  * in-flight table coalesces by key) and promotes it to client priority.
  */
@@ -34,6 +41,8 @@ typedef struct {
     long long         bytes;        /* their sizes added up */
     size_t            present;      /* skipped: stored or in flight */
     size_t            over;         /* left out: over max_bytes */
+    size_t            capped;       /* left out: over max_children or
+                                       max_layers */
     size_t            invalid;      /* descriptors that make no sense */
 } prefetch_plan_t;
 

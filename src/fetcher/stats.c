@@ -99,6 +99,14 @@ static const stats_family_t  stats_families[] = {
       "Expired redirect URLs (401, 403, 410 from a CDN) of ranged "
       "downloads asked for again at the registry.",
       STATS_COUNTER, offsetof(stats_registry_t, urls_renewed) },
+    { "ocimirror_fetcher_prefetch_capped_total",
+      "Manifests whose prefetch or warm fan-out was cut at "
+      "prefetch.max_children or prefetch.max_layers.",
+      STATS_COUNTER, offsetof(stats_registry_t, prefetch_capped) },
+    { "ocimirror_fetcher_prefetch_left_out_total",
+      "Index children and layers left out of a prefetch or warm round "
+      "over those caps.",
+      STATS_COUNTER, offsetof(stats_registry_t, prefetch_left_out) },
     { "ocimirror_fetcher_ratelimit_limit",
       "The upstream's last RateLimit-Limit (absent until one was seen).",
       STATS_GAUGE, offsetof(stats_registry_t, ratelimit_limit) },
@@ -409,6 +417,17 @@ stats_label(FILE *f, const char *value)
 }
 
 
+const char *
+stats_cap_name(stats_cap_t cap)
+{
+    static const char  *names[STATS_CAP_N] = {
+        "max_worker_jobs", "max_waiters", "max_jobs", "max_queued"
+    };
+
+    return (unsigned) cap < STATS_CAP_N ? names[cap] : "unknown";
+}
+
+
 int
 stats_render_census(FILE *f, const stats_census_t *census)
 {
@@ -435,6 +454,49 @@ stats_render_census(FILE *f, const stats_census_t *census)
                      STATS_GAUGE) != 0
         || fprintf(f, "ocimirror_fetcher_waiters %lu\n", census->waiters)
            < 0)
+    {
+        return -1;
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_transfers_queued",
+                     "Transfers clients wait for, queued for a slot "
+                     "(fetcher.max_transfers).", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_transfers_queued %lu\n",
+                   census->queued) < 0)
+    {
+        return -1;
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_refused_total",
+                     "Requests refused at once (503 TOOMANYREQUESTS) "
+                     "because a bound of the fetcher was reached, by the "
+                     "bound's setting.", STATS_COUNTER) != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < STATS_CAP_N; i++) {
+        if (fputs("ocimirror_fetcher_refused_total{cap=", f) == EOF
+            || stats_label(f, stats_cap_name((stats_cap_t) i)) != 0
+            || fprintf(f, "} %llu\n", census->refused[i]) < 0)
+        {
+            return -1;
+        }
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_jobs_dropped_total",
+                     "Jobs stopped (transfer removed, temp file unlinked) "
+                     "because every client waiting for them left.",
+                     STATS_COUNTER) != 0
+        || fprintf(f, "ocimirror_fetcher_jobs_dropped_total %llu\n",
+                   census->dropped) < 0
+        || stats_family(f, "ocimirror_fetcher_jobs_finished_unwaited_total",
+                        "Blob downloads every client left past "
+                        "fetcher.finish_fraction of their bytes, left to "
+                        "finish into the store.", STATS_COUNTER) != 0
+        || fprintf(f,
+                   "ocimirror_fetcher_jobs_finished_unwaited_total %llu\n",
+                   census->finished_unwaited) < 0)
     {
         return -1;
     }

@@ -71,8 +71,9 @@ typedef struct {
     time_t         started;         /* wall clock: a tag record at least
                                        this recent is the round's answer */
     warm_item_t   *mans;            /* the top manifest, then an index's
-                                       children: 1 + WARM_CHILDREN, while
-                                       a round is under way */
+                                       children: 1 +
+                                       prefetch.max_children, while a
+                                       round is under way */
     size_t         n_mans;
     warm_item_t   *blobs;
     size_t         n_blobs;
@@ -821,7 +822,8 @@ warm_round_start(warm_t *w, warm_image_t *img)
 
     log_debug("warm #%u %s: a round", img->id, img->ref);
 
-    img->mans = calloc(1 + WARM_CHILDREN, sizeof(warm_item_t));
+    img->mans = calloc(1 + (size_t) w->cf->prefetch_max_children,
+                       sizeof(warm_item_t));
     if (img->mans == NULL) {
         warm_fail(img, "out of memory");
         warm_round_end(w, img);
@@ -942,18 +944,42 @@ warm_add_blob(warm_image_t *img, const oci_desc_t *d)
 
 /* Manifest item i is stored and parsed as m: what it names joins the
  * round. */
+/* A manifest's fan-out was cut at a cap of prefetch: the image fails
+ * (saying so, once) and the registry's counters move, as in prefetch. */
+static void
+warm_capped(warm_t *w, warm_image_t *img, size_t left_out, const char *what,
+    const char *key, long cap)
+{
+    warm_fail(img, "%zu %s left out, over prefetch.%s (%ld)", left_out, what,
+              key, cap);
+    stats_registry(img->spec.reg)->prefetch_capped++;
+    stats_registry(img->spec.reg)->prefetch_left_out += left_out;
+}
+
+
+/* Manifest item i is stored and parsed as m: what it names joins the
+ * round, within the caps of prefetch (max_layers a manifest,
+ * max_children an index) and WARM_BLOBS in all. */
 static void
 warm_expand(warm_t *w, warm_image_t *img, size_t i, const oci_image_t *m)
 {
     char   *own[WARM_PLATFORMS], **patterns;
-    size_t  k, n, before;
+    size_t  k, n, before, layers, children, left_out;
 
     if (m->kind == OCI_IMAGE_MANIFEST) {
         if (m->config.digest[0] != '\0') {
             warm_add_blob(img, &m->config);
         }
 
-        for (k = 0; k < m->n; k++) {
+        layers = m->n;
+
+        if (layers > (size_t) w->cf->prefetch_max_layers) {
+            layers = (size_t) w->cf->prefetch_max_layers;
+            warm_capped(w, img, m->n - layers, "layers", "max_layers",
+                        w->cf->prefetch_max_layers);
+        }
+
+        for (k = 0; k < layers; k++) {
             warm_add_blob(img, &m->items[k]);
         }
 
@@ -982,16 +1008,17 @@ warm_expand(warm_t *w, warm_image_t *img, size_t i, const oci_image_t *m)
     }
 
     before = img->n_mans;
+    children = (size_t) w->cf->prefetch_max_children;
+    left_out = 0;
 
     for (k = 0; k < m->n; k++) {
         if (!oci_platform_match(patterns, n, m->items[k].platform)) {
             continue;
         }
 
-        if (img->n_mans == 1 + WARM_CHILDREN) {
-            warm_fail(img, "more than %d platforms in the index: the rest "
-                      "left out", WARM_CHILDREN);
-            break;
+        if (img->n_mans == 1 + children) {
+            left_out++;
+            continue;
         }
 
         memset(&img->mans[img->n_mans], 0, sizeof(warm_item_t));
@@ -1001,7 +1028,12 @@ warm_expand(warm_t *w, warm_image_t *img, size_t i, const oci_image_t *m)
         img->n_mans++;
     }
 
-    if (img->n_mans == before) {
+    if (left_out > 0) {
+        warm_capped(w, img, left_out, "platform manifests", "max_children",
+                    w->cf->prefetch_max_children);
+    }
+
+    if (img->n_mans == before && left_out == 0) {
         warm_fail(img, "the index %s has no manifest of the platforms "
                   "asked for", img->mans[0].digest);
     }

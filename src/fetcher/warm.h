@@ -46,8 +46,11 @@
  * of temp files: WARM_ACTIVE images in a round at once (the others wait
  * their turn), WARM_JOBS of their downloads in flight (the rest stay
  * queued), WARM_TICK_WORK units of store work a tick (a stat is one, a
- * manifest read WARM_READ_COST), WARM_BLOBS blobs and WARM_CHILDREN
- * platform manifests an image (past them the image fails), WARM_PLATFORMS
+ * manifest read WARM_READ_COST), WARM_BLOBS blobs an image in all, and
+ * prefetch's caps: prefetch.max_children platform manifests of an index,
+ * prefetch.max_layers layers of an image manifest (past any of them the
+ * rest is left out and the image fails, saying so; a cap of prefetch's
+ * moves its counters too), WARM_PLATFORMS
  * platforms an image, and the warm_file at most WARM_FILE_MAX bytes in
  * lines of WARM_LINE_MAX.
  *
@@ -73,7 +76,6 @@
 #define WARM_TICK_WORK    256
 #define WARM_READ_COST    16
 #define WARM_BLOBS        512
-#define WARM_CHILDREN     32
 #define WARM_PLATFORMS    16
 #define WARM_FILE_MAX     (16 * 1024 * 1024)
 #define WARM_LINE_MAX     4096

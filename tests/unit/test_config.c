@@ -190,10 +190,14 @@ test_defaults(void **state)
     assert_true(cf->chunk_threshold == 16 * 1024 * 1024);
     assert_true(cf->chunk_size == 8 * 1024 * 1024);
     assert_int_equal(cf->chunks_per_blob, 4);
+    assert_true(cf->list_cache_size == 64LL * 1024 * 1024);
+    assert_int_equal(cf->list_cache_entries, 1024);
     assert_int_equal(cf->prefetch, 1);
     assert_int_equal(cf->n_prefetch_platforms, 1);
     assert_string_equal(cf->prefetch_platforms[0], "linux/amd64");
     assert_true(cf->prefetch_max_bytes == 2LL * 1024 * 1024 * 1024);
+    assert_int_equal(cf->prefetch_max_children, 32);
+    assert_int_equal(cf->prefetch_max_layers, 256);
     assert_null(cf->default_registry);
     assert_int_equal(cf->registries[0].library_prefix, 1);
 
@@ -345,6 +349,7 @@ test_images(void **state)
     assert_true(cf->scrub_rate == OCI_DEFAULT_SCRUB_RATE);
     assert_int_equal(cf->scrub_deep, 0);
     assert_int_equal(cf->quarantine_max, OCI_DEFAULT_QUARANTINE_MAX);
+    assert_int_equal(cf->commit_queue, 64);
     oci_config_destroy(cf);
 
     assert_int_equal(load(f,
@@ -354,7 +359,7 @@ test_images(void **state)
         "            platforms = ( \"linux/amd64\", \"linux/arm/v7\" ); },\n"
         "          \"*/library/redis:*\" );\n"
         "  scrub_interval = 0; scrub_rate = \"10M\"; scrub_deep = true;\n"
-        "  quarantine_max = 5; };\n"
+        "  quarantine_max = 5; commit_queue = 2; };\n"
         "warm = ( \"docker.io/alpine:3.19\",\n"
         "         { ref = \"ghcr.io/org/app@sha256:"
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\";"
@@ -380,6 +385,7 @@ test_images(void **state)
     assert_true(cf->scrub_rate == 10 * 1024 * 1024);
     assert_int_equal(cf->scrub_deep, 1);
     assert_int_equal(cf->quarantine_max, 5);
+    assert_int_equal(cf->commit_queue, 2);
 
     assert_int_equal(cf->n_warm, 2);
     assert_string_equal(cf->warm[0].ref.name, "library/alpine");
@@ -415,6 +421,8 @@ test_images(void **state)
                  REG, 2, "scrub_rate");
     expect_error(f, "store = { path = \"/s\";\n quarantine_max = 0; };\n"
                  REG, 2, "quarantine_max");
+    expect_error(f, "store = { path = \"/s\";\n commit_queue = 0; };\n"
+                 REG, 2, "\"commit_queue\" must be between 1 and 65536");
 }
 
 
@@ -644,7 +652,10 @@ test_parallel_engine(void **state)
     assert_int_equal(load(f, STORE
         "fetcher = { max_per_host = 3; http2 = false;\n"
         "            chunk_threshold = \"1M\"; chunk_size = 262144;\n"
-        "            chunks_per_blob = 8; };\n" REG, &cf), OCI_OK);
+        "            chunks_per_blob = 8; list_cache_size = \"1M\";\n"
+        "            list_cache_entries = 3; };\n" REG, &cf), OCI_OK);
+    assert_true(cf->list_cache_size == 1024 * 1024);
+    assert_int_equal(cf->list_cache_entries, 3);
     assert_int_equal(cf->max_per_host, 3);
     assert_int_equal(cf->http2, 0);
     assert_true(cf->chunk_threshold == 1024 * 1024);
@@ -655,7 +666,10 @@ test_parallel_engine(void **state)
     /* 0 chunks per blob: no ranged downloads; threshold 0: any size */
     assert_int_equal(load(f, STORE
         "fetcher = { chunks_per_blob = 0; chunk_threshold = 0;\n"
-        "            chunk_size = \"1g\"; };\n" REG, &cf), OCI_OK);
+        "            chunk_size = \"1g\"; list_cache_size = 0; };\n" REG,
+        &cf), OCI_OK);
+    assert_true(cf->list_cache_size == 0);
+    assert_int_equal(cf->list_cache_entries, 1024);
     assert_int_equal(cf->chunks_per_blob, 0);
     assert_true(cf->chunk_threshold == 0);
     assert_true(cf->chunk_size == 1024 * 1024 * 1024);
@@ -679,8 +693,71 @@ test_parallel_engine(void **state)
                  "\"chunk_size\" must be between 65536 and 1073741824");
     expect_error(f, STORE "fetcher = {\n chunks_per_blob = 65; };\n" REG, 3,
                  "\"chunks_per_blob\" must be between 0 and 64");
+    expect_error(f, STORE "fetcher = {\n list_cache_size = \"lots\"; };\n"
+                 REG, 3, "\"fetcher.list_cache_size\" must be a number");
+    expect_error(f, STORE "fetcher = {\n list_cache_entries = -1; };\n"
+                 REG, 3, "\"list_cache_entries\" must be between 0 and "
+                 "1000000");
     expect_error(f, STORE "fetcher = {\n chunks = 4; };\n" REG, 3,
                  "unknown setting \"fetcher.chunks\"");
+}
+
+
+/* The bounds of the fetcher's work: defaults, values, and what is
+ * refused with file and line. */
+static void
+test_bounds(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_int_equal(cf->max_jobs, OCI_DEFAULT_MAX_JOBS);
+    assert_int_equal(cf->max_worker_jobs, OCI_DEFAULT_MAX_WORKER_JOBS);
+    assert_int_equal(cf->max_waiters, OCI_DEFAULT_MAX_WAITERS);
+    assert_int_equal(cf->max_queued, OCI_DEFAULT_MAX_QUEUED);
+    assert_true(cf->finish_fraction == 0.5);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f, STORE
+        "fetcher = { max_jobs = 10; max_worker_jobs = 3; max_waiters = 20;\n"
+        "            max_queued = 1; finish_fraction = 0.25; };\n" REG, &cf),
+        OCI_OK);
+    assert_int_equal(cf->max_jobs, 10);
+    assert_int_equal(cf->max_worker_jobs, 3);
+    assert_int_equal(cf->max_waiters, 20);
+    assert_int_equal(cf->max_queued, 1);
+    assert_true(cf->finish_fraction == 0.25);
+    oci_config_destroy(cf);
+
+    /* the ends as integers: 0 drops every idle download, 1 only a
+     * complete one finishes */
+    assert_int_equal(load(f, STORE "fetcher = { finish_fraction = 0; };\n"
+                          REG, &cf), OCI_OK);
+    assert_true(cf->finish_fraction == 0.0);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f, STORE "fetcher = { finish_fraction = 1; };\n"
+                          REG, &cf), OCI_OK);
+    assert_true(cf->finish_fraction == 1.0);
+    oci_config_destroy(cf);
+
+    expect_error(f, STORE "fetcher = {\n max_jobs = 0; };\n" REG, 3,
+                 "\"max_jobs\" must be between 1 and 1048576");
+    expect_error(f, STORE "fetcher = {\n max_worker_jobs = 1048577; };\n"
+                 REG, 3, "\"max_worker_jobs\" must be between 1 and 1048576");
+    expect_error(f, STORE "fetcher = {\n\n max_waiters = \"1k\"; };\n" REG,
+                 4, "\"max_waiters\" must be an integer");
+    expect_error(f, STORE "fetcher = {\n max_queued = -1; };\n" REG, 3,
+                 "\"max_queued\" must be between 1 and 1048576");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = 1.5; };\n" REG, 3,
+                 "\"finish_fraction\" must be a number from 0 to 1");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = -0.1; };\n" REG,
+                 3, "\"finish_fraction\" must be a number from 0 to 1");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = \"half\"; };\n"
+                 REG, 3, "\"finish_fraction\" must be a number from 0 to 1");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = 2; };\n" REG, 3,
+                 "\"finish_fraction\" must be a number from 0 to 1");
 }
 
 
@@ -694,8 +771,11 @@ test_prefetch(void **state)
         "prefetch = { enabled = false;\n"
         "  platforms = ( \"linux/arm64\", \"linux/arm/v7\",\n"
         "                \"windows/amd64\" );\n"
-        "  max_bytes = \"512M\"; };\n" REG, &cf), OCI_OK);
+        "  max_bytes = \"512M\"; max_children = 4; max_layers = 0; };\n"
+        REG, &cf), OCI_OK);
     assert_int_equal(cf->prefetch, 0);
+    assert_int_equal(cf->prefetch_max_children, 4);
+    assert_int_equal(cf->prefetch_max_layers, 0);
     assert_int_equal(cf->n_prefetch_platforms, 3);
     assert_string_equal(cf->prefetch_platforms[0], "linux/arm64");
     assert_string_equal(cf->prefetch_platforms[1], "linux/arm/v7");
@@ -711,6 +791,14 @@ test_prefetch(void **state)
     assert_int_equal(cf->n_prefetch_platforms, 1);
     assert_string_equal(cf->prefetch_platforms[0], "linux/amd64");
     assert_true(cf->prefetch_max_bytes == 1000);
+    assert_int_equal(cf->prefetch_max_children, 32);
+    assert_int_equal(cf->prefetch_max_layers, 256);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f, STORE "prefetch = { max_children = 4096;\n"
+                          " max_layers = 65536; };\n" REG, &cf), OCI_OK);
+    assert_int_equal(cf->prefetch_max_children, 4096);
+    assert_int_equal(cf->prefetch_max_layers, 65536);
     oci_config_destroy(cf);
 
     assert_int_equal(load(f, STORE "prefetch = { platforms = [ ]; };\n"
@@ -722,6 +810,14 @@ test_prefetch(void **state)
                  "\"enabled\" must be true or false");
     expect_error(f, STORE "prefetch = {\n max_bytes = \"lots\"; };\n" REG,
                  3, "\"prefetch.max_bytes\" must be a number of bytes");
+    expect_error(f, STORE "prefetch = {\n max_children = 4097; };\n" REG,
+                 3, "\"max_children\" must be between 0 and 4096");
+    expect_error(f, STORE "prefetch = {\n max_children = -1; };\n" REG,
+                 3, "\"max_children\" must be between 0 and 4096");
+    expect_error(f, STORE "prefetch = {\n max_layers = 65537; };\n" REG,
+                 3, "\"max_layers\" must be between 0 and 65536");
+    expect_error(f, STORE "prefetch = {\n max_layers = \"9\"; };\n" REG,
+                 3, "\"max_layers\" must be an integer");
     expect_error(f, STORE "prefetch = { platforms = (\n \"linux\" ); };\n"
                  REG, 3, "a platform must be a string \"os/arch\" or "
                  "\"os/arch/variant\" in lower case");
@@ -1134,6 +1230,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_registry_errors, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_engine, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),

@@ -75,6 +75,8 @@ config(const char *const *platforms, size_t n, long long max_bytes)
     cf.prefetch_platforms = (char **) platforms;
     cf.n_prefetch_platforms = n;
     cf.prefetch_max_bytes = max_bytes;
+    cf.prefetch_max_children = 32;
+    cf.prefetch_max_layers = 256;
 
     return &cf;
 }
@@ -235,6 +237,109 @@ test_select_index(void **state)
                                      strlen(INDEX), have_listed, none,
                                      &plan), OCI_OK);
     assert_items(&plan, nothing);
+    prefetch_plan_free(&plan);
+}
+
+
+/* The fan-out is capped by count too: the first max_layers layers (the
+ * config aside), the first max_children children of the platforms
+ * configured; the rest is counted as capped, and present entries count
+ * against the cap as well (the cap is on the manifest, not on the work
+ * left). */
+static void
+test_select_caps(void **state)
+{
+    static const char *const  amd64_armv7[] = { "linux/amd64",
+                                                "linux/arm/v7" };
+    static const char *const  linux_all[] = { "linux/amd64",
+                                              "linux/arm64",
+                                              "linux/arm" };
+    static const char        *none[] = { NULL };
+    static const char        *have_b[] = { "sha256:" HEXB, NULL };
+    static const char *const  a_b_c[] = { "sha256:" HEXA, "sha256:" HEXB,
+                                          "sha256:" HEXC, NULL };
+    static const char *const  a_c[] = { "sha256:" HEXA, "sha256:" HEXC,
+                                        NULL };
+    static const char *const  a[] = { "sha256:" HEXA, NULL };
+    static const char        *have_a[] = { "sha256:" HEXA, NULL };
+    static const char *const  b[] = { "sha256:" HEXB, NULL };
+    static const char *const  a_b[] = { "sha256:" HEXA, "sha256:" HEXB,
+                                        NULL };
+    prefetch_plan_t           plan;
+    oci_config_t             *cf;
+
+    cf = config(amd64_armv7, 2, 1LL << 30);
+
+    /* two of three layers: D is left out */
+    cf->prefetch_max_layers = 2;
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_MANIFEST, IMAGE,
+                                     strlen(IMAGE), have_listed, none,
+                                     &plan), OCI_OK);
+    assert_items(&plan, a_b_c);
+    assert_int_equal(plan.capped, 1);
+    assert_int_equal(plan.over, 0);
+    prefetch_plan_free(&plan);
+
+    /* B stored: it still takes its place under the cap */
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_MANIFEST, IMAGE,
+                                     strlen(IMAGE), have_listed, have_b,
+                                     &plan), OCI_OK);
+    assert_items(&plan, a_c);
+    assert_int_equal(plan.present, 1);
+    assert_int_equal(plan.capped, 1);
+    prefetch_plan_free(&plan);
+
+    /* no layer at all: the config alone */
+    cf->prefetch_max_layers = 0;
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_MANIFEST, IMAGE,
+                                     strlen(IMAGE), have_listed, none,
+                                     &plan), OCI_OK);
+    assert_items(&plan, a);
+    assert_int_equal(plan.capped, 3);
+    prefetch_plan_free(&plan);
+
+    /* an index: only children of the platforms count against the cap */
+    cf->prefetch_max_children = 1;
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_INDEX, INDEX,
+                                     strlen(INDEX), have_listed, none,
+                                     &plan), OCI_OK);
+    assert_items(&plan, a);
+    assert_int_equal(plan.capped, 1);
+    prefetch_plan_free(&plan);
+
+    cf->prefetch_max_children = 2;
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_INDEX, INDEX,
+                                     strlen(INDEX), have_listed, none,
+                                     &plan), OCI_OK);
+    assert_items(&plan, a_c);
+    assert_int_equal(plan.capped, 0);
+    prefetch_plan_free(&plan);
+
+    /* three platforms match, two are taken; a present one counts */
+    cf = config(linux_all, 3, 1LL << 30);
+    cf->prefetch_max_children = 2;
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_INDEX, INDEX,
+                                     strlen(INDEX), have_listed, none,
+                                     &plan), OCI_OK);
+    assert_items(&plan, a_b);
+    assert_int_equal(plan.capped, 1);
+    prefetch_plan_free(&plan);
+
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_INDEX, INDEX,
+                                     strlen(INDEX), have_listed, have_a,
+                                     &plan), OCI_OK);
+    assert_items(&plan, b);
+    assert_int_equal(plan.present, 1);
+    assert_int_equal(plan.capped, 1);
+    prefetch_plan_free(&plan);
+
+    /* none at all */
+    cf->prefetch_max_children = 0;
+    assert_int_equal(prefetch_select(cf, OCI_MT_OCI_INDEX, INDEX,
+                                     strlen(INDEX), have_listed, none,
+                                     &plan), OCI_OK);
+    assert_int_equal(plan.n, 0);
+    assert_int_equal(plan.capped, 3);
     prefetch_plan_free(&plan);
 }
 
@@ -539,6 +644,7 @@ main(void)
         cmocka_unit_test(test_select_image),
         cmocka_unit_test(test_select_max_bytes),
         cmocka_unit_test(test_select_index),
+        cmocka_unit_test(test_select_caps),
         cmocka_unit_test(test_select_odd),
         cmocka_unit_test(test_platform_match),
         cmocka_unit_test_setup_teardown(test_image_prefetches_blobs,

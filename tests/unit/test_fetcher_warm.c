@@ -826,6 +826,71 @@ test_round_index(void **state)
 }
 
 
+/* prefetch's caps bound a warm image too: past max_layers the layers
+ * are left out, the image fails and the registry's counters move; past
+ * max_children the children likewise. */
+static void
+test_round_capped(void **state)
+{
+    static const char *const  blobs[] = { "{\"c\":2}", "layer 1",
+                                          "layer 2", "layer 3" };
+    static const char *const  amd[] = { "{\"arch\":\"amd64\"}", "x" };
+    warm_env_t               *t = *state;
+    stats_registry_t         *sr;
+    char                      image[2048], child[1024], index[2048];
+    char                      child_d[OCI_DIGEST_MAX + 1];
+
+    sr = stats_registry(oci_config_registry(t->e->cf, FAKE_SOLO,
+                                            strlen(FAKE_SOLO)));
+    t->e->cf->prefetch_max_layers = 2;
+    t->e->cf->prefetch_max_children = 1;
+
+    make_image(image, sizeof(image), blobs, 4);
+    add(t, FAKE_SOLO "/a:v1", NULL, 1);
+
+    warm_tick(t->w);
+    reply(fake_xfer_one(), 200, OCI_MT_OCI_MANIFEST, image);
+
+    /* the config and the first two layers, not the third */
+    warm_tick(t->w);
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_true(sr->prefetch_capped == 1);
+    assert_true(sr->prefetch_left_out == 1);
+    reply_blob(blobs[0]);
+    reply_blob(blobs[1]);
+    reply_blob(blobs[2]);
+    warm_tick(t->w);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_string_equal(listing(t->w),
+                        "#1 failed " FAKE_SOLO "/a:v1 3/3 21/21\n");
+    assert_stored(t, blobs[2], 1);
+    assert_stored(t, blobs[3], 0);
+
+    /* an index of two amd64 children (an odd one, but a hostile index
+     * may list thousands): one is taken */
+    make_image(child, sizeof(child), amd, 2);
+    digest_of(child, child_d, sizeof(child_d));
+    snprintf(index, sizeof(index),
+             "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MT_OCI_INDEX "\","
+             "\"manifests\":["
+             "{\"mediaType\":\"" OCI_MT_OCI_MANIFEST "\",\"digest\":\"%s\","
+             "\"size\":%zu,\"platform\":{\"os\":\"linux\","
+             "\"architecture\":\"amd64\"}},"
+             "{\"mediaType\":\"" OCI_MT_OCI_MANIFEST "\",\"digest\":"
+             "\"sha256:" "%064d" "\",\"size\":9,\"platform\":"
+             "{\"os\":\"linux\",\"architecture\":\"amd64\"}}]}",
+             child_d, strlen(child), 7);
+
+    add(t, FAKE_SOLO "/i:v1", NULL, 2);
+    warm_tick(t->w);
+    reply(xfer_for("/i/manifests/v1"), 200, OCI_MT_OCI_INDEX, index);
+    warm_tick(t->w);
+    assert_int_equal(fake_xfer_count(), 1);
+    assert_true(sr->prefetch_capped == 2);
+    assert_true(sr->prefetch_left_out == 2);
+}
+
+
 /* A failed tag is retried at the next interval, not before; a blob that
  * cannot be fetched fails its image, whose other blobs are stored. */
 static void
@@ -1011,6 +1076,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_round_image, warm_setup,
                                         warm_teardown),
         cmocka_unit_test_setup_teardown(test_round_index, warm_setup,
+                                        warm_teardown),
+        cmocka_unit_test_setup_teardown(test_round_capped, warm_setup,
                                         warm_teardown),
         cmocka_unit_test_setup_teardown(test_round_failure_retry,
                                         warm_setup, warm_teardown),
