@@ -73,6 +73,10 @@ and lets a test inject behaviours, all plain attributes:
                                               more, the connection held
                                               open until the fake stops
                                               (an upstream that stalls)
+    reg.blob_gate.clear()                     blob GETs wait (at most 60
+                                              s) until reg.blob_gate.set():
+                                              transfers that must compete
+                                              from one instant start so
     reg.headers = {name: value}               sent with every answer (the
                                               RateLimit-* of Docker Hub)
     reg.cdn_challenge = 'Bearer realm=...'    that /cdn/ route answers 401
@@ -289,6 +293,8 @@ class FakeRegistry:
         self.tags_page_size = None
         self.throttle = {}       # digest -> bytes per second
         self.stall = {}          # digest -> bytes sent before silence
+        self.blob_gate = threading.Event()   # clear: blob GETs wait
+        self.blob_gate.set()
         self.headers = {}        # name -> value, on every answer
         self.corrupt = {}        # digest -> bytes served instead
         self.accept_ranges = False
@@ -817,6 +823,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _blob(self, digest, head):
         reg = self.reg
+        if not head:
+            reg.blob_gate.wait(60)
         if digest not in reg.blobs:
             return self._error(404, "BLOB_UNKNOWN", "blob unknown",
                                head=head)

@@ -11,7 +11,7 @@ import threading
 import time
 
 from fakeregistry import FakeRegistry
-from harness import fake_registry_entry, random_bytes, sha256_hex
+from harness import fake_registry_entry, random_bytes, sha256_hex, wait_for
 from test_metrics import scrape, value
 
 KiB = 1024
@@ -60,16 +60,31 @@ class _Pull(threading.Thread):
             conn.close()
 
 
-def _pull_all(m, paths):
+def _pull_all(m, paths, gated=(), asked=None):
+    """GET every path at once; returns (pulls, when the gates opened).
+    gated: FakeRegistry instances whose blob answers are held until
+    `asked` (their blob GETs in all) have reached them, so that every
+    transfer competes from the same instant however late a client
+    thread of a busy machine got to send its request."""
+    for f in gated:
+        f.blob_gate.clear()
     start = threading.Event()
     pulls = [_Pull(m.hostport, p, start) for p in paths]
-    for p in pulls:
-        p.start()
-    start.set()
+    try:
+        for p in pulls:
+            p.start()
+        start.set()
+        if gated:
+            wait_for(lambda: sum(f.count("GET", "/blobs/") for f in gated)
+                     == asked, 60, what="%d blob requests upstream" % asked)
+    finally:
+        released = time.monotonic()
+        for f in gated:
+            f.blob_gate.set()
     for p in pulls:
         p.join(120)
     assert not any(p.is_alive() for p in pulls)
-    return pulls
+    return pulls, released
 
 
 def _check(pulls, blobs):
@@ -79,8 +94,7 @@ def _check(pulls, blobs):
             "sha256:" + sha256_hex(p.body) == digest, p.path
 
 
-def _rate(pulls):
-    t0 = min(p.t0 for p in pulls)
+def _rate(pulls, t0):
     t1 = max(p.end for p in pulls)
     return sum(len(p.body) for p in pulls) / (t1 - t0), t0, t1
 
@@ -94,9 +108,11 @@ def test_global_limit_64_transfers_fair(mirror_factory, fake_upstream):
                                 "chunks_per_blob": 0,
                                 "bandwidth_limit": "2M"},
                        prefetch=NO_PREFETCH)
-    pulls = _pull_all(m, ["/v2/team/app/blobs/" + d for d, _ in blobs])
+    pulls, released = _pull_all(m, ["/v2/team/app/blobs/" + d
+                                     for d, _ in blobs],
+                                gated=[fake_upstream], asked=64)
     _check(pulls, blobs)
-    rate, t0, t1 = _rate(pulls)
+    rate, t0, t1 = _rate(pulls, released)
     assert rate <= 1.1 * cap, (rate, cap, t1 - t0)
     # fair: every transfer got bytes in the first half of the run, and
     # none was done in its first third (equal shares end together; one
@@ -130,9 +146,10 @@ def test_registry_limit(mirror_factory, fake_upstream):
         paths = ["/v2/team/app/blobs/" + d for d, _ in capped]
         paths.append("/v2/%s/team/app/blobs/%s" % (free.hostport,
                                                     fast[0][0]))
-        pulls = _pull_all(m, paths)
+        pulls, released = _pull_all(m, paths, gated=[fake_upstream, free],
+                                    asked=17)
         _check(pulls, capped + fast)
-        rate, t0, t1 = _rate(pulls[:-1])
+        rate, t0, t1 = _rate(pulls[:-1], released)
         assert rate <= 1.1 * cap, (rate, cap, t1 - t0)
         # the other registry is not held back by it
         assert pulls[-1].end < min(p.end for p in pulls[:-1])

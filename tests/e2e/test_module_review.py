@@ -44,6 +44,11 @@ def test_tags_list_of_a_closed_client_leaves_no_temp_file(mirror_factory,
     s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"
                % (TAGS_PATH, m.hostport)).encode())
     asked_at = time.monotonic()
+    # the client leaves once the upstream was asked, while its answer
+    # is still on the way: closed earlier, the fetcher may drop the job
+    # before it asks anyone, and the case under test never happens
+    wait_for(lambda: fake_upstream.count("GET", r"/tags/list$") == 1, 10,
+             what="the tags request upstream")
     s.close()
 
     _no_temp_file_after_the_answer(m, fake_upstream, asked_at)
