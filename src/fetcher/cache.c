@@ -450,7 +450,10 @@ cache_timer_handler(loop_t *loop, int fd, uint32_t events, void *data)
             cache_pins_slice(c);
         }
 
-        if (c->evicting) {
+        /* a resolve puts every pinned file back on the LRU list and holds
+         * them again slice by slice: until the last digest is held,
+         * eviction could take what a pin still names */
+        if (c->evicting && c->npending == 0) {
             cache_evict_slice(c);
         }
     }
@@ -1116,6 +1119,13 @@ cache_free_now(cache_t *c, long long need)
 
     if (c == NULL) {
         return 0;
+    }
+
+    /* a resolve under way: the pins held again first (a few manifests
+     * read, bounded by the pins), so that a full disk takes nothing a
+     * pin names */
+    while (c->npending > 0) {
+        cache_pins_slice(c);
     }
 
     now = time(NULL);

@@ -1085,6 +1085,45 @@ test_pins_index(void **state)
 }
 
 
+/* Pins resolved again (a pin added at run time) while eviction is due:
+ * the release of every pinned file and the slices that hold them again
+ * must not let eviction take what a pin still holds, even when the
+ * resolve takes more than one slice (12 images, 5 files each, more than
+ * CACHE_PIN_SLICE digests). */
+static void
+test_pins_resolve_evicting(void **state)
+{
+    fixture_t         *f = *state;
+    oci_image_spec_t   spec, more;
+    char               m[72], tag[16];
+    int                i;
+
+    for (i = 0; i < 12; i++) {
+        put_image(f, 100 + 4 * i, 101 + 4 * i, 102 + 4 * i, 103 + 4 * i,
+                  5000 + i, m);
+        snprintf(tag, sizeof(tag), "v%d", i);
+        put_tag(f, "library/app", tag, m, 5000 + i);
+    }
+
+    pin_spec(&spec, "docker.io/library/app:v*");
+    f->cf.pins = &spec;
+    f->cf.n_pins = 1;
+    start(f);
+    wait_pinned(f, 12 * 5);
+
+    /* short of free space: only the pins keep anything */
+    f->cf.store_min_free = 1LL << 60;
+    pin_spec(&more, "docker.io/library/other:1");
+    assert_int_equal(cache_pin(f->cache, &more), OCI_OK);
+    cache_tick(f->cache);
+    wait_pinned(f, 12 * 5);
+
+    for (i = 100; i < 148; i++) {
+        assert_true(blob_exists(f, i));
+    }
+}
+
+
 /* What eviction would take next, oldest first, young files left out. */
 static void
 each_next(const char *path, long long bytes, time_t used, void *data)
@@ -1142,6 +1181,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pins_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pins_resolve_evicting, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_next, setup, teardown),
     };
 
