@@ -47,16 +47,16 @@ def test_tags_list_of_a_closed_client_leaves_no_temp_file(mirror_factory,
     asked_at = time.monotonic()
     s.close()
 
-    # nobody waits any more: whether nginx noticed the close at once (the
-    # job is dropped, the upstream asked or not) or only when the answer
-    # came, no job and no temp file are left once the upstream would have
-    # answered
-    time.sleep(max(0.0, asked_at + TAGS_DELAY - time.monotonic()))
-    wait_for(lambda: value(scrape(m), "ocimirror_fetcher_jobs",
-                           kind="tags") == 0
-             and store_tmp_files(m) == [], 10,
-             what="no tags job and no temp file left in %s/tmp (have %r)"
-             % (m.store, store_tmp_files(m)))
+    # the close came with the request: the worker notices it at once
+    # (not when the answer comes), and the job nobody waits for is
+    # dropped, the upstream asked or not; no temp file is left, even once
+    # the upstream would have answered
+    wait_for(lambda: value(scrape(m),
+                           "ocimirror_fetcher_jobs_dropped_total") == 1,
+             TAGS_DELAY - 0.5, what="the tags job dropped at once")
+    assert value(scrape(m), "ocimirror_fetcher_jobs", kind="tags") == 0
+    time.sleep(max(0.0, asked_at + TAGS_DELAY + 0.5 - time.monotonic()))
+    assert store_tmp_files(m) == []
 
     # the mirror still answers tag lists, and leaves nothing behind (this
     # request may join the closed client's fetch if it is still delayed:
