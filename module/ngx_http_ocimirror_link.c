@@ -559,6 +559,14 @@ ngx_http_ocimirror_park(ngx_http_request_t *r)
                             ? ngx_http_discarded_request_body_handler
                             : ngx_http_test_reading;
     r->write_event_handler = ngx_http_request_empty_handler;
+
+    /* a client that closed right after its request: the end of the
+     * stream came with it and no later read event will tell, so look now
+     * (from the posted events), or the fetcher keeps working for nobody
+     * until the answer comes */
+    if (!r->discard_body && r->connection->read->pending_eof) {
+        ngx_post_event(r->connection->read, &ngx_posted_events);
+    }
 }
 
 

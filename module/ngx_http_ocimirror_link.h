@@ -9,14 +9,14 @@
  * every message the fetcher sends for its id but WAIT (a BUSY comes as
  * the FAIL it means: 503 TOOMANYREQUESTS, with retry_after set).  A
  * terminal message (any but SIZE, PROGRESS and WAIT) deactivates it
- * before the handler runs, so a handler that finds w->active was only told that the
- * fetcher is at work; SIZE and PROGRESS restart its timer, and so does
- * WAIT (the fetcher is still at work), which the handler never sees.  If
- * the timer fires or the link is lost, the handler gets a FAIL message
- * made up here (503 UNAVAILABLE) with timedout or lost set.  The handler
- * runs from the link's or the timer's event, so it owns the request: it
- * finalizes it or keeps it parked; posted requests are run after it
- * returns.
+ * before the handler runs, so a handler that finds w->active was only
+ * told that the fetcher is at work; SIZE and PROGRESS restart its timer,
+ * and so does WAIT (the fetcher is still at work), which the handler
+ * never sees.  If the timer fires or the link is lost, the handler gets
+ * a FAIL message made up here (503 UNAVAILABLE) with timedout or lost
+ * set.  The handler runs from the link's or the timer's event, so it
+ * owns the request: it finalizes it or keeps it parked; posted requests
+ * are run after it returns.
  *
  * A BODY (or a META with a path: a relayed manifest, oci_msg_file())
  * hands the worker a temp file: the handler may open it, and the link

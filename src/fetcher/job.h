@@ -13,9 +13,9 @@
  * once, queued or running (its transfer removed, its temp file unlinked:
  * jobs_t.dropped), unless the kind's idle hook keeps it (a blob download
  * past fetcher.finish_fraction of its bytes finishes into the store, at
- * prefetch priority) or the fetcher started it itself (prefetch, warm:
- * j->detached, or a client that had what it needed and asked for the
- * rest to be fetched: DETACH), which goes on at prefetch priority.  So a client that
+ * prefetch priority) or it is detached (the fetcher started it itself,
+ * prefetch or warm, or a client that had what it needed asked for the
+ * rest: DETACH), which goes on at prefetch priority.  So a client that
  * asks for random cold digests and hangs up leaves nothing behind.  And
  * a request is refused at once with BUSY (503 TOOMANYREQUESTS and
  * Retry-After for the client), counted by cap, when its worker
