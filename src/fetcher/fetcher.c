@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,19 @@
 #include "token.h"
 #include "xfer.h"
 
+/*
+ * Free heap pages go back to the system when the fetcher is idle, at most
+ * once in FETCHER_TRIM_TICKS seconds.  glibc keeps the pages of freed
+ * memory, so a burst of transfers would leave its high-water mark as RSS
+ * for good: the soak saw an idle fetcher at 18 MiB whose heap, trimmed,
+ * took 14.5 MiB, and a step of 1.2 MiB each time a burst went higher, so
+ * that RSS could not tell a leak from a busy minute.  malloc_trim() walks
+ * the free chunks and gives their pages back, which took 1 to 50 ms of
+ * the loop under the soak's load: hence only with no job in flight (no
+ * client waits on the loop then), and only if the heap changed since.
+ */
+#define FETCHER_TRIM_TICKS  5
+
 typedef struct {
     oci_config_t   *cf;
     loop_t         *loop;
@@ -53,6 +67,8 @@ typedef struct {
     int             sigfd;
     int             lockfd;         /* flock()ed: this store is ours */
     int             tickfd;         /* 1 Hz: jobs_tick(), endpoint probes */
+    unsigned        ticks;
+    size_t          trimmed_inuse;  /* heap in use at the last trim */
 } fetcher_t;
 
 
@@ -116,6 +132,33 @@ fetcher_after(void *data)
 
 
 static void
+fetcher_trim(fetcher_t *f)
+{
+    size_t             i;
+    stats_census_t     census;
+    struct mallinfo2   mi;
+
+    memset(&census, 0, sizeof(census));
+    jobs_census(f->jobs, &census);
+
+    for (i = 0; i < census.n; i++) {
+        if (census.jobs[i] > 0) {
+            return;
+        }
+    }
+
+    mi = mallinfo2();
+
+    if (mi.uordblks == f->trimmed_inuse) {
+        return;
+    }
+
+    malloc_trim(0);
+    f->trimmed_inuse = mi.uordblks;
+}
+
+
+static void
 fetcher_tick_handler(loop_t *loop, int fd, uint32_t events, void *data)
 {
     fetcher_t  *f = data;
@@ -126,6 +169,10 @@ fetcher_tick_handler(loop_t *loop, int fd, uint32_t events, void *data)
         cache_tick(f->cache);
         scrub_tick(f->scrub);
         warm_tick(f->warm);
+
+        if (++f->ticks % FETCHER_TRIM_TICKS == 0) {
+            fetcher_trim(f);
+        }
     }
 }
 

@@ -63,6 +63,7 @@
 #include "oci_ref.h"
 #include "oci_store.h"
 #include "body.h"
+#include "cache.h"
 #include "job.h"
 #include "log.h"
 #include "manifest.h"
@@ -554,6 +555,38 @@ manifest_get(job_t *j)
 }
 
 
+/*
+ * The manifest of the record under revalidation, stored when the job
+ * began, may have been evicted while the HEAD was out (a slow endpoint,
+ * a failover): a META naming a file that is gone fails every waiter.
+ * 1 if it is still there, and then marked used, so that eviction leaves
+ * it to the workers for CACHE_GRACE; 0 if the GET must fetch it again.
+ */
+static int
+manifest_still_stored(manifest_job_t *mj)
+{
+    job_t      *j = &mj->job;
+    char        hex[OCI_SHA256_HEX_LEN + 1];
+    char        path[OCI_PATH_MAX];
+    char        type[OCI_MEDIA_TYPE_MAX + 1];
+    long long   size;
+
+    if (oci_digest_parse(mj->rec.digest, strlen(mj->rec.digest), hex)
+        != OCI_OK
+        || !manifest_stored(j->jobs->cf->store_path, hex, &size, type,
+                            sizeof(type))
+        || oci_store_blob_path(j->jobs->cf->store_path, hex, path,
+                               sizeof(path)) != OCI_OK)
+    {
+        return 0;
+    }
+
+    cache_used(j->jobs->cache, path);
+
+    return 1;
+}
+
+
 static void
 manifest_head_done(manifest_job_t *mj, const xfer_resp_t *r)
 {
@@ -587,6 +620,13 @@ manifest_head_done(manifest_job_t *mj, const xfer_resp_t *r)
         if (strcmp(r->digest, mj->rec.digest) != 0) {
             log_info("%s: moved from %s to %s", j->label, mj->rec.digest,
                      r->digest);
+            manifest_get(j);
+            return;
+        }
+
+        if (!manifest_still_stored(mj)) {
+            log_info("%s: %s left the store during the HEAD, GET",
+                     j->label, mj->rec.digest);
             manifest_get(j);
             return;
         }

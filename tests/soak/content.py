@@ -12,7 +12,6 @@ asked.
 """
 
 import collections
-import json
 import random
 import threading
 
@@ -267,15 +266,3 @@ class _Tags:
     def setdefault(self, repo, default):
         return self.cat.static_tags.setdefault(repo, default)
 
-
-def referrers_expected(cat):
-    """The digests a referrers list of the subject must name."""
-    return sorted(m.digest for m in cat.referrers)
-
-
-def tags_expected():
-    return sorted(TAGS)
-
-
-def parse_json(body):
-    return json.loads(body)

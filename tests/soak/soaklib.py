@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import socket
 import threading
 import time
 
@@ -524,9 +523,7 @@ def metrics(mirror):
 
 
 def quiesce(soak, mirror, timeout=150):
-    """Pause the clients, wait for the fetcher to have no job, then for
-    nginx's idle descriptors to close (open_file_cache inactive=2s, closed
-    within 4 s); returns the sample taken then."""
+    """Pause the clients and settle(); returns the sample taken then."""
     soak.gate.open.clear()
     wait_for(soak.gate.idle, timeout, interval=0.2,
              what="every client paused")
@@ -535,13 +532,15 @@ def quiesce(soak, mirror, timeout=150):
 
 def settle(mirror):
     """With no client at work: wait for the fetcher to have no job, then
-    for nginx's idle descriptors to close; sample."""
+    for nginx's idle descriptors to close (open_file_cache inactive=2s,
+    closed within 4 s) and the fetcher's idle heap trim (at most 5 s
+    after its last job); sample."""
     def no_jobs():
         m = metrics(mirror)
         return m["ocimirror_fetcher_jobs"] == 0 and \
             m["ocimirror_fetcher_waiters"] == 0
     wait_for(no_jobs, 60, interval=0.5, what="the fetcher without jobs")
-    time.sleep(5)
+    time.sleep(7)
     s = sample(mirror)
     s["t"] = time.monotonic()
     return s
