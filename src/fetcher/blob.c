@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -68,6 +69,26 @@
 #define BLOB_CHUNK_TRIES  4              /* the first try and 3 retries */
 #define BLOB_READBACK     (64 * 1024)
 
+/* Bytes go to the temp file in blocks of up to BLOB_WRITE_BLOCK, held in
+ * memory until then, but never longer than BLOB_WRITE_HOLD_NS while a
+ * client streams the file: a client sees bytes only once they are in the
+ * file (PROGRESS counts written bytes), and a hold of that long keeps
+ * blocks large on a fast link without making a slow one look stalled. */
+#define BLOB_WRITE_BLOCK    (1024 * 1024)
+#define BLOB_WRITE_HOLD_NS  (20 * 1000 * 1000LL)
+
+static long long  blob_write_hold_ns = BLOB_WRITE_HOLD_NS;
+
+/* The bytes of one writer (the stream, or a chunk) not in the file yet. */
+typedef struct {
+    char         *data;                         /* BLOB_WRITE_BLOCK bytes;
+                                                   NULL until needed */
+    size_t        len;
+    long long     off;                          /* of data[0] in the file */
+    long long     since;                        /* CLOCK_MONOTONIC ns of
+                                                   the oldest byte held */
+} blob_wbuf_t;
+
 typedef struct {
     job_t         job;                          /* first */
     char          hex[OCI_SHA256_HEX_LEN + 1];
@@ -75,9 +96,16 @@ typedef struct {
     char          tmp[OCI_PATH_MAX];
     EVP_MD_CTX   *md;
     long long     size;                         /* -1 until known */
-    long long     written;                      /* from 0, in order, hashed */
+    long long     written;                      /* from 0, in order, in the
+                                                   file and hashed */
+    blob_wbuf_t   wbuf;                         /* the stream's bytes not
+                                                   written yet */
+    blob_wbuf_t  *cbufs;                        /* per chunk, the same */
     int           size_sent;                    /* waiters stream tmp */
     int           committed;
+    commit_req_t *commit;                       /* verified, its commit
+                                                   under way: tmp is the
+                                                   commit thread's */
     long long     reserved;                     /* cache_reserve()d */
 
     /* ranged chunks, once the probe answered 206 */
@@ -117,6 +145,8 @@ static void blob_retarget(job_t *j, const oci_registry_t *reg,
     const char *name);
 
 static int blob_schedule(blob_job_t *b);
+static void blob_commit_done(void *data, int err, const char *path);
+static void blob_committed(blob_job_t *b, int err);
 static int blob_chunk_headers(xfer_t *x, void *data);
 static int blob_chunk_body(xfer_t *x, const char *p, size_t n, void *data);
 static void blob_chunk_done(xfer_t *x, CURLcode rc, void *data);
@@ -353,7 +383,9 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
         job_promote(j);
 
-        if (b->size_sent) {
+        /* while the commit runs tmp may be renamed at any moment: the
+         * waiter gets SIZE with the stored path once it is there */
+        if (b->size_sent && b->commit == NULL) {
             blob_send_size(b, w, b->tmp);
             blob_send_progress(b, w);
         }
@@ -411,8 +443,9 @@ blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 int
 blob_progress(jobs_t *jobs, const char *digest, long long *done)
 {
-    char    key[OCI_DIGEST_MAX + 8];
-    job_t  *j;
+    char         key[OCI_DIGEST_MAX + 8];
+    job_t       *j;
+    blob_job_t  *b;
 
     snprintf(key, sizeof(key), "B %s", digest);
 
@@ -421,7 +454,8 @@ blob_progress(jobs_t *jobs, const char *digest, long long *done)
         return 0;
     }
 
-    *done = ((blob_job_t *) j)->written;
+    b = (blob_job_t *) j;
+    *done = b->written + (b->chunked ? 0 : (long long) b->wbuf.len);
 
     return 1;
 }
@@ -442,6 +476,15 @@ blob_chunks_stop(blob_job_t *b)
 
     token_waiter_cancel(&b->token_waiter);
     b->fresh_token = 0;
+
+    if (b->cbufs != NULL) {
+        for (i = 0; i < b->chunks.n; i++) {
+            free(b->cbufs[i].data);
+        }
+
+        free(b->cbufs);
+        b->cbufs = NULL;
+    }
 
     chunks_free(&b->chunks);
     free(b->url);
@@ -471,6 +514,8 @@ blob_reset(job_t *j)
 
     b->written = 0;
     b->size = -1;
+    b->wbuf.len = 0;
+    b->wbuf.off = 0;
 
     return 0;
 }
@@ -571,6 +616,13 @@ blob_chunks_begin(blob_job_t *b, const xfer_resp_t *r)
     small = total < cf->chunk_threshold;
 
     if (chunks_plan(&b->chunks, total, cf->chunk_size, small, b) != OCI_OK) {
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+    }
+
+    /* a block each, allocated when its chunk writes, freed when it ends:
+     * chunks_per_blob of them at most */
+    b->cbufs = calloc(b->chunks.n, sizeof(blob_wbuf_t));
+    if (b->cbufs == NULL) {
         return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
     }
 
@@ -678,6 +730,169 @@ blob_write(blob_job_t *b, const char *p, size_t n, long long off)
 }
 
 
+void
+blob_set_write_hold(long long ns)
+{
+    blob_write_hold_ns = ns;
+}
+
+
+static long long
+blob_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+
+/* Write what wb holds at wb->off, and forget it.  The bytes written, or
+ * -1 (logged). */
+static long long
+blob_wbuf_flush(blob_job_t *b, blob_wbuf_t *wb)
+{
+    size_t  n = wb->len;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    if (blob_write(b, wb->data, n, wb->off) != 0) {
+        return -1;
+    }
+
+    wb->off += (long long) n;
+    wb->len = 0;
+
+    return (long long) n;
+}
+
+
+static void
+blob_wbuf_free(blob_wbuf_t *wb)
+{
+    free(wb->data);
+    memset(wb, 0, sizeof(blob_wbuf_t));
+}
+
+
+/* n more bytes after what wb holds: into the block, and the block to the
+ * file each time it is full; *flushed gets the bytes that reached the
+ * file.  0, or -1 (logged). */
+static int
+blob_wbuf_add(blob_job_t *b, blob_wbuf_t *wb, const char *p, size_t n,
+    long long *flushed)
+{
+    size_t     room;
+    long long  w;
+
+    *flushed = 0;
+
+    if (wb->data == NULL) {
+        wb->data = malloc(BLOB_WRITE_BLOCK);
+
+        if (wb->data == NULL) {
+            /* no block to be had: as they come, then */
+            if (blob_write(b, p, n, wb->off) != 0) {
+                return -1;
+            }
+
+            wb->off += (long long) n;
+            *flushed = (long long) n;
+            return 0;
+        }
+    }
+
+    while (n > 0) {
+        if (wb->len == 0) {
+            wb->since = blob_now_ns();
+        }
+
+        room = BLOB_WRITE_BLOCK - wb->len;
+        if (room > n) {
+            room = n;
+        }
+
+        memcpy(wb->data + wb->len, p, room);
+        wb->len += room;
+        p += room;
+        n -= room;
+
+        if (wb->len == BLOB_WRITE_BLOCK) {
+            w = blob_wbuf_flush(b, wb);
+            if (w < 0) {
+                return -1;
+            }
+
+            *flushed += w;
+        }
+    }
+
+    return 0;
+}
+
+
+/* 1 if a waiter streams the temp file, which sees only written bytes. */
+static int
+blob_streaming(blob_job_t *b)
+{
+    return b->size_sent && !queue_empty(&b->job.waiters);
+}
+
+
+/* Write what chunk c holds; its got grows by it.  0, or -1 (logged). */
+static int
+blob_chunk_flush(blob_job_t *b, chunk_t *c)
+{
+    long long  w;
+
+    if (b->cbufs == NULL) {
+        return 0;
+    }
+
+    w = blob_wbuf_flush(b, &b->cbufs[c - b->chunks.chunk]);
+    if (w < 0) {
+        return -1;
+    }
+
+    c->got += w;
+
+    return 0;
+}
+
+
+/* Write what is held longer than BLOB_WRITE_HOLD_NS (all: now = -1),
+ * for the streaming clients.  0, or -1 (logged). */
+static int
+blob_wbufs_flush(blob_job_t *b, long long now)
+{
+    size_t  i;
+
+    if (!b->chunked) {
+        if (b->wbuf.len > 0
+            && (now < 0 || now - b->wbuf.since >= blob_write_hold_ns))
+        {
+            return blob_wbuf_flush(b, &b->wbuf) < 0 ? -1 : 0;
+        }
+
+        return 0;
+    }
+
+    for (i = 0; b->cbufs != NULL && i < b->chunks.n; i++) {
+        if (b->cbufs[i].len > 0
+            && (now < 0 || now - b->cbufs[i].since >= blob_write_hold_ns)
+            && blob_chunk_flush(b, &b->chunks.chunk[i]) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* Hash what chunks further out wrote, as far as the prefix is complete.
  * 0, or -1 (logged). */
 static int
@@ -725,22 +940,32 @@ blob_readback(blob_job_t *b)
 static int
 blob_chunk_write(blob_job_t *b, chunk_t *c, const char *p, size_t n)
 {
-    long long  off;
+    blob_wbuf_t  *wb;
+    long long     flushed;
 
-    off = c->start + c->got;
+    wb = &b->cbufs[c - b->chunks.chunk];
 
-    if ((long long) n > c->end - off) {
+    /* got counts what is in the file; the block continues it */
+    if (wb->len == 0) {
+        wb->off = c->start + c->got;
+    }
+
+    if ((long long) n > c->end - (wb->off + (long long) wb->len)) {
         log_warn("%s: more than bytes %lld-%lld came", b->job.label,
                  c->start, c->end - 1);
         return -1;
     }
 
-    if (blob_write(b, p, n, off) != 0) {
+    if (blob_wbuf_add(b, wb, p, n, &flushed) != 0) {
         b->store_failed = 1;
         return -1;
     }
 
-    c->got += (long long) n;
+    c->got += flushed;
+
+    if (wb->len > 0 && blob_streaming(b)) {
+        job_mark_dirty(&b->job);
+    }
 
     return 0;
 }
@@ -750,6 +975,7 @@ static int
 blob_body(job_t *j, const char *p, size_t n)
 {
     blob_job_t  *b = (blob_job_t *) j;
+    long long    flushed;
 
     if (b->chunked) {
         if (blob_chunk_write(b, &b->chunks.chunk[0], p, n) == 0) {
@@ -762,13 +988,19 @@ blob_body(job_t *j, const char *p, size_t n)
                            "upstream sent more than the range asked for");
     }
 
-    if (b->size >= 0 && b->written + (long long) n > b->size) {
+    if (b->size >= 0
+        && b->written + (long long) b->wbuf.len + (long long) n > b->size)
+    {
         return job_abort(j, 502, OCI_ERR_UPSTREAM,
                          "upstream sent more than its Content-Length");
     }
 
-    if (blob_write(b, p, n, b->written) != 0) {
+    if (blob_wbuf_add(b, &b->wbuf, p, n, &flushed) != 0) {
         return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+    }
+
+    if (b->wbuf.len > 0 && blob_streaming(b)) {
+        job_mark_dirty(j);
     }
 
     return 0;
@@ -928,13 +1160,15 @@ blob_complete(blob_job_t *b)
     unsigned char   md[EVP_MAX_MD_SIZE];
     unsigned int    mdlen;
     char            got[OCI_SHA256_HEX_LEN + 1];
-    char            path[OCI_PATH_MAX];
     const char     *root;
-    queue_t        *q;
-    waiter_t       *w;
-    oci_msg_t       m;
 
     root = j->jobs->cf->store_path;
+
+    /* what is still held goes to the file before anything is checked */
+    if (blob_wbufs_flush(b, -1) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
 
     if (b->size >= 0 && b->written != b->size) {
         log_error("%s: got %lld of %lld bytes", j->label, b->written,
@@ -962,12 +1196,65 @@ blob_complete(blob_job_t *b)
         return;
     }
 
-    if (oci_store_commit(root, b->tmp, b->fd, b->hex,
-                         j->jobs->cf->store_fsync)
-        != OCI_OK)
+    if (j->jobs->commit == NULL) {
+        blob_committed(b, oci_store_commit(root, b->tmp, b->fd, b->hex,
+                                           j->jobs->cf->store_fsync)
+                          == OCI_OK ? 0 : errno);
+        return;
+    }
+
+    /* the fsync of a multi-GB file must not hold the loop: the commit
+     * thread does it, and the waiters hear DONE when it is over */
+    if (commit_submit(j->jobs->commit, b->fd, b->tmp, b->hex,
+                      blob_commit_done, b, &b->commit)
+        != 0)
     {
+        if (errno == EAGAIN) {
+            log_error("%s: %ld commits are under way already "
+                      "(store.commit_queue), not stored", j->label,
+                      j->jobs->cf->commit_queue);
+            job_fail(j, 503, OCI_ERR_UNAVAILABLE,
+                     "store busy, too many commits under way");
+            return;
+        }
+
+        log_error("%s: cannot hand \"%s\" to the commit thread: %s",
+                  j->label, b->tmp, strerror(errno));
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+}
+
+
+/* On the loop: the commit thread is done with tmp. */
+static void
+blob_commit_done(void *data, int err, const char *path)
+{
+    blob_job_t  *b = data;
+
+    b->commit = NULL;
+
+    blob_committed(b, err);
+}
+
+
+/* The commit ended, err 0 (the blob is under its name) or an errno:
+ * DONE, or FAIL, to every waiter. */
+static void
+blob_committed(blob_job_t *b, int err)
+{
+    job_t          *j = &b->job;
+    char            path[OCI_PATH_MAX];
+    const char     *root;
+    queue_t        *q;
+    waiter_t       *w;
+    oci_msg_t       m;
+
+    root = j->jobs->cf->store_path;
+
+    if (err != 0) {
         log_error("%s: cannot commit \"%s\" to the store: %s", j->label,
-                  b->tmp, strerror(errno));
+                  b->tmp, strerror(err));
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
         return;
     }
@@ -980,10 +1267,14 @@ blob_complete(blob_job_t *b)
         path[0] = '\0';
     }
 
-    /* in the index now, instead of reserved */
+    /* in the index now, instead of reserved (the commit thread's commits
+     * are added by commit.c) */
     cache_reserve(j->jobs->cache, -b->reserved);
     b->reserved = 0;
-    cache_added(j->jobs->cache, path);
+
+    if (j->jobs->commit == NULL) {
+        cache_added(j->jobs->cache, path);
+    }
 
     log_debug("%s: stored, %lld bytes", j->label, b->written);
 
@@ -1033,6 +1324,12 @@ static void
 blob_chunk_ended(blob_job_t *b, chunk_t *c, int ok, const char *why)
 {
     job_t  *j = &b->job;
+
+    /* what a failed transfer left unwritten is asked for again; the
+     * block's memory goes until the chunk runs again */
+    if (b->cbufs != NULL) {
+        blob_wbuf_free(&b->cbufs[c - b->chunks.chunk]);
+    }
 
     if (b->store_failed) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
@@ -1161,6 +1458,12 @@ blob_chunk_done(xfer_t *x, CURLcode rc, void *data)
     /* the transfer is freed when this returns */
     c->xfer = NULL;
 
+    /* every byte it got counts, whatever the end: in the file first */
+    if (blob_chunk_flush(b, c) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+
     renewal = c == b->renewing;
 
     if (renewal) {
@@ -1228,6 +1531,12 @@ blob_done(job_t *j, const xfer_resp_t *r)
     }
 
     c = &b->chunks.chunk[0];
+
+    if (blob_chunk_flush(b, c) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+
     blob_chunk_ended(b, c, c->start + c->got == c->end, "short body");
 }
 
@@ -1254,6 +1563,11 @@ blob_flush(job_t *j)
 {
     blob_job_t  *b = (blob_job_t *) j;
     queue_t     *q;
+
+    if (blob_streaming(b) && blob_wbufs_flush(b, blob_now_ns()) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
 
     if (b->chunked && blob_readback(b) != 0) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store read failed");
@@ -1291,6 +1605,13 @@ blob_cleanup(job_t *j)
     blob_chunks_stop(b);
     cache_reserve(j->jobs->cache, -b->reserved);
 
+    /* only when the fetcher stops: the commit goes on, tmp is its own */
+    if (b->commit != NULL) {
+        commit_detach(b->commit);
+        b->commit = NULL;
+        b->committed = 1;
+    }
+
     if (b->fd >= 0) {
         close(b->fd);
 
@@ -1299,5 +1620,6 @@ blob_cleanup(job_t *j)
         }
     }
 
+    blob_wbuf_free(&b->wbuf);
     EVP_MD_CTX_free(b->md);
 }
