@@ -77,12 +77,20 @@
 #define BLOB_WRITE_BLOCK    (1024 * 1024)
 #define BLOB_WRITE_HOLD_NS  (20 * 1000 * 1000LL)
 
+/* The blocks of all downloads together take at most this much; past it a
+ * download writes its bytes as they come, as before blocks, rather than
+ * make the fetcher's memory grow with max_transfers x chunks_per_blob. */
+#define BLOB_WRITE_BUDGET   (16 * 1024 * 1024)
+
 static long long  blob_write_hold_ns = BLOB_WRITE_HOLD_NS;
+static size_t     blob_write_held;              /* bytes of all blocks */
 
 /* The bytes of one writer (the stream, or a chunk) not in the file yet. */
 typedef struct {
-    char         *data;                         /* BLOB_WRITE_BLOCK bytes;
-                                                   NULL until needed */
+    char         *data;                         /* cap bytes; NULL until
+                                                   needed, or none to be
+                                                   had */
+    size_t        cap;
     size_t        len;
     long long     off;                          /* of data[0] in the file */
     long long     since;                        /* CLOCK_MONOTONIC ns of
@@ -146,6 +154,7 @@ static void blob_retarget(job_t *j, const oci_registry_t *reg,
 
 static int blob_schedule(blob_job_t *b);
 static void blob_commit_done(void *data, int err, const char *path);
+static void blob_wbuf_free(blob_wbuf_t *wb);
 static void blob_committed(blob_job_t *b, int err);
 static int blob_chunk_headers(xfer_t *x, void *data);
 static int blob_chunk_body(xfer_t *x, const char *p, size_t n, void *data);
@@ -479,7 +488,7 @@ blob_chunks_stop(blob_job_t *b)
 
     if (b->cbufs != NULL) {
         for (i = 0; i < b->chunks.n; i++) {
-            free(b->cbufs[i].data);
+            blob_wbuf_free(&b->cbufs[i]);
         }
 
         free(b->cbufs);
@@ -773,28 +782,47 @@ blob_wbuf_flush(blob_job_t *b, blob_wbuf_t *wb)
 static void
 blob_wbuf_free(blob_wbuf_t *wb)
 {
-    free(wb->data);
+    if (wb->data != NULL) {
+        free(wb->data);
+        blob_write_held -= wb->cap;
+    }
+
     memset(wb, 0, sizeof(blob_wbuf_t));
 }
 
 
 /* n more bytes after what wb holds: into the block, and the block to the
  * file each time it is full; *flushed gets the bytes that reached the
- * file.  0, or -1 (logged). */
+ * file.  rest: the bytes this writer may still get from wb->off (-1:
+ * unknown), so that a small blob takes a small block.  0, or -1
+ * (logged). */
 static int
 blob_wbuf_add(blob_job_t *b, blob_wbuf_t *wb, const char *p, size_t n,
-    long long *flushed)
+    long long rest, long long *flushed)
 {
-    size_t     room;
+    size_t     room, want;
     long long  w;
 
     *flushed = 0;
 
     if (wb->data == NULL) {
-        wb->data = malloc(BLOB_WRITE_BLOCK);
+        want = BLOB_WRITE_BLOCK;
+
+        if (rest >= 0 && rest < (long long) want) {
+            want = (size_t) rest;
+        }
+
+        if (want > n && blob_write_held + want <= BLOB_WRITE_BUDGET) {
+            wb->data = malloc(want);
+
+            if (wb->data != NULL) {
+                wb->cap = want;
+                blob_write_held += want;
+            }
+        }
 
         if (wb->data == NULL) {
-            /* no block to be had: as they come, then */
+            /* no block, or no point in one: as they come, then */
             if (blob_write(b, p, n, wb->off) != 0) {
                 return -1;
             }
@@ -810,7 +838,7 @@ blob_wbuf_add(blob_job_t *b, blob_wbuf_t *wb, const char *p, size_t n,
             wb->since = blob_now_ns();
         }
 
-        room = BLOB_WRITE_BLOCK - wb->len;
+        room = wb->cap - wb->len;
         if (room > n) {
             room = n;
         }
@@ -820,7 +848,7 @@ blob_wbuf_add(blob_job_t *b, blob_wbuf_t *wb, const char *p, size_t n,
         p += room;
         n -= room;
 
-        if (wb->len == BLOB_WRITE_BLOCK) {
+        if (wb->len == wb->cap) {
             w = blob_wbuf_flush(b, wb);
             if (w < 0) {
                 return -1;
@@ -956,7 +984,7 @@ blob_chunk_write(blob_job_t *b, chunk_t *c, const char *p, size_t n)
         return -1;
     }
 
-    if (blob_wbuf_add(b, wb, p, n, &flushed) != 0) {
+    if (blob_wbuf_add(b, wb, p, n, c->end - wb->off, &flushed) != 0) {
         b->store_failed = 1;
         return -1;
     }
@@ -995,7 +1023,10 @@ blob_body(job_t *j, const char *p, size_t n)
                          "upstream sent more than its Content-Length");
     }
 
-    if (blob_wbuf_add(b, &b->wbuf, p, n, &flushed) != 0) {
+    if (blob_wbuf_add(b, &b->wbuf, p, n,
+                      b->size >= 0 ? b->size - b->wbuf.off : -1, &flushed)
+        != 0)
+    {
         return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
     }
 
