@@ -6,6 +6,12 @@
 #   make test       install what is missing, build, check the layers of
 #                   DESIGN.md, run every test
 #   make bench      the side-by-side benchmark (not a test)
+#   make fuzz       install afl++ if missing, run each fuzz harness for
+#                   FUZZ_SECONDS (tests/fuzz/)
+#   make soak       mixed traffic under upstream faults, SOAK_SECONDS
+#                   (600; `make test` runs 60)
+#   make chaos      SIGKILLs of the fetcher and nginx workers during
+#                   pulls, CHAOS_KILLS (100; `make test` runs 20)
 
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
@@ -25,7 +31,7 @@ endif
 CORE_SRCS    := src/oci_ref.c src/oci_error.c src/oci_config.c \
                 src/oci_image.c \
                 src/oci_route.c src/oci_ipc.c src/oci_store.c \
-                src/oci_auth.c
+                src/oci_auth.c src/oci_range.c
 CORE_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/core/%.o)
 FETCHER_SRCS := $(wildcard src/fetcher/*.c)
 FETCHER_OBJS := $(FETCHER_SRCS:src/fetcher/%.c=$(BUILD)/fetcher/%.o)
@@ -44,7 +50,8 @@ UNIT_SRCS    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS    := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test layers unit e2e bench clean fetcher module ctl \
-        install
+        install fuzz fuzz-replay fuzz-replay-bins fuzz-afl-bins \
+        soak chaos
 
 all: fetcher module ctl
 
@@ -96,6 +103,65 @@ $(BUILD)/ngx_http_ocimirror_module.so: $(BUILD)/nginx/.configured \
 	cp $(BUILD)/nginx/objs/ngx_http_ocimirror_module.so $@.tmp
 	mv -f $@.tmp $@    # a running nginx keeps its mapping of the old file
 
+# nginx itself built with AddressSanitizer and UBSan, with the module built
+# in the same tree (a module must match its binary's configure signature),
+# for `make e2e-asan-nginx`.  The source is Debian's, through apt
+# (scripts/nginx-source.sh), configured with the flags Debian's nginx and
+# nginx-dev share (conf_flags) and the static http modules of Debian's
+# binary; the dynamic ones that need libraries the project does not
+# install (geoip, image filter, perl, xslt) and mail and stream, which no
+# test loads, are left out.  NGX_DEBUG_PALLOC makes every pool allocation
+# its own malloc(), so ASan sees an overflow of any one of them instead of
+# only past the end of a pool's block.  -O1: a quicker build, and stacks
+# that still name every frame.  The core is built once; a change in the
+# module rebuilds only the module.
+NGINX_ASAN       := $(BUILD)/asan-nginx
+NGINX_ASAN_JOBS  ?= $(shell nproc)
+NGINX_ASAN_CC_OPT = -O1 -g -fno-omit-frame-pointer -fPIC \
+                    -fsanitize=address,undefined -DNGX_DEBUG_PALLOC=1
+NGINX_ASAN_LD_OPT = -fsanitize=address,undefined -fPIC
+NGINX_ASAN_FLAGS  = --with-http_addition_module --with-http_flv_module \
+                    --with-http_gunzip_module --with-http_gzip_static_module \
+                    --with-http_mp4_module --with-http_random_index_module \
+                    --with-http_secure_link_module --with-http_sub_module
+
+.PHONY: nginx-asan e2e-asan-nginx
+nginx-asan: $(NGINX_ASAN)/.built
+
+$(NGINX_ASAN)/src/.debian-version:
+	@mkdir -p $(@D)
+	scripts/nginx-source.sh $(@D)
+
+$(NGINX_ASAN)/flags.txt: FORCE
+	@mkdir -p $(@D)
+	@echo "$(NGINX_ASAN_CC_OPT) $(NGINX_ASAN_LD_OPT) $(NGINX_ASAN_FLAGS)" | \
+	    cmp -s - $@ || \
+	    echo "$(NGINX_ASAN_CC_OPT) $(NGINX_ASAN_LD_OPT) $(NGINX_ASAN_FLAGS)" \
+	    > $@
+
+$(NGINX_ASAN)/.configured: $(NGINX_ASAN)/src/.debian-version config \
+        $(BUILD)/module-srcs.txt $(NGINX_ASAN)/flags.txt
+	cd $(NGINX_ASAN)/src && bash -c '. $(NGINX_SRC)/conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" $(NGINX_ASAN_FLAGS) \
+	    --with-cc-opt="$(NGINX_ASAN_CC_OPT)" \
+	    --with-ld-opt="$(NGINX_ASAN_LD_OPT)" \
+	    --add-dynamic-module="$(CURDIR)"' > ../configure.log 2>&1 || \
+	    { cat ../configure.log; exit 1; }
+	touch $@
+
+# both files are replaced by rename: a running nginx keeps the old ones
+$(NGINX_ASAN)/.built: $(NGINX_ASAN)/.configured $(MODULE_SRCS) \
+        $(CORE_SRCS) $(HEADERS)
+	$(MAKE) -s -j$(NGINX_ASAN_JOBS) -C $(NGINX_ASAN)/src -f objs/Makefile \
+	    binary modules
+	cp $(NGINX_ASAN)/src/objs/nginx $(NGINX_ASAN)/nginx.tmp
+	mv -f $(NGINX_ASAN)/nginx.tmp $(NGINX_ASAN)/nginx
+	cp $(NGINX_ASAN)/src/objs/ngx_http_ocimirror_module.so \
+	    $(NGINX_ASAN)/ngx_http_ocimirror_module.so.tmp
+	mv -f $(NGINX_ASAN)/ngx_http_ocimirror_module.so.tmp \
+	    $(NGINX_ASAN)/ngx_http_ocimirror_module.so
+	touch $@
+
 # Unit tests: each binary links its test file, the core library, the
 # fetcher's units and ocimirrorctl's (the linker takes only the objects a
 # test uses).
@@ -118,18 +184,48 @@ unit: $(UNIT_BINS)
 
 # The suite runs the fetcher and ocimirrorctl built with AddressSanitizer
 # and UBSan: any report in the fetcher's log or the CLI's stderr fails the
-# test that caused it.
+# test that caused it.  `e2e` runs it against the stock /usr/sbin/nginx,
+# `e2e-asan-nginx` against nginx itself built with the sanitizers
+# (nginx-asan), where any report of nginx fails the test too.
+E2E_ENV = OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
+          OCIMIRROR_CTL=$(BUILD)/asan/ocimirrorctl
+E2E_ASAN_NGINX_ENV = OCIMIRROR_NGINX=$(NGINX_ASAN)/nginx \
+          OCIMIRROR_MODULE=$(NGINX_ASAN)/ngx_http_ocimirror_module.so
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
+
 e2e: all
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
-	OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
-	OCIMIRROR_CTL=$(BUILD)/asan/ocimirrorctl \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+	$(E2E_ENV) $(PYTEST) tests/e2e
+
+e2e-asan-nginx: all nginx-asan
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
+	$(E2E_ENV) $(E2E_ASAN_NGINX_ENV) $(PYTEST) tests/e2e
 
 test: deps
 	$(MAKE) all
 	$(MAKE) layers
 	$(MAKE) unit
+	$(MAKE) fuzz-replay
 	$(MAKE) e2e
+	$(MAKE) soak SOAK_SECONDS=60
+	$(MAKE) chaos CHAOS_KILLS=20
+
+# The soak (tests/soak/test_soak.py): 200 connections of mixed traffic
+# while one of two upstream endpoints injects faults; the release build,
+# whose RSS and descriptors it measures.  It prints a summary.
+SOAK_SECONDS ?= 600
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) -m pytest -q -s \
+	    -p no:cacheprovider tests/soak/test_soak.py
+
+# The chaos loop (tests/soak/test_chaos.py): SIGKILLs of the fetcher
+# (built with ASan and UBSan) and of nginx workers during cold pulls.
+CHAOS_KILLS ?= 100
+chaos: all
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher
+	CHAOS_KILLS=$(CHAOS_KILLS) \
+	OCIMIRROR_FETCHER=$(BUILD)/asan/ocimirror-fetcher \
+	    $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/soak/test_chaos.py
 
 run: deps
 	$(MAKE) all
@@ -140,6 +236,8 @@ bench: deps
 	$(PYTHON) tests/bench/bench.py
 
 # A VM or image: make install [DESTDIR=...], then the systemd units.
+# Without DESTDIR the fetcher's user is made at once (systemd-sysusers);
+# an image makes it from the same file (docker/Dockerfile).
 install: all
 	install -D -m 0755 $(BUILD)/ocimirror-fetcher \
 	    $(DESTDIR)/usr/sbin/ocimirror-fetcher
@@ -158,8 +256,52 @@ install: all
 	    $(DESTDIR)/lib/systemd/system/ocimirror-fetcher.service
 	install -D -m 0644 conf/systemd/nginx.service.d/ocimirror.conf \
 	    $(DESTDIR)/etc/systemd/system/nginx.service.d/ocimirror.conf
+	install -D -m 0644 conf/sysusers.d/ocimirror.conf \
+	    $(DESTDIR)/usr/lib/sysusers.d/ocimirror.conf
+	if [ -z "$(DESTDIR)" ]; then \
+	    systemd-sysusers /usr/lib/sysusers.d/ocimirror.conf; fi
 	install -D -m 0644 README.md $(DESTDIR)/usr/share/doc/ocimirror/README.md
 	install -D -m 0644 DESIGN.md $(DESTDIR)/usr/share/doc/ocimirror/DESIGN.md
+
+# Fuzzing (DESIGN.md, Tests): a harness per parser of outside bytes.
+# make test replays each seed corpus and every regression input once,
+# built with plain cc and ASan/UBSan (no afl++ needed); a sanitizer report,
+# a failed check or a crash fails it.  make fuzz builds the harnesses with
+# afl-clang-fast (ASan/UBSan too, UB aborts) and runs afl-fuzz on each in
+# turn for FUZZ_SECONDS, printing execs and findings per harness.
+FUZZ_HARNESSES := $(patsubst tests/fuzz/fuzz_%.c,%,\
+                  $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS   ?= 60
+AFL_CC         ?= afl-clang-fast
+FUZZ_DEPS      := tests/fuzz/fuzz.h $(BUILD)/tests/libocitest.a $(HEADERS)
+
+$(BUILD)/fuzz/replay-%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -Itests/fuzz -o $@ $< tests/fuzz/replay.c \
+	    $(BUILD)/tests/libocitest.a $(LDLIBS_FETCHER)
+
+$(BUILD)/fuzz/afl-%: tests/fuzz/fuzz_%.c tests/fuzz/afl.c $(FUZZ_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(SRC_CFLAGS) -Itests/fuzz -o $@ $< tests/fuzz/afl.c \
+	    $(BUILD)/tests/libocitest.a $(LDLIBS_FETCHER)
+
+fuzz-replay-bins: $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/replay-%)
+fuzz-afl-bins: $(FUZZ_HARNESSES:%=$(BUILD)/fuzz/afl-%)
+
+fuzz-replay:
+	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fuzz-replay-bins
+	@set -e; for h in $(FUZZ_HARNESSES); do \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    $(BUILD)/asan/fuzz/replay-$$h tests/fuzz/corpus/$$h \
+	        tests/fuzz/regressions/$$h; done
+
+fuzz:
+	@scripts/install-deps.sh fuzz
+	$(MAKE) BUILD=$(BUILD)/afl CC=$(AFL_CC) SANITIZE=1 \
+	    CFLAGS="-O2 -g -fno-sanitize-recover=all" fuzz-afl-bins
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(BUILD)/afl \
+	    $(FUZZ_HARNESSES)
 
 clean:
 	rm -rf $(BUILD)

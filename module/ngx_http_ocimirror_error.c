@@ -73,6 +73,8 @@ ngx_http_ocimirror_send_error(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t
 ngx_http_ocimirror_send_fail(ngx_http_request_t *r, const oci_msg_t *m)
 {
+    u_char         *p;
+    ngx_str_t      *value;
     ngx_uint_t      status;
     oci_errcode_t   code;
 
@@ -87,6 +89,25 @@ ngx_http_ocimirror_send_fail(ngx_http_request_t *r, const oci_msg_t *m)
 
         status = NGX_HTTP_BAD_GATEWAY;
         code = OCI_ERR_UPSTREAM;
+    }
+
+    /* a refusal of the fetcher's bounds (BUSY) says when to come back */
+    if (m->retry_after > 0) {
+        value = ngx_palloc(r->pool, sizeof(ngx_str_t));
+        p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+
+        if (value == NULL || p == NULL) {
+            return NGX_ERROR;
+        }
+
+        value->data = p;
+        value->len = ngx_sprintf(p, "%l", m->retry_after) - p;
+
+        if (ngx_http_ocimirror_add_header(r, "Retry-After", value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return ngx_http_ocimirror_send_error(r, status, code,

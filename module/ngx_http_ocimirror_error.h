@@ -25,7 +25,8 @@ ngx_int_t ngx_http_ocimirror_send_error(ngx_http_request_t *r,
     ngx_uint_t status, oci_errcode_t code, const char *message);
 
 /* Answer r with the error a FAIL message relays: its status and code
- * (502 UNKNOWN if either makes no sense). */
+ * (502 UNKNOWN if either makes no sense), and a Retry-After if it has
+ * one (a BUSY, as the link hands it over). */
 ngx_int_t ngx_http_ocimirror_send_fail(ngx_http_request_t *r,
     const oci_msg_t *m);
 

@@ -157,5 +157,10 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
                                              "cannot read the store");
     }
 
+    if (r->method == NGX_HTTP_HEAD) {
+        /* the size only: nothing is downloaded for a HEAD */
+        return ngx_http_ocimirror_stream_head(r, route, &digest);
+    }
+
     return ngx_http_ocimirror_stream_blob(r, route, &path, &digest);
 }

@@ -82,6 +82,8 @@ static void ngx_http_ocimirror_link_lost(ngx_http_ocimirror_link_t *link,
 static ngx_http_ocimirror_wait_t *ngx_http_ocimirror_link_find(
     ngx_http_ocimirror_link_t *link, uint32_t id);
 static void ngx_http_ocimirror_wait_unlink(ngx_http_ocimirror_wait_t *w);
+static void ngx_http_ocimirror_wait_leave(ngx_http_ocimirror_wait_t *w,
+    oci_msg_type_t type);
 static void ngx_http_ocimirror_wait_fail(ngx_http_ocimirror_wait_t *w,
     const char *message);
 static void ngx_http_ocimirror_wait_timeout(ngx_event_t *ev);
@@ -404,6 +406,23 @@ ngx_http_ocimirror_link_request(ngx_http_ocimirror_link_t *link,
 void
 ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w)
 {
+    ngx_http_ocimirror_wait_leave(w, OCI_MSG_CANCEL);
+}
+
+
+void
+ngx_http_ocimirror_wait_detach(ngx_http_ocimirror_wait_t *w)
+{
+    ngx_http_ocimirror_wait_leave(w, OCI_MSG_DETACH);
+}
+
+
+/* Deactivate w if it is active and tell the fetcher: CANCEL or DETACH. */
+
+static void
+ngx_http_ocimirror_wait_leave(ngx_http_ocimirror_wait_t *w,
+    oci_msg_type_t type)
+{
     ngx_http_ocimirror_link_t  *link;
 
     if (!w->active) {
@@ -418,10 +437,10 @@ ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w)
         return;
     }
 
-    oci_msg_init(&link->cancel, OCI_MSG_CANCEL, w->id);
+    oci_msg_init(&link->cancel, type, w->id);
 
-    /* a full queue loses the CANCEL: the fetcher then finishes a
-     * download nobody waits for, which is harmless */
+    /* a full queue loses the message: the fetcher then keeps a waiter
+     * for nobody until its job ends, which is harmless */
 
     if (ngx_http_ocimirror_link_queue(link, &link->cancel) == NGX_OK
         && ngx_http_ocimirror_link_flush(link) != NGX_OK)
@@ -689,6 +708,16 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
     case OCI_MSG_BODY:
     case OCI_MSG_FAIL:
     case OCI_MSG_WAIT:
+        break;
+
+    case OCI_MSG_BUSY:
+        /* every kind of request answers a refusal the same way: as the
+         * FAIL it is, with its Retry-After */
+        m->type = OCI_MSG_FAIL;
+        m->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        ngx_cpystrn((u_char *) m->code,
+                    (u_char *) oci_err_code(OCI_ERR_TOOMANYREQUESTS),
+                    sizeof(m->code));
         break;
 
     default:

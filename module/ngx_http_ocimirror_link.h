@@ -6,9 +6,10 @@
  * and calls ngx_http_ocimirror_ask() with a handler and a message: the
  * message leaves, the request is parked, and the wait is "active": it
  * sits in the link's table of pending requests and its handler gets
- * every message the fetcher sends for its id but WAIT.  A terminal
- * message (any but SIZE, PROGRESS and WAIT) deactivates it before the
- * handler runs, so a handler that finds w->active was only told that the
+ * every message the fetcher sends for its id but WAIT (a BUSY comes as
+ * the FAIL it means: 503 TOOMANYREQUESTS, with retry_after set).  A
+ * terminal message (any but SIZE, PROGRESS and WAIT) deactivates it
+ * before the handler runs, so a handler that finds w->active was only told that the
  * fetcher is at work; SIZE and PROGRESS restart its timer, and so does
  * WAIT (the fetcher is still at work), which the handler never sees.  If
  * the timer fires or the link is lost, the handler gets a FAIL message
@@ -116,8 +117,13 @@ ngx_int_t ngx_http_ocimirror_link_notify(ngx_http_ocimirror_link_t *link,
 /* Send what is queued (or arm the write event for it). */
 void ngx_http_ocimirror_link_push(ngx_http_ocimirror_link_t *link);
 
-/* Deactivate w if it is active and tell the fetcher (CANCEL). */
+/* Deactivate w if it is active and tell the fetcher (CANCEL: a job
+ * nobody waits for then is dropped). */
 void ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w);
+
+/* The same, for a request that has what it needs but wants the job done
+ * (DETACH: a range on disk, the rest of the blob still worth storing). */
+void ngx_http_ocimirror_wait_detach(ngx_http_ocimirror_wait_t *w);
 
 /* The wait r was parked with by ngx_http_ocimirror_ask(), or NULL. */
 ngx_http_ocimirror_wait_t *ngx_http_ocimirror_wait_of(ngx_http_request_t *r);

@@ -231,6 +231,7 @@ ngx_http_ocimirror_metrics_asked(ngx_http_request_t *r, oci_msg_type_t type)
     switch (type) {
 
     case OCI_MSG_BLOB:
+    case OCI_MSG_STAT:
         ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_MISS_BLOB);
         break;
 

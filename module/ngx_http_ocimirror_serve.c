@@ -412,136 +412,25 @@ ngx_http_ocimirror_range_test(ngx_http_request_t *r, off_t size,
 
 
 /*
- * The grammar and the limits of ngx_http_range_parse(), on the same
- * NUL-terminated header value: a syntax error is "unsatisfiable" there
- * too, more ranges than max_ranges or ranges larger than the body mean
- * "send it all".
+ * The grammar and the limits of ngx_http_range_parse(), in
+ * src/oci_range.c (where it is unit-tested and fuzzed), on the same
+ * header value: a syntax error is "unsatisfiable" there too, more ranges
+ * than max_ranges or ranges larger than the body mean "send it all".
  */
 
 static ngx_uint_t
 ngx_http_ocimirror_range_parse(ngx_http_request_t *r, off_t size)
 {
-    u_char                    *p;
-    off_t                      start, last, total, cutoff, cutlim;
-    ngx_uint_t                 suffix, count, ranges;
+    ngx_str_t                 *v;
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    ranges = r->single_range ? 1 : clcf->max_ranges;
+    v = &r->headers_in.range->value;
 
-    p = r->headers_in.range->value.data + 6;
-    count = 0;
-    total = 0;
-
-    cutoff = NGX_MAX_OFF_T_VALUE / 10;
-    cutlim = NGX_MAX_OFF_T_VALUE % 10;
-
-    for ( ;; ) {
-        start = 0;
-        last = 0;
-        suffix = 0;
-
-        while (*p == ' ') { p++; }
-
-        if (*p != '-') {
-            if (*p < '0' || *p > '9') {
-                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-            }
-
-            while (*p >= '0' && *p <= '9') {
-                if (start >= cutoff && (start > cutoff || *p - '0' > cutlim)) {
-                    return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-                }
-
-                start = start * 10 + (*p++ - '0');
-            }
-
-            while (*p == ' ') { p++; }
-
-            if (*p++ != '-') {
-                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-            }
-
-            while (*p == ' ') { p++; }
-
-            if (*p == ',' || *p == '\0') {
-                last = size;
-                goto found;
-            }
-
-        } else {
-            suffix = 1;
-            p++;
-        }
-
-        if (*p < '0' || *p > '9') {
-            return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-        }
-
-        while (*p >= '0' && *p <= '9') {
-            if (last >= cutoff && (last > cutoff || *p - '0' > cutlim)) {
-                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-            }
-
-            last = last * 10 + (*p++ - '0');
-        }
-
-        while (*p == ' ') { p++; }
-
-        if (*p != ',' && *p != '\0') {
-            return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-        }
-
-        if (suffix) {
-            start = (last < size) ? size - last : 0;
-            last = size - 1;
-        }
-
-        if (last >= size) {
-            last = size;
-
-        } else {
-            last++;
-        }
-
-    found:
-
-        if (start < last) {
-            count++;
-
-            if (total > NGX_MAX_OFF_T_VALUE - (last - start)) {
-                return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-            }
-
-            total += last - start;
-
-            if (ranges-- == 0) {
-                return NGX_HTTP_OCIMIRROR_RANGE_NONE;
-            }
-
-        } else if (start == 0) {
-            return NGX_HTTP_OCIMIRROR_RANGE_NONE;
-        }
-
-        if (*p++ != ',') {
-            break;
-        }
-    }
-
-    if (count == 0) {
-        return NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE;
-    }
-
-    if (total > size) {
-        return NGX_HTTP_OCIMIRROR_RANGE_NONE;
-    }
-
-    if (count > 1) {
-        return NGX_HTTP_OCIMIRROR_RANGE_MULTI;
-    }
-
-    return NGX_HTTP_OCIMIRROR_RANGE_SINGLE;
+    return oci_range_parse((const char *) v->data + 6, v->len - 6,
+                           (long long) size,
+                           r->single_range ? 1 : clcf->max_ranges);
 }
 
 

@@ -15,14 +15,16 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "oci_range.h"
 #include "ngx_http_ocimirror_reply.h"
 
 
-/* what nginx's range filter will make of the request's Range header */
-#define NGX_HTTP_OCIMIRROR_RANGE_NONE           0  /* the whole body */
-#define NGX_HTTP_OCIMIRROR_RANGE_SINGLE         1
-#define NGX_HTTP_OCIMIRROR_RANGE_MULTI          2  /* multipart/byteranges */
-#define NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE  3
+/* what nginx's range filter will make of the request's Range header
+ * (oci_range_parse()'s answers) */
+#define NGX_HTTP_OCIMIRROR_RANGE_NONE           OCI_RANGE_NONE
+#define NGX_HTTP_OCIMIRROR_RANGE_SINGLE         OCI_RANGE_SINGLE
+#define NGX_HTTP_OCIMIRROR_RANGE_MULTI          OCI_RANGE_MULTI
+#define NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE  OCI_RANGE_UNSATISFIABLE
 
 
 /* "<root>/sha256/ab/ab..." for a blob or manifest, in the request pool,

@@ -16,12 +16,17 @@
  * runs to the end of the blob ("bytes=N-", a resume).  A single range
  * that ends before the blob does is only a part of it, which the client
  * verifies when it has assembled the blob: once PROGRESS covers it, the
- * request leaves the fetcher (CANCEL; the download goes on for the
- * store) and completes as fast as the client reads.  Bytes before a
+ * request leaves the fetcher (DETACH: the download goes on for the
+ * store) and completes as fast as the client reads.  A client that goes
+ * away sends CANCEL: a download nobody waits for is dropped.  Bytes before a
  * range start are never read: nothing is sent until PROGRESS passes the
  * start, and the range filter moves the first buffer's file_pos there.
  * A FAIL, a lost link or a timeout while the response still needs the
  * fetcher ends the connection short of Content-Length.
+ *
+ * A HEAD asks STAT instead, and answers with the headers a GET would get
+ * from the size it learns: a HEAD must not make the mirror download the
+ * blob (a loop of HEADs over big images would fill the disk).
  */
 
 #include <ngx_config.h>
@@ -76,6 +81,10 @@ static void ngx_http_ocimirror_stream_fail(ngx_http_ocimirror_stream_t *s,
     ngx_uint_t status, oci_errcode_t code, const char *message);
 static void ngx_http_ocimirror_stream_finalize(
     ngx_http_ocimirror_stream_t *s, ngx_int_t rc);
+static void ngx_http_ocimirror_stream_head_message(
+    ngx_http_ocimirror_wait_t *w, const oci_msg_t *m);
+static ngx_int_t ngx_http_ocimirror_stream_headers(
+    ngx_http_ocimirror_stream_t *s, off_t size);
 
 
 ngx_int_t
@@ -109,6 +118,95 @@ ngx_http_ocimirror_stream_blob(ngx_http_request_t *r, oci_route_t *route,
     return ngx_http_ocimirror_ask_or_fail(r, &s->wait,
                                           ngx_http_ocimirror_stream_message,
                                           s, &m);
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_stream_head(ngx_http_request_t *r, oci_route_t *route,
+    ngx_str_t *digest)
+{
+    oci_msg_t                     m;
+    ngx_http_ocimirror_stream_t  *s;
+
+    s = ngx_pcalloc(r->pool, sizeof(ngx_http_ocimirror_stream_t));
+    if (s == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s->request = r;
+    s->digest = *digest;
+
+    if (ngx_http_ocimirror_etag(r, digest, &s->etag) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    oci_msg_init(&m, OCI_MSG_STAT, 0);
+
+    ngx_cpystrn((u_char *) m.registry, (u_char *) route->registry->name,
+                sizeof(m.registry));
+    ngx_cpystrn((u_char *) m.name, (u_char *) route->name, sizeof(m.name));
+    ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
+                sizeof(m.reference));
+
+    return ngx_http_ocimirror_ask_or_fail(r, &s->wait,
+                                      ngx_http_ocimirror_stream_head_message,
+                                      s, &m);
+}
+
+
+static void
+ngx_http_ocimirror_stream_head_message(ngx_http_ocimirror_wait_t *w,
+    const oci_msg_t *m)
+{
+    ngx_int_t                     rc;
+    ngx_http_request_t           *r;
+    ngx_http_ocimirror_stream_t  *s;
+
+    s = w->data;
+    r = s->request;
+
+    switch (m->type) {
+
+    case OCI_MSG_META:
+        if (m->size < 0
+            || ngx_strlen(m->digest) != s->digest.len
+            || ngx_strncmp(m->digest, s->digest.data, s->digest.len) != 0)
+        {
+            break;
+        }
+
+        rc = ngx_http_ocimirror_stream_headers(s, m->size);
+
+        if (rc == NGX_DECLINED) {
+            /* answered already (416) */
+            return;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_ocimirror_stream_finalize(s, NGX_ERROR);
+            return;
+        }
+
+        s->header_sent = 1;
+
+        ngx_http_ocimirror_stream_finalize(s, ngx_http_send_header(r));
+        return;
+
+    case OCI_MSG_FAIL:
+        ngx_http_ocimirror_stream_finalize(s,
+                                           ngx_http_ocimirror_send_fail(r, m));
+        return;
+
+    default:
+        break;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "ocimirror: unexpected answer %d to STAT %V",
+                  m->type, &s->digest);
+
+    ngx_http_ocimirror_stream_fail(s, NGX_HTTP_BAD_GATEWAY, OCI_ERR_UPSTREAM,
+                                   "unexpected answer from the fetcher");
 }
 
 
@@ -148,8 +246,9 @@ ngx_http_ocimirror_stream_message(ngx_http_ocimirror_wait_t *w,
 
         if (s->partial && s->available >= s->end) {
             /* the range is on disk: nothing the fetcher says later (a
-             * FAIL, say) concerns this request any more */
-            ngx_http_ocimirror_wait_done(&s->wait);
+             * FAIL, say) concerns this request any more; the rest of the
+             * blob is still wanted (the next range, the next pull) */
+            ngx_http_ocimirror_wait_detach(&s->wait);
         }
 
         ngx_http_ocimirror_stream_send(s, 0);
@@ -201,7 +300,6 @@ ngx_http_ocimirror_stream_size(ngx_http_ocimirror_stream_t *s,
     const oci_msg_t *m)
 {
     ngx_int_t            rc;
-    ngx_uint_t           range;
     ngx_http_request_t  *r;
 
     r = s->request;
@@ -236,38 +334,13 @@ ngx_http_ocimirror_stream_size(ngx_http_ocimirror_stream_t *s,
 
     s->size = m->size;
 
-    range = ngx_http_ocimirror_range_test(r, s->size, &s->etag);
+    rc = ngx_http_ocimirror_stream_headers(s, s->size);
 
-    switch (range) {
-
-    case NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE:
-        ngx_http_ocimirror_stream_finalize(s,
-                       ngx_http_ocimirror_send_unsatisfiable(r, s->size));
+    if (rc == NGX_DECLINED) {
         return;
-
-    case NGX_HTTP_OCIMIRROR_RANGE_MULTI:
-        /* multipart ranges need the whole body in one buffer: send it
-         * all, still saying what a stored blob's answer says, which the
-         * range filter, kept out, would have */
-        r->allow_ranges = 0;
-
-        if (ngx_http_ocimirror_add_accept_ranges(r) != NGX_OK) {
-            ngx_http_ocimirror_stream_finalize(s, NGX_ERROR);
-            return;
-        }
-
-        break;
-
-    default:
-        r->allow_ranges = 1;
-        break;
     }
 
-    if (ngx_http_ocimirror_set_content(r, s->size,
-                                       &ngx_http_ocimirror_octet_stream,
-                                       &s->digest, &s->etag)
-        != NGX_OK)
-    {
+    if (rc != NGX_OK) {
         ngx_http_ocimirror_stream_finalize(s, NGX_ERROR);
         return;
     }
@@ -307,6 +380,50 @@ ngx_http_ocimirror_stream_size(ngx_http_ocimirror_stream_t *s,
     s->header_flush = 1;
 
     ngx_http_ocimirror_stream_send(s, 0);
+}
+
+
+/*
+ * The response headers for a blob of size bytes, as a stored blob's
+ * answer has them, ranges included.  NGX_OK (ready to send), NGX_DECLINED
+ * (answered and finalized: 416) or NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_ocimirror_stream_headers(ngx_http_ocimirror_stream_t *s,
+    off_t size)
+{
+    ngx_http_request_t  *r;
+
+    r = s->request;
+
+    switch (ngx_http_ocimirror_range_test(r, size, &s->etag)) {
+
+    case NGX_HTTP_OCIMIRROR_RANGE_UNSATISFIABLE:
+        ngx_http_ocimirror_stream_finalize(s,
+                       ngx_http_ocimirror_send_unsatisfiable(r, size));
+        return NGX_DECLINED;
+
+    case NGX_HTTP_OCIMIRROR_RANGE_MULTI:
+        /* multipart ranges need the whole body in one buffer: send it
+         * all, still saying what a stored blob's answer says, which the
+         * range filter, kept out, would have */
+        r->allow_ranges = 0;
+
+        if (ngx_http_ocimirror_add_accept_ranges(r) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        break;
+
+    default:
+        r->allow_ranges = 1;
+        break;
+    }
+
+    return ngx_http_ocimirror_set_content(r, size,
+                                          &ngx_http_ocimirror_octet_stream,
+                                          &s->digest, &s->etag);
 }
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages ocimirror builds and tests with, if missing.
-# Idempotent and quiet when everything is there.
+# Idempotent and quiet when everything is there.  With "fuzz", also
+# what make fuzz needs.
 set -euo pipefail
 
 pkgs=(
@@ -11,7 +12,44 @@ pkgs=(
     docker-registry skopeo containerd
     python3 python3-pytest openssl
     wrk
+    # the units' offline check, their user, a fetcher started as it
+    # (tests/e2e/test_privileges.py)
+    systemd util-linux
 )
+
+# make fuzz (not make test, whose corpus replay needs only cc): afl++
+if [ "${1:-}" = fuzz ]; then
+    pkgs+=(afl++)
+fi
+
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+# Debian's nginx source, from which `make nginx-asan` builds nginx itself
+# with AddressSanitizer and UBSan for the e2e suite (nginx-dev ships the
+# headers only).  apt-get source needs deb-src lines; they are added once,
+# for Debian's own archive and this release only.
+srclist=/etc/apt/sources.list.d/ocimirror-deb-src.sources
+if ! apt-cache showsrc nginx 2>/dev/null | grep -q '^Package: nginx$'; then
+    if [ ! -e "$srclist" ]; then
+        codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+        key=/usr/share/keyrings/debian-archive-keyring.gpg
+        echo "install-deps: adding deb-src lines ($srclist)"
+        printf '%s\n' \
+            "Types: deb-src" \
+            "URIs: http://deb.debian.org/debian" \
+            "Suites: $codename $codename-updates" \
+            "Components: main" \
+            "Signed-By: $key" \
+            "" \
+            "Types: deb-src" \
+            "URIs: http://deb.debian.org/debian-security" \
+            "Suites: $codename-security" \
+            "Components: main" \
+            "Signed-By: $key" | $SUDO tee "$srclist" >/dev/null
+    fi
+    $SUDO apt-get update -qq
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,8 +60,6 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}"
-SUDO=
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # policy-rc.d keeps the packages' own services (nginx, containerd,

@@ -20,9 +20,14 @@ if [ -n "${CONFIG:-}" ]; then
     cfg=$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")
 else
     cfg="$var/ocimirror.cfg"
+    # Started by another user than root, the fetcher and nginx's workers
+    # are that user: the packaged socket_group (www-data) is not needed,
+    # and a user outside it could not give it to the socket.
+    keep_group=()
+    [ "$(id -u)" -eq 0 ] || keep_group=(-e '/^[[:space:]]*socket_group[[:space:]]*=/d')
     sed -e "s|\"/var/cache/ocimirror\"|\"$var/store\"|" \
         -e "s|\"/run/ocimirror/fetcher.sock\"|\"$var/run/fetcher.sock\"|" \
-        "$top/conf/ocimirror.cfg" > "$cfg"
+        "${keep_group[@]}" "$top/conf/ocimirror.cfg" > "$cfg"
 fi
 
 "$fetcher" --check -c "$cfg"

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +61,8 @@ static int oci_config_store(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
+static int oci_config_socket_group(oci_config_ctx_t *ctx,
+    const config_setting_t *group, oci_config_t *cf);
 static int oci_config_prefetch(oci_config_ctx_t *ctx, config_t *lc,
     oci_config_t *cf);
 static int oci_config_endpoint_url(oci_config_ctx_t *ctx,
@@ -109,10 +112,12 @@ static const char *const  oci_config_image_keys[] = {
 };
 
 static const char *const  oci_config_fetcher_keys[] = {
-    "socket", "max_transfers", "connect_timeout", "low_speed_time",
-    "max_per_host", "http2", "chunk_threshold", "chunk_size",
-    "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit",
-    "max_retry_after", "list_cache_size", "list_cache_entries", NULL
+    "socket", "socket_group", "max_transfers", "connect_timeout",
+    "low_speed_time", "max_per_host", "http2", "chunk_threshold",
+    "chunk_size", "chunks_per_blob", "proxy", "no_proxy", "bandwidth_limit",
+    "max_retry_after", "max_jobs", "max_worker_jobs", "max_waiters",
+    "max_queued", "finish_fraction", "list_cache_size",
+    "list_cache_entries", NULL
 };
 
 static const char *const  oci_config_prefetch_keys[] = {
@@ -237,6 +242,51 @@ oci_config_get_int(oci_config_ctx_t *ctx, const config_setting_t *group,
     if (v < min || v > max) {
         oci_config_error(ctx, s, "\"%s\" must be between %lld and %lld",
                          name, min, max);
+        return OCI_EINVAL;
+    }
+
+    *out = v;
+
+    return 1;
+}
+
+
+/* A share from 0 to 1: a float, or the integer 0 or 1.  0 if absent
+ * (out untouched), 1 if set, OCI_EINVAL. */
+static int
+oci_config_get_fraction(oci_config_ctx_t *ctx,
+    const config_setting_t *group, const char *name, double *out)
+{
+    config_setting_t  *s;
+    double             v;
+
+    s = config_setting_get_member(group, name);
+
+    if (s == NULL) {
+        return 0;
+    }
+
+    switch (config_setting_type(s)) {
+
+    case CONFIG_TYPE_FLOAT:
+        v = config_setting_get_float(s);
+        break;
+
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        v = (double) config_setting_get_int64(s);
+        break;
+
+    default:
+        oci_config_error(ctx, s, "\"%s\" must be a number from 0 to 1",
+                         name);
+        return OCI_EINVAL;
+    }
+
+    /* a NaN fails both */
+    if (!(v >= 0.0 && v <= 1.0)) {
+        oci_config_error(ctx, s, "\"%s\" must be a number from 0 to 1",
+                         name);
         return OCI_EINVAL;
     }
 
@@ -655,6 +705,49 @@ oci_config_max_size(const oci_config_t *cf, long long fs_bytes)
 }
 
 
+/* The bounds of the fetcher's work (in "fetcher"): OCI_OK or OCI_EINVAL
+ * (reported). */
+static int
+oci_config_bounds(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_config_t *cf)
+{
+    static const struct {
+        const char  *name;
+        size_t       offset;
+    } bounds[] = {
+        { "max_jobs", offsetof(oci_config_t, max_jobs) },
+        { "max_worker_jobs", offsetof(oci_config_t, max_worker_jobs) },
+        { "max_waiters", offsetof(oci_config_t, max_waiters) },
+        { "max_queued", offsetof(oci_config_t, max_queued) },
+    };
+
+    long long  v;
+    size_t     i;
+    int        rc;
+
+    for (i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++) {
+        rc = oci_config_get_int(ctx, group, bounds[i].name, 1, OCI_BOUND_MAX,
+                                &v);
+        if (rc < 0) {
+            return rc;
+        }
+
+        if (rc == 1) {
+            *(long *) ((char *) cf + bounds[i].offset) = (long) v;
+        }
+    }
+
+    if (oci_config_get_fraction(ctx, group, "finish_fraction",
+                                &cf->finish_fraction)
+        < 0)
+    {
+        return OCI_EINVAL;
+    }
+
+    return OCI_OK;
+}
+
+
 static int
 oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
 {
@@ -686,6 +779,11 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         }
 
         s = config_setting_get_member(group, "socket");
+
+        rc = oci_config_socket_group(ctx, group, cf);
+        if (rc != OCI_OK) {
+            return rc;
+        }
 
         rc = oci_config_get_int(ctx, group, "max_transfers", 1, 65536, &v);
         if (rc < 0) {
@@ -781,6 +879,11 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
         if (rc != OCI_OK) {
             return rc;
         }
+
+        rc = oci_config_bounds(ctx, group, cf);
+        if (rc != OCI_OK) {
+            return rc;
+        }
     }
 
     if (sock[0] != '/' || strlen(sock) > OCI_SOCKET_PATH_MAX) {
@@ -793,6 +896,62 @@ oci_config_fetcher(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
     cf->fetcher_socket = strdup(sock);
 
     if (cf->fetcher_socket == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    return OCI_OK;
+}
+
+
+/*
+ * The group is looked up here, not when the socket is made: both nginx -t
+ * and ocimirror-fetcher --check then refuse a name that does not exist,
+ * with the line that names it, before anything runs.
+ */
+static int
+oci_config_socket_group(oci_config_ctx_t *ctx, const config_setting_t *group,
+    oci_config_t *cf)
+{
+    config_setting_t  *s;
+    struct group      *gr;
+    const char        *name;
+    int                rc;
+
+    rc = oci_config_get_string(ctx, group, "socket_group", &name);
+    if (rc <= 0) {
+        return (rc == 0) ? OCI_OK : OCI_EINVAL;
+    }
+
+    s = config_setting_get_member(group, "socket_group");
+
+    if (name[0] == '\0') {
+        oci_config_error(ctx, s, "\"fetcher.socket_group\" must name a "
+                         "group");
+        return OCI_EINVAL;
+    }
+
+    errno = 0;
+    gr = getgrnam(name);
+
+    if (gr == NULL) {
+        if (errno != 0 && errno != ENOENT && errno != ESRCH
+            && errno != EBADF && errno != EPERM)
+        {
+            oci_config_error(ctx, s, "\"fetcher.socket_group\": cannot look "
+                             "up group \"%s\": %s", name, strerror(errno));
+            return OCI_EIO;
+        }
+
+        oci_config_error(ctx, s, "\"fetcher.socket_group\": no group "
+                         "\"%s\"", name);
+        return OCI_EINVAL;
+    }
+
+    cf->socket_gid = (long) gr->gr_gid;
+    cf->socket_group = strdup(name);
+
+    if (cf->socket_group == NULL) {
         oci_config_error(ctx, s, "out of memory");
         return OCI_ENOMEM;
     }
@@ -2155,6 +2314,7 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->recency_batch = OCI_DEFAULT_RECENCY_BATCH;
     cf->recency_interval = OCI_DEFAULT_RECENCY_INTERVAL;
     cf->max_transfers = OCI_DEFAULT_MAX_TRANSFERS;
+    cf->socket_gid = -1;
     cf->connect_timeout = OCI_DEFAULT_CONNECT_TIMEOUT;
     cf->low_speed_time = OCI_DEFAULT_LOW_SPEED_TIME;
     cf->max_per_host = OCI_DEFAULT_MAX_PER_HOST;
@@ -2162,6 +2322,11 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->chunk_threshold = OCI_DEFAULT_CHUNK_THRESHOLD;
     cf->chunk_size = OCI_DEFAULT_CHUNK_SIZE;
     cf->chunks_per_blob = OCI_DEFAULT_CHUNKS_PER_BLOB;
+    cf->max_jobs = OCI_DEFAULT_MAX_JOBS;
+    cf->max_worker_jobs = OCI_DEFAULT_MAX_WORKER_JOBS;
+    cf->max_waiters = OCI_DEFAULT_MAX_WAITERS;
+    cf->max_queued = OCI_DEFAULT_MAX_QUEUED;
+    cf->finish_fraction = OCI_DEFAULT_FINISH_FRACTION;
     cf->prefetch = 1;
     cf->prefetch_max_bytes = OCI_DEFAULT_PREFETCH_MAX_BYTES;
     cf->prefetch_max_children = OCI_DEFAULT_PREFETCH_MAX_CHILDREN;
@@ -2301,6 +2466,7 @@ oci_config_destroy(oci_config_t *cf)
 
     free(cf->registries);
     free(cf->fetcher_socket);
+    free(cf->socket_group);
     free(cf->proxy);
     free(cf->no_proxy);
     free(cf->store_path);

@@ -17,13 +17,20 @@
  *   downloads waiting for their fsync and rename at most, see
  *   src/fetcher/commit.h)
  *   fetcher  = { socket = "/run/ocimirror/fetcher.sock";
+ *                socket_group = "www-data";
  *                max_transfers = 64; connect_timeout = 10;
  *                low_speed_time = 30; max_per_host = 16; http2 = true;
  *                chunk_threshold = "16M"; chunk_size = "8M";
- *                chunks_per_blob = 4; list_cache_size = "64M";
- *                list_cache_entries = 1024; };
- *   (list_cache_*: the tag lists and referrers kept parsed in memory,
- *   src/fetcher/listcache.h)
+ *                chunks_per_blob = 4; max_jobs = 1024;
+ *                max_worker_jobs = 4096; max_waiters = 8192;
+ *                max_queued = 512; finish_fraction = 0.5;
+ *                list_cache_size = "64M"; list_cache_entries = 1024; };
+ *   (the bounds of the fetcher's work, past which a request is refused
+ *   at once with BUSY: jobs in flight, requests waiting from one worker
+ *   connection and from all, client transfers queued for a slot; a blob
+ *   download whose last waiter left finishes past finish_fraction of its
+ *   bytes, 0: never; see src/fetcher/job.h.  list_cache_*: the tag lists
+ *   and referrers kept parsed in memory, src/fetcher/listcache.h)
  *   prefetch = { enabled = true; platforms = ( "linux/amd64" );
  *                max_bytes = "2G"; max_children = 32;
  *                max_layers = 256; };
@@ -35,6 +42,10 @@
  *   warm_file = "/etc/ocimirror/warm.list"; warm_interval = 900;
  *   warm_max = 1000;
  *   (images pulled before any client asks: src/fetcher/warm.h)
+ *   (socket_group: the group nginx's workers run as; the socket is made
+ *   0660 in it and the store's directories are given it, so the workers
+ *   connect and read through the group; unset: the fetcher's own group.
+ *   A group that does not exist is an error.)
  *   default_registry = "docker.io";
  *   registries = (
  *     { name = "docker.io"; endpoints = ( "https://registry-1.docker.io" );
@@ -126,6 +137,18 @@
 #define OCI_DEFAULT_WARM_INTERVAL    900
 #define OCI_DEFAULT_WARM_MAX         1000
 #define OCI_PINS_MAX                 1000
+
+/* A job with its transfer takes about 20 KiB (a blob's: 8 KiB of its
+ * own, curl's handle and the response state) and at most one temp file:
+ * 1024 are 20 MiB, and 1024 descriptors besides the running transfers'
+ * sockets, under the 65536 of the shipped unit.  A waiter is 336 bytes.
+ * One worker may hold half of the waiters. */
+#define OCI_DEFAULT_MAX_JOBS         1024
+#define OCI_DEFAULT_MAX_WORKER_JOBS  4096
+#define OCI_DEFAULT_MAX_WAITERS      8192
+#define OCI_DEFAULT_MAX_QUEUED       512
+#define OCI_DEFAULT_FINISH_FRACTION  0.5
+#define OCI_BOUND_MAX                (1 << 20)
 
 #define OCI_CHUNK_SIZE_MIN           (64LL * 1024)
 #define OCI_CHUNKS_PER_BLOB_MAX      64
@@ -235,6 +258,8 @@ typedef struct {
     long             warm_max;       /* images warmed at most */
 
     char            *fetcher_socket;
+    char            *socket_group;     /* NULL: the fetcher's own group */
+    long             socket_gid;       /* its id; -1 when not set */
     int              max_transfers;
     long             connect_timeout;  /* seconds */
     long             low_speed_time;   /* seconds below 1 KiB/s = stall */
@@ -249,6 +274,16 @@ typedef struct {
     long long        chunk_threshold;  /* bytes; smaller blobs: one stream */
     long long        chunk_size;       /* bytes per ranged request */
     int              chunks_per_blob;  /* in flight at once; 0: no ranges */
+    long             max_jobs;         /* jobs a client may start: the
+                                          in-flight total */
+    long             max_worker_jobs;  /* requests waiting, from one
+                                          worker connection */
+    long             max_waiters;      /* requests waiting, from all */
+    long             max_queued;       /* client transfers queued behind
+                                          max_transfers */
+    double           finish_fraction;  /* a blob whose last waiter left
+                                          finishes past this share of its
+                                          bytes; 0: dropped whatever */
     long long        list_cache_size;  /* bytes of parsed lists kept */
     long             list_cache_entries;  /* lists kept */
 

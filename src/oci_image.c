@@ -82,6 +82,41 @@ oci_platform_match(char *const *patterns, size_t n, const char *platform)
 }
 
 
+/*
+ * The platform of an index entry, p, into out: "" unless it is of the
+ * grammar pins and prefetch.platforms are (oci_platform_valid()).  Each
+ * part alone must hold no '/' (an os of "linux/arm" and an architecture
+ * of "v7" would read as linux/arm/v7), and the whole must fit, not be
+ * cut short into another platform.
+ */
+static void
+oci_image_platform(json_t *p, char *out, size_t cap)
+{
+    const char  *part[3];
+    char         buf[OCI_PLATFORM_MAX + 1];
+    size_t       i;
+
+    out[0] = '\0';
+
+    part[0] = json_string_value(json_object_get(p, "os"));
+    part[1] = json_string_value(json_object_get(p, "architecture"));
+    part[2] = json_string_value(json_object_get(p, "variant"));
+
+    for (i = 0; i < 3; i++) {
+        if (part[i] != NULL && strchr(part[i], '/') != NULL) {
+            return;
+        }
+    }
+
+    /* a byte more than a platform may take: one cut short fails below */
+    oci_platform_format(buf, sizeof(buf), part[0], part[1], part[2]);
+
+    if (buf[0] != '\0' && oci_platform_valid(buf) && strlen(buf) < cap) {
+        memcpy(out, buf, strlen(buf) + 1);
+    }
+}
+
+
 /* Fill d from the JSON descriptor j: 1, or 0 if it has no sha256 digest
  * and size. */
 static int
@@ -118,12 +153,7 @@ oci_image_desc(json_t *j, oci_desc_t *d)
     p = json_object_get(j, "platform");
 
     if (json_is_object(p)) {
-        oci_platform_format(d->platform, sizeof(d->platform),
-                            json_string_value(json_object_get(p, "os")),
-                            json_string_value(json_object_get(p,
-                                                        "architecture")),
-                            json_string_value(json_object_get(p,
-                                                              "variant")));
+        oci_image_platform(p, d->platform, sizeof(d->platform));
     }
 
     return 1;

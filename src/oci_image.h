@@ -23,7 +23,9 @@ typedef struct {
     char        media_type[OCI_MEDIA_TYPE_MAX + 1];  /* "" if none */
     char        platform[OCI_PLATFORM_MAX];          /* index entries:
                                                         "os/arch[/variant]",
-                                                        "" if none */
+                                                        "" if none or not
+                                                        of that grammar
+                                                        (oci_platform_valid) */
 } oci_desc_t;
 
 typedef struct {

@@ -18,7 +18,8 @@
 typedef struct {
     const char  *name;
     size_t       len;
-    unsigned     ntokens;     /* verb and id included; FAIL: before message */
+    unsigned     ntokens;     /* verb and id included; FAIL, BUSY: before
+                                 the message */
 } oci_ipc_verb_t;
 
 typedef struct {
@@ -71,6 +72,9 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_CTL] =      { "CTL", 3, 2 },
     [OCI_MSG_OUT] =      { "OUT", 3, 2 },
     [OCI_MSG_END] =      { "END", 3, 3 },
+    [OCI_MSG_STAT] =     { "STAT", 4, 5 },
+    [OCI_MSG_BUSY] =     { "BUSY", 4, 3 },
+    [OCI_MSG_DETACH] =   { "DETACH", 6, 2 },
 };
 
 
@@ -96,6 +100,15 @@ oci_msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
 
     s = oci_err_code(code);
     snprintf(m->code, sizeof(m->code), "%s", s != NULL ? s : "UNKNOWN");
+    snprintf(m->message, sizeof(m->message), "%s", message);
+}
+
+
+void
+oci_msg_busy(oci_msg_t *m, uint32_t id, long secs, const char *message)
+{
+    oci_msg_init(m, OCI_MSG_BUSY, id);
+    m->retry_after = secs;
     snprintf(m->message, sizeof(m->message), "%s", message);
 }
 
@@ -256,12 +269,14 @@ oci_ipc_check(const oci_msg_t *m)
 
     case OCI_MSG_PING:
     case OCI_MSG_CANCEL:
+    case OCI_MSG_DETACH:
     case OCI_MSG_DONE:
     case OCI_MSG_WAIT:
     case OCI_MSG_STATS:
         return OCI_OK;
 
     case OCI_MSG_BLOB:
+    case OCI_MSG_STAT:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -339,17 +354,25 @@ oci_ipc_check(const oci_msg_t *m)
         }
         return OCI_OK;
 
+    case OCI_MSG_BUSY:
+        if (m->retry_after < 1 || m->retry_after > 86400
+            || !oci_ipc_terminated(m->message, sizeof(m->message), &len))
+        {
+            return OCI_EINVAL;
+        }
+        return OCI_OK;
+
     default:
         return OCI_EINVAL;
     }
 
-    /* BLOB, MANIFEST, TAGS: their own fields */
+    /* BLOB, STAT, MANIFEST, TAGS: their own fields */
 
     if (!oci_ipc_terminated(m->reference, sizeof(m->reference), &len)) {
         return OCI_EINVAL;
     }
 
-    if (m->type == OCI_MSG_BLOB) {
+    if (m->type == OCI_MSG_BLOB || m->type == OCI_MSG_STAT) {
         return (oci_digest_parse(m->reference, len, NULL) == OCI_OK)
                ? OCI_OK : OCI_EINVAL;
     }
@@ -490,6 +513,7 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
     switch (m->type) {
 
     case OCI_MSG_BLOB:
+    case OCI_MSG_STAT:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -556,6 +580,11 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
         oci_ipc_put_num(&o, m->status);
         oci_ipc_put_token(&o, m->code);
 
+        oci_ipc_put_text(&o, m->message);
+        break;
+
+    case OCI_MSG_BUSY:
+        oci_ipc_put_num(&o, m->retry_after);
         oci_ipc_put_text(&o, m->message);
         break;
 
@@ -733,10 +762,10 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     p = t[ntok - 1].p + t[ntok - 1].len;
 
     if (p != end) {
-        /* more after the last token: FAIL's message, CTL's and OUT's
-         * text */
+        /* more after the last token: FAIL's and BUSY's message, CTL's
+         * and OUT's text */
 
-        if (type == OCI_MSG_FAIL) {
+        if (type == OCI_MSG_FAIL || type == OCI_MSG_BUSY) {
             txt = m->message;
             cap = sizeof(m->message);
 
@@ -767,6 +796,7 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     switch (type) {
 
     case OCI_MSG_BLOB:
+    case OCI_MSG_STAT:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -870,6 +900,13 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
             return OCI_EINVAL;
         }
         m->status = (int) num;
+        break;
+
+    case OCI_MSG_BUSY:
+        if (oci_ipc_num(&t[2], 1, 86400, &num)) {
+            return OCI_EINVAL;
+        }
+        m->retry_after = (long) num;
         break;
 
     default:

@@ -9,6 +9,10 @@
  * worker -> fetcher
  *   PING     <id>
  *   BLOB     <id> <registry> <name> <digest>
+ *   STAT     <id> <registry> <name> <digest>
+ *                                     a HEAD of a blob: its size, from the
+ *                                     store or the upstream's HEAD;
+ *                                     nothing is downloaded or stored
  *   MANIFEST <id> <registry> <name> <reference> <head:0|1> <accept|->
  *                                     accept "-": the mirror's own answer
  *                                     (upstream asked for every manifest
@@ -24,6 +28,10 @@
  *                                     (recency for the cache manager;
  *                                     batched by the worker, no answer)
  *   CANCEL   <id>                     the worker's client went away
+ *   DETACH   <id>                     the request has what it needs (a
+ *                                     range on disk) and leaves, but the
+ *                                     download is wanted: it goes on for
+ *                                     the store
  *   CTL      <id> <command...>        ocimirrorctl's command line (to the
  *                                     end of the line; see ctl.h)
  *
@@ -36,7 +44,10 @@
  *   PROGRESS <id> <bytes>             bytes written contiguously from 0
  *   DONE     <id>                     blob verified and committed
  *   META     <id> <digest> <size> <media-type> <stale:0|1> <path|->
- *                                     manifest answer; for a GET the
+ *                                     manifest answer (STAT's too: the
+ *                                     blob's digest and size, type
+ *                                     application/octet-stream, no path);
+ *                                     for a GET the
  *                                     manifest is in the store by digest,
  *                                     or, with a path, in that temp file
  *                                     (a relayed answer), which the worker
@@ -51,6 +62,12 @@
  *                                     filtered by the artifact type);
  *                                     STATS: Prometheus text lines
  *   FAIL     <id> <status> <code> <message...>
+ *   BUSY     <id> <retry-after> <message...>
+ *                                     refused at once: one of the
+ *                                     fetcher's bounds is reached (the
+ *                                     message names it); the client gets
+ *                                     503 TOOMANYREQUESTS and Retry-After
+ *                                     (seconds, 1..86400)
  *   WAIT     <id>                     still working on it (queued for a
  *                                     transfer slot, waiting for a token,
  *                                     or a body without Content-Length):
@@ -96,6 +113,9 @@ typedef enum {
     OCI_MSG_CTL,
     OCI_MSG_OUT,
     OCI_MSG_END,
+    OCI_MSG_STAT,
+    OCI_MSG_BUSY,
+    OCI_MSG_DETACH,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 
@@ -103,11 +123,12 @@ typedef struct {
     oci_msg_type_t  type;
     uint32_t        id;
 
-    /* BLOB, MANIFEST, TAGS, REFERRERS */
+    /* BLOB, STAT, MANIFEST, TAGS, REFERRERS */
     char            registry[OCI_HOST_MAX + 1];
     char            name[OCI_NAME_MAX + 1];
-    char            reference[OCI_REF_MAX + 1];  /* BLOB, REFERRERS,
-                                                    USED: the digest */
+    char            reference[OCI_REF_MAX + 1];  /* BLOB, STAT,
+                                                    REFERRERS, USED: the
+                                                    digest */
     char            artifact_type[OCI_MEDIA_TYPE_MAX + 1];
                                                  /* REFERRERS, "" = all */
     int             head;                        /* MANIFEST */
@@ -128,7 +149,8 @@ typedef struct {
     int             status;
     char            next[512];            /* BODY, "" = no next page */
     char            code[32];             /* FAIL: "MANIFEST_UNKNOWN" */
-    char            message[256];         /* FAIL */
+    char            message[256];         /* FAIL, BUSY */
+    long            retry_after;          /* BUSY: seconds */
     char            text[OCI_IPC_TEXT_MAX];   /* CTL, OUT; END: status */
 } oci_msg_t;
 
@@ -139,6 +161,9 @@ void oci_msg_init(oci_msg_t *m, oci_msg_type_t type, uint32_t id);
  * none) and message (cut to fit). */
 void oci_msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
     const char *message);
+
+/* A BUSY for id: retry after secs seconds, message naming the bound. */
+void oci_msg_busy(oci_msg_t *m, uint32_t id, long secs, const char *message);
 
 /*
  * Encode m as one line ending in '\n' into buf.  Returns the length (no

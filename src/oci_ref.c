@@ -632,7 +632,9 @@ oci_has_glob(const char *s, size_t len)
 
 
 /* A glob part: the characters of its grammar (in extra beside
- * alphanumerics), '*' and '?'; not empty, at most max bytes. */
+ * alphanumerics), '*' and '?'; not empty, at most max bytes.  A NUL is
+ * none of them, though strchr() finds one at the end of extra: it would
+ * cut the part short once copied. */
 static int
 oci_glob_valid(const char *s, size_t len, size_t max, const char *extra)
 {
@@ -647,7 +649,7 @@ oci_glob_valid(const char *s, size_t len, size_t max, const char *extra)
         c = (unsigned char) s[i];
 
         if (!oci_is_alnum(c) && c != '*' && c != '?'
-            && strchr(extra, c) == NULL)
+            && (c == '\0' || strchr(extra, c) == NULL))
         {
             return 0;
         }

@@ -18,8 +18,6 @@
 #include "oci_store.h"
 
 
-#define OCI_STORE_DIR_MODE   0755
-#define OCI_STORE_FILE_MODE  0644
 #define OCI_STORE_MARKER_LINE  "ocimirror store v1\n"
 #define OCI_STORE_SMALL_MAX  1024     /* a tag record or a type line */
 
@@ -28,6 +26,7 @@ static int oci_store_hex_valid(const char *hex);
 static size_t oci_store_root_len(const char *root);
 static int oci_store_path(char *out, size_t cap, const char *root,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void oci_store_mode_fix(const char *path, mode_t mode);
 static int oci_store_mkdir_p(char *path);
 static int oci_store_mkdir_parent(const char *path);
 static int oci_store_fsync_dir(const char *dir, size_t len);
@@ -148,6 +147,31 @@ oci_store_tag_path(const char *root, const char *registry, const char *name,
 }
 
 
+/*
+ * Workers (another user, in the store's group) read what the fetcher
+ * makes: a umask narrower than 027 must not take the group's bits away.
+ * The set-group-ID bit a directory inherits from its parent (see
+ * oci_store_share()) is kept, and chmod() is called only when the umask
+ * did narrow the mode: a sandbox that refuses to set that bit
+ * (systemd's RestrictSUIDSGID=) then never sees it asked for.
+ */
+static void
+oci_store_mode_fix(const char *path, mode_t mode)
+{
+    struct stat  st;
+
+    if (stat(path, &st) == -1) {
+        return;
+    }
+
+    mode |= st.st_mode & S_ISGID;
+
+    if ((st.st_mode & 07777) != mode) {
+        (void) chmod(path, mode);
+    }
+}
+
+
 /* mkdir -p; path is modified in place and restored */
 static int
 oci_store_mkdir_p(char *path)
@@ -170,8 +194,7 @@ oci_store_mkdir_p(char *path)
         *p = '\0';
 
         if (mkdir(path, OCI_STORE_DIR_MODE) == 0) {
-            /* workers, another user, read what the fetcher creates */
-            (void) chmod(path, OCI_STORE_DIR_MODE);
+            oci_store_mode_fix(path, OCI_STORE_DIR_MODE);
 
         } else if (errno != EEXIST) {
             if (!last) {
@@ -480,6 +503,112 @@ oci_store_prepare(const char *root, char *err, size_t errlen)
     {
         snprintf(err, errlen, "cannot write \"%s\": %s", path,
                  strerror(errno));
+        return OCI_EIO;
+    }
+
+    return OCI_OK;
+}
+
+
+int
+oci_store_share(const char *root, long gid, char *err, size_t errlen)
+{
+    static const struct {
+        const char  *dir;
+        mode_t       mode;
+    } dirs[] = {
+        { "", OCI_STORE_DIR_MODE },
+        { "/sha256", OCI_STORE_DIR_MODE },
+        { "/types", OCI_STORE_DIR_MODE },
+        { "/types/sha256", OCI_STORE_DIR_MODE },
+        { "/tags", OCI_STORE_DIR_MODE },
+        { "/tmp", OCI_STORE_TMP_MODE },
+        { NULL, 0 }
+    };
+
+    char         path[OCI_PATH_MAX];
+    struct stat  st;
+    mode_t       mode;
+    size_t       i;
+
+    for (i = 0; dirs[i].dir != NULL; i++) {
+        if (oci_store_path(path, sizeof(path), root, "%s", dirs[i].dir)
+            != OCI_OK)
+        {
+            snprintf(err, errlen, "store path \"%s\" is too long", root);
+            errno = ENAMETOOLONG;
+            return OCI_EIO;
+        }
+
+        if (path[0] == '\0') {
+            continue;              /* the root "/" itself: not ours */
+        }
+
+        if (stat(path, &st) == -1) {
+            snprintf(err, errlen, "stat(\"%s\") failed: %s", path,
+                     strerror(errno));
+            return OCI_EIO;
+        }
+
+        if (gid >= 0 && st.st_gid != (gid_t) gid) {
+            if (chown(path, (uid_t) -1, (gid_t) gid) == -1) {
+                snprintf(err, errlen, "chown(\"%s\", group %ld) failed: %s",
+                         path, gid, strerror(errno));
+                return OCI_EIO;
+            }
+
+            /* chown() may clear the set-group-ID bit: look again */
+            if (stat(path, &st) == -1) {
+                snprintf(err, errlen, "stat(\"%s\") failed: %s", path,
+                         strerror(errno));
+                return OCI_EIO;
+            }
+        }
+
+        mode = (st.st_mode & 07777) | dirs[i].mode;
+
+        if (gid >= 0 && (gid_t) gid != getegid()) {
+            mode |= S_ISGID;
+        }
+
+        if (mode != (st.st_mode & 07777) && chmod(path, mode) == -1) {
+            snprintf(err, errlen, "chmod(\"%s\", %04o) failed: %s", path,
+                     (unsigned) mode, strerror(errno));
+            return OCI_EIO;
+        }
+    }
+
+    /* the marker was written before the root had the group: readiness
+     * reads it through the group */
+    if (oci_store_path(path, sizeof(path), root, "/%s", OCI_STORE_MARKER)
+        != OCI_OK)
+    {
+        snprintf(err, errlen, "store path \"%s\" is too long", root);
+        errno = ENAMETOOLONG;
+        return OCI_EIO;
+    }
+
+    if (lstat(path, &st) == -1) {
+        snprintf(err, errlen, "stat(\"%s\") failed: %s", path,
+                 strerror(errno));
+        return OCI_EIO;
+    }
+
+    if (gid >= 0 && st.st_gid != (gid_t) gid
+        && lchown(path, (uid_t) -1, (gid_t) gid) == -1)
+    {
+        snprintf(err, errlen, "chown(\"%s\", group %ld) failed: %s", path,
+                 gid, strerror(errno));
+        return OCI_EIO;
+    }
+
+    mode = (st.st_mode & 0777) | OCI_STORE_FILE_MODE;
+
+    if (S_ISREG(st.st_mode) && mode != (st.st_mode & 07777)
+        && chmod(path, mode) == -1)
+    {
+        snprintf(err, errlen, "chmod(\"%s\", %04o) failed: %s", path,
+                 (unsigned) mode, strerror(errno));
         return OCI_EIO;
     }
 

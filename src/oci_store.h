@@ -36,6 +36,16 @@
 
 #include "oci.h"
 
+/*
+ * Modes of what the fetcher makes: nginx's workers read through the
+ * store's group, nobody else reads at all.  tmp/ is group-writable
+ * because a worker unlinks the answers handed to it there (BODY, a
+ * relayed META).
+ */
+#define OCI_STORE_DIR_MODE   0750
+#define OCI_STORE_TMP_MODE   0770
+#define OCI_STORE_FILE_MODE  0640
+
 typedef struct {
     char       digest[OCI_DIGEST_MAX + 1];   /* "sha256:..." */
     long long  size;
@@ -57,6 +67,19 @@ int oci_store_tag_path(const char *root, const char *registry,
 #define OCI_STORE_MARKER "ocimirror-store"
 int oci_store_prepare(const char *root, char *err, size_t errlen);
 
+/*
+ * Let the group gid (the workers', fetcher.socket_group; -1: the
+ * caller's own) read the store: the root and the directories
+ * oci_store_prepare() made get that group and at least their modes
+ * (OCI_STORE_DIR_MODE, tmp/ OCI_STORE_TMP_MODE; the marker
+ * OCI_STORE_FILE_MODE), and, when gid is not
+ * the caller's effective group, the set-group-ID bit, so that everything
+ * made below takes the group without a chown() per file.  Only what is
+ * missing is changed (no syscall when nothing is): bits a store already
+ * had stay.  OCI_OK or OCI_EIO (err names the path and the call).
+ */
+int oci_store_share(const char *root, long gid, char *err, size_t errlen);
+
 /* Write all n bytes of p to fd, at off with pwrite(), or at the file
  * position with write() if off is negative; retries on EINTR and short
  * writes.  0, or -1 with errno set (the caller logs, naming the call). */
@@ -67,7 +90,7 @@ int oci_write_all(int fd, const char *p, size_t n, long long off);
 int oci_store_sweep(const char *root);
 
 /* Create a new, empty temp file under <root>/tmp, opened O_RDWR, mode
- * 0644 (nginx workers, another user, open it to stream a miss).
+ * 0640 (nginx workers, in the store's group, open it to stream a miss).
  * Returns the fd (>= 0) and its path in path_out, or OCI_EIO. */
 int oci_store_tmp_create(const char *root, char *path_out, size_t cap);
 

@@ -1,6 +1,11 @@
 /*
  * Blob jobs: one download per digest into a temp file, hashed on the way,
- * committed to the store only when the size and sha256 match.  Waiters get
+ * committed to the store only when the size and sha256 match.  The temp
+ * file is created by the upstream's first 2xx answer, not before: a job
+ * queued for a transfer slot, or waiting for a token or an answer, holds
+ * no descriptor.  A job its last waiter left is dropped (job.h) unless it
+ * has more than fetcher.finish_fraction of its bytes: then it finishes
+ * into the store, at prefetch priority (blob_idle()).  Waiters get
  * SIZE (the temp file to stream from) as soon as the size is known,
  * PROGRESS (bytes complete from offset 0) once per loop iteration, and
  * DONE after the commit.
@@ -146,6 +151,7 @@ static int blob_reset(job_t *j);
 static int blob_can_retry(job_t *j);
 static void blob_done(job_t *j, const xfer_resp_t *r);
 static void blob_unavailable(job_t *j);
+static int blob_idle(job_t *j);
 static void blob_flush(job_t *j);
 static void blob_cleanup(job_t *j);
 static void blob_promote(job_t *j);
@@ -171,7 +177,7 @@ static const job_ops_t  blob_ops = {
     blob_can_retry,
     blob_done,
     blob_unavailable,
-    NULL,               /* idle: the download goes on to fill the cache */
+    blob_idle,
     blob_flush,
     blob_cleanup,
     blob_promote,
@@ -268,17 +274,16 @@ blob_retarget(job_t *j, const oci_registry_t *reg, const char *name)
 }
 
 
-/* A new job for the digest (key "B <digest>"), its temp file created and
- * the probe (or the plain GET) on its way.  NULL on failure (logged);
+/* A new job for the digest (key "B <digest>"), the probe (or the plain
+ * GET) on its way.  NULL on failure (logged);
  * with a waiter given, it has got FAIL. */
 static job_t *
 blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     const char *digest, const char *hex, const char *key, xfer_prio_t prio,
     conn_t *c, uint32_t id)
 {
-    const oci_config_t  *cf = jobs->cf;
-    blob_job_t          *b;
-    job_t               *j;
+    blob_job_t  *b;
+    job_t       *j;
 
     j = job_create(jobs, &blob_ops, sizeof(blob_job_t), reg, name, digest,
                    key);
@@ -296,6 +301,7 @@ blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     b->size = -1;
     memcpy(b->hex, hex, sizeof(b->hex));
     j->prio = prio;
+    j->detached = c == NULL;
 
     if (c != NULL && job_add_waiter(j, c, id) == NULL) {
         job_finish(j);
@@ -307,14 +313,6 @@ blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     if (b->md == NULL) {
         log_error("EVP_MD_CTX_new() failed");
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
-        return NULL;
-    }
-
-    b->fd = oci_store_tmp_create(cf->store_path, b->tmp, sizeof(b->tmp));
-    if (b->fd < 0) {
-        log_error("cannot create a temp file in \"%s/tmp\": %s",
-                  cf->store_path, strerror(errno));
-        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store not writable");
         return NULL;
     }
 
@@ -399,6 +397,10 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
             blob_send_progress(b, w);
         }
 
+        return;
+    }
+
+    if (jobs_admit_job(jobs, c, m->id) != 0) {
         return;
     }
 
@@ -511,7 +513,8 @@ blob_reset(job_t *j)
 
     blob_chunks_stop(b);
 
-    if (ftruncate(b->fd, 0) != 0) {
+    /* no answer came yet: no file */
+    if (b->fd >= 0 && ftruncate(b->fd, 0) != 0) {
         log_error("ftruncate(\"%s\") failed: %s", b->tmp, strerror(errno));
         return -1;
     }
@@ -666,10 +669,39 @@ blob_chunks_begin(blob_job_t *b, const xfer_resp_t *r)
 }
 
 
+/* The upstream answered 2xx: the temp file, once per job (a restart
+ * truncates it).  0, or what the headers callback returns. */
+static int
+blob_tmp_open(blob_job_t *b)
+{
+    job_t               *j = &b->job;
+    const oci_config_t  *cf = j->jobs->cf;
+
+    if (b->fd >= 0) {
+        return 0;
+    }
+
+    b->fd = oci_store_tmp_create(cf->store_path, b->tmp, sizeof(b->tmp));
+    if (b->fd < 0) {
+        log_error("cannot create a temp file in \"%s/tmp\": %s",
+                  cf->store_path, strerror(errno));
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store not writable");
+    }
+
+    return 0;
+}
+
+
 static int
 blob_headers(job_t *j, const xfer_resp_t *r)
 {
     blob_job_t  *b = (blob_job_t *) j;
+
+    if ((r->status == 200 || (r->status == 206 && j->ranged))
+        && blob_tmp_open(b) != 0)
+    {
+        return -1;
+    }
 
     if (r->status == 206 && j->ranged) {
         return blob_chunks_begin(b, r);
@@ -1614,6 +1646,7 @@ blob_flush(job_t *j)
 }
 
 
+/* j->prio changed: the chunks follow. */
 static void
 blob_promote(job_t *j)
 {
@@ -1622,9 +1655,60 @@ blob_promote(job_t *j)
 
     for (i = 0; i < b->chunks.n; i++) {
         if (b->chunks.chunk[i].xfer != NULL) {
-            xfer_set_prio(b->chunks.chunk[i].xfer, XFER_PRIO_CLIENT);
+            xfer_set_prio(b->chunks.chunk[i].xfer, j->prio);
         }
     }
+}
+
+
+/*
+ * The last waiter left.  A download that has more than finish_fraction
+ * of its bytes goes on into the store, behind what clients wait for: the
+ * next pull of the same image most likely wants it, and most of its
+ * upstream cost is paid.  One whose size is unknown, or not that far
+ * (or finish_fraction 0), is dropped.
+ */
+static int
+blob_idle(job_t *j)
+{
+    blob_job_t  *b = (blob_job_t *) j;
+    double       fraction;
+    long long    got;
+    size_t       i;
+
+    /* verified, only the disk is left: nothing to save by dropping it */
+    if (b->commit != NULL) {
+        return 1;
+    }
+
+    fraction = j->jobs->cf->finish_fraction;
+
+    if (fraction <= 0.0 || b->size <= 0) {
+        return 0;
+    }
+
+    /* what came counts, written yet or still in a block */
+    got = b->written + (long long) b->wbuf.len;
+
+    if (b->chunked) {
+        got = 0;
+
+        for (i = 0; i < b->chunks.n; i++) {
+            got += b->chunks.chunk[i].got
+                   + (b->cbufs != NULL ? (long long) b->cbufs[i].len : 0);
+        }
+    }
+
+    if ((double) got < fraction * (double) b->size) {
+        return 0;
+    }
+
+    log_info("%s: every client left at %lld of %lld bytes, finishing",
+             j->label, got, b->size);
+
+    job_demote(j);
+
+    return 1;
 }
 
 
@@ -1636,7 +1720,8 @@ blob_cleanup(job_t *j)
     blob_chunks_stop(b);
     cache_reserve(j->jobs->cache, -b->reserved);
 
-    /* only when the fetcher stops: the commit goes on, tmp is its own */
+    /* the fetcher stops (an idle job under commit is kept): the commit
+     * goes on, tmp is the commit thread's */
     if (b->commit != NULL) {
         commit_detach(b->commit);
         b->commit = NULL;

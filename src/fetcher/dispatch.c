@@ -11,6 +11,7 @@
 #include "oci_ref.h"
 #include "oci_store.h"
 #include "blob.h"
+#include "blob_head.h"
 #include "body.h"
 #include "ctl.h"
 #include "dispatch.h"
@@ -29,6 +30,9 @@ typedef void (*dispatch_pt)(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 typedef struct {
     const char   *verb;             /* for the log */
     dispatch_pt   handler;
+    int           waits;            /* the request waits on a job: it is
+                                       refused past the waiters' bounds
+                                       (jobs_admit()) */
 } dispatch_verb_t;
 
 static void dispatch_ping(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
@@ -36,20 +40,22 @@ static void dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 static void dispatch_used(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 
 static const dispatch_verb_t  dispatch_verbs[OCI_MSG__COUNT] = {
-    [OCI_MSG_PING] =      { "PING", dispatch_ping },
-    [OCI_MSG_BLOB] =      { "BLOB", blob_request },
-    [OCI_MSG_MANIFEST] =  { "MANIFEST", manifest_request },
-    [OCI_MSG_TAGS] =      { "TAGS", tags_request },
-    [OCI_MSG_REFERRERS] = { "REFERRERS", referrers_request },
-    [OCI_MSG_STATS] =     { "STATS", dispatch_stats },
-    [OCI_MSG_CANCEL] =    { "CANCEL", jobs_cancel },
-    [OCI_MSG_USED] =      { "USED", dispatch_used },
-    [OCI_MSG_CTL] =       { "CTL", ctl_request },
+    [OCI_MSG_PING] =      { "PING", dispatch_ping, 0 },
+    [OCI_MSG_BLOB] =      { "BLOB", blob_request, 1 },
+    [OCI_MSG_STAT] =      { "STAT", blob_head_request, 1 },
+    [OCI_MSG_MANIFEST] =  { "MANIFEST", manifest_request, 1 },
+    [OCI_MSG_TAGS] =      { "TAGS", tags_request, 1 },
+    [OCI_MSG_REFERRERS] = { "REFERRERS", referrers_request, 1 },
+    [OCI_MSG_STATS] =     { "STATS", dispatch_stats, 0 },
+    [OCI_MSG_CANCEL] =    { "CANCEL", jobs_cancel, 0 },
+    [OCI_MSG_DETACH] =    { "DETACH", jobs_detach, 0 },
+    [OCI_MSG_USED] =      { "USED", dispatch_used, 0 },
+    [OCI_MSG_CTL] =       { "CTL", ctl_request, 0 },
 };
 
 /* The kinds /metrics lists even while none of their jobs runs. */
 static const char *const  dispatch_kinds[] = {
-    "blob", "manifest", "tags", "referrers"
+    "blob", "blob_head", "manifest", "tags", "referrers"
 };
 
 /* PING: the store failed last time (its changes are logged, not every
@@ -158,6 +164,10 @@ dispatch_on_msg(conn_t *c, const oci_msg_t *m, void *data)
     log_debug("worker #%u: %s %u %s %s %s%s%s", conn_number(c), v->verb,
               (unsigned) m->id, m->registry, m->name, m->reference,
               m->accept[0] != '\0' ? " accept=" : "", m->accept);
+
+    if (v->waits && jobs_admit(jobs, c, m->id) != 0) {
+        return;
+    }
 
     v->handler(jobs, c, m);
 }

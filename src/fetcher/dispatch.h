@@ -5,12 +5,14 @@
  *
  *   PING       the store can take a file now (PONG)
  *   BLOB       blob.h
+ *   STAT       blob_head.h
  *   MANIFEST   manifest.h
  *   TAGS       tags.h
  *   REFERRERS  referrers.h
  *   STATS      the counters, a census of the jobs, the store, the warm
  *              lists, the scrub and the loop's stalls (stats.h), as BODY
  *   CANCEL     the job layer: the request's waiter leaves
+ *   DETACH     the job layer: it leaves, the job goes on
  *   USED       the cache manager: a stored file was served (recency)
  *   CTL        ocimirrorctl's commands (ctl.h)
  *

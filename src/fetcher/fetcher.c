@@ -209,7 +209,11 @@ fetcher_start(fetcher_t *f)
     size_t                 i;
     int                    swept;
 
-    if (oci_store_prepare(f->cf->store_path, err, sizeof(err)) != OCI_OK) {
+    if (oci_store_prepare(f->cf->store_path, err, sizeof(err)) != OCI_OK
+        || oci_store_share(f->cf->store_path, f->cf->socket_gid, err,
+                           sizeof(err))
+           != OCI_OK)
+    {
         log_error("store: %s", err);
         return -1;
     }
@@ -223,7 +227,8 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
-    f->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    f->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC,
+                     OCI_STORE_FILE_MODE);
     if (f->lockfd == -1) {
         log_error("open(\"%s\") failed: %s", lock, strerror(errno));
         return -1;
@@ -325,8 +330,8 @@ fetcher_start(fetcher_t *f)
     ctl_setup(&env);
 
     f->server = server_create(f->loop, f->cf->fetcher_socket,
-                              f->cf->store_path, dispatch_on_msg,
-                              jobs_on_gone, f->jobs);
+                              f->cf->socket_gid, f->cf->store_path,
+                              dispatch_on_msg, jobs_on_gone, f->jobs);
     if (f->server == NULL) {
         return -1;
     }

@@ -188,6 +188,8 @@ job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
 
     j->prio = XFER_PRIO_CLIENT;
 
+    jobs->njobs++;
+
     queue_init(&j->hash_link);
     queue_init(&j->dirty_link);
     queue_init(&j->waiters);
@@ -225,6 +227,9 @@ job_add_waiter(job_t *j, conn_t *c, uint32_t id)
     queue_insert_tail(&j->waiters, &w->job_link);
     queue_insert_tail(conn_waiters(c), &w->conn_link);
 
+    j->jobs->nwaiters++;
+    (*conn_waiting(c))++;
+
     return w;
 }
 
@@ -232,23 +237,102 @@ job_add_waiter(job_t *j, conn_t *c, uint32_t id)
 static void
 waiter_free(waiter_t *w)
 {
+    w->job->jobs->nwaiters--;
+    (*conn_waiting(w->conn))--;
+
     queue_remove(&w->job_link);
     queue_remove(&w->conn_link);
     free(w);
 }
 
 
-/* A waiter leaves (CANCEL, worker gone).  The job may end here. */
+/* A waiter leaves (CANCEL, worker gone).  A job nobody waits for is
+ * dropped here (see job.h), unless it goes on. */
 static void
 waiter_leave(waiter_t *w)
 {
-    job_t  *j = w->job;
+    job_t   *j = w->job;
+    jobs_t  *jobs = j->jobs;
 
     waiter_free(w);
 
-    if (queue_empty(&j->waiters) && j->ops->idle != NULL) {
-        j->ops->idle(j);
+    if (!queue_empty(&j->waiters)) {
+        return;
     }
+
+    if (j->detached) {
+        job_demote(j);
+        return;
+    }
+
+    if (j->ops->idle != NULL && j->ops->idle(j)) {
+        log_debug("%s: every waiter left, it goes on", j->label);
+        jobs->finished_unwaited++;
+        return;
+    }
+
+    log_debug("%s: every waiter left, dropped", j->label);
+    jobs->dropped++;
+    job_finish(j);
+}
+
+
+/* BUSY to (c, id): the bound cap (of the given value) is reached. */
+static int
+jobs_busy(jobs_t *jobs, conn_t *c, uint32_t id, stats_cap_t cap,
+    long value)
+{
+    oci_msg_t  m;
+    char       message[160];
+
+    jobs->refused[cap]++;
+
+    snprintf(message, sizeof(message),
+             "too many requests for the mirror's fetcher: fetcher.%s (%ld) "
+             "reached, retry later", stats_cap_name(cap), value);
+
+    log_debug("worker #%u: request %u refused: fetcher.%s (%ld) reached",
+              conn_number(c), (unsigned) id, stats_cap_name(cap), value);
+
+    oci_msg_busy(&m, id, JOBS_RETRY_AFTER, message);
+    conn_send(c, &m);
+
+    return -1;
+}
+
+
+int
+jobs_admit(jobs_t *jobs, conn_t *c, uint32_t id)
+{
+    const oci_config_t  *cf = jobs->cf;
+
+    if (*conn_waiting(c) >= (size_t) cf->max_worker_jobs) {
+        return jobs_busy(jobs, c, id, STATS_CAP_WORKER_JOBS,
+                         cf->max_worker_jobs);
+    }
+
+    if (jobs->nwaiters >= (size_t) cf->max_waiters) {
+        return jobs_busy(jobs, c, id, STATS_CAP_WAITERS, cf->max_waiters);
+    }
+
+    return 0;
+}
+
+
+int
+jobs_admit_job(jobs_t *jobs, conn_t *c, uint32_t id)
+{
+    const oci_config_t  *cf = jobs->cf;
+
+    if (jobs->njobs >= (size_t) cf->max_jobs) {
+        return jobs_busy(jobs, c, id, STATS_CAP_JOBS, cf->max_jobs);
+    }
+
+    if (xfer_queued(jobs->xm, XFER_PRIO_CLIENT) >= (size_t) cf->max_queued) {
+        return jobs_busy(jobs, c, id, STATS_CAP_QUEUED, cf->max_queued);
+    }
+
+    return 0;
 }
 
 
@@ -269,11 +353,15 @@ job_finish(job_t *j)
         waiter_free(queue_data(q, waiter_t, job_link));
     }
 
-    j->ops->cleanup(j);
+    if (j->ops->cleanup != NULL) {
+        j->ops->cleanup(j);
+    }
 
     queue_remove(&j->link);
     queue_remove(&j->hash_link);
     queue_remove(&j->dirty_link);
+
+    j->jobs->njobs--;
 
     free(j->order);
     free(j->key);
@@ -476,6 +564,25 @@ job_promote(job_t *j)
 }
 
 
+void
+job_demote(job_t *j)
+{
+    if (j->prio != XFER_PRIO_CLIENT) {
+        return;
+    }
+
+    j->prio = XFER_PRIO_PREFETCH;
+
+    if (j->xfer != NULL) {
+        xfer_set_prio(j->xfer, XFER_PRIO_PREFETCH);
+    }
+
+    if (j->ops->promote != NULL) {
+        j->ops->promote(j);
+    }
+}
+
+
 const char *
 job_unavailable_message(job_t *j)
 {
@@ -659,7 +766,7 @@ job_xfer_body(xfer_t *x, const char *p, size_t n, void *data)
 /* The endpoint failed to answer usefully: the request goes to the next
  * endpoint of the job's order that is still usable, if the kind can
  * start over.  1 if it did, 0 if there is none. */
-static int
+int
 job_failover(job_t *j, const char *why)
 {
     const oci_registry_t  *reg = j->registry;
@@ -945,8 +1052,9 @@ job_check_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 }
 
 
-void
-jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+/* The waiter of c's request id, or NULL. */
+static waiter_t *
+jobs_waiter(conn_t *c, uint32_t id)
 {
     queue_t   *q, *h;
     waiter_t  *w;
@@ -956,12 +1064,42 @@ jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     for (q = queue_head(h); q != queue_sentinel(h); q = queue_next(q)) {
         w = queue_data(q, waiter_t, conn_link);
 
-        if (w->id == m->id) {
-            log_debug("worker #%u: request %u cancelled", conn_number(c),
-                      (unsigned) m->id);
-            waiter_leave(w);
-            return;
+        if (w->id == id) {
+            return w;
         }
+    }
+
+    return NULL;
+}
+
+
+void
+jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    waiter_t  *w;
+
+    w = jobs_waiter(c, m->id);
+
+    if (w != NULL) {
+        log_debug("worker #%u: request %u cancelled", conn_number(c),
+                  (unsigned) m->id);
+        waiter_leave(w);
+    }
+}
+
+
+void
+jobs_detach(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    waiter_t  *w;
+
+    w = jobs_waiter(c, m->id);
+
+    if (w != NULL) {
+        log_debug("worker #%u: request %u detached", conn_number(c),
+                  (unsigned) m->id);
+        w->job->detached = 1;
+        waiter_leave(w);
     }
 }
 
@@ -1004,6 +1142,11 @@ jobs_census(jobs_t *jobs, stats_census_t *census)
             census->waiters++;
         }
     }
+
+    census->queued = xfer_queued(jobs->xm, XFER_PRIO_CLIENT);
+    memcpy(census->refused, jobs->refused, sizeof(census->refused));
+    census->dropped = jobs->dropped;
+    census->finished_unwaited = jobs->finished_unwaited;
 }
 
 

@@ -7,8 +7,25 @@
  * transfer serves every worker and client that asks meanwhile.  Each
  * request that waits on a job is a waiter_t, owned by the job and linked
  * into its worker connection's list too, so that a CANCEL or a closed
- * connection can drop it; the job itself goes on (a blob still fills the
- * cache).
+ * connection can drop it.
+ *
+ * Bounded work.  A job that nobody waits for any more is dropped at
+ * once, queued or running (its transfer removed, its temp file unlinked:
+ * jobs_t.dropped), unless the kind's idle hook keeps it (a blob download
+ * past fetcher.finish_fraction of its bytes finishes into the store, at
+ * prefetch priority) or the fetcher started it itself (prefetch, warm:
+ * j->detached, or a client that had what it needed and asked for the
+ * rest to be fetched: DETACH), which goes on at prefetch priority.  So a client that
+ * asks for random cold digests and hangs up leaves nothing behind.  And
+ * a request is refused at once with BUSY (503 TOOMANYREQUESTS and
+ * Retry-After for the client), counted by cap, when its worker
+ * connection has max_worker_jobs requests waiting or all have
+ * max_waiters (jobs_admit(), before any kind runs), or when it would
+ * start a job while max_jobs are in flight or max_queued client
+ * transfers wait for a slot (jobs_admit_job(), where a kind would create
+ * one; prefetch and warm have bounds of their own).  A temp file exists
+ * only once the upstream answered 2xx, so what a job holds before then is
+ * memory: descriptors are bounded by the running transfers.
  *
  * The common part here runs the upstream request: endpoints in the order
  * endpoints.h gives when the job first sends it (failing over on
@@ -88,6 +105,13 @@ struct jobs_s {
                              const char *digest, const char *type,
                              const char *body, size_t len);
     unsigned long          ticks;           /* jobs_tick() calls */
+
+    /* the bounds (see above) */
+    size_t                 njobs;       /* in all */
+    size_t                 nwaiters;    /* of every job */
+    unsigned long long     refused[STATS_CAP_N];
+    unsigned long long     dropped;
+    unsigned long long     finished_unwaited;
 };
 
 typedef struct {
@@ -112,17 +136,21 @@ typedef struct {
      * usable, or can_retry said no; NULL: FAIL 503 UNAVAILABLE */
     void  (*unavailable)(job_t *j);
 
-    /* the last waiter left; NULL: go on */
-    void  (*idle)(job_t *j);
+    /* the last waiter left a job a client started: 1 if the kind keeps
+     * it going (counted; it may lower j->prio with job_demote()), 0 to
+     * have it dropped; NULL: dropped */
+    int   (*idle)(job_t *j);
 
     /* report progress (the job was marked dirty); NULL: nothing */
     void  (*flush)(job_t *j);
 
-    /* release what the kind holds (called by job_finish) */
+    /* release what the kind holds (called by job_finish); NULL: it
+     * holds nothing */
     void  (*cleanup)(job_t *j);
 
-    /* the job was promoted to client priority: move the kind's own
-     * transfers too; NULL: it has none besides j->xfer */
+    /* j->prio changed (a client joined a prefetch, or the clients left
+     * a job that goes on): move the kind's own transfers to it too;
+     * NULL: it has none besides j->xfer */
     void  (*promote)(job_t *j);
 
     /* the upstream answered 429 and no other endpoint is usable, or
@@ -175,6 +203,10 @@ struct job_s {
     long long          range_first;
     long long          range_last;
     xfer_prio_t        prio;
+    int                detached;    /* started by the fetcher itself
+                                       (prefetch, warm), or a client
+                                       DETACHed: goes on when the
+                                       clients leave */
     size_t             endpoint;                /* index being tried */
     size_t            *order;       /* endpoints to try, best first: */
     size_t             n_order;     /* computed by the first job_issue() */
@@ -237,12 +269,27 @@ void jobs_destroy(jobs_t *jobs);
  * (milliseconds); CLOCK_MONOTONIC unless a test sets another. */
 void jobs_set_clock(jobs_t *jobs, endpoints_clock_pt now);
 
-/* A worker's CANCEL: its request id left (the job goes on). */
+/* A worker's CANCEL: its request id left (its job may be dropped). */
 void jobs_cancel(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
+/* A worker's DETACH: its request id has what it needs and leaves, but
+ * wants the job done: it goes on (detached) whoever else leaves. */
+void jobs_detach(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 
 /* The server's callback for a worker gone (data: the jobs): its waiters
  * leave. */
 void jobs_on_gone(conn_t *c, void *data);
+
+/* Seconds a client is told to wait (Retry-After) after BUSY. */
+#define JOBS_RETRY_AFTER  2
+
+/* Room for one more request of c to wait (max_worker_jobs, max_waiters):
+ * 0, or -1 after BUSY to (c, id), counted. */
+int jobs_admit(jobs_t *jobs, conn_t *c, uint32_t id);
+
+/* Room for one more job started for a client (max_jobs) and its
+ * transfer (max_queued): 0, or -1 after BUSY to (c, id), counted. */
+int jobs_admit_job(jobs_t *jobs, conn_t *c, uint32_t id);
 
 /* Jobs in flight by kind (job_ops_t.kind), added to census: a kind it
  * names already is counted there, another one appended while there is
@@ -307,11 +354,22 @@ int job_restart(job_t *j);
 /* A client joined: from prefetch to client priority (no-op otherwise). */
 void job_promote(job_t *j);
 
+/* Nobody waits but the job goes on: from client to prefetch priority
+ * (no-op otherwise), so that what clients wait for goes first. */
+void job_demote(job_t *j);
+
 /* The message of a 503 after every endpoint failed: "upstream registry
  * unavailable", and the reason of the last failure when there is one
  * worth telling the client (a refused TLS certificate).  Valid until the
  * next call. */
 const char *job_unavailable_message(job_t *j);
+
+/* The endpoint answered, but uselessly (from a kind's done callback: a
+ * body whose digest does not match): send the request to the next
+ * usable endpoint of the job's order, as after a 5xx, if the kind can
+ * start over (ops->can_retry).  1 if it went, 0 if there is none: the
+ * caller fails the job. */
+int job_failover(job_t *j, const char *why);
 
 /* Send FAIL to every waiter and finish the job. */
 void job_fail(job_t *j, int status, oci_errcode_t code, const char *message);

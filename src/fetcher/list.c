@@ -379,10 +379,3 @@ list_unavailable(job_t *j)
     job_fail(j, 503, OCI_ERR_UNAVAILABLE, job_unavailable_message(j));
 }
 
-
-/* Nobody wants the answer any more. */
-void
-list_idle(job_t *j)
-{
-    job_finish(j);
-}

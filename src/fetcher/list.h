@@ -98,14 +98,13 @@ void list_cleanup(list_job_t *l);
 
 /* job_ops_t callbacks: the byte limit over all pages, the page buffer,
  * another endpoint only before the first page was taken, the stale
- * answer or FAIL 503 (unavailable) or FAIL 429 (throttled), nobody
- * waits: finish. */
+ * answer or FAIL 503 (unavailable) or FAIL 429 (throttled).  (Nobody
+ * waits: the job layer drops the job.) */
 int list_headers(job_t *j, const xfer_resp_t *r);
 int list_body(job_t *j, const char *p, size_t n);
 int list_reset(job_t *j);
 int list_can_retry(job_t *j);
 void list_unavailable(job_t *j);
 int list_throttled(job_t *j);
-void list_idle(job_t *j);
 
 #endif /* FETCHER_LIST_H */

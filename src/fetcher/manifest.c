@@ -102,7 +102,8 @@ static const job_ops_t  manifest_ops = {
     manifest_can_retry,
     manifest_done,
     manifest_unavailable,
-    NULL,               /* idle: finish, the answer fills the cache */
+    NULL,               /* idle: dropped (a prefetch or warm job is
+                                   detached and goes on) */
     NULL,
     manifest_cleanup,
     NULL,               /* promote: no transfers of its own */
@@ -271,6 +272,7 @@ manifest_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     mj->client_head = head != 0;
     mj->is_digest = hex != NULL;
     j->prio = prio;
+    j->detached = c == NULL;
 
     if (hex != NULL) {
         memcpy(mj->hex, hex, sizeof(mj->hex));
@@ -377,6 +379,10 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         }
 
         job_promote(j);
+        return;
+    }
+
+    if (jobs_admit_job(jobs, c, m->id) != 0) {
         return;
     }
 
@@ -796,6 +802,20 @@ manifest_relay(manifest_job_t *mj, const char *digest, const char *type)
 }
 
 
+/* A body that does not verify is counted and never stored; another
+ * endpoint may well have the right one (what a client asked is the same
+ * there), so it is asked before the waiters are failed. */
+static void
+manifest_mismatch(job_t *j, const char *why)
+{
+    stats_registry(j->registry)->digest_mismatches++;
+
+    if (!job_failover(j, why)) {
+        job_fail(j, 502, OCI_ERR_UPSTREAM, why);
+    }
+}
+
+
 static void
 manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
 {
@@ -823,8 +843,7 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
     if (mj->is_digest && strcmp(hex, mj->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent %s; not stored",
                   j->label, digest);
-        stats_registry(j->registry)->digest_mismatches++;
-        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        manifest_mismatch(j, "digest mismatch");
         return;
     }
 
@@ -850,17 +869,15 @@ manifest_get_done(manifest_job_t *mj, const xfer_resp_t *r)
     if (manifest_header_digest(r) && strcmp(r->digest, digest) != 0) {
         log_error("%s: Docker-Content-Digest %s but the body is %s; "
                   "not stored", j->label, r->digest, digest);
-        stats_registry(j->registry)->digest_mismatches++;
-        job_fail(j, 502, OCI_ERR_UPSTREAM, "digest mismatch");
+        manifest_mismatch(j, "digest mismatch");
         return;
     }
 
     if (!mj->is_digest && r->redirected
         && manifest_redirect_check(mj, r, digest, type) != 0)
     {
-        stats_registry(j->registry)->digest_mismatches++;
-        job_fail(j, 502, OCI_ERR_UPSTREAM,
-                 "manifest from a redirect target does not verify");
+        manifest_mismatch(j, "manifest from a redirect target does not "
+                          "verify");
         return;
     }
 

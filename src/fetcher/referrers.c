@@ -91,7 +91,7 @@ static const job_ops_t  referrers_ops = {
     list_can_retry,
     referrers_done,
     list_unavailable,
-    list_idle,
+    NULL,               /* idle: dropped, nobody wants the answer */
     NULL,
     referrers_cleanup,
     NULL,               /* promote: no transfers of its own */
@@ -286,6 +286,10 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
             conn_send_fail(c, m->id, 503, OCI_ERR_UNAVAILABLE, "out of memory");
         }
 
+        return;
+    }
+
+    if (jobs_admit_job(jobs, c, m->id) != 0) {
         return;
     }
 

@@ -2368,7 +2368,8 @@ scrub_quarantine_load(scrub_t *s)
     DIR            *d;
     int             fd;
 
-    if (mkdirat(s->rootfd, SCRUB_QUARANTINE, 0755) != 0 && errno != EEXIST)
+    if (mkdirat(s->rootfd, SCRUB_QUARANTINE, OCI_STORE_DIR_MODE) != 0
+        && errno != EEXIST)
     {
         log_error("scrub: mkdir(\"%s/" SCRUB_QUARANTINE "\") failed: %s",
                   s->cf->store_path, strerror(errno));
@@ -2430,7 +2431,9 @@ scrub_quarantine(scrub_t *s, const char *rel, const unsigned char *md,
     snprintf(qrel, sizeof(qrel), SCRUB_QUARANTINE "/%s", name);
 
     /* the folder may have been removed by hand since the start */
-    if (mkdirat(s->rootfd, SCRUB_QUARANTINE, 0755) != 0 && errno != EEXIST) {
+    if (mkdirat(s->rootfd, SCRUB_QUARANTINE, OCI_STORE_DIR_MODE) != 0
+        && errno != EEXIST)
+    {
         log_error("scrub: mkdir(\"%s/" SCRUB_QUARANTINE "\") failed: %s",
                   s->cf->store_path, strerror(errno));
     }

@@ -33,6 +33,7 @@ struct server_s {
     queue_t          deadq;       /* conn_t.dead_link: to be closed */
     unsigned         next_number;
     int              accept_paused;
+    int              accept_retrying;   /* server_accept_retry() */
 };
 
 struct conn_s {
@@ -40,6 +41,7 @@ struct conn_s {
     queue_t          flush_link;
     queue_t          dead_link;
     queue_t          waiters;     /* owned by the job layer */
+    size_t           waiting;     /* their number, kept by it too */
     server_t        *server;
     int              fd;
     unsigned         number;
@@ -58,6 +60,7 @@ static void server_accept_handler(loop_t *loop, int fd, uint32_t events,
     void *data);
 static void conn_handler(loop_t *loop, int fd, uint32_t events, void *data);
 static void conn_close(conn_t *c);
+static void server_accept_retry(server_t *s);
 static size_t conn_unsent_line(const conn_t *c);
 static void conn_release_unsent(conn_t *c);
 static void server_release(server_t *s, const char *path);
@@ -159,13 +162,16 @@ server_claim_path(const struct sockaddr_un *sa, const char *path)
 
 
 server_t *
-server_create(loop_t *loop, const char *path, const char *store_path,
-    server_msg_pt on_msg, server_gone_pt on_gone, void *data)
+server_create(loop_t *loop, const char *path, long gid,
+    const char *store_path, server_msg_pt on_msg, server_gone_pt on_gone,
+    void *data)
 {
     server_t            *s;
     struct sockaddr_un   sa;
+    struct stat          st;
+    mode_t               mask;
     size_t               root;
-    int                  fd;
+    int                  fd, rc;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
         log_error("socket path \"%s\" is too long (max %zu bytes)", path,
@@ -233,13 +239,39 @@ server_create(loop_t *loop, const char *path, const char *store_path,
 
     s->fd = fd;
 
-    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
+    /*
+     * bind() makes the file with the umask's mode: under umask 0177 it is
+     * the fetcher's alone from the first instant, whatever the umask we
+     * were started with.  The group is then given, and only then its
+     * bits, all before listen(): until then a connect() is refused
+     * anyway.  lchown(): the name is not followed if it was swapped.
+     */
+    mask = umask(0177);
+    rc = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+    umask(mask);
+
+    if (rc != 0) {
         log_error("bind(\"%s\") failed: %s", path, strerror(errno));
         goto failed;
     }
 
-    /* workers may run as another user than the fetcher */
-    if (chmod(path, 0666) != 0) {
+    if (lstat(path, &st) != 0) {
+        log_error("lstat(\"%s\") failed: %s", path, strerror(errno));
+        goto failed_bound;
+    }
+
+    /* no chown() when the group is ours already (the units: the sandbox
+     * may refuse the call) */
+    if (gid >= 0 && st.st_gid != (gid_t) gid
+        && lchown(path, (uid_t) -1, (gid_t) gid) != 0)
+    {
+        log_error("chown(\"%s\", group %ld) failed: %s", path, gid,
+                  strerror(errno));
+        goto failed_bound;
+    }
+
+    /* the workers, another user, connect through the group */
+    if (chmod(path, SERVER_SOCKET_MODE) != 0) {
         log_error("chmod(\"%s\") failed: %s", path, strerror(errno));
         goto failed_bound;
     }
@@ -322,9 +354,13 @@ server_accept_handler(loop_t *loop, int fd, uint32_t events, void *data)
                 return;
             }
 
-            /* EMFILE and friends: stop listening until a connection
-             * closes, or the level-triggered event spins the loop */
-            log_error("accept4() failed: %s", strerror(errno));
+            /* EMFILE and friends: stop listening, or the level-triggered
+             * event spins the loop; server_flush() tries again after
+             * every turn of the loop, whatever closed a descriptor */
+            if (!s->accept_retrying) {
+                log_error("accept4() failed: %s, not accepting workers "
+                          "until a descriptor is free", strerror(errno));
+            }
 
             if (loop_mod(loop, fd, 0) == 0) {
                 s->accept_paused = 1;
@@ -399,6 +435,13 @@ conn_waiters(conn_t *c)
 }
 
 
+size_t *
+conn_waiting(conn_t *c)
+{
+    return &c->waiting;
+}
+
+
 long
 conn_peer_uid(const conn_t *c)
 {
@@ -434,10 +477,6 @@ conn_close(conn_t *c)
 
     free(c->out);
     free(c);
-
-    if (s->accept_paused && loop_mod(s->loop, s->fd, EPOLLIN) == 0) {
-        s->accept_paused = 0;
-    }
 }
 
 
@@ -799,5 +838,38 @@ server_flush(server_t *s)
         closed = 1;
     }
 
+    if (s->accept_paused) {
+        server_accept_retry(s);
+    }
+
     return closed;
+}
+
+
+/*
+ * Accept is paused (out of descriptors): this turn of the loop may have
+ * freed one, wherever (a download ended, a temp file was closed, a worker
+ * left), so accept again now.  While nothing frees one, this costs one
+ * failed accept4() per turn, and a turn needs an event: no spin.
+ */
+static void
+server_accept_retry(server_t *s)
+{
+    unsigned  accepted;
+
+    if (loop_mod(s->loop, s->fd, EPOLLIN) != 0) {
+        return;
+    }
+
+    /* pauses again, quietly, if there is still no descriptor (maybe
+     * after taking the one connection a freed descriptor allows) */
+    accepted = s->next_number;
+    s->accept_paused = 0;
+    s->accept_retrying = 1;
+    server_accept_handler(s->loop, s->fd, EPOLLIN, s);
+    s->accept_retrying = 0;
+
+    if (!s->accept_paused || s->next_number != accepted) {
+        log_info("accepting workers again");
+    }
 }

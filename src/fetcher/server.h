@@ -12,6 +12,12 @@
  * marks it, server_flush() closes it, calling on_gone first so that the
  * job layer can drop that worker's waiters (the downloads go on).
  *
+ * Out of descriptors (EMFILE, ENFILE), accepting pauses: the listening
+ * socket leaves the loop, so its pending connection does not spin it,
+ * and server_flush() accepts again after every turn of the loop until it
+ * works, whatever freed a descriptor in that turn (a download ended, a
+ * temp file was closed, a worker left).
+ *
  * A BODY queued by conn_send() hands its temp file to the worker; one
  * still unsent (even in part) when its connection closes reached nobody,
  * so closing unlinks its file if it is a plain name in <store>/tmp/.
@@ -32,13 +38,18 @@ typedef struct conn_s    conn_t;
 typedef void (*server_msg_pt)(conn_t *c, const oci_msg_t *m, void *data);
 typedef void (*server_gone_pt)(conn_t *c, void *data);
 
+/* The workers connect through the socket's group; others cannot. */
+#define SERVER_SOCKET_MODE  0660
+
 /*
  * Bind and listen on path: create its directory if missing, refuse if
  * another process answers on it, else replace a stale socket file; the
- * socket is made mode 0666.  store_path: the store root, whose "tmp/"
- * holds the files of BODY answers.  NULL on failure (logged).
+ * socket is made SERVER_SOCKET_MODE, in group gid (fetcher.socket_group;
+ * -1: the fetcher's own), before it listens.  store_path: the store
+ * root, whose "tmp/" holds the files of BODY answers.  NULL on failure
+ * (logged).
  */
-server_t *server_create(loop_t *loop, const char *path,
+server_t *server_create(loop_t *loop, const char *path, long gid,
     const char *store_path, server_msg_pt on_msg, server_gone_pt on_gone,
     void *data);
 
@@ -63,6 +74,10 @@ void conn_kill(conn_t *c);
 
 /* The list of the job layer's waiters of this connection. */
 queue_t *conn_waiters(conn_t *c);
+
+/* Their number, kept by the job layer beside the list (a bound per
+ * worker needs it at every request, without a walk). */
+size_t *conn_waiting(conn_t *c);
 
 /* The user id of the process at the other end (SO_PEERCRED at accept),
  * -1 if unknown. */

@@ -417,6 +417,17 @@ stats_label(FILE *f, const char *value)
 }
 
 
+const char *
+stats_cap_name(stats_cap_t cap)
+{
+    static const char  *names[STATS_CAP_N] = {
+        "max_worker_jobs", "max_waiters", "max_jobs", "max_queued"
+    };
+
+    return (unsigned) cap < STATS_CAP_N ? names[cap] : "unknown";
+}
+
+
 int
 stats_render_census(FILE *f, const stats_census_t *census)
 {
@@ -443,6 +454,49 @@ stats_render_census(FILE *f, const stats_census_t *census)
                      STATS_GAUGE) != 0
         || fprintf(f, "ocimirror_fetcher_waiters %lu\n", census->waiters)
            < 0)
+    {
+        return -1;
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_transfers_queued",
+                     "Transfers clients wait for, queued for a slot "
+                     "(fetcher.max_transfers).", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_transfers_queued %lu\n",
+                   census->queued) < 0)
+    {
+        return -1;
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_refused_total",
+                     "Requests refused at once (503 TOOMANYREQUESTS) "
+                     "because a bound of the fetcher was reached, by the "
+                     "bound's setting.", STATS_COUNTER) != 0)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < STATS_CAP_N; i++) {
+        if (fputs("ocimirror_fetcher_refused_total{cap=", f) == EOF
+            || stats_label(f, stats_cap_name((stats_cap_t) i)) != 0
+            || fprintf(f, "} %llu\n", census->refused[i]) < 0)
+        {
+            return -1;
+        }
+    }
+
+    if (stats_family(f, "ocimirror_fetcher_jobs_dropped_total",
+                     "Jobs stopped (transfer removed, temp file unlinked) "
+                     "because every client waiting for them left.",
+                     STATS_COUNTER) != 0
+        || fprintf(f, "ocimirror_fetcher_jobs_dropped_total %llu\n",
+                   census->dropped) < 0
+        || stats_family(f, "ocimirror_fetcher_jobs_finished_unwaited_total",
+                        "Blob downloads every client left past "
+                        "fetcher.finish_fraction of their bytes, left to "
+                        "finish into the store.", STATS_COUNTER) != 0
+        || fprintf(f,
+                   "ocimirror_fetcher_jobs_finished_unwaited_total %llu\n",
+                   census->finished_unwaited) < 0)
     {
         return -1;
     }

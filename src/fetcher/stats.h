@@ -65,15 +65,34 @@ void stats_destroy(void);
 stats_registry_t *stats_registry(const oci_registry_t *reg);
 
 /* A census of the work in flight, taken by the job layer (jobs_census()):
- * jobs by kind, and the worker requests waiting on them. */
+ * jobs by kind, and the worker requests waiting on them; the transfers
+ * clients wait for that are queued for a slot; and what the bounds of
+ * the job layer did (job.h): requests refused, by the bound
+ * (STATS_CAP_*, named by the config key), jobs dropped when their last
+ * waiter left, and blob downloads left to finish then. */
 #define STATS_KINDS_MAX  16
 
+typedef enum {
+    STATS_CAP_WORKER_JOBS = 0,
+    STATS_CAP_WAITERS,
+    STATS_CAP_JOBS,
+    STATS_CAP_QUEUED,
+    STATS_CAP_N
+} stats_cap_t;
+
 typedef struct {
-    const char     *kind[STATS_KINDS_MAX];     /* string constants */
-    unsigned long   jobs[STATS_KINDS_MAX];
-    size_t          n;
-    unsigned long   waiters;
+    const char          *kind[STATS_KINDS_MAX];     /* string constants */
+    unsigned long        jobs[STATS_KINDS_MAX];
+    size_t               n;
+    unsigned long        waiters;
+    unsigned long        queued;
+    unsigned long long   refused[STATS_CAP_N];
+    unsigned long long   dropped;
+    unsigned long long   finished_unwaited;
 } stats_census_t;
+
+/* The config key of a bound: "max_jobs", ... */
+const char *stats_cap_name(stats_cap_t cap);
 
 /* The store as the cache manager sees it (cache_state()). */
 typedef struct {
@@ -152,7 +171,8 @@ typedef struct {
  * -1 with errno set. */
 int stats_render(FILE *f);
 
-/* The census the same way: jobs by kind="..", and waiters. */
+/* The census the same way: jobs by kind="..", waiters, queued
+ * transfers, refusals by cap="..", dropped and finished jobs. */
 int stats_render_census(FILE *f, const stats_census_t *census);
 
 /* The store the same way ("ocimirror_fetcher_store_*"). */

@@ -62,6 +62,7 @@ typedef struct {
     json_t      *tags;                          /* array of strings */
 } tags_job_t;
 
+static int tags_headers(job_t *j, const xfer_resp_t *r);
 static int tags_body(job_t *j, const char *p, size_t n);
 static int tags_reset(job_t *j);
 static void tags_done(job_t *j, const xfer_resp_t *r);
@@ -78,13 +79,13 @@ typedef struct {
 static const job_ops_t  tags_ops = {
     "tags",
     OCI_ERR_NAME_UNKNOWN,
-    list_headers,       /* forwarded too: its total stays 0 */
+    tags_headers,
     tags_body,
     tags_reset,
     list_can_retry,
     tags_done,
     list_unavailable,
-    list_idle,
+    NULL,               /* idle: dropped, nobody wants the answer */
     NULL,
     tags_cleanup,
     NULL,               /* promote: no transfers of its own */
@@ -447,6 +448,10 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         }
     }
 
+    if (jobs_admit_job(jobs, c, m->id) != 0) {
+        return;
+    }
+
     j = job_create(jobs, &tags_ops, sizeof(tags_job_t), reg, m->name, NULL,
                    key[0] != '\0' ? key : NULL);
     if (j == NULL) {
@@ -486,16 +491,35 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
-    t->fd = oci_store_tmp_create(jobs->cf->store_path, t->tmp,
-                                 sizeof(t->tmp));
-    if (t->fd < 0) {
-        log_error("cannot create a temp file in \"%s/tmp\": %s",
-                  jobs->cf->store_path, strerror(errno));
-        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store not writable");
-        return;
+    job_issue(j);
+}
+
+
+/* The list's bound (forwarded too: its total stays 0); a forwarded page
+ * gets its temp file now that the upstream answered 2xx, not while the
+ * job waits (bounded work, job.h). */
+static int
+tags_headers(job_t *j, const xfer_resp_t *r)
+{
+    tags_job_t          *t = (tags_job_t *) j;
+    const oci_config_t  *cf = j->jobs->cf;
+
+    if (list_headers(j, r) != 0) {
+        return -1;
     }
 
-    job_issue(j);
+    if (t->whole || t->fd >= 0) {
+        return 0;
+    }
+
+    t->fd = oci_store_tmp_create(cf->store_path, t->tmp, sizeof(t->tmp));
+    if (t->fd < 0) {
+        log_error("cannot create a temp file in \"%s/tmp\": %s",
+                  cf->store_path, strerror(errno));
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store not writable");
+    }
+
+    return 0;
 }
 
 
@@ -508,7 +532,7 @@ tags_reset(job_t *j)
         return list_reset(j);
     }
 
-    if (ftruncate(t->fd, 0) != 0) {
+    if (t->fd >= 0 && ftruncate(t->fd, 0) != 0) {
         log_error("ftruncate(\"%s\") failed: %s", t->tmp, strerror(errno));
         return -1;
     }

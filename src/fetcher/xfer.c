@@ -35,6 +35,7 @@ struct xfer_multi_s {
     throttle_t            *held;        /* hosts that answered 429 */
     struct curl_slist    **resolve;     /* per registry, NULL if none */
     queue_t                pending[XFER_PRIO_N];   /* not yet added */
+    size_t                 npending[XFER_PRIO_N];
     queue_t                active;      /* xfer_t, added to the multi */
 };
 
@@ -1042,6 +1043,8 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
         queue_insert_tail(&xm->pending[x->prio], &x->link);
     }
 
+    xm->npending[x->prio]++;
+
     return x;
 }
 
@@ -1069,6 +1072,8 @@ xfer_set_prio(xfer_t *x, xfer_prio_t prio)
     } else {
         queue_remove(&x->link);
         queue_insert_tail(&xm->pending[prio], &x->link);
+        xm->npending[x->prio]--;
+        xm->npending[prio]++;
     }
 
     x->prio = prio;
@@ -1102,8 +1107,9 @@ xfer_free(xfer_t *x)
     if (x->active) {
         xfer_deactivate(x);
 
-    } else {
+    } else if (queue_linked(&x->link)) {
         queue_remove(&x->link);
+        x->xm->npending[x->prio]--;
     }
 
     bw_flow_remove(x->xm->bw, &x->flow);
@@ -1151,6 +1157,13 @@ xfer_next(xfer_multi_t *xm)
 }
 
 
+size_t
+xfer_queued(const xfer_multi_t *xm, xfer_prio_t prio)
+{
+    return xm->npending[prio];
+}
+
+
 int
 xfer_pump(xfer_multi_t *xm)
 {
@@ -1163,6 +1176,7 @@ xfer_pump(xfer_multi_t *xm)
 
     while ((x = xfer_next(xm)) != NULL) {
         queue_remove(&x->link);
+        xm->npending[x->prio]--;
 
         clock_gettime(CLOCK_MONOTONIC, &x->started);
         worked = 1;

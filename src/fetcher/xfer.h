@@ -158,6 +158,9 @@ void xfer_abort(xfer_t *x);
  * queue; a running one goes on, counted in its new class. */
 void xfer_set_prio(xfer_t *x, xfer_prio_t prio);
 
+/* Transfers of priority prio queued for a slot (not yet started). */
+size_t xfer_queued(const xfer_multi_t *xm, xfer_prio_t prio);
+
 /* Start queued transfers while slots are free.  1 if any was started or
  * failed (so more work may have been produced), 0 otherwise. */
 int xfer_pump(xfer_multi_t *xm);

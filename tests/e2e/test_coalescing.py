@@ -4,8 +4,10 @@ import http.client
 import threading
 import time
 
+import pytest
+
 from harness import (assert_json_error, fake_registry_entry, random_bytes,
-                     sha256_hex)
+                     sha256_hex, store_tmp_files, wait_for)
 
 MiB = 1024 * 1024
 
@@ -44,10 +46,15 @@ def test_eight_clients_one_upstream_get(mirror_factory, fake_upstream):
     assert m.has_blob(digest)
 
 
-def test_client_leaving_does_not_stop_the_download(mirror_factory,
-                                                   fake_upstream):
-    data, digest = _throttled_blob(fake_upstream, "leaver", 3 * MiB,
-                                   2 * MiB)
+@pytest.mark.parametrize("read,gets", [(2 * MiB, 1), (100000, 2)],
+                         ids=["past-half", "early"])
+def test_client_leaving_the_download(mirror_factory, fake_upstream, read,
+                                     gets):
+    """The only client leaves: past fetcher.finish_fraction (0.5) of the
+    bytes the download goes on for the store and the next client joins
+    it; before, it is dropped and the next client starts it again."""
+    data, digest = _throttled_blob(fake_upstream, "leaver-%d" % read,
+                                   3 * MiB, 2 * MiB)
     m = mirror_factory(fake_upstream.hostport,
                        [fake_registry_entry(fake_upstream)])
     path = "/v2/team/app/blobs/" + digest
@@ -55,12 +62,15 @@ def test_client_leaving_does_not_stop_the_download(mirror_factory,
     conn.request("GET", path)
     resp = conn.getresponse()
     assert resp.status == 200
-    assert resp.read(100000) == data[:100000]
+    assert resp.read(read) == data[:read]
     conn.close()                               # the first client leaves
+    if gets == 2:
+        wait_for(lambda: not store_tmp_files(m), 5,
+                 what="the dropped download's temp file removed")
     r = m.get(path, timeout=60)
     assert r.status == 200 and r.error is None, r
     assert r.body == data
-    assert fake_upstream.count("GET", "/blobs/" + digest) == 1
+    assert fake_upstream.count("GET", "/blobs/" + digest) == gets
 
 
 def test_refused_repository_fails_only_its_clients(mirror_factory,

@@ -19,6 +19,10 @@ NAME = "multi.test"
 WARNING = '110 - "Response is Stale"'
 REPO_PATH = r"^/v2/team/app/"           # what a pull asks, probes aside
 PROBE = r"^/v2/$"
+# windows the requests inside them must not outlast, even on a loaded
+# machine: a test waits them out, so longer costs seconds, not flakes
+RETRY_AFTER = 8
+NEGATIVE_TTL = 6
 
 
 @pytest.fixture
@@ -146,7 +150,8 @@ def test_429_retry_after_serves_stale_and_waits(mirror_factory,
     assert r.header("Warning") is None, r
 
     time.sleep(1.5)                         # the tag is stale now
-    fake_upstream.too_many[r"^/v2/"] = 4
+    # Retry-After: long enough for the requests below on a loaded machine
+    fake_upstream.too_many[r"^/v2/"] = RETRY_AFTER
     fake_upstream.reset_counts()
     r = m.get(path, {"Accept": ACCEPT_ALL})
     throttled_at = time.monotonic()
@@ -169,7 +174,8 @@ def test_429_retry_after_serves_stale_and_waits(mirror_factory,
 
     # after it the upstream is asked again
     del fake_upstream.too_many[r"^/v2/"]
-    time.sleep(max(0.0, throttled_at + 4.5 - time.monotonic()))
+    time.sleep(max(0.0, throttled_at + RETRY_AFTER + 0.5
+                   - time.monotonic()))
     r = m.get(path, {"Accept": ACCEPT_ALL})
     assert_manifest(r, small.manifest)
     assert r.header("Warning") is None, r
@@ -181,7 +187,9 @@ def test_stale_if_error_every_endpoint_down(mirror_factory, fakes, catalog):
     small = catalog["small"]
     for f in (a, b):
         f.add_image("team/app", "v1", small)
-    ttl, window = 1, 3
+    # a window that the requests inside it cannot outlast on a loaded
+    # machine
+    ttl, window = 1, 10
     m = _mirror(mirror_factory, [a, b], tag_ttl=ttl, stale_if_error=window)
     path = "/v2/team/app/manifests/v1"
     assert_manifest(m.get(path, {"Accept": ACCEPT_ALL}), small.manifest)
@@ -215,7 +223,7 @@ def test_stale_if_error_every_endpoint_down(mirror_factory, fakes, catalog):
 
 def test_negative_ttl(mirror_factory, fake_upstream, catalog):
     fake_upstream.add_image("team/app", "v1", catalog["small"])
-    m = _mirror(mirror_factory, [fake_upstream], negative_ttl=2)
+    m = _mirror(mirror_factory, [fake_upstream], negative_ttl=NEGATIVE_TTL)
     path = "/v2/team/app/manifests/missing"
     for _ in range(20):
         assert_json_error(m.get(path, {"Accept": ACCEPT_ALL}), 404,
@@ -228,7 +236,7 @@ def test_negative_ttl(mirror_factory, fake_upstream, catalog):
                             {"Accept": ACCEPT_ALL}), 404, "MANIFEST_UNKNOWN")
     assert fake_upstream.count(None, r"/manifests/other$") == 1
 
-    time.sleep(max(0.0, first + 2.3 - time.monotonic()))
+    time.sleep(max(0.0, first + NEGATIVE_TTL + 0.3 - time.monotonic()))
     assert_json_error(m.get(path, {"Accept": ACCEPT_ALL}), 404,
                       "MANIFEST_UNKNOWN")
     assert fake_upstream.count(None, r"/manifests/missing$") == 2

@@ -16,7 +16,24 @@ def _json(r):
 def test_healthz(mirror):
     r = mirror.get("/healthz")
     assert r.status == 200, r
-    _json(r)
+    assert _json(r) == {"status": "ok"}, r
+
+
+def test_healthz_stays_ok_with_the_fetcher_down(mirror):
+    """/healthz is the process's liveness: a fetcher that is down makes
+    the node unready (/readyz), never dead, or a load balancer would
+    restart an nginx that still serves every hit."""
+    assert mirror.stop_fetcher(signal.SIGTERM) == 0
+    # the workers have noticed: readiness fails first
+    wait_for(lambda: mirror.get("/readyz").status == 503, 10,
+             what="/readyz 503")
+    for _ in range(3):
+        r = mirror.get("/healthz")
+        assert r.status == 200, r
+        assert _json(r) == {"status": "ok"}, r
+    r = mirror.head("/healthz")
+    assert r.status == 200 and r.body == b"", r
+    assert mirror.nginx.alive()
 
 
 CHECKS = {"fetcher", "store_readable", "store_writable", "free_space"}

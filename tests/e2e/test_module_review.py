@@ -173,6 +173,13 @@ def test_body_files_nobody_waits_for_are_removed_from_tmp_only(
     late = touch(os.path.join(tmp, "dl.late"))
     drained = touch(os.path.join(tmp, "dl.drained"))
     outside = touch(os.path.join(m.store, "keep"))
+    # a file outside the store that a BODY line names by its absolute
+    # path: what /etc/hostname would be, but the test's own (nginx runs
+    # as root here, and a module that unlinked what it is told would
+    # take a machine's file)
+    sentinel = os.path.join(m.workdir, "sentinel")
+    with open(sentinel, "w") as f:
+        f.write("not the module's to remove\n")
     nested_dir = os.path.join(tmp, "sub")
     os.makedirs(nested_dir)
     nested = touch(os.path.join(nested_dir, "dl.nested"))
@@ -189,8 +196,8 @@ def test_body_files_nobody_waits_for_are_removed_from_tmp_only(
         fetcher.send(("BODY 90001 200 %s -\n"
                       "BODY 90002 200 %s/../keep -\n"
                       "BODY 90003 200 %s -\n"
-                      "BODY 90004 200 /etc/hostname -\n"
-                      % (late, tmp, nested)).encode())
+                      "BODY 90004 200 %s -\n"
+                      % (late, tmp, nested, sentinel)).encode())
         wait_for(lambda: not os.path.exists(late), 5,
                  what="the late BODY file removed")
 
@@ -202,7 +209,11 @@ def test_body_files_nobody_waits_for_are_removed_from_tmp_only(
 
         assert os.path.exists(outside)
         assert os.path.exists(nested)
-        assert os.path.exists("/etc/hostname")
+        # only a plain name directly in the store's tmp/ is removed:
+        # not a path that climbs out of it, not a subfolder, not an
+        # absolute path elsewhere (the sentinel, whole)
+        with open(sentinel) as f:
+            assert f.read() == "not the module's to remove\n"
         assert not os.path.exists(os.path.join(tmp, "tags.list"))
     finally:
         fetcher.close()

@@ -14,6 +14,7 @@ from harness import (ACCEPT_ALL, API_VERSION, assert_blob, assert_json_error,
 import images
 
 MULTI = "/v2/e2e/multi"
+STALE_WARNING = '110 - "Response is Stale"'
 
 
 def test_base_endpoint(mirror):
@@ -308,12 +309,21 @@ def test_tag_revalidation_with_head(mirror_factory, fake_upstream, catalog):
     time.sleep(1.6)
     assert_manifest(m.get(path, {"Accept": ACCEPT_ALL}), multi.manifest)
 
-    # upstream gone: the stale record is still served
+    # fresh answers carry no Warning
+    r = m.get(path, {"Accept": ACCEPT_ALL})
+    assert_manifest(r, multi.manifest)
+    assert r.header("Warning") is None, r
+
+    # upstream gone: the stale record is still served, and said to be
+    # stale (RFC 7234's warn-code 110, as the README promises)
     fake_upstream.stop()
     time.sleep(1.6)
-    assert_manifest(m.get(path, {"Accept": ACCEPT_ALL}), multi.manifest)
-    assert_manifest(m.head(path, {"Accept": ACCEPT_ALL}), multi.manifest,
-                    head=True)
+    r = m.get(path, {"Accept": ACCEPT_ALL})
+    assert_manifest(r, multi.manifest)
+    assert r.header("Warning") == STALE_WARNING, r
+    r = m.head(path, {"Accept": ACCEPT_ALL})
+    assert_manifest(r, multi.manifest, head=True)
+    assert r.header("Warning") == STALE_WARNING, r
 
 
 def test_upstream_down_is_unavailable(mirror_factory):

@@ -126,18 +126,47 @@ def test_unknown_registry_is_denied(routed, upstream, fake_upstream, path):
     assert fake_upstream.requests == []
 
 
-@pytest.mark.parametrize("ns", ["UPPER.example", "a/b", "", "..",
+@pytest.mark.parametrize("ns", ["UPPER.example", "a/b", "..",
                                 "x" * 300])
 def test_invalid_ns_is_refused(routed, upstream, ns):
     mark = upstream.access.mark()
     r = routed.get("/v2/e2e/small/manifests/v1?ns=" + ns,
                    {"Accept": ACCEPT_ALL})
-    if ns == "":
-        # an empty ns names no registry: the default one answers
-        assert r.status in (200, 400, 403), r
-        if r.status != 200:
-            assert_json_error(r)
-        return
-    assert_json_error(r, (400, 403), ("DENIED", "NAME_INVALID"))
+    assert_json_error(r, 403, "DENIED")
     upstream.access.settle(quiet=0.2)
     assert upstream.access.entries(mark) == []
+
+
+def test_empty_ns_is_no_ns(routed, upstream, fake_upstream, catalog):
+    """`?ns=` with no value names no registry, so the request routes as
+    one without it: nginx's own $arg_ns is "" for both, containerd never
+    sends an empty ns (it names the host of the image it pulls), and a
+    refusal would fail a pull that the path alone routes well.  It opens
+    nothing: a path naming an unknown registry is refused as ever."""
+    small, multi = catalog["small"], catalog["multi"]
+    mark = upstream.access.mark()
+    # the default registry
+    assert_manifest(routed.get("/v2/e2e/small/manifests/v1?ns=",
+                               {"Accept": ACCEPT_ALL}), small.manifest)
+    assert os.path.exists(_tag_record(routed, upstream.hostport,
+                                      "e2e/small", "v1"))
+    assert upstream.access.count(None, r"^/v2/e2e/small/manifests/v1$",
+                                 mark) >= 1
+    # a registry named by the path
+    assert_manifest(routed.get("/v2/fake.test/team/app/manifests/v1?ns=",
+                               {"Accept": ACCEPT_ALL}), multi.manifest)
+    assert os.path.exists(_tag_record(routed, "fake.test", "team/app",
+                                      "v1"))
+    # docker.io's library/ prefix, as without ns
+    assert_manifest(routed.get("/v2/docker.io/xyz/manifests/v1?ns=",
+                               {"Accept": ACCEPT_ALL}), small.manifest)
+    assert os.path.exists(_tag_record(routed, "docker.io", "library/xyz",
+                                      "v1"))
+    # an unknown registry in the path is still refused
+    before = len(fake_upstream.requests)
+    mark = upstream.access.mark()
+    assert_json_error(routed.get("/v2/ghcr.io/org/app/manifests/v1?ns=",
+                                 {"Accept": ACCEPT_ALL}), 403, "DENIED")
+    upstream.access.settle(quiet=0.2)
+    assert upstream.access.entries(mark) == []
+    assert len(fake_upstream.requests) == before

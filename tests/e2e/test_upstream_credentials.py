@@ -16,6 +16,8 @@ CLIENT_AUTH = "Basic Y2xpZW50OnNlY3JldA=="      # client:secret
 CLIENT = {"Accept": ACCEPT_ALL, "Authorization": CLIENT_AUTH}
 NO_PREFETCH = {"enabled": False}
 REFUSED = "refused the configured credentials"
+TOKEN_LIFE = 20          # the fake's expires_in
+TOKEN_KEPT = 10          # the mirror's use of it: TOKEN_LIFE - 10 s
 
 
 def _secret(tmp_path, name, value):
@@ -63,8 +65,11 @@ def test_scoped_tokens_expiry_and_client_auth(mirror_factory, fake_upstream,
     multi, small = catalog["multi"], catalog["small"]
     fake_upstream.add_image("team/app", "v1", multi)
     fake_upstream.add_image("team/other", "v1", small)
-    # tokens live 4 s: the mirror keeps them 2 s (half of a short life)
-    fake_upstream.require_scoped_tokens(expires_in=4)
+    # tokens live 20 s: the mirror keeps them 10 s (20 - its 10 s
+    # margin) and refreshes one in use in the last 2 s of that (a
+    # quarter), so the pulls of each part below have 8 s, plenty on a
+    # loaded machine, before a third token could be asked for
+    fake_upstream.require_scoped_tokens(expires_in=TOKEN_LIFE)
     m = mirror_factory(fake_upstream.hostport,
                        [fake_registry_entry(fake_upstream)],
                        prefetch=NO_PREFETCH)
@@ -72,6 +77,7 @@ def test_scoped_tokens_expiry_and_client_auth(mirror_factory, fake_upstream,
 
     assert_manifest(m.get("/v2/team/app/manifests/v1", CLIENT),
                     multi.manifest)
+    app_token_by = time.monotonic()          # the app token's latest start
     for b in blobs[:2]:
         assert_blob(m.get("/v2/team/app/blobs/" + b.digest, CLIENT), b)
     # another repository: a token of its own (the app token is refused
@@ -82,7 +88,7 @@ def test_scoped_tokens_expiry_and_client_auth(mirror_factory, fake_upstream,
 
     # past the mirror's lifetime of the tokens: a new one, asked for
     # before the old one expired upstream
-    time.sleep(2.5)
+    time.sleep(max(0.0, app_token_by + TOKEN_KEPT + 0.5 - time.monotonic()))
     for b in blobs[2:]:
         assert_blob(m.get("/v2/team/app/blobs/" + b.digest, CLIENT), b)
     assert fake_upstream.token_calls == 3, fake_upstream.token_scopes

@@ -1,7 +1,8 @@
 """Upstream transport: a forward proxy used when (and only when) the
 config names one, never from the environment; TLS upstreams with the
 registry's own CA, a refused CA, a ca_file that replaces the system's CA
-store, and client certificates (mTLS)."""
+store, failover from an endpoint whose certificate is refused, and client
+certificates (mTLS)."""
 
 import os
 import shlex
@@ -14,6 +15,7 @@ from fakeproxy import FakeProxy
 from fakeregistry import FakeRegistry
 from harness import (ACCEPT_ALL, assert_blob, assert_json_error,
                      assert_manifest, fake_registry_entry, store_tmp_files)
+from test_metrics import scrape, value
 from tlsutil import make_ca, make_cert_dir, make_pki, server_context
 
 NO_PREFETCH = {"enabled": False}
@@ -162,24 +164,35 @@ def test_tls_wrong_ca_refused(mirror_factory, catalog, pki, tmp_path):
         reg.stop()
 
 
-def _private_mounts_work():
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return False
-    p = subprocess.run(["unshare", "--mount", "--propagation", "private",
-                        "true"], capture_output=True, timeout=30)
-    return p.returncode == 0
+# libcurl's built-in CA directory on Debian (curl-config --configure:
+# --with-ca-path); its bundle, --with-ca-bundle, lives in it too
+CURL_CA_DIR = "/etc/ssl/certs"
+SHIM_SRC = os.path.join(os.path.dirname(__file__), "certdir_shim.c")
 
 
 def _fetcher_with_cert_dir(tmp_path, fetcher, cert_dir):
-    """A fetcher command that sees cert_dir as /etc/ssl/certs (libcurl's
-    built-in CA directory and bundle on Debian), in a mount namespace of
-    its own: the machine's store is left alone."""
+    """A fetcher command that reads cert_dir wherever it would read
+    libcurl's CA directory: certdir_shim.c, preloaded into that process
+    alone (no privilege, nothing of the machine's changed)."""
+    shim = str(tmp_path / "certdir_shim.so")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.fail("no C compiler for certdir_shim.c (run `make deps`)",
+                    pytrace=False)
+    p = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror",
+                        "-o", shim, SHIM_SRC, "-ldl"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
     script = tmp_path / "fetcher-with-cert-dir"
+    # ASan wants its runtime first among the libraries; the shim only
+    # forwards to the next definition, so that order does not matter
     script.write_text(
         "#!/bin/sh\n"
-        "exec unshare --mount --propagation private sh -c "
-        "'mount --bind \"$0\" /etc/ssl/certs && exec \"$@\"' %s %s \"$@\"\n"
-        % (shlex.quote(cert_dir), shlex.quote(fetcher)))
+        "OCIMIRROR_SHIM_FROM=%s OCIMIRROR_SHIM_TO=%s LD_PRELOAD=%s "
+        "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}"
+        "verify_asan_link_order=0\" exec %s \"$@\"\n"
+        % (shlex.quote(CURL_CA_DIR), shlex.quote(cert_dir),
+           shlex.quote(shim), shlex.quote(fetcher)))
     script.chmod(0o755)
     return str(script)
 
@@ -189,9 +202,6 @@ def test_tls_ca_file_replaces_system_store(mirror_factory, catalog, pki,
     """A registry pinned to its own CA (ca_file) refuses a certificate
     that the system's CA store trusts: curl's default CA directory must
     not stay in use beside the file."""
-    if not _private_mounts_work():
-        pytest.skip("needs root and unshare(1) for a private mount of "
-                    "/etc/ssl/certs")
     small = catalog["small"]
     pinned_ca, _ = make_ca(str(tmp_path / "pinned"), "pinned")
     unrelated_ca, _ = make_ca(str(tmp_path / "unrelated"), "unrelated")
@@ -271,3 +281,46 @@ def test_mtls(mirror_factory, catalog, pki):
         assert store_tmp_files(without) == []
     finally:
         reg.stop()
+
+
+def test_tls_failover_between_endpoints(mirror_factory, catalog, pki,
+                                        tmp_path):
+    """Two https endpoints under one ca_file: the first shows a
+    certificate of another CA, the second one of the registry's.  Every
+    pull fails over to the second (a refused certificate is that
+    endpoint's failure, not the registry's); nothing is ever asked of the
+    first past its handshake, and the failovers are counted."""
+    small = catalog["small"]
+    rogue = make_pki(str(tmp_path / "rogue"))
+    bad = FakeRegistry(ssl_context=server_context(rogue)).start()
+    good = FakeRegistry(ssl_context=server_context(pki)).start()
+    try:
+        for reg in (bad, good):
+            reg.add_image("team/app", "v1", small)
+        name = "tls.test"
+        m = mirror_factory(name, [{"name": name,
+                                   "endpoints": [bad.url, good.url],
+                                   "ca_file": pki.ca}],
+                           prefetch=NO_PREFETCH)
+        _pull(m, small)
+        assert bad.requests == []
+        assert good.count("GET", r"/manifests/v1$") == 1
+        for b in small.layer_blobs():
+            assert good.count("GET", "/blobs/" + b.digest) == 1
+            assert m.has_blob(b.digest)
+        s = scrape(m)
+        # the manifest and the blobs, one after the other, tried the first
+        # endpoint until its third failure backed it off (for 10 s, the
+        # default): the rest went straight to the second
+        expected = min(3, 1 + len(small.layer_blobs()))
+        assert value(s, "ocimirror_fetcher_failovers_total",
+                     registry=name) == expected, s
+        assert value(s, "ocimirror_fetcher_endpoint_failures_total",
+                     registry=name, endpoint=bad.url) == expected, s
+        assert value(s, "ocimirror_fetcher_endpoint_failures_total",
+                     registry=name, endpoint=good.url) == 0, s
+        with open(m.fetcher_log) as f:
+            assert "certificate" in f.read().lower()
+    finally:
+        bad.stop()
+        good.stop()

@@ -90,6 +90,8 @@ typedef struct {
     int       fail_start;       /* xfer_start() returns NULL */
     char      held_url[8192];   /* the last xfer_hold_host() */
     long      held_secs;
+    int       queued;           /* xfer_queued() says this many more
+                                   than are live (a test sets it) */
 } fake_xfers_t;
 
 fake_xfers_t  fake_xfers;
@@ -184,6 +186,33 @@ void
 xfer_set_prio(xfer_t *x, xfer_prio_t prio)
 {
     x->prio = prio;
+}
+
+
+/* Every live transfer waits for the test's answer: all count as queued,
+ * and a test may add more. */
+size_t
+xfer_queued(const xfer_multi_t *xm, xfer_prio_t prio)
+{
+    queue_t  *q;
+    size_t    n;
+
+    n = (size_t) fake_xfers.queued;
+
+    if (!fake_xfers.inited) {
+        return n;
+    }
+
+    for (q = queue_head(&fake_xfers.live);
+         q != queue_sentinel(&fake_xfers.live);
+         q = queue_next(q))
+    {
+        if (queue_data(q, xfer_t, link)->prio == prio) {
+            n++;
+        }
+    }
+
+    return n;
 }
 
 
@@ -473,6 +502,7 @@ fake_reply_to(xfer_t *x, long status, const char *body,
 
 struct conn_s {
     queue_t    waiters;
+    size_t     waiting;         /* kept by the job layer */
     unsigned   number;
     int        dead;
     char      *out;             /* encoded lines, NUL-terminated */
@@ -537,6 +567,13 @@ queue_t *
 conn_waiters(conn_t *c)
 {
     return &c->waiters;
+}
+
+
+size_t *
+conn_waiting(conn_t *c)
+{
+    return &c->waiting;
 }
 
 

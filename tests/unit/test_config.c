@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <grp.h>
 #include <cmocka.h>
 
 #include "oci_config.h"
@@ -425,6 +426,41 @@ test_images(void **state)
 }
 
 
+/* A group of this machine (the test's own), an unknown one, a bad type. */
+static void
+test_socket_group(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+    struct group  *gr;
+    char           text[512];
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_null(cf->socket_group);
+    assert_int_equal(cf->socket_gid, -1);
+    oci_config_destroy(cf);
+
+    gr = getgrgid(getgid());
+    assert_non_null(gr);
+
+    snprintf(text, sizeof(text), STORE "fetcher = { socket_group = "
+             "\"%s\"; };\n" REG, gr->gr_name);
+    assert_int_equal(load(f, text, &cf), OCI_OK);
+    assert_string_equal(cf->socket_group, gr->gr_name);
+    assert_int_equal(cf->socket_gid, (long) getgid());
+    oci_config_destroy(cf);
+
+    expect_error(f, STORE "fetcher = {\n\n socket_group = "
+                 "\"ocimirror-no-such-group\"; };\n" REG, 4,
+                 "\"fetcher.socket_group\": no group "
+                 "\"ocimirror-no-such-group\"");
+    expect_error(f, STORE "fetcher = {\n socket_group = \"\"; };\n" REG,
+                 3, "\"fetcher.socket_group\" must name a group");
+    expect_error(f, STORE "fetcher = {\n socket_group = 33; };\n" REG, 3,
+                 "\"socket_group\" must be a string");
+}
+
+
 static void
 test_syntax_error(void **state)
 {
@@ -664,6 +700,64 @@ test_parallel_engine(void **state)
                  "1000000");
     expect_error(f, STORE "fetcher = {\n chunks = 4; };\n" REG, 3,
                  "unknown setting \"fetcher.chunks\"");
+}
+
+
+/* The bounds of the fetcher's work: defaults, values, and what is
+ * refused with file and line. */
+static void
+test_bounds(void **state)
+{
+    fixture_t     *f = *state;
+    oci_config_t  *cf;
+
+    assert_int_equal(load(f, STORE REG, &cf), OCI_OK);
+    assert_int_equal(cf->max_jobs, OCI_DEFAULT_MAX_JOBS);
+    assert_int_equal(cf->max_worker_jobs, OCI_DEFAULT_MAX_WORKER_JOBS);
+    assert_int_equal(cf->max_waiters, OCI_DEFAULT_MAX_WAITERS);
+    assert_int_equal(cf->max_queued, OCI_DEFAULT_MAX_QUEUED);
+    assert_true(cf->finish_fraction == 0.5);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f, STORE
+        "fetcher = { max_jobs = 10; max_worker_jobs = 3; max_waiters = 20;\n"
+        "            max_queued = 1; finish_fraction = 0.25; };\n" REG, &cf),
+        OCI_OK);
+    assert_int_equal(cf->max_jobs, 10);
+    assert_int_equal(cf->max_worker_jobs, 3);
+    assert_int_equal(cf->max_waiters, 20);
+    assert_int_equal(cf->max_queued, 1);
+    assert_true(cf->finish_fraction == 0.25);
+    oci_config_destroy(cf);
+
+    /* the ends as integers: 0 drops every idle download, 1 only a
+     * complete one finishes */
+    assert_int_equal(load(f, STORE "fetcher = { finish_fraction = 0; };\n"
+                          REG, &cf), OCI_OK);
+    assert_true(cf->finish_fraction == 0.0);
+    oci_config_destroy(cf);
+
+    assert_int_equal(load(f, STORE "fetcher = { finish_fraction = 1; };\n"
+                          REG, &cf), OCI_OK);
+    assert_true(cf->finish_fraction == 1.0);
+    oci_config_destroy(cf);
+
+    expect_error(f, STORE "fetcher = {\n max_jobs = 0; };\n" REG, 3,
+                 "\"max_jobs\" must be between 1 and 1048576");
+    expect_error(f, STORE "fetcher = {\n max_worker_jobs = 1048577; };\n"
+                 REG, 3, "\"max_worker_jobs\" must be between 1 and 1048576");
+    expect_error(f, STORE "fetcher = {\n\n max_waiters = \"1k\"; };\n" REG,
+                 4, "\"max_waiters\" must be an integer");
+    expect_error(f, STORE "fetcher = {\n max_queued = -1; };\n" REG, 3,
+                 "\"max_queued\" must be between 1 and 1048576");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = 1.5; };\n" REG, 3,
+                 "\"finish_fraction\" must be a number from 0 to 1");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = -0.1; };\n" REG,
+                 3, "\"finish_fraction\" must be a number from 0 to 1");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = \"half\"; };\n"
+                 REG, 3, "\"finish_fraction\" must be a number from 0 to 1");
+    expect_error(f, STORE "fetcher = {\n finish_fraction = 2; };\n" REG, 3,
+                 "\"finish_fraction\" must be a number from 0 to 1");
 }
 
 
@@ -1123,6 +1217,8 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test_setup_teardown(test_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_group, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_images, setup, teardown),
@@ -1134,6 +1230,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_registry_errors, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_engine, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),

@@ -172,7 +172,8 @@ test_download(void **state)
     assert_string_equal(x->url, t->url);
     assert_int_equal(x->head, 0);
     assert_string_equal(x->accept, "");
-    assert_int_equal(fake_tmp_count(t->e), 1);
+    /* no temp file before the upstream answers */
+    assert_int_equal(fake_tmp_count(t->e), 0);
     assert_string_equal(fake_conn_take(&t->e->c1), "");
 
     /* progress is reported once per flush, bytes from offset 0 */
@@ -192,7 +193,7 @@ test_download(void **state)
     assert_int_equal(m.id, 1);
     assert_false(fake_conn_next(&t->e->c1, &m));
 
-    /* in the store under its digest, mode 0644; the temp file is gone */
+    /* in the store under its digest, mode 0640; the temp file is gone */
     assert_stored(t, BODY);
     assert_int_equal(fake_tmp_count(t->e), 0);
     assert_int_equal(fake_read_file(tmp, buf, sizeof(buf)), -1);
@@ -594,7 +595,7 @@ test_refused_retarget(void **state)
     assert_int_equal(fake_xfers.started, 2);
     snprintf(url, sizeof(url), FAKE_EP1 "/v2/c/d/blobs/%s", t->digest);
     assert_string_equal(fake_xfer_one()->url, url);
-    assert_int_equal(fake_tmp_count(t->e), 1);
+    assert_int_equal(fake_tmp_count(t->e), 0);
 
     reply_body(t, BODY, 0, 0);
 
@@ -641,20 +642,31 @@ test_refused_after_size(void **state)
 }
 
 
-/* Every waiter left: the download goes on and fills the cache. */
+/* Every waiter left before a byte came: the job is dropped, its
+ * transfer stopped; there was never a temp file, nothing is stored. */
 static void
-test_cancel_goes_on(void **state)
+test_cancel_dropped(void **state)
 {
     blob_test_t  *t = *state;
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
+    request(t, &t->e->c2, 2, FAKE_SOLO, "c/d", t->digest);
+    assert_int_equal(fake_xfer_count(), 1);
 
+    /* one of two left: it goes on */
     fake_cancel(t->e->jobs, &t->e->c1, 1);
     assert_int_equal(fake_xfer_count(), 1);
 
-    reply_body(t, BODY, 0, 0);
+    jobs_on_gone(&t->e->c2, t->e->jobs);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.aborted, 1);
+    assert_false(blob_present(t->e->jobs, t->digest));
+    assert_int_equal(fake_tmp_count(t->e), 0);
+    assert_not_stored(t);
+    assert_true(t->e->jobs->dropped == 1);
+    assert_int_equal(t->e->jobs->njobs, 0);
     assert_string_equal(fake_conn_take(&t->e->c1), "");
-    assert_stored(t, BODY);
+    assert_string_equal(fake_conn_take(&t->e->c2), "");
 }
 
 
@@ -672,32 +684,19 @@ test_store_unwritable(void **state)
     assert_true(fd >= 0);
     close(fd);
 
+    /* the temp file comes with the upstream's answer, and so does the
+     * failure */
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfers.started, 1);
+    assert_string_equal(fake_conn_take(&t->e->c1), "");
+
+    reply_body(t, BODY, 0, 0);
     assert_string_equal(fake_conn_take(&t->e->c1),
                         "FAIL 1 503 UNAVAILABLE store not writable\n");
-    assert_int_equal(fake_xfers.started, 0);
+    assert_int_equal(fake_xfer_count(), 0);
 
     assert_int_equal(unlink(tmp), 0);
     assert_int_equal(rename(off, tmp), 0);
-}
-
-
-/* Torn down mid-download: the temp file goes. */
-static void
-test_destroy_removes_tmp(void **state)
-{
-    blob_test_t  *t = *state;
-
-    request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
-    assert_int_equal(fake_tmp_count(t->e), 1);
-
-    jobs_destroy(t->e->jobs);
-    t->e->jobs = jobs_create(t->e->cf, (xfer_multi_t *) t->e, t->e->tokens);
-    assert_non_null(t->e->jobs);
-
-    assert_int_equal(fake_tmp_count(t->e), 0);
-    assert_int_equal(fake_xfer_count(), 0);
-    assert_string_equal(fake_conn_take(&t->e->c1), "");
 }
 
 
@@ -1196,6 +1195,149 @@ test_chunks_off(void **state)
 
 /* A prefetch runs at prefetch priority; a client joining it promotes the
  * probe and every chunk, and no byte is fetched twice. */
+/* The last waiter leaves a ranged download: short of finish_fraction
+ * (0.5) it is dropped, chunks and temp file gone; past it, it finishes
+ * into the store at prefetch priority. */
+static void
+test_idle_fraction(void **state)
+{
+    chunk_test_t  *t = *state;
+    int            i;
+
+    /* the probe's 65536 of 300000 bytes: dropped */
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_int_equal(fake_xfer_count(), 3);
+    assert_int_equal(fake_tmp_count(t->b.e), 1);
+
+    fake_cancel(t->b.e->jobs, &t->b.e->c1, 1);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_false(blob_present(t->b.e->jobs, t->b.digest));
+    assert_true(t->b.e->jobs->dropped == 1);
+    fake_conn_take(&t->b.e->c1);
+
+    /* again, and 196608 bytes (two chunks and the probe) arrive */
+    request(&t->b, &t->b.e->c1, 2, FAKE_REG, "a/b", t->b.digest);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    assert_int_equal(fake_xfer_count(), 2);
+    fake_conn_take(&t->b.e->c1);
+
+    fake_cancel(t->b.e->jobs, &t->b.e->c1, 2);
+    assert_true(blob_present(t->b.e->jobs, t->b.digest));
+    assert_true(t->b.e->jobs->finished_unwaited == 1);
+    assert_true(t->b.e->jobs->dropped == 1);
+
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_PREFETCH);
+    }
+
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+
+    assert_stored_data(t);
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+}
+
+
+/* finish_fraction 0: even a download nearly done is dropped. */
+static void
+test_idle_fraction_zero(void **state)
+{
+    chunk_test_t  *t = *state;
+
+    t->b.e->cf->finish_fraction = 0.0;
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    assert_int_equal(fake_xfer_count(), 1);
+
+    jobs_on_gone(&t->b.e->c1, t->b.e->jobs);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_false(blob_present(t->b.e->jobs, t->b.digest));
+    assert_true(t->b.e->jobs->finished_unwaited == 0);
+}
+
+
+/* A prefetch a client joined and left goes on, back at prefetch
+ * priority: the fetcher wanted it before the client did. */
+static void
+test_prefetch_left(void **state)
+{
+    chunk_test_t  *t = *state;
+    int            i;
+
+    assert_int_equal(blob_prefetch(t->b.e->jobs,
+                                   &t->b.e->cf->registries[0], "a/b",
+                                   t->b.digest), 1);
+    request(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
+
+    fake_cancel(t->b.e->jobs, &t->b.e->c2, 7);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_PREFETCH);
+    assert_true(t->b.e->jobs->dropped == 0);
+
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_PREFETCH);
+    }
+
+    reply_range(t, fake_xfer_range(65536), 206, 65536, 131071, CHUNK_TOTAL,
+                0, CURLE_OK);
+    reply_range(t, fake_xfer_range(131072), 206, 131072, 196607,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(196608), 206, 196608, 262143,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    reply_range(t, fake_xfer_range(262144), 206, 262144, CHUNK_TOTAL - 1,
+                CHUNK_TOTAL, 0, CURLE_OK);
+    assert_stored_data(t);
+    assert_string_equal(fake_conn_take(&t->b.e->c2), "");
+}
+
+
+/* Torn down mid-download (the probe in, chunks in flight): the temp
+ * file goes. */
+static void
+test_destroy_removes_tmp(void **state)
+{
+    chunk_test_t  *t = *state;
+
+    request(&t->b, &t->b.e->c1, 1, FAKE_REG, "a/b", t->b.digest);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL, 0,
+                CURLE_OK);
+    assert_int_equal(fake_tmp_count(t->b.e), 1);
+    fake_conn_take(&t->b.e->c1);
+
+    jobs_destroy(t->b.e->jobs);
+    t->b.e->jobs = jobs_create(t->b.e->cf, (xfer_multi_t *) t->b.e,
+                               t->b.e->tokens);
+    assert_non_null(t->b.e->jobs);
+
+    assert_int_equal(fake_tmp_count(t->b.e), 0);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_string_equal(fake_conn_take(&t->b.e->c1), "");
+}
+
+
 static void
 test_prefetch_promoted(void **state)
 {
@@ -1688,11 +1830,9 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refused_after_size, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_goes_on, setup,
+        cmocka_unit_test_setup_teardown(test_cancel_dropped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_unwritable, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_destroy_removes_tmp, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_chunks_out_of_order,
                                         setup_chunks, teardown_chunks),
@@ -1709,6 +1849,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_chunks_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunks_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chunks_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_fraction, setup_chunks,
+                                        teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_idle_fraction_zero,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_prefetch_left, setup_chunks,
+                                        teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_destroy_removes_tmp,
+                                        setup_chunks, teardown_chunks),
         cmocka_unit_test_setup_teardown(test_prefetch_promoted,
                                         setup_chunks, teardown_chunks),
         cmocka_unit_test_setup_teardown(test_chunks_token, setup_chunks,

@@ -39,6 +39,7 @@ static struct {
     int      dones;
     int      unavailables;
     int      idles;
+    int      idle_keep;             /* idle's answer */
     int      flushes;
     int      cleanups;
     int      retry;                 /* can_retry's answer */
@@ -117,11 +118,12 @@ kind_unavailable(job_t *j)
 }
 
 
-static void
+static int
 kind_idle(job_t *j)
 {
     rec.idles++;
-    job_finish(j);
+
+    return rec.idle_keep;
 }
 
 
@@ -139,14 +141,15 @@ kind_cleanup(job_t *j)
 }
 
 
-/* A kind that goes on when nobody waits and fails plainly. */
+/* A kind without an idle hook (dropped when nobody waits) that fails
+ * plainly. */
 static const job_ops_t  plain_ops = {
     "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup, NULL, NULL,
     NULL, NULL, 0
 };
 
-/* A kind that ends when idle and handles "unavailable" itself. */
+/* A kind that is asked when idle and handles "unavailable" itself. */
 static const job_ops_t  idle_ops = {
     "test", OCI_ERR_BLOB_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, kind_unavailable, kind_idle, NULL,
@@ -414,24 +417,220 @@ test_waiters(void **state)
 }
 
 
-/* Without an idle callback the job goes on with nobody waiting. */
+/* Without an idle callback a job nobody waits for is dropped at once:
+ * its transfer stops, the kind releases what it holds, it is counted. */
 static void
 test_no_waiters_left(void **state)
 {
-    fake_env_t  *e = *state;
-    job_t       *j;
+    fake_env_t      *e = *state;
+    job_t           *j;
+    stats_census_t   census;
 
     j = new_job(e, &plain_ops, FAKE_REG, "G");
     assert_non_null(job_add_waiter(j, &e->c1, 1));
     job_issue(j);
+    assert_int_equal(e->jobs->njobs, 1);
+    assert_int_equal(e->jobs->nwaiters, 1);
+    assert_int_equal(*conn_waiting(&e->c1), 1);
 
     fake_cancel(e->jobs, &e->c1, 1);
+    assert_null(job_find(e->jobs, "G"));
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_xfers.aborted, 1);
+    assert_int_equal(rec.cleanups, 1);
+    assert_int_equal(rec.dones, 0);
+    assert_int_equal(e->jobs->njobs, 0);
+    assert_int_equal(e->jobs->nwaiters, 0);
+    assert_int_equal(*conn_waiting(&e->c1), 0);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    memset(&census, 0, sizeof(census));
+    jobs_census(e->jobs, &census);
+    assert_true(census.dropped == 1);
+    assert_true(census.finished_unwaited == 0);
+
+    /* queued, not yet sent: the same */
+    j = new_job(e, &plain_ops, FAKE_REG, "Q");
+    assert_non_null(job_add_waiter(j, &e->c2, 2));
+    job_issue(j);
+    jobs_on_gone(&e->c2, e->jobs);
+    assert_null(job_find(e->jobs, "Q"));
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_true(e->jobs->dropped == 2);
+}
+
+
+/* An idle hook that keeps the job: it goes on with nobody waiting, and
+ * is counted as finishing unwaited. */
+static void
+test_idle_keeps(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+
+    rec.idle_keep = 1;
+
+    j = new_job(e, &idle_ops, FAKE_REG, "G");
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_issue(j);
+
+    fake_cancel(e->jobs, &e->c1, 1);
+    assert_int_equal(rec.idles, 1);
     assert_ptr_equal(job_find(e->jobs, "G"), j);
     assert_int_equal(fake_xfer_count(), 1);
+    assert_true(e->jobs->finished_unwaited == 1);
+    assert_true(e->jobs->dropped == 0);
 
     reply(200, "filled");
     assert_int_equal(rec.dones, 1);
     assert_string_equal(rec.done_body, "filled");
+    assert_string_equal(fake_conn_take(&e->c1), "");
+}
+
+
+/* A job the fetcher started itself (prefetch, warm) goes on whoever
+ * joins and leaves, without asking the kind, back at prefetch priority
+ * once the clients that promoted it are gone. */
+static void
+test_detached(void **state)
+{
+    fake_env_t  *e = *state;
+    job_t       *j;
+    oci_msg_t    m;
+
+    j = new_job(e, &idle_ops, FAKE_REG, "P");
+    j->prio = XFER_PRIO_PREFETCH;
+    j->detached = 1;
+    job_issue(j);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_PREFETCH);
+
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    job_promote(j);
+    assert_int_equal(j->prio, XFER_PRIO_CLIENT);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
+
+    fake_cancel(e->jobs, &e->c1, 1);
+    assert_int_equal(rec.idles, 0);
+    assert_ptr_equal(job_find(e->jobs, "P"), j);
+    assert_int_equal(j->prio, XFER_PRIO_PREFETCH);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_PREFETCH);
+    assert_true(e->jobs->dropped == 0);
+
+    reply(200, "warm");
+    assert_int_equal(rec.dones, 1);
+
+    /* a client's job it left with DETACH (it had what it needed, a
+     * range, and wants the rest stored): the same, other clients may
+     * come and go */
+    j = new_job(e, &idle_ops, FAKE_REG, "D");
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+    assert_non_null(job_add_waiter(j, &e->c2, 3));
+    job_issue(j);
+
+    oci_msg_init(&m, OCI_MSG_DETACH, 2);
+    dispatch_on_msg(&e->c1, &m, e->jobs);
+    assert_int_equal(j->detached, 1);
+    assert_int_equal(j->prio, XFER_PRIO_CLIENT);
+
+    fake_cancel(e->jobs, &e->c2, 3);
+    assert_ptr_equal(job_find(e->jobs, "D"), j);
+    assert_int_equal(j->prio, XFER_PRIO_PREFETCH);
+    assert_int_equal(rec.idles, 0);
+    assert_true(e->jobs->dropped == 0);
+
+    reply(200, "kept");
+    assert_int_equal(rec.dones, 2);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+}
+
+
+/* The bounds of the waiters: per worker connection, then in all; past
+ * one the request gets BUSY at once, naming it, and it is counted. */
+static void
+test_admit_waiters(void **state)
+{
+    fake_env_t      *e = *state;
+    job_t           *j;
+    stats_census_t   census;
+
+    e->cf->max_worker_jobs = 2;
+    e->cf->max_waiters = 3;
+
+    j = new_job(e, &plain_ops, FAKE_REG, "A");
+
+    assert_int_equal(jobs_admit(e->jobs, &e->c1, 1), 0);
+    assert_non_null(job_add_waiter(j, &e->c1, 1));
+    assert_int_equal(jobs_admit(e->jobs, &e->c1, 2), 0);
+    assert_non_null(job_add_waiter(j, &e->c1, 2));
+
+    assert_int_equal(jobs_admit(e->jobs, &e->c1, 3), -1);
+    assert_string_equal(fake_conn_take(&e->c1),
+        "BUSY 3 2 too many requests for the mirror's fetcher: "
+        "fetcher.max_worker_jobs (2) reached, retry later\n");
+
+    /* another worker still may, up to the total */
+    assert_int_equal(jobs_admit(e->jobs, &e->c2, 4), 0);
+    assert_non_null(job_add_waiter(j, &e->c2, 4));
+    assert_int_equal(jobs_admit(e->jobs, &e->c2, 5), -1);
+    assert_string_equal(fake_conn_take(&e->c2),
+        "BUSY 5 2 too many requests for the mirror's fetcher: "
+        "fetcher.max_waiters (3) reached, retry later\n");
+
+    /* a CANCEL makes room again */
+    fake_cancel(e->jobs, &e->c1, 2);
+    assert_int_equal(jobs_admit(e->jobs, &e->c1, 6), 0);
+    assert_int_equal(jobs_admit(e->jobs, &e->c2, 7), 0);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    memset(&census, 0, sizeof(census));
+    jobs_census(e->jobs, &census);
+    assert_true(census.refused[STATS_CAP_WORKER_JOBS] == 1);
+    assert_true(census.refused[STATS_CAP_WAITERS] == 1);
+    assert_true(census.refused[STATS_CAP_JOBS] == 0);
+    assert_true(census.waiters == 2);
+}
+
+
+/* The bounds of new jobs: in flight, and client transfers queued. */
+static void
+test_admit_jobs(void **state)
+{
+    fake_env_t      *e = *state;
+    job_t           *a, *b;
+    stats_census_t   census;
+
+    e->cf->max_jobs = 2;
+    e->cf->max_queued = 2;
+
+    a = new_job(e, &plain_ops, FAKE_REG, "A");
+    assert_int_equal(jobs_admit_job(e->jobs, &e->c1, 1), 0);
+    b = new_job(e, &plain_ops, FAKE_REG, "B");
+
+    assert_int_equal(jobs_admit_job(e->jobs, &e->c1, 2), -1);
+    assert_string_equal(fake_conn_take(&e->c1),
+        "BUSY 2 2 too many requests for the mirror's fetcher: "
+        "fetcher.max_jobs (2) reached, retry later\n");
+
+    job_finish(b);
+    assert_int_equal(jobs_admit_job(e->jobs, &e->c1, 3), 0);
+
+    /* two client transfers waiting for a slot: no third job */
+    job_issue(a);
+    fake_xfers.queued = 1;
+    assert_int_equal(jobs_admit_job(e->jobs, &e->c1, 4), -1);
+    assert_string_equal(fake_conn_take(&e->c1),
+        "BUSY 4 2 too many requests for the mirror's fetcher: "
+        "fetcher.max_queued (2) reached, retry later\n");
+
+    /* prefetch's queue is not the clients' */
+    job_demote(a);
+    assert_int_equal(jobs_admit_job(e->jobs, &e->c1, 5), 0);
+
+    memset(&census, 0, sizeof(census));
+    jobs_census(e->jobs, &census);
+    assert_true(census.refused[STATS_CAP_JOBS] == 1);
+    assert_true(census.refused[STATS_CAP_QUEUED] == 1);
+    assert_true(census.queued == 1);
     assert_string_equal(fake_conn_take(&e->c1), "");
 }
 
@@ -1354,6 +1553,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_keepalive, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_waiters, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_keeps, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_detached, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_admit_waiters, setup,
+                                        fake_env_teardown),
+        cmocka_unit_test_setup_teardown(test_admit_jobs, setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_no_waiters_left, setup,
                                         fake_env_teardown),

@@ -17,6 +17,7 @@
 
 #include "oci_ref.h"
 #include "fetcher_fakes.h"
+#include "manifest.h"
 
 
 #define MT_INDEX     OCI_MT_OCI_INDEX
@@ -394,8 +395,13 @@ test_digest_header(void **state)
     doc(&d, MANIFEST);
     doc(&other, INDEX);
 
-    /* the header names other bytes: nothing is stored */
+    /* the header names other bytes at both endpoints: nothing is
+     * stored, the second was asked before the client was failed */
     request(e, &e->c1, 1, "v1", 0, "");
+    answer(fake_xfer_one(), &d, MT_MANIFEST, other.digest);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+    assert_true(strncmp(fake_xfer_one()->url, FAKE_EP2 "/",
+                        strlen(FAKE_EP2 "/")) == 0);
     answer(fake_xfer_one(), &d, MT_MANIFEST, other.digest);
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 502 UNKNOWN digest mismatch\n");
@@ -424,16 +430,17 @@ test_get_by_digest(void **state)
     snprintf(url, sizeof(url), FAKE_EP1 "/v2/a/b/manifests/%s", d.digest);
     assert_string_equal(fake_xfer_one()->url, url);
 
-    /* other bytes than asked for */
+    /* other bytes than asked for: the second endpoint is asked, and its
+     * right bytes are the answer */
     answer(fake_xfer_one(), &other, MT_INDEX, NULL);
-    assert_string_equal(fake_conn_take(&e->c1),
-                        "FAIL 1 502 UNKNOWN digest mismatch\n");
-    assert_not_stored(e, &other);
-
-    request(e, &e->c1, 2, d.digest, 0, "");
+    assert_string_equal(fake_conn_take(&e->c1), "");
+    snprintf(url, sizeof(url), FAKE_EP2 "/v2/a/b/manifests/%s", d.digest);
+    assert_string_equal(fake_xfer_one()->url, url);
     answer(fake_xfer_one(), &d, MT_MANIFEST, NULL);
-    assert_meta(&e->c1, 2, &d, MT_MANIFEST, 0);
+    assert_meta(&e->c1, 1, &d, MT_MANIFEST, 0);
+    assert_not_stored(e, &other);
     assert_stored(e, &d, MT_MANIFEST);
+    assert_true(stats_registry(e->jobs->cf->registries)->failovers == 1);
 
     /* by digest, no tag record is involved */
     assert_no_record(e, "v1");
@@ -897,17 +904,36 @@ test_stale_counted_per_waiter(void **state)
 }
 
 
-/* Nobody waits any more: the answer still fills the cache. */
+/* Nobody waits any more: the request is dropped, nothing is stored.
+ * A tag the warm lists resolve (the fetcher's own job) goes on when a
+ * client that joined it leaves, and fills the cache. */
 static void
-test_cancel_goes_on(void **state)
+test_cancel_dropped(void **state)
 {
-    fake_env_t  *e = *state;
-    doc_t        d;
+    fake_env_t             *e = *state;
+    const oci_registry_t   *reg;
+    doc_t                   d;
+    struct stat             st;
+    char                    path[OCI_PATH_MAX];
 
+    reg = fake_registry(e, FAKE_REG);
     doc(&d, INDEX);
     request(e, &e->c1, 1, "v1", 0, "");
+    assert_int_equal(fake_xfer_count(), 1);
 
     fake_cancel(e->jobs, &e->c1, 1);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(manifest_resolving(e->jobs, reg, "a/b", "v1"), 0);
+    assert_int_equal(oci_store_tag_path(e->store, FAKE_REG, "a/b", "v1", path,
+                                        sizeof(path)), OCI_OK);
+    assert_int_equal(stat(path, &st), -1);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    assert_int_equal(manifest_resolve(e->jobs, reg, "a/b", "v1"), 1);
+    request(e, &e->c1, 2, "v1", 0, "");
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
+    fake_cancel(e->jobs, &e->c1, 2);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_PREFETCH);
 
     answer(fake_xfer_one(), &d, MT_INDEX, d.digest);
     assert_string_equal(fake_conn_take(&e->c1), "");
@@ -1047,9 +1073,24 @@ test_not_found(void **state)
 }
 
 
+/* A redirected answer refused at the first endpoint is asked for at the
+ * second, which answers the same: nothing has reached the client yet. */
+static void
+redirected_again(fake_env_t *e, fake_reply_t *r, const char *target)
+{
+    xfer_t  *x;
+
+    assert_string_equal(fake_conn_take(&e->c1), "");
+    x = fake_xfer_one();
+    assert_true(strncmp(x->url, FAKE_EP2 "/", strlen(FAKE_EP2 "/")) == 0);
+    snprintf(x->effective_url, 8192, "%s", target);
+    fake_xfer_reply(x, r);
+}
+
+
 /* A manifest by tag that a redirect target sent is stored only if it
  * parses as the type it claims and matches the digest the registry's
- * redirect named. */
+ * redirect named; refused, it is asked for at the next endpoint. */
 static void
 test_redirected_by_tag(void **state)
 {
@@ -1072,6 +1113,7 @@ test_redirected_by_tag(void **state)
     r.body = d.body;
     r.redirect_digest = other.digest;
     fake_xfer_reply(x, &r);
+    redirected_again(e, &r, "http://cdn.test/m?sig=1b");
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 502 UNKNOWN manifest from a redirect target "
                         "does not verify\n");
@@ -1085,6 +1127,7 @@ test_redirected_by_tag(void **state)
     r.body = bogus.body;
     r.redirect_digest = NULL;
     fake_xfer_reply(x, &r);
+    redirected_again(e, &r, "http://cdn.test/m?sig=2b");
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 2 502 UNKNOWN manifest from a redirect target "
                         "does not verify\n");
@@ -1096,6 +1139,7 @@ test_redirected_by_tag(void **state)
     snprintf(x->effective_url, 8192, "http://cdn.test/m?sig=3");
     r.body = other.body;
     fake_xfer_reply(x, &r);
+    redirected_again(e, &r, "http://cdn.test/m?sig=3b");
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 3 502 UNKNOWN manifest from a redirect target "
                         "does not verify\n");
@@ -1111,7 +1155,7 @@ test_redirected_by_tag(void **state)
     assert_stored(e, &d, MT_MANIFEST);
     assert_record(e, "v1", &d, MT_MANIFEST);
     assert_true(stats_registry(e->jobs->cf->registries)->digest_mismatches
-                == 3);
+                == 6);
 }
 
 
@@ -1153,7 +1197,7 @@ main(void)
                                         setup_clock, fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_coalesce, fake_env_setup,
                                         fake_env_teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_goes_on, fake_env_setup,
+        cmocka_unit_test_setup_teardown(test_cancel_dropped, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_limits, fake_env_setup,
                                         fake_env_teardown),

@@ -156,8 +156,8 @@ teardown(void **state)
 static void
 start_server(fixture_t *f)
 {
-    f->server = server_create(f->loop, f->path, f->store, on_msg,
-                                  on_gone, f);
+    f->server = server_create(f->loop, f->path, -1, f->store, on_msg,
+                              on_gone, f);
     assert_non_null(f->server);
 }
 
@@ -277,15 +277,75 @@ test_socket_path(void **state)
 
     start_server(f);
 
-    /* the directories were made; workers of another user may connect */
+    /* the directories were made; the workers connect through the
+     * group, here the fetcher's own */
     assert_int_equal(lstat(f->path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
-    assert_int_equal(st.st_mode & 07777, 0666);
+    assert_int_equal(st.st_mode & 07777, 0660);
+    assert_int_equal(st.st_gid, getegid());
 
     server_destroy(f->server);
     f->server = NULL;
     assert_int_equal(lstat(f->path, &st), -1);
     assert_int_equal(errno, ENOENT);
+}
+
+
+/* A group other than the effective one that this process may give its
+ * files: any for root, else a supplementary group; -1 if none. */
+static long
+other_group(void)
+{
+    gid_t  groups[256];
+    int    i, n;
+
+    if (geteuid() == 0) {
+        return (long) getegid() + 1;
+    }
+
+    n = getgroups(256, groups);
+
+    for (i = 0; i < n; i++) {
+        if (groups[i] != getegid()) {
+            return (long) groups[i];
+        }
+    }
+
+    return -1;
+}
+
+
+/* socket_group: the socket is in that group, 0660 whatever the umask the
+ * fetcher was started with, and the umask is given back. */
+static void
+test_socket_group(void **state)
+{
+    fixture_t    *f = *state;
+    struct stat   st;
+    mode_t        old, now;
+    long          gid;
+
+    gid = other_group();
+    if (gid < 0) {
+        gid = (long) getegid();
+    }
+
+    old = umask(0);
+    f->server = server_create(f->loop, f->path, gid, f->store, on_msg,
+                              on_gone, f);
+    now = umask(old);
+    assert_non_null(f->server);
+    assert_int_equal(now, 0);
+
+    assert_int_equal(lstat(f->path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, SERVER_SOCKET_MODE);
+    assert_int_equal(st.st_gid, (gid_t) gid);
+
+    connect_client(f);
+    server_destroy(f->server);
+    f->server = NULL;
+    assert_int_equal(f->gone, 1);
 }
 
 
@@ -301,7 +361,7 @@ test_socket_claim(void **state)
     start_server(f);
 
     /* a live fetcher answers there: refuse, leave it alone */
-    assert_null(server_create(f->loop, f->path, f->store, on_msg,
+    assert_null(server_create(f->loop, f->path, -1, f->store, on_msg,
                               on_gone, f));
     assert_int_equal(lstat(f->path, &st), 0);
 
@@ -328,7 +388,7 @@ test_socket_claim(void **state)
     fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     assert_true(fd >= 0);
     close(fd);
-    assert_null(server_create(f->loop, f->path, f->store, on_msg,
+    assert_null(server_create(f->loop, f->path, -1, f->store, on_msg,
                               on_gone, f));
     assert_int_equal(lstat(f->path, &st), 0);
     assert_true(S_ISREG(st.st_mode));
@@ -337,7 +397,7 @@ test_socket_claim(void **state)
     memset(longpath, 'a', sizeof(longpath) - 1);
     longpath[0] = '/';
     longpath[sizeof(longpath) - 1] = '\0';
-    assert_null(server_create(f->loop, longpath, f->store, on_msg,
+    assert_null(server_create(f->loop, longpath, -1, f->store, on_msg,
                               on_gone, f));
 }
 
@@ -815,6 +875,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_socket_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_socket_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_claim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_line, setup,

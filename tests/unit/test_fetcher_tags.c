@@ -112,7 +112,8 @@ test_list(void **state)
     assert_string_equal(x->url, URL);
     assert_string_equal(x->accept, "application/json");
     assert_int_equal(x->head, 0);
-    assert_int_equal(fake_tmp_count(e), 1);
+    /* no temp file before the upstream answers */
+    assert_int_equal(fake_tmp_count(e), 0);
 
     reply_list(LIST, NEXT);
 
@@ -278,7 +279,7 @@ test_no_coalescing(void **state)
     request(e, &e->c1, 1, -1, "");
     request(e, &e->c2, 2, -1, "");
     assert_int_equal(fake_xfer_count(), 2);
-    assert_int_equal(fake_tmp_count(e), 2);
+    assert_int_equal(fake_tmp_count(e), 0);
 
     memset(&r, 0, sizeof(r));
     r.status = 200;
@@ -434,10 +435,16 @@ test_store_unwritable(void **state)
     assert_true(fd >= 0);
     close(fd);
 
+    /* the temp file comes with the upstream's answer, and so does the
+     * failure */
     request(e, &e->c1, 1, -1, "");
+    assert_int_equal(fake_xfers.started, 1);
+    assert_string_equal(fake_conn_take(&e->c1), "");
+
+    reply_list(LIST, NEXT);
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 1 503 UNAVAILABLE store not writable\n");
-    assert_int_equal(fake_xfers.started, 0);
+    assert_int_equal(fake_xfer_count(), 0);
 
     assert_int_equal(unlink(tmp), 0);
     assert_int_equal(rename(off, tmp), 0);

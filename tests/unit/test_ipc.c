@@ -66,6 +66,11 @@ test_requests(void **state)
     oci_msg_init(&m, OCI_MSG_CANCEL, 4294967295u);
     roundtrip(&m, "CANCEL 4294967295\n");
 
+    oci_msg_init(&m, OCI_MSG_DETACH, 3);
+    roundtrip(&m, "DETACH 3\n");
+    assert_int_equal(decode("DETACH 3 x\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("DETACH\n", &d), OCI_EINVAL);
+
     oci_msg_init(&m, OCI_MSG_BLOB, 7);
     strcpy(m.registry, "docker.io");
     strcpy(m.name, "library/nginx");
@@ -178,6 +183,51 @@ test_answers(void **state)
     /* control bytes in a message become spaces */
     strcpy(m.message, "a\nb\rc\td\x7f" "e");
     roundtrip(&m, "FAIL 7 404 MANIFEST_UNKNOWN a b c d e\n");
+}
+
+
+/* STAT asks for a blob's size without its bytes; BUSY refuses at once
+ * with a Retry-After. */
+static void
+test_stat_busy(void **state)
+{
+    oci_msg_t  m, d;
+
+    oci_msg_init(&m, OCI_MSG_STAT, 12);
+    strcpy(m.registry, "docker.io");
+    strcpy(m.name, "library/nginx");
+    strcpy(m.reference, DIGEST);
+    roundtrip(&m, "STAT 12 docker.io library/nginx " DIGEST "\n");
+
+    /* a tag is no blob */
+    strcpy(m.reference, "latest");
+    assert_int_equal(oci_msg_encode(&m, NULL, 0), OCI_EINVAL);
+    assert_int_equal(decode("STAT 12 docker.io a latest\n", &d),
+                     OCI_EINVAL);
+    assert_int_equal(decode("STAT 12 docker.io a\n", &d), OCI_EINVAL);
+
+    oci_msg_busy(&m, 13, 2, "fetcher.max_jobs (4096) reached");
+    roundtrip(&m, "BUSY 13 2 fetcher.max_jobs (4096) reached\n");
+
+    assert_int_equal(decode("BUSY 13 86400 x y\n", &d), OCI_OK);
+    assert_int_equal(d.type, OCI_MSG_BUSY);
+    assert_int_equal(d.retry_after, 86400);
+    assert_string_equal(d.message, "x y");
+
+    /* no message is a message too */
+    assert_int_equal(decode("BUSY 13 1\n", &d), OCI_OK);
+    assert_string_equal(d.message, "");
+
+    /* a Retry-After of 0 or past a day, or none, is no BUSY */
+    assert_int_equal(decode("BUSY 13 0 x\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("BUSY 13 86401 x\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("BUSY 13 -1 x\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("BUSY 13\n", &d), OCI_EINVAL);
+
+    m.retry_after = 0;
+    assert_int_equal(oci_msg_encode(&m, NULL, 0), OCI_EINVAL);
+    m.retry_after = 86401;
+    assert_int_equal(oci_msg_encode(&m, NULL, 0), OCI_EINVAL);
 }
 
 
@@ -498,6 +548,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_requests),
         cmocka_unit_test(test_answers),
+        cmocka_unit_test(test_stat_busy),
         cmocka_unit_test(test_encode_rejects),
         cmocka_unit_test(test_encode_range),
         cmocka_unit_test(test_decode_partial),

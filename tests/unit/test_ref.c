@@ -387,6 +387,15 @@ test_imageref(void **state)
     expect_bad_ref("ghcr.io/org/$:*", 1, "repository name");
     expect_bad_ref("ghcr.io/org/a:[x]", 1, "the tag must be");
 
+    /* a NUL is no glob character (found by tests/fuzz/fuzz_ref.c): it
+     * cut the part short once copied, "gh" for "gh\0r.io" */
+    assert_int_equal(oci_imageref_parse("gh\0r.io/org/D:*", 15, 1, &r, &why),
+                     OCI_EINVAL);
+    assert_int_equal(oci_imageref_parse("ghcr.io/o\0g/*:*", 15, 1, &r, &why),
+                     OCI_EINVAL);
+    assert_int_equal(oci_imageref_parse("ghcr.io/org/*:\0", 15, 1, &r, &why),
+                     OCI_EINVAL);
+
     /* matching: exact, and globs where '*' also spans '/' */
     assert_int_equal(oci_imageref_parse("ghcr.io/org/*:*", 15, 1, &r, &why),
                      OCI_OK);

@@ -198,18 +198,18 @@ test_prepare(void **state)
                      OCI_OK);
 
     snprintf(f->path, sizeof(f->path), "%s/sha256", root);
-    assert_int_equal(file_mode(f->path), 0755);
+    assert_int_equal(file_mode(f->path), 0750);
     snprintf(f->path, sizeof(f->path), "%s/types/sha256", root);
-    assert_int_equal(file_mode(f->path), 0755);
+    assert_int_equal(file_mode(f->path), 0750);
     snprintf(f->path, sizeof(f->path), "%s/tags", root);
-    assert_int_equal(file_mode(f->path), 0755);
+    assert_int_equal(file_mode(f->path), 0750);
     snprintf(f->path, sizeof(f->path), "%s/tmp", root);
-    assert_int_equal(file_mode(f->path), 0755);
+    assert_int_equal(file_mode(f->path), 0750);
 
     snprintf(f->path, sizeof(f->path), "%s/" OCI_STORE_MARKER, root);
     read_file(f->path, buf, sizeof(buf));
     assert_string_equal(buf, "ocimirror store v1\n");
-    assert_int_equal(file_mode(f->path), 0644);
+    assert_int_equal(file_mode(f->path), 0640);
 
     /* again: fine, the marker is left alone */
     write_file(f->path, "ocimirror store v1\n# kept\n");
@@ -238,6 +238,140 @@ test_prepare(void **state)
                      OCI_EIO);
     assert_non_null(strstr(f->err, "mkdir(\""));
     assert_non_null(strstr(f->err, "Not a directory"));
+}
+
+
+static gid_t
+file_gid(const char *path)
+{
+    struct stat  st;
+
+    assert_int_equal(stat(path, &st), 0);
+
+    return st.st_gid;
+}
+
+
+/* A group other than the effective one that this process may give its
+ * files: any for root, else a supplementary group; -1 if none. */
+static long
+other_group(void)
+{
+    gid_t  groups[256];
+    int    i, n;
+
+    if (geteuid() == 0) {
+        return (long) getegid() + 1;
+    }
+
+    n = getgroups(256, groups);
+
+    for (i = 0; i < n; i++) {
+        if (groups[i] != getegid()) {
+            return (long) groups[i];
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * oci_store_share(): the fixed directories get the modes (tmp/ group
+ * writable), bits a store had stay; with a group not the process's own,
+ * that group and set-group-ID, which what is made later inherits, even
+ * under a umask that would take the group's bits away.
+ */
+static void
+test_share(void **state)
+{
+    fixture_t         *f = *state;
+    oci_tag_record_t   rec;
+    char               tmp[OCI_PATH_MAX], dir[OCI_PATH_MAX];
+    mode_t             old;
+    long               gid;
+    int                fd;
+
+    /* the process's own group: modes only, no set-group-ID */
+    snprintf(f->path, sizeof(f->path), "%s/sha256", f->root);
+    assert_int_equal(chmod(f->path, 0755), 0);
+    assert_int_equal(oci_store_share(f->root, (long) getegid(), f->err,
+                                     sizeof(f->err)), OCI_OK);
+    assert_int_equal(file_mode(f->path), 0755);
+    snprintf(f->path, sizeof(f->path), "%s/tmp", f->root);
+    assert_int_equal(file_mode(f->path), 0770);
+    snprintf(f->path, sizeof(f->path), "%s/tags", f->root);
+    assert_int_equal(file_mode(f->path), 0750);
+
+    /* unchanged when nothing is missing, whatever the group (-1) */
+    assert_int_equal(oci_store_share(f->root, -1, f->err, sizeof(f->err)),
+                     OCI_OK);
+    assert_int_equal(file_mode(f->path), 0750);
+
+    gid = other_group();
+    if (gid < 0) {
+        /* no group to give: the rest needs root or a supplementary one */
+        return;
+    }
+
+    assert_int_equal(oci_store_share(f->root, gid, f->err, sizeof(f->err)),
+                     OCI_OK);
+    assert_int_equal(file_gid(f->root), (gid_t) gid);
+    assert_int_equal(file_mode(f->root) & S_ISGID, S_ISGID);
+    assert_int_equal(file_mode(f->path), 02750);
+    snprintf(f->path, sizeof(f->path), "%s/tmp", f->root);
+    assert_int_equal(file_mode(f->path), 02770);
+    assert_int_equal(file_gid(f->path), (gid_t) gid);
+    snprintf(f->path, sizeof(f->path), "%s/sha256", f->root);
+    assert_int_equal(file_mode(f->path), 02755);
+    snprintf(f->path, sizeof(f->path), "%s/" OCI_STORE_MARKER, f->root);
+    assert_int_equal(file_gid(f->path), (gid_t) gid);
+    assert_int_equal(file_mode(f->path), 0640);
+
+    /* made later, under a umask that leaves the group nothing: the
+     * group is inherited, the modes are the store's */
+    old = umask(077);
+
+    fd = oci_store_tmp_create(f->root, tmp, sizeof(tmp));
+    assert_true(fd >= 0);
+    assert_int_equal(file_gid(tmp), (gid_t) gid);
+    assert_int_equal(file_mode(tmp), 0640);
+    assert_int_equal(oci_store_commit(f->root, tmp, fd, HEX64, 0), OCI_OK);
+    close(fd);
+
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.digest, sizeof(rec.digest), "%s", DIGEST);
+    snprintf(rec.media_type, sizeof(rec.media_type), "%s",
+             OCI_MT_OCI_MANIFEST);
+    rec.size = 5;
+    assert_int_equal(oci_tag_record_write(f->root, "docker.io",
+                                          "library/nginx", "1", &rec, 0),
+                     OCI_OK);
+
+    umask(old);
+
+    assert_int_equal(oci_store_blob_path(f->root, HEX64, f->path,
+                                         sizeof(f->path)), OCI_OK);
+    assert_int_equal(file_gid(f->path), (gid_t) gid);
+    assert_int_equal(file_mode(f->path), 0640);
+    snprintf(dir, sizeof(dir), "%s/sha256/01", f->root);
+    assert_int_equal(file_gid(dir), (gid_t) gid);
+    assert_int_equal(file_mode(dir), 02750);
+
+    snprintf(dir, sizeof(dir), "%s/tags/docker.io/library", f->root);
+    assert_int_equal(file_gid(dir), (gid_t) gid);
+    assert_int_equal(file_mode(dir), 02750);
+    snprintf(f->path, sizeof(f->path), "%s/tags/docker.io/library/nginx/@1",
+             f->root);
+    assert_int_equal(file_gid(f->path), (gid_t) gid);
+    assert_int_equal(file_mode(f->path), 0640);
+
+    /* a store that is gone: the path and the call */
+    snprintf(dir, sizeof(dir), "%s/gone", f->root);
+    assert_int_equal(oci_store_share(dir, gid, f->err, sizeof(f->err)),
+                     OCI_EIO);
+    assert_non_null(strstr(f->err, "stat(\""));
+    assert_non_null(strstr(f->err, "/gone\""));
 }
 
 
@@ -277,7 +411,7 @@ test_tmp_commit(void **state)
     assert_true(fd >= 0);
     snprintf(prefix, sizeof(prefix), "%s/tmp/", f->root);
     assert_memory_equal(tmp, prefix, strlen(prefix));
-    assert_int_equal(file_mode(tmp), 0644);
+    assert_int_equal(file_mode(tmp), 0640);
     assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
     assert_int_equal(write(fd, "hello", 5), 5);
 
@@ -292,7 +426,7 @@ test_tmp_commit(void **state)
                                          sizeof(f->path)), OCI_OK);
     read_file(f->path, buf, sizeof(buf));
     assert_string_equal(buf, "hello");
-    assert_int_equal(file_mode(f->path), 0644);
+    assert_int_equal(file_mode(f->path), 0640);
 
     assert_int_equal(pread(fd2, buf, 5, 0), 5);
     assert_memory_equal(buf, "hello", 5);
@@ -381,7 +515,7 @@ test_types(void **state)
                                          sizeof(f->path)), OCI_OK);
     read_file(f->path, out, sizeof(out));
     assert_string_equal(out, OCI_MT_OCI_INDEX "\n");
-    assert_int_equal(file_mode(f->path), 0644);
+    assert_int_equal(file_mode(f->path), 0640);
 
     assert_int_equal(oci_store_type_read(f->root, HEX64, small,
                                          sizeof(small)), OCI_ERANGE);
@@ -521,7 +655,7 @@ test_record_files(void **state)
                      OCI_OK);
     assert_true(back.fetched_at == 43);
 
-    /* only the record is left in its directory, mode 0644 */
+    /* only the record is left in its directory, mode 0640 */
     snprintf(dir, sizeof(dir), "%s/tags/docker.io/library/nginx", f->root);
     d = opendir(dir);
     assert_non_null(d);
@@ -537,9 +671,9 @@ test_record_files(void **state)
     }
     closedir(d);
     assert_int_equal(n, 1);
-    assert_int_equal(file_mode(dir), 0755);
+    assert_int_equal(file_mode(dir), 0750);
     snprintf(f->path, sizeof(f->path), "%s/@latest", dir);
-    assert_int_equal(file_mode(f->path), 0644);
+    assert_int_equal(file_mode(f->path), 0640);
 
     /* corrupt: EINVAL */
     write_file(f->path, DIGEST " 99 " OCI_MT_OCI_MANIFEST);
@@ -628,7 +762,7 @@ test_cache_files(void **state)
     assert_string_equal(text, "{\"x\":1}");
     assert_int_equal(stat(path, &st), 0);
     assert_true(mtime == (long long) st.st_mtime);
-    assert_int_equal(file_mode(path), 0644);
+    assert_int_equal(file_mode(path), 0640);
     free(text);
 
     /* replaced whole */
@@ -672,6 +806,8 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(test_paths),
         cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_share, setup_prepared,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_write_all, setup_prepared,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tmp_commit, setup_prepared,
