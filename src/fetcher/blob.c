@@ -25,9 +25,12 @@
  *                probe is dropped for a plain GET.
  *   416          an empty blob: a plain GET (job.c).
  *
- * Chunks write with pwrite() at their offsets.  The hash follows the
- * contiguous prefix: bytes that arrive at its end are hashed from the
- * buffer, chunks that finished further out are read back with pread()
+ * The stream and each chunk gather what arrives in a block of up to
+ * BLOB_WRITE_BLOCK (blob_wbuf_add()) and write it at once: a write per
+ * block, not per piece libcurl hands over.  Bytes count (written, a
+ * chunk's got, PROGRESS) only once they are in the file.  Chunks write
+ * with pwrite() at their offsets.  The hash follows the contiguous prefix:
+ * bytes written at its end are hashed from the block, chunks that finished further out are read back with pread()
  * (from the page cache) once the prefix reaches them.  A failed chunk is
  * retried alone, for the bytes it still lacks, at most BLOB_CHUNK_TRIES
  * times in all before the job fails; the others go on meanwhile.
