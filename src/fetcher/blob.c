@@ -1273,22 +1273,25 @@ blob_complete(blob_job_t *b)
      * thread does it, and the waiters hear DONE when it is over */
     if (commit_submit(j->jobs->commit, b->fd, b->tmp, b->hex,
                       blob_commit_done, b, &b->commit)
-        != 0)
+        == 0)
     {
-        if (errno == EAGAIN) {
-            log_error("%s: %ld commits are under way already "
-                      "(store.commit_queue), not stored", j->label,
-                      j->jobs->cf->commit_queue);
-            job_fail(j, 503, OCI_ERR_UNAVAILABLE,
-                     "store busy, too many commits under way");
-            return;
-        }
-
-        log_error("%s: cannot hand \"%s\" to the commit thread: %s",
-                  j->label, b->tmp, strerror(errno));
-        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        /* the thread closes it: nothing reads the file here any more */
+        b->fd = -1;
         return;
     }
+
+    if (errno == EAGAIN) {
+        log_error("%s: %ld commits are under way already "
+                  "(store.commit_queue), not stored", j->label,
+                  j->jobs->cf->commit_queue);
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE,
+                 "store busy, too many commits under way");
+        return;
+    }
+
+    log_error("%s: cannot hand \"%s\" to the commit thread: %s",
+              j->label, b->tmp, strerror(errno));
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
 }
 
 

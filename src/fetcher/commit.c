@@ -3,7 +3,6 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,7 +19,8 @@
 
 struct commit_req_s {
     commit_req_t    *next;
-    int              fd;                        /* the thread's own */
+    int              fd;                        /* the thread's: it closes
+                                                   it */
     char             tmp[OCI_PATH_MAX];
     char             hex[OCI_SHA256_HEX_LEN + 1];
     char             path[OCI_PATH_MAX];        /* sha256/<2>/<hex> */
@@ -312,12 +312,9 @@ commit_submit(commit_t *c, int fd, const char *tmp, const char *hex,
         return -1;
     }
 
-    /* the caller may close its own at any time after this */
-    r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (r->fd == -1) {
-        free(r);
-        return -1;
-    }
+    /* taken over, not duplicated: a fetcher out of descriptors can
+     * still commit what it verified */
+    r->fd = fd;
 
     snprintf(r->tmp, sizeof(r->tmp), "%s", tmp);
     memcpy(r->hex, hex, sizeof(r->hex));

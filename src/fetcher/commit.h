@@ -15,7 +15,7 @@
  * Bounded: store.commit_queue requests wait or run at most; past it
  * commit_submit() refuses (EAGAIN) and the caller fails the request, and
  * the refusal is counted.  The thread touches only the request (a copy of
- * the paths, a descriptor of its own): the jobs, the cache index and the
+ * the paths, the descriptor handed over): the jobs, the cache index and the
  * counters stay the loop's, so nothing but the two lists is locked.
  *
  * Ownership: commit_t owns the thread, the eventfd and every request;
@@ -44,10 +44,10 @@ commit_t *commit_create(loop_t *loop, cache_t *cache, const char *root,
 void commit_destroy(commit_t *c);
 
 /*
- * Commit the temp file tmp (open as fd, which stays the caller's: the
- * thread takes a duplicate) as sha256/<hex>.  0 and *req (for
- * commit_detach()), or -1 with errno EAGAIN (the queue is full) or
- * ENOMEM / EMFILE.
+ * Commit the temp file tmp (open as fd) as sha256/<hex>.  0 and *req (for
+ * commit_detach()): fd is the thread's now, it closes it.  Or -1 with
+ * errno EAGAIN (the queue is full), ENOMEM or ENAMETOOLONG: fd stays the
+ * caller's.
  */
 int commit_submit(commit_t *c, int fd, const char *tmp, const char *hex,
     commit_done_pt done, void *data, commit_req_t **req);

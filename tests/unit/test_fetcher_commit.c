@@ -2,8 +2,8 @@
  * Unit tests for src/fetcher/commit.c, with a real loop and thread on a
  * temp store: a verified temp file appears under its digest only after
  * the thread's commit, the callback runs on the loop with 0 and the path,
- * the caller's descriptor may close at once, a failed rename reports its
- * errno and leaves nothing, a detached request is committed without a
+ * the descriptor is taken over and closed by the thread (none refused
+ * is), a failed rename reports its errno and leaves nothing, a detached request is committed without a
  * callback, the queue bound refuses at once (EAGAIN, counted) until the
  * loop reaped, and destroy commits what is still queued.
  */
@@ -151,9 +151,6 @@ test_commit(void **state)
     fd = temp_blob(f, "the verified bytes", tmp, hex);
     assert_int_equal(commit_submit(c, fd, tmp, hex, on_done, f, &req), 0);
 
-    /* the caller's descriptor is its own: closing it changes nothing */
-    close(fd);
-
     /* the callback runs on the loop, never from the thread */
     assert_int_equal(f->calls, 0);
     commit_state(c, &st);
@@ -167,6 +164,12 @@ test_commit(void **state)
     assert_stored(f, hex, "the verified bytes");
     assert_int_equal(access(tmp, F_OK), -1);
 
+    /* the descriptor was taken over (no duplicate: a fetcher out of
+     * descriptors still commits), and closed by the thread */
+    errno = 0;
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+    assert_int_equal(errno, EBADF);
+
     commit_state(c, &st);
     assert_int_equal(st.queued, 0);
     assert_true(st.committed == 1 && st.failed == 0 && st.refused == 0);
@@ -178,7 +181,6 @@ test_commit(void **state)
     fd = temp_blob(f, "vanishing bytes", tmp, hex);
     assert_int_equal(unlink(tmp), 0);
     assert_int_equal(commit_submit(c, fd, tmp, hex, on_done, f, &req), 0);
-    close(fd);
     run_until(f, 2);
     assert_int_equal(f->err, ENOENT);
     assert_int_equal(oci_store_blob_path(f->root, hex, want, sizeof(want)),
@@ -211,7 +213,7 @@ test_bound_detach_destroy(void **state)
     }
 
     /* two may be under way; until the loop reaped them, a third is
-     * refused at once */
+     * refused at once, and its descriptor stays the caller's */
     assert_int_equal(commit_submit(c, fd[0], tmp[0], hex[0], on_done, f,
                                    &req[0]), 0);
     assert_int_equal(commit_submit(c, fd[1], tmp[1], hex[1], on_done, f,
@@ -220,6 +222,7 @@ test_bound_detach_destroy(void **state)
     assert_int_equal(commit_submit(c, fd[2], tmp[2], hex[2], on_done, f,
                                    &req[2]), -1);
     assert_int_equal(errno, EAGAIN);
+    assert_true(fcntl(fd[2], F_GETFD) >= 0);
     commit_state(c, &st);
     assert_true(st.refused == 1 && st.queued == 2);
 
@@ -237,10 +240,6 @@ test_bound_detach_destroy(void **state)
     commit_destroy(c);
     assert_int_equal(f->calls, 1);
     assert_stored(f, hex[2], "two");
-
-    for (i = 0; i < 3; i++) {
-        close(fd[i]);
-    }
 }
 
 
