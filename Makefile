@@ -21,7 +21,7 @@ CFLAGS    ?= -O2 -g
 SRC_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
              -Wno-unused-parameter $(CFLAGS) -Isrc -Isrc/fetcher \
              -Isrc/ctl $(SANITIZE_FLAGS)
-LDLIBS_FETCHER = -lcurl -lconfig -ljansson -lcrypto -lz
+LDLIBS_FETCHER = -lcurl -lconfig -ljansson -lcrypto -lz -pthread
 LDLIBS_CTL     = -lconfig -ljansson
 
 ifeq ($(SANITIZE),1)

@@ -25,9 +25,12 @@
  *                probe is dropped for a plain GET.
  *   416          an empty blob: a plain GET (job.c).
  *
- * Chunks write with pwrite() at their offsets.  The hash follows the
- * contiguous prefix: bytes that arrive at its end are hashed from the
- * buffer, chunks that finished further out are read back with pread()
+ * The stream and each chunk gather what arrives in a block of up to
+ * BLOB_WRITE_BLOCK (blob_wbuf_add()) and write it at once: a write per
+ * block, not per piece libcurl hands over.  Bytes count (written, a
+ * chunk's got, PROGRESS) only once they are in the file.  Chunks write
+ * with pwrite() at their offsets.  The hash follows the contiguous prefix:
+ * bytes written at its end are hashed from the block, chunks that finished further out are read back with pread()
  * (from the page cache) once the prefix reaches them.  A failed chunk is
  * retried alone, for the bytes it still lacks, at most BLOB_CHUNK_TRIES
  * times in all before the job fails; the others go on meanwhile.
@@ -56,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -73,6 +77,34 @@
 #define BLOB_CHUNK_TRIES  4              /* the first try and 3 retries */
 #define BLOB_READBACK     (64 * 1024)
 
+/* Bytes go to the temp file in blocks of up to BLOB_WRITE_BLOCK, held in
+ * memory until then, but never longer than BLOB_WRITE_HOLD_NS while a
+ * client streams the file: a client sees bytes only once they are in the
+ * file (PROGRESS counts written bytes), and a hold of that long keeps
+ * blocks large on a fast link without making a slow one look stalled. */
+#define BLOB_WRITE_BLOCK    (1024 * 1024)
+#define BLOB_WRITE_HOLD_NS  (20 * 1000 * 1000LL)
+
+/* The blocks of all downloads together take at most this much; past it a
+ * download writes its bytes as they come, as before blocks, rather than
+ * make the fetcher's memory grow with max_transfers x chunks_per_blob. */
+#define BLOB_WRITE_BUDGET   (16 * 1024 * 1024)
+
+static long long  blob_write_hold_ns = BLOB_WRITE_HOLD_NS;
+static size_t     blob_write_held;              /* bytes of all blocks */
+
+/* The bytes of one writer (the stream, or a chunk) not in the file yet. */
+typedef struct {
+    char         *data;                         /* cap bytes; NULL until
+                                                   needed, or none to be
+                                                   had */
+    size_t        cap;
+    size_t        len;
+    long long     off;                          /* of data[0] in the file */
+    long long     since;                        /* CLOCK_MONOTONIC ns of
+                                                   the oldest byte held */
+} blob_wbuf_t;
+
 typedef struct {
     job_t         job;                          /* first */
     char          hex[OCI_SHA256_HEX_LEN + 1];
@@ -80,9 +112,16 @@ typedef struct {
     char          tmp[OCI_PATH_MAX];
     EVP_MD_CTX   *md;
     long long     size;                         /* -1 until known */
-    long long     written;                      /* from 0, in order, hashed */
+    long long     written;                      /* from 0, in order, in the
+                                                   file and hashed */
+    blob_wbuf_t   wbuf;                         /* the stream's bytes not
+                                                   written yet */
+    blob_wbuf_t  *cbufs;                        /* per chunk, the same */
     int           size_sent;                    /* waiters stream tmp */
     int           committed;
+    commit_req_t *commit;                       /* verified, its commit
+                                                   under way: tmp is the
+                                                   commit thread's */
     long long     reserved;                     /* cache_reserve()d */
 
     /* ranged chunks, once the probe answered 206 */
@@ -123,6 +162,9 @@ static void blob_retarget(job_t *j, const oci_registry_t *reg,
     const char *name);
 
 static int blob_schedule(blob_job_t *b);
+static void blob_commit_done(void *data, int err, const char *path);
+static void blob_wbuf_free(blob_wbuf_t *wb);
+static void blob_committed(blob_job_t *b, int err);
 static int blob_chunk_headers(xfer_t *x, void *data);
 static int blob_chunk_body(xfer_t *x, const char *p, size_t n, void *data);
 static void blob_chunk_done(xfer_t *x, CURLcode rc, void *data);
@@ -351,7 +393,9 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
         job_promote(j);
 
-        if (b->size_sent) {
+        /* while the commit runs tmp may be renamed at any moment: the
+         * waiter gets SIZE with the stored path once it is there */
+        if (b->size_sent && b->commit == NULL) {
             blob_send_size(b, w, b->tmp);
             blob_send_progress(b, w);
         }
@@ -413,8 +457,9 @@ blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
 int
 blob_progress(jobs_t *jobs, const char *digest, long long *done)
 {
-    char    key[OCI_DIGEST_MAX + 8];
-    job_t  *j;
+    char         key[OCI_DIGEST_MAX + 8];
+    job_t       *j;
+    blob_job_t  *b;
 
     snprintf(key, sizeof(key), "B %s", digest);
 
@@ -423,7 +468,8 @@ blob_progress(jobs_t *jobs, const char *digest, long long *done)
         return 0;
     }
 
-    *done = ((blob_job_t *) j)->written;
+    b = (blob_job_t *) j;
+    *done = b->written + (b->chunked ? 0 : (long long) b->wbuf.len);
 
     return 1;
 }
@@ -444,6 +490,15 @@ blob_chunks_stop(blob_job_t *b)
 
     token_waiter_cancel(&b->token_waiter);
     b->fresh_token = 0;
+
+    if (b->cbufs != NULL) {
+        for (i = 0; i < b->chunks.n; i++) {
+            blob_wbuf_free(&b->cbufs[i]);
+        }
+
+        free(b->cbufs);
+        b->cbufs = NULL;
+    }
 
     chunks_free(&b->chunks);
     free(b->url);
@@ -474,6 +529,8 @@ blob_reset(job_t *j)
 
     b->written = 0;
     b->size = -1;
+    b->wbuf.len = 0;
+    b->wbuf.off = 0;
 
     return 0;
 }
@@ -574,6 +631,13 @@ blob_chunks_begin(blob_job_t *b, const xfer_resp_t *r)
     small = total < cf->chunk_threshold;
 
     if (chunks_plan(&b->chunks, total, cf->chunk_size, small, b) != OCI_OK) {
+        return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
+    }
+
+    /* a block each, allocated when its chunk writes, freed when it ends:
+     * chunks_per_blob of them at most */
+    b->cbufs = calloc(b->chunks.n, sizeof(blob_wbuf_t));
+    if (b->cbufs == NULL) {
         return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "out of memory");
     }
 
@@ -710,6 +774,188 @@ blob_write(blob_job_t *b, const char *p, size_t n, long long off)
 }
 
 
+void
+blob_set_write_hold(long long ns)
+{
+    blob_write_hold_ns = ns;
+}
+
+
+static long long
+blob_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+
+/* Write what wb holds at wb->off, and forget it.  The bytes written, or
+ * -1 (logged). */
+static long long
+blob_wbuf_flush(blob_job_t *b, blob_wbuf_t *wb)
+{
+    size_t  n = wb->len;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    if (blob_write(b, wb->data, n, wb->off) != 0) {
+        return -1;
+    }
+
+    wb->off += (long long) n;
+    wb->len = 0;
+
+    return (long long) n;
+}
+
+
+static void
+blob_wbuf_free(blob_wbuf_t *wb)
+{
+    if (wb->data != NULL) {
+        free(wb->data);
+        blob_write_held -= wb->cap;
+    }
+
+    memset(wb, 0, sizeof(blob_wbuf_t));
+}
+
+
+/* n more bytes after what wb holds: into the block, and the block to the
+ * file each time it is full; *flushed gets the bytes that reached the
+ * file.  rest: the bytes this writer may still get from wb->off (-1:
+ * unknown), so that a small blob takes a small block.  0, or -1
+ * (logged). */
+static int
+blob_wbuf_add(blob_job_t *b, blob_wbuf_t *wb, const char *p, size_t n,
+    long long rest, long long *flushed)
+{
+    size_t     room, want;
+    long long  w;
+
+    *flushed = 0;
+
+    if (wb->data == NULL) {
+        want = BLOB_WRITE_BLOCK;
+
+        if (rest >= 0 && rest < (long long) want) {
+            want = (size_t) rest;
+        }
+
+        if (want > n && blob_write_held + want <= BLOB_WRITE_BUDGET) {
+            wb->data = malloc(want);
+
+            if (wb->data != NULL) {
+                wb->cap = want;
+                blob_write_held += want;
+            }
+        }
+
+        if (wb->data == NULL) {
+            /* no block, or no point in one: as they come, then */
+            if (blob_write(b, p, n, wb->off) != 0) {
+                return -1;
+            }
+
+            wb->off += (long long) n;
+            *flushed = (long long) n;
+            return 0;
+        }
+    }
+
+    while (n > 0) {
+        if (wb->len == 0) {
+            wb->since = blob_now_ns();
+        }
+
+        room = wb->cap - wb->len;
+        if (room > n) {
+            room = n;
+        }
+
+        memcpy(wb->data + wb->len, p, room);
+        wb->len += room;
+        p += room;
+        n -= room;
+
+        if (wb->len == wb->cap) {
+            w = blob_wbuf_flush(b, wb);
+            if (w < 0) {
+                return -1;
+            }
+
+            *flushed += w;
+        }
+    }
+
+    return 0;
+}
+
+
+/* 1 if a waiter streams the temp file, which sees only written bytes. */
+static int
+blob_streaming(blob_job_t *b)
+{
+    return b->size_sent && !queue_empty(&b->job.waiters);
+}
+
+
+/* Write what chunk c holds; its got grows by it.  0, or -1 (logged). */
+static int
+blob_chunk_flush(blob_job_t *b, chunk_t *c)
+{
+    long long  w;
+
+    if (b->cbufs == NULL) {
+        return 0;
+    }
+
+    w = blob_wbuf_flush(b, &b->cbufs[c - b->chunks.chunk]);
+    if (w < 0) {
+        return -1;
+    }
+
+    c->got += w;
+
+    return 0;
+}
+
+
+/* Write what is held longer than BLOB_WRITE_HOLD_NS (all: now = -1),
+ * for the streaming clients.  0, or -1 (logged). */
+static int
+blob_wbufs_flush(blob_job_t *b, long long now)
+{
+    size_t  i;
+
+    if (!b->chunked) {
+        if (b->wbuf.len > 0
+            && (now < 0 || now - b->wbuf.since >= blob_write_hold_ns))
+        {
+            return blob_wbuf_flush(b, &b->wbuf) < 0 ? -1 : 0;
+        }
+
+        return 0;
+    }
+
+    for (i = 0; b->cbufs != NULL && i < b->chunks.n; i++) {
+        if (b->cbufs[i].len > 0
+            && (now < 0 || now - b->cbufs[i].since >= blob_write_hold_ns)
+            && blob_chunk_flush(b, &b->chunks.chunk[i]) != 0)
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* Hash what chunks further out wrote, as far as the prefix is complete.
  * 0, or -1 (logged). */
 static int
@@ -757,22 +1003,32 @@ blob_readback(blob_job_t *b)
 static int
 blob_chunk_write(blob_job_t *b, chunk_t *c, const char *p, size_t n)
 {
-    long long  off;
+    blob_wbuf_t  *wb;
+    long long     flushed;
 
-    off = c->start + c->got;
+    wb = &b->cbufs[c - b->chunks.chunk];
 
-    if ((long long) n > c->end - off) {
+    /* got counts what is in the file; the block continues it */
+    if (wb->len == 0) {
+        wb->off = c->start + c->got;
+    }
+
+    if ((long long) n > c->end - (wb->off + (long long) wb->len)) {
         log_warn("%s: more than bytes %lld-%lld came", b->job.label,
                  c->start, c->end - 1);
         return -1;
     }
 
-    if (blob_write(b, p, n, off) != 0) {
+    if (blob_wbuf_add(b, wb, p, n, c->end - wb->off, &flushed) != 0) {
         b->store_failed = 1;
         return -1;
     }
 
-    c->got += (long long) n;
+    c->got += flushed;
+
+    if (wb->len > 0 && blob_streaming(b)) {
+        job_mark_dirty(&b->job);
+    }
 
     return 0;
 }
@@ -782,6 +1038,7 @@ static int
 blob_body(job_t *j, const char *p, size_t n)
 {
     blob_job_t  *b = (blob_job_t *) j;
+    long long    flushed;
 
     if (b->chunked) {
         if (blob_chunk_write(b, &b->chunks.chunk[0], p, n) == 0) {
@@ -794,13 +1051,22 @@ blob_body(job_t *j, const char *p, size_t n)
                            "upstream sent more than the range asked for");
     }
 
-    if (b->size >= 0 && b->written + (long long) n > b->size) {
+    if (b->size >= 0
+        && b->written + (long long) b->wbuf.len + (long long) n > b->size)
+    {
         return job_abort(j, 502, OCI_ERR_UPSTREAM,
                          "upstream sent more than its Content-Length");
     }
 
-    if (blob_write(b, p, n, b->written) != 0) {
+    if (blob_wbuf_add(b, &b->wbuf, p, n,
+                      b->size >= 0 ? b->size - b->wbuf.off : -1, &flushed)
+        != 0)
+    {
         return job_abort(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+    }
+
+    if (b->wbuf.len > 0 && blob_streaming(b)) {
+        job_mark_dirty(j);
     }
 
     return 0;
@@ -960,13 +1226,15 @@ blob_complete(blob_job_t *b)
     unsigned char   md[EVP_MAX_MD_SIZE];
     unsigned int    mdlen;
     char            got[OCI_SHA256_HEX_LEN + 1];
-    char            path[OCI_PATH_MAX];
     const char     *root;
-    queue_t        *q;
-    waiter_t       *w;
-    oci_msg_t       m;
 
     root = j->jobs->cf->store_path;
+
+    /* what is still held goes to the file before anything is checked */
+    if (blob_wbufs_flush(b, -1) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
 
     if (b->size >= 0 && b->written != b->size) {
         log_error("%s: got %lld of %lld bytes", j->label, b->written,
@@ -994,12 +1262,68 @@ blob_complete(blob_job_t *b)
         return;
     }
 
-    if (oci_store_commit(root, b->tmp, b->fd, b->hex,
-                         j->jobs->cf->store_fsync)
-        != OCI_OK)
+    if (j->jobs->commit == NULL) {
+        blob_committed(b, oci_store_commit(root, b->tmp, b->fd, b->hex,
+                                           j->jobs->cf->store_fsync)
+                          == OCI_OK ? 0 : errno);
+        return;
+    }
+
+    /* the fsync of a multi-GB file must not hold the loop: the commit
+     * thread does it, and the waiters hear DONE when it is over */
+    if (commit_submit(j->jobs->commit, b->fd, b->tmp, b->hex,
+                      blob_commit_done, b, &b->commit)
+        == 0)
     {
+        /* the thread closes it: nothing reads the file here any more */
+        b->fd = -1;
+        return;
+    }
+
+    if (errno == EAGAIN) {
+        log_error("%s: %ld commits are under way already "
+                  "(store.commit_queue), not stored", j->label,
+                  j->jobs->cf->commit_queue);
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE,
+                 "store busy, too many commits under way");
+        return;
+    }
+
+    log_error("%s: cannot hand \"%s\" to the commit thread: %s",
+              j->label, b->tmp, strerror(errno));
+    job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+}
+
+
+/* On the loop: the commit thread is done with tmp. */
+static void
+blob_commit_done(void *data, int err, const char *path)
+{
+    blob_job_t  *b = data;
+
+    b->commit = NULL;
+
+    blob_committed(b, err);
+}
+
+
+/* The commit ended, err 0 (the blob is under its name) or an errno:
+ * DONE, or FAIL, to every waiter. */
+static void
+blob_committed(blob_job_t *b, int err)
+{
+    job_t          *j = &b->job;
+    char            path[OCI_PATH_MAX];
+    const char     *root;
+    queue_t        *q;
+    waiter_t       *w;
+    oci_msg_t       m;
+
+    root = j->jobs->cf->store_path;
+
+    if (err != 0) {
         log_error("%s: cannot commit \"%s\" to the store: %s", j->label,
-                  b->tmp, strerror(errno));
+                  b->tmp, strerror(err));
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
         return;
     }
@@ -1012,10 +1336,14 @@ blob_complete(blob_job_t *b)
         path[0] = '\0';
     }
 
-    /* in the index now, instead of reserved */
+    /* in the index now, instead of reserved (the commit thread's commits
+     * are added by commit.c) */
     cache_reserve(j->jobs->cache, -b->reserved);
     b->reserved = 0;
-    cache_added(j->jobs->cache, path);
+
+    if (j->jobs->commit == NULL) {
+        cache_added(j->jobs->cache, path);
+    }
 
     log_debug("%s: stored, %lld bytes", j->label, b->written);
 
@@ -1065,6 +1393,12 @@ static void
 blob_chunk_ended(blob_job_t *b, chunk_t *c, int ok, const char *why)
 {
     job_t  *j = &b->job;
+
+    /* what a failed transfer left unwritten is asked for again; the
+     * block's memory goes until the chunk runs again */
+    if (b->cbufs != NULL) {
+        blob_wbuf_free(&b->cbufs[c - b->chunks.chunk]);
+    }
 
     if (b->store_failed) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
@@ -1193,6 +1527,12 @@ blob_chunk_done(xfer_t *x, CURLcode rc, void *data)
     /* the transfer is freed when this returns */
     c->xfer = NULL;
 
+    /* every byte it got counts, whatever the end: in the file first */
+    if (blob_chunk_flush(b, c) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+
     renewal = c == b->renewing;
 
     if (renewal) {
@@ -1260,6 +1600,12 @@ blob_done(job_t *j, const xfer_resp_t *r)
     }
 
     c = &b->chunks.chunk[0];
+
+    if (blob_chunk_flush(b, c) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
+
     blob_chunk_ended(b, c, c->start + c->got == c->end, "short body");
 }
 
@@ -1286,6 +1632,11 @@ blob_flush(job_t *j)
 {
     blob_job_t  *b = (blob_job_t *) j;
     queue_t     *q;
+
+    if (blob_streaming(b) && blob_wbufs_flush(b, blob_now_ns()) != 0) {
+        job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store write failed");
+        return;
+    }
 
     if (b->chunked && blob_readback(b) != 0) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "store read failed");
@@ -1331,19 +1682,26 @@ blob_idle(job_t *j)
     long long    got;
     size_t       i;
 
+    /* verified, only the disk is left: nothing to save by dropping it */
+    if (b->commit != NULL) {
+        return 1;
+    }
+
     fraction = j->jobs->cf->finish_fraction;
 
     if (fraction <= 0.0 || b->size <= 0) {
         return 0;
     }
 
-    got = b->written;
+    /* what came counts, written yet or still in a block */
+    got = b->written + (long long) b->wbuf.len;
 
     if (b->chunked) {
         got = 0;
 
         for (i = 0; i < b->chunks.n; i++) {
-            got += b->chunks.chunk[i].got;
+            got += b->chunks.chunk[i].got
+                   + (b->cbufs != NULL ? (long long) b->cbufs[i].len : 0);
         }
     }
 
@@ -1368,6 +1726,14 @@ blob_cleanup(job_t *j)
     blob_chunks_stop(b);
     cache_reserve(j->jobs->cache, -b->reserved);
 
+    /* the fetcher stops (an idle job under commit is kept): the commit
+     * goes on, tmp is the commit thread's */
+    if (b->commit != NULL) {
+        commit_detach(b->commit);
+        b->commit = NULL;
+        b->committed = 1;
+    }
+
     if (b->fd >= 0) {
         close(b->fd);
 
@@ -1376,5 +1742,6 @@ blob_cleanup(job_t *j)
         }
     }
 
+    blob_wbuf_free(&b->wbuf);
     EVP_MD_CTX_free(b->md);
 }

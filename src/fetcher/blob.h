@@ -21,8 +21,14 @@ int blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
  * counts as present: it is never fetched. */
 int blob_present(jobs_t *jobs, const char *digest);
 
-/* 1 and *done (the bytes complete from offset 0) while a job for the
- * blob is in flight, else 0. */
+/* 1 and *done (the bytes received in order from offset 0, some maybe
+ * still held for their block: a measure of progress, not of what the
+ * file holds) while a job for the blob is in flight, else 0. */
 int blob_progress(jobs_t *jobs, const char *digest, long long *done);
+
+/* How long bytes may wait in memory for their block while a client
+ * streams the file (BLOB_WRITE_HOLD_NS by default); the unit tests set 0
+ * to see every flush write what came. */
+void blob_set_write_hold(long long ns);
 
 #endif /* FETCHER_BLOB_H */

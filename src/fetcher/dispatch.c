@@ -233,6 +233,8 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     stats_store_t    store;
     stats_warm_t     warm;
     stats_scrub_t    scrub;
+    stats_commit_t   commit;
+    stats_lists_t    lists;
     FILE            *f;
     char            *text;
     size_t           len, i;
@@ -257,6 +259,10 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     /* scrub_state() gives zeros without a scrub */
     scrub_state(dispatch_scrub, &scrub);
+
+    /* so do these without theirs (the unit tests) */
+    commit_state(jobs->commit, &commit);
+    listcache_state(jobs->lists, &lists);
 
     text = NULL;
     len = 0;
@@ -288,6 +294,14 @@ dispatch_stats(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     if (rc == 0) {
         rc = stats_render_loop(f, loop_stats(jobs->loop));
+    }
+
+    if (rc == 0) {
+        rc = stats_render_commit(f, &commit);
+    }
+
+    if (rc == 0) {
+        rc = stats_render_lists(f, &lists);
     }
 
     if (fclose(f) != 0 || rc != 0) {

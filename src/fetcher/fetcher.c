@@ -31,9 +31,11 @@
 #include "oci_config.h"
 #include "oci_store.h"
 #include "cache.h"
+#include "commit.h"
 #include "ctl.h"
 #include "dispatch.h"
 #include "job.h"
+#include "listcache.h"
 #include "log.h"
 #include "loop.h"
 #include "server.h"
@@ -60,6 +62,8 @@ typedef struct {
     xfer_multi_t   *xm;
     token_cache_t  *tokens;
     cache_t        *cache;
+    commit_t       *commit;
+    listcache_t    *lists;
     jobs_t         *jobs;
     scrub_t        *scrub;
     warm_t         *warm;
@@ -333,7 +337,22 @@ fetcher_start(fetcher_t *f)
         return -1;
     }
 
+    f->commit = commit_create(f->loop, f->cache, f->cf->store_path,
+                              f->cf->store_fsync, f->cf->commit_queue);
+    if (f->commit == NULL) {
+        return -1;
+    }
+
+    f->lists = listcache_create(f->cf->list_cache_size,
+                                f->cf->list_cache_entries);
+    if (f->lists == NULL) {
+        log_error("out of memory");
+        return -1;
+    }
+
     f->jobs->cache = f->cache;
+    f->jobs->lists = f->lists;
+    f->jobs->commit = f->commit;
     f->jobs->loop = f->loop;
     dispatch_setup(f->jobs);
     cache_start(f->cache);
@@ -414,6 +433,8 @@ fetcher_stop(fetcher_t *f)
     dispatch_set_warm(NULL);
     warm_destroy(f->warm);
     jobs_destroy(f->jobs);
+    listcache_destroy(f->lists);
+    commit_destroy(f->commit);
     scrub_destroy(f->scrub);
     cache_destroy(f->cache);
     token_cache_destroy(f->tokens);

@@ -60,7 +60,9 @@
 #include "oci_error.h"
 #include "oci_ipc.h"
 #include "cache.h"
+#include "commit.h"
 #include "endpoints.h"
+#include "listcache.h"
 #include "negative.h"
 #include "queue.h"
 #include "server.h"
@@ -84,6 +86,10 @@ struct jobs_s {
     negative_t            *negative;    /* remembered 404s */
     cache_t               *cache;       /* the store's cache manager;
                                            NULL: none (unit tests) */
+    listcache_t           *lists;       /* stored lists kept parsed;
+                                           NULL: none */
+    commit_t              *commit;      /* commits off the loop; NULL:
+                                           done in place (unit tests) */
     loop_t                *loop;        /* the fetcher's, for its stall
                                            metrics; NULL: none (unit
                                            tests) */

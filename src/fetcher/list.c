@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "oci_store.h"
 #include "list.h"
+#include "listcache.h"
 #include "log.h"
 #include "stats.h"
 
@@ -25,47 +27,36 @@ list_init(list_job_t *l, const list_kind_t *kind, long ttl,
 }
 
 
-json_t *
-list_stored(cache_t *cache, const list_kind_t *kind, const char *path,
-    long max_age, long expire)
+/* The memory a parsed list of count members takes, about: jansson's
+ * values and their strings come to a few times the text they were read
+ * from, and a fixed cost per value */
+static size_t
+list_bytes(size_t text_len, size_t count)
 {
-    char             *text;
-    size_t            len;
-    long long         mtime, age;
-    json_t           *root, *list;
-    struct timespec   now;
+    return 2 * text_len + 128 * count;
+}
 
-    if (path[0] == '\0'
-        || oci_store_cache_read(path, kind->body_max, &text, &len, &mtime)
-           != OCI_OK)
+
+/* Read and parse the stored list at path (st: a stat of it) and keep the
+ * parse if the file did not change meanwhile.  The member array (a new
+ * reference) or NULL. */
+static json_t *
+list_load(jobs_t *jobs, const list_kind_t *kind, const char *path,
+    const struct stat *st)
+{
+    char         *text;
+    size_t        len;
+    long long     mtime;
+    json_t       *root, *list;
+    struct stat   after;
+
+    if (oci_store_cache_read(path, kind->body_max, &text, &len, &mtime)
+        != OCI_OK)
     {
         return NULL;
     }
 
-    /* the clock that stamps files, not time(NULL)'s coarser one: a file
-     * written just now must not look younger than now */
-    clock_gettime(CLOCK_REALTIME, &now);
-    age = (long long) now.tv_sec - mtime;
-
-    if (age >= expire) {
-        free(text);
-
-        /* nothing answers from it any more: it would only take room */
-        if (unlink(path) != 0 && errno != ENOENT) {
-            log_error("unlink(\"%s\") failed: %s", path, strerror(errno));
-        }
-
-        cache_removed(cache, path);
-
-        return NULL;
-    }
-
-    root = NULL;
-
-    if (age >= 0 && age < max_age) {
-        root = json_loadb(text, len, 0, NULL);
-    }
-
+    root = json_loadb(text, len, 0, NULL);
     free(text);
 
     list = json_object_get(root, kind->member);
@@ -77,27 +68,120 @@ list_stored(cache_t *cache, const list_kind_t *kind, const char *path,
 
     json_incref(list);
     json_decref(root);
-    cache_used(cache, path);
+
+    if (kind->loaded != NULL && kind->loaded(list) != 0) {
+        json_decref(list);
+        return NULL;
+    }
+
+    /* the identity before and after the read: the parse is of that file
+     * (a list is replaced by rename(), never rewritten in place) */
+    if (stat(path, &after) == 0 && after.st_ino == st->st_ino
+        && after.st_dev == st->st_dev && after.st_size == st->st_size
+        && after.st_mtim.tv_sec == st->st_mtim.tv_sec
+        && after.st_mtim.tv_nsec == st->st_mtim.tv_nsec)
+    {
+        listcache_put(jobs->lists, path, st, list,
+                      list_bytes(len, json_array_size(list)));
+    }
+
+    return list;
+}
+
+
+json_t *
+list_stored(jobs_t *jobs, const list_kind_t *kind, const char *path,
+    long max_age, long expire)
+{
+    long long         age;
+    json_t           *list;
+    struct stat       st;
+    struct timespec   now;
+
+    if (path[0] == '\0') {
+        return NULL;
+    }
+
+    /* one stat() a request: what the parse in memory is checked with */
+    if (stat(path, &st) != 0) {
+        listcache_drop(jobs->lists, path);
+        return NULL;
+    }
+
+    if ((unsigned long long) st.st_size > kind->body_max) {
+        return NULL;
+    }
+
+    /* the clock that stamps files, not time(NULL)'s coarser one: a file
+     * written just now must not look younger than now */
+    clock_gettime(CLOCK_REALTIME, &now);
+    age = (long long) now.tv_sec - (long long) st.st_mtime;
+
+    if (age >= expire) {
+        /* nothing answers from it any more: it would only take room */
+        if (unlink(path) != 0 && errno != ENOENT) {
+            log_error("unlink(\"%s\") failed: %s", path, strerror(errno));
+        }
+
+        listcache_drop(jobs->lists, path);
+        cache_removed(jobs->cache, path);
+
+        return NULL;
+    }
+
+    if (age < 0 || age >= max_age) {
+        return NULL;
+    }
+
+    list = listcache_get(jobs->lists, path, &st);
+
+    if (list == NULL) {
+        list = list_load(jobs, kind, path, &st);
+
+        if (list == NULL) {
+            return NULL;
+        }
+    }
+
+    cache_used(jobs->cache, path);
 
     return list;
 }
 
 
 void
-list_keep(list_job_t *l, const char *text)
+list_keep(list_job_t *l, const char *text, json_t *list)
 {
-    const oci_config_t  *cf = l->job.jobs->cf;
+    jobs_t              *jobs = l->job.jobs;
+    const oci_config_t  *cf = jobs->cf;
+    struct stat          st;
+    size_t               len;
 
-    if (l->path[0] != '\0'
-        && oci_store_cache_write(cf->store_path, l->path, text, strlen(text),
-                                 cf->store_fsync)
-           != OCI_OK)
-    {
-        log_error("cannot write \"%s\": %s", l->path, strerror(errno));
+    if (l->path[0] == '\0') {
         return;
     }
 
-    cache_added(l->job.jobs->cache, l->path);
+    len = strlen(text);
+
+    if (oci_store_cache_write(cf->store_path, l->path, text, len,
+                              cf->store_fsync)
+        != OCI_OK)
+    {
+        log_error("cannot write \"%s\": %s", l->path, strerror(errno));
+        listcache_drop(jobs->lists, l->path);
+        return;
+    }
+
+    /* the parse of the new file is at hand: the next request is a hit */
+    if (stat(l->path, &st) == 0) {
+        listcache_put(jobs->lists, l->path, &st, list,
+                      list_bytes(len, json_array_size(list)));
+
+    } else {
+        listcache_drop(jobs->lists, l->path);
+    }
+
+    cache_added(jobs->cache, l->path);
 }
 
 
@@ -262,8 +346,7 @@ list_throttled(job_t *j)
 
     expire = l->ttl + j->registry->stale_if_error;
 
-    list = list_stored(l->job.jobs->cache, l->kind, l->path, expire,
-                       expire);
+    list = list_stored(l->job.jobs, l->kind, l->path, expire, expire);
     if (list == NULL) {
         return 0;
     }

@@ -43,6 +43,11 @@ typedef struct {
     /* Send the answer made of list (the member array) to the waiter w,
      * as it asked (w->asked). */
     void       (*answer)(list_job_t *l, waiter_t *w, json_t *list);
+
+    /* A list read from the store, before it is kept parsed: put it in
+     * the shape the answers rely on (tags: sorted).  0, or -1 to refuse
+     * it; NULL: taken as it is. */
+    int        (*loaded)(json_t *list);
 } list_kind_t;
 
 struct list_job_s {
@@ -66,13 +71,15 @@ void list_init(list_job_t *l, const list_kind_t *kind, long ttl,
  * than max_age seconds (a new reference: a use, for cache); NULL if path
  * is "", or there is no such list or it is older.  A file expire seconds
  * old or older can serve nothing any more (not even stale): it is
- * removed. */
-json_t *list_stored(cache_t *cache, const list_kind_t *kind,
+ * removed.  The parse is kept in jobs->lists (listcache.h): while the
+ * file stays the same, a request costs one stat() and no read. */
+json_t *list_stored(jobs_t *jobs, const list_kind_t *kind,
     const char *path, long max_age, long expire);
 
-/* Keep text as the stored list at l->path (nothing if ""); a failure is
- * logged, and the answer goes out anyway. */
-void list_keep(list_job_t *l, const char *text);
+/* Keep text as the stored list at l->path (nothing if ""), and list (the
+ * member array text was made of, not to be changed any more) as its
+ * parse; a failure is logged, and the answer goes out anyway. */
+void list_keep(list_job_t *l, const char *text, json_t *list);
 
 /* This page's body as JSON (a new reference), NULL if it is not JSON. */
 json_t *list_page(list_job_t *l);

@@ -107,7 +107,8 @@ static const list_kind_t  referrers_kind = {
     REFERRERS_BODY_MAX,
     REFERRERS_PAGES_MAX,
     "referrers too large",
-    referrers_job_answer
+    referrers_job_answer,
+    NULL                /* loaded: filtered whole, any order */
 };
 
 
@@ -244,7 +245,7 @@ referrers_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     referrers_path(jobs, reg, m->name, hex, path, sizeof(path));
 
-    manifests = list_stored(jobs->cache, &referrers_kind, path,
+    manifests = list_stored(jobs, &referrers_kind, path,
                             reg->referrers_ttl,
                             reg->referrers_ttl + reg->stale_if_error);
 
@@ -400,6 +401,7 @@ referrers_complete(referrers_job_t *t)
         }
 
         cache_removed(j->jobs->cache, t->list.path);
+        listcache_drop(j->jobs->lists, t->list.path);
 
     } else if (t->list.path[0] != '\0') {
         text = referrers_index(t->manifests, "");
@@ -409,7 +411,7 @@ referrers_complete(referrers_job_t *t)
             return;
         }
 
-        list_keep(&t->list, text);
+        list_keep(&t->list, text, t->manifests);
         free(text);
     }
 

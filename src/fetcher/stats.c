@@ -779,3 +779,125 @@ stats_render_loop(FILE *f, const loop_stats_t *ls)
 
     return 0;
 }
+
+
+/* Counters (unsigned long long at offset) then gauges, as rows. */
+typedef struct {
+    const char    *name;
+    const char    *help;
+    stats_type_t   type;        /* STATS_COUNTER, STATS_GAUGE (long long),
+                                   STATS_GAUGE_INT (unsigned long here) */
+    size_t         offset;
+} stats_row_t;
+
+
+static int
+stats_rows(FILE *f, const stats_row_t *rows, size_t n, const void *st)
+{
+    unsigned long long  u;
+    unsigned long       ul;
+    long long           ll;
+    size_t              i;
+    int                 rc;
+
+    for (i = 0; i < n; i++) {
+        if (stats_family(f, rows[i].name, rows[i].help, rows[i].type) != 0) {
+            return -1;
+        }
+
+        switch (rows[i].type) {
+
+        case STATS_COUNTER:
+            memcpy(&u, (const char *) st + rows[i].offset, sizeof(u));
+            rc = fprintf(f, "%s %llu\n", rows[i].name, u);
+            break;
+
+        case STATS_GAUGE_INT:
+            memcpy(&ul, (const char *) st + rows[i].offset, sizeof(ul));
+            rc = fprintf(f, "%s %lu\n", rows[i].name, ul);
+            break;
+
+        default:
+            memcpy(&ll, (const char *) st + rows[i].offset, sizeof(ll));
+            rc = fprintf(f, "%s %lld\n", rows[i].name, ll);
+            break;
+        }
+
+        if (rc < 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+stats_render_commit(FILE *f, const stats_commit_t *st)
+{
+    static const stats_row_t  rows[] = {
+        { "ocimirror_fetcher_commit_queued",
+          "Verified downloads waiting for, or in, their fsync and rename "
+          "on the commit thread (at most store.commit_queue).",
+          STATS_GAUGE_INT, offsetof(stats_commit_t, queued) },
+        { "ocimirror_fetcher_commits_total",
+          "Blobs the commit thread moved under their digest.",
+          STATS_COUNTER, offsetof(stats_commit_t, committed) },
+        { "ocimirror_fetcher_commit_failures_total",
+          "Commits that failed (fsync or rename): not stored.",
+          STATS_COUNTER, offsetof(stats_commit_t, failed) },
+        { "ocimirror_fetcher_commit_refused_total",
+          "Verified downloads failed because store.commit_queue commits "
+          "were under way.",
+          STATS_COUNTER, offsetof(stats_commit_t, refused) }
+    };
+
+    if (stats_rows(f, rows, sizeof(rows) / sizeof(rows[0]), st) != 0
+        || stats_family(f, "ocimirror_fetcher_commit_longest_seconds",
+                        "The longest commit (fsync of the file, rename, "
+                        "fsync of the directory) on the commit thread, "
+                        "since the start.", STATS_GAUGE) != 0
+        || fprintf(f, "ocimirror_fetcher_commit_longest_seconds "
+                   "%lld.%09lld\n", st->longest_ns / 1000000000LL,
+                   st->longest_ns % 1000000000LL) < 0
+        || stats_family(f, "ocimirror_fetcher_commit_seconds_total",
+                        "The time the commit thread spent committing.",
+                        STATS_COUNTER) != 0
+        || fprintf(f, "ocimirror_fetcher_commit_seconds_total "
+                   "%llu.%09llu\n", st->busy_ns / 1000000000ULL,
+                   st->busy_ns % 1000000000ULL) < 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+stats_render_lists(FILE *f, const stats_lists_t *st)
+{
+    static const stats_row_t  rows[] = {
+        { "ocimirror_fetcher_list_cache_hits_total",
+          "Tag lists and referrers answered from their parsed copy in "
+          "memory.", STATS_COUNTER, offsetof(stats_lists_t, hits) },
+        { "ocimirror_fetcher_list_cache_misses_total",
+          "Tag lists and referrers read and parsed from the store.",
+          STATS_COUNTER, offsetof(stats_lists_t, misses) },
+        { "ocimirror_fetcher_list_cache_evictions_total",
+          "Parsed lists dropped to stay within fetcher.list_cache_size "
+          "and list_cache_entries.",
+          STATS_COUNTER, offsetof(stats_lists_t, evictions) },
+        { "ocimirror_fetcher_list_cache_invalidations_total",
+          "Parsed lists dropped because the stored file changed or went.",
+          STATS_COUNTER, offsetof(stats_lists_t, invalidations) },
+        { "ocimirror_fetcher_list_cache_bytes",
+          "The estimated memory of the parsed lists kept.",
+          STATS_GAUGE, offsetof(stats_lists_t, bytes) },
+        { "ocimirror_fetcher_list_cache_entries",
+          "Parsed lists kept.",
+          STATS_GAUGE_INT, offsetof(stats_lists_t, entries) }
+    };
+
+    return stats_rows(f, rows, sizeof(rows) / sizeof(rows[0]), st);
+}

@@ -145,6 +145,27 @@ typedef struct {
     unsigned long long  quarantine_files;   /* gauge */
 } stats_scrub_t;
 
+/* The commits off the loop (commit_state()), since the start. */
+typedef struct {
+    unsigned long       queued;         /* gauge: waiting or running */
+    unsigned long long  committed;
+    unsigned long long  failed;
+    unsigned long long  refused;        /* store.commit_queue was full */
+    long long           longest_ns;     /* the longest commit (fsync and
+                                           rename), in the thread */
+    unsigned long long  busy_ns;        /* all of them */
+} stats_commit_t;
+
+/* The parsed lists kept in memory (listcache_state()). */
+typedef struct {
+    unsigned long long  hits;           /* answered from memory */
+    unsigned long long  misses;         /* read and parsed from the store */
+    unsigned long long  evictions;      /* dropped for room */
+    unsigned long long  invalidations;  /* dropped: the file changed */
+    long long           bytes;          /* gauge: their estimated size */
+    unsigned long       entries;        /* gauge */
+} stats_lists_t;
+
 /* Every counter and gauge, in the Prometheus text format, with names
  * "ocimirror_fetcher_*" and labels registry="..", endpoint="..".  0, or
  * -1 with errno set. */
@@ -168,5 +189,11 @@ int stats_render_scrub(FILE *f, const stats_scrub_t *st);
  * a gauge, and the histogram of every iteration
  * ("ocimirror_fetcher_loop_*"). */
 int stats_render_loop(FILE *f, const loop_stats_t *ls);
+
+/* The commits the same way ("ocimirror_fetcher_commit_*"). */
+int stats_render_commit(FILE *f, const stats_commit_t *st);
+
+/* The list cache the same way ("ocimirror_fetcher_list_cache_*"). */
+int stats_render_lists(FILE *f, const stats_lists_t *st);
 
 #endif /* FETCHER_STATS_H */

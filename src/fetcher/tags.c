@@ -68,6 +68,7 @@ static int tags_reset(job_t *j);
 static void tags_done(job_t *j, const xfer_resp_t *r);
 static void tags_cleanup(job_t *j);
 static void tags_job_answer(list_job_t *l, waiter_t *w, json_t *tags);
+static int tags_loaded(json_t *tags);
 
 /* What a waiter asked of the one list its job fetches for all. */
 typedef struct {
@@ -100,13 +101,71 @@ static const list_kind_t  tags_kind = {
     TAGS_BODY_MAX,
     TAGS_PAGES_MAX,
     "tag list too large",
-    tags_job_answer
+    tags_job_answer,
+    tags_loaded
 };
 
 
+/* A stored list is ours only if it is as tags_store() writes it: strings
+ * in strictly increasing byte order, which the pages' binary search
+ * relies on.  Anything else is refused, and fetched again. */
+static int
+tags_loaded(json_t *tags)
+{
+    size_t       i, count;
+    const char  *s, *prev;
+
+    count = json_array_size(tags);
+    prev = NULL;
+
+    for (i = 0; i < count; i++) {
+        s = json_string_value(json_array_get(tags, i));
+
+        if (s == NULL || (prev != NULL && strcmp(prev, s) >= 0)) {
+            log_warn("a stored tag list is not in order: fetched again");
+            return -1;
+        }
+
+        prev = s;
+    }
+
+    return 0;
+}
+
+
+/* The index of the first tag after last in the sorted tags ("": 0), by
+ * binary search: a page costs its own size, not the list's. */
+static size_t
+tags_after(json_t *tags, const char *last)
+{
+    size_t  lo, hi, mid;
+
+    lo = 0;
+    hi = json_array_size(tags);
+
+    if (last[0] == '\0') {
+        return 0;
+    }
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if (strcmp(json_string_value(json_array_get(tags, mid)), last) <= 0)
+        {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    return lo;
+}
+
+
 /*
- * The page of tags (an array of strings in order) that n and last
- * select, as the JSON text of a tags/list answer (the caller frees it),
+ * The page of tags (an array of strings in strictly increasing order:
+ * tags_store() and tags_loaded() see to it) that n and last select, as the JSON text of a tags/list answer (the caller frees it),
  * and its next page's query in next ("" for none).  NULL if out of
  * memory (logged).
  */
@@ -137,12 +196,8 @@ tags_page(const char *name, json_t *tags, long long n, const char *last,
     last_sent = NULL;
     next[0] = '\0';
 
-    for (i = 0; i < count; i++) {
+    for (i = tags_after(tags, last); i < count; i++) {
         s = json_string_value(json_array_get(tags, i));
-
-        if (s == NULL || (last[0] != '\0' && strcmp(s, last) <= 0)) {
-            continue;
-        }
 
         if (n >= 0 && (long long) sent == n) {
             /* more remain: the next page starts after the last one sent
@@ -286,7 +341,7 @@ tags_store(tags_job_t *t)
         return -1;
     }
 
-    list_keep(&t->list, text);
+    list_keep(&t->list, text, sorted);
     free(text);
 
     return 0;
@@ -365,7 +420,7 @@ tags_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
 
     tags_path(jobs, reg, m->name, path, sizeof(path));
 
-    tags = list_stored(jobs->cache, &tags_kind, path, reg->tags_ttl,
+    tags = list_stored(jobs, &tags_kind, path, reg->tags_ttl,
                        reg->tags_ttl + reg->stale_if_error);
 
     if (tags != NULL) {

@@ -78,6 +78,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import benchdata  # noqa: E402
+import commitstall  # noqa: E402
 import wanproxy  # noqa: E402
 
 BUILD = os.environ.get("OCIMIRROR_BUILD_DIR") or os.path.join(REPO, "build")
@@ -167,6 +168,9 @@ class Params:
         self.deep_layers = 2 if q else 4
         self.deep_layer_mib = 4 if q else 6
         self.scrub_ab_rounds = 2 if q else 6
+        # one blob downloaded and committed with store.fsync = true by a
+        # fetcher alone: the loop's longest stall (commitstall.py)
+        self.commit_mib = int(env_num("BENCH_COMMIT_MIB", 256 if q else 1024))
         # past this, the remaining steps are skipped (their cells say so)
         self.budget = 210.0 if q else 780.0
 
@@ -2223,6 +2227,25 @@ class Bench:
 
     # --- the scrub: its pace, its ceiling, deep, and hits meanwhile ---
 
+    def measure_commit(self):
+        self.step(["commit"], self.commit_run)
+
+    def commit_run(self):
+        # on the temp directory's disk: an fsync on a tmpfs costs nothing
+        work = os.path.join(self.tmp, "commit")
+        os.makedirs(work, exist_ok=True)
+        try:
+            # one stream: the turns of a ranged download that hash the
+            # chunks finished further out would hide what the commit costs
+            self.r["commit"] = commitstall.measure(FETCHER_BIN, work,
+                                                   self.p.commit_mib,
+                                                   ranges=False)
+        except commitstall.Failed as e:
+            raise StepError(str(e))
+        finally:
+            shutil.rmtree(os.path.join(work, "commit-store"),
+                          ignore_errors=True)
+
     def measure_scrub(self):
         self.step(["scrub.paced", "scrub.fast", "scrub.deep",
                    "scrub.hits.blob1", "scrub.hits.tiny"], self.scrub_run)
@@ -2584,6 +2607,7 @@ class Bench:
         self.measure_recency()
         self.measure_store()
         self.measure_scrub()
+        self.measure_commit()
         self.collect_rss()
         if self.mirror is not None and self.mirror.alive():
             hwm = [proc_status(pid) for pid in self.mirror.worker_pids()]
@@ -2998,6 +3022,26 @@ def build_rows(b):
                          (cpu["median"] - 1) * 100, (cpu["low"] - 1) * 100,
                          (cpu["high"] - 1) * 100),
                      target, "; ".join(met)])
+
+    v = g("commit")
+    label = ("one %d MiB blob downloaded in one stream and committed, "
+             "store.fsync = true, fetcher alone: the loop's longest stall "
+             "(the commit on its thread; the download)" % p.commit_mib)
+    if ok(v):
+        rows.append([label, "—", "—", "—",
+                     "stall %.1f ms (%d turns > 10 ms, %d > 50 ms); commit "
+                     "%s; %.1f s" % (
+                         v["stall"] * 1000, v["turns_over_10ms"],
+                         v["turns_over_50ms"],
+                         "%.0f ms" % (v["commit"] * 1000)
+                         if v["commit"] is not None else "on the loop",
+                         v["seconds"]),
+                     "—", "stall < 50 ms",
+                     verdict(v["stall"], lambda x: x < 0.05,
+                             lambda x: "%.0f ms" % (x * 1000))])
+    else:
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—",
+                     "stall < 50 ms", "n/a"])
 
     o = g("rss.worker_growth")
     rows.append(["nginx worker RSS growth streaming %d × %d MiB (MiB)"

@@ -43,6 +43,10 @@ setup(void **state)
 
     fake_env_setup((void **) &t->e);
 
+    /* each flush writes what came, as the streams of these tests expect;
+     * test_write_blocks() holds bytes as the fetcher does */
+    blob_set_write_hold(0);
+
     fake_sha256(BODY, strlen(BODY), t->hex);
     snprintf(t->digest, sizeof(t->digest), "sha256:%s", t->hex);
     snprintf(t->url, sizeof(t->url), FAKE_EP1 "/v2/a/b/blobs/%s", t->digest);
@@ -219,6 +223,70 @@ test_progress_coalesced(void **state)
 }
 
 
+/* Bytes are written in blocks of 1 MiB: while the hold has not passed a
+ * flush writes nothing and announces nothing (PROGRESS counts bytes in
+ * the file), each full block is written and announced, the rest at the
+ * end; once the hold passed, a flush writes what is held. */
+static void
+test_write_blocks(void **state)
+{
+    blob_test_t  *t = *state;
+    char          tmp[OCI_PATH_MAX], *body;
+    size_t        i, len;
+    struct stat   st;
+    oci_msg_t     m;
+    long long     last;
+
+    len = 2 * 1024 * 1024 + 5000;
+    body = malloc(len + 1);
+    assert_non_null(body);
+
+    for (i = 0; i < len; i++) {
+        body[i] = (char) ('a' + i % 26);
+    }
+
+    body[len] = '\0';
+    fake_sha256(body, len, t->hex);
+    snprintf(t->digest, sizeof(t->digest), "sha256:%s", t->hex);
+    snprintf(t->url, sizeof(t->url), FAKE_EP1 "/v2/a/b/blobs/%s", t->digest);
+    assert_int_equal(oci_store_blob_path(t->e->store, t->hex, t->blob,
+                                         sizeof(t->blob)), OCI_OK);
+
+    /* a day's hold: only full blocks and the end write */
+    blob_set_write_hold(86400LL * 1000000000);
+    request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
+    t->flush = 1;
+    reply_body(t, body, 16384, 0);
+
+    assert_size_tmp(t, &t->e->c1, 1, (long long) len, tmp, sizeof(tmp));
+
+    last = 0;
+    while (fake_conn_next(&t->e->c1, &m) && m.type == OCI_MSG_PROGRESS) {
+        assert_true(m.bytes > last);
+        assert_true(m.bytes == (long long) len
+                    || m.bytes % (1024 * 1024) == 0);
+        last = m.bytes;
+    }
+
+    assert_true(last == (long long) len);
+    assert_int_equal(m.type, OCI_MSG_DONE);
+    assert_int_equal(stat(t->blob, &st), 0);
+    assert_int_equal(st.st_size, (off_t) len);
+
+    /* the same with no hold: every flush writes, so PROGRESS follows
+     * the pieces */
+    assert_int_equal(unlink(t->blob), 0);
+    blob_set_write_hold(0);
+    request(t, &t->e->c1, 2, FAKE_REG, "a/b", t->digest);
+    reply_body(t, body, 16384, 0);
+    assert_size_tmp(t, &t->e->c1, 2, (long long) len, tmp, sizeof(tmp));
+    assert_true(fake_conn_next(&t->e->c1, &m));
+    assert_true(m.type == OCI_MSG_PROGRESS && m.bytes == 16384);
+
+    free(body);
+}
+
+
 /* A second worker, another registry and name, same digest: it joins the
  * download and catches up at once. */
 static void
@@ -236,7 +304,12 @@ test_coalesce(void **state)
     reply_body(t, BODY, 4, 0);
     assert_int_equal(fake_xfers.started, 1);
 
+    /* it catches up with what is in the file (bytes 4-8 were still
+     * held when it joined), then follows */
     assert_size_tmp(t, &t->e->c2, 5, 11, tmp2, sizeof(tmp2));
+    assert_true(fake_conn_next(&t->e->c2, &m));
+    assert_int_equal(m.type, OCI_MSG_PROGRESS);
+    assert_true(m.bytes == 4);
     assert_true(fake_conn_next(&t->e->c2, &m));
     assert_int_equal(m.type, OCI_MSG_PROGRESS);
     assert_true(m.bytes == 8);
@@ -654,6 +727,7 @@ setup_chunks(void **state)
     assert_non_null(t);
 
     fake_env_setup((void **) &t->b.e);
+    blob_set_write_hold(0);
 
     t->b.e->cf->chunk_size = CHUNK_SIZE;
     t->b.e->cf->chunk_threshold = 2 * CHUNK_SIZE;
@@ -1735,6 +1809,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_coalesced, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_write_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_coalesce, setup, teardown),
         cmocka_unit_test_setup_teardown(test_coalesce_early, setup,
                                         teardown),

@@ -95,8 +95,8 @@ check_label_value(const char *p)
 static int
 check_format(const char *text)
 {
-    char         families[64][128];
-    char         types[64][16];
+    char         families[128][128];
+    char         types[128][16];
     char         help_of[128], name[128], type[16];
     const char  *p, *end, *q;
     char        *num_end;
@@ -130,7 +130,7 @@ check_format(const char *text)
                 assert_string_not_equal(families[i], name);
             }
 
-            assert_true(nfam < 64);
+            assert_true(nfam < 128);
             snprintf(families[nfam], sizeof(families[0]), "%s", name);
             snprintf(types[nfam], sizeof(types[0]), "%s", type);
             nfam++;
@@ -450,6 +450,62 @@ test_render_loop(void **state)
 
 
 static void
+test_render_commit_lists(void **state)
+{
+    stats_commit_t  cs;
+    stats_lists_t   ls;
+    char           *text;
+    size_t          len;
+    FILE           *f;
+
+    memset(&cs, 0, sizeof(cs));
+    cs.queued = 3;
+    cs.committed = 41;
+    cs.failed = 2;
+    cs.refused = 7;
+    cs.longest_ns = 2250000000LL;
+    cs.busy_ns = 5000000001ULL;
+
+    memset(&ls, 0, sizeof(ls));
+    ls.hits = 100;
+    ls.misses = 4;
+    ls.evictions = 1;
+    ls.invalidations = 2;
+    ls.bytes = 123456;
+    ls.entries = 3;
+
+    text = NULL;
+    f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(stats_render_commit(f, &cs), 0);
+    assert_int_equal(stats_render_lists(f, &ls), 0);
+    assert_int_equal(fclose(f), 0);
+
+    assert_int_equal(check_format(text), 6 + 6);
+    assert_true(has_line(text, "# TYPE ocimirror_fetcher_commit_queued "
+                         "gauge"));
+    assert_true(has_line(text, "ocimirror_fetcher_commit_queued 3"));
+    assert_true(has_line(text, "ocimirror_fetcher_commits_total 41"));
+    assert_true(has_line(text, "ocimirror_fetcher_commit_failures_total 2"));
+    assert_true(has_line(text, "ocimirror_fetcher_commit_refused_total 7"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_commit_longest_seconds 2.250000000"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_commit_seconds_total 5.000000001"));
+    assert_true(has_line(text, "ocimirror_fetcher_list_cache_hits_total 100"));
+    assert_true(has_line(text, "ocimirror_fetcher_list_cache_misses_total 4"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_list_cache_evictions_total 1"));
+    assert_true(has_line(text,
+        "ocimirror_fetcher_list_cache_invalidations_total 2"));
+    assert_true(has_line(text, "ocimirror_fetcher_list_cache_bytes 123456"));
+    assert_true(has_line(text, "ocimirror_fetcher_list_cache_entries 3"));
+
+    free(text);
+}
+
+
+static void
 stats_msg(fake_env_t *e, conn_t *c, uint32_t id)
 {
     oci_msg_t  m;
@@ -591,6 +647,7 @@ main(void)
         cmocka_unit_test(test_render_empty),
         cmocka_unit_test(test_render_scrub),
         cmocka_unit_test(test_render_loop),
+        cmocka_unit_test(test_render_commit_lists),
         cmocka_unit_test_setup_teardown(test_request, fake_env_setup,
                                         fake_env_teardown),
         cmocka_unit_test_setup_teardown(test_request_conn_gone,
