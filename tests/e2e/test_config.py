@@ -9,9 +9,8 @@ import threading
 
 import pytest
 
-from harness import (NGINX_BIN, Mirror, fake_registry_entry, nginx_env,
-                     random_bytes, render_libconfig, store_tmp_files,
-                     wait_for)
+from harness import (Mirror, fake_registry_entry, nginx_t, random_bytes,
+                     render_libconfig, store_tmp_files, wait_for)
 
 GOOD = {"name": "registry.example", "endpoints": ["http://127.0.0.1:9"]}
 
@@ -99,9 +98,7 @@ def test_every_upstream_setting_is_accepted(binaries, tmp_path):
     m.write_nginx_conf()
     p = _check(binaries, m.config_path)
     assert p.returncode == 0, p.stdout + p.stderr
-    t = subprocess.run([NGINX_BIN, "-t", "-p", m.prefix, "-e", m.error_log,
-                        "-c", m.nginx_conf], capture_output=True, text=True,
-                       timeout=20, env=nginx_env())
+    t = nginx_t(m)
     assert t.returncode == 0, t.stderr
 
 
@@ -134,9 +131,7 @@ def test_nginx_t_reports_a_bad_config(binaries, tmp_path):
                socket_dir=str(tmp_path), binaries=binaries)
     m.write_config()
     m.write_nginx_conf()
-    t = subprocess.run([NGINX_BIN, "-t", "-p", m.prefix, "-e", m.error_log,
-                        "-c", m.nginx_conf], capture_output=True, text=True,
-                       timeout=20, env=nginx_env())
+    t = nginx_t(m)
     assert t.returncode == 0, t.stderr
 
     with open(m.config_path) as f:
@@ -144,9 +139,7 @@ def test_nginx_t_reports_a_bad_config(binaries, tmp_path):
     bad = good.replace("tag_ttl = 300;", "tag_ttl = 300; nonsense = 1;")
     with open(m.config_path, "w") as f:
         f.write(bad)
-    t = subprocess.run([NGINX_BIN, "-t", "-p", m.prefix, "-e", m.error_log,
-                        "-c", m.nginx_conf], capture_output=True, text=True,
-                       timeout=20, env=nginx_env())
+    t = nginx_t(m)
     assert t.returncode != 0, t.stderr
     assert "%s:%d: " % (m.config_path, _line_of(good, bad)) in t.stderr, \
         t.stderr

@@ -13,7 +13,8 @@ import pytest
 
 from fakeregistry import FakeRegistry
 from harness import (ACCEPT_ALL, assert_blob, assert_json_error,
-                     assert_manifest, random_bytes, sha256_hex, wait_for)
+                     assert_manifest, random_bytes, read_text, sha256_hex,
+                     wait_for)
 
 NAME = "multi.test"
 WARNING = '110 - "Response is Stale"'
@@ -172,10 +173,13 @@ def test_429_retry_after_serves_stale_and_waits(mirror_factory,
                             {"Accept": ACCEPT_ALL}), 429, "TOOMANYREQUESTS")
     assert fake_upstream.count(None, "") == 1
 
-    # after it the upstream is asked again
+    # after it the upstream is asked again, once the probe said so: the
+    # fetcher probes at its first 1 Hz tick past Retry-After (a fixed
+    # sleep raced that tick)
     del fake_upstream.too_many[r"^/v2/"]
-    time.sleep(max(0.0, throttled_at + RETRY_AFTER + 0.5
-                   - time.monotonic()))
+    wait_for(lambda: "answers again" in read_text(m.fetcher_log),
+             RETRY_AFTER + 10, what="the probe after Retry-After")
+    assert time.monotonic() - throttled_at >= RETRY_AFTER - 0.5
     r = m.get(path, {"Accept": ACCEPT_ALL})
     assert_manifest(r, small.manifest)
     assert r.header("Warning") is None, r
