@@ -194,9 +194,11 @@ E2E_ASAN_NGINX_ENV = OCIMIRROR_NGINX=$(NGINX_ASAN)/nginx \
           OCIMIRROR_MODULE=$(NGINX_ASAN)/ngx_http_ocimirror_module.so
 PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
 E2E_TESTS ?= tests/e2e
-# make test: two whole passes do not fit its 25 minutes on 2 cores (the
-# stock pass takes about 9, the ASan nginx's 1.2-1.4 times as long), so
-# the ASan nginx runs every test and the stock nginx these: the module
+# make test: two whole passes do not fit its 25 minutes on 2 cores with
+# the builds (the stock pass takes about 9 minutes on a quiet machine, the
+# ASan nginx's 9m43s at load 1, 14 min at load 7; the first nginx-asan
+# build 4 min of CPU), so the ASan nginx runs every test and the stock
+# nginx these (72 s at load 1): the module
 # as shipped (built against nginx-dev) in Debian's binary, through the
 # real clients, hits, misses, streamed ranges, health and nginx -t.
 E2E_STOCK_TESTS = tests/e2e/test_pull_api.py tests/e2e/test_skopeo.py \
