@@ -310,6 +310,7 @@ class FakeRegistry:
         self.manifest_redirect_digest = True
         self.cdn_manifest_type = None
         self.served = []         # (digest, first, bytes written, status)
+        self.sending = {}        # digest -> bodies being written now
         self.redirected = []     # digests of blob GETs answered 307
         self.realm = None        # base URL of the token realm
         self.token_prefix = ""
@@ -420,10 +421,19 @@ class FakeRegistry:
             return [h.get("Range") for m, p, h in self.requests
                     if m == "GET" and rx.search(p)]
 
-    def served_bytes(self, digest):
-        """(first, bytes written) of every body of the blob sent."""
-        with self._lock:
-            return [(f, n) for d, f, n, _ in self.served if d == digest]
+    def served_bytes(self, digest, settle=2.0):
+        """(first, bytes written) of every body of the blob sent.  A body
+        is noted once its last byte is written, and its reader may be
+        quicker: bodies still being written are waited for, settle seconds
+        at most (a stalled one is counted as far as it went)."""
+        deadline = time.monotonic() + settle
+        while True:
+            with self._lock:
+                if not self.sending.get(digest) \
+                        or time.monotonic() >= deadline:
+                    return [(f, n) for d, f, n, _ in self.served
+                            if d == digest]
+            time.sleep(0.01)
 
     def reset_counts(self):
         with self._lock:
@@ -886,6 +896,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # noting in reg.served how much went out
         t0 = time.monotonic()
         pos = start
+        with reg._lock:
+            reg.sending[digest] = reg.sending.get(digest, 0) + 1
         try:
             while pos < end and not reg._stopping.is_set():
                 n = min(CHUNK, end - pos)
@@ -899,9 +911,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if stall:
                 reg._stopping.wait(reg.faults.stall)
         finally:
-            if reg.record:
-                with reg._lock:
+            with reg._lock:
+                if reg.record:
                     reg.served.append((digest, start, pos - start, status))
+                reg.sending[digest] -= 1
         if pos < end:
             self.close_connection = True
 
