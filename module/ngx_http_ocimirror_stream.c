@@ -87,9 +87,12 @@ static ngx_int_t ngx_http_ocimirror_stream_headers(
     ngx_http_ocimirror_stream_t *s, off_t size);
 
 
-ngx_int_t
-ngx_http_ocimirror_stream_blob(ngx_http_request_t *r, oci_route_t *route,
-    ngx_str_t *store_path, ngx_str_t *digest)
+/* A BLOB (store_path: where its bytes will be) or a STAT (NULL: the
+ * headers alone) of the digest, its answers to handler. */
+static ngx_int_t
+ngx_http_ocimirror_stream_ask(ngx_http_request_t *r, oci_route_t *route,
+    ngx_str_t *store_path, ngx_str_t *digest, oci_msg_type_t type,
+    ngx_http_ocimirror_wait_pt handler)
 {
     oci_msg_t                     m;
     ngx_http_ocimirror_stream_t  *s;
@@ -101,13 +104,16 @@ ngx_http_ocimirror_stream_blob(ngx_http_request_t *r, oci_route_t *route,
 
     s->request = r;
     s->digest = *digest;
-    s->store_path = *store_path;
+
+    if (store_path != NULL) {
+        s->store_path = *store_path;
+    }
 
     if (ngx_http_ocimirror_etag(r, digest, &s->etag) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    oci_msg_init(&m, OCI_MSG_BLOB, 0);
+    oci_msg_init(&m, type, 0);
 
     ngx_cpystrn((u_char *) m.registry, (u_char *) route->registry->name,
                 sizeof(m.registry));
@@ -115,9 +121,17 @@ ngx_http_ocimirror_stream_blob(ngx_http_request_t *r, oci_route_t *route,
     ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
                 sizeof(m.reference));
 
-    return ngx_http_ocimirror_ask_or_fail(r, &s->wait,
-                                          ngx_http_ocimirror_stream_message,
-                                          s, &m);
+    return ngx_http_ocimirror_ask_or_fail(r, &s->wait, handler, s, &m);
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_stream_blob(ngx_http_request_t *r, oci_route_t *route,
+    ngx_str_t *store_path, ngx_str_t *digest)
+{
+    return ngx_http_ocimirror_stream_ask(r, route, store_path, digest,
+                                         OCI_MSG_BLOB,
+                                         ngx_http_ocimirror_stream_message);
 }
 
 
@@ -125,32 +139,9 @@ ngx_int_t
 ngx_http_ocimirror_stream_head(ngx_http_request_t *r, oci_route_t *route,
     ngx_str_t *digest)
 {
-    oci_msg_t                     m;
-    ngx_http_ocimirror_stream_t  *s;
-
-    s = ngx_pcalloc(r->pool, sizeof(ngx_http_ocimirror_stream_t));
-    if (s == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    s->request = r;
-    s->digest = *digest;
-
-    if (ngx_http_ocimirror_etag(r, digest, &s->etag) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    oci_msg_init(&m, OCI_MSG_STAT, 0);
-
-    ngx_cpystrn((u_char *) m.registry, (u_char *) route->registry->name,
-                sizeof(m.registry));
-    ngx_cpystrn((u_char *) m.name, (u_char *) route->name, sizeof(m.name));
-    ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
-                sizeof(m.reference));
-
-    return ngx_http_ocimirror_ask_or_fail(r, &s->wait,
-                                      ngx_http_ocimirror_stream_head_message,
-                                      s, &m);
+    return ngx_http_ocimirror_stream_ask(r, route, NULL, digest,
+                                         OCI_MSG_STAT,
+                                  ngx_http_ocimirror_stream_head_message);
 }
 
 
