@@ -1657,14 +1657,23 @@ cache_pins_slice(cache_t *c)
 static void
 cache_pins_added(cache_t *c, cache_entry_t *e)
 {
-    cache_pin_t  *p;
+    cache_pin_t       *p;
+    oci_tag_record_t   rec;
+    long               spec;
 
     if (c->npins == 0) {
         return;
     }
 
     if (strncmp(e->path, "tags/", 5) == 0) {
-        if (cache_pin_spec_of(c, e->path, NULL) >= 0) {
+        spec = cache_pin_spec_of(c, e->path, &rec);
+
+        if (spec >= 0) {
+            /* what the record names is held at once (eviction waits for
+             * the pending digests), the record itself too; the digests
+             * of what it named before go at the next tick's resolve */
+            cache_entry_pin(c, e);
+            cache_pin_add(c, rec.digest, (size_t) spec);
             c->pins_dirty = 1;
         }
 

@@ -1124,6 +1124,40 @@ test_pins_resolve_evicting(void **state)
 }
 
 
+/* A pinned tag whose record is written while eviction is due (the record
+ * and the manifest were evicted while unpinned, a pull brings them back):
+ * what it names is held before any eviction slice runs, not at the next
+ * tick's resolve. */
+static void
+test_pins_tag_written(void **state)
+{
+    fixture_t         *f = *state;
+    oci_image_spec_t   spec;
+    char               m[72], path[512];
+    int                i;
+
+    put_image(f, 80, 81, 82, 83, 5000, m);
+    pin_spec(&spec, "docker.io/library/app:v1");
+    f->cf.pins = &spec;
+    f->cf.n_pins = 1;
+    start(f);
+    assert_int_equal(state_of(f).pinned_files, 0);
+
+    f->cf.store_min_free = 1LL << 60;
+    put_tag(f, "library/app", "v1", m, 0);
+    assert_int_equal(oci_store_tag_path(f->root, "docker.io", "library/app",
+                                        "v1", path, sizeof(path)), OCI_OK);
+    cache_added(f->cache, path);
+    settle(f);
+
+    for (i = 80; i < 84; i++) {
+        assert_true(blob_exists(f, i));
+    }
+
+    assert_int_equal(state_of(f).pinned_files, 5);
+}
+
+
 /* What eviction would take next, oldest first, young files left out. */
 static void
 each_next(const char *path, long long bytes, time_t used, void *data)
@@ -1182,6 +1216,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pins_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pins_resolve_evicting, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pins_tag_written, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_next, setup, teardown),
     };
