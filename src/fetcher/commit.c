@@ -44,8 +44,8 @@ struct commit_s {
     /* shared with the thread, under lock */
     pthread_mutex_t  lock;
     pthread_cond_t   cond;
-    commit_req_t    *todo;
-    commit_req_t   **todo_tail;
+    commit_req_t    *fifo;          /* submitted, oldest first */
+    commit_req_t   **fifo_tail;
     commit_req_t    *done;
     commit_req_t   **done_tail;
     int              stop;
@@ -79,20 +79,20 @@ commit_thread(void *arg)
     for ( ;; ) {
         pthread_mutex_lock(&c->lock);
 
-        while (c->todo == NULL && !c->stop) {
+        while (c->fifo == NULL && !c->stop) {
             pthread_cond_wait(&c->cond, &c->lock);
         }
 
-        r = c->todo;
+        r = c->fifo;
 
         if (r == NULL) {
             pthread_mutex_unlock(&c->lock);
             return NULL;
         }
 
-        c->todo = r->next;
-        if (c->todo == NULL) {
-            c->todo_tail = &c->todo;
+        c->fifo = r->next;
+        if (c->fifo == NULL) {
+            c->fifo_tail = &c->fifo;
         }
 
         pthread_mutex_unlock(&c->lock);
@@ -208,7 +208,7 @@ commit_create(loop_t *loop, cache_t *cache, const char *root, int do_fsync,
     c->do_fsync = do_fsync;
     c->max = (size_t) queue_max;
     c->efd = -1;
-    c->todo_tail = &c->todo;
+    c->fifo_tail = &c->fifo;
     c->done_tail = &c->done;
 
     pthread_mutex_init(&c->lock, NULL);
@@ -324,8 +324,8 @@ commit_submit(commit_t *c, int fd, const char *tmp, const char *hex,
     c->queued++;
 
     pthread_mutex_lock(&c->lock);
-    *c->todo_tail = r;
-    c->todo_tail = &r->next;
+    *c->fifo_tail = r;
+    c->fifo_tail = &r->next;
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
 
