@@ -9,6 +9,8 @@
                    stopped at teardown, and the test fails on [alert],
                    [emerg] or a sanitizer report in their logs
   mirror           a mirror whose default registry is the upstream
+  cluster_factory  start N mirrors as one cluster (harness.Cluster) on
+                   127.0.0.2, .3, ...; stopped as mirror_factory's
   fake_upstream    a FakeRegistry, stopped at teardown
   hosts            three FakeRegistry on 127.0.0.1, .3 and .4
   sanitizer_reports  (every test) the folder where the nginx processes
@@ -153,14 +155,17 @@ def ctl_bin(tmp_path_factory):
 def mirror_factory(tmp_path, tmp_path_factory, binaries, sanitizer_reports):
     started = []
 
-    def make(default_registry, registries, **kw):
+    def make(default_registry, registries, start=True, **kw):
+        # start=False: the Mirror is made (its port chosen) but not
+        # started; the caller starts it, and it is stopped at teardown
         workdir = tmp_path / ("mirror%d" % len(started))
         workdir.mkdir()
         kw.setdefault("socket_dir", str(tmp_path_factory.mktemp("s")))
         kw.setdefault("binaries", binaries)
         m = harness.Mirror(str(workdir), default_registry, registries, **kw)
         started.append(m)
-        m.start()
+        if start:
+            m.start()
         return m
 
     yield make
@@ -183,6 +188,22 @@ def mirror_factory(tmp_path, tmp_path_factory, binaries, sanitizer_reports):
 def mirror(mirror_factory, upstream):
     return mirror_factory(upstream.hostport,
                           [harness.upstream_registry(upstream)])
+
+
+@pytest.fixture
+def cluster_factory(mirror_factory, tmp_path):
+    """cluster_factory(n, default_registry, registries, replicate=...,
+    fail_timeout=..., **mirror_kw): a started harness.Cluster."""
+    made = []
+
+    def make(n, default_registry, registries, **kw):
+        c = harness.Cluster(
+            lambda **mkw: mirror_factory(default_registry, registries,
+                                         start=False, **mkw),
+            str(tmp_path / ("cluster%d" % len(made))), n, **kw)
+        made.append(c)
+        return c.start()
+    return make
 
 
 @pytest.fixture

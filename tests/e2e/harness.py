@@ -6,6 +6,7 @@ Everything binds 127.0.0.1 on ports chosen at run time and lives in
 temp directories handed in by the fixtures.
 """
 
+import bisect
 import hashlib
 import http.client
 import json
@@ -15,8 +16,10 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
+import zlib
 
 import pytest
 
@@ -65,9 +68,9 @@ def require_file(path, what):
     return path
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port
@@ -354,7 +357,7 @@ class AccessLog:
     ('"GET /v2/... HTTP/1.1" 200'), from a mark (a byte offset)."""
 
     LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" '
-                      r'(?P<status>\d{3})')
+                      r'(?P<status>\d{3})(?: (?P<bytes>\d+|-))?')
 
     def __init__(self, path):
         self.path = path
@@ -375,6 +378,23 @@ class AccessLog:
             if m:
                 out.append((m["method"], m["path"], int(m["status"])))
         return out
+
+    def sent_bytes(self, method=None, path_regex="", since=0):
+        """The bytes of the bodies the server sent (the size field after
+        the status: docker-registry's and nginx's combined format) for
+        the requests that match, from a mark."""
+        rx = re.compile(path_regex)
+        total = 0
+        with open(self.path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        for line in text.splitlines():
+            m = self.LINE.search(line)
+            if m and (method is None or m["method"] == method) \
+                    and rx.search(m["path"]) and m["bytes"] not in (None,
+                                                                  "-"):
+                total += int(m["bytes"])
+        return total
 
     def count(self, method, path_regex, since=0, status=None):
         rx = re.compile(path_regex)
@@ -552,7 +572,7 @@ class Mirror:
                  binaries=None, fetcher=None, prefetch=None,
                  store_path=None, store_settings=None, fetcher_args=(),
                  settings=None, nginx_user="root", fetcher_prefix=(),
-                 fetcher_preexec=None, fetcher_env=None):
+                 fetcher_preexec=None, fetcher_env=None, host="127.0.0.1"):
         # store_path: the store elsewhere than <workdir>/store (a small
         # tmpfs); store_settings: more keys of the store group;
         # fetcher_args: more arguments of the fetcher (["-v"]: debug lines);
@@ -561,6 +581,8 @@ class Mirror:
         # fetcher_prefix: a command the fetcher runs under (setpriv ...)
         # binaries: (fetcher, module .so); copies made by the suite, so
         # that a rebuild during the run cannot rewrite a mapped file
+        # host: the loopback address nginx listens on (127.0.0.2, ...: the
+        # nodes of a cluster, harness.Cluster)
         self.fetcher_bin, self.module_so = binaries or (FETCHER_BIN,
                                                         MODULE_SO)
         self.workdir = workdir
@@ -581,8 +603,9 @@ class Mirror:
         self.access_log_path = os.path.join(self.prefix, "access.log")
         self.access = AccessLog(self.access_log_path)
         self.fetcher_log = os.path.join(workdir, "fetcher.log")
-        self.port = free_port()
-        self.hostport = "127.0.0.1:%d" % self.port
+        self.host = host
+        self.port = free_port(host)
+        self.hostport = "%s:%d" % (host, self.port)
         self.default_registry = default_registry
         self.registries = registries
         self.fetch_timeout = fetch_timeout
@@ -594,6 +617,7 @@ class Mirror:
         self.fetcher_stopped = False
         self.nginx = None
         self.fetcher_starts = 0
+        self.killed = False
         self.nginx_user = nginx_user
         self.fetcher_prefix = list(fetcher_prefix)
         for d in (self.store, self.prefix):
@@ -738,6 +762,51 @@ class Mirror:
                 return False
         wait_for(up, 15, what="nginx /healthz on " + self.hostport)
 
+    def nginx_workers(self):
+        """The PIDs of the children of nginx's master (its workers)."""
+        if self.nginx is None or not self.nginx.alive():
+            return set()
+        return children_of(self.nginx.popen.pid)
+
+    def reload(self, timeout=20):
+        """Write the libconfig file again (after a change of
+        self.settings, ...), SIGHUP nginx's master and wait until every
+        worker is a new one: they read the new file."""
+        self.write_config()
+        old = self.nginx_workers()
+        os.kill(self.nginx.popen.pid, signal.SIGHUP)
+
+        def reloaded():
+            now = self.nginx_workers()
+            return len(now) >= 1 and not (now & old)
+        try:
+            wait_for(reloaded, timeout, what="new nginx workers on "
+                     + self.hostport)
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, tail(self.error_log)))
+
+    def kill(self):
+        """SIGKILL nginx's master, then its workers, and the fetcher, by
+        PID: the node is gone at once, as a crashed machine would be (its
+        store stays).  stop() then reports none of them as a problem."""
+        self.killed = True
+        workers = self.nginx_workers()
+        pids = [self.nginx.popen.pid] + sorted(workers)
+        if self.fetcher is not None and self.fetcher.alive():
+            pids.append(self.fetcher.popen.pid)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.nginx.popen.wait(10)
+        if self.fetcher is not None:
+            self.fetcher.popen.wait(10)
+        self.fetcher_stopped = True
+        # the workers were the master's children: init reaps them
+        wait_for(lambda: not any(_running(p) for p in workers),
+                 10, what="nginx workers killed")
+
     def wait_ready(self, timeout=10):
         """Poll /readyz until 200 (the workers reconnected)."""
         wait_for(lambda: self.get("/readyz", timeout=2).status == 200,
@@ -747,6 +816,8 @@ class Mirror:
         """Stop both by PID; returns the problems found: a process that
         died on its own, a bad exit, [alert]/[emerg], sanitizer reports."""
         problems = []
+        if self.killed:
+            return problems + self.log_problems()
         if self.nginx is not None:
             if not self.nginx.alive():
                 problems.append("nginx exited by itself (%s)"
@@ -826,6 +897,34 @@ class Mirror:
     def diagnostics(self):
         return ("--- nginx error.log\n%s\n--- fetcher log\n%s"
                 % (tail(self.error_log), tail(self.fetcher_log)))
+
+
+def _proc_stat(pid):
+    """(state, ppid) of a process, None if it is gone."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # pid (comm) state ppid ...: comm may hold spaces and parentheses
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def _running(pid):
+    st = _proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def children_of(pid):
+    """The PIDs of the live children of pid (a scan of /proc)."""
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _proc_stat(name)
+            if st is not None and st[1] == pid and st[0] != "Z":
+                out.add(int(name))
+    return out
 
 
 def tree_snapshot(root, exclude=()):
@@ -988,3 +1087,113 @@ def assert_store_consistent(mirror):
         with open(mirror.blob_path(digest), "rb") as f:
             got = hashlib.sha256(f.read()).hexdigest()
         assert got == digest.split(":", 1)[1], "torn or wrong blob " + digest
+
+
+# --- a cluster of mirrors (issue 12) ----------------------------------------
+
+def ketama_ring(peers):
+    """The ring nginx's `hash $key consistent` builds over `server peer`
+    lines (ngx_http_upstream_init_chash): 160 points a peer (weight 1),
+    each crc32(HOST \\0 PORT PREV_HASH), PREV_HASH the previous point's
+    hash in little-endian bytes (0 for the first); sorted, equal hashes
+    kept once.  Returns (sorted hashes, their peers)."""
+    points = []
+    for peer in peers:
+        host, _, port = peer.rpartition(":")
+        base = host.encode() + b"\0" + port.encode()
+        prev = 0
+        for _ in range(160):
+            h = zlib.crc32(base + struct.pack("<I", prev))
+            points.append((h, peer))
+            prev = h
+    points.sort(key=lambda p: p[0])
+    hashes, owners = [], []
+    for h, peer in points:
+        if not hashes or hashes[-1] != h:
+            hashes.append(h)
+            owners.append(peer)
+    return hashes, owners
+
+
+def ketama_owner(ring, key):
+    """The peer nginx picks first for key (ngx_crc32_long of the key, the
+    first point at or past it, wrapping; ngx_http_upstream_get_chash_peer
+    with no peer failed)."""
+    hashes, owners = ring
+    i = bisect.bisect_left(hashes, zlib.crc32(key.encode()))
+    return owners[i % len(hashes)]
+
+
+class Cluster:
+    """N mirror nodes, each a Mirror (its own store, fetcher and nginx)
+    listening on 127.0.0.2, 127.0.0.3, ... (a port each, chosen at run
+    time), sharing one secret file and one peers list, all with the same
+    registries.  make_mirror(host=...) makes a Mirror, not started (the
+    conftest's cluster_factory passes mirror_factory's, which stops it at
+    teardown)."""
+
+    def __init__(self, make_mirror, workdir, n, replicate="none",
+                 fail_timeout=10, **mirror_kw):
+        self.make_mirror = make_mirror
+        self.mirror_kw = mirror_kw
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.replicate = replicate
+        self.fail_timeout = fail_timeout
+        self.secret_file = os.path.join(workdir, "cluster.secret")
+        with open(self.secret_file, "w") as f:
+            f.write("%032x\n" % random.getrandbits(128))
+        self.nodes = [self._make(i) for i in range(n)]
+
+    def _make(self, i):
+        kw = dict(self.mirror_kw)
+        kw["settings"] = dict(kw.get("settings") or {})
+        return self.make_mirror(host="127.0.0.%d" % (2 + i), **kw)
+
+    @property
+    def peers(self):
+        return [m.hostport for m in self.nodes]
+
+    def _configure(self, node, peers):
+        node.settings = dict(node.settings or {})
+        node.settings["cluster"] = {
+            "self": node.hostport, "peers": list(peers),
+            "secret_file": self.secret_file, "replicate": self.replicate,
+            "fail_timeout": self.fail_timeout}
+
+    def start(self):
+        for m in self.nodes:
+            self._configure(m, self.peers)
+        for m in self.nodes:
+            m.start()
+        return self
+
+    def add_node(self, reload_order=None):
+        """A node more: started with the longer list, then every other
+        node's file rewritten and its nginx reloaded (SIGHUP), in
+        reload_order (indexes; default all in order).  Returns it."""
+        new = self._make(len(self.nodes))
+        self.nodes.append(new)
+        self._configure(new, self.peers)
+        new.start()
+        for i in (range(len(self.nodes) - 1) if reload_order is None
+                  else reload_order):
+            self.reload(i)
+        return new
+
+    def reload(self, i):
+        self._configure(self.nodes[i], self.peers)
+        self.nodes[i].reload()
+
+    def ring(self, peers=None):
+        return ketama_ring(peers or self.peers)
+
+    def owner(self, key, peers=None):
+        """The index of the node that owns key on the ring of peers."""
+        p = ketama_owner(self.ring(peers), key)
+        return [m.hostport for m in self.nodes].index(p)
+
+    def diagnostics(self):
+        return "\n".join("=== node %d (%s)\n%s" % (i + 1, m.hostport,
+                                                   m.diagnostics())
+                         for i, m in enumerate(self.nodes))
