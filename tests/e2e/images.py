@@ -255,3 +255,21 @@ def build_catalog():
     small = Image("small", [_layer("small", [("s/f", 1234)])])
     return {"multi": multi, "shared_a": shared_a, "shared_b": shared_b,
             "plat": plat, "large": large, "small": small}
+
+
+KiB = 1024
+
+
+def build_cluster_images():
+    """Two 10-layer images for the cluster tests (test_cluster.py): "a"
+    of about 6 MiB, layers of 64 KiB to 1 MiB, and "b" of about 1 MiB.
+    Deterministic; no layer shared with each other or with the catalog."""
+    sizes_a = [256, 384, 512, 640, 768, 128, 896, 1024, 64, 320]
+    sizes_b = [48, 96, 144, 192, 80, 112, 64, 128, 160, 32]
+    out = {}
+    for name, sizes in (("a", sizes_a), ("b", sizes_b)):
+        layers = [_layer("cluster-%s-%d" % (name, i),
+                         [("c/%s/%d.bin" % (name, i), s * KiB)], level=0)
+                  for i, s in enumerate(sizes)]
+        out[name] = Image("cluster-" + name, layers)
+    return out
