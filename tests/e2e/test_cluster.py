@@ -1,0 +1,633 @@
+"""A regional cluster of mirror nodes (issue 12): three (or four) nodes on
+127.0.0.2, .3, .4 (.5), each its own nginx, fetcher and store, with one
+peers list and one secret file, all in front of the same docker-registry.
+
+The owner of a blob or a manifest by digest is the peer nginx's `hash
+$key consistent` picks for the digest; of a tag, for
+"<registry>/<name>:<tag>".  harness.ketama_ring is that ring in Python
+(checked against nginx's choice through the nodes' own access logs in
+test_fourth_node_moves_a_quarter_of_the_keys), so the tests know which
+node must hold what.  Upstream bytes are the sizes the docker-registry's
+access log gives for its answers."""
+
+import concurrent.futures
+import hashlib
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+import images
+from harness import (ACCEPT_ALL, Mirror, nginx_t, oci_layout_digests,
+                     skopeo_copy, store_tmp_files, upstream_registry,
+                     wait_for)
+
+PEER_HEADER = "X-Ocimirror-Peer"
+MIB = 1024 * 1024
+
+
+# --- what the tests share --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cimages(upstream, tmp_path_factory):
+    """The two 10-layer images (images.build_cluster_images), pushed to
+    the upstream as e2e/cluster-a:v1 and e2e/cluster-b:v1."""
+    out = images.build_cluster_images()
+    root = tmp_path_factory.mktemp("cluster-layouts")
+    for name, image in out.items():
+        layout = images.write_layout(str(root / name), "v1", image)
+        images.skopeo_push(layout, "v1", upstream.hostport,
+                           "e2e/cluster-" + name)
+    return out
+
+
+def image_bytes(image):
+    """What a pull of the image moves: manifest, config and layers."""
+    return sum(b.size for b in image.blobs())
+
+
+def tag_key(upstream, name, tag="v1"):
+    """The ring key of a tag: <registry>/<name>:<tag>."""
+    return "%s/%s:%s" % (upstream.hostport, name, tag)
+
+
+def upstream_bytes(upstream, mark, name=None):
+    """Body bytes the upstream sent for blobs and manifests (of
+    repository name, or of any) since mark; the access log settled
+    first."""
+    upstream.access.settle(quiet=0.3)
+    repo = re.escape(name) if name else r"[^ ]+"
+    return upstream.access.sent_bytes(
+        None, r"^/v2/%s/(blobs|manifests)/" % repo, mark)
+
+
+def upstream_gets(upstream, mark, image, name):
+    """{digest: upstream GETs since mark} of the image's config and
+    layers, and the manifest GETs by tag (key "tag")."""
+    out = {b.digest: upstream.access.count(
+        "GET", r"^/v2/%s/blobs/%s$" % (re.escape(name), b.digest), mark)
+        for b in image.layer_blobs()}
+    out["tag"] = upstream.access.count(
+        "GET", r"^/v2/%s/manifests/v1$" % re.escape(name), mark)
+    return out
+
+
+def pull(node, name, dest, tag="v1"):
+    """skopeo copy of name:tag through node into an OCI layout."""
+    return skopeo_copy("docker://%s/%s:%s" % (node.hostport, name, tag),
+                       "oci:%s:%s" % (dest, tag), timeout=120)
+
+
+def assert_pulled(p, dest, image, cluster):
+    assert p.returncode == 0, p.stderr[-2000:] + cluster.diagnostics()
+    top, blobs = oci_layout_digests(str(dest))
+    assert top == image.manifest.digest
+    assert blobs == {b.digest for b in image.blobs()}
+
+
+def metrics(node):
+    """{name: sum of the samples of that name, all labels} of a node's
+    /metrics."""
+    r = node.get("/metrics", timeout=10)
+    assert r.status == 200, r
+    out = {}
+    for line in r.body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        name = name.split("{", 1)[0]
+        out[name] = out.get(name, 0) + float(value)
+    return out
+
+
+CLUSTER_METRICS = ("ocimirror_cluster_forwarded_total",
+                   "ocimirror_cluster_peer_requests_total",
+                   "ocimirror_cluster_peer_refused_total",
+                   "ocimirror_cluster_list_mismatch_total")
+
+
+def cluster_metrics(cluster):
+    """[{metric: value}] per node, the four cluster counters (each must
+    be there)."""
+    out = []
+    for i, node in enumerate(cluster.nodes):
+        m = metrics(node)
+        missing = [k for k in CLUSTER_METRICS if k not in m]
+        assert not missing, "node %d /metrics lacks %s" % (i + 1, missing)
+        out.append({k: int(m[k]) for k in CLUSTER_METRICS})
+    return out
+
+
+def assert_no_loops(before, after):
+    """Every request a node forwarded arrived once as a peer request; no
+    peer header was refused and no list differed."""
+    d = [{k: a[k] - b[k] for k in a} for a, b in zip(after, before)]
+    fwd = sum(x["ocimirror_cluster_forwarded_total"] for x in d)
+    peer = sum(x["ocimirror_cluster_peer_requests_total"] for x in d)
+    assert fwd == peer, d
+    assert all(x["ocimirror_cluster_peer_refused_total"] == 0 for x in d), d
+    assert all(x["ocimirror_cluster_list_mismatch_total"] == 0
+               for x in d), d
+    return d
+
+
+def holders(cluster, digest):
+    return [i for i, n in enumerate(cluster.nodes) if n.has_blob(digest)]
+
+
+def tag_holders(cluster, upstream, name, tag="v1"):
+    return [i for i, n in enumerate(cluster.nodes)
+            if os.path.exists(os.path.join(n.store, "tags",
+                                           upstream.hostport, name,
+                                           "@" + tag))]
+
+
+def expected_holders(cluster, upstream, image, name):
+    """{digest: [index of the node that must store it]}: the config and
+    layers on their digest's owner, the manifest on its tag's owner."""
+    out = {b.digest: [cluster.owner(b.digest)] for b in image.layer_blobs()}
+    out[image.manifest.digest] = [cluster.owner(tag_key(upstream, name))]
+    return out
+
+
+def new_cluster(cluster_factory, upstream, n=3, **kw):
+    return cluster_factory(n, upstream.hostport,
+                           [upstream_registry(upstream, **kw.pop("reg", {}))],
+                           **kw)
+
+
+# --- the tests -------------------------------------------------------------
+
+def test_cold_pull_through_each_node_in_turn(cluster_factory, upstream,
+                                             cimages, tmp_path):
+    """The 10-layer image pulled cold through node 1, then 2, then 3: the
+    upstream sends it once (1.00x), and each blob is stored on exactly
+    one node, its owner (replicate "none")."""
+    image, name = cimages["a"], "e2e/cluster-a"
+    c = new_cluster(cluster_factory, upstream)
+    total = image_bytes(image)
+    m0 = cluster_metrics(c)
+    mark = upstream.access.mark()
+    forwards = 0
+    for i, node in enumerate(c.nodes):
+        dest = tmp_path / ("pull%d" % i)
+        nmark = node.access.mark()
+        assert_pulled(pull(node, name, dest), dest, image, c)
+        forwards += _client_requests_not_owned(c, upstream, i, name, nmark)
+        got = upstream_bytes(upstream, mark, name)
+        print("after the pull through node %d: upstream %d bytes, %.3fx "
+              "the image (%d)" % (i + 1, got, got / total, total))
+        assert got == total, (i, got, total, upstream_gets(
+            upstream, mark, image, name))
+    gets = upstream_gets(upstream, mark, image, name)
+    assert set(gets.values()) == {1}, gets
+
+    want = expected_holders(c, upstream, image, name)
+    got = {d: holders(c, d) for d in want}
+    print("owners (node index from 0): %s" % sorted(
+        (d[7:19], h) for d, h in got.items()))
+    assert got == want
+    assert tag_holders(c, upstream, name) == \
+        [c.owner(tag_key(upstream, name))]
+    d = assert_no_loops(m0, cluster_metrics(c))
+    print("cluster counters moved: %s; client requests to a node not "
+          "the owner: %d" % (d, forwards))
+    assert sum(x["ocimirror_cluster_forwarded_total"] for x in d) == \
+        forwards
+
+
+def _client_requests_not_owned(cluster, upstream, i, name, mark):
+    """The requests node i's access log shows since mark for a blob or a
+    manifest by tag that another node owns.  While a client pulls through
+    node i, those are all the client's (a peer request reaches its
+    owner), and node i must have forwarded each (replicate "none": it
+    stores nothing of another's)."""
+    n = 0
+    rx = re.compile(r"^/v2/%s/(blobs/(sha256:[0-9a-f]{64})|manifests/(.+))$"
+                    % re.escape(name))
+    cluster.nodes[i].access.settle(quiet=0.2)
+    for _, path, _ in cluster.nodes[i].access.entries(mark):
+        m = rx.match(path)
+        assert m, path
+        if m.group(2):
+            key = m.group(2)
+        else:
+            assert not m.group(3).startswith("sha256:"), \
+                "a manifest by digest: %s" % path
+            key = tag_key(upstream, name, m.group(3))
+        if cluster.owner(key) != i:
+            n += 1
+    return n
+
+
+def test_three_pulls_per_node_at_once(cluster_factory, upstream, cimages,
+                                      tmp_path):
+    """Nine skopeo pulls at once, three through each node, cold: the
+    upstream sends at most 1.05x the image."""
+    image, name = cimages["a"], "e2e/cluster-a"
+    c = new_cluster(cluster_factory, upstream)
+    total = image_bytes(image)
+    m0 = cluster_metrics(c)
+    mark = upstream.access.mark()
+    jobs = [(node, tmp_path / ("pull%d-%d" % (i, k)))
+            for i, node in enumerate(c.nodes) for k in range(3)]
+    barrier = threading.Barrier(len(jobs))
+
+    def one(job):
+        barrier.wait(30)
+        return pull(job[0], name, job[1])
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as ex:
+        results = list(ex.map(one, jobs))
+    took = time.monotonic() - t0
+    for (node, dest), p in zip(jobs, results):
+        assert_pulled(p, dest, image, c)
+    got = upstream_bytes(upstream, mark, name)
+    gets = upstream_gets(upstream, mark, image, name)
+    print("9 pulls in %.1fs: upstream %d bytes, %.3fx the image; GETs per "
+          "blob %s" % (took, got, got / total, sorted(gets.values())))
+    assert got <= 1.05 * total, gets
+    want = expected_holders(c, upstream, image, name)
+    assert {d: holders(c, d) for d in want} == want
+    assert_no_loops(m0, cluster_metrics(c))
+
+
+def _tag_requests(upstream, mark, name):
+    return upstream.access.count(None, r"^/v2/%s/manifests/v1$"
+                                 % re.escape(name), mark)
+
+
+def test_tag_revalidated_once_per_ttl(cluster_factory, upstream, cimages,
+                                      tmp_path):
+    """A tag pulled through all three nodes: only its owner keeps a tag
+    record, so the upstream sees one manifest request by tag per
+    tag_ttl, however many nodes and clients ask."""
+    ttl = 8
+    image, name = cimages["b"], "e2e/cluster-b"
+    c = new_cluster(cluster_factory, upstream, reg={"tag_ttl": ttl})
+    path = "/v2/%s/manifests/v1" % name
+    mark = upstream.access.mark()
+
+    # round 1: skopeo through each node at once, then GET and HEAD
+    t0 = time.monotonic()
+    dests = [tmp_path / ("pull%d" % i) for i in range(3)]
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        results = list(ex.map(lambda a: pull(*a),
+                              [(n, name, d) for n, d in zip(c.nodes,
+                                                            dests)]))
+    for p, d in zip(results, dests):
+        assert_pulled(p, d, image, c)
+
+    def ask_all():
+        for node in c.nodes:
+            for method in ("GET", "HEAD"):
+                r = node.request(method, path, {"Accept": ACCEPT_ALL})
+                assert r.status == 200, (node.hostport, r)
+                assert r.header("Docker-Content-Digest") == \
+                    image.manifest.digest, r
+    ask_all()
+    took = time.monotonic() - t0
+    assert took < ttl - 1, ("round 1 took %.1fs, not within tag_ttl %ds: "
+                            "the machine is too slow for this test" %
+                            (took, ttl))
+    n1 = _tag_requests(upstream, mark, name)
+    print("round 1 (%.1fs): %d upstream manifest requests by tag"
+          % (took, n1))
+    assert n1 == 1, upstream.access.entries(mark)
+    assert tag_holders(c, upstream, name) == \
+        [c.owner(tag_key(upstream, name))]
+
+    # round 2, past tag_ttl: 9 clients at once through the three nodes
+    time.sleep(max(0, t0 + ttl + 0.5 - time.monotonic()))
+    t1 = time.monotonic()
+    barrier = threading.Barrier(9)
+
+    def one(node):
+        barrier.wait(30)
+        return node.get(path, {"Accept": ACCEPT_ALL})
+    with concurrent.futures.ThreadPoolExecutor(9) as ex:
+        rs = list(ex.map(one, c.nodes * 3))
+    for r in rs:
+        assert r.status == 200 and r.header("Docker-Content-Digest") == \
+            image.manifest.digest, r
+    ask_all()
+    assert time.monotonic() - t1 < ttl - 1
+    n2 = _tag_requests(upstream, mark, name)
+    print("round 2: %d upstream manifest requests by tag in all" % n2)
+    assert n2 == 2, upstream.access.entries(mark)
+    assert tag_holders(c, upstream, name) == \
+        [c.owner(tag_key(upstream, name))]
+
+
+def test_node_killed_during_pulls(cluster_factory, upstream, cimages,
+                                  tmp_path):
+    """Node 2 is SIGKILLed (nginx master, workers and fetcher) while
+    pulls run through nodes 1 and 3: every pull completes, and the
+    upstream sends at most (1 + node 2's share) x the image.  A body node
+    2 was streaming at the kill is cut (nginx cannot resume a proxied body
+    once its headers went out): a pull in flight then is retried once,
+    and counted.  Pulls started after the kill, of a cold image, succeed
+    at once, the upstream sending that image once."""
+    a, b = cimages["a"], cimages["b"]
+    # 2 MB/s a node: node 2's share of image a takes about a second
+    c = new_cluster(cluster_factory, upstream, fail_timeout=10,
+                    fetcher={"bandwidth_limit": "2M"})
+    n1, n2, n3 = c.nodes
+    total = image_bytes(a)
+    mine = [x for x in a.layer_blobs() if c.owner(x.digest) == 1]
+    share = sum(x.size for x in mine)
+    if c.owner(tag_key(upstream, "e2e/cluster-a")) == 1:
+        share += a.manifest.size
+    mark = upstream.access.mark()
+    jobs = [(n, tmp_path / ("a%d-%d" % (i, k)))
+            for i, n in ((1, n1), (3, n3)) for k in range(2)]
+
+    def one(job):
+        return pull(job[0], "e2e/cluster-a", job[1])
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as ex:
+        futs = [ex.submit(one, j) for j in jobs]
+        if mine:
+            # node 2 is fetching one of its blobs: kill it then
+            wait_for(lambda: store_tmp_files(n2) or all(f.done()
+                                                        for f in futs),
+                     60, 0.01, what="a download on node 2")
+        else:
+            time.sleep(0.5)
+        in_flight = sum(1 for f in futs if not f.done())
+        n2.kill()
+        t_kill = time.monotonic()
+        results = [f.result() for f in futs]
+    retries = 0
+    for (node, dest), p in zip(jobs, results):
+        if p.returncode != 0:
+            retries += 1
+            print("pull through %s cut by the kill, retried: %s"
+                  % (node.hostport, p.stderr.strip()[-300:]))
+            p = pull(node, "e2e/cluster-a", dest)
+        assert_pulled(p, dest, a, c)
+    got = upstream_bytes(upstream, mark, "e2e/cluster-a")
+    print("kill: %d of %d pulls in flight, %d retried; %.1fs after the "
+          "kill all done; node 2's share %.2f; upstream %d bytes, %.3fx "
+          "the image" % (in_flight, len(jobs), retries,
+                         time.monotonic() - t_kill, share / total, got,
+                         got / total))
+    assert retries <= in_flight
+    assert got <= total + share, upstream_gets(upstream, mark, a,
+                                               "e2e/cluster-a")
+
+    # after the kill: a cold image through nodes 1 and 3, no retry
+    mark = upstream.access.mark()
+    jobs = [(n, tmp_path / ("b%d-%d" % (i, k)))
+            for i, n in ((1, n1), (3, n3)) for k in range(2)]
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as ex:
+        results = list(ex.map(lambda j: pull(j[0], "e2e/cluster-b", j[1]),
+                              jobs))
+    for (node, dest), p in zip(jobs, results):
+        assert_pulled(p, dest, b, c)
+    got = upstream_bytes(upstream, mark, "e2e/cluster-b")
+    gets = upstream_gets(upstream, mark, b, "e2e/cluster-b")
+    print("after the kill: 4 cold pulls of image b in %.1fs, upstream "
+          "%.3fx the image" % (time.monotonic() - t0,
+                               got / image_bytes(b)))
+    assert got == image_bytes(b), gets
+    # node 2's keys fell to the same next node on the ring from node 1
+    # and from node 3: each blob stored once
+    for x in b.layer_blobs():
+        assert len(holders(c, x.digest)) == 1, (x, holders(c, x.digest))
+
+
+def _owners_by_logs(cluster, digests, marks):
+    """{digest: index of the node that served it} for HEADs sent to node
+    1: the one other node whose access log shows the digest (the peer
+    request), or node 1 when none does.  Fails on a digest that reached
+    two nodes, or one node twice (a loop, a retry)."""
+    seen = {d: [] for d in digests}
+    rx = re.compile(r"/blobs/(sha256:[0-9a-f]{64})$")
+    for i, node in enumerate(cluster.nodes):
+        if i == 0:
+            continue
+        for _, path, _ in node.access.entries(marks[i]):
+            m = rx.search(path)
+            if m and m.group(1) in seen:
+                seen[m.group(1)].append(i)
+    bad = {d: s for d, s in seen.items() if len(s) > 1}
+    assert not bad, "digests that reached more than one node: %s" % bad
+    return {d: (s[0] if s else 0) for d, s in seen.items()}
+
+
+def _head_all(cluster, name, digests):
+    """HEAD each digest through node 1 (each a miss everywhere: 404);
+    returns {digest: owner} from the nodes' access logs."""
+    marks = [n.access.mark() for n in cluster.nodes]
+    for d in digests:
+        r = cluster.nodes[0].head("/v2/%s/blobs/%s" % (name, d))
+        assert r.status == 404, (d, r)
+    for n in cluster.nodes:
+        n.access.settle(quiet=0.2)
+    return _owners_by_logs(cluster, digests, marks)
+
+
+def test_fourth_node_moves_a_quarter_of_the_keys(cluster_factory, upstream,
+                                                 cimages, tmp_path):
+    """A fourth node added to every config (nginx reloaded on each): the
+    share of keys that move is at most 1/4 + 10 %, and every key that
+    moves moves to the new node.  Owners are observed, not computed: 400
+    random digests asked (HEAD) through node 1 before and after, each
+    owner read from the access log that shows the peer request; they
+    must also be the owners of harness.ketama_ring, nginx's ring.  While
+    node 1 alone has the longer list, a node it forwards to logs that the
+    lists differ.  Then the image pulled through the new node fetches
+    from the upstream exactly what moved to it."""
+    image, name = cimages["a"], "e2e/cluster-a"
+    keys = 400
+    c = new_cluster(cluster_factory, upstream)
+    rng = random.Random()
+    digests = ["sha256:" + hashlib.sha256(rng.randbytes(16)).hexdigest()
+               for _ in range(keys)]
+    t0 = time.monotonic()
+    before = _head_all(c, name, digests)
+    assert before == {d: c.owner(d) for d in digests}, \
+        "the nodes' owners are not nginx's ring's"
+    counts = [list(before.values()).count(i) for i in range(3)]
+    print("3 nodes: %d keys owned %s (%.1fs)" % (keys, counts,
+                                                 time.monotonic() - t0))
+    dest = tmp_path / "pull0"
+    assert_pulled(pull(c.nodes[0], name, dest), dest, image, c)
+
+    # the fourth node, and node 1 reloaded first: its peers still have
+    # the three-node list
+    m0 = cluster_metrics(c)
+    c.add_node(reload_order=[0])
+    m1 = cluster_metrics(c)
+    d4 = [k for k in digests if c.owner(k) in (1, 2)][:1]
+    old = c.owner(d4[0])
+    mark = c.nodes[old].access.mark()
+    r = c.nodes[0].head("/v2/%s/blobs/%s" % (name, d4[0]))
+    assert r.status == 404, r
+    c.nodes[old].access.settle(quiet=0.2)
+    assert c.nodes[old].access.count("HEAD", d4[0], mark) == 1
+    mm = cluster_metrics(c)
+    assert mm[old]["ocimirror_cluster_list_mismatch_total"] == \
+        m1[old]["ocimirror_cluster_list_mismatch_total"] + 1, (m1, mm)
+    assert "peer lists differ" in open(c.nodes[old].error_log).read()
+    assert m0[0]["ocimirror_cluster_list_mismatch_total"] == 0
+    for i in (1, 2):
+        c.reload(i)
+
+    after = _head_all(c, name, digests)
+    assert after == {d: c.owner(d) for d in digests}, \
+        "after the reload, the nodes' owners are not nginx's ring's"
+    moved = [d for d in digests if before[d] != after[d]]
+    share = len(moved) / keys
+    print("4 nodes: %d of %d keys moved (%.1f %%), owned %s"
+          % (len(moved), keys, 100 * share,
+             [list(after.values()).count(i) for i in range(4)]))
+    assert {after[d] for d in moved} <= {3}, \
+        "a key moved between two old nodes"
+    assert 0 < share <= 0.25 + 0.10
+
+    # the image through the new node: what moved to it is fetched again,
+    # nothing else
+    to_new = [x for x in image.layer_blobs() if c.owner(x.digest) == 3]
+    want = sum(x.size for x in to_new)
+    if c.owner(tag_key(upstream, name)) == 3:
+        want += image.manifest.size
+    mark = upstream.access.mark()
+    dest = tmp_path / "pull4"
+    assert_pulled(pull(c.nodes[3], name, dest), dest, image, c)
+    got = upstream_bytes(upstream, mark, name)
+    print("image through node 4: %d of %d blobs moved to it, upstream %d "
+          "bytes (%.2fx the image)" % (len(to_new), len(image.blobs()),
+                                       got, got / image_bytes(image)))
+    assert got == want, upstream_gets(upstream, mark, image, name)
+    assert {x.digest for x in to_new} == \
+        {x.digest for x in image.layer_blobs() if c.nodes[3].has_blob(
+            x.digest)}
+
+
+def test_forged_peer_header_is_a_client(cluster_factory, upstream, cimages):
+    """A client that sends its own X-Ocimirror-Peer is treated as a
+    client: forwarded to the owner when the node asked is not it (and
+    not stored there), served locally when it is; the refusal counted on
+    the node asked."""
+    image, name = cimages["b"], "e2e/cluster-b"
+    c = new_cluster(cluster_factory, upstream)
+    blobs = image.layer_blobs()
+    # a blob node 1 does not own, and one node 1 owns (found among the
+    # image's blobs, or the test asks node 2 and 3 instead)
+    other = [x for x in blobs if c.owner(x.digest) != 0]
+    own = [x for x in blobs if c.owner(x.digest) == 0]
+    assert other, "node 1 owns every blob: nothing to forward"
+    x = other[0]
+    owner = c.owner(x.digest)
+    asked = c.nodes[0]
+    forged = {PEER_HEADER: "%064x" % random.getrandbits(256)}
+    m0 = cluster_metrics(c)
+    marks = [n.access.mark() for n in c.nodes]
+    r = asked.get("/v2/%s/blobs/%s" % (name, x.digest), forged)
+    assert r.status == 200 and r.error is None, r
+    assert hashlib.sha256(r.body).hexdigest() == x.hex
+    m1 = cluster_metrics(c)
+    d = [{k: a[k] - b[k] for k in a} for a, b in zip(m1, m0)]
+    print("forged header to node 1, owner node %d: %s" % (owner + 1, d))
+    assert d[0]["ocimirror_cluster_peer_refused_total"] == 1, d
+    assert d[0]["ocimirror_cluster_forwarded_total"] == 1, d
+    assert d[owner]["ocimirror_cluster_peer_requests_total"] == 1, d
+    for n in c.nodes:
+        n.access.settle(quiet=0.2)
+    assert c.nodes[owner].access.count("GET", x.digest, marks[owner]) == 1
+    assert holders(c, x.digest) == [owner]
+
+    # the forged header at the owner: served there, refused, counted
+    if own:
+        y, at = own[0], 0
+    else:
+        y = other[1] if len(other) > 1 else other[0]
+        at = c.owner(y.digest)
+    m1 = cluster_metrics(c)
+    r = c.nodes[at].get("/v2/%s/blobs/%s" % (name, y.digest),
+                        {PEER_HEADER: "x"})
+    assert r.status == 200 and r.error is None, r
+    assert hashlib.sha256(r.body).hexdigest() == y.hex
+    m2 = cluster_metrics(c)
+    d = [{k: a[k] - b[k] for k in a} for a, b in zip(m2, m1)]
+    assert d[at]["ocimirror_cluster_peer_refused_total"] == 1, d
+    assert d[at]["ocimirror_cluster_forwarded_total"] == 0, d
+    assert sum(e["ocimirror_cluster_peer_requests_total"] for e in d) == 0
+    assert holders(c, y.digest) == [at]
+
+
+# --- the configuration --------------------------------------------------
+
+def _cluster_mirror(tmp_path, binaries, **cluster):
+    secret = tmp_path / "cluster.secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    m = Mirror(str(tmp_path / "m"), "registry.example",
+               [{"name": "registry.example",
+                 "endpoints": ["http://127.0.0.1:9"]}],
+               socket_dir=str(tmp_path), binaries=binaries,
+               host="127.0.0.2")
+    peers = [m.hostport, "127.0.0.3:%d" % m.port, "127.0.0.4:%d" % m.port]
+    group = {"self": m.hostport, "peers": peers,
+             "secret_file": str(secret), "replicate": "none",
+             "fail_timeout": 10}
+    group.update(cluster)
+    m.settings = {"cluster": group}
+    m.write_config()
+    m.write_nginx_conf()
+    return m
+
+
+def _check(binaries, path):
+    p = subprocess.run([binaries[0], "--check", "-c", path],
+                       capture_output=True, text=True, timeout=20)
+    return p.returncode, (p.stdout + p.stderr).strip()
+
+
+def test_cluster_group_accepted(binaries, tmp_path):
+    m = _cluster_mirror(tmp_path, binaries, replicate="hot")
+    rc, out = _check(binaries, m.config_path)
+    assert rc == 0, out
+    t = nginx_t(m)
+    assert t.returncode == 0, t.stderr
+
+
+BAD_CLUSTER = [
+    ("self-not-in-peers", {"self": "127.0.0.9:1"}),
+    ("missing-secret-file", {"secret_file": "/nonexistent/cluster.secret"}),
+    ("duplicate-peer", "dup"),
+    ("bad-replicate", {"replicate": "sometimes"}),
+    ("short-secret", "short"),
+]
+
+
+@pytest.mark.parametrize("what,change", BAD_CLUSTER,
+                         ids=[b[0] for b in BAD_CLUSTER])
+def test_bad_cluster_group_refused(binaries, tmp_path, what, change):
+    """A bad cluster group: `ocimirror-fetcher --check` and `nginx -t`
+    both refuse it, naming the file and the line of the group."""
+    m = _cluster_mirror(tmp_path, binaries)
+    if change == "dup":
+        peers = m.settings["cluster"]["peers"]
+        m.settings["cluster"]["peers"] = peers + [peers[1]]
+    elif change == "short":
+        (tmp_path / "cluster.secret").write_text("0123456789\n")
+    else:
+        m.settings["cluster"].update(change)
+    m.write_config()
+    with open(m.config_path) as f:
+        lines = f.read().splitlines()
+    line = [i for i, l in enumerate(lines, 1) if "cluster" in l
+            and "peers" in l][0]
+    rc, out = _check(binaries, m.config_path)
+    assert rc == 1, out
+    assert out.startswith("%s:%d: " % (m.config_path, line)), out
+    t = nginx_t(m)
+    assert t.returncode != 0, t.stderr
+    assert "%s:%d: " % (m.config_path, line) in t.stderr, t.stderr
