@@ -23,8 +23,8 @@ import pytest
 
 import images
 from harness import (ACCEPT_ALL, Mirror, nginx_t, oci_layout_digests,
-                     skopeo_copy, store_tmp_files, upstream_registry,
-                     wait_for)
+                     read_text, skopeo_copy, store_tmp_files,
+                     upstream_registry, wait_for)
 
 PEER_HEADER = "X-Ocimirror-Peer"
 MIB = 1024 * 1024
@@ -271,7 +271,7 @@ def test_tag_revalidated_once_per_ttl(cluster_factory, upstream, cimages,
     """A tag pulled through all three nodes: only its owner keeps a tag
     record, so the upstream sees one manifest request by tag per
     tag_ttl, however many nodes and clients ask."""
-    ttl = 8
+    ttl = 10
     image, name = cimages["b"], "e2e/cluster-b"
     c = new_cluster(cluster_factory, upstream, reg={"tag_ttl": ttl})
     path = "/v2/%s/manifests/v1" % name
@@ -445,8 +445,9 @@ def test_fourth_node_moves_a_quarter_of_the_keys(cluster_factory, upstream,
     random digests asked (HEAD) through node 1 before and after, each
     owner read from the access log that shows the peer request; they
     must also be the owners of harness.ketama_ring, nginx's ring.  While
-    node 1 alone has the longer list, a node it forwards to logs that the
-    lists differ.  Then the image pulled through the new node fetches
+    node 1 alone has the longer list, a peer request from a node with the
+    old list is served by node 1 (not passed on to the new owner), which
+    logs and counts that the lists differ.  Then the image pulled through the new node fetches
     from the upstream exactly what moved to it."""
     image, name = cimages["a"], "e2e/cluster-a"
     keys = 400
@@ -464,23 +465,30 @@ def test_fourth_node_moves_a_quarter_of_the_keys(cluster_factory, upstream,
     dest = tmp_path / "pull0"
     assert_pulled(pull(c.nodes[0], name, dest), dest, image, c)
 
-    # the fourth node, and node 1 reloaded first: its peers still have
-    # the three-node list
-    m0 = cluster_metrics(c)
+    # the fourth node, and node 1 reloaded first: nodes 2 and 3 still
+    # have the three-node list.  Node 2 passes a key node 1 owned to node
+    # 1, for which node 4 owns it now: node 1 serves it all the same (a
+    # peer's request is never passed on), and logs and counts that the
+    # lists differ.
     c.add_node(reload_order=[0])
     m1 = cluster_metrics(c)
-    d4 = [k for k in digests if c.owner(k) in (1, 2)][:1]
-    old = c.owner(d4[0])
-    mark = c.nodes[old].access.mark()
-    r = c.nodes[0].head("/v2/%s/blobs/%s" % (name, d4[0]))
+    assert all(x["ocimirror_cluster_list_mismatch_total"] == 0 for x in m1)
+    k = [d for d in digests if before[d] == 0 and c.owner(d) == 3][0]
+    marks = [n.access.mark() for n in c.nodes]
+    r = c.nodes[1].head("/v2/%s/blobs/%s" % (name, k))
     assert r.status == 404, r
-    c.nodes[old].access.settle(quiet=0.2)
-    assert c.nodes[old].access.count("HEAD", d4[0], mark) == 1
-    mm = cluster_metrics(c)
-    assert mm[old]["ocimirror_cluster_list_mismatch_total"] == \
-        m1[old]["ocimirror_cluster_list_mismatch_total"] + 1, (m1, mm)
-    assert "peer lists differ" in open(c.nodes[old].error_log).read()
-    assert m0[0]["ocimirror_cluster_list_mismatch_total"] == 0
+    for n in c.nodes:
+        n.access.settle(quiet=0.2)
+    seen = [n.access.count("HEAD", k, marks[i])
+            for i, n in enumerate(c.nodes)]
+    assert seen == [1, 1, 0, 0], seen
+    m2 = cluster_metrics(c)
+    d = [{x: a[x] - b[x] for x in a} for a, b in zip(m2, m1)]
+    assert [x["ocimirror_cluster_list_mismatch_total"] for x in d] == \
+        [1, 0, 0, 0], d
+    assert [x["ocimirror_cluster_forwarded_total"] for x in d] == \
+        [0, 1, 0, 0], d
+    assert "peer lists differ" in read_text(c.nodes[0].error_log)
     for i in (1, 2):
         c.reload(i)
 
