@@ -32,7 +32,7 @@ endif
 CORE_SRCS    := src/oci_ref.c src/oci_error.c src/oci_config.c \
                 src/oci_image.c \
                 src/oci_route.c src/oci_ipc.c src/oci_store.c \
-                src/oci_auth.c src/oci_range.c
+                src/oci_auth.c src/oci_range.c src/oci_cluster.c
 CORE_OBJS    := $(CORE_SRCS:src/%.c=$(BUILD)/core/%.o)
 FETCHER_SRCS := $(wildcard src/fetcher/*.c)
 FETCHER_OBJS := $(FETCHER_SRCS:src/fetcher/%.c=$(BUILD)/fetcher/%.o)

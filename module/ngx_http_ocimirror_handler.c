@@ -13,6 +13,7 @@
 
 #include "oci_route.h"
 #include "ngx_http_ocimirror_module.h"
+#include "ngx_http_ocimirror_cluster.h"
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_manifest.h"
@@ -155,6 +156,14 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
                                              NGX_HTTP_INTERNAL_SERVER_ERROR,
                                              OCI_ERR_UPSTREAM,
                                              "cannot read the store");
+    }
+
+    /* not here: another cluster node may own it */
+
+    rc = ngx_http_ocimirror_cluster_pass(r, (const char *) digest.data,
+                                         digest.len);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     if (r->method == NGX_HTTP_HEAD) {

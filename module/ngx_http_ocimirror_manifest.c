@@ -33,6 +33,7 @@
 
 #include "oci_ref.h"
 #include "oci_store.h"
+#include "ngx_http_ocimirror_cluster.h"
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_manifest.h"
@@ -107,6 +108,7 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route)
 {
     size_t                              len;
+    u_char                             *key;
     ngx_int_t                           rc;
     const char                         *accept;
     ngx_str_t                           digest;
@@ -130,7 +132,36 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
                                                 &digest, NULL, 0);
         accept = "";
 
+        if (rc == NGX_DECLINED) {
+            /* not here: another cluster node may own it */
+            rc = ngx_http_ocimirror_cluster_pass(r,
+                                                 (const char *) digest.data,
+                                                 digest.len);
+            if (rc != NGX_DECLINED) {
+                return rc;
+            }
+        }
+
     } else {
+        /* a tag is its owner's, whatever is here: one node keeps its
+         * record and asks the upstream, so all nodes answer alike */
+
+        if (mcf->cluster != NULL) {
+            key = ngx_http_ocimirror_cluster_tag_key(r,
+                                                     route->registry->name,
+                                                     route->name,
+                                                     route->reference,
+                                                     &len);
+            if (key == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            rc = ngx_http_ocimirror_cluster_pass(r, (const char *) key, len);
+            if (rc != NGX_DECLINED) {
+                return rc;
+            }
+        }
+
         accept = ngx_http_ocimirror_manifest_accept(r);
         rc = ngx_http_ocimirror_manifest_tagged(ctx, accept);
     }

@@ -102,7 +102,21 @@ static const ngx_http_ocimirror_sample_t  ngx_http_ocimirror_samples[] = {
       "source=fetcher when every upstream endpoint failed, source=cache "
       "when nginx could not ask the fetcher.",
       "{source=\"fetcher\"}", NGX_HTTP_OCIMIRROR_STALE_FETCHER },
-    { NULL, NULL, "{source=\"cache\"}", NGX_HTTP_OCIMIRROR_STALE_CACHE }
+    { NULL, NULL, "{source=\"cache\"}", NGX_HTTP_OCIMIRROR_STALE_CACHE },
+
+    { "ocimirror_cluster_forwarded_total",
+      "Requests passed to the cluster node that owns what they ask.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_FORWARDED },
+    { "ocimirror_cluster_peer_requests_total",
+      "Requests another cluster node passed here, served here.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_PEER },
+    { "ocimirror_cluster_peer_refused_total",
+      "Requests whose peer header did not verify, served as clients'.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_REFUSED },
+    { "ocimirror_cluster_list_mismatch_total",
+      "Peer requests from a node whose peers list differs from this "
+      "node's.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH }
 };
 
 

@@ -49,6 +49,11 @@ typedef enum {
     NGX_HTTP_OCIMIRROR_RESPONSES_4XX,
     NGX_HTTP_OCIMIRROR_RESPONSES_5XX,
     NGX_HTTP_OCIMIRROR_SENT_BYTES,
+    NGX_HTTP_OCIMIRROR_CLUSTER_FORWARDED,  /* passed to the owner */
+    NGX_HTTP_OCIMIRROR_CLUSTER_PEER,       /* a peer's, served here */
+    NGX_HTTP_OCIMIRROR_CLUSTER_REFUSED,    /* a peer header that did not
+                                              verify */
+    NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH,   /* a peer with another list */
 
     NGX_HTTP_OCIMIRROR_COUNTERS
 } ngx_http_ocimirror_counter_t;

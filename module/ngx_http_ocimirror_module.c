@@ -21,6 +21,7 @@
 #include <sys/un.h>
 
 #include "ngx_http_ocimirror_module.h"
+#include "ngx_http_ocimirror_cluster.h"
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_expire.h"
 #include "ngx_http_ocimirror_link.h"
@@ -101,7 +102,7 @@ static ngx_command_t  ngx_http_ocimirror_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_ocimirror_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_ocimirror_cluster_variables,  /* preconfiguration */
     ngx_http_ocimirror_metrics_init,       /* postconfiguration */
 
     ngx_http_ocimirror_create_main_conf,   /* create main configuration */
@@ -143,6 +144,7 @@ ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf)
      *     mcf->link = NULL;
      *     mcf->cache = NULL;
      *     mcf->metrics = NULL;
+     *     mcf->cluster = NULL;
      *     mcf->locations = NULL;
      *     mcf->required_by = { 0, NULL };
      */
@@ -270,6 +272,13 @@ ngx_http_ocimirror_config(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mcf->metrics = ngx_http_ocimirror_metrics_create(cf);
     if (mcf->metrics == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    if (oci->n_cluster_peers > 0) {
+        mcf->cluster = ngx_http_ocimirror_cluster_create(cf, oci);
+        if (mcf->cluster == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

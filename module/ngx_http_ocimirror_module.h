@@ -26,6 +26,7 @@
 
 typedef struct ngx_http_ocimirror_link_s  ngx_http_ocimirror_link_t;
 typedef struct ngx_http_ocimirror_recency_s  ngx_http_ocimirror_recency_t;
+typedef struct ngx_http_ocimirror_cluster_s  ngx_http_ocimirror_cluster_t;
 
 
 typedef struct {
@@ -33,6 +34,7 @@ typedef struct {
     oci_config_t                    *oci;
     ngx_http_ocimirror_cache_t      *cache;
     ngx_http_ocimirror_metrics_t    *metrics;
+    ngx_http_ocimirror_cluster_t    *cluster;    /* NULL: a lone node */
 
     ngx_http_ocimirror_link_t       *link;       /* this worker's, or NULL */
     ngx_http_ocimirror_recency_t    *recency;    /* this worker's, or NULL */

@@ -21,6 +21,7 @@
 
 #include <libconfig.h>
 
+#include "oci_cluster.h"
 #include "oci_config.h"
 #include "oci_ref.h"
 
@@ -93,11 +94,18 @@ static int oci_config_images(oci_config_ctx_t *ctx, config_t *lc,
 static int oci_config_store_scrub(oci_config_ctx_t *ctx,
     const config_setting_t *group, oci_config_t *cf);
 static int oci_config_check_file(oci_config_ctx_t *ctx);
+static int oci_config_cluster(oci_config_ctx_t *ctx, config_t *lc,
+    oci_config_t *cf);
+static int oci_config_cluster_peer(const char *s);
 
 
 static const char *const  oci_config_top_keys[] = {
     "store", "fetcher", "prefetch", "default_registry", "registries",
-    "warm", "warm_file", "warm_interval", "warm_max", NULL
+    "warm", "warm_file", "warm_interval", "warm_max", "cluster", NULL
+};
+
+static const char *const  oci_config_cluster_keys[] = {
+    "self", "peers", "secret_file", "replicate", "fail_timeout", NULL
 };
 
 static const char *const  oci_config_store_keys[] = {
@@ -2340,6 +2348,7 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->list_cache_entries = OCI_DEFAULT_LIST_CACHE_ENTRIES;
     cf->warm_interval = OCI_DEFAULT_WARM_INTERVAL;
     cf->warm_max = OCI_DEFAULT_WARM_MAX;
+    cf->cluster_fail_timeout = OCI_DEFAULT_CLUSTER_FAIL_TIMEOUT;
 
     cf->file = strdup(file);
 
@@ -2376,6 +2385,11 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     }
 
     rc = oci_config_images(&ctx, &lc, cf);
+    if (rc != OCI_OK) {
+        goto failed;
+    }
+
+    rc = oci_config_cluster(&ctx, &lc, cf);
     if (rc != OCI_OK) {
         goto failed;
     }
@@ -2464,6 +2478,8 @@ oci_config_destroy(oci_config_t *cf)
         free(cf->prefetch_platforms);
     }
 
+    oci_config_strings_free(cf->cluster_peers, cf->n_cluster_peers);
+    free(cf->cluster_secret_file);
     free(cf->registries);
     free(cf->fetcher_socket);
     free(cf->socket_group);
@@ -2695,6 +2711,287 @@ oci_config_check_files(const oci_config_t *cf, char *err, size_t errlen)
             return OCI_EIO;
         }
     }
+
+    return OCI_OK;
+}
+
+
+/* "host:port": a host name, an IPv4 address or a bracketed IPv6 one, and
+ * a port from 1 to 65535.  1 if so. */
+static int
+oci_config_cluster_peer(const char *s)
+{
+    size_t       len, i;
+    long         port;
+    const char  *colon, *p;
+
+    len = strlen(s);
+
+    if (len == 0 || len > OCI_CLUSTER_PEER_MAX) {
+        return 0;
+    }
+
+    colon = strrchr(s, ':');
+
+    if (colon == NULL || colon == s || colon[1] == '\0'
+        || strlen(colon + 1) > 5)
+    {
+        return 0;
+    }
+
+    port = 0;
+
+    for (p = colon + 1; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return 0;
+        }
+
+        port = port * 10 + (*p - '0');
+    }
+
+    if (port < 1 || port > 65535) {
+        return 0;
+    }
+
+    if (s[0] == '[') {
+        if (colon[-1] != ']' || colon - s < 4) {
+            return 0;
+        }
+
+        for (p = s + 1; p < colon - 1; p++) {
+            if (!(isxdigit((unsigned char) *p) || *p == ':' || *p == '.')) {
+                return 0;
+            }
+        }
+
+        return 1;
+    }
+
+    for (i = 0; s + i < colon; i++) {
+        if (!(isalnum((unsigned char) s[i]) || s[i] == '.'
+              || s[i] == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+oci_config_cluster(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
+{
+    int                n, k, rc;
+    size_t             i;
+    long long          v;
+    const char        *self, *replicate, *secret;
+    config_setting_t  *group, *peers, *elem, *s;
+
+    group = config_lookup(lc, "cluster");
+
+    if (group == NULL) {
+        return OCI_OK;
+    }
+
+    if (!config_setting_is_group(group)) {
+        oci_config_error(ctx, group, "\"cluster\" must be a group { ... }");
+        return OCI_EINVAL;
+    }
+
+    if (oci_config_check_keys(ctx, group, "cluster.",
+                              oci_config_cluster_keys)
+        != OCI_OK)
+    {
+        return OCI_EINVAL;
+    }
+
+    peers = config_setting_get_member(group, "peers");
+
+    if (peers == NULL || !(config_setting_is_list(peers)
+                           || config_setting_is_array(peers)))
+    {
+        oci_config_error(ctx, peers ? peers : group, "\"cluster.peers\" "
+                         "must be a list of \"host:port\" strings, every "
+                         "node's, this one's too");
+        return OCI_EINVAL;
+    }
+
+    n = config_setting_length(peers);
+
+    if (n < 1 || n > OCI_CLUSTER_PEERS_MAX) {
+        oci_config_error(ctx, peers, "\"cluster.peers\" must name 1 to %d "
+                         "nodes", OCI_CLUSTER_PEERS_MAX);
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_peers = calloc((size_t) n + 1, sizeof(char *));
+
+    if (cf->cluster_peers == NULL) {
+        oci_config_error(ctx, peers, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    for (k = 0; k < n; k++) {
+        elem = config_setting_get_elem(peers, (unsigned) k);
+
+        if (config_setting_type(elem) != CONFIG_TYPE_STRING
+            || !oci_config_cluster_peer(config_setting_get_string(elem)))
+        {
+            oci_config_error(ctx, elem, "\"cluster.peers\": each must be "
+                             "\"host:port\" (the address that node's nginx "
+                             "listens on)");
+            return OCI_EINVAL;
+        }
+
+        for (i = 0; i < (size_t) k; i++) {
+            if (strcmp(cf->cluster_peers[i],
+                       config_setting_get_string(elem)) == 0)
+            {
+                oci_config_error(ctx, elem, "\"cluster.peers\": \"%s\" is "
+                                 "named twice", cf->cluster_peers[i]);
+                return OCI_EINVAL;
+            }
+        }
+
+        cf->cluster_peers[k] = strdup(config_setting_get_string(elem));
+
+        if (cf->cluster_peers[k] == NULL) {
+            oci_config_error(ctx, elem, "out of memory");
+            return OCI_ENOMEM;
+        }
+
+        cf->n_cluster_peers = (size_t) k + 1;
+    }
+
+    self = NULL;
+    rc = oci_config_get_string(ctx, group, "self", &self);
+
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+
+    if (rc == 0) {
+        oci_config_error(ctx, group, "\"cluster.self\" must name this "
+                         "node as it is written in \"cluster.peers\"");
+        return OCI_EINVAL;
+    }
+
+    for (i = 0; i < cf->n_cluster_peers; i++) {
+        if (strcmp(cf->cluster_peers[i], self) == 0) {
+            break;
+        }
+    }
+
+    if (i == cf->n_cluster_peers) {
+        oci_config_error(ctx, config_setting_get_member(group, "self"),
+                         "\"cluster.self\" \"%s\" is not in "
+                         "\"cluster.peers\" (it must be written the same "
+                         "way)", self);
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_self = i;
+
+    secret = NULL;
+    rc = oci_config_get_string(ctx, group, "secret_file", &secret);
+
+    if (rc < 0) {
+        return OCI_EINVAL;
+    }
+
+    if (rc == 0) {
+        oci_config_error(ctx, group, "\"cluster.secret_file\" must "
+                         "name the file of the secret the nodes share");
+        return OCI_EINVAL;
+    }
+
+    s = config_setting_get_member(group, "secret_file");
+
+    if (secret[0] == '\0') {
+        oci_config_error(ctx, s, "\"cluster.secret_file\" is empty");
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_secret_file = strdup(secret);
+
+    if (cf->cluster_secret_file == NULL) {
+        oci_config_error(ctx, s, "out of memory");
+        return OCI_ENOMEM;
+    }
+
+    cf->cluster_secret_line = config_setting_source_line(s);
+
+    replicate = NULL;
+
+    if (oci_config_get_string(ctx, group, "replicate", &replicate) < 0) {
+        return OCI_EINVAL;
+    }
+
+    if (replicate == NULL || strcmp(replicate, "none") == 0) {
+        cf->cluster_replicate = OCI_CLUSTER_REPLICATE_NONE;
+
+    } else {
+        oci_config_error(ctx, config_setting_get_member(group, "replicate"),
+                         "\"cluster.replicate\" must be \"none\" (\"hot\" "
+                         "is not implemented yet)");
+        return OCI_EINVAL;
+    }
+
+    v = cf->cluster_fail_timeout;
+
+    if (oci_config_get_int(ctx, group, "fail_timeout", 1, 3600, &v) < 0) {
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_fail_timeout = (long) v;
+
+    return OCI_OK;
+}
+
+
+int
+oci_config_cluster_secret(const oci_config_t *cf, unsigned char *out,
+    size_t cap, size_t *len, char *err, size_t errlen)
+{
+    int          rc;
+    const char  *why;
+
+    *len = 0;
+
+    if (cf->cluster_secret_file == NULL) {
+        snprintf(err, errlen, "%s:1: no cluster group", cf->file);
+        return OCI_EINVAL;
+    }
+
+    rc = oci_config_read_secret(cf->cluster_secret_file, (char *) out, cap);
+
+    why = NULL;
+
+    if (rc == OCI_EIO) {
+        why = strerror(errno);
+
+    } else if (rc == OCI_EINVAL) {
+        why = "the first line is empty";
+
+    } else if (rc == OCI_ERANGE) {
+        why = "the first line is too long";
+
+    } else if (strlen((char *) out) < OCI_CLUSTER_SECRET_MIN) {
+        why = "the secret must be at least 16 bytes";
+        explicit_bzero(out, cap);
+        rc = OCI_EINVAL;
+    }
+
+    if (why != NULL) {
+        snprintf(err, errlen, "%s:%d: cluster.secret_file \"%s\": %s",
+                 cf->file, cf->cluster_secret_line > 0
+                           ? cf->cluster_secret_line : 1,
+                 cf->cluster_secret_file, why);
+        return rc;
+    }
+
+    *len = strlen((char *) out);
 
     return OCI_OK;
 }

@@ -136,6 +136,7 @@
 #define OCI_DEFAULT_LIST_CACHE_ENTRIES  1024
 #define OCI_DEFAULT_WARM_INTERVAL    900
 #define OCI_DEFAULT_WARM_MAX         1000
+#define OCI_DEFAULT_CLUSTER_FAIL_TIMEOUT  10   /* seconds */
 #define OCI_PINS_MAX                 1000
 
 /* A job with its transfer takes about 20 KiB (a blob's: 8 KiB of its
@@ -299,6 +300,16 @@ typedef struct {
     oci_registry_t  *registries;
     size_t           n_registries;
     oci_registry_t  *default_registry; /* NULL if none configured */
+
+    /* the cluster group (src/oci_cluster.h); no peers: a lone node */
+    char           **cluster_peers;       /* "host:port", as written */
+    size_t           n_cluster_peers;
+    size_t           cluster_self;        /* this node's index in them */
+    char            *cluster_secret_file;
+    int              cluster_secret_line; /* for errors: file:line */
+    int              cluster_replicate;   /* OCI_CLUSTER_REPLICATE_* */
+    long             cluster_fail_timeout;   /* seconds a failed peer is
+                                                skipped */
 } oci_config_t;
 
 /*
@@ -342,6 +353,12 @@ int oci_redirect_host_allowed(const oci_registry_t *reg, const char *host);
 /* The bytes the store may take: store.max_size, or its share of fs_bytes
  * (the filesystem's size). */
 long long oci_config_max_size(const oci_config_t *cf, long long fs_bytes);
+
+/* Read cluster.secret_file into out (cap bytes): the first line, at
+ * least OCI_CLUSTER_SECRET_MIN bytes.  OCI_OK with *len set, or an error
+ * with err holding "file:line: cluster.secret_file "...": reason". */
+int oci_config_cluster_secret(const oci_config_t *cf, unsigned char *out,
+    size_t cap, size_t *len, char *err, size_t errlen);
 
 /* Exact, case-sensitive lookup of a registry by name; NULL if absent. */
 oci_registry_t *oci_config_registry(const oci_config_t *cf,
