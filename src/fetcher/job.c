@@ -76,6 +76,16 @@ jobs_create(const oci_config_t *cf, xfer_multi_t *xm, token_cache_t *tokens)
         return NULL;
     }
 
+    if (cf->n_cluster_peers > 0
+        && oci_ring_build(&jobs->ring, cf->cluster_peers,
+                          cf->n_cluster_peers)
+           != OCI_OK)
+    {
+        log_error("out of memory");
+        jobs_destroy(jobs);
+        return NULL;
+    }
+
     return jobs;
 }
 
@@ -96,6 +106,7 @@ jobs_destroy(jobs_t *jobs)
 
     endpoints_destroy(jobs->eps);
     negative_destroy(jobs->negative);
+    oci_ring_free(&jobs->ring);
     free(jobs->buckets);
     free(jobs);
 }

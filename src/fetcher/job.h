@@ -56,6 +56,7 @@
 #define FETCHER_JOB_H
 
 #include "oci.h"
+#include "oci_cluster.h"
 #include "oci_config.h"
 #include "oci_error.h"
 #include "oci_ipc.h"
@@ -105,6 +106,10 @@ struct jobs_s {
                              const char *digest, const char *type,
                              const char *body, size_t len);
     unsigned long          ticks;           /* jobs_tick() calls */
+
+    /* a cluster node's ring (cf->cluster_peers; n == 0: a lone node):
+     * prefetch leaves what another node owns to that node */
+    oci_ring_t             ring;
 
     /* the bounds (see above) */
     size_t                 njobs;       /* in all */

@@ -16,6 +16,7 @@ typedef struct {
     const prefetch_ops_t  *ops;
     const oci_registry_t  *reg;
     const char            *name;
+    size_t                 other;       /* another cluster node's */
 } prefetch_ctx_t;
 
 
@@ -145,6 +146,17 @@ prefetch_have(const char *digest, int manifest, void *data)
 {
     prefetch_ctx_t  *ctx = data;
 
+    /* a cluster node prefetches what it owns: each blob once a region;
+     * another node's it fetches when asked (none are: clients' misses
+     * go to the owner) */
+    if (ctx->jobs->ring.n > 0
+        && oci_ring_owner(&ctx->jobs->ring, digest, strlen(digest))
+           != ctx->jobs->cf->cluster_self)
+    {
+        ctx->other++;
+        return 1;
+    }
+
     return ctx->ops->present(ctx->jobs, ctx->reg, ctx->name, digest,
                              manifest);
 }
@@ -169,6 +181,7 @@ prefetch_manifest(jobs_t *jobs, const prefetch_ops_t *ops,
     ctx.ops = ops;
     ctx.reg = reg;
     ctx.name = name;
+    ctx.other = 0;
 
     rc = prefetch_select(jobs->cf, type, body, len, prefetch_have, &ctx,
                          &plan);
@@ -210,6 +223,11 @@ prefetch_manifest(jobs_t *jobs, const prefetch_ops_t *ops,
                             : jobs->cf->prefetch_max_layers);
         stats_registry(reg)->prefetch_capped++;
         stats_registry(reg)->prefetch_left_out += plan.capped;
+    }
+
+    if (ctx.other > 0) {
+        log_debug("prefetch %s/%s@%s: %zu left to the cluster nodes that "
+                  "own them", reg->name, name, digest, ctx.other);
     }
 
     if (plan.index) {

@@ -18,6 +18,10 @@
  * (stats_registry_t.prefetch_capped, .prefetch_left_out); the client
  * fetches it if it wants it.  warm.c obeys the same caps.
  *
+ * A cluster node (cluster.peers) prefetches only the digests it owns
+ * (oci_ring_owner()): the others are their owners' to fetch, when a
+ * client's miss reaches them, so each blob is stored once a region.
+ *
  * A client that asks for something being prefetched joins that job (the
  * in-flight table coalesces by key) and promotes it to client priority.
  */
