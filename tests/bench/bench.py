@@ -17,6 +17,12 @@ directory that is removed at the end; every process is stopped by PID.
                second set of cold pulls, a cap on the whole link too
     static     plain nginx serving the same blob files (sendfile)
     peer       docker-registry with proxy.remoteurl = the wan
+    cluster    three mirrors (fetcher + nginx each) on 127.0.0.2-4 with one
+               peers list and a shared secret, and a fourth alone with the
+               same settings: the cold pull through the cluster against
+               one node (time, upstream bytes, the tag's upstream
+               requests) and the time to first byte of a blob miss asked
+               of a node that is not the blob's owner against its owner
     ocimirror  build/ocimirror-fetcher + nginx with the module, the wan as
                its default registry
     recency-on, recency-off
@@ -146,7 +152,7 @@ class Params:
         # blob miss asked of a node that is not the blob's owner against
         # one asked of its owner, in pairs of cold blobs
         self.cluster_nodes = 3
-        self.cluster_pairs = 3 if q else 6
+        self.cluster_pairs = 4 if q else 8
         self.cluster_blob_mib = 4
         self.wrk_seconds = int(env_num("BENCH_WRK_SECONDS", 2 if q else 5))
         self.wrk_rounds = 2 if q else 3
@@ -179,7 +185,7 @@ class Params:
         # fetcher alone: the loop's longest stall (commitstall.py)
         self.commit_mib = int(env_num("BENCH_COMMIT_MIB", 256 if q else 1024))
         # past this, the remaining steps are skipped (their cells say so)
-        self.budget = 210.0 if q else 780.0
+        self.budget = 240.0 if q else 780.0
 
 
 # --- small helpers ----------------------------------------------------------
@@ -3759,7 +3765,8 @@ def report(b, rows):
               "- cluster: %d mirrors on 127.0.0.2–%d (each its own nginx "
               "with 2 workers, fetcher and store, the settings above), "
               "one peers list, one secret file, replicate = \"none\", "
-              "the same WAN to the upstream; one node: a fresh mirror "
+              "the same WAN to the upstream (no link cap); one node: a "
+              "fresh mirror "
               "with the same settings and no cluster group. Cold pull: "
               "the cold-pull image, cold for both, through the one node, "
               "then through the cluster with every request of skopeo to "
