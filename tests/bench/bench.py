@@ -154,6 +154,7 @@ class Params:
         self.cluster_nodes = 3
         self.cluster_pairs = 4 if q else 8
         self.cluster_blob_mib = 4
+        self.cluster_hits = 20      # GETs of a stored layer, each side
         self.wrk_seconds = int(env_num("BENCH_WRK_SECONDS", 2 if q else 5))
         self.wrk_rounds = 2 if q else 3
         self.wrk_threads = 2
@@ -2148,17 +2149,23 @@ class Bench:
         def start():
             self.start_cluster()
             self.ready["cluster"] = True
+        t = time.monotonic()
         try:
-            self.step(["cluster.pull", "cluster.ttfb"], start,
+            self.step(["cluster.pull", "cluster.hit", "cluster.ttfb"], start,
                       needs=("wan",))
             if not self.ready.get("cluster"):
                 return
             self.step(["cluster.pull"], self.cluster_pulls,
                       needs=("cluster",))
+            if ok(self.r.get("cluster.pull")):
+                self.step(["cluster.hit"], self.cluster_hit_hop,
+                          needs=("cluster",))
             self.step(["cluster.ttfb"], self.cluster_ttfb,
                       needs=("cluster",))
         finally:
             self.stop_cluster()
+            self.r["cluster.seconds"] = time.monotonic() - t
+            log("cluster: the step took %.0f s" % self.r["cluster.seconds"])
 
     def cluster_pulls(self):
         """The image, cold, through one node alone and through the
@@ -2187,6 +2194,45 @@ class Bench:
         log("cluster: the image's %d blobs stored per node %s (one node: "
             "%d)" % (len(hexes), " / ".join(map(str, stored)),
                      self.r["cluster.pull"]["stored_single"]))
+
+    def cluster_hit_hop(self):
+        """The hop alone, without the WAN's noise: a layer the pull left
+        on one node (its owner), asked of the owner and of the others in
+        turn, the time to first byte of each GET on a new connection."""
+        nodes = self.cluster_nodes
+        layer, owner = None, None
+        for l in self.layers:
+            on = [i for i, n in enumerate(nodes)
+                  if self.stored_on(n, l.hex)]
+            if len(on) == 1:
+                layer, owner = l, on[0]
+                break
+        if layer is None:
+            raise StepError("no layer of the image is stored on one node "
+                            "alone")
+        path = "/v2/%s/blobs/%s" % (IMAGE_REPO, layer.digest)
+        others = [i for i in range(len(nodes)) if i != owner]
+        f0 = sum(c[CLUSTER_FORWARDED] for c in self.cluster_counters())
+        samples = {"owner": [], "other": []}
+        for j in range(self.p.cluster_hits):
+            order = [("owner", owner), ("other", others[j % len(others)])]
+            if j % 2:
+                order.reverse()
+            for kind, i in order:
+                samples[kind].append(ttfb_probe(
+                    nodes[i].hostport, path, timeout=self.cap(30)) * 1000)
+        f = sum(c[CLUSTER_FORWARDED] for c in self.cluster_counters()) - f0
+        if f != self.p.cluster_hits:
+            raise StepError("%d GETs of a stored layer asked of nodes that "
+                            "do not hold it were forwarded %d times"
+                            % (self.p.cluster_hits, f))
+        self.r["cluster.hit"] = {k: statistics.median(v)
+                                 for k, v in samples.items()}
+        self.r["cluster.hit"]["size"] = layer.size
+        log("cluster: TTFB of a stored %.0f MiB layer, not the owner / the "
+            "owner: %.2f / %.2f ms (median of %d)" % (
+                layer.size / MiB, self.r["cluster.hit"]["other"],
+                self.r["cluster.hit"]["owner"], self.p.cluster_hits))
 
     def blob_owner(self, blob):
         """The node that owns blob, by asking: a HEAD at the first node,
@@ -3055,6 +3101,16 @@ def cluster_rows(b):
             tags, one["tag_requests"]), "—", "≤ one node's",
             verdict(tags, lambda x: x <= one["tag_requests"],
                     lambda x: "%d more" % (x - one["tag_requests"]))])
+    v = r.get("cluster.hit", Failure("not run"))
+    label = ("time to first byte, a stored layer (a hit) asked of a node "
+             "that does not hold it / of its owner (ms, median of %d each)"
+             % p.cluster_hits)
+    if not ok(v):
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—", "—", "n/a"])
+    else:
+        rows.append([label, "—", "—", "—", "%.2f / %.2f" % (
+            v["other"], v["owner"]), "the hop: %+.2f ms" % (
+            v["other"] - v["owner"]), "—", "—"])
     v = r.get("cluster.ttfb", Failure("not run"))
     label = ("time to first byte, cold %d MiB blob asked of a node that is "
              "not its owner / of its owner (ms, median of %d each)"
@@ -3075,6 +3131,10 @@ def cluster_rows(b):
 
 def cluster_notes(b):
     p, out = b.p, []
+    if ok(b.r.get("cluster.seconds")):
+        out.append("The cluster step (four mirrors started, its pulls and "
+                   "probes, the mirrors stopped) took %.0f s."
+                   % b.r["cluster.seconds"])
     v = b.r.get("cluster.pull")
     if ok(v):
         one, cold = v["single"], v["cold"]
@@ -3783,9 +3843,13 @@ def report(b, rows):
               "owner (the order alternating), each a GET on a new "
               "connection on a quiet WAN, and the asked node's forwarded "
               "counter checked afterwards (+1 for the latter, +0 for the "
-              "former). The hop = not the owner − the owner, per pair." % (
+              "former). The hop = not the owner − the owner, per pair. "
+              "The hop on a hit: a layer the pull left on one node, "
+              "%d GETs of it at its owner and %d at the others, "
+              "alternating, time to the first byte on a new connection "
+              "(no WAN in the way)." % (
                   p.cluster_nodes, 1 + p.cluster_nodes, p.cluster_pairs,
-                  p.cluster_blob_mib),
+                  p.cluster_blob_mib, p.cluster_hits, p.cluster_hits),
               "", "## Results", "", markdown_table(rows), ""]
     extra = []
     if ok(b.r.get("fanout.seconds")):
