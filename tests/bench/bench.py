@@ -3,9 +3,9 @@
 nginx (the limit for hits), Docker's registry in proxy mode (the peer) and
 a direct pull across a simulated WAN.
 
-    make bench                 full run (about 6 minutes)
+    make bench                 full run (about 7 minutes)
     BENCH_QUICK=1 make bench   smaller blobs, shorter wrk runs, a smaller
-                               synthetic store (under 3 minutes)
+                               synthetic store (about 4 minutes)
 
 Everything runs on 127.0.0.1 with ports chosen at run time, in one temp
 directory that is removed at the end; every process is stopped by PID.
