@@ -21,6 +21,14 @@
 #define NGX_HTTP_OCIMIRROR_CLUSTER_LOG_EVERY  60    /* seconds */
 
 
+/* a request's, from ngx_http_ocimirror_cluster_check() */
+typedef struct {
+    const char         *key;
+    size_t              len;
+    ngx_uint_t          peer;       /* a peer's header verified */
+} ngx_http_ocimirror_cluster_ctx_t;
+
+
 struct ngx_http_ocimirror_cluster_s {
     oci_ring_t          ring;
     size_t              self;
@@ -307,29 +315,65 @@ ngx_http_ocimirror_cluster_tag_key(ngx_http_request_t *r,
 
 
 ngx_int_t
-ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r, const char *key,
+ngx_http_ocimirror_cluster_check(ngx_http_request_t *r, const char *key,
     size_t len)
 {
-    int                              rc;
-    u_char                          *k, *auth;
-    ngx_str_t                        location;
-    ngx_uint_t                       i;
-    ngx_list_part_t                 *part;
-    ngx_table_elt_t                 *h;
-    ngx_http_ocimirror_cluster_t    *cl;
-    ngx_http_ocimirror_main_conf_t  *mcf;
+    ngx_http_ocimirror_cluster_t      *cl;
+    ngx_http_ocimirror_main_conf_t    *mcf;
+    ngx_http_ocimirror_cluster_ctx_t  *ctx;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
     cl = mcf->cluster;
 
     if (cl == NULL) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_palloc(r->pool, sizeof(ngx_http_ocimirror_cluster_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->key = key;
+    ctx->len = len;
+    ctx->peer = ngx_http_ocimirror_cluster_from_peer(r, cl, key, len);
+
+    ngx_http_set_ctx(r, ctx, ngx_http_ocimirror_module);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
+{
+    int                                rc;
+    u_char                            *k, *auth;
+    size_t                             len;
+    ngx_str_t                          location;
+    ngx_uint_t                         i;
+    const char                        *key;
+    ngx_list_part_t                   *part;
+    ngx_table_elt_t                   *h;
+    ngx_http_ocimirror_cluster_t      *cl;
+    ngx_http_ocimirror_main_conf_t    *mcf;
+    ngx_http_ocimirror_cluster_ctx_t  *ctx;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
+    cl = mcf->cluster;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_ocimirror_module);
+
+    if (cl == NULL || ctx == NULL) {
         return NGX_DECLINED;
     }
 
-    if (ngx_http_ocimirror_cluster_from_peer(r, cl, key, len)) {
+    if (ctx->peer) {
         /* a peer passed it here: this node answers, whatever it owns */
         return NGX_DECLINED;
     }
+
+    key = ctx->key;
+    len = ctx->len;
 
     if (oci_ring_owner(&cl->ring, key, len) == cl->self) {
         return NGX_DECLINED;

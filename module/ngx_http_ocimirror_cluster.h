@@ -49,13 +49,22 @@ ngx_http_ocimirror_cluster_t *ngx_http_ocimirror_cluster_create(
     ngx_conf_t *cf, oci_config_t *oci);
 
 /*
- * key[0..len): the request's key.  NGX_DECLINED: serve it here (this
- * node owns it, or a peer asked, or there is no cluster).  Otherwise the
- * request was handed to @ocimirror_cluster: return what this returns
- * from the content handler.
+ * Before anything is served: key[0..len) is the request's key; whether a
+ * peer sent the request (its header verified for key) is noted for
+ * ngx_http_ocimirror_cluster_pass() and counted, hit or miss.  NGX_OK or
+ * NGX_ERROR (out of memory).  Nothing to do without a cluster.
  */
-ngx_int_t ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r,
+ngx_int_t ngx_http_ocimirror_cluster_check(ngx_http_request_t *r,
     const char *key, size_t len);
+
+/*
+ * The request's key (as given to ..._check()) is not served from here
+ * as things stand.  NGX_DECLINED: serve it here anyway (this node owns
+ * it, or a peer asked, or there is no cluster).  Otherwise the request
+ * was handed to @ocimirror_cluster: return what this returns from the
+ * content handler.
+ */
+ngx_int_t ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r);
 
 /* A tag's key, "<registry>/<name>:<tag>", in the request's pool; NULL
  * when out of memory. */

@@ -25,6 +25,8 @@
 
 
 static ngx_int_t ngx_http_ocimirror_base(ngx_http_request_t *r);
+static ngx_int_t ngx_http_ocimirror_handler_cluster(ngx_http_request_t *r,
+    oci_route_t *route);
 static ngx_int_t ngx_http_ocimirror_blob(ngx_http_request_t *r,
     ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route);
 
@@ -89,6 +91,14 @@ ngx_http_ocimirror_handler(ngx_http_request_t *r)
                                              msg[0] ? msg : NULL);
     }
 
+    if (mcf->cluster != NULL
+        && (route->endpoint == OCI_EP_BLOB
+            || route->endpoint == OCI_EP_MANIFEST)
+        && ngx_http_ocimirror_handler_cluster(r, route) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     switch (route->endpoint) {
 
     case OCI_EP_BLOB:
@@ -106,6 +116,32 @@ ngx_http_ocimirror_handler(ngx_http_request_t *r)
     default: /* OCI_EP_BASE */
         return ngx_http_ocimirror_base(r);
     }
+}
+
+
+/* A cluster node: the request's key (a digest, or a tag's
+ * "<registry>/<name>:<tag>"), and whether a peer sent it. */
+
+static ngx_int_t
+ngx_http_ocimirror_handler_cluster(ngx_http_request_t *r, oci_route_t *route)
+{
+    u_char  *key;
+    size_t   len;
+
+    if (route->is_digest) {
+        key = (u_char *) route->reference;
+        len = ngx_strlen(route->reference);
+
+    } else {
+        key = ngx_http_ocimirror_cluster_tag_key(r, route->registry->name,
+                                                 route->name,
+                                                 route->reference, &len);
+        if (key == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_ocimirror_cluster_check(r, (const char *) key, len);
 }
 
 
@@ -160,8 +196,7 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
 
     /* not here: another cluster node may own it */
 
-    rc = ngx_http_ocimirror_cluster_pass(r, (const char *) digest.data,
-                                         digest.len);
+    rc = ngx_http_ocimirror_cluster_pass(r);
     if (rc != NGX_DECLINED) {
         return rc;
     }

@@ -108,7 +108,6 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     ngx_http_ocimirror_main_conf_t *mcf, oci_route_t *route)
 {
     size_t                              len;
-    u_char                             *key;
     ngx_int_t                           rc;
     const char                         *accept;
     ngx_str_t                           digest;
@@ -134,9 +133,7 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
 
         if (rc == NGX_DECLINED) {
             /* not here: another cluster node may own it */
-            rc = ngx_http_ocimirror_cluster_pass(r,
-                                                 (const char *) digest.data,
-                                                 digest.len);
+            rc = ngx_http_ocimirror_cluster_pass(r);
             if (rc != NGX_DECLINED) {
                 return rc;
             }
@@ -146,20 +143,9 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
         /* a tag is its owner's, whatever is here: one node keeps its
          * record and asks the upstream, so all nodes answer alike */
 
-        if (mcf->cluster != NULL) {
-            key = ngx_http_ocimirror_cluster_tag_key(r,
-                                                     route->registry->name,
-                                                     route->name,
-                                                     route->reference,
-                                                     &len);
-            if (key == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            rc = ngx_http_ocimirror_cluster_pass(r, (const char *) key, len);
-            if (rc != NGX_DECLINED) {
-                return rc;
-            }
+        rc = ngx_http_ocimirror_cluster_pass(r);
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
 
         accept = ngx_http_ocimirror_manifest_accept(r);

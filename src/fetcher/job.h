@@ -110,6 +110,7 @@ struct jobs_s {
     /* a cluster node's ring (cf->cluster_peers; n == 0: a lone node):
      * prefetch leaves what another node owns to that node */
     oci_ring_t             ring;
+    size_t                 hints;       /* prefetch.c's, in flight */
 
     /* the bounds (see above) */
     size_t                 njobs;       /* in all */

@@ -11,6 +11,9 @@
 #include "prefetch.h"
 #include "stats.h"
 
+/* cluster hints in flight at most (prefetch_hint()) */
+#define PREFETCH_HINTS_MAX  256
+
 typedef struct {
     jobs_t                *jobs;
     const prefetch_ops_t  *ops;
@@ -141,18 +144,114 @@ prefetch_plan_free(prefetch_plan_t *plan)
 }
 
 
+/*
+ * Ask the cluster node that owns digest to prefetch it: a GET of its
+ * first byte (a manifest: of it) through this node's own nginx, at
+ * cluster.self, with no peer header.  The module there passes it to the
+ * owner as it passes a client's miss (nginx's ring and failover: a node
+ * that is down has its keys asked of the next), and the owner's fetcher
+ * downloads the whole blob for its store, as for a client that wanted a
+ * range (DETACH), at prefetch priority.  The byte is thrown away.  At
+ * most PREFETCH_HINTS_MAX in flight; past it, left out and counted.
+ */
+
+static int
+prefetch_hint_headers(xfer_t *x, void *data)
+{
+    return 0;
+}
+
+
+static int
+prefetch_hint_body(xfer_t *x, const char *p, size_t n, void *data)
+{
+    return 0;
+}
+
+
+static void
+prefetch_hint_done(xfer_t *x, CURLcode rc, void *data)
+{
+    jobs_t             *jobs = data;
+    const xfer_resp_t  *r = xfer_response(x);
+
+    jobs->hints--;
+
+    if (rc != CURLE_OK || r->status < 200 || r->status > 299) {
+        log_debug("prefetch hint %s: %s, status %ld", xfer_effective_url(x),
+                  rc != CURLE_OK ? curl_easy_strerror(rc) : "answered",
+                  r->status);
+    }
+}
+
+
+static const xfer_handler_t  prefetch_hint_handler = {
+    prefetch_hint_headers,
+    prefetch_hint_body,
+    prefetch_hint_done
+};
+
+
+static void
+prefetch_hint(prefetch_ctx_t *ctx, const char *digest, int manifest)
+{
+    jobs_t      *jobs = ctx->jobs;
+    char         url[OCI_PATH_MAX];
+    int          n;
+    xfer_req_t   req;
+
+    if (jobs->hints >= PREFETCH_HINTS_MAX) {
+        stats_registry(ctx->reg)->cluster_hints_skipped++;
+        return;
+    }
+
+    n = snprintf(url, sizeof(url), "http://%s/v2/%s/%s/%s?ns=%s",
+                 jobs->cf->cluster_peers[jobs->cf->cluster_self], ctx->name,
+                 manifest ? "manifests" : "blobs", digest, ctx->reg->name);
+
+    if (n < 0 || (size_t) n >= sizeof(url)) {
+        return;
+    }
+
+    memset(&req, 0, sizeof(req));
+    req.url = url;
+    req.prio = XFER_PRIO_PREFETCH;
+    req.unshaped = 1;
+    req.direct = 1;
+    req.http1 = 1;
+
+    if (!manifest) {
+        req.ranged = 1;
+        req.range_first = 0;
+        req.range_last = 0;
+    }
+
+    if (xfer_start(jobs->xm, &req, &prefetch_hint_handler, jobs) == NULL) {
+        return;
+    }
+
+    jobs->hints++;
+    stats_registry(ctx->reg)->cluster_hints++;
+}
+
+
 static int
 prefetch_have(const char *digest, int manifest, void *data)
 {
     prefetch_ctx_t  *ctx = data;
 
     /* a cluster node prefetches what it owns: each blob once a region;
-     * another node's it fetches when asked (none are: clients' misses
-     * go to the owner) */
+     * another node's it asks that node to prefetch */
     if (ctx->jobs->ring.n > 0
         && oci_ring_owner(&ctx->jobs->ring, digest, strlen(digest))
            != ctx->jobs->cf->cluster_self)
     {
+        if (!ctx->ops->present(ctx->jobs, ctx->reg, ctx->name, digest,
+                               manifest))
+        {
+            prefetch_hint(ctx, digest, manifest);
+        }
+
         ctx->other++;
         return 1;
     }

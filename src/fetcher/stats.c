@@ -107,6 +107,13 @@ static const stats_family_t  stats_families[] = {
       "Index children and layers left out of a prefetch or warm round "
       "over those caps.",
       STATS_COUNTER, offsetof(stats_registry_t, prefetch_left_out) },
+    { "ocimirror_fetcher_cluster_hints_total",
+      "Prefetches of a cluster node's own digests asked of it (through "
+      "this node's nginx, which passes them to the owner).",
+      STATS_COUNTER, offsetof(stats_registry_t, cluster_hints) },
+    { "ocimirror_fetcher_cluster_hints_skipped_total",
+      "Those not asked: PREFETCH_HINTS_MAX were in flight.",
+      STATS_COUNTER, offsetof(stats_registry_t, cluster_hints_skipped) },
     { "ocimirror_fetcher_ratelimit_limit",
       "The upstream's last RateLimit-Limit (absent until one was seen).",
       STATS_GAUGE, offsetof(stats_registry_t, ratelimit_limit) },

@@ -51,6 +51,11 @@ typedef struct {
                                                 at max_children or
                                                 max_layers */
     unsigned long long  prefetch_left_out;   /* the entries cut */
+    unsigned long long  cluster_hints;       /* prefetches asked of the
+                                                cluster node that owns
+                                                them */
+    unsigned long long  cluster_hints_skipped;  /* not asked: too many
+                                                in flight */
     long long           ratelimit_limit;     /* gauge: upstream's last
                                                 RateLimit-Limit, -1 */
     long long           ratelimit_remaining; /* gauge, -1 unknown */

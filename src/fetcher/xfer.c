@@ -831,7 +831,7 @@ xfer_add_header(struct curl_slist *list, const char *prefix,
  */
 static void
 xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg,
-    int shaped)
+    int shaped, int direct)
 {
     CURL        *e = x->easy;
     const char  *proxy, *no_proxy;
@@ -847,6 +847,12 @@ xfer_transport(xfer_t *x, const oci_config_t *cf, const oci_registry_t *reg,
     /* "" rather than unset: curl would otherwise take a proxy from the
      * http_proxy, https_proxy, all_proxy and no_proxy environment
      * variables, and only the config may send traffic to a proxy */
+    if (direct) {
+        proxy = NULL;
+        no_proxy = NULL;
+        x->proxied = 0;
+    }
+
     curl_easy_setopt(e, CURLOPT_PROXY, proxy != NULL ? proxy : "");
     curl_easy_setopt(e, CURLOPT_NOPROXY, no_proxy != NULL ? no_proxy : "");
 
@@ -990,7 +996,7 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, xfer_prereq_cb);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
 
-    xfer_transport(x, cf, reg, !req->unshaped);
+    xfer_transport(x, cf, reg, !req->unshaped, req->direct);
 
     if (req->username != NULL && req->password != NULL) {
         /* curl keeps Basic, like our Authorization header, to the host

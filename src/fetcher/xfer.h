@@ -130,6 +130,8 @@ typedef struct {
     int          http1;           /* HTTP/1.1 even if HTTP/2 is on */
     int          unshaped;        /* no bandwidth limit applies (a probe:
                                      a few bytes, timed) */
+    int          direct;          /* never through a proxy: a cluster
+                                     node on the LAN (with registry NULL) */
     long         answer;          /* not 0: send nothing; the transfer
                                      ends at the next xfer_pump() with
                                      this status and no body (job_auth.c:

@@ -3,9 +3,9 @@
 nginx (the limit for hits), Docker's registry in proxy mode (the peer) and
 a direct pull across a simulated WAN.
 
-    make bench                 full run (about 6 minutes)
+    make bench                 full run (about 7 minutes)
     BENCH_QUICK=1 make bench   smaller blobs, shorter wrk runs, a smaller
-                               synthetic store (under 3 minutes)
+                               synthetic store (about 4 minutes)
 
 Everything runs on 127.0.0.1 with ports chosen at run time, in one temp
 directory that is removed at the end; every process is stopped by PID.
@@ -17,6 +17,12 @@ directory that is removed at the end; every process is stopped by PID.
                second set of cold pulls, a cap on the whole link too
     static     plain nginx serving the same blob files (sendfile)
     peer       docker-registry with proxy.remoteurl = the wan
+    cluster    three mirrors (fetcher + nginx each) on 127.0.0.2-4 with one
+               peers list and a shared secret, and a fourth alone with the
+               same settings: the cold pull through the cluster against
+               one node (time, upstream bytes, the tag's upstream
+               requests) and the time to first byte of a blob miss asked
+               of a node that is not the blob's owner against its owner
     ocimirror  build/ocimirror-fetcher + nginx with the module, the wan as
                its default registry
     recency-on, recency-off
@@ -141,6 +147,14 @@ class Params:
         self.fanout_n = 64
         self.fanout_mib = 1 if q else 2
         self.ttfb_mib = 64 if q else 256
+        # a cluster of three mirrors (127.0.0.2-4) against one: the cold
+        # pull of the 10-layer image, and the time to first byte of a
+        # blob miss asked of a node that is not the blob's owner against
+        # one asked of its owner, in pairs of cold blobs
+        self.cluster_nodes = 3
+        self.cluster_pairs = 4 if q else 8
+        self.cluster_blob_mib = 4
+        self.cluster_hits = 20      # GETs of a stored layer, each side
         self.wrk_seconds = int(env_num("BENCH_WRK_SECONDS", 2 if q else 5))
         self.wrk_rounds = 2 if q else 3
         self.wrk_threads = 2
@@ -172,7 +186,7 @@ class Params:
         # fetcher alone: the loop's longest stall (commitstall.py)
         self.commit_mib = int(env_num("BENCH_COMMIT_MIB", 256 if q else 1024))
         # past this, the remaining steps are skipped (their cells say so)
-        self.budget = 210.0 if q else 780.0
+        self.budget = 240.0 if q else 780.0
 
 
 # --- small helpers ----------------------------------------------------------
@@ -202,9 +216,9 @@ def one_line(text, limit=120):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port
@@ -342,6 +356,12 @@ class StallWindow:
             return "%.1f ms" % (self.exact * 1000)
         return "≤ %.3g ms" % (self.bound * 1000)
 
+
+CLUSTER_FORWARDED = "ocimirror_cluster_forwarded_total"
+CLUSTER_PEER_REQUESTS = "ocimirror_cluster_peer_requests_total"
+CLUSTER_METRICS = (CLUSTER_FORWARDED, CLUSTER_PEER_REQUESTS,
+                   "ocimirror_cluster_peer_refused_total",
+                   "ocimirror_cluster_list_mismatch_total")
 
 SCRUB_BYTES = "ocimirror_fetcher_scrub_checked_bytes_total"
 SCRUB_FILES = "ocimirror_fetcher_scrub_checked_total"
@@ -928,18 +948,22 @@ def render_include(prefix, hostport, config):
 class Mirror:
     """ocimirror: the fetcher and nginx with the module."""
 
-    def __init__(self, workdir, wan_hostport, store=None, store_extra=""):
+    def __init__(self, workdir, wan_hostport, store=None, store_extra="",
+                 host="127.0.0.1", name="ocimirror"):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.store = store or os.path.join(workdir, "store")
         self.store_extra = store_extra
+        self.name = name
+        # top-level groups written after the others (a node's cluster)
+        self.extra_groups = ""
         self.socket = os.path.join(workdir, "fetcher.sock")
         self.config = os.path.join(workdir, "ocimirror.cfg")
         self.prefix = os.path.join(workdir, "nginx")
         self.fetcher_log = os.path.join(workdir, "fetcher.log")
         self.error_log = os.path.join(self.prefix, "error.log")
-        self.port = free_port()
-        self.hostport = "127.0.0.1:%d" % self.port
+        self.port = free_port(host)
+        self.hostport = "%s:%d" % (host, self.port)
         self.wan = wan_hostport
         self.fetcher = None
         self.nginx = None
@@ -966,9 +990,9 @@ class Mirror:
                 'registries = (\n'
                 '    { name = "%s"; endpoints = ( "http://%s" ); '
                 'tag_ttl = %d; }\n'
-                ');\n' % (self.store, store_extra, self.socket,
-                          fetcher_extra, self.wan, self.wan, self.wan,
-                          TAG_TTL))
+                ');\n%s' % (self.store, store_extra, self.socket,
+                            fetcher_extra, self.wan, self.wan, self.wan,
+                            TAG_TTL, self.extra_groups))
 
     def write_config(self, fetcher_extra=""):
         os.makedirs(self.store, exist_ok=True)
@@ -981,7 +1005,7 @@ class Mirror:
         include = render_include(self.prefix, self.hostport, self.config)
         conf = nginx_main_conf(self.prefix, "    include %s;" % include,
                                self.module_so)
-        self.nginx = start_nginx("nginx-ocimirror", self.prefix, conf,
+        self.nginx = start_nginx("nginx-" + self.name, self.prefix, conf,
                                  self.hostport, "/readyz")
 
     def restart_fetcher(self, fetcher_extra):
@@ -1001,7 +1025,7 @@ class Mirror:
                  interval=0.1)
 
     def start_fetcher(self):
-        self.fetcher = Proc("ocimirror-fetcher",
+        self.fetcher = Proc("%s-fetcher" % self.name,
                             [self.fetcher_bin, "-c", self.config],
                             self.fetcher_log).start()
 
@@ -1269,6 +1293,9 @@ class Bench:
         self.scrub_hits_store = 0       # bytes in its store
         self.scrub_hits_load = None     # load averages around the pairs
         self.lone_problems = []     # from the fetchers run alone
+        self.cluster_nodes = []     # the cluster step's mirrors
+        self.cluster_single = None  # ... and the one node against them
+        self.cluster_problems = []  # their logs' problem lines
         self.load_at_start = " ".join(read_text("/proc/loadavg").split()[:3])
 
     # --- infrastructure -----------------------------------------------
@@ -1321,6 +1348,10 @@ class Bench:
                                            p.coalesce_mib * MiB)
         self.ttfb_blob = benchdata.write_random(blobs, "ttfb",
                                                 p.ttfb_mib * MiB)
+        self.cluster_blobs = [
+            benchdata.write_random(blobs, "cluster-%d" % i,
+                                   p.cluster_blob_mib * MiB)
+            for i in range(2 * p.cluster_pairs)]
         self.fanout = [benchdata.write_random(blobs, "fanout-%d" % i,
                                               p.fanout_mib * MiB)
                        for i in range(p.fanout_n)]
@@ -1364,7 +1395,7 @@ class Bench:
             if pr.returncode != 0:
                 raise StepError("skopeo push: %s" % one_line(pr.stderr))
         for b in [self.small, self.tiny, self.large, self.coal,
-                  self.ttfb_blob] + self.fanout:
+                  self.ttfb_blob] + self.fanout + self.cluster_blobs:
             push_blob(up, BLOB_REPO, b)
 
     def skopeo_env(self):
@@ -1997,6 +2028,290 @@ class Bench:
                 % self.r["ttfb.drained"])
         self.step([], drained, needs=("wan",))
 
+    # --- a cluster of three mirrors -----------------------------------
+
+    def upstream_count(self, regex):
+        """Lines of the upstream's access log that match regex."""
+        text = read_text(os.path.join(self.tmp, "upstream", "access.log"))
+        return len(re.findall(regex, text))
+
+    def image_blob_gets(self, repo, hexes):
+        """GETs of these blobs of repo the upstream answered."""
+        return self.upstream_count(r'"GET /v2/%s/blobs/sha256:(?:%s) HTTP'
+                                   % (re.escape(repo), "|".join(hexes)))
+
+    def image_tag_requests(self, repo):
+        return self.upstream_count(r'"(?:GET|HEAD) /v2/%s/manifests/%s HTTP'
+                                   % (re.escape(repo), re.escape(TAG)))
+
+    def start_cluster(self):
+        """Three mirrors on 127.0.0.2..4, one peers list, one secret file,
+        each its own store and fetcher, all behind the WAN; and a single
+        mirror with the same settings and no cluster (the one node the
+        cluster is held against)."""
+        p = self.p
+        work = os.path.join(self.tmp, "cluster")
+        os.makedirs(work, exist_ok=True)
+        secret = os.path.join(work, "cluster.secret")
+        with open(secret, "w") as f:
+            f.write(os.urandom(24).hex() + "\n")
+        os.chmod(secret, 0o640)
+        nodes = [Mirror(os.path.join(work, "node%d" % i), self.wan.hostport,
+                        host="127.0.0.%d" % (2 + i), name="cluster-%d" % i)
+                 for i in range(p.cluster_nodes)]
+        peers = ", ".join('"%s"' % n.hostport for n in nodes)
+        for n in nodes:
+            n.extra_groups = (
+                'cluster = {\n'
+                '    self = "%s";\n'
+                '    peers = ( %s );\n'
+                '    secret_file = "%s";\n'
+                '    replicate = "none";\n'
+                '};\n' % (n.hostport, peers, secret))
+        single = Mirror(os.path.join(work, "single"), self.wan.hostport,
+                        name="single")
+        self.cluster_nodes = nodes
+        self.cluster_single = single
+        for m in nodes + [single]:
+            try:
+                m.start()
+            finally:
+                self.procs.append(m)
+        # a build without the cluster would start all the same if it
+        # ignored the group: its metrics must be there
+        for n in nodes:
+            m = self.node_metrics(n)
+            if CLUSTER_FORWARDED not in m:
+                raise StepError("%s's /metrics has no %s: a build without "
+                                "the cluster?" % (n.name, CLUSTER_FORWARDED))
+
+    def stop_cluster(self):
+        for m in self.cluster_nodes + ([self.cluster_single]
+                                       if self.cluster_single else []):
+            self.cluster_problems += m.problems()
+            for line in read_text(m.error_log).splitlines():
+                if "cluster" in line and "[error]" in line:
+                    self.cluster_problems.append("nginx: " + line)
+            m.stop()
+
+    def node_metrics(self, node):
+        """{metric name: the sum of its samples} of a node's /metrics."""
+        r = fetch(node.hostport, "/metrics", timeout=self.cap(10),
+                  keep_body=True)
+        if r.error or r.status != 200:
+            raise StepError("%s /metrics: HTTP %s %s" % (
+                node.name, r.status, r.error or one_line(r.start[:120])))
+        out = {}
+        for k, v in parse_metrics(r.body.decode("utf-8", "replace")).items():
+            name = k.split("{", 1)[0]
+            out[name] = out.get(name, 0.0) + v
+        return out
+
+    def cluster_counters(self):
+        """[{cluster metric: value}] of every node."""
+        return [{k: m.get(k, 0.0) for k in CLUSTER_METRICS}
+                for m in (self.node_metrics(n) for n in self.cluster_nodes)]
+
+    def stored_on(self, mirror, hexd):
+        return os.path.exists(os.path.join(mirror.store, "sha256", hexd[:2],
+                                           hexd))
+
+    def cluster_pull(self, mirror, label):
+        """One skopeo pull of the 10-layer image through mirror, started
+        on a quiet WAN: seconds, WAN bytes until skopeo ended and until
+        the WAN was quiet again (what the mirror's prefetch and its peers
+        went on fetching counts too), upstream GETs of the image's blobs
+        and requests for its tag."""
+        hexes = [l.hex for l in self.layers] + [self.cfg.hex]
+        wait_wan_quiet(self.wan, timeout=self.cap(60))
+        before = wan_stats(self.wan)["down_bytes"]
+        gets0 = self.image_blob_gets(IMAGE_REPO, hexes)
+        tags0 = self.image_tag_requests(IMAGE_REPO)
+        took = self.skopeo_pull(mirror.hostport, os.path.join(
+            self.tmp, "cluster-pull-%s" % label))
+        during = wan_stats(self.wan)["down_bytes"] - before
+        total = wait_wan_quiet(self.wan, timeout=self.cap(90)) - before
+        out = {"seconds": took, "wan_during": during, "wan_total": total,
+               "blob_gets": self.image_blob_gets(IMAGE_REPO, hexes) - gets0,
+               "tag_requests": self.image_tag_requests(IMAGE_REPO) - tags0}
+        log("cluster: pull through %s (%s): %.2fs, %.1f MiB across the "
+            "WAN (%.1f MiB while skopeo ran), %d blob GETs, %d tag "
+            "requests upstream" % (label, mirror.hostport, took,
+                                   total / MiB, during / MiB,
+                                   out["blob_gets"], out["tag_requests"]))
+        return out
+
+    def measure_cluster(self):
+        self.cluster_nodes = []
+        self.cluster_single = None
+        self.cluster_problems = []
+
+        def start():
+            self.start_cluster()
+            self.ready["cluster"] = True
+        t = time.monotonic()
+        try:
+            self.step(["cluster.pull", "cluster.hit", "cluster.ttfb"], start,
+                      needs=("wan",))
+            if not self.ready.get("cluster"):
+                return
+            self.step(["cluster.pull"], self.cluster_pulls,
+                      needs=("cluster",))
+            if ok(self.r.get("cluster.pull")):
+                self.step(["cluster.hit"], self.cluster_hit_hop,
+                          needs=("cluster",))
+            self.step(["cluster.ttfb"], self.cluster_ttfb,
+                      needs=("cluster",))
+        finally:
+            self.stop_cluster()
+            self.r["cluster.seconds"] = time.monotonic() - t
+            log("cluster: the step took %.0f s" % self.r["cluster.seconds"])
+
+    def cluster_pulls(self):
+        """The image, cold, through one node alone and through the
+        cluster (every request to its first node); then, warm, through
+        each of the others."""
+        nodes = self.cluster_nodes
+        size = sum(l.size for l in self.layers) + self.cfg.size
+        c0 = self.cluster_counters()
+        single = self.cluster_pull(self.cluster_single, "one node")
+        cold = self.cluster_pull(nodes[0], "the cluster")
+        c1 = self.cluster_counters()
+        warm = [self.cluster_pull(n, "node %d, warm" % i)
+                for i, n in enumerate(nodes) if i > 0]
+        c2 = self.cluster_counters()
+        hexes = [l.hex for l in self.layers] + [self.cfg.hex]
+        stored = [sum(self.stored_on(n, h) for h in hexes) for n in nodes]
+        self.r["cluster.pull"] = {
+            "single": single, "cold": cold, "warm": warm, "size": size,
+            "blobs": len(hexes), "stored": stored,
+            "stored_single": sum(self.stored_on(self.cluster_single, h)
+                                 for h in hexes),
+            "cold_counters": [{k: b[k] - a[k] for k in a}
+                              for a, b in zip(c0, c1)],
+            "warm_counters": [{k: b[k] - a[k] for k in a}
+                              for a, b in zip(c1, c2)]}
+        log("cluster: the image's %d blobs stored per node %s (one node: "
+            "%d)" % (len(hexes), " / ".join(map(str, stored)),
+                     self.r["cluster.pull"]["stored_single"]))
+
+    def cluster_hit_hop(self):
+        """The hop alone, without the WAN's noise: a layer the pull left
+        on one node (its owner), asked of the owner and of the others in
+        turn, the time to first byte of each GET on a new connection."""
+        nodes = self.cluster_nodes
+        layer, owner = None, None
+        for l in self.layers:
+            on = [i for i, n in enumerate(nodes)
+                  if self.stored_on(n, l.hex)]
+            if len(on) == 1:
+                layer, owner = l, on[0]
+                break
+        if layer is None:
+            raise StepError("no layer of the image is stored on one node "
+                            "alone")
+        path = "/v2/%s/blobs/%s" % (IMAGE_REPO, layer.digest)
+        others = [i for i in range(len(nodes)) if i != owner]
+        f0 = sum(c[CLUSTER_FORWARDED] for c in self.cluster_counters())
+        samples = {"owner": [], "other": []}
+        for j in range(self.p.cluster_hits):
+            order = [("owner", owner), ("other", others[j % len(others)])]
+            if j % 2:
+                order.reverse()
+            for kind, i in order:
+                samples[kind].append(ttfb_probe(
+                    nodes[i].hostport, path, timeout=self.cap(30)) * 1000)
+        f = sum(c[CLUSTER_FORWARDED] for c in self.cluster_counters()) - f0
+        if f != self.p.cluster_hits:
+            raise StepError("%d GETs of a stored layer asked of nodes that "
+                            "do not hold it were forwarded %d times"
+                            % (self.p.cluster_hits, f))
+        self.r["cluster.hit"] = {k: statistics.median(v)
+                                 for k, v in samples.items()}
+        self.r["cluster.hit"]["size"] = layer.size
+        log("cluster: TTFB of a stored %.0f MiB layer, not the owner / the "
+            "owner: %.2f / %.2f ms (median of %d)" % (
+                layer.size / MiB, self.r["cluster.hit"]["other"],
+                self.r["cluster.hit"]["owner"], self.p.cluster_hits))
+
+    def blob_owner(self, blob):
+        """The node that owns blob, by asking: a HEAD at the first node,
+        then which node's counters moved (the first node's forwarded, the
+        owner's peer requests; none if the first node is the owner)."""
+        nodes = self.cluster_nodes
+        a = self.cluster_counters()
+        host, port = nodes[0].hostport.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port),
+                                          timeout=self.cap(60))
+        try:
+            conn.request("HEAD", "/v2/%s/blobs/%s" % (BLOB_REPO, blob.digest))
+            resp = conn.getresponse()
+            resp.read()
+            status = resp.status
+        finally:
+            conn.close()
+        if status != 200:
+            raise StepError("HEAD of a cold blob at %s: HTTP %d"
+                            % (nodes[0].name, status))
+        b = self.cluster_counters()
+        fwd = b[0][CLUSTER_FORWARDED] - a[0][CLUSTER_FORWARDED]
+        peer = [y[CLUSTER_PEER_REQUESTS] - x[CLUSTER_PEER_REQUESTS]
+                for x, y in zip(a, b)]
+        if fwd == 0 and not any(peer):
+            return 0
+        got = [i for i, d in enumerate(peer) if d > 0]
+        if fwd != 1 or len(got) != 1 or got[0] == 0:
+            raise StepError("a HEAD at %s: forwarded %+d, peer requests "
+                            "%s: no single owner" % (
+                                nodes[0].name, fwd,
+                                " / ".join("%+d" % d for d in peer)))
+        return got[0]
+
+    def cluster_ttfb(self):
+        """Pairs of cold blobs of the same size: one asked of its owner,
+        the other of a node that is not its owner (which forwards it),
+        each on a quiet WAN, the order alternating; the first node's
+        counters must agree on which was forwarded."""
+        nodes, blobs = self.cluster_nodes, self.cluster_blobs
+        owners = [self.blob_owner(b) for b in blobs]
+        wait_wan_quiet(self.wan, timeout=self.cap(60))
+        pairs = []
+        kept = {"entry": 0, "owner": 0}
+        for i in range(self.p.cluster_pairs):
+            a, b = blobs[2 * i], blobs[2 * i + 1]
+            oa, ob = owners[2 * i], owners[2 * i + 1]
+            other = (ob + 1 + i % 2) % len(nodes)
+            probes = [("owner", a, oa, oa), ("other", b, ob, other)]
+            if i % 2:
+                probes.reverse()
+            got = {}
+            for kind, blob, owner, entry in probes:
+                wait_wan_quiet(self.wan, timeout=self.cap(60))
+                f0 = self.cluster_counters()[entry][CLUSTER_FORWARDED]
+                t = ttfb_probe(nodes[entry].hostport, "/v2/%s/blobs/%s"
+                               % (BLOB_REPO, blob.digest),
+                               timeout=self.cap(60))
+                # what the probe set off ends before the counters are
+                # read and the next probe starts
+                wait_wan_quiet(self.wan, timeout=self.cap(60))
+                f = self.cluster_counters()[entry][CLUSTER_FORWARDED] - f0
+                if f != (1 if kind == "other" else 0):
+                    raise StepError("the probe of %s at %s (owner %s) "
+                                    "forwarded %d times" % (
+                                        blob.digest[:19], nodes[entry].name,
+                                        nodes[owner].name, f))
+                if kind == "other":
+                    kept["entry"] += self.stored_on(nodes[entry], blob.hex)
+                    kept["owner"] += self.stored_on(nodes[owner], blob.hex)
+                got[kind] = t * 1000
+            pairs.append((got["other"], got["owner"]))
+            log("cluster: TTFB of a cold %d MiB blob, not the owner / the "
+                "owner: %.1f / %.1f ms" % (self.p.cluster_blob_mib,
+                                           got["other"], got["owner"]))
+        self.r["cluster.ttfb"] = {"pairs": pairs, "kept": kept,
+                                  "owners": [owners.count(i) for i in
+                                             range(len(nodes))]}
+
     # --- recency on and off -------------------------------------------
 
     def recency_pair(self, path, headers, first):
@@ -2604,6 +2919,7 @@ class Bench:
         self.measure_coalescing()
         self.measure_fanout()
         self.measure_ttfb()
+        self.measure_cluster()
         self.measure_recency()
         self.measure_store()
         self.measure_scrub()
@@ -2633,6 +2949,7 @@ class Bench:
             if who is not None:
                 probs += who.problems()
         probs += self.lone_problems
+        probs += self.cluster_problems
         for line in probs[:8]:
             self.notes.append(self.sanitize(one_line(line, 240)))
         if len(probs) > 8:
@@ -2739,6 +3056,129 @@ def scrub_ab(v):
             "high": ratios[-1] if ratios else None}
     out["scrub_rate"] = max(pr["running"]["scrub_rate"] for pr in pairs)
     out["excess"] = max(pr["running"]["excess"] for pr in pairs)
+    return out
+
+
+def cluster_rows(b):
+    """The cluster against one node: the cold pull's time and upstream
+    bytes, the tag's upstream requests over a pull through every node,
+    and the extra hop of a miss asked of a node that is not the owner."""
+    p, r = b.p, b.r
+    n = p.cluster_nodes
+    rows = []
+    v = r.get("cluster.pull", Failure("not run"))
+    label = ("cold pull through a %d-node cluster (every request to one "
+             "node) / one node, %d layers × %d MiB, skopeo (s)"
+             % (n, p.layers, p.layer_mib))
+    blabel = ("upstream bytes of that cold pull, until the WAN was quiet "
+              "(MiB; cluster / one node)")
+    tlabel = ("upstream requests for the tag: a pull through each of the "
+              "%d nodes (the first cold) / one cold pull through one node"
+              % n)
+    if not ok(v):
+        for lab, target in ((label, "—"), (blabel, "≤ 1.05× one node"),
+                            (tlabel, "≤ one node's")):
+            rows.append([lab, "—", "—", "—", fmt(v, "%s"), "—", target,
+                         "n/a"])
+    else:
+        one, cold = v["single"], v["cold"]
+        rows.append([label, "—", "—", "—", "%.2f / %.2f" % (
+            cold["seconds"], one["seconds"]),
+            "%.2f× one node" % (cold["seconds"] / one["seconds"]),
+            "—", "—"])
+        rb = cold["wan_total"] / one["wan_total"] \
+            if one["wan_total"] else None
+        rows.append([blabel, "—", "—", "—", "%.1f / %.1f (the image: "
+                     "%.1f)" % (cold["wan_total"] / MiB,
+                                one["wan_total"] / MiB, v["size"] / MiB),
+                     "—" if rb is None else "%.2f× one node" % rb,
+                     "≤ 1.05× one node",
+                     verdict(rb, lambda x: x <= 1.05,
+                             lambda x: "%.2f× over" % (x - 1.05))])
+        tags = cold["tag_requests"] + sum(w["tag_requests"]
+                                          for w in v["warm"])
+        rows.append([tlabel, "—", "—", "—", "%d / %d" % (
+            tags, one["tag_requests"]), "—", "≤ one node's",
+            verdict(tags, lambda x: x <= one["tag_requests"],
+                    lambda x: "%d more" % (x - one["tag_requests"]))])
+    v = r.get("cluster.hit", Failure("not run"))
+    label = ("time to first byte, a stored layer (a hit) asked of a node "
+             "that does not hold it / of its owner (ms, median of %d each)"
+             % p.cluster_hits)
+    if not ok(v):
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—", "—", "n/a"])
+    else:
+        rows.append([label, "—", "—", "—", "%.2f / %.2f" % (
+            v["other"], v["owner"]), "the hop: %+.2f ms" % (
+            v["other"] - v["owner"]), "—", "—"])
+    v = r.get("cluster.ttfb", Failure("not run"))
+    label = ("time to first byte, cold %d MiB blob asked of a node that is "
+             "not its owner / of its owner (ms, median of %d each)"
+             % (p.cluster_blob_mib, p.cluster_pairs))
+    if not ok(v):
+        rows.append([label, "—", "—", "—", fmt(v, "%s"), "—", "—", "n/a"])
+    else:
+        pairs = v["pairs"]
+        other = statistics.median(x for x, _ in pairs)
+        owner = statistics.median(y for _, y in pairs)
+        d = sorted(x - y for x, y in pairs)
+        rows.append([label, "—", "—", "—", "%.1f / %.1f" % (other, owner),
+                     "the hop: %+.1f ms (pairs %+.1f … %+.1f)" % (
+                         statistics.median(d), d[0], d[-1]),
+                     "—", "—"])
+    return rows
+
+
+def cluster_notes(b):
+    p, out = b.p, []
+    if ok(b.r.get("cluster.seconds")):
+        out.append("The cluster step (four mirrors started, its pulls and "
+                   "probes, the mirrors stopped) took %.0f s."
+                   % b.r["cluster.seconds"])
+    v = b.r.get("cluster.pull")
+    if ok(v):
+        one, cold = v["single"], v["cold"]
+        out.append("Cluster, cold pull: through one node %.2f s, %.1f MiB "
+                   "across the WAN while skopeo ran and %.1f MiB in all, "
+                   "%d upstream GETs of the image's %d blobs; through the "
+                   "cluster %.2f s, %.1f and %.1f MiB, %d GETs. The "
+                   "image's blobs stored per node afterwards: %s (one "
+                   "node: %d), %d copies in all." % (
+                       one["seconds"], one["wan_during"] / MiB,
+                       one["wan_total"] / MiB, one["blob_gets"], v["blobs"],
+                       cold["seconds"], cold["wan_during"] / MiB,
+                       cold["wan_total"] / MiB, cold["blob_gets"],
+                       " / ".join(map(str, v["stored"])),
+                       v["stored_single"], sum(v["stored"])))
+        out.append("Cluster, the same pull again through node %s (warm): "
+                   "%s; upstream bytes %s; tag requests upstream %s." % (
+                       " and ".join(str(i + 1) for i in
+                                    range(len(v["warm"]))),
+                       ", ".join("%.2f s" % w["seconds"]
+                                 for w in v["warm"]),
+                       ", ".join("%.1f KiB" % (w["wan_total"] / 1024.0)
+                                 for w in v["warm"]),
+                       ", ".join("%d" % w["tag_requests"]
+                                 for w in v["warm"])))
+        for what, cs in (("the cold pull", v["cold_counters"]),
+                         ("the warm pulls", v["warm_counters"])):
+            out.append("Cluster counters per node during %s (forwarded / "
+                       "peer requests / peer refused / list mismatch): %s."
+                       % (what, "; ".join(
+                           "node %d %s" % (i, " / ".join(
+                               "%d" % c[k] for k in CLUSTER_METRICS))
+                           for i, c in enumerate(cs))))
+    v = b.r.get("cluster.ttfb")
+    if ok(v):
+        out.append("Cluster TTFB, every pair (not the owner / the owner, "
+                   "ms): %s. Owners of the %d probe blobs per node: %s; "
+                   "of the %d blobs asked of a node that was not their "
+                   "owner, that node stored %d, the owner %d (a miss left "
+                   "at its first byte may be dropped)." % (
+                       "; ".join("%.1f / %.1f" % pr for pr in v["pairs"]),
+                       2 * p.cluster_pairs,
+                       " / ".join(map(str, v["owners"])), p.cluster_pairs,
+                       v["kept"]["entry"], v["kept"]["owner"]))
     return out
 
 
@@ -2861,6 +3301,8 @@ def build_rows(b):
                  "within +20 ms of kept-alive",
                  verdict(delta, lambda x: x <= 20,
                          lambda x: "%.1f ms over" % (x - 20))])
+
+    rows += cluster_rows(b)
 
     for key, label in (("recency.blob", "warm hit with recency on / off, "
                         "%d-byte blob (req/s, median)" % p.tiny_bytes),
@@ -3380,6 +3822,34 @@ def report(b, rows):
               "0.5 s; no link cap): direct, then ocimirror, then the peer "
               "once ocimirror's download of the blob, which goes on "
               "after its probe left, has ended.",
+              "- cluster: %d mirrors on 127.0.0.2–%d (each its own nginx "
+              "with 2 workers, fetcher and store, the settings above), "
+              "one peers list, one secret file, replicate = \"none\", "
+              "the same WAN to the upstream (no link cap); one node: a "
+              "fresh mirror "
+              "with the same settings and no cluster group. Cold pull: "
+              "the cold-pull image, cold for both, through the one node, "
+              "then through the cluster with every request of skopeo to "
+              "its first node (the others' blobs and tag are forwarded); "
+              "upstream bytes: the WAN's counter from the start of skopeo "
+              "to a quiet WAN (0.5 s), so that what a node fetched after "
+              "skopeo ended counts; then the same pull through each other "
+              "node, warm. TTFB: %d pairs of cold %d MiB blobs; each "
+              "blob's owner found by asking (a HEAD at the first node, "
+              "and which node's /metrics counters moved: its "
+              "`ocimirror_cluster_forwarded_total`, the owner's "
+              "`ocimirror_cluster_peer_requests_total`); per pair one "
+              "blob asked of its owner and one of a node that is not its "
+              "owner (the order alternating), each a GET on a new "
+              "connection on a quiet WAN, and the asked node's forwarded "
+              "counter checked afterwards (+1 for the latter, +0 for the "
+              "former). The hop = not the owner − the owner, per pair. "
+              "The hop on a hit: a layer the pull left on one node, "
+              "%d GETs of it at its owner and %d at the others, "
+              "alternating, time to the first byte on a new connection "
+              "(no WAN in the way)." % (
+                  p.cluster_nodes, 1 + p.cluster_nodes, p.cluster_pairs,
+                  p.cluster_blob_mib, p.cluster_hits, p.cluster_hits),
               "", "## Results", "", markdown_table(rows), ""]
     extra = []
     if ok(b.r.get("fanout.seconds")):
@@ -3409,6 +3879,7 @@ def report(b, rows):
                      "%.2f s: skopeo's own floor on this machine."
                      % b.r["pull.warm"])
     extra += link_notes(b)
+    extra += cluster_notes(b)
     extra += tag_policy_notes(b)
     w = b.r.get("ttfb.peer.waited")
     if ok(w) and ok(b.r.get("ttfb.peer")):
