@@ -57,12 +57,13 @@ def tag_key(upstream, name, tag="v1"):
 
 def upstream_bytes(upstream, mark, name=None):
     """Body bytes the upstream sent for blobs and manifests (of
-    repository name, or of any) since mark; the access log settled
-    first."""
+    repository name, or of any) since mark: its GETs' (docker-registry
+    logs a HEAD with the size of the body it did not send); the access
+    log settled first."""
     upstream.access.settle(quiet=0.3)
     repo = re.escape(name) if name else r"[^ ]+"
     return upstream.access.sent_bytes(
-        None, r"^/v2/%s/(blobs|manifests)/" % repo, mark)
+        "GET", r"^/v2/%s/(blobs|manifests)/" % repo, mark)
 
 
 def upstream_gets(upstream, mark, image, name):
