@@ -234,6 +234,10 @@ manifest_header_digest(const xfer_resp_t *r)
 }
 
 
+static int manifest_fresh_record(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *tag, oci_msg_t *m);
+
+
 static void
 manifest_key(char *key, size_t cap, const oci_registry_t *reg,
     const char *name, const char *ref, int head, const char *accept)
@@ -383,6 +387,17 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         return;
     }
 
+    /* the worker found the tag's record stale, but a revalidation may
+     * have ended since it looked: a record fresh now is the answer, not
+     * one more upstream request per request that raced it */
+    if (!is_digest && accept[0] == '\0'
+        && manifest_fresh_record(jobs, reg, m->name, m->reference, &r))
+    {
+        r.id = m->id;
+        conn_send(c, &r);
+        return;
+    }
+
     if (jobs_admit_job(jobs, c, m->id) != 0) {
         return;
     }
@@ -390,6 +405,37 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     manifest_start(jobs, reg, m->name, m->reference,
                    is_digest ? hex : NULL, m->head, accept, key,
                    XFER_PRIO_CLIENT, c, m->id);
+}
+
+
+/* The tag's record is younger than tag_ttl and its manifest stored: 1
+ * and the META a revalidation would send filled, else 0. */
+static int
+manifest_fresh_record(jobs_t *jobs, const oci_registry_t *reg,
+    const char *name, const char *tag, oci_msg_t *m)
+{
+    oci_tag_record_t  rec;
+    char              hex[OCI_SHA256_HEX_LEN + 1];
+    char              type[OCI_MEDIA_TYPE_MAX + 1];
+    long long         size;
+
+    if (oci_tag_record_read(jobs->cf->store_path, reg->name, name, tag,
+                            &rec)
+        != OCI_OK
+        || (long long) time(NULL) - rec.fetched_at >= reg->tag_ttl
+        || oci_digest_parse(rec.digest, strlen(rec.digest), hex) != OCI_OK
+        || !manifest_stored(jobs->cf->store_path, hex, &size, type,
+                            sizeof(type)))
+    {
+        return 0;
+    }
+
+    oci_msg_init(m, OCI_MSG_META, 0);
+    snprintf(m->digest, sizeof(m->digest), "%s", rec.digest);
+    m->size = size;
+    snprintf(m->media_type, sizeof(m->media_type), "%s", type);
+
+    return 1;
 }
 
 

@@ -186,6 +186,20 @@ seed(fake_env_t *e, const doc_t *d, const char *type, long long fetched_at)
 }
 
 
+/* make the record of "v1" stale, as the worker found it before it asked */
+static void
+age_record(fake_env_t *e)
+{
+    oci_tag_record_t  rec;
+
+    assert_int_equal(oci_tag_record_read(e->store, FAKE_REG, "a/b", "v1",
+                                         &rec), OCI_OK);
+    rec.fetched_at = 1;
+    assert_int_equal(oci_tag_record_write(e->store, FAKE_REG, "a/b", "v1",
+                                          &rec, 0), OCI_OK);
+}
+
+
 static void
 test_get_by_tag(void **state)
 {
@@ -531,6 +545,10 @@ test_head_inconclusive(void **state)
     doc(&d, MANIFEST);
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (i > 0) {
+            age_record(e);
+        }
+
         request(e, &e->c1, 1, "v1", 1, "");
         assert_int_equal(fake_xfer_one()->head, 1);
 
@@ -596,7 +614,16 @@ test_revalidate(void **state)
     assert_record(e, "v1", &d, MT_INDEX);
     assert_int_equal(fake_xfers.started, 1);
 
+    /* a request that raced the revalidation (its worker saw the record
+     * stale): the fresh record answers, nothing is asked upstream */
+    request(e, &e->c1, 3, "v1", 0, "");
+    assert_meta(&e->c1, 3, &d, MT_INDEX, 0);
+    request(e, &e->c1, 4, "v1", 1, "");
+    assert_meta(&e->c1, 4, &d, MT_INDEX, 0);
+    assert_int_equal(fake_xfers.started, 1);
+
     /* moved: GET the new one, store it, point the record at it */
+    age_record(e);
     request(e, &e->c1, 2, "v1", 0, "");
     answer(fake_xfer_one(), &moved, MT_MANIFEST, moved.digest);
     assert_string_equal(fake_conn_take(&e->c1), "");
