@@ -12,6 +12,7 @@
 
 #include "ngx_http_ocimirror_module.h"
 #include "ngx_http_ocimirror_cluster.h"
+#include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_metrics.h"
 
 
@@ -351,10 +352,7 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
     u_char                            *k, *auth;
     size_t                             len;
     ngx_str_t                          location;
-    ngx_uint_t                         i;
     const char                        *key;
-    ngx_list_part_t                   *part;
-    ngx_table_elt_t                   *h;
     ngx_http_ocimirror_cluster_t      *cl;
     ngx_http_ocimirror_main_conf_t    *mcf;
     ngx_http_ocimirror_cluster_ctx_t  *ctx;
@@ -406,22 +404,7 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
     /* the owner's answer brings its own headers: drop the ones the
      * handler added (the API version) */
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        h[i].hash = 0;
-    }
+    ngx_http_ocimirror_reset_headers(r);
 
     ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_CLUSTER_FORWARDED);
 

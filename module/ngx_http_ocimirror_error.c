@@ -29,7 +29,6 @@
 #include "ngx_http_ocimirror_reply.h"
 
 
-static void ngx_http_ocimirror_error_reset_headers(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_ocimirror_json_type =
@@ -189,7 +188,7 @@ ngx_http_ocimirror_error_handler(ngx_http_request_t *r)
     /* ngx_http_send_header() replaces the status with err_status */
     r->err_status = status;
 
-    ngx_http_ocimirror_error_reset_headers(r);
+    ngx_http_ocimirror_reset_headers(r);
 
     if (ngx_http_ocimirror_add_api_version(r) != NGX_OK) {
         return NGX_ERROR;
@@ -211,8 +210,8 @@ ngx_http_ocimirror_error_handler(ngx_http_request_t *r)
  * directives such as add_header want are added by their filters later.
  */
 
-static void
-ngx_http_ocimirror_error_reset_headers(ngx_http_request_t *r)
+void
+ngx_http_ocimirror_reset_headers(ngx_http_request_t *r)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;

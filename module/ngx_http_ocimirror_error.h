@@ -35,4 +35,9 @@ ngx_int_t ngx_http_ocimirror_send_fail(ngx_http_request_t *r,
 ngx_int_t ngx_http_ocimirror_error_handler(ngx_http_request_t *r);
 
 
+/* Drop every header the response has so far (a failed answer's, or what
+ * the handler set before it passed the request on to a cluster peer). */
+void ngx_http_ocimirror_reset_headers(ngx_http_request_t *r);
+
+
 #endif /* NGX_HTTP_OCIMIRROR_ERROR_H */
