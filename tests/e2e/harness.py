@@ -502,12 +502,14 @@ def upstream_registry(up, **kw):
 # --- the mirror: ocimirror-fetcher + nginx with the module -----------------
 
 def libconfig_value(v):
-    """A Python value as a libconfig value: bool, int, string, list, or
-    a dict as a group ({ key = value; ... })."""
+    """A Python value as a libconfig value: bool, int, float, string,
+    list, or a dict as a group ({ key = value; ... })."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
         return "%dL" % v if abs(v) >= 2 ** 31 else str(v)
+    if isinstance(v, float):
+        return "%.6f" % v
     if isinstance(v, (list, tuple)):
         return "( %s )" % ", ".join(libconfig_value(x) for x in v)
     if isinstance(v, dict):

@@ -341,9 +341,15 @@ def test_node_killed_during_pulls(cluster_factory, upstream, cimages,
     and counted.  Pulls started after the kill, of a cold image, succeed
     at once, the upstream sending that image once."""
     a, b = cimages["a"], cimages["b"]
-    # 2 MB/s a node: node 2's share of image a takes about a second
+    # 2 MB/s a node: node 2's share of image a takes about a second.
+    # A pull cut by the kill makes skopeo close its other requests too;
+    # a download they leave is dropped below finish_fraction (issue 11's
+    # rule, tested in test_bounded_work.py) and fetched again by the
+    # retry, bytes this test does not count against the failover: here
+    # any download that has begun goes on.
     c = new_cluster(cluster_factory, upstream, fail_timeout=10,
-                    fetcher={"bandwidth_limit": "2M"})
+                    fetcher={"bandwidth_limit": "2M",
+                             "finish_fraction": 0.001})
     n1, n2, n3 = c.nodes
     total = image_bytes(a)
     mine = [x for x in a.layer_blobs() if c.owner(x.digest) == 1]
