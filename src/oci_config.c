@@ -2613,6 +2613,28 @@ oci_config_read_secret(const char *path, char *out, size_t cap)
 }
 
 
+/* Why oci_config_read_secret() refused a file (its return code rc, read
+ * buffer of 4 KiB), or NULL if it did not. */
+static const char *
+oci_config_secret_why(int rc)
+{
+    switch (rc) {
+
+    case OCI_OK:
+        return NULL;
+
+    case OCI_EIO:
+        return strerror(errno);
+
+    case OCI_EINVAL:
+        return "the first line is empty";
+
+    default: /* OCI_ERANGE */
+        return "the first line is longer than 4095 bytes";
+    }
+}
+
+
 /* One named file: readable (and, for a secret, a non-empty first line of
  * at most 4 KiB).  OCI_OK or OCI_EIO with err filled. */
 static int
@@ -2634,16 +2656,7 @@ oci_config_check_one(const oci_config_t *cf, const oci_registry_t *reg,
     if (secret) {
         rc = oci_config_read_secret(file->path, buf, sizeof(buf));
         explicit_bzero(buf, sizeof(buf));
-
-        if (rc == OCI_EIO) {
-            why = strerror(errno);
-
-        } else if (rc == OCI_EINVAL) {
-            why = "the first line is empty";
-
-        } else if (rc == OCI_ERANGE) {
-            why = "the first line is longer than 4095 bytes";
-        }
+        why = oci_config_secret_why(rc);
 
     } else {
         f = fopen(file->path, "re");
@@ -2965,19 +2978,9 @@ oci_config_cluster_secret(const oci_config_t *cf, unsigned char *out,
     }
 
     rc = oci_config_read_secret(cf->cluster_secret_file, (char *) out, cap);
+    why = oci_config_secret_why(rc);
 
-    why = NULL;
-
-    if (rc == OCI_EIO) {
-        why = strerror(errno);
-
-    } else if (rc == OCI_EINVAL) {
-        why = "the first line is empty";
-
-    } else if (rc == OCI_ERANGE) {
-        why = "the first line is too long";
-
-    } else if (strlen((char *) out) < OCI_CLUSTER_SECRET_MIN) {
+    if (why == NULL && strlen((char *) out) < OCI_CLUSTER_SECRET_MIN) {
         why = "the secret must be at least 16 bytes";
         explicit_bzero(out, cap);
         rc = OCI_EINVAL;
