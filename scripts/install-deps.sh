@@ -11,6 +11,8 @@ pkgs=(
     libcmocka-dev
     docker-registry skopeo containerd
     python3 python3-pytest openssl
+    # make e2e runs the suite on several pytest workers (Makefile, E2E_JOBS)
+    python3-pytest-xdist
     wrk
     # the units' offline check, their user, a fetcher started as it and
     # traced (tests/e2e/test_privileges.py)

@@ -56,6 +56,13 @@ UPSTREAM_REPOS = {
 
 
 def pytest_configure(config):
+    # `make e2e` runs the suite on pytest-xdist workers (E2E_JOBS), then
+    # the tests marked serial alone: they bound a time, a rate or a
+    # share, or measure RSS and descriptors, which the load of other
+    # tests would change, and the cluster's nodes share 127.0.0.2-.5.
+    config.addinivalue_line(
+        "markers", "serial: runs alone, after the tests run in parallel "
+        "(a timed bound, a rate, a resource measurement)")
     missing = [p for p in (harness.NGINX_BIN, harness.REGISTRY_BIN,
                            harness.SKOPEO_BIN, harness.CONTAINERD_BIN,
                            harness.CTR_BIN) if not os.path.exists(p)]

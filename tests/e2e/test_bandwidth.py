@@ -10,9 +10,15 @@ import http.client
 import threading
 import time
 
+import pytest
+
 from fakeregistry import FakeRegistry
 from harness import fake_registry_entry, random_bytes, sha256_hex, wait_for
 from test_metrics import scrape, value
+
+# serial (conftest.py): fairness is when each transfer got its bytes,
+# which other tests' load would skew
+pytestmark = pytest.mark.serial
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -26,6 +26,10 @@ from harness import (assert_json_error, fake_registry_entry, random_bytes,
                      wait_for)
 from test_metrics import scrape, value
 
+# serial (conftest.py): RSS and descriptors measured against a baseline,
+# and a refusal timed
+pytestmark = pytest.mark.serial
+
 NO_PREFETCH = {"enabled": False}
 KINDS = ("blob", "blob_head", "manifest", "tags", "referrers")
 MiB = 1024 * 1024

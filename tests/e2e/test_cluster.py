@@ -27,6 +27,11 @@ from harness import (ACCEPT_ALL, Mirror, nginx_t, oci_layout_digests,
                      read_text, skopeo_copy, store_tmp_files,
                      upstream_registry, wait_for)
 
+# serial (conftest.py): the nodes share 127.0.0.2-.5, and the tests bound
+# the time of a round (tag_ttl) and count the upstream's bytes while
+# downloads race a kill
+pytestmark = pytest.mark.serial
+
 PEER_HEADER = "X-Ocimirror-Peer"
 MIB = 1024 * 1024
 

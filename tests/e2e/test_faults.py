@@ -43,6 +43,9 @@ def _read_rest(resp):
         return got, e
 
 
+# serial (conftest.py): the abort after the kill is timed, and the
+# kill must land while a 2 MiB/s download is under way
+@pytest.mark.serial
 def test_fetcher_killed_mid_download(mirror_factory, fake_upstream):
     data = random_bytes("killed", 8 * MiB)
     digest = fake_upstream.add_blob(data)

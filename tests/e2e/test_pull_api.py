@@ -162,6 +162,8 @@ def test_concurrent_clients_on_large_miss(mirror, upstream, catalog):
     assert len(whole) <= 1, whole
 
 
+# serial (conftest.py): the second client's 64 MiB is timed
+@pytest.mark.serial
 def test_slow_client_does_not_hold_back_others(mirror, catalog):
     """A client that stops reading a cold 64 MiB blob costs the others
     nothing: a second client gets all of it, then the first one too."""

@@ -19,6 +19,9 @@ from harness import (ACCEPT_ALL, assert_json_error, assert_manifest,
                      store_tmp_files, wait_for)
 from test_metrics import scrape, value
 
+# serial (conftest.py): a throttled answer must come within 1 or 2 s
+pytestmark = pytest.mark.serial
+
 NAME = "throttled.test"
 NO_PREFETCH = {"enabled": False}
 KiB = 1024
