@@ -33,6 +33,10 @@ from harness import (ACCEPT_ALL, SKOPEO_BIN, request, sha256_hex,
                      skopeo_copy)
 import test_containerd
 
+# one pytest-xdist worker runs them all (Makefile, E2E_JOBS): the kinds
+# fixture pushes its repositories once
+pytestmark = pytest.mark.xdist_group("accept_matrix")
+
 # containerd pulling through the mirror: test_containerd's fixture (module
 # scoped: one containerd for this module) and its hosts.toml helper
 containerd = test_containerd.containerd

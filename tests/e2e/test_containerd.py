@@ -12,6 +12,10 @@ import pytest
 from harness import CONTAINERD_BIN, CTR_BIN, Process, tail, \
     unix_connectable, wait_for
 
+# one pytest-xdist worker runs them all (Makefile, E2E_JOBS): one
+# containerd for the module
+pytestmark = pytest.mark.xdist_group("containerd")
+
 NAMESPACE = "e2e"
 
 

@@ -28,6 +28,10 @@ import pytest
 import harness
 import images
 
+# one pytest-xdist worker runs them all (Makefile, E2E_JOBS): the
+# module's fixtures once
+pytestmark = pytest.mark.xdist_group("privileges")
+
 UNIT = os.path.join(harness.REPO_ROOT, "conf", "systemd",
                     "ocimirror-fetcher.service")
 NGINX_DROPIN = os.path.join(harness.REPO_ROOT, "conf", "systemd",
