@@ -210,28 +210,31 @@ E2E_STOCK_TESTS = tests/e2e/test_pull_api.py tests/e2e/test_skopeo.py \
                   tests/e2e/test_cluster.py
 
 # Two phases: most tests wait on timeouts, TTLs and the network rather
-# than burn CPU, so they run on E2E_JOBS pytest-xdist workers (each its
-# own session: its own upstream, ports and temp folders); then the tests
-# marked serial run alone (tests/e2e/conftest.py says which and why).
-# Exit status 5 is pytest's "no test collected": a list of files with no
-# serial test, or only serial ones.  E2E_JOBS=0 runs the first phase in
-# one process, as before.
+# than burn CPU (a whole ASan pass keeps about 0.6 of a core busy), so
+# they run on E2E_JOBS pytest-xdist workers, each its own session (its own
+# upstream, ports and temp folders); then the tests marked serial run
+# alone (tests/e2e/conftest.py says which and why).  The second phase runs
+# even if the first failed, so that one run shows every failure.  Exit
+# status 5 is pytest's "no test collected": a list of files with no
+# serial test, or only serial ones.  E2E_JOBS=0: the first phase in one
+# process.
 E2E_JOBS ?= 4
 E2E_PARALLEL = $(PYTEST) -p xdist -n $(E2E_JOBS) --dist loadgroup \
                -m "not serial"
 E2E_SERIAL   = $(PYTEST) -m serial
+# $(call e2e_run,environment,files)
+e2e_run = rc=0; \
+    $(1) $(E2E_PARALLEL) $(2) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; \
+    $(1) $(E2E_SERIAL) $(2) || { s=$$?; [ $$s -eq 5 ] || rc=$$s; }; \
+    exit $$rc
 
 e2e: all
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
-	$(E2E_ENV) $(E2E_PARALLEL) $(E2E_TESTS) || [ $$? -eq 5 ]
-	$(E2E_ENV) $(E2E_SERIAL) $(E2E_TESTS) || [ $$? -eq 5 ]
+	$(call e2e_run,$(E2E_ENV),$(E2E_TESTS))
 
 e2e-asan-nginx: all nginx-asan
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
-	$(E2E_ENV) $(E2E_ASAN_NGINX_ENV) $(E2E_PARALLEL) tests/e2e || \
-	    [ $$? -eq 5 ]
-	$(E2E_ENV) $(E2E_ASAN_NGINX_ENV) $(E2E_SERIAL) tests/e2e || \
-	    [ $$? -eq 5 ]
+	$(call e2e_run,$(E2E_ENV) $(E2E_ASAN_NGINX_ENV),tests/e2e)
 
 test: deps
 	$(MAKE) all
