@@ -68,12 +68,44 @@ def require_file(path, what):
     return path
 
 
+# Under pytest-xdist (make e2e) each worker hands out ports of a range of
+# its own, below the kernel's ephemeral ports (32768-60999 on Linux): a
+# port bind(0) gave and free_port() released could go to another worker's
+# bind(0) before our server took it, and two nginx on one port answer
+# each other's tests (seen at 4 workers).  The next port of the range
+# each time, so that mirrors made before either starts differ too.
+XDIST_PORT_BASE = 16000
+XDIST_PORTS_PER_WORKER = 1000
+_next_port = None
+
+
 def free_port(host="127.0.0.1"):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port no socket of host holds, for a server started next."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+    global _next_port
+    first = XDIST_PORT_BASE + int(worker[2:]) * XDIST_PORTS_PER_WORKER
+    assert first + XDIST_PORTS_PER_WORKER <= 32768, worker
+    if _next_port is None:
+        _next_port = random.randrange(XDIST_PORTS_PER_WORKER)
+    for _ in range(XDIST_PORTS_PER_WORKER):
+        port = first + _next_port
+        _next_port = (_next_port + 1) % XDIST_PORTS_PER_WORKER
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port in %d..%d on %s" % (
+        first, first + XDIST_PORTS_PER_WORKER - 1, host))
 
 
 def wait_for(predicate, timeout, interval=0.05, what="condition"):
