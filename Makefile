@@ -196,8 +196,8 @@ PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
 E2E_TESTS ?= tests/e2e
 # make test: two whole passes do not fit its 25 minutes on 2 cores with
 # the builds (the stock pass takes about 9 minutes on a quiet machine, the
-# ASan nginx's 9m43s at load 1, 14 min at load 7 in one process, 9m50s
-# on 4 xdist workers then serial at load 4-7; the first nginx-asan
+# ASan nginx's 9m43s at load 1, 14 min at load 7 in one process; 6m15s
+# and 9m50s on 4 xdist workers then serial; the first nginx-asan
 # build 4 min of CPU), so the ASan nginx runs every test and the stock
 # nginx these (72 s at load 1): the module
 # as shipped (built against nginx-dev) in Debian's binary, through the
