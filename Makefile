@@ -196,8 +196,9 @@ PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider
 E2E_TESTS ?= tests/e2e
 # make test: two whole passes do not fit its 25 minutes on 2 cores with
 # the builds (the stock pass takes about 9 minutes on a quiet machine, the
-# ASan nginx's 9m43s at load 1, 14 min at load 7 in one process; 6m15s
-# and 9m50s on 4 xdist workers then serial; the first nginx-asan
+# ASan nginx's 9m43s at load 1, 14 min at load 7 in one process; on 4
+# xdist workers then serial 6m15s at load 1-4, 9m50s at load 4-7; the
+# first nginx-asan
 # build 4 min of CPU), so the ASan nginx runs every test and the stock
 # nginx these (72 s at load 1): the module
 # as shipped (built against nginx-dev) in Debian's binary, through the
@@ -211,7 +212,7 @@ E2E_STOCK_TESTS = tests/e2e/test_pull_api.py tests/e2e/test_skopeo.py \
                   tests/e2e/test_cluster.py
 
 # Two phases: most tests wait on timeouts, TTLs and the network rather
-# than burn CPU (a whole ASan pass keeps 0.6 to 0.8 of a core busy), so
+# than burn CPU (a whole ASan pass on 4 workers keeps 0.6 to 1.2 cores busy), so
 # they run on E2E_JOBS pytest-xdist workers, each its own session (its own
 # upstream, ports and temp folders); then the tests marked serial run
 # alone (tests/e2e/conftest.py says which and why).  The second phase runs
