@@ -212,11 +212,12 @@ E2E_STOCK_TESTS = tests/e2e/test_pull_api.py tests/e2e/test_skopeo.py \
                   tests/e2e/test_cluster.py
 
 # Two phases: most tests wait on timeouts, TTLs and the network rather
-# than burn CPU (a whole ASan pass on 4 workers keeps 0.6 to 1.2 cores busy), so
-# they run on E2E_JOBS pytest-xdist workers, each its own session (its own
-# upstream, ports and temp folders); then the tests marked serial run
-# alone (tests/e2e/conftest.py says which and why).  The second phase runs
-# even if the first failed, so that one run shows every failure.  Exit
+# than burn CPU (a whole ASan pass on 4 workers keeps 0.6 to 1.2 cores
+# busy), so they run on E2E_JOBS pytest-xdist workers, each its own
+# session (its own upstream, ports and temp folders); then the tests
+# marked serial run alone (tests/e2e/conftest.py says which and why).  The
+# second phase runs even if the first failed, so that one run shows every
+# failure.  Exit
 # status 5 is pytest's "no test collected": a list of files with no
 # serial test, or only serial ones.  E2E_JOBS=0: the first phase in one
 # process.
