@@ -198,8 +198,8 @@ E2E_TESTS ?= tests/e2e
 # the builds (the stock pass takes about 9 minutes on a quiet machine, the
 # ASan nginx's 9m43s at load 1, 14 min at load 7 in one process; on 4
 # xdist workers then serial 6m15s at load 1-4, 9m50s at load 4-7; the
-# first nginx-asan
-# build 4 min of CPU), so the ASan nginx runs every test and the stock
+# first nginx-asan build 4 min of CPU), so the ASan nginx runs every
+# test and the stock
 # nginx these (72 s at load 1): the module
 # as shipped (built against nginx-dev) in Debian's binary, through the
 # real clients, hits, misses, streamed ranges, health, nginx -t and a
