@@ -141,7 +141,8 @@ ngx_http_ocimirror_handler_cluster(ngx_http_request_t *r, oci_route_t *route)
         }
     }
 
-    return ngx_http_ocimirror_cluster_check(r, (const char *) key, len);
+    return ngx_http_ocimirror_cluster_check(r, (const char *) key, len,
+                                            route);
 }
 
 

@@ -116,7 +116,16 @@ static const ngx_http_ocimirror_sample_t  ngx_http_ocimirror_samples[] = {
     { "ocimirror_cluster_list_mismatch_total",
       "Peer requests from a node whose peers list differs from this "
       "node's.",
-      "", NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH }
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH },
+    { "ocimirror_cluster_hot_total",
+      "Blobs another node owns that this node's clients asked for "
+      "cluster.hot_requests times in hot_window (replicate \"hot\"): "
+      "a copy here was asked of the fetcher.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_HOT },
+    { "ocimirror_cluster_replica_requests_total",
+      "The fetcher's requests for such a copy, passed to the other "
+      "nodes.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_REPLICA }
 };
 
 

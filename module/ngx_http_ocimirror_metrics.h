@@ -54,6 +54,9 @@ typedef enum {
     NGX_HTTP_OCIMIRROR_CLUSTER_REFUSED,    /* a peer header that did not
                                               verify */
     NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH,   /* a peer with another list */
+    NGX_HTTP_OCIMIRROR_CLUSTER_HOT,        /* a copy asked of the fetcher */
+    NGX_HTTP_OCIMIRROR_CLUSTER_REPLICA,    /* the fetcher's copy request,
+                                              passed over the others */
 
     NGX_HTTP_OCIMIRROR_COUNTERS
 } ngx_http_ocimirror_counter_t;

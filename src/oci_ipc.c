@@ -75,6 +75,7 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_STAT] =     { "STAT", 4, 5 },
     [OCI_MSG_BUSY] =     { "BUSY", 4, 3 },
     [OCI_MSG_DETACH] =   { "DETACH", 6, 2 },
+    [OCI_MSG_REPLICATE] = { "REPLICATE", 9, 5 },
 };
 
 
@@ -277,6 +278,7 @@ oci_ipc_check(const oci_msg_t *m)
 
     case OCI_MSG_BLOB:
     case OCI_MSG_STAT:
+    case OCI_MSG_REPLICATE:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -372,7 +374,9 @@ oci_ipc_check(const oci_msg_t *m)
         return OCI_EINVAL;
     }
 
-    if (m->type == OCI_MSG_BLOB || m->type == OCI_MSG_STAT) {
+    if (m->type == OCI_MSG_BLOB || m->type == OCI_MSG_STAT
+        || m->type == OCI_MSG_REPLICATE)
+    {
         return (oci_digest_parse(m->reference, len, NULL) == OCI_OK)
                ? OCI_OK : OCI_EINVAL;
     }
@@ -514,6 +518,7 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
 
     case OCI_MSG_BLOB:
     case OCI_MSG_STAT:
+    case OCI_MSG_REPLICATE:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -797,6 +802,7 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
 
     case OCI_MSG_BLOB:
     case OCI_MSG_STAT:
+    case OCI_MSG_REPLICATE:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:

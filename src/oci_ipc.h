@@ -27,6 +27,12 @@
  *   USED     <id> <digest>            a stored blob or manifest was served
  *                                     (recency for the cache manager;
  *                                     batched by the worker, no answer)
+ *   REPLICATE <id> <registry> <name> <digest>
+ *                                     a cluster node with replicate "hot":
+ *                                     a blob its clients ask for often and
+ *                                     another node owns; the fetcher
+ *                                     copies it here from the owner, in
+ *                                     the background (no answer; id 0)
  *   CANCEL   <id>                     the worker's client went away
  *   DETACH   <id>                     the request has what it needs (a
  *                                     range on disk) and leaves, but the
@@ -116,6 +122,7 @@ typedef enum {
     OCI_MSG_STAT,
     OCI_MSG_BUSY,
     OCI_MSG_DETACH,
+    OCI_MSG_REPLICATE,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 

@@ -50,6 +50,7 @@ static const dispatch_verb_t  dispatch_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_CANCEL] =    { "CANCEL", jobs_cancel, 0 },
     [OCI_MSG_DETACH] =    { "DETACH", jobs_detach, 0 },
     [OCI_MSG_USED] =      { "USED", dispatch_used, 0 },
+    [OCI_MSG_REPLICATE] = { "REPLICATE", blob_replicate, 0 },
     [OCI_MSG_CTL] =       { "CTL", ctl_request, 0 },
 };
 

@@ -25,6 +25,10 @@ static void job_xfer_done(xfer_t *x, CURLcode rc, void *data);
 static int job_xfer_headers(xfer_t *x, void *data);
 static int job_xfer_body(xfer_t *x, const char *p, size_t n, void *data);
 static void job_fail_upstream(job_t *j, const xfer_resp_t *r);
+static void job_issue_peer(job_t *j);
+static void job_peer_failed(job_t *j, const char *why);
+static void job_peer_done(job_t *j, xfer_t *x, CURLcode rc,
+    const xfer_resp_t *r);
 
 static const xfer_handler_t  job_xfer_handler = {
     job_xfer_headers,
@@ -375,6 +379,7 @@ job_finish(job_t *j)
     j->jobs->njobs--;
 
     free(j->order);
+    free(j->peer_url);
     free(j->key);
     free(j);
 }
@@ -710,6 +715,72 @@ job_url(const job_t *j, char *url, size_t cap)
 }
 
 
+int
+job_from_peer(job_t *j, const char *url)
+{
+    j->peer_url = strdup(url);
+    if (j->peer_url == NULL) {
+        log_error("%s: out of memory", j->label);
+        return -1;
+    }
+
+    j->peer_ranged = j->ranged;
+    j->ranged = 0;
+
+    return 0;
+}
+
+
+/* The request to the peer: the cluster's node-to-node traffic, so none
+ * of the registry's settings (credentials, proxy, bandwidth share,
+ * counters) apply. */
+static void
+job_issue_peer(job_t *j)
+{
+    xfer_req_t  req;
+
+    memset(&req, 0, sizeof(req));
+    req.url = j->peer_url;
+    req.prio = j->prio;
+    req.http1 = 1;
+    req.direct = 1;
+    req.unshaped = 1;
+    req.header = OCI_CLUSTER_REPLICA_HEADER ": 1";
+
+    j->aborted = 0;
+    j->restart = 0;
+
+    j->xfer = xfer_start(j->jobs->xm, &req, &job_xfer_handler, j);
+    if (j->xfer == NULL) {
+        job_peer_failed(j, "cannot start a transfer");
+    }
+}
+
+
+/* The peer gave no complete answer: the registry's endpoints, as if the
+ * job had begun there, unless waiters stream what the peer sent. */
+static void
+job_peer_failed(job_t *j, const char *why)
+{
+    free(j->peer_url);
+    j->peer_url = NULL;
+    j->ranged = j->peer_ranged;
+
+    if (!j->ops->can_retry(j)) {
+        log_warn("%s: the cluster's copy failed (%s) after clients began "
+                 "to read it", j->label, why);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "the cluster's copy failed");
+        return;
+    }
+
+    log_info("%s: the cluster's copy failed (%s), asking the upstream",
+             j->label, why);
+
+    stats_registry(j->registry)->cluster_replica_fallbacks++;
+    job_issue(j);
+}
+
+
 void
 job_issue(job_t *j)
 {
@@ -718,6 +789,11 @@ job_issue(job_t *j)
 
     if (j->ops->reset(j) != 0) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot reset the download");
+        return;
+    }
+
+    if (j->peer_url != NULL) {
+        job_issue_peer(j);
         return;
     }
 
@@ -926,6 +1002,12 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
 
     j->xfer = NULL;
     r = xfer_response(x);
+
+    if (j->peer_url != NULL) {
+        job_peer_done(j, x, rc, r);
+        return;
+    }
+
     foreign = r->redirected && !job_from_endpoint(j, xfer_effective_url(x));
 
     /* the endpoint's health, unless the answer came from memory and no
@@ -1038,6 +1120,40 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
     }
 
     job_fail_upstream(j, r);
+}
+
+
+/* The peer's transfer ended: a complete 2xx is the kind's, as from an
+ * endpoint; anything else (a node down, a 502 of nginx with every other
+ * node down, a cut) goes upstream. */
+static void
+job_peer_done(job_t *j, xfer_t *x, CURLcode rc, const xfer_resp_t *r)
+{
+    char  why[CURL_ERROR_SIZE + 32];
+
+    if (j->aborted) {
+        job_fail(j, j->abort_status, j->abort_code, j->abort_message);
+        return;
+    }
+
+    if (j->restart) {
+        job_issue(j);
+        return;
+    }
+
+    if (rc == CURLE_OK && r->status >= 200 && r->status < 300) {
+        j->ops->done(j, r);
+        return;
+    }
+
+    if (rc != CURLE_OK) {
+        snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));
+
+    } else {
+        snprintf(why, sizeof(why), "answered %ld", r->status);
+    }
+
+    job_peer_failed(j, why);
 }
 
 

@@ -111,6 +111,7 @@ struct jobs_s {
      * prefetch leaves what another node owns to that node */
     oci_ring_t             ring;
     size_t                 hints;       /* prefetch.c's, in flight */
+    size_t                 replicas;    /* blob.c's copies, in flight */
 
     /* the bounds (see above) */
     size_t                 njobs;       /* in all */
@@ -237,6 +238,13 @@ struct job_s {
     xfer_t            *xfer;
     token_waiter_t     token_waiter;
 
+    /* not NULL: the request goes there first, a cluster node's copy of
+     * a hot blob (blob.c): this node's own nginx, which passes it to the
+     * node that owns it (job_from_peer()); on any failure the job starts
+     * over at the registry's endpoints, if it can (can_retry) */
+    char              *peer_url;
+    int                peer_ranged;             /* j->ranged to restore */
+
     /* set by job_restart() from a kind's callback */
     int                restart;
 
@@ -326,6 +334,12 @@ job_t *job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
  * label (ref as for job_create()). */
 void job_target(job_t *j, const oci_registry_t *reg, const char *name,
     const char *ref);
+
+/* Send j's first request to url (a cluster peer, through this node's
+ * nginx: the header OCI_CLUSTER_REPLICA_HEADER) rather than to the
+ * registry: a plain GET, no credentials, no proxy, no bandwidth share, no
+ * endpoint health.  0, or -1 (out of memory, logged). */
+int job_from_peer(job_t *j, const char *url);
 
 /* The in-flight job for key, or NULL. */
 job_t *job_find(jobs_t *jobs, const char *key);

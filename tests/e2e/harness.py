@@ -1135,13 +1135,14 @@ class Cluster:
     teardown)."""
 
     def __init__(self, make_mirror, workdir, n, replicate="none",
-                 fail_timeout=10, **mirror_kw):
+                 fail_timeout=10, cluster_settings=None, **mirror_kw):
         self.make_mirror = make_mirror
         self.mirror_kw = mirror_kw
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.replicate = replicate
         self.fail_timeout = fail_timeout
+        self.cluster_settings = dict(cluster_settings or {})
         self.secret_file = os.path.join(workdir, "cluster.secret")
         with open(self.secret_file, "w") as f:
             f.write("%032x\n" % random.getrandbits(128))
@@ -1161,7 +1162,7 @@ class Cluster:
         node.settings["cluster"] = {
             "self": node.hostport, "peers": list(peers),
             "secret_file": self.secret_file, "replicate": self.replicate,
-            "fail_timeout": self.fail_timeout}
+            "fail_timeout": self.fail_timeout, **self.cluster_settings}
 
     def start(self):
         for m in self.nodes:
