@@ -54,13 +54,13 @@ struct ngx_http_ocimirror_cluster_s {
     ngx_int_t           auth_index;
     ngx_int_t           upstream_index;
 
-    /* replicate "hot": each worker's own table, allocated at its first
-     * forward (a worker counts alone: with W workers a blob may take up
-     * to W times hot_requests forwards to be copied) */
+    /* replicate "hot": the workers' table, in a shared zone (slot
+     * updates under its slab pool's mutex) */
     ngx_uint_t          replicate;
     ngx_uint_t          hot_requests;
     time_t              hot_window;
     ngx_uint_t          hot_size;
+    ngx_slab_pool_t    *hot_pool;
     ngx_http_ocimirror_cluster_hot_t  *hot;
 };
 
@@ -80,6 +80,10 @@ static u_char *ngx_http_ocimirror_cluster_block(u_char *p, u_char *last,
     oci_config_t *oci, const char *name, ngx_uint_t skip_self);
 static ngx_uint_t ngx_http_ocimirror_cluster_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_table_elt_t **found);
+static ngx_int_t ngx_http_ocimirror_cluster_hot_zone(ngx_conf_t *cf,
+    ngx_http_ocimirror_cluster_t *cl);
+static ngx_int_t ngx_http_ocimirror_cluster_init_zone(
+    ngx_shm_zone_t *shm_zone, void *data);
 static void ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
     ngx_http_ocimirror_cluster_t *cl, ngx_http_ocimirror_cluster_ctx_t *ctx);
 
@@ -236,6 +240,12 @@ ngx_http_ocimirror_cluster_create(ngx_conf_t *cf, oci_config_t *oci)
     cl->hot_window = (time_t) oci->cluster_hot_window;
     cl->hot_size = (ngx_uint_t) oci->cluster_hot_table;
 
+    if (cl->replicate && ngx_http_ocimirror_cluster_hot_zone(cf, cl)
+                         != NGX_OK)
+    {
+        return NULL;
+    }
+
     if (ngx_http_ocimirror_cluster_upstream(cf, oci) != NGX_OK) {
         return NULL;
     }
@@ -251,6 +261,69 @@ ngx_http_ocimirror_cluster_cleanup(void *data)
 
     oci_ring_free(&cl->ring);
     explicit_bzero(cl->secret, sizeof(cl->secret));
+}
+
+
+/* The shared zone of the hot table: the slots and the slab pool's
+ * bookkeeping (a page structure per page, the pool's header). */
+
+static ngx_int_t
+ngx_http_ocimirror_cluster_hot_zone(ngx_conf_t *cf,
+    ngx_http_ocimirror_cluster_t *cl)
+{
+    size_t           size;
+    ngx_shm_zone_t  *shm_zone;
+
+    static ngx_str_t  name = ngx_string("ocimirror_cluster_hot");
+
+    size = cl->hot_size * sizeof(ngx_http_ocimirror_cluster_hot_t);
+    size += size / 16 + 16 * ngx_pagesize;
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_ocimirror_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_ocimirror_cluster_init_zone;
+    shm_zone->data = cl;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ocimirror_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_ocimirror_cluster_t  *ocl = data;
+
+    ngx_slab_pool_t               *shpool;
+    ngx_http_ocimirror_cluster_t  *cl;
+
+    cl = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    cl->hot_pool = shpool;
+
+    if (ocl != NULL) {
+        /* a reload with the same hot_table: the counts carry on */
+        cl->hot = ocl->hot;
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        cl->hot = shpool->data;
+        return NGX_OK;
+    }
+
+    cl->hot = ngx_slab_calloc(shpool, cl->hot_size
+                              * sizeof(ngx_http_ocimirror_cluster_hot_t));
+    if (cl->hot == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = cl->hot;
+
+    return NGX_OK;
 }
 
 
@@ -521,12 +594,12 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
 
 /*
  * replicate "hot": a client's GET of a blob another node owns, counted in
- * this worker's table (slot by the digest's first digits; a slot whose
- * blob's window is still open is not taken by another, which goes
- * uncounted meanwhile: the table is bounded, the count approximate).
- * At hot_requests in hot_window the fetcher is asked for a copy
- * (REPLICATE), once a window: the copy makes the next GETs hits, which
- * never come here.
+ * the workers' shared table (slot by the digest's first digits; a slot
+ * whose blob's window is still open is not taken by another, which goes
+ * uncounted meanwhile: the table is bounded, the count approximate).  At
+ * hot_requests in hot_window the fetcher is asked for a copy (REPLICATE),
+ * once a window: the copy makes the next GETs hits, which never come
+ * here.
  */
 
 static void
@@ -536,35 +609,36 @@ ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
     time_t                             now;
     oci_msg_t                          m;
     ngx_int_t                          h;
+    ngx_uint_t                         ask, count;
     oci_route_t                       *route;
     ngx_http_ocimirror_main_conf_t    *mcf;
     ngx_http_ocimirror_cluster_hot_t  *slot;
 
     route = ctx->route;
 
-    if (!cl->replicate || route == NULL || route->endpoint != OCI_EP_BLOB
-        || !route->is_digest || r->method != NGX_HTTP_GET)
+    if (!cl->replicate || cl->hot == NULL || route == NULL
+        || route->endpoint != OCI_EP_BLOB || !route->is_digest
+        || r->method != NGX_HTTP_GET)
     {
         return;
     }
 
-    if (cl->hot == NULL) {
-        cl->hot = ngx_calloc(cl->hot_size
-                             * sizeof(ngx_http_ocimirror_cluster_hot_t),
-                             r->connection->log);
-        if (cl->hot == NULL) {
-            /* no copies: the requests are forwarded as before */
-            cl->replicate = 0;
-            return;
-        }
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
+
+    if (mcf->link == NULL) {
+        return;
     }
 
     h = ngx_hextoi((u_char *) route->hex, 8);
     slot = &cl->hot[(h == NGX_ERROR ? 0 : (ngx_uint_t) h) % cl->hot_size];
     now = ngx_time();
+    ask = 0;
+
+    ngx_shmtx_lock(&cl->hot_pool->mutex);
 
     if (ngx_memcmp(slot->hex, route->hex, OCI_SHA256_HEX_LEN) != 0) {
         if (slot->hex[0] != '\0' && now - slot->start < cl->hot_window) {
+            ngx_shmtx_unlock(&cl->hot_pool->mutex);
             return;
         }
 
@@ -578,17 +652,20 @@ ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
         slot->count = 0;
     }
 
-    if (++slot->count < cl->hot_requests) {
-        return;
+    count = ++slot->count;
+
+    if (count >= cl->hot_requests
+        && (slot->asked == 0 || now - slot->asked >= cl->hot_window))
+    {
+        /* this worker asks; if the fetcher cannot be told, the next
+         * request past the window asks again */
+        slot->asked = now;
+        ask = 1;
     }
 
-    if (slot->asked != 0 && now - slot->asked < cl->hot_window) {
-        return;
-    }
+    ngx_shmtx_unlock(&cl->hot_pool->mutex);
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
-
-    if (mcf->link == NULL) {
+    if (!ask) {
         return;
     }
 
@@ -601,13 +678,13 @@ ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
                        sizeof(m.reference));
 
     if (ngx_http_ocimirror_link_notify(mcf->link, &m) != NGX_OK) {
-        /* the fetcher is away: asked again at the next request */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "ocimirror: cluster: %s is hot here, but the fetcher "
+                      "could not be asked for a copy", route->reference);
         return;
     }
 
     ngx_http_ocimirror_link_push(mcf->link);
-
-    slot->asked = now;
 
     ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_CLUSTER_HOT);
 
@@ -615,7 +692,7 @@ ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
                   "ocimirror: cluster: %s/%s@%s is hot here (%ui requests "
                   "in %T s): a copy is asked of the fetcher",
                   route->registry->name, route->name, route->reference,
-                  slot->count, now - slot->start);
+                  count, now - slot->start);
 }
 
 
