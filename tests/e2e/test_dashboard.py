@@ -52,7 +52,8 @@ FUNCTIONS = {
     "abs", "absent", "absent_over_time", "ceil", "changes", "clamp",
     "clamp_max", "clamp_min", "day_of_month", "day_of_week", "day_of_year",
     "days_in_month", "delta", "deriv", "exp", "floor", "histogram_count",
-    "histogram_fraction", "histogram_quantile", "histogram_sum", "holt_winters",
+    "histogram_fraction", "histogram_quantile", "histogram_sum",
+    "holt_winters",
     "hour", "idelta", "increase", "irate", "label_join", "label_replace",
     "ln", "log10", "log2", "minute", "month", "predict_linear", "rate",
     "resets", "round", "scalar", "sgn", "sort", "sort_desc", "sqrt", "time",
@@ -529,7 +530,19 @@ def test_real_prometheus(mirror_factory, fake_upstream, catalog, tmp_path):
                 assert r["health"] in ("ok", "unknown"), r
             return all(r["health"] == "ok" for r in got)
         wait_for(evaluated, 20, interval=0.5, what="every rule evaluated")
-        assert prom.api("alerts")["alerts"] == []
+
+        def alert_names():
+            # a batch of the fetcher's loop over 100 ms (a loaded machine,
+            # the sanitizer build) is what OcimirrorFetcherLoopStalls
+            # tells: it is let be only if the fetcher had one
+            names = {a["labels"]["alertname"]
+                     for a in prom.api("alerts")["alerts"]}
+            if prom.samples("max(max_over_time("
+                            "ocimirror_fetcher_loop_longest_stall_seconds"
+                            "[5m]))") > 0.1:
+                names.discard("OcimirrorFetcherLoopStalls")
+            return names
+        assert alert_names() == set()
 
         # the fetcher stopped: nginx says so, the alert goes pending (its
         # for: is 2 minutes)
@@ -546,8 +559,7 @@ def test_real_prometheus(mirror_factory, fake_upstream, catalog, tmp_path):
         assert a["labels"]["instance"] == m.hostport, a
         assert a["labels"]["severity"] == "critical", a
         assert m.hostport in a["annotations"]["summary"], a
-        names = {a["labels"]["alertname"] for a in prom.api("alerts")["alerts"]}
-        assert names == {"OcimirrorFetcherDown"}, names
+        assert alert_names() == {"OcimirrorFetcherDown"}
     finally:
         prom.stop()
     with open(prom.log) as f:
