@@ -98,19 +98,26 @@ def selectors(expr):
     def peek(k):
         return toks[k] if k < len(toks) else (None, None)
 
+    def closing(k, op):
+        """The index of the first op at or after k (each loop below ends
+        there, on a list of tokens it does not grow)."""
+        for j in range(k, len(toks)):
+            if toks[j] == ("op", op):
+                return j
+        raise AssertionError("no %r in %r" % (op, expr))
+
     while i < len(toks):
         kind, text = toks[i]
         if kind == "ident" and text in LABEL_LISTS \
                 and peek(i + 1) == ("op", "("):
-            j, labels = i + 2, []
-            while peek(j) != ("op", ")"):
-                k, t = peek(j)
-                assert k in ("ident", "op"), (expr, t)
+            end = closing(i + 2, ")")
+            labels = []
+            for k, t in toks[i + 2:end]:
+                assert (k, t) in (("ident", t), ("op", ",")), (expr, t)
                 if k == "ident":
                     labels.append(t)
-                j += 1
             groupings.append(labels)
-            i = j + 1
+            i = end + 1
         elif kind == "ident" and peek(i + 1) == ("op", "("):
             assert text in FUNCTIONS or text in AGGREGATIONS, \
                 "not a PromQL function: %s in %r" % (text, expr)
@@ -121,8 +128,10 @@ def selectors(expr):
         elif kind == "ident":
             matchers, i = [], i + 1
             if peek(i) == ("op", "{"):
+                end = closing(i + 1, "}")
                 i += 1
-                while peek(i) != ("op", "}"):
+                while i < end:
+                    assert i + 3 <= end, "bad matcher in %r" % expr
                     (k1, label), (k2, op), (k3, value) = toks[i:i + 3]
                     assert k1 == "ident" and k2 == "op" \
                         and op in ("=", "!=", "=~", "!~") and k3 == "str", \
@@ -131,17 +140,16 @@ def selectors(expr):
                     matchers.append((label, op, None if "$" in literal
                                      else literal))
                     i += 3
-                    if peek(i) == ("op", ","):
+                    if i < end:
+                        assert toks[i] == ("op", ","), expr
                         i += 1
-                i += 1
+                i = end + 1
             sels.append((text, matchers))
         elif (kind, text) == ("op", "{"):
             raise AssertionError("a selector without a metric name: %r"
                                  % expr)
         elif (kind, text) == ("op", "["):
-            while peek(i) != ("op", "]"):   # a range: 5m, $__rate_interval
-                i += 1
-            i += 1
+            i = closing(i, "]") + 1     # a range: 5m, $__rate_interval
         else:
             i += 1
     return sels, groupings
@@ -158,7 +166,8 @@ def test_selectors_parse():
                     ("d", [])], sels
     assert groups == [["instance", "le"], ["instance"]], groups
     assert selectors("up == 0")[0] == [("up", [])]
-    for bad in ('rated(x[5m])', '{__name__="x"}'):
+    for bad in ('rated(x[5m])', '{__name__="x"}', 'sum by (a (x)',
+                'x{a="1"', 'rate(x[5m)', 'x{a}'):
         try:
             selectors(bad)
         except AssertionError:
