@@ -15,6 +15,11 @@ pkgs=(
     # the units' offline check, their user, a fetcher started as it and
     # traced (tests/e2e/test_privileges.py)
     systemd util-linux strace
+    # promtool and Prometheus itself, which check the alerting rules and
+    # the dashboard of conf/ against a mirror (tests/e2e/test_dashboard.py,
+    # which reads the rules with python3-yaml); the install starts no
+    # Prometheus service (policy-rc.d below)
+    prometheus python3-yaml
 )
 
 # make fuzz (not make test, whose corpus replay needs only cc): afl++
@@ -63,7 +68,7 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # policy-rc.d keeps the packages' own services (nginx, containerd,
-# docker-registry) from being started by the install.
+# docker-registry, prometheus) from being started by the install.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d
