@@ -10,6 +10,9 @@ pkgs=(
     libcurl4-openssl-dev libconfig-dev libjansson-dev libssl-dev zlib1g-dev
     libcmocka-dev
     docker-registry skopeo containerd
+    # pulls with the files `ocimirrorctl clients` writes
+    # (tests/e2e/test_clients.py); no runtime is started
+    podman
     python3 python3-pytest openssl
     wrk
     # the units' offline check, their user, a fetcher started as it and

@@ -1,0 +1,245 @@
+"""`ocimirrorctl clients` writes the files that point container runtimes
+at the mirror; containerd and podman pull through the mirror with exactly
+those files, untouched.
+
+The mirror serves the docker-registry upstream under two names:
+"upstream.test", a host name that resolves nowhere (only the mirror's
+config knows its endpoint), so that a pull of upstream.test/... can only
+have come through the mirror; and the upstream's own 127.0.0.1:<port>,
+the default registry, which podman reaches through the bare mirror (a
+name with a port cannot be a path part) and which the clients could reach
+directly: its upstream access log must show no request of theirs."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from harness import require_file
+from test_containerd import Containerd
+from test_ctl import assert_error, ctl
+
+PODMAN_BIN = "/usr/bin/podman"
+NAME = "upstream.test"
+
+
+@pytest.fixture
+def named_mirror(mirror_factory, upstream):
+    return mirror_factory(upstream.hostport, [
+        {"name": NAME, "endpoints": [upstream.url], "tag_ttl": 300},
+        {"name": upstream.hostport, "endpoints": [upstream.url],
+         "tag_ttl": 300},
+    ])
+
+
+def _generate(ctl_bin, mirror, out, *extra):
+    p = ctl(ctl_bin, "clients", "--mirror", "http://" + mirror.hostport,
+            "--out", str(out), *extra, config=mirror.config_path)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert p.stderr == "", p.stderr
+    return p.stdout.splitlines()
+
+
+def _files(root):
+    found = []
+    for d, _, names in os.walk(root):
+        found += [os.path.relpath(os.path.join(d, n), root) for n in names]
+    return sorted(found)
+
+
+def _through_mirror(mirror, mark, prefix, digests):
+    """Every digest was served 200 by the mirror, under /v2/<prefix>."""
+    paths = [p for _, p, s in mirror.access.entries(mark) if s == 200]
+    for d in digests:
+        assert any(p.startswith("/v2/" + prefix) and d in p
+                   for p in paths), (d, paths)
+    return paths
+
+
+def _no_client_upstream(upstream, mark, agent):
+    """The upstream saw no request of the client (only the fetcher's,
+    "ocimirror/...")."""
+    with open(upstream.access_log_path, "rb") as f:
+        f.seek(mark)
+        lines = f.read().decode().splitlines()
+    direct = [l for l in lines if agent in l]
+    assert direct == [], direct
+    # the log names user agents: the fetcher's cold fetches are there
+    assert any("ocimirror/" in l for l in lines), lines
+
+
+def test_generated_layout(named_mirror, upstream, ctl_bin, tmp_path):
+    out = tmp_path / "gen"
+    lines = _generate(ctl_bin, named_mirror, out)
+
+    hp = upstream.hostport
+    assert _files(out) == sorted([
+        "containerd/certs.d/%s/hosts.toml" % NAME,
+        "containerd/certs.d/%s/hosts.toml" % hp,
+        "registries.conf.d/ocimirror.conf",
+    ])
+    assert lines == ["wrote %s/%s" % (out, f) for f in (
+        "containerd/certs.d/%s/hosts.toml" % NAME,
+        "containerd/certs.d/%s/hosts.toml" % hp,
+        "registries.conf.d/ocimirror.conf")] + [
+        "note: no Docker files: docker: default_registry is \"%s\", not "
+        "docker.io; Docker's registry-mirrors serve Docker Hub only and "
+        "would get another registry's images" % hp]
+
+    toml = (out / "containerd/certs.d" / NAME / "hosts.toml").read_text()
+    assert 'server = "https://%s"\n' % NAME in toml
+    assert '[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+        % named_mirror.hostport in toml
+    # the upstream's own name: it is its own plain-http endpoint
+    toml = (out / "containerd/certs.d" / hp / "hosts.toml").read_text()
+    assert 'server = "%s"\n' % upstream.url in toml
+
+    conf = (out / "registries.conf.d/ocimirror.conf").read_text()
+    assert ('[[registry.mirror]]\nlocation = "%s/%s"\ninsecure = true\n'
+            % (named_mirror.hostport, NAME)) in conf
+    assert ('[[registry.mirror]]\nlocation = "%s"\ninsecure = true\n'
+            % named_mirror.hostport) in conf
+
+    # Docker alone is refused with the reason; the same bytes again
+    before = {f: (out / f).read_bytes() for f in _files(out)}
+    p = ctl(ctl_bin, "clients", "--mirror", "http://" + named_mirror.hostport,
+            "--out", str(out), "--format", "docker",
+            config=named_mirror.config_path)
+    assert_error(p, 1, "default_registry is \"%s\", not docker.io" % hp)
+    _generate(ctl_bin, named_mirror, out)
+    assert {f: (out / f).read_bytes() for f in _files(out)} == before
+
+
+def test_generated_errors(named_mirror, ctl_bin, tmp_path):
+    cfg = named_mirror.config_path
+    p = ctl(ctl_bin, "clients", "--mirror", "http://m:5000/prefix",
+            "--out", str(tmp_path), config=cfg)
+    assert_error(p, 2, "bad mirror URL \"http://m:5000/prefix\"",
+                 "the mirror answers /v2/ at its root")
+    p = ctl(ctl_bin, "clients", "--out", str(tmp_path), config=cfg)
+    assert_error(p, 2, "--mirror URL is needed")
+    p = ctl(ctl_bin, "clients", "--mirror", "http://m", "--format", "rkt",
+            config=cfg)
+    assert_error(p, 2, "--format \"rkt\"")
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    p = ctl(ctl_bin, "clients", "--mirror", "http://m", "--out",
+            str(blocker), config=cfg)
+    assert_error(p, 1, "cannot create the folder \"%s/containerd\": Not a "
+                 "directory" % blocker)
+    p = ctl(ctl_bin, "-c", str(tmp_path / "none.cfg"), "clients",
+            "--mirror", "http://m")
+    assert_error(p, 1, "none.cfg")
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory):
+    c = Containerd(str(tmp_path_factory.mktemp("containerd")),
+                   str(tmp_path_factory.mktemp("c"))).start()
+    yield c
+    c.stop()
+
+
+def test_containerd_pulls_with_generated_hosts(containerd, named_mirror,
+                                               upstream, catalog, ctl_bin,
+                                               tmp_path):
+    out = tmp_path / "gen"
+    _generate(ctl_bin, named_mirror, out, "--format", "containerd")
+    hosts = str(out / "containerd" / "certs.d")
+
+    multi, small = catalog["multi"], catalog["small"]
+    for ref, image in (("%s/e2e/multi:v1" % NAME, multi),
+                       ("%s/e2e/small:v1" % upstream.hostport, small)):
+        mark = named_mirror.access.mark()
+        up_mark = upstream.access.mark()
+        p = containerd.ctr("images", "pull", "--hosts-dir", hosts,
+                           "--platform", "linux/amd64", ref)
+        assert p.returncode == 0, p.stdout + p.stderr
+        # containerd's ?ns= names the registry (":" encoded as %3A)
+        ns = "ns=" + ref.split("/")[0].replace(":", "%3A")
+        paths = _through_mirror(named_mirror, mark, "",
+                                [b.digest for b in image.blobs()])
+        for d in [b.digest for b in image.blobs()]:
+            assert any(d in p and ns in p for p in paths), (d, ns, paths)
+        _no_client_upstream(upstream, up_mark, "containerd")
+        ls = containerd.ctr("images", "ls")
+        assert image.manifest.digest in ls.stdout, ls.stdout
+
+
+class Podman:
+    """podman with private storage and config, in temp dirs: vfs, no
+    runtime needed for a pull; registries.conf is the generated file."""
+
+    def __init__(self, workdir, registries_conf):
+        # podman refuses a runroot of more than 50 characters: pytest's
+        # temp paths are longer
+        self.workdir = workdir
+        for d in ("root", "runroot", "tmp"):
+            os.makedirs(os.path.join(workdir, d), exist_ok=True)
+        conf = os.path.join(workdir, "containers.conf")
+        with open(conf, "w") as f:
+            f.write("[engine]\nevents_logger = \"none\"\n"
+                    "cgroup_manager = \"cgroupfs\"\n")
+        storage = os.path.join(workdir, "storage.conf")
+        with open(storage, "w") as f:
+            f.write('[storage]\ndriver = "vfs"\nrunroot = "%s"\n'
+                    'graphroot = "%s"\n'
+                    % (os.path.join(workdir, "runroot"),
+                       os.path.join(workdir, "root")))
+        self.env = dict(os.environ,
+                        CONTAINERS_CONF=conf,
+                        CONTAINERS_STORAGE_CONF=storage,
+                        CONTAINERS_REGISTRIES_CONF=registries_conf,
+                        TMPDIR=os.path.join(workdir, "tmp"),
+                        XDG_RUNTIME_DIR=os.path.join(workdir, "runroot"))
+
+    def run(self, *args, timeout=180):
+        cmd = [PODMAN_BIN,
+               "--root", os.path.join(self.workdir, "root"),
+               "--runroot", os.path.join(self.workdir, "runroot"),
+               "--tmpdir", os.path.join(self.workdir, "tmp"),
+               "--storage-driver", "vfs"] + list(args)
+        return subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=timeout, env=self.env,
+                              stdin=subprocess.DEVNULL)
+
+
+def test_podman_pulls_with_generated_registries_conf(named_mirror, upstream,
+                                                     catalog, ctl_bin,
+                                                     tmp_path, request):
+    require_file(PODMAN_BIN, "podman (make deps installs it)")
+    out = tmp_path / "gen"
+    _generate(ctl_bin, named_mirror, out, "--format", "crio")
+    short = tempfile.mkdtemp(prefix="ocm-podman.")
+    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
+    podman = Podman(short, str(out / "registries.conf.d" / "ocimirror.conf"))
+
+    pulled = set()
+    for ref, image, prefix in (
+            # upstream.test resolves nowhere: only the mirror has it
+            ("%s/e2e/small:v1" % NAME, catalog["small"], NAME + "/e2e/"),
+            # the default registry, through the bare mirror
+            ("%s/e2e/multi:v1" % upstream.hostport, catalog["multi"],
+             "e2e/")):
+        mark = named_mirror.access.mark()
+        up_mark = upstream.access.mark()
+        p = podman.run("pull", "--quiet", ref)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        # the manifest by its tag, then each blob podman did not have
+        paths = _through_mirror(
+            named_mirror, mark, prefix,
+            [b.digest for b in image.layer_blobs()
+             if b.digest not in pulled])
+        assert "/v2/%smulti/manifests/v1" % prefix in paths \
+            or "/v2/%ssmall/manifests/v1" % prefix in paths, paths
+        pulled |= {b.digest for b in image.layer_blobs()}
+        # c/image's user agent is "containers/..."
+        _no_client_upstream(upstream, up_mark, "containers/")
+
+        p = podman.run("image", "inspect", ref)
+        assert p.returncode == 0, (p.stdout, p.stderr)
+        info = json.loads(p.stdout)[0]
+        assert info["Digest"] == image.manifest.digest, info["Digest"]
