@@ -18,9 +18,10 @@ import tempfile
 
 import pytest
 
-from harness import require_file
+from harness import free_port, require_file
 from test_containerd import Containerd
 from test_ctl import assert_error, ctl
+from tlsutil import make_pki
 
 PODMAN_BIN = "/usr/bin/podman"
 NAME = "upstream.test"
@@ -243,3 +244,94 @@ def test_podman_pulls_with_generated_registries_conf(named_mirror, upstream,
         assert p.returncode == 0, (p.stdout, p.stderr)
         info = json.loads(p.stdout)[0]
         assert info["Digest"] == image.manifest.digest, info["Digest"]
+
+
+@pytest.fixture
+def tls_mirror(mirror_factory, upstream, tmp_path):
+    """named_mirror's registries behind nginx's TLS, as docs/NODES.md
+    sets it up: the include's server block listens with "ssl" and the
+    certificate (a CA's, for 127.0.0.1) besides its plain loopback port
+    (the harness's health checks)."""
+    pki = make_pki(str(tmp_path / "pki"))
+    m = mirror_factory(upstream.hostport, [
+        {"name": NAME, "endpoints": [upstream.url], "tag_ttl": 300},
+        {"name": upstream.hostport, "endpoints": [upstream.url],
+         "tag_ttl": 300},
+    ], start=False)
+    m.tls_hostport = "127.0.0.1:%d" % free_port()
+    plain = m.render_include
+
+    def render_include():
+        path = plain()
+        with open(path) as f:
+            text = f.read()
+        listen = "listen %s;" % m.hostport
+        assert listen in text
+        text = text.replace(listen, listen + (
+            "\n    listen %s ssl;\n"
+            "    ssl_certificate     %s;\n"
+            "    ssl_certificate_key %s;\n"
+            "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "    ssl_session_cache shared:ocimirror_tls:10m;\n"
+            % (m.tls_hostport, pki.server_cert, pki.server_key)))
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+    m.render_include = render_include
+    m.start()
+    return m, pki
+
+
+def test_pulls_over_tls_with_the_ca(tls_mirror, upstream, catalog, ctl_bin,
+                                    tmp_path, tmp_path_factory, request):
+    """An https mirror: containerd with the hosts.toml that --ca wrote,
+    podman with the drop-in (no insecure) and the CA in its cert dir.
+    A containerd of its own: it must fetch every blob of the image."""
+    require_file(PODMAN_BIN, "podman (make deps installs it)")
+    m, pki = tls_mirror
+    containerd = Containerd(str(tmp_path_factory.mktemp("containerd")),
+                            str(tmp_path_factory.mktemp("c"))).start()
+    request.addfinalizer(containerd.stop)
+    out = tmp_path / "gen"
+    p = ctl(ctl_bin, "clients", "--mirror", "https://" + m.tls_hostport,
+            "--ca", pki.ca, "--out", str(out), config=m.config_path)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    toml = (out / "containerd/certs.d" / NAME / "hosts.toml").read_text()
+    assert '[host."https://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+        '  ca = "%s"\n' % (m.tls_hostport, pki.ca) in toml, toml
+    conf = (out / "registries.conf.d/ocimirror.conf").read_text()
+    assert "insecure" not in conf, conf
+
+    image = catalog["shared_a"]
+    mark = m.access.mark()
+    up_mark = upstream.access.mark()
+    p = containerd.ctr("images", "pull", "--hosts-dir",
+                       str(out / "containerd" / "certs.d"),
+                       "--platform", "linux/amd64",
+                       "%s/e2e/shared-a:v1" % NAME)
+    assert p.returncode == 0, p.stdout + p.stderr
+    _through_mirror(m, mark, "", [b.digest for b in image.blobs()])
+    _no_client_upstream(upstream, up_mark, "containerd")
+
+    image = catalog["shared_b"]
+    short = tempfile.mkdtemp(prefix="ocm-podman.")
+    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
+    podman = Podman(short, str(out / "registries.conf.d" / "ocimirror.conf"))
+    certs = os.path.join(short, "certs")
+    os.makedirs(certs)
+    shutil.copy(pki.ca, os.path.join(certs, "ca.crt"))
+    mark = m.access.mark()
+    up_mark = upstream.access.mark()
+    ref = "%s/e2e/shared-b:v1" % NAME
+    p = podman.run("pull", "--quiet", "--cert-dir", certs, ref)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    paths = _through_mirror(m, mark, NAME + "/e2e/",
+                            [b.digest for b in image.layer_blobs()])
+    assert "/v2/%s/e2e/shared-b/manifests/v1" % NAME in paths, paths
+    # the mirror's TLS port answered, not its plain one: without the CA
+    # podman refuses the certificate
+    p = Podman(short, str(out / "registries.conf.d" / "ocimirror.conf")) \
+        .run("pull", "--quiet", "%s/e2e/multi:v1" % NAME)
+    assert p.returncode != 0, (p.stdout, p.stderr)
+    assert "certificate" in p.stderr, p.stderr
+    _no_client_upstream(upstream, up_mark, "containers/")
