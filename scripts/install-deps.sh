@@ -13,7 +13,7 @@ pkgs=(
     # pulls with the files `ocimirrorctl clients` writes
     # (tests/e2e/test_clients.py); no runtime is started
     podman
-    python3 python3-pytest openssl
+    python3 python3-pytest python3-yaml openssl
     wrk
     # the units' offline check, their user, a fetcher started as it and
     # traced (tests/e2e/test_privileges.py)

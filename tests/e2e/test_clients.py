@@ -12,11 +12,14 @@ directly: its upstream access log must show no request of theirs."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import tomllib
 
 import pytest
+import yaml
 
 from harness import free_port, require_file
 from test_containerd import Containerd
@@ -98,7 +101,18 @@ def test_generated_layout(named_mirror, upstream, ctl_bin, tmp_path):
     toml = (out / "containerd/certs.d" / hp / "hosts.toml").read_text()
     assert 'server = "%s"\n' % upstream.url in toml
 
+    for reg in (NAME, hp):
+        parsed = tomllib.loads(
+            (out / "containerd/certs.d" / reg / "hosts.toml").read_text())
+        assert parsed["host"]["http://" + named_mirror.hostport] == {
+            "capabilities": ["pull", "resolve"]}, parsed
+
     conf = (out / "registries.conf.d/ocimirror.conf").read_text()
+    assert [(r["prefix"], r["location"], r["mirror"])
+            for r in tomllib.loads(conf)["registry"]] == [
+        (NAME, NAME, [{"location": "%s/%s" % (named_mirror.hostport, NAME),
+                       "insecure": True}]),
+        (hp, hp, [{"location": named_mirror.hostport, "insecure": True}])]
     assert ('[[registry.mirror]]\nlocation = "%s/%s"\ninsecure = true\n'
             % (named_mirror.hostport, NAME)) in conf
     assert ('[[registry.mirror]]\nlocation = "%s"\ninsecure = true\n'
@@ -335,3 +349,64 @@ def test_pulls_over_tls_with_the_ca(tls_mirror, upstream, catalog, ctl_bin,
     assert p.returncode != 0, (p.stdout, p.stderr)
     assert "certificate" in p.stderr, p.stderr
     _no_client_upstream(upstream, up_mark, "containers/")
+
+
+NODES_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                        "..", "docs", "NODES.md")
+
+
+def _guide_blocks(lang):
+    with open(NODES_MD) as f:
+        text = f.read()
+    return re.findall(r"^```%s\n(.*?)^```$" % lang, text, re.M | re.S)
+
+
+def test_node_guide_daemonset_installs_the_files(named_mirror, ctl_bin,
+                                                 tmp_path):
+    """docs/NODES.md's DaemonSet: its init container's script, run by sh
+    over a ConfigMap volume laid out as the kubelet does (keys as
+    symlinks into ..data, ':' as '_'), leaves exactly the generated
+    containerd folder; the YAML and TOML of the guide parse."""
+    out = tmp_path / "gen"
+    _generate(ctl_bin, named_mirror, out, "--format", "containerd")
+    generated = out / "containerd" / "certs.d"
+
+    docs = [d for block in _guide_blocks("yaml")
+            for d in yaml.safe_load_all(block)]
+    kubelet = [d for d in docs if d.get("kind") == "KubeletConfiguration"]
+    assert kubelet and kubelet[0]["serializeImagePulls"] is False
+    assert kubelet[0]["maxParallelImagePulls"] > 1
+    ds = [d for d in docs if d.get("kind") == "DaemonSet"][0]
+    spec = ds["spec"]["template"]["spec"]
+    init = spec["initContainers"][0]
+    assert init["command"][:2] == ["sh", "-c"]
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["certs"]["hostPath"]["path"] == "/etc/containerd/certs.d"
+    assert volumes["config"]["configMap"]["name"] == "ocimirror-hosts"
+    assert any("config_path" in tomllib.loads(b).get("plugins", {}).get(
+        "io.containerd.grpc.v1.cri", {}).get("registry", {})
+        for b in _guide_blocks("toml"))
+    # the guide's kubectl line names the keys so
+    assert any('--from-file=${r//:/_}=${d}hosts.toml' in b
+               for b in _guide_blocks("sh"))
+
+    config = tmp_path / "volume"
+    data = config / "..data"
+    data.mkdir(parents=True)
+    for reg in os.listdir(generated):
+        key = reg.replace(":", "_")
+        shutil.copy(generated / reg / "hosts.toml", data / key)
+        os.symlink(os.path.join("..data", key), config / key)
+    host = tmp_path / "host-certs.d"
+    script = init["command"][2] \
+        .replace(mounts["config"] + "/", str(config) + "/") \
+        .replace(mounts["certs"] + "/", str(host) + "/")
+    p = subprocess.run(["/bin/sh", "-c", script], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+
+    want = {f: (generated / f).read_bytes() for f in _files(generated)}
+    got = {f: (host / f).read_bytes() for f in _files(host)}
+    assert got == want
+    assert "%s/hosts.toml" % named_mirror.registries[1]["name"] in got

@@ -37,7 +37,8 @@ static const char  three_registries[] =
     "registries = (\n"
     "  { name = \"docker.io\";"
     "    endpoints = ( \"https://registry-1.docker.io\" ); },\n"
-    "  { name = \"ghcr.io\"; endpoints = ( \"https://ghcr.corp.example\" ); },\n"
+    "  { name = \"ghcr.io\";"
+    "    endpoints = ( \"https://ghcr.corp.example\" ); },\n"
     "  { name = \"reg.local:5001\";"
     "    endpoints = ( \"http://reg.local:5001\" ); }\n"
     ");\n";
