@@ -901,6 +901,11 @@ octl_clients(octl_t *ctl, int argc, char **argv)
         return OCTL_EXIT_USAGE;
     }
 
+    if (ca != NULL && !m.https) {
+        octl_error("clients: --ca is for an https:// mirror");
+        return OCTL_EXIT_USAGE;
+    }
+
     rc = octl_config(ctl);
     if (rc != OCTL_EXIT_OK) {
         return rc;

@@ -558,7 +558,7 @@ octl_clients_write(const oci_config_t *cf, const octl_mirror_t *m,
 {
     octl_text_t  text, readme;
     size_t       i;
-    char         line[512];
+    char         line[512], note[600];
     int          rc;
 
     if (formats & OCTL_CLIENTS_CONTAINERD) {
@@ -603,9 +603,9 @@ octl_clients_write(const oci_config_t *cf, const octl_mirror_t *m,
             octl_text_free(&text);
 
             if (formats != OCTL_CLIENTS_DOCKER) {
-                snprintf(err, errlen, "note: no Docker files: %s", line);
-                report(err, data);
-                err[0] = '\0';
+                snprintf(note, sizeof(note), "note: no Docker files: %s",
+                         line);
+                report(note, data);
                 return OCI_OK;
             }
 

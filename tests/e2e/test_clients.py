@@ -136,6 +136,12 @@ def test_generated_errors(named_mirror, ctl_bin, tmp_path):
                  "the mirror answers /v2/ at its root")
     p = ctl(ctl_bin, "clients", "--out", str(tmp_path), config=cfg)
     assert_error(p, 2, "--mirror URL is needed")
+    p = ctl(ctl_bin, "clients", "--mirror", "http://m", "--ca", "/ca.pem",
+            config=cfg)
+    assert_error(p, 2, "--ca is for an https:// mirror")
+    p = ctl(ctl_bin, "clients", "--mirror", "https://m", "--ca", "ca.pem",
+            config=cfg)
+    assert_error(p, 2, "the path on the nodes, absolute")
     p = ctl(ctl_bin, "clients", "--mirror", "http://m", "--format", "rkt",
             config=cfg)
     assert_error(p, 2, "--format \"rkt\"")
