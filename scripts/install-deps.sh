@@ -10,16 +10,19 @@ pkgs=(
     libcurl4-openssl-dev libconfig-dev libjansson-dev libssl-dev zlib1g-dev
     libcmocka-dev
     docker-registry skopeo containerd
-    python3 python3-pytest openssl
+    # pulls with the files `ocimirrorctl clients` writes
+    # (tests/e2e/test_clients.py); no runtime is started
+    podman
+    python3 python3-pytest python3-yaml openssl
     wrk
     # the units' offline check, their user, a fetcher started as it and
     # traced (tests/e2e/test_privileges.py)
     systemd util-linux strace
     # promtool and Prometheus itself, which check the alerting rules and
     # the dashboard of conf/ against a mirror (tests/e2e/test_dashboard.py,
-    # which reads the rules with python3-yaml); the install starts no
-    # Prometheus service (policy-rc.d below)
-    prometheus python3-yaml
+    # which reads the rules with python3-yaml, above); the install starts
+    # no Prometheus service (policy-rc.d below)
+    prometheus
 )
 
 # make fuzz (not make test, whose corpus replay needs only cc): afl++
