@@ -14,6 +14,7 @@
 #include "ngx_http_ocimirror_cluster.h"
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_metrics.h"
+#include "ngx_http_ocimirror_outcome.h"
 
 
 #define NGX_HTTP_OCIMIRROR_CLUSTER_UPSTREAM   "ocimirror_cluster"
@@ -407,6 +408,7 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
     ngx_http_ocimirror_reset_headers(r);
 
     ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_CLUSTER_FORWARDED);
+    ngx_http_ocimirror_outcome_set(r, NGX_HTTP_OCIMIRROR_OUTCOME_PEER);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "ocimirror: cluster: \"%*s\" passed to its owner",
