@@ -202,7 +202,7 @@ E2E_TESTS ?= tests/e2e
 # as shipped (built against nginx-dev) in Debian's binary, through the
 # real clients, hits, misses, streamed ranges, health, nginx -t and a
 # cluster (the upstream block the module builds, Debian's hash module),
-# the include's access log with $ocimirror_cache_status (15 s).
+# the include's access log with $ocimirror_cache_status (20 s at load 10).
 E2E_STOCK_TESTS = tests/e2e/test_pull_api.py tests/e2e/test_skopeo.py \
                   tests/e2e/test_containerd.py \
                   tests/e2e/test_ranges_inflight.py \
