@@ -15,6 +15,7 @@
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_metrics.h"
+#include "ngx_http_ocimirror_outcome.h"
 
 
 #define NGX_HTTP_OCIMIRROR_CLUSTER_UPSTREAM   "ocimirror_cluster"
@@ -576,6 +577,8 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
                                         NGX_HTTP_OCIMIRROR_CLUSTER_FORWARDED);
         ngx_http_ocimirror_cluster_hot(r, cl, ctx);
     }
+
+    ngx_http_ocimirror_outcome_set(r, NGX_HTTP_OCIMIRROR_OUTCOME_PEER);
 
     /* the owner's answer brings its own headers: drop the ones the
      * handler added (the API version) */

@@ -28,9 +28,11 @@
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_health.h"
 #include "ngx_http_ocimirror_metrics.h"
+#include "ngx_http_ocimirror_outcome.h"
 #include "ngx_http_ocimirror_recency.h"
 
 
+static ngx_int_t ngx_http_ocimirror_preconfiguration(ngx_conf_t *cf);
 static void *ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_ocimirror_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ocimirror_create_loc_conf(ngx_conf_t *cf);
@@ -102,7 +104,7 @@ static ngx_command_t  ngx_http_ocimirror_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_ocimirror_module_ctx = {
-    ngx_http_ocimirror_cluster_variables,  /* preconfiguration */
+    ngx_http_ocimirror_preconfiguration,   /* preconfiguration */
     ngx_http_ocimirror_metrics_init,       /* postconfiguration */
 
     ngx_http_ocimirror_create_main_conf,   /* create main configuration */
@@ -130,6 +132,19 @@ ngx_module_t  ngx_http_ocimirror_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/* the module's variables: the cluster's, $ocimirror_cache_status */
+
+static ngx_int_t
+ngx_http_ocimirror_preconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_ocimirror_cluster_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_ocimirror_outcome_variables(cf);
+}
 
 
 static void *

@@ -76,6 +76,14 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_BUSY] =     { "BUSY", 4, 3 },
     [OCI_MSG_DETACH] =   { "DETACH", 6, 2 },
     [OCI_MSG_REPLICATE] = { "REPLICATE", 9, 5 },
+    [OCI_MSG_FROM] =     { "FROM", 4, 3 },
+};
+
+/* FROM's sources, by oci_from_t */
+static const char  *oci_ipc_from_words[] = {
+    NULL,
+    "inflight",
+    "negative"
 };
 
 
@@ -102,6 +110,14 @@ oci_msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
     s = oci_err_code(code);
     snprintf(m->code, sizeof(m->code), "%s", s != NULL ? s : "UNKNOWN");
     snprintf(m->message, sizeof(m->message), "%s", message);
+}
+
+
+void
+oci_msg_from(oci_msg_t *m, uint32_t id, oci_from_t source)
+{
+    oci_msg_init(m, OCI_MSG_FROM, id);
+    m->from = source;
 }
 
 
@@ -293,6 +309,10 @@ oci_ipc_check(const oci_msg_t *m)
 
     case OCI_MSG_PONG:
         return (m->status == 0 || m->status == 1) ? OCI_OK : OCI_EINVAL;
+
+    case OCI_MSG_FROM:
+        return (m->from == OCI_FROM_INFLIGHT || m->from == OCI_FROM_NEGATIVE)
+               ? OCI_OK : OCI_EINVAL;
 
     case OCI_MSG_CTL:
     case OCI_MSG_OUT:
@@ -563,6 +583,10 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
         oci_ipc_put_token(&o, m->path);
         break;
 
+    case OCI_MSG_FROM:
+        oci_ipc_put_token(&o, oci_ipc_from_words[m->from]);
+        break;
+
     case OCI_MSG_PROGRESS:
         oci_ipc_put_num(&o, m->bytes);
         break;
@@ -678,7 +702,7 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     const char            *nl, *p, *end, *sp;
     const oci_ipc_verb_t  *v;
     oci_ipc_tok_t          t[OCI_IPC_TOKENS_MAX];
-    size_t                 scan, ntok, cap;
+    size_t                 scan, ntok, cap, i;
     long long              num;
     unsigned               type;
     char                  *txt;
@@ -874,6 +898,16 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     case OCI_MSG_PROGRESS:
         if (oci_ipc_num(&t[2], 0, LLONG_MAX, &m->bytes)) {
             return OCI_EINVAL;
+        }
+        break;
+
+    case OCI_MSG_FROM:
+        for (i = OCI_FROM_INFLIGHT; i <= OCI_FROM_NEGATIVE; i++) {
+            if (t[2].len == strlen(oci_ipc_from_words[i])
+                && memcmp(t[2].p, oci_ipc_from_words[i], t[2].len) == 0)
+            {
+                m->from = (oci_from_t) i;
+            }
         }
         break;
 

@@ -408,6 +408,9 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         w->registry = reg;
         snprintf(w->name, sizeof(w->name), "%s", m->name);
 
+        oci_msg_from(&r, m->id, OCI_FROM_INFLIGHT);
+        conn_send(c, &r);
+
         job_promote(j);
 
         /* while the commit runs tmp may be renamed at any moment: the

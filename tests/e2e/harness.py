@@ -640,8 +640,11 @@ class Mirror:
     def render_include(self):
         text = read_text(require_file(NGINX_INCLUDE,
                                       "the project's nginx include"))
+        access = ("access_log /var/log/nginx/ocimirror-access.log "
+                  "ocimirror;")
         for needle in ("listen 127.0.0.1:5000;",
-                       "ocimirror_config /etc/ocimirror/ocimirror.cfg;"):
+                       "ocimirror_config /etc/ocimirror/ocimirror.cfg;",
+                       access):
             if needle not in text:
                 raise AssertionError("%s no longer contains %r: the suite "
                                      "substitutes it" % (NGINX_INCLUDE,
@@ -650,6 +653,9 @@ class Mirror:
                             "listen %s;" % self.hostport)
         text = text.replace("ocimirror_config /etc/ocimirror/ocimirror.cfg;",
                             "ocimirror_config %s;" % self.config_path)
+        # the include's format, into the file the suite reads
+        text = text.replace(access, "access_log %s ocimirror;"
+                            % self.access_log_path)
         if self.fetch_timeout is not None:
             text = re.sub(r"ocimirror_fetch_timeout\s+\S+;",
                           "ocimirror_fetch_timeout %s;" % self.fetch_timeout,

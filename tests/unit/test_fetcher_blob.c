@@ -84,6 +84,23 @@ request(blob_test_t *t, conn_t *c, uint32_t id, const char *registry,
 }
 
 
+/* request() of a waiter that joins the download in flight: it is told
+ * so first (FROM, for the worker's log), and that line is taken. */
+static void
+join(blob_test_t *t, conn_t *c, uint32_t id, const char *registry,
+    const char *name, const char *digest)
+{
+    oci_msg_t  m;
+
+    request(t, c, id, registry, name, digest);
+
+    assert_true(fake_conn_next(c, &m));
+    assert_int_equal(m.type, OCI_MSG_FROM);
+    assert_int_equal(m.id, id);
+    assert_int_equal(m.from, OCI_FROM_INFLIGHT);
+}
+
+
 /* After each piece of body: the loop's progress flush, and maybe a
  * second worker asking for the same blob. */
 static void
@@ -92,7 +109,7 @@ between(void *arg, size_t done)
     blob_test_t  *t = arg;
 
     if (t->joins_at != 0 && done == t->joins_at) {
-        request(t, &t->e->c2, 5, FAKE_SOLO, "other/name", t->digest);
+        join(t, &t->e->c2, 5, FAKE_SOLO, "other/name", t->digest);
     }
 
     if (t->flush) {
@@ -333,18 +350,20 @@ static void
 test_coalesce_early(void **state)
 {
     blob_test_t  *t = *state;
-    char          tmp[OCI_PATH_MAX], want[2 * OCI_PATH_MAX + 64];
+    char          tmp[OCI_PATH_MAX], want[2 * OCI_PATH_MAX + 96];
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
     request(t, &t->e->c2, 9, FAKE_REG, "a/b", t->digest);
     request(t, &t->e->c1, 3, FAKE_REG, "a/b", t->digest);
     assert_int_equal(fake_xfers.started, 1);
-    assert_string_equal(fake_conn_take(&t->e->c2), "");
+    /* the joiners are told so (for the worker's log) */
+    assert_string_equal(fake_conn_take(&t->e->c2), "FROM 9 inflight\n");
 
     reply_body(t, BODY, 0, 0);
 
     assert_size_tmp(t, &t->e->c2, 9, 11, tmp, sizeof(tmp));
-    snprintf(want, sizeof(want), "SIZE 1 11 %s\nSIZE 3 11 %s\n"
+    snprintf(want, sizeof(want), "FROM 3 inflight\n"
+             "SIZE 1 11 %s\nSIZE 3 11 %s\n"
              "PROGRESS 1 11\nDONE 1\nPROGRESS 3 11\nDONE 3\n", tmp, tmp);
     assert_string_equal(fake_conn_take(&t->e->c1), want);
 }
@@ -576,8 +595,8 @@ test_refused_retarget(void **state)
     char           url[256], tmp[OCI_PATH_MAX];
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
-    request(t, &t->e->c2, 5, FAKE_REG, "c/d", t->digest);
-    request(t, &t->e->c1, 2, FAKE_REG, "a/b", t->digest);
+    join(t, &t->e->c2, 5, FAKE_REG, "c/d", t->digest);
+    join(t, &t->e->c1, 2, FAKE_REG, "a/b", t->digest);
     assert_int_equal(fake_xfers.started, 1);
 
     memset(&r, 0, sizeof(r));
@@ -618,7 +637,7 @@ test_refused_after_size(void **state)
     char           tmp[OCI_PATH_MAX];
 
     request(t, &t->e->c1, 1, FAKE_SOLO, "a/b", t->digest);
-    request(t, &t->e->c2, 5, FAKE_SOLO, "c/d", t->digest);
+    join(t, &t->e->c2, 5, FAKE_SOLO, "c/d", t->digest);
 
     memset(&r, 0, sizeof(r));
     r.rc = CURLE_PARTIAL_FILE;
@@ -650,7 +669,7 @@ test_cancel_dropped(void **state)
     blob_test_t  *t = *state;
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
-    request(t, &t->e->c2, 2, FAKE_SOLO, "c/d", t->digest);
+    join(t, &t->e->c2, 2, FAKE_SOLO, "c/d", t->digest);
     assert_int_equal(fake_xfer_count(), 1);
 
     /* one of two left: it goes on */
@@ -1287,7 +1306,7 @@ test_prefetch_left(void **state)
     assert_int_equal(blob_prefetch(t->b.e->jobs,
                                    &t->b.e->cf->registries[0], "a/b",
                                    t->b.digest), 1);
-    request(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
+    join(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
     assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
 
     fake_cancel(t->b.e->jobs, &t->b.e->c2, 7);
@@ -1363,7 +1382,7 @@ test_prefetch_promoted(void **state)
         assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_PREFETCH);
     }
 
-    request(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
+    join(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
 
     for (i = 0; i < 3; i++) {
         assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_CLIENT);
@@ -1953,7 +1972,7 @@ test_replicate_joined(void **state)
     char          tmp[OCI_PATH_MAX];
 
     replicate(t, FAKE_REG, "a/b", t->digest);
-    request(t, &t->e->c2, 4, FAKE_REG, "a/b", t->digest);
+    join(t, &t->e->c2, 4, FAKE_REG, "a/b", t->digest);
     assert_int_equal(fake_xfers.started, 1);
     assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
 
