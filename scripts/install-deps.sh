@@ -15,6 +15,9 @@ pkgs=(
     # the units' offline check, their user, a fetcher started as it and
     # traced (tests/e2e/test_privileges.py)
     systemd util-linux strace
+    # the status page, read in a headless browser
+    # (tests/e2e/test_status_page.py)
+    chromium chromium-driver python3-selenium
 )
 
 # make fuzz (not make test, whose corpus replay needs only cc): afl++

@@ -75,6 +75,7 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_STAT] =     { "STAT", 4, 5 },
     [OCI_MSG_BUSY] =     { "BUSY", 4, 3 },
     [OCI_MSG_DETACH] =   { "DETACH", 6, 2 },
+    [OCI_MSG_STATUS] =   { "STATUS", 6, 2 },
 };
 
 
@@ -273,6 +274,7 @@ oci_ipc_check(const oci_msg_t *m)
     case OCI_MSG_DONE:
     case OCI_MSG_WAIT:
     case OCI_MSG_STATS:
+    case OCI_MSG_STATUS:
         return OCI_OK;
 
     case OCI_MSG_BLOB:
