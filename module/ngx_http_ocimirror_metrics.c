@@ -248,6 +248,18 @@ ngx_http_ocimirror_metrics_count(ngx_http_request_t *r,
 }
 
 
+ngx_atomic_uint_t
+ngx_http_ocimirror_metrics_value(ngx_http_request_t *r,
+    ngx_http_ocimirror_counter_t counter)
+{
+    ngx_http_ocimirror_metrics_sh_t  *sh;
+
+    sh = ngx_http_ocimirror_metrics_sh(r);
+
+    return (sh != NULL) ? sh->counters[counter] : 0;
+}
+
+
 void
 ngx_http_ocimirror_metrics_asked(ngx_http_request_t *r, oci_msg_type_t type)
 {

@@ -79,6 +79,10 @@ void ngx_http_ocimirror_metrics_count(ngx_http_request_t *r,
 void ngx_http_ocimirror_metrics_asked(ngx_http_request_t *r,
     oci_msg_type_t type);
 
+/* The value of counter now, for r's configuration (0 without one). */
+ngx_atomic_uint_t ngx_http_ocimirror_metrics_value(ngx_http_request_t *r,
+    ngx_http_ocimirror_counter_t counter);
+
 /* The content handler of "ocimirror_metrics". */
 ngx_int_t ngx_http_ocimirror_metrics_handler(ngx_http_request_t *r);
 

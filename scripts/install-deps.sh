@@ -23,6 +23,9 @@ pkgs=(
     # which reads the rules with python3-yaml, above); the install starts
     # no Prometheus service (policy-rc.d below)
     prometheus
+    # the status page, read in a headless browser
+    # (tests/e2e/test_status_page.py)
+    chromium chromium-driver python3-selenium
 )
 
 # make fuzz (not make test, whose corpus replay needs only cc): afl++

@@ -77,6 +77,7 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_DETACH] =   { "DETACH", 6, 2 },
     [OCI_MSG_REPLICATE] = { "REPLICATE", 9, 5 },
     [OCI_MSG_FROM] =     { "FROM", 4, 3 },
+    [OCI_MSG_STATUS] =   { "STATUS", 6, 2 },
 };
 
 /* FROM's sources, by oci_from_t */
@@ -290,6 +291,7 @@ oci_ipc_check(const oci_msg_t *m)
     case OCI_MSG_DONE:
     case OCI_MSG_WAIT:
     case OCI_MSG_STATS:
+    case OCI_MSG_STATUS:
         return OCI_OK;
 
     case OCI_MSG_BLOB:

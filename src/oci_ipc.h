@@ -24,6 +24,10 @@
  *   TAGS     <id> <registry> <name> <n|-1> <last|->
  *   REFERRERS <id> <registry> <name> <digest> <artifact-type|->
  *   STATS    <id>                     the fetcher's metrics
+ *   STATUS   <id>                     the fetcher's part of the status
+ *                                     page: downloads in flight, the
+ *                                     store, the endpoints, the last
+ *                                     errors (a JSON object)
  *   USED     <id> <digest>            a stored blob or manifest was served
  *                                     (recency for the cache manager;
  *                                     batched by the worker, no answer)
@@ -66,7 +70,8 @@
  *                                     page ("n=..&last=..");
  *                                     REFERRERS: the image index (already
  *                                     filtered by the artifact type);
- *                                     STATS: Prometheus text lines
+ *                                     STATS: Prometheus text lines;
+ *                                     STATUS: a JSON object
  *   FAIL     <id> <status> <code> <message...>
  *   BUSY     <id> <retry-after> <message...>
  *                                     refused at once: one of the
@@ -132,6 +137,7 @@ typedef enum {
     OCI_MSG_DETACH,
     OCI_MSG_REPLICATE,
     OCI_MSG_FROM,
+    OCI_MSG_STATUS,
     OCI_MSG__COUNT
 } oci_msg_type_t;
 

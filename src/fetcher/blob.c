@@ -176,6 +176,8 @@ static void blob_chunk_done(xfer_t *x, CURLcode rc, void *data);
 static void blob_chunk_token_done(token_waiter_t *w, int ok,
     oci_errcode_t code);
 
+static void blob_view(const job_t *j, job_view_t *v);
+
 static const job_ops_t  blob_ops = {
     "blob",
     OCI_ERR_BLOB_UNKNOWN,
@@ -192,7 +194,8 @@ static const job_ops_t  blob_ops = {
     NULL,               /* throttled: FAIL, nothing stored to serve */
     blob_retarget,
     NULL,               /* rejected: FAIL */
-    sizeof(blob_waiter_t)
+    sizeof(blob_waiter_t),
+    blob_view
 };
 
 static const xfer_handler_t  blob_chunk_handler = {
@@ -573,6 +576,28 @@ blob_progress(jobs_t *jobs, const char *digest, long long *done)
     *done = b->written + (b->chunked ? 0 : (long long) b->wbuf.len);
 
     return 1;
+}
+
+
+/* The status page: the bytes in the file, from 0 in order, or, of a
+ * ranged download, what every chunk got. */
+static void
+blob_view(const job_t *j, job_view_t *v)
+{
+    size_t             i;
+    const blob_job_t  *b = (const blob_job_t *) j;
+
+    snprintf(v->ref, sizeof(v->ref), "sha256:%s", b->hex);
+    v->total = b->size;
+    v->done = b->written + (long long) b->wbuf.len;
+
+    if (b->chunked) {
+        v->done = 0;
+
+        for (i = 0; i < b->chunks.n; i++) {
+            v->done += b->chunks.chunk[i].got;
+        }
+    }
 }
 
 

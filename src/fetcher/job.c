@@ -13,6 +13,7 @@
 
 #include "oci_ref.h"
 #include "oci_store.h"
+#include "errors.h"
 #include "job.h"
 #include "job_auth.h"
 #include "log.h"
@@ -202,6 +203,7 @@ job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
     job_target(j, reg, name, ref);
 
     j->prio = XFER_PRIO_CLIENT;
+    j->started_ms = endpoints_monotonic();
 
     jobs->njobs++;
 
@@ -475,6 +477,11 @@ job_fail(job_t *j, int status, oci_errcode_t code, const char *message)
 
     log_debug("%s: FAIL %d %s %s", j->label, status, oci_err_code(code),
               message);
+
+    /* a 404 is the client's mistake, not the upstream's */
+    if (status != 404) {
+        errors_add(j->label, status, message);
+    }
 
     oci_msg_fail(&m, 0, status, code, message);
     job_send_all(j, &m);
@@ -858,6 +865,7 @@ job_failover(job_t *j, const char *why)
 {
     const oci_registry_t  *reg = j->registry;
     size_t                 pos;
+    char                   text[ERRORS_TEXT_MAX];
 
     for (pos = j->order_pos + 1; pos < j->n_order; pos++) {
         if (endpoints_usable(j->jobs->eps, reg, j->order[pos])) {
@@ -872,6 +880,10 @@ job_failover(job_t *j, const char *why)
     log_warn("%s: endpoint %s failed (%s), trying %s", j->label,
              reg->endpoints[j->endpoint], why,
              reg->endpoints[j->order[pos]]);
+
+    snprintf(text, sizeof(text), "endpoint %s failed (%s), trying %s",
+             reg->endpoints[j->endpoint], why, reg->endpoints[j->order[pos]]);
+    errors_add(j->label, 0, text);
 
     stats_registry(reg)->failovers++;
     j->order_pos = pos;
@@ -1274,6 +1286,55 @@ jobs_census(jobs_t *jobs, stats_census_t *census)
     memcpy(census->refused, jobs->refused, sizeof(census->refused));
     census->dropped = jobs->dropped;
     census->finished_unwaited = jobs->finished_unwaited;
+}
+
+
+size_t
+jobs_view(jobs_t *jobs, job_view_t *v, size_t max, size_t *all)
+{
+    queue_t  *q, *wq;
+    job_t    *j;
+    size_t    n;
+
+    n = 0;
+    *all = 0;
+
+    for (q = queue_head(&jobs->all);
+         q != queue_sentinel(&jobs->all);
+         q = queue_next(q))
+    {
+        j = queue_data(q, job_t, link);
+
+        if (j->ops->view == NULL) {
+            continue;
+        }
+
+        (*all)++;
+
+        if (n == max) {
+            continue;
+        }
+
+        memset(&v[n], 0, sizeof(job_view_t));
+        v[n].kind = j->ops->kind;
+        v[n].registry = j->registry;
+        v[n].name = j->name;
+        v[n].started_ms = j->started_ms;
+        v[n].total = -1;
+        v[n].prefetch = j->prio == XFER_PRIO_PREFETCH;
+
+        for (wq = queue_head(&j->waiters);
+             wq != queue_sentinel(&j->waiters);
+             wq = queue_next(wq))
+        {
+            v[n].waiters++;
+        }
+
+        j->ops->view(j, &v[n]);
+        n++;
+    }
+
+    return n;
 }
 
 

@@ -121,6 +121,21 @@ struct jobs_s {
     unsigned long long     finished_unwaited;
 };
 
+/* A job as the status page lists it (jobs_view()): what the job layer
+ * knows, and what the kind's view op adds. */
+typedef struct {
+    const char            *kind;        /* job_ops_t.kind */
+    const oci_registry_t  *registry;
+    const char            *name;        /* the job's, valid until the loop
+                                           runs again */
+    char                   ref[OCI_REF_MAX + 1];    /* the digest */
+    long long              started_ms;  /* endpoints_monotonic() */
+    long long              done;        /* bytes in the file */
+    long long              total;       /* -1: not known yet */
+    unsigned long          waiters;
+    int                    prefetch;    /* at prefetch priority */
+} job_view_t;
+
 typedef struct {
     const char      *kind;              /* "blob", for the log */
     oci_errcode_t    not_found;         /* the code for an upstream 404 */
@@ -185,6 +200,10 @@ typedef struct {
     /* bytes of the kind's own per waiter (waiter_t.data): what it asked,
      * what it was sent; 0: none */
     size_t   waiter_size;
+
+    /* a download the status page lists: fill v->ref, v->done and
+     * v->total; NULL: the kind's jobs are not listed (jobs_view()) */
+    void  (*view)(const job_t *j, job_view_t *v);
 } job_ops_t;
 
 struct job_s {
@@ -253,6 +272,8 @@ struct job_s {
     int                abort_status;
     oci_errcode_t      abort_code;
     char               abort_message[128];
+
+    long long          started_ms;      /* endpoints_monotonic() */
 };
 
 struct waiter_s {
@@ -309,6 +330,11 @@ int jobs_admit_job(jobs_t *jobs, conn_t *c, uint32_t id);
  * names already is counted there, another one appended while there is
  * room; and their waiters. */
 void jobs_census(jobs_t *jobs, stats_census_t *census);
+
+/* The downloads in flight (the jobs of kinds with a view op), oldest
+ * first, into v[0..max): their number; *all is set to how many there
+ * are. */
+size_t jobs_view(jobs_t *jobs, job_view_t *v, size_t max, size_t *all);
 
 /* Send the coalesced progress of every dirty job. */
 void jobs_flush(jobs_t *jobs);

@@ -111,7 +111,8 @@ static const job_ops_t  manifest_ops = {
     manifest_throttled,
     NULL,               /* retarget: keyed by registry and name */
     NULL,               /* rejected: FAIL */
-    0                   /* waiter_size: META goes to all alike */
+    0,                  /* waiter_size: META goes to all alike */
+    NULL                /* view: not a download the status page lists */
 };
 
 

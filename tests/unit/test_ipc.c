@@ -71,6 +71,11 @@ test_requests(void **state)
     assert_int_equal(decode("DETACH 3 x\n", &d), OCI_EINVAL);
     assert_int_equal(decode("DETACH\n", &d), OCI_EINVAL);
 
+    oci_msg_init(&m, OCI_MSG_STATUS, 11);
+    roundtrip(&m, "STATUS 11\n");
+    assert_int_equal(decode("STATUS 11 x\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("STATUS\n", &d), OCI_EINVAL);
+
     oci_msg_init(&m, OCI_MSG_BLOB, 7);
     strcpy(m.registry, "docker.io");
     strcpy(m.name, "library/nginx");
