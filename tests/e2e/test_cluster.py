@@ -815,3 +815,47 @@ def test_bad_cluster_group_refused(binaries, tmp_path, what, change,
         assert out.startswith("%s:%d: " % (m.config_path, line)), both
     assert t.returncode != 0, both
     assert "%s:%d: " % (m.config_path, line) in t.stderr, both
+
+
+def test_hot_copies_cycle_with_the_owner_down(cluster_factory, upstream,
+                                              cimages):
+    """Review: three nodes, the owner of some blobs dies, and the two
+    others' clients get those blobs at the same moment (hot_requests 1).
+    Each node's copy goes over the others' upstream: the owner (down),
+    then the other non-owner, whose fetcher already runs its own copy,
+    which asks the first node: the two copies wait on each other until
+    the transfers stall out (low_speed_time, 10 s here)."""
+    image, name = cimages["a"], "e2e/cluster-a"
+    c = new_cluster(cluster_factory, upstream, replicate="hot",
+                    cluster_settings={"hot_requests": 1, "hot_window": 60})
+    owner_i = 1
+    xs = [b for b in image.layer_blobs() if c.owner(b.digest) == owner_i]
+    assert xs
+    a, b = [c.nodes[i] for i in range(3) if i != owner_i]
+    c.nodes[owner_i].kill()
+    slow = []
+    for x in xs:
+        path = "/v2/%s/blobs/%s" % (name, x.digest)
+        barrier = threading.Barrier(2)
+
+        def get(node):
+            barrier.wait()
+            t0 = time.monotonic()
+            r = node.get(path, timeout=60)
+            return r, time.monotonic() - t0
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            res = list(ex.map(get, [a, b]))
+        for r, took in res:
+            assert r.status == 200 and r.error is None, r
+            assert hashlib.sha256(r.body).hexdigest() == x.hex
+        took = max(t for _, t in res)
+        print("blob %s: %.2fs" % (x.digest[7:19], took))
+        if took > 5:
+            slow.append((x.digest[7:19], took))
+    if slow:
+        for line in c.diagnostics().splitlines():
+            if "copy" in line or "hot" in line or "===" in line or "timed out" in line.lower() or "stall" in line.lower():
+                print(line[:300])
+    print("slow:", slow)
+    assert not slow, slow
+
