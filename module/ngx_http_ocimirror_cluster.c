@@ -31,8 +31,11 @@ typedef struct {
     size_t              len;
     oci_route_t        *route;
     ngx_uint_t          peer;       /* a peer's header verified */
-    ngx_uint_t          replica;    /* the fetcher's copy of a hot blob
-                                       (OCI_CLUSTER_REPLICA_HEADER) */
+    ngx_uint_t          replica;    /* this node's fetcher's copy of a
+                                       hot blob (OCI_CLUSTER_REPLICA_HEADER
+                                       without a peer header) */
+    ngx_uint_t          copy;       /* another node's copy (the header
+                                       with a peer header that verified) */
 } ngx_http_ocimirror_cluster_ctx_t;
 
 
@@ -54,6 +57,7 @@ struct ngx_http_ocimirror_cluster_s {
     ngx_int_t           key_index;
     ngx_int_t           auth_index;
     ngx_int_t           upstream_index;
+    ngx_int_t           copy_index;
 
     /* replicate "hot": the workers' table, in a shared zone (slot
      * updates under its slab pool's mutex) */
@@ -103,6 +107,11 @@ static ngx_http_variable_t  ngx_http_ocimirror_cluster_vars[] = {
       ngx_http_ocimirror_cluster_unset_variable, 0, 0, 0 },
 
     { ngx_string("ocimirror_cluster_auth"), NULL,
+      ngx_http_ocimirror_cluster_unset_variable, 0, 0, 0 },
+
+    /* "1" on a copy's request (replicate "hot"), so that the node asked
+     * knows it; else empty, and the header is not sent */
+    { ngx_string("ocimirror_cluster_copy"), NULL,
       ngx_http_ocimirror_cluster_unset_variable, 0, 0, 0 },
 
       ngx_http_null_variable
@@ -230,8 +239,11 @@ ngx_http_ocimirror_cluster_create(ngx_conf_t *cf, oci_config_t *oci)
     ngx_str_set(&name, "ocimirror_cluster_upstream");
     cl->upstream_index = ngx_http_get_variable_index(cf, &name);
 
+    ngx_str_set(&name, "ocimirror_cluster_copy");
+    cl->copy_index = ngx_http_get_variable_index(cf, &name);
+
     if (cl->key_index == NGX_ERROR || cl->auth_index == NGX_ERROR
-        || cl->upstream_index == NGX_ERROR)
+        || cl->upstream_index == NGX_ERROR || cl->copy_index == NGX_ERROR)
     {
         return NULL;
     }
@@ -483,9 +495,9 @@ ngx_http_ocimirror_cluster_check(ngx_http_request_t *r, const char *key,
     ctx->route = route;
     ctx->peer = ngx_http_ocimirror_cluster_from_peer(r, cl, key, len);
 
-    /* a peer's request is served here whatever else it carries */
-    ctx->replica = !ctx->peer
-                   && ngx_http_ocimirror_cluster_header(r, &replica, &h) > 0;
+    ctx->replica = ngx_http_ocimirror_cluster_header(r, &replica, &h) > 0;
+    ctx->copy = ctx->peer && ctx->replica;
+    ctx->replica = !ctx->peer && ctx->replica;
 
     ngx_http_set_ctx(r, ctx, ngx_http_ocimirror_module);
 
@@ -513,13 +525,23 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    key = ctx->key;
+    len = ctx->len;
+
     if (ctx->peer) {
+        if (ctx->copy && oci_ring_owner(&cl->ring, key, len) != cl->self) {
+            /* another node's copy of a hot blob, here because its owner
+             * is down: not fetched here for it (two nodes' copies could
+             * wait on each other); it asks the upstream */
+            return ngx_http_ocimirror_send_error(r, NGX_HTTP_CONFLICT,
+                              OCI_ERR_UNAVAILABLE,
+                              "a copy is asked of the node that owns it "
+                              "only");
+        }
+
         /* a peer passed it here: this node answers, whatever it owns */
         return NGX_DECLINED;
     }
-
-    key = ctx->key;
-    len = ctx->len;
 
     if (oci_ring_owner(&cl->ring, key, len) == cl->self) {
         if (ctx->replica) {
@@ -564,7 +586,10 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
         if (ngx_http_ocimirror_cluster_set(r, cl->upstream_index,
                          (u_char *) NGX_HTTP_OCIMIRROR_CLUSTER_OTHERS,
                          sizeof(NGX_HTTP_OCIMIRROR_CLUSTER_OTHERS) - 1)
-            != NGX_OK)
+               != NGX_OK
+            || ngx_http_ocimirror_cluster_set(r, cl->copy_index,
+                                              (u_char *) "1", 1)
+               != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -597,9 +622,9 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
 
 /*
  * replicate "hot": a client's GET of a blob another node owns, counted in
- * the workers' shared table (slot by the digest's first digits; a slot
- * whose blob's window is still open is not taken by another, which goes
- * uncounted meanwhile: the table is bounded, the count approximate).  At
+ * the workers' shared table (slot by the digest's first digits; a blob
+ * that finds another's open window there counts it down and takes the
+ * slot when it reaches 0: the table is bounded, the count approximate).  At
  * hot_requests in hot_window the fetcher is asked for a copy (REPLICATE),
  * once a window: the copy makes the next GETs hits, which never come
  * here.
@@ -619,9 +644,11 @@ ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
 
     route = ctx->route;
 
+    /* a client's GET of the whole blob: not a range (this node's own
+     * prefetch hints ask for the first byte) */
     if (!cl->replicate || cl->hot == NULL || route == NULL
         || route->endpoint != OCI_EP_BLOB || !route->is_digest
-        || r->method != NGX_HTTP_GET)
+        || r->method != NGX_HTTP_GET || r->headers_in.range != NULL)
     {
         return;
     }
@@ -632,7 +659,8 @@ ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
         return;
     }
 
-    h = ngx_hextoi((u_char *) route->hex, 8);
+    /* 7 digits: within ngx_int_t everywhere */
+    h = ngx_hextoi((u_char *) route->hex, 7);
     slot = &cl->hot[(h == NGX_ERROR ? 0 : (ngx_uint_t) h) % cl->hot_size];
     now = ngx_time();
     ask = 0;
@@ -640,7 +668,12 @@ ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
     ngx_shmtx_lock(&cl->hot_pool->mutex);
 
     if (ngx_memcmp(slot->hex, route->hex, OCI_SHA256_HEX_LEN) != 0) {
-        if (slot->hex[0] != '\0' && now - slot->start < cl->hot_window) {
+        /* another blob's window is open: this one wears its count down
+         * and takes the slot at 0, so a blob asked for more often than
+         * its neighbour gets counted, whatever a client asks */
+        if (slot->hex[0] != '\0' && now - slot->start < cl->hot_window
+            && --slot->count > 0)
+        {
             ngx_shmtx_unlock(&cl->hot_pool->mutex);
             return;
         }

@@ -663,12 +663,16 @@ blob_reset(job_t *j)
 }
 
 
-/* Once a waiter may read the temp file, it cannot start over elsewhere
- * (a job nobody waited on yet, a prefetch's or a cluster copy's, can). */
+/* Once waiters stream the temp file, it cannot start over elsewhere (a
+ * job without them goes on by chunks: blob_unavailable()).  The cluster's
+ * copy (job_from_peer()), a plain GET, may while no waiter was told of
+ * the file. */
 static int
 blob_can_retry(job_t *j)
 {
-    return !((blob_job_t *) j)->size_told;
+    blob_job_t  *b = (blob_job_t *) j;
+
+    return !b->size_told && (!b->size_sent || j->peer_url != NULL);
 }
 
 
@@ -1365,6 +1369,12 @@ blob_complete(blob_job_t *b)
     }
 
     if (b->size >= 0 && b->written != b->size) {
+        if (j->peer_url != NULL) {
+            /* the cluster's copy: the upstream, if nobody reads it yet */
+            job_peer_failed(j, "short body");
+            return;
+        }
+
         log_error("%s: got %lld of %lld bytes", j->label, b->written,
                   b->size);
         job_fail(j, 502, OCI_ERR_UPSTREAM, "short body from upstream");
@@ -1381,6 +1391,13 @@ blob_complete(blob_job_t *b)
     }
 
     oci_sha256_hex(md, got);
+
+    if (strcmp(got, b->hex) != 0 && j->peer_url != NULL) {
+        log_error("%s: digest mismatch, the cluster sent sha256:%s "
+                  "(%lld bytes); not stored", j->label, got, b->written);
+        job_peer_failed(j, "digest mismatch");
+        return;
+    }
 
     if (strcmp(got, b->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent sha256:%s "

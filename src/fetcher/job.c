@@ -27,7 +27,6 @@ static int job_xfer_headers(xfer_t *x, void *data);
 static int job_xfer_body(xfer_t *x, const char *p, size_t n, void *data);
 static void job_fail_upstream(job_t *j, const xfer_resp_t *r);
 static void job_issue_peer(job_t *j);
-static void job_peer_failed(job_t *j, const char *why);
 static void job_peer_done(job_t *j, xfer_t *x, CURLcode rc,
     const xfer_resp_t *r);
 
@@ -764,16 +763,18 @@ job_issue_peer(job_t *j)
 }
 
 
-/* The peer gave no complete answer: the registry's endpoints, as if the
- * job had begun there, unless waiters stream what the peer sent. */
-static void
+void
 job_peer_failed(job_t *j, const char *why)
 {
+    int  retry;
+
+    retry = j->ops->can_retry(j);
+
     free(j->peer_url);
     j->peer_url = NULL;
     j->ranged = j->peer_ranged;
 
-    if (!j->ops->can_retry(j)) {
+    if (!retry) {
         log_warn("%s: the cluster's copy failed (%s) after clients began "
                  "to read it", j->label, why);
         job_fail(j, 502, OCI_ERR_UPSTREAM, "the cluster's copy failed");
@@ -1136,15 +1137,18 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
 
 
 /* The peer's transfer ended: a complete 2xx is the kind's, as from an
- * endpoint; anything else (a node down, a 502 of nginx with every other
- * node down, a cut) goes upstream. */
+ * endpoint.  No answer, a cut, a 5xx (nginx's 502 with every other node
+ * down), a 429, a 409 (a node that is not the owner refuses a copy it
+ * does not hold: the module) or an answer the kind refused go upstream;
+ * another 4xx is the owner's answer from the upstream (a 404: no such
+ * blob), not asked of it again. */
 static void
 job_peer_done(job_t *j, xfer_t *x, CURLcode rc, const xfer_resp_t *r)
 {
     char  why[CURL_ERROR_SIZE + 32];
 
     if (j->aborted) {
-        job_fail(j, j->abort_status, j->abort_code, j->abort_message);
+        job_peer_failed(j, j->abort_message);
         return;
     }
 
@@ -1155,6 +1159,18 @@ job_peer_done(job_t *j, xfer_t *x, CURLcode rc, const xfer_resp_t *r)
 
     if (rc == CURLE_OK && r->status >= 200 && r->status < 300) {
         j->ops->done(j, r);
+        return;
+    }
+
+    if (rc == CURLE_OK && r->status >= 400 && r->status < 500
+        && r->status != 409 && r->status != 429)
+    {
+        log_info("%s: the cluster's copy was answered %ld", j->label,
+                 r->status);
+        free(j->peer_url);
+        j->peer_url = NULL;
+        j->ranged = j->peer_ranged;
+        job_fail_upstream(j, r);
         return;
     }
 

@@ -367,6 +367,12 @@ void job_target(job_t *j, const oci_registry_t *reg, const char *name,
  * endpoint health.  0, or -1 (out of memory, logged). */
 int job_from_peer(job_t *j, const char *url);
 
+/* j's request to the peer (job_from_peer()) failed, or what it sent is
+ * not the thing (kinds: a short body, another digest): the registry's
+ * endpoints, as if the job began there, if the kind can start over
+ * (can_retry); else FAIL 502. */
+void job_peer_failed(job_t *j, const char *why);
+
 /* The in-flight job for key, or NULL. */
 job_t *job_find(jobs_t *jobs, const char *key);
 
