@@ -15,6 +15,10 @@ pkgs=(
     # the units' offline check, their user, a fetcher started as it and
     # traced (tests/e2e/test_privileges.py)
     systemd util-linux strace
+    # the container image built and run (tests/image/): a Debian base
+    # made with debootstrap, docker/Dockerfile built and run with buildah
+    # (chroot isolation, vfs storage: no runc, no fuse, no daemon)
+    debootstrap buildah
 )
 
 # make fuzz (not make test, whose corpus replay needs only cc): afl++
