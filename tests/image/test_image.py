@@ -16,6 +16,7 @@ command (read from the image too) and a skopeo pull through it.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -77,18 +78,32 @@ def wait_for_build():
     return times
 
 
-def processes_under(root):
-    """PIDs whose root directory is root (the chroot's processes)."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.readlink("/proc/%s/root" % name) == root:
-                pids.append(int(name))
-        except OSError:
-            pass
-    return pids
+def descendants(pid):
+    """The live processes under pid: those of the container (its
+    entrypoint runs none apart, nginx runs in the foreground)."""
+    out, todo = set(), [pid]
+    while todo:
+        for child in harness.children_of(todo.pop()):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def running(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +117,7 @@ def built():
 
 @pytest.fixture
 def upstream(tmp_path):
+    (tmp_path / "upstream").mkdir()
     up = harness.Upstream(str(tmp_path / "upstream")).start()
     yield up
     up.stop()
@@ -117,10 +133,26 @@ class Container:
         self.root = os.path.realpath(buildah("mount", self.ctr)
                                      .stdout.strip())
         self.proc = None
+        self.procs = set()
         self.listen = None
+        # the fetcher writes the store as the image's www-data
+        self.store = os.path.join(workdir, "store")
+        os.mkdir(self.store)
+        os.chown(self.store, *self.user_ids("www-data"))
+
+    def user_ids(self, name):
+        """uid and gid of a user of the image."""
+        with open(self.path("/etc/passwd")) as f:
+            for line in f:
+                fields = line.split(":")
+                if fields[0] == name:
+                    return int(fields[2]), int(fields[3])
+        raise AssertionError("the image has no user " + name)
 
     def run_args(self, listen, argv):
+        # the store: a folder of ours as the VOLUME, as `docker run -v`
         return ["--isolation", "chroot", "--network", "host",
+                "--volume", "%s:%s" % (self.store, STORE),
                 "--env", "OCIMIRROR_LISTEN=" + listen, self.ctr, "--"] + argv
 
     def start(self, listen, argv):
@@ -139,20 +171,34 @@ class Container:
     def path(self, p):
         return os.path.join(self.root, p.lstrip("/"))
 
-    def stop(self):
-        """SIGTERM to buildah run, which passes it to tini; then nothing
-        may be left running in the root."""
-        if self.proc is not None:
-            code = self.proc.stop(timeout=30)
-            harness.wait_for(lambda: not processes_under(self.root), 15,
-                             what="the container's processes to end")
-            self.proc = None
-            return code
-        return None
+    def stop(self, argv0=None):
+        """SIGTERM to the entrypoint (argv0, the image's), as `docker
+        stop` sends it (buildah run, signalled, would SIGKILL it); buildah
+        run returns its exit code.  Every process of the container must
+        be gone then."""
+        if self.proc is None:
+            return None
+        procs = descendants(self.proc.popen.pid)
+        self.procs |= procs
+        for pid in procs:
+            if argv0 is not None and cmdline(pid)[0] == argv0.encode():
+                os.kill(pid, signal.SIGTERM)
+                try:
+                    self.proc.popen.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+                break
+        code = self.proc.stop(timeout=30)
+        self.proc = None
+        harness.wait_for(lambda: not [p for p in procs
+                                      if running(p)], 15,
+                         what="the container's processes to end")
+        return code
 
     def remove(self):
-        for pid in processes_under(self.root):
-            os.kill(pid, 9)
+        for pid in self.procs:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
         buildah("rm", self.ctr, check=False)
 
 
@@ -229,11 +275,11 @@ def test_image_serves_a_pull_through_its_own_entrypoint(built, upstream,
         # served by the image's mirror: the layers are in its store
         for b in img.layer_blobs():
             hexd = b.hex
-            stored = c.path(os.path.join(STORE, "sha256", hexd[:2], hexd))
+            stored = os.path.join(c.store, "sha256", hexd[:2], hexd)
             with open(stored, "rb") as f:
                 assert f.read() == b.data
 
-        code = c.stop()
+        code = c.stop(entrypoint[0])
         assert code == 0, "the entrypoint ended with %r:\n%s" % (
             code, harness.tail(str(tmp_path / "entrypoint.log")))
         errors = harness.read_text(c.path("/var/log/nginx/error.log"))
