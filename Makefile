@@ -274,7 +274,7 @@ bench: deps
 
 # A VM or image: make install [DESTDIR=...], then the systemd units.
 # Without DESTDIR the fetcher's user is made at once (systemd-sysusers);
-# an image makes it from the same file (docker/Dockerfile).
+# the image runs the fetcher as www-data instead (docker/entrypoint.sh).
 install: all
 	install -D -m 0755 $(BUILD)/ocimirror-fetcher \
 	    $(DESTDIR)/usr/sbin/ocimirror-fetcher

@@ -52,12 +52,23 @@ stop() {
     kill -KILL -- "-$pid" 2>/dev/null || true
 }
 
+# What a build stopped midway may leave mounted under DIR (debootstrap's
+# /proc and /sys in the target), lazily unmounted, deepest first: rm must
+# not walk into them.
+unmount_all() {
+    local m
+    findmnt -rn -o TARGET | grep -F "$dir/" | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+}
+
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 build() {
     local t0 t1 t2 ctr mnt
-    rm -rf "$dir/storage" "$dir/runroot"
+    unmount_all
+    rm -rf --one-file-system "$dir/storage" "$dir/runroot"
     rm -f "$dir/status" "$dir/times.json"
     t0=$(now)
     # The base: debootstrap straight into a scratch container's root
@@ -109,7 +120,8 @@ main() {
         ;;
     clean)
         stop
-        rm -rf "$dir"
+        unmount_all
+        rm -rf --one-file-system "$dir"
         ;;
     *)
         echo "usage: image-build.sh start|run|stop|clean DIR" >&2

@@ -98,12 +98,12 @@ def running(pid):
         return False
 
 
-def cmdline(pid):
+def argv0(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().split(b"\0")
+            return f.read().split(b"\0")[0].decode(errors="replace")
     except OSError:
-        return []
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +171,8 @@ class Container:
     def path(self, p):
         return os.path.join(self.root, p.lstrip("/"))
 
-    def stop(self, argv0=None):
-        """SIGTERM to the entrypoint (argv0, the image's), as `docker
+    def stop(self, entrypoint=None):
+        """SIGTERM to the entrypoint (the image's first word), as `docker
         stop` sends it (buildah run, signalled, would SIGKILL it); buildah
         run returns its exit code.  Every process of the container must
         be gone then."""
@@ -181,7 +181,7 @@ class Container:
         procs = descendants(self.proc.popen.pid)
         self.procs |= procs
         for pid in procs:
-            if argv0 is not None and cmdline(pid)[0] == argv0.encode():
+            if entrypoint is not None and argv0(pid) == entrypoint:
                 os.kill(pid, signal.SIGTERM)
                 try:
                     self.proc.popen.wait(30)
