@@ -57,7 +57,8 @@ stop() {
 # not walk into them.
 unmount_all() {
     local m
-    findmnt -rn -o TARGET | grep -F "$dir/" | sort -r | while read -r m; do
+    findmnt -rn -o TARGET | { grep -F "$dir/" || true; } | sort -r |
+    while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
 }
@@ -95,8 +96,9 @@ build() {
         > "$dir/times.json"
 }
 
-# All in a function, read whole before it runs: bash reads a script as it
-# goes, and a background build would run an edited file's new bytes.
+# All in a function, and its call and the exit on one line, read whole
+# before they run: bash reads a script as it goes, and a background build
+# would go on with an edited file's bytes.
 main() {
     case $cmd in
     start)
@@ -130,5 +132,4 @@ main() {
     esac
 }
 
-main
-exit
+main; exit
