@@ -203,13 +203,15 @@ E2E_TESTS ?= tests/e2e
 # nginx these (72 s at load 1): the module
 # as shipped (built against nginx-dev) in Debian's binary, through the
 # real clients, hits, misses, streamed ranges, health, nginx -t and a
-# cluster (the upstream block the module builds, Debian's hash module).
+# cluster (the upstream block the module builds, Debian's hash module),
+# the include's access log with $ocimirror_cache_status (20 s at load 10).
 E2E_STOCK_TESTS = tests/e2e/test_pull_api.py tests/e2e/test_skopeo.py \
                   tests/e2e/test_containerd.py \
                   tests/e2e/test_ranges_inflight.py \
                   tests/e2e/test_health.py tests/e2e/test_config.py \
                   tests/e2e/test_sanitizer_harness.py \
-                  tests/e2e/test_cluster.py
+                  tests/e2e/test_cluster.py \
+                  tests/e2e/test_cache_status.py
 
 e2e: all
 	$(MAKE) BUILD=$(BUILD)/asan SANITIZE=1 fetcher ctl
