@@ -279,6 +279,19 @@ def test_image_serves_a_pull_through_its_own_entrypoint(built, upstream,
             with open(stored, "rb") as f:
                 assert f.read() == b.data
 
+        # the include's access log, in the image's format: each layer's
+        # GET with what the mirror did (a cold pull: fetched, or joined
+        # the download the prefetch had begun)
+        log = harness.read_text(c.path(
+            "/var/log/nginx/ocimirror-access.log")).splitlines()
+        for b in img.layer_blobs():
+            lines = [line for line in log
+                     if '"GET /v2/e2e/image/blobs/%s ' % b.digest in line]
+            assert lines, "no GET of %s in the access log:\n%s" % (
+                b.digest, "\n".join(log))
+            assert lines[-1].split()[-2] in ("MISS", "STREAM", "HIT"), (
+                lines[-1])
+
         code = c.stop(entrypoint[0])
         assert code == 0, "the entrypoint ended with %r:\n%s" % (
             code, harness.tail(str(tmp_path / "entrypoint.log")))
