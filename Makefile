@@ -225,7 +225,9 @@ e2e-asan-nginx: all nginx-asan
 # take minutes of mostly waiting on the network and the disk, so make test
 # starts them first, in the background, and runs the image's test last;
 # the build's process group and its storage (gigabytes) go when make test
-# ends, whatever the outcome.
+# ends, whatever the outcome.  Measured beside the other helpers' work
+# (load 9 on 2 cores): debootstrap 2-6 min, the build 6-10 min, about
+# 265 s of CPU in all; the test itself 13 s once the image is there.
 IMAGE_DIR := $(BUILD)/image
 
 test: deps

@@ -304,6 +304,8 @@ def test_image_serves_a_pull_through_its_own_entrypoint(built, upstream,
             c.stop()
         finally:
             c.remove()
-    print("\nimage: debootstrap %.1fs, build %.1fs, waited %.1fs for it, "
-          "run test %.1fs" % (built["debootstrap_s"], built["build_s"],
-                              built["waited_s"], time.monotonic() - t0))
+    print("\nimage: debootstrap %.1fs, build %.1fs (%.0f s of CPU), "
+          "waited %.1fs for it, run test %.1fs"
+          % (built["debootstrap_s"], built["build_s"],
+             built.get("cpu_s", -1), built["waited_s"],
+             time.monotonic() - t0))
