@@ -26,6 +26,10 @@ pkgs=(
     # the status page, read in a headless browser
     # (tests/e2e/test_status_page.py)
     chromium chromium-driver python3-selenium
+    # the container image built and run (tests/image/): a Debian base
+    # made with debootstrap, docker/Dockerfile built and run with buildah
+    # (chroot isolation, vfs storage: no runc, no fuse, no daemon)
+    debootstrap buildah
 )
 
 # make fuzz (not make test, whose corpus replay needs only cc): afl++
