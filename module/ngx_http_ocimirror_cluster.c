@@ -13,10 +13,13 @@
 #include "ngx_http_ocimirror_module.h"
 #include "ngx_http_ocimirror_cluster.h"
 #include "ngx_http_ocimirror_error.h"
+#include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_metrics.h"
+#include "ngx_http_ocimirror_outcome.h"
 
 
 #define NGX_HTTP_OCIMIRROR_CLUSTER_UPSTREAM   "ocimirror_cluster"
+#define NGX_HTTP_OCIMIRROR_CLUSTER_OTHERS     "ocimirror_cluster_others"
 #define NGX_HTTP_OCIMIRROR_CLUSTER_LOCATION   "@ocimirror_cluster"
 #define NGX_HTTP_OCIMIRROR_CLUSTER_KEEPALIVE  16
 #define NGX_HTTP_OCIMIRROR_CLUSTER_LOG_EVERY  60    /* seconds */
@@ -26,8 +29,23 @@
 typedef struct {
     const char         *key;
     size_t              len;
+    oci_route_t        *route;
     ngx_uint_t          peer;       /* a peer's header verified */
+    ngx_uint_t          replica;    /* this node's fetcher's copy of a
+                                       hot blob (OCI_CLUSTER_REPLICA_HEADER
+                                       without a peer header) */
+    ngx_uint_t          copy;       /* another node's copy (the header
+                                       with a peer header that verified) */
 } ngx_http_ocimirror_cluster_ctx_t;
+
+
+/* One blob a worker forwarded: how often since start (replicate "hot") */
+typedef struct {
+    u_char              hex[OCI_SHA256_HEX_LEN];  /* [0] == 0: free */
+    time_t              start;      /* of its window */
+    time_t              asked;      /* a copy was asked then; 0: never */
+    ngx_uint_t          count;
+} ngx_http_ocimirror_cluster_hot_t;
 
 
 struct ngx_http_ocimirror_cluster_s {
@@ -38,6 +56,17 @@ struct ngx_http_ocimirror_cluster_s {
     char                list_hash[OCI_CLUSTER_LIST_HASH_LEN + 1];
     ngx_int_t           key_index;
     ngx_int_t           auth_index;
+    ngx_int_t           upstream_index;
+    ngx_int_t           copy_index;
+
+    /* replicate "hot": the workers' table, in a shared zone (slot
+     * updates under its slab pool's mutex) */
+    ngx_uint_t          replicate;
+    ngx_uint_t          hot_requests;
+    time_t              hot_window;
+    ngx_uint_t          hot_size;
+    ngx_slab_pool_t    *hot_pool;
+    ngx_http_ocimirror_cluster_hot_t  *hot;
 };
 
 
@@ -52,12 +81,24 @@ static ngx_int_t ngx_http_ocimirror_cluster_from_peer(ngx_http_request_t *r,
     ngx_http_ocimirror_cluster_t *cl, const char *key, size_t len);
 static ngx_int_t ngx_http_ocimirror_cluster_set(ngx_http_request_t *r,
     ngx_int_t index, u_char *data, size_t len);
+static u_char *ngx_http_ocimirror_cluster_block(u_char *p, u_char *last,
+    oci_config_t *oci, const char *name, ngx_uint_t skip_self);
+static ngx_uint_t ngx_http_ocimirror_cluster_header(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_table_elt_t **found);
+static ngx_int_t ngx_http_ocimirror_cluster_hot_zone(ngx_conf_t *cf,
+    ngx_http_ocimirror_cluster_t *cl);
+static ngx_int_t ngx_http_ocimirror_cluster_init_zone(
+    ngx_shm_zone_t *shm_zone, void *data);
+static void ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
+    ngx_http_ocimirror_cluster_t *cl, ngx_http_ocimirror_cluster_ctx_t *ctx);
 
 
 static ngx_http_variable_t  ngx_http_ocimirror_cluster_vars[] = {
 
     /* the upstream's name, for proxy_pass http://$...: a variable, so
-     * that the include's location is valid without a cluster group */
+     * that the include's location is valid without a cluster group;
+     * ngx_http_ocimirror_cluster_pass() sets the other nodes' upstream
+     * for a copy */
     { ngx_string("ocimirror_cluster_upstream"), NULL,
       ngx_http_ocimirror_cluster_upstream_variable, 0, 0, 0 },
 
@@ -66,6 +107,11 @@ static ngx_http_variable_t  ngx_http_ocimirror_cluster_vars[] = {
       ngx_http_ocimirror_cluster_unset_variable, 0, 0, 0 },
 
     { ngx_string("ocimirror_cluster_auth"), NULL,
+      ngx_http_ocimirror_cluster_unset_variable, 0, 0, 0 },
+
+    /* "1" on a copy's request (replicate "hot"), so that the node asked
+     * knows it; else empty, and the header is not sent */
+    { ngx_string("ocimirror_cluster_copy"), NULL,
       ngx_http_ocimirror_cluster_unset_variable, 0, 0, 0 },
 
       ngx_http_null_variable
@@ -190,7 +236,26 @@ ngx_http_ocimirror_cluster_create(ngx_conf_t *cf, oci_config_t *oci)
     ngx_str_set(&name, "ocimirror_cluster_auth");
     cl->auth_index = ngx_http_get_variable_index(cf, &name);
 
-    if (cl->key_index == NGX_ERROR || cl->auth_index == NGX_ERROR) {
+    ngx_str_set(&name, "ocimirror_cluster_upstream");
+    cl->upstream_index = ngx_http_get_variable_index(cf, &name);
+
+    ngx_str_set(&name, "ocimirror_cluster_copy");
+    cl->copy_index = ngx_http_get_variable_index(cf, &name);
+
+    if (cl->key_index == NGX_ERROR || cl->auth_index == NGX_ERROR
+        || cl->upstream_index == NGX_ERROR || cl->copy_index == NGX_ERROR)
+    {
+        return NULL;
+    }
+
+    cl->replicate = oci->cluster_replicate == OCI_CLUSTER_REPLICATE_HOT;
+    cl->hot_requests = (ngx_uint_t) oci->cluster_hot_requests;
+    cl->hot_window = (time_t) oci->cluster_hot_window;
+    cl->hot_size = (ngx_uint_t) oci->cluster_hot_table;
+
+    if (cl->replicate && ngx_http_ocimirror_cluster_hot_zone(cf, cl)
+                         != NGX_OK)
+    {
         return NULL;
     }
 
@@ -212,8 +277,71 @@ ngx_http_ocimirror_cluster_cleanup(void *data)
 }
 
 
+/* The shared zone of the hot table: the slots and the slab pool's
+ * bookkeeping (a page structure per page, the pool's header). */
+
+static ngx_int_t
+ngx_http_ocimirror_cluster_hot_zone(ngx_conf_t *cf,
+    ngx_http_ocimirror_cluster_t *cl)
+{
+    size_t           size;
+    ngx_shm_zone_t  *shm_zone;
+
+    static ngx_str_t  name = ngx_string("ocimirror_cluster_hot");
+
+    size = cl->hot_size * sizeof(ngx_http_ocimirror_cluster_hot_t);
+    size += size / 16 + 16 * ngx_pagesize;
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_ocimirror_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_ocimirror_cluster_init_zone;
+    shm_zone->data = cl;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ocimirror_cluster_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_ocimirror_cluster_t  *ocl = data;
+
+    ngx_slab_pool_t               *shpool;
+    ngx_http_ocimirror_cluster_t  *cl;
+
+    cl = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    cl->hot_pool = shpool;
+
+    if (ocl != NULL) {
+        /* a reload with the same hot_table: the counts carry on */
+        cl->hot = ocl->hot;
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        cl->hot = shpool->data;
+        return NGX_OK;
+    }
+
+    cl->hot = ngx_slab_calloc(shpool, cl->hot_size
+                              * sizeof(ngx_http_ocimirror_cluster_hot_t));
+    if (cl->hot == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = cl->hot;
+
+    return NGX_OK;
+}
+
+
 /*
- * The upstream block, written to a memfd and parsed by nginx's parser as
+ * The upstream blocks, written to a memfd and parsed by nginx's parser as
  * if it followed ocimirror_config in the http block (which "include" of
  * a file would do): nginx's own checks and errors, no copy of its code.
  */
@@ -229,10 +357,10 @@ ngx_http_ocimirror_cluster_upstream(ngx_conf_t *cf, oci_config_t *oci)
     ngx_str_t   file;
     u_char      path[64];
 
-    len = 256;
+    len = 512;
 
     for (i = 0; i < oci->n_cluster_peers; i++) {
-        len += ngx_strlen(oci->cluster_peers[i]) + 64;
+        len += 2 * (ngx_strlen(oci->cluster_peers[i]) + 64);
     }
 
     text = ngx_pnalloc(cf->temp_pool, len);
@@ -240,21 +368,17 @@ ngx_http_ocimirror_cluster_upstream(ngx_conf_t *cf, oci_config_t *oci)
         return NGX_ERROR;
     }
 
-    p = ngx_snprintf(text, len,
-                     "upstream " NGX_HTTP_OCIMIRROR_CLUSTER_UPSTREAM " {\n"
-                     "    zone " NGX_HTTP_OCIMIRROR_CLUSTER_UPSTREAM
-                     " 64k;\n"
-                     "    hash $ocimirror_cluster_key consistent;\n");
+    p = ngx_http_ocimirror_cluster_block(text, text + len, oci,
+                                         NGX_HTTP_OCIMIRROR_CLUSTER_UPSTREAM,
+                                         0);
 
-    for (i = 0; i < oci->n_cluster_peers; i++) {
-        p = ngx_snprintf(p, len - (p - text),
-                         "    server %s max_fails=1 fail_timeout=%ds;\n",
-                         oci->cluster_peers[i],
-                         (int) oci->cluster_fail_timeout);
+    /* the same ring without this node: the copies of hot blobs, asked
+     * of the owner and, failing it, of the next node but this one (the
+     * other points of a ketama ring do not move when a node's go) */
+    if (oci->n_cluster_peers > 1) {
+        p = ngx_http_ocimirror_cluster_block(p, text + len, oci,
+                                      NGX_HTTP_OCIMIRROR_CLUSTER_OTHERS, 1);
     }
-
-    p = ngx_snprintf(p, len - (p - text), "    keepalive %d;\n}\n",
-                     NGX_HTTP_OCIMIRROR_CLUSTER_KEEPALIVE);
 
     fd = memfd_create("ocimirror-cluster-upstream", MFD_CLOEXEC);
     if (fd == -1) {
@@ -294,6 +418,34 @@ ngx_http_ocimirror_cluster_upstream(ngx_conf_t *cf, oci_config_t *oci)
 }
 
 
+static u_char *
+ngx_http_ocimirror_cluster_block(u_char *p, u_char *last, oci_config_t *oci,
+    const char *name, ngx_uint_t skip_self)
+{
+    size_t  i;
+
+    p = ngx_slprintf(p, last,
+                     "upstream %s {\n"
+                     "    zone %s 64k;\n"
+                     "    hash $ocimirror_cluster_key consistent;\n",
+                     name, name);
+
+    for (i = 0; i < oci->n_cluster_peers; i++) {
+        if (skip_self && i == oci->cluster_self) {
+            continue;
+        }
+
+        p = ngx_slprintf(p, last,
+                         "    server %s max_fails=1 fail_timeout=%ds;\n",
+                         oci->cluster_peers[i],
+                         (int) oci->cluster_fail_timeout);
+    }
+
+    return ngx_slprintf(p, last, "    keepalive %d;\n}\n",
+                        NGX_HTTP_OCIMIRROR_CLUSTER_KEEPALIVE);
+}
+
+
 u_char *
 ngx_http_ocimirror_cluster_tag_key(ngx_http_request_t *r,
     const char *registry, const char *name, const char *tag, size_t *len)
@@ -317,11 +469,14 @@ ngx_http_ocimirror_cluster_tag_key(ngx_http_request_t *r,
 
 ngx_int_t
 ngx_http_ocimirror_cluster_check(ngx_http_request_t *r, const char *key,
-    size_t len)
+    size_t len, oci_route_t *route)
 {
+    ngx_table_elt_t                   *h;
     ngx_http_ocimirror_cluster_t      *cl;
     ngx_http_ocimirror_main_conf_t    *mcf;
     ngx_http_ocimirror_cluster_ctx_t  *ctx;
+
+    static ngx_str_t  replica = ngx_string(OCI_CLUSTER_REPLICA_HEADER);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
     cl = mcf->cluster;
@@ -337,7 +492,12 @@ ngx_http_ocimirror_cluster_check(ngx_http_request_t *r, const char *key,
 
     ctx->key = key;
     ctx->len = len;
+    ctx->route = route;
     ctx->peer = ngx_http_ocimirror_cluster_from_peer(r, cl, key, len);
+
+    ctx->replica = ngx_http_ocimirror_cluster_header(r, &replica, &h) > 0;
+    ctx->copy = ctx->peer && ctx->replica;
+    ctx->replica = !ctx->peer && ctx->replica;
 
     ngx_http_set_ctx(r, ctx, ngx_http_ocimirror_module);
 
@@ -365,15 +525,35 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    key = ctx->key;
+    len = ctx->len;
+
     if (ctx->peer) {
+        if (ctx->copy && oci_ring_owner(&cl->ring, key, len) != cl->self) {
+            /* another node's copy of a hot blob, here because its owner
+             * is down: not fetched here for it (two nodes' copies could
+             * wait on each other); it asks the upstream */
+            return ngx_http_ocimirror_send_error(r, NGX_HTTP_CONFLICT,
+                              OCI_ERR_UNAVAILABLE,
+                              "a copy is asked of the node that owns it "
+                              "only");
+        }
+
         /* a peer passed it here: this node answers, whatever it owns */
         return NGX_DECLINED;
     }
 
-    key = ctx->key;
-    len = ctx->len;
-
     if (oci_ring_owner(&cl->ring, key, len) == cl->self) {
+        if (ctx->replica) {
+            /* this node's fetcher asked for a copy of what this node
+             * owns (the peers changed meanwhile): served here as a miss
+             * it would wait on its own download; it asks the upstream */
+            return ngx_http_ocimirror_send_error(r,
+                              NGX_HTTP_SERVICE_UNAVAILABLE,
+                              OCI_ERR_UNAVAILABLE,
+                              "a copy asked of the node that owns it");
+        }
+
         return NGX_DECLINED;
     }
 
@@ -401,12 +581,34 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ctx->replica) {
+        /* never back here: the other nodes' upstream */
+        if (ngx_http_ocimirror_cluster_set(r, cl->upstream_index,
+                         (u_char *) NGX_HTTP_OCIMIRROR_CLUSTER_OTHERS,
+                         sizeof(NGX_HTTP_OCIMIRROR_CLUSTER_OTHERS) - 1)
+               != NGX_OK
+            || ngx_http_ocimirror_cluster_set(r, cl->copy_index,
+                                              (u_char *) "1", 1)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_ocimirror_metrics_count(r,
+                                         NGX_HTTP_OCIMIRROR_CLUSTER_REPLICA);
+
+    } else {
+        ngx_http_ocimirror_metrics_count(r,
+                                        NGX_HTTP_OCIMIRROR_CLUSTER_FORWARDED);
+        ngx_http_ocimirror_cluster_hot(r, cl, ctx);
+    }
+
+    ngx_http_ocimirror_outcome_set(r, NGX_HTTP_OCIMIRROR_OUTCOME_PEER);
+
     /* the owner's answer brings its own headers: drop the ones the
      * handler added (the API version) */
 
     ngx_http_ocimirror_reset_headers(r);
-
-    ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_CLUSTER_FORWARDED);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "ocimirror: cluster: \"%*s\" passed to its owner",
@@ -415,6 +617,118 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
     ngx_str_set(&location, NGX_HTTP_OCIMIRROR_CLUSTER_LOCATION);
 
     return ngx_http_named_location(r, &location);
+}
+
+
+/*
+ * replicate "hot": a client's GET of a blob another node owns, counted in
+ * the workers' shared table (slot by the digest's first digits; a blob
+ * that finds another's open window there counts it down and takes the
+ * slot when it reaches 0: the table is bounded, the count approximate).  At
+ * hot_requests in hot_window the fetcher is asked for a copy (REPLICATE),
+ * once a window: the copy makes the next GETs hits, which never come
+ * here.
+ */
+
+static void
+ngx_http_ocimirror_cluster_hot(ngx_http_request_t *r,
+    ngx_http_ocimirror_cluster_t *cl, ngx_http_ocimirror_cluster_ctx_t *ctx)
+{
+    time_t                             now;
+    oci_msg_t                          m;
+    ngx_int_t                          h;
+    ngx_uint_t                         ask, count;
+    oci_route_t                       *route;
+    ngx_http_ocimirror_main_conf_t    *mcf;
+    ngx_http_ocimirror_cluster_hot_t  *slot;
+
+    route = ctx->route;
+
+    /* a client's GET of the whole blob: not a range (this node's own
+     * prefetch hints ask for the first byte) */
+    if (!cl->replicate || cl->hot == NULL || route == NULL
+        || route->endpoint != OCI_EP_BLOB || !route->is_digest
+        || r->method != NGX_HTTP_GET || r->headers_in.range != NULL)
+    {
+        return;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
+
+    if (mcf->link == NULL) {
+        return;
+    }
+
+    /* 7 digits: within ngx_int_t everywhere */
+    h = ngx_hextoi((u_char *) route->hex, 7);
+    slot = &cl->hot[(h == NGX_ERROR ? 0 : (ngx_uint_t) h) % cl->hot_size];
+    now = ngx_time();
+    ask = 0;
+
+    ngx_shmtx_lock(&cl->hot_pool->mutex);
+
+    if (ngx_memcmp(slot->hex, route->hex, OCI_SHA256_HEX_LEN) != 0) {
+        /* another blob's window is open: this one wears its count down
+         * and takes the slot at 0, so a blob asked for more often than
+         * its neighbour gets counted, whatever a client asks */
+        if (slot->hex[0] != '\0' && now - slot->start < cl->hot_window
+            && --slot->count > 0)
+        {
+            ngx_shmtx_unlock(&cl->hot_pool->mutex);
+            return;
+        }
+
+        ngx_memcpy(slot->hex, route->hex, OCI_SHA256_HEX_LEN);
+        slot->start = now;
+        slot->asked = 0;
+        slot->count = 0;
+
+    } else if (now - slot->start >= cl->hot_window) {
+        slot->start = now;
+        slot->count = 0;
+    }
+
+    count = ++slot->count;
+
+    if (count >= cl->hot_requests
+        && (slot->asked == 0 || now - slot->asked >= cl->hot_window))
+    {
+        /* this worker asks; if the fetcher cannot be told, the next
+         * request past the window asks again */
+        slot->asked = now;
+        ask = 1;
+    }
+
+    ngx_shmtx_unlock(&cl->hot_pool->mutex);
+
+    if (!ask) {
+        return;
+    }
+
+    oci_msg_init(&m, OCI_MSG_REPLICATE, 0);
+    (void) ngx_cpystrn((u_char *) m.registry, (u_char *) route->registry->name,
+                       sizeof(m.registry));
+    (void) ngx_cpystrn((u_char *) m.name, (u_char *) route->name,
+                       sizeof(m.name));
+    (void) ngx_cpystrn((u_char *) m.reference, (u_char *) route->reference,
+                       sizeof(m.reference));
+
+    if (ngx_http_ocimirror_link_notify(mcf->link, &m) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "ocimirror: cluster: %s is hot here, but the fetcher "
+                      "could not be asked for a copy", route->reference);
+        return;
+    }
+
+    ngx_http_ocimirror_link_push(mcf->link);
+
+    ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_CLUSTER_HOT);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "ocimirror: cluster: %s/%s@%s is hot here (%ui requests "
+                  "in %T s): a copy is asked of the fetcher",
+                  route->registry->name, route->name, route->reference,
+                  count, now - slot->start);
 }
 
 
@@ -446,45 +760,25 @@ ngx_http_ocimirror_cluster_from_peer(ngx_http_request_t *r,
     ngx_http_ocimirror_cluster_t *cl, const char *key, size_t len)
 {
     int               rc;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *found;
+    ngx_table_elt_t  *found;
+    char              list[OCI_CLUSTER_LIST_HASH_LEN + 1];
 
     rc = OCI_EINVAL;
-    char              list[OCI_CLUSTER_LIST_HASH_LEN + 1];
 
     static ngx_str_t  name = ngx_string(OCI_CLUSTER_HEADER);
 
-    found = NULL;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    switch (ngx_http_ocimirror_cluster_header(r, &name, &found)) {
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == name.len
-            && ngx_strncasecmp(h[i].key.data, name.data, name.len) == 0)
-        {
-            if (found != NULL) {
-                /* two: nothing a peer sends */
-                found = NULL;
-                goto refused;
-            }
-
-            found = &h[i];
-        }
-    }
-
-    if (found == NULL) {
+    case 0:
         return 0;
+
+    case 1:
+        break;
+
+    default:
+        /* two: nothing a peer sends */
+        found = NULL;
+        goto refused;
     }
 
     rc = oci_cluster_verify(cl->secret, cl->secret_len,
@@ -533,4 +827,47 @@ refused:
                   : "bad signature");
 
     return 0;
+}
+
+
+/* How many request headers are named name (0, 1 or 2 for more); *found
+ * the first. */
+
+static ngx_uint_t
+ngx_http_ocimirror_cluster_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_table_elt_t **found)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    n = 0;
+    *found = NULL;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            if (n++ == 0) {
+                *found = &h[i];
+
+            } else {
+                return 2;
+            }
+        }
+    }
+
+    return n;
 }

@@ -26,6 +26,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_ocimirror_error.h"
+#include "ngx_http_ocimirror_outcome.h"
 #include "ngx_http_ocimirror_reply.h"
 
 
@@ -60,6 +61,8 @@ ngx_http_ocimirror_send_error(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     body.len = n;
+
+    ngx_http_ocimirror_outcome_error(r);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "ocimirror: error %ui \"%V\"", status, &body);

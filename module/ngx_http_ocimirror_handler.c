@@ -17,6 +17,7 @@
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_manifest.h"
+#include "ngx_http_ocimirror_outcome.h"
 #include "ngx_http_ocimirror_recency.h"
 #include "ngx_http_ocimirror_referrers.h"
 #include "ngx_http_ocimirror_serve.h"
@@ -45,6 +46,10 @@ ngx_http_ocimirror_handler(ngx_http_request_t *r)
     ngx_http_ocimirror_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
+
+    /* an API request: until an endpoint says better, nothing cached
+     * answers it (the base, tag lists, referrers; see README.md) */
+    ngx_http_ocimirror_outcome_set(r, NGX_HTTP_OCIMIRROR_OUTCOME_BYPASS);
 
     if (ngx_http_ocimirror_add_api_version(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -141,7 +146,8 @@ ngx_http_ocimirror_handler_cluster(ngx_http_request_t *r, oci_route_t *route)
         }
     }
 
-    return ngx_http_ocimirror_cluster_check(r, (const char *) key, len);
+    return ngx_http_ocimirror_cluster_check(r, (const char *) key, len,
+                                            route);
 }
 
 
@@ -183,6 +189,7 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         ngx_http_ocimirror_metrics_count(r, NGX_HTTP_OCIMIRROR_HIT_BLOB);
+        ngx_http_ocimirror_outcome_set(r, NGX_HTTP_OCIMIRROR_OUTCOME_HIT);
         ngx_http_ocimirror_recency_note(r, route->hex);
         return ngx_http_ocimirror_serve_blob(r, &of, &path, &digest);
     }
@@ -202,9 +209,12 @@ ngx_http_ocimirror_blob(ngx_http_request_t *r,
     }
 
     if (r->method == NGX_HTTP_HEAD) {
-        /* the size only: nothing is downloaded for a HEAD */
+        /* the size only: nothing is downloaded for a HEAD (BYPASS) */
         return ngx_http_ocimirror_stream_head(r, route, &digest);
     }
+
+    /* STREAM instead if the fetcher says it joined a download (FROM) */
+    ngx_http_ocimirror_outcome_set(r, NGX_HTTP_OCIMIRROR_OUTCOME_MISS);
 
     return ngx_http_ocimirror_stream_blob(r, route, &path, &digest);
 }

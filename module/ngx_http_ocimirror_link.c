@@ -24,6 +24,7 @@
 
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_link.h"
+#include "ngx_http_ocimirror_outcome.h"
 
 
 /* enough for hundreds of requests while the fetcher is slow to read */
@@ -716,6 +717,7 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
     case OCI_MSG_BODY:
     case OCI_MSG_FAIL:
     case OCI_MSG_WAIT:
+    case OCI_MSG_FROM:
         break;
 
     case OCI_MSG_BUSY:
@@ -752,6 +754,15 @@ ngx_http_ocimirror_link_deliver(ngx_http_ocimirror_link_t *link,
     if (m->type == OCI_MSG_WAIT) {
         /* the fetcher is still at work: only the silence starts again */
         ngx_add_timer(&w->timer, w->timeout);
+        return;
+    }
+
+    if (m->type == OCI_MSG_FROM) {
+        /* for the log only: the answer follows */
+        ngx_http_ocimirror_outcome_set(w->request,
+                                       m->from == OCI_FROM_INFLIGHT
+                                       ? NGX_HTTP_OCIMIRROR_OUTCOME_STREAM
+                                       : NGX_HTTP_OCIMIRROR_OUTCOME_NEGATIVE);
         return;
     }
 

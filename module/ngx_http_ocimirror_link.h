@@ -6,8 +6,10 @@
  * and calls ngx_http_ocimirror_ask() with a handler and a message: the
  * message leaves, the request is parked, and the wait is "active": it
  * sits in the link's table of pending requests and its handler gets
- * every message the fetcher sends for its id but WAIT (a BUSY comes as
- * the FAIL it means: 503 TOOMANYREQUESTS, with retry_after set).  A
+ * every message the fetcher sends for its id but WAIT and FROM (a BUSY
+ * comes as the FAIL it means: 503 TOOMANYREQUESTS, with retry_after
+ * set; a FROM sets the request's $ocimirror_cache_status, see
+ * ngx_http_ocimirror_outcome.h).  A
  * terminal message (any but SIZE, PROGRESS and WAIT) deactivates it
  * before the handler runs, so a handler that finds w->active was only
  * told that the fetcher is at work; SIZE and PROGRESS restart its timer,

@@ -37,6 +37,7 @@
 #include "ngx_http_ocimirror_error.h"
 #include "ngx_http_ocimirror_link.h"
 #include "ngx_http_ocimirror_manifest.h"
+#include "ngx_http_ocimirror_outcome.h"
 #include "ngx_http_ocimirror_recency.h"
 #include "ngx_http_ocimirror_serve.h"
 
@@ -96,7 +97,8 @@ static ngx_int_t ngx_http_ocimirror_manifest_relayed(
     ngx_http_ocimirror_manifest_ctx_t *ctx, const oci_msg_t *m,
     ngx_str_t *digest, ngx_str_t *type);
 static void ngx_http_ocimirror_manifest_count(ngx_http_request_t *r,
-    ngx_http_ocimirror_counter_t counter);
+    ngx_http_ocimirror_counter_t counter,
+    ngx_http_ocimirror_outcome_e outcome);
 
 
 /* this worker's last Accept list (ngx_http_ocimirror_manifest_accept()) */
@@ -153,7 +155,8 @@ ngx_http_ocimirror_manifest(ngx_http_request_t *r,
     }
 
     if (rc != NGX_DECLINED) {
-        ngx_http_ocimirror_manifest_count(r, NGX_HTTP_OCIMIRROR_HIT_MANIFEST);
+        ngx_http_ocimirror_manifest_count(r, NGX_HTTP_OCIMIRROR_HIT_MANIFEST,
+                                          NGX_HTTP_OCIMIRROR_OUTCOME_HIT);
         return rc;
     }
 
@@ -189,12 +192,28 @@ ngx_http_ocimirror_manifest_ask(ngx_http_ocimirror_manifest_ctx_t *ctx)
     ngx_http_request_t              *r;
     ngx_http_ocimirror_loc_conf_t   *lcf;
     ngx_http_ocimirror_main_conf_t  *mcf;
+    ngx_http_ocimirror_outcome_e     outcome;
 
     r = ctx->request;
     route = ctx->route;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_ocimirror_module);
+
+    /* a relay is the upstream's answer to this client alone; a record
+     * that was there is revalidated (a FAIL may make it NEGATIVE, a
+     * META stale STALE) */
+    if (ctx->relay) {
+        outcome = NGX_HTTP_OCIMIRROR_OUTCOME_BYPASS;
+
+    } else if (ctx->has_record) {
+        outcome = NGX_HTTP_OCIMIRROR_OUTCOME_REVALIDATED;
+
+    } else {
+        outcome = NGX_HTTP_OCIMIRROR_OUTCOME_MISS;
+    }
+
+    ngx_http_ocimirror_outcome_set(r, outcome);
 
     oci_msg_init(&m, OCI_MSG_MANIFEST, 0);
 
@@ -541,7 +560,8 @@ ngx_http_ocimirror_manifest_unavailable(
                            "ocimirror: stale %V served, fetcher unavailable",
                            &ctx->digest);
             ngx_http_ocimirror_manifest_count(r,
-                                              NGX_HTTP_OCIMIRROR_STALE_CACHE);
+                                            NGX_HTTP_OCIMIRROR_STALE_CACHE,
+                                            NGX_HTTP_OCIMIRROR_OUTCOME_STALE);
             return rc;
         }
     }
@@ -651,6 +671,10 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
         return ngx_http_ocimirror_manifest_relayed(ctx, m, &digest, &type);
     }
 
+    if (m->stale) {
+        ngx_http_ocimirror_outcome_set(r, NGX_HTTP_OCIMIRROR_OUTCOME_STALE);
+    }
+
     if (r->method != NGX_HTTP_HEAD) {
         rc = ngx_http_ocimirror_manifest_stored(ctx, hex, &digest,
                                                 &type, m->stale);
@@ -658,7 +682,8 @@ ngx_http_ocimirror_manifest_meta(ngx_http_ocimirror_manifest_ctx_t *ctx,
         if (rc != NGX_DECLINED) {
             if (m->stale) {
                 ngx_http_ocimirror_manifest_count(r,
-                                              NGX_HTTP_OCIMIRROR_STALE_FETCHER);
+                                            NGX_HTTP_OCIMIRROR_STALE_FETCHER,
+                                            NGX_HTTP_OCIMIRROR_OUTCOME_STALE);
             }
 
             return rc;
@@ -737,7 +762,7 @@ ngx_http_ocimirror_manifest_relayed(ngx_http_ocimirror_manifest_ctx_t *ctx,
 
 static void
 ngx_http_ocimirror_manifest_count(ngx_http_request_t *r,
-    ngx_http_ocimirror_counter_t counter)
+    ngx_http_ocimirror_counter_t counter, ngx_http_ocimirror_outcome_e outcome)
 {
     ngx_uint_t  status;
 
@@ -748,5 +773,6 @@ ngx_http_ocimirror_manifest_count(ngx_http_request_t *r,
             || status == NGX_HTTP_NOT_MODIFIED))
     {
         ngx_http_ocimirror_metrics_count(r, counter);
+        ngx_http_ocimirror_outcome_set(r, outcome);
     }
 }

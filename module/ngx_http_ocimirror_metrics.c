@@ -116,7 +116,16 @@ static const ngx_http_ocimirror_sample_t  ngx_http_ocimirror_samples[] = {
     { "ocimirror_cluster_list_mismatch_total",
       "Peer requests from a node whose peers list differs from this "
       "node's.",
-      "", NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH }
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH },
+    { "ocimirror_cluster_hot_total",
+      "Blobs another node owns that this node's clients asked for "
+      "cluster.hot_requests times in hot_window (replicate \"hot\"): "
+      "a copy here was asked of the fetcher.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_HOT },
+    { "ocimirror_cluster_replica_requests_total",
+      "The fetcher's requests for such a copy, passed to the other "
+      "nodes.",
+      "", NGX_HTTP_OCIMIRROR_CLUSTER_REPLICA }
 };
 
 
@@ -236,6 +245,18 @@ ngx_http_ocimirror_metrics_count(ngx_http_request_t *r,
     if (sh != NULL) {
         (void) ngx_atomic_fetch_add(&sh->counters[counter], 1);
     }
+}
+
+
+ngx_atomic_uint_t
+ngx_http_ocimirror_metrics_value(ngx_http_request_t *r,
+    ngx_http_ocimirror_counter_t counter)
+{
+    ngx_http_ocimirror_metrics_sh_t  *sh;
+
+    sh = ngx_http_ocimirror_metrics_sh(r);
+
+    return (sh != NULL) ? sh->counters[counter] : 0;
 }
 
 

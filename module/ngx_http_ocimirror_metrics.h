@@ -54,6 +54,9 @@ typedef enum {
     NGX_HTTP_OCIMIRROR_CLUSTER_REFUSED,    /* a peer header that did not
                                               verify */
     NGX_HTTP_OCIMIRROR_CLUSTER_MISMATCH,   /* a peer with another list */
+    NGX_HTTP_OCIMIRROR_CLUSTER_HOT,        /* a copy asked of the fetcher */
+    NGX_HTTP_OCIMIRROR_CLUSTER_REPLICA,    /* the fetcher's copy request,
+                                              passed over the others */
 
     NGX_HTTP_OCIMIRROR_COUNTERS
 } ngx_http_ocimirror_counter_t;
@@ -75,6 +78,10 @@ void ngx_http_ocimirror_metrics_count(ngx_http_request_t *r,
  * counted when the fetcher could not be asked. */
 void ngx_http_ocimirror_metrics_asked(ngx_http_request_t *r,
     oci_msg_type_t type);
+
+/* The value of counter now, for r's configuration (0 without one). */
+ngx_atomic_uint_t ngx_http_ocimirror_metrics_value(ngx_http_request_t *r,
+    ngx_http_ocimirror_counter_t counter);
 
 /* The content handler of "ocimirror_metrics". */
 ngx_int_t ngx_http_ocimirror_metrics_handler(ngx_http_request_t *r);

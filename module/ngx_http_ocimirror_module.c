@@ -6,6 +6,8 @@
  *   location = /healthz         { ocimirror_health live; }
  *   location = /readyz          { ocimirror_health ready; }
  *   location = /metrics         { ocimirror_metrics; }
+ *   location = /status          { ocimirror_status; }
+ *   location = /status.json     { ocimirror_status; }
  *   location @ocimirror_error   { ocimirror_error; }
  *   ocimirror_fetch_timeout 60s;
  *
@@ -28,9 +30,12 @@
 #include "ngx_http_ocimirror_handler.h"
 #include "ngx_http_ocimirror_health.h"
 #include "ngx_http_ocimirror_metrics.h"
+#include "ngx_http_ocimirror_outcome.h"
 #include "ngx_http_ocimirror_recency.h"
+#include "ngx_http_ocimirror_status.h"
 
 
+static ngx_int_t ngx_http_ocimirror_preconfiguration(ngx_conf_t *cf);
 static void *ngx_http_ocimirror_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_ocimirror_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ocimirror_create_loc_conf(ngx_conf_t *cf);
@@ -45,6 +50,8 @@ static char *ngx_http_ocimirror_health(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_ocimirror_error(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ocimirror_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ocimirror_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_ocimirror_require_config(ngx_conf_t *cf,
     ngx_str_t *directive);
@@ -90,6 +97,13 @@ static ngx_command_t  ngx_http_ocimirror_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ocimirror_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_ocimirror_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("ocimirror_fetch_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -102,7 +116,7 @@ static ngx_command_t  ngx_http_ocimirror_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_ocimirror_module_ctx = {
-    ngx_http_ocimirror_cluster_variables,  /* preconfiguration */
+    ngx_http_ocimirror_preconfiguration,   /* preconfiguration */
     ngx_http_ocimirror_metrics_init,       /* postconfiguration */
 
     ngx_http_ocimirror_create_main_conf,   /* create main configuration */
@@ -130,6 +144,19 @@ ngx_module_t  ngx_http_ocimirror_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/* the module's variables: the cluster's, $ocimirror_cache_status */
+
+static ngx_int_t
+ngx_http_ocimirror_preconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_ocimirror_cluster_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_ocimirror_outcome_variables(cf);
+}
 
 
 static void *
@@ -378,6 +405,27 @@ ngx_http_ocimirror_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_ocimirror_require_config(cf, &cmd->name);
 
     clcf->handler = ngx_http_ocimirror_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ocimirror_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL) {
+        return "is duplicate";
+    }
+
+    /* the counters' zone and the fetcher come with the config */
+
+    ngx_http_ocimirror_require_config(cf, &cmd->name);
+
+    clcf->handler = ngx_http_ocimirror_status_handler;
 
     return NGX_CONF_OK;
 }

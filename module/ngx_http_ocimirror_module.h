@@ -43,6 +43,9 @@ typedef struct {
      * file caches the workers expire (ngx_http_ocimirror_expire.h) */
     ngx_array_t                     *locations;
 
+    /* $ocimirror_cache_status (ngx_http_ocimirror_outcome.h) */
+    ngx_int_t                        outcome_index;
+
     /* the first directive that needs the config, for the error message */
     ngx_str_t                        required_by;
     ngx_str_t                        required_file;

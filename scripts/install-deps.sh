@@ -10,13 +10,28 @@ pkgs=(
     libcurl4-openssl-dev libconfig-dev libjansson-dev libssl-dev zlib1g-dev
     libcmocka-dev
     docker-registry skopeo containerd
-    python3 python3-pytest openssl
+    # pulls with the files `ocimirrorctl clients` writes
+    # (tests/e2e/test_clients.py); no runtime is started
+    podman
+    python3 python3-pytest python3-yaml openssl
     # make e2e runs the suite on several pytest workers (Makefile, E2E_JOBS)
     python3-pytest-xdist
     wrk
     # the units' offline check, their user, a fetcher started as it and
     # traced (tests/e2e/test_privileges.py)
     systemd util-linux strace
+    # promtool and Prometheus itself, which check the alerting rules and
+    # the dashboard of conf/ against a mirror (tests/e2e/test_dashboard.py,
+    # which reads the rules with python3-yaml, above); the install starts
+    # no Prometheus service (policy-rc.d below)
+    prometheus
+    # the status page, read in a headless browser
+    # (tests/e2e/test_status_page.py)
+    chromium chromium-driver python3-selenium
+    # the container image built and run (tests/image/): a Debian base
+    # made with debootstrap, docker/Dockerfile built and run with buildah
+    # (chroot isolation, vfs storage: no runc, no fuse, no daemon)
+    debootstrap buildah
 )
 
 # make fuzz (not make test, whose corpus replay needs only cc): afl++
@@ -65,7 +80,7 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # policy-rc.d keeps the packages' own services (nginx, containerd,
-# docker-registry) from being started by the install.
+# docker-registry, prometheus) from being started by the install.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -40,6 +40,7 @@ user_line=""
 
 sed -e "s|listen 127.0.0.1:5000;|listen $listen;|" \
     -e "s|/etc/ocimirror/ocimirror.cfg|$cfg|" \
+    -e "s|/var/log/nginx/ocimirror-access.log|$var/nginx/logs/access.log|" \
     "$top/conf/ocimirror-nginx.conf" > "$var/nginx/ocimirror-nginx.conf"
 
 cat > "$var/nginx/nginx.conf" <<CONF

@@ -41,6 +41,11 @@
 #define OCI_CLUSTER_HEADER_MAX \
     (3 + OCI_CLUSTER_LIST_HASH_LEN + 1 + 20 + 1 + 64)
 
+/* A fetcher's request for a copy of a hot blob, sent to its own node's
+ * nginx: passed to the owner over the other nodes only (never served
+ * here as a miss, which would wait on that very copy) */
+#define OCI_CLUSTER_REPLICA_HEADER  "X-Ocimirror-Replica"
+
 #define OCI_CLUSTER_REPLICATE_NONE  0
 #define OCI_CLUSTER_REPLICATE_HOT   1
 

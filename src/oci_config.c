@@ -105,7 +105,8 @@ static const char *const  oci_config_top_keys[] = {
 };
 
 static const char *const  oci_config_cluster_keys[] = {
-    "self", "peers", "secret_file", "replicate", "fail_timeout", NULL
+    "self", "peers", "secret_file", "replicate", "fail_timeout",
+    "hot_requests", "hot_window", "hot_table", "max_replicas", NULL
 };
 
 static const char *const  oci_config_store_keys[] = {
@@ -2349,6 +2350,10 @@ oci_config_load(const char *file, oci_config_t **out, char *err,
     cf->warm_interval = OCI_DEFAULT_WARM_INTERVAL;
     cf->warm_max = OCI_DEFAULT_WARM_MAX;
     cf->cluster_fail_timeout = OCI_DEFAULT_CLUSTER_FAIL_TIMEOUT;
+    cf->cluster_hot_requests = OCI_DEFAULT_CLUSTER_HOT_REQUESTS;
+    cf->cluster_hot_window = OCI_DEFAULT_CLUSTER_HOT_WINDOW;
+    cf->cluster_max_replicas = OCI_DEFAULT_CLUSTER_MAX_REPLICAS;
+    cf->cluster_hot_table = OCI_DEFAULT_CLUSTER_HOT_TABLE;
 
     cf->file = strdup(file);
 
@@ -2944,12 +2949,47 @@ oci_config_cluster(oci_config_ctx_t *ctx, config_t *lc, oci_config_t *cf)
     if (replicate == NULL || strcmp(replicate, "none") == 0) {
         cf->cluster_replicate = OCI_CLUSTER_REPLICATE_NONE;
 
+    } else if (strcmp(replicate, "hot") == 0) {
+        cf->cluster_replicate = OCI_CLUSTER_REPLICATE_HOT;
+
     } else {
         oci_config_error(ctx, config_setting_get_member(group, "replicate"),
-                         "\"cluster.replicate\" must be \"none\" (\"hot\" "
-                         "is not implemented yet)");
+                         "\"cluster.replicate\" must be \"none\" or "
+                         "\"hot\"");
         return OCI_EINVAL;
     }
+
+    v = cf->cluster_hot_requests;
+
+    if (oci_config_get_int(ctx, group, "hot_requests", 1, 1000000, &v) < 0) {
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_hot_requests = (long) v;
+
+    v = cf->cluster_hot_window;
+
+    if (oci_config_get_int(ctx, group, "hot_window", 1, 86400, &v) < 0) {
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_hot_window = (long) v;
+
+    v = (long long) cf->cluster_hot_table;
+
+    if (oci_config_get_int(ctx, group, "hot_table", 64, 1048576, &v) < 0) {
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_hot_table = (size_t) v;
+
+    v = (long long) cf->cluster_max_replicas;
+
+    if (oci_config_get_int(ctx, group, "max_replicas", 1, 4096, &v) < 0) {
+        return OCI_EINVAL;
+    }
+
+    cf->cluster_max_replicas = (size_t) v;
 
     v = cf->cluster_fail_timeout;
 

@@ -137,6 +137,12 @@
 #define OCI_DEFAULT_WARM_INTERVAL    900
 #define OCI_DEFAULT_WARM_MAX         1000
 #define OCI_DEFAULT_CLUSTER_FAIL_TIMEOUT  10   /* seconds */
+#define OCI_DEFAULT_CLUSTER_HOT_REQUESTS  3    /* forwards of a blob in
+                                                  hot_window */
+#define OCI_DEFAULT_CLUSTER_HOT_WINDOW    60   /* seconds */
+#define OCI_DEFAULT_CLUSTER_MAX_REPLICAS  16   /* replica downloads at
+                                                  once */
+#define OCI_DEFAULT_CLUSTER_HOT_TABLE     4096 /* blobs counted at once */
 #define OCI_PINS_MAX                 1000
 
 /* A job with its transfer takes about 20 KiB (a blob's: 8 KiB of its
@@ -310,6 +316,15 @@ typedef struct {
     int              cluster_replicate;   /* OCI_CLUSTER_REPLICATE_* */
     long             cluster_fail_timeout;   /* seconds a failed peer is
                                                 skipped */
+    long             cluster_hot_requests;   /* replicate "hot": a blob
+                                                nginx forwarded this many
+                                                times in hot_window
+                                                seconds is copied here */
+    long             cluster_hot_window;
+    size_t           cluster_hot_table;      /* blobs counted at once, at
+                                                most (nginx's shared zone) */
+    size_t           cluster_max_replicas;   /* copies downloading at
+                                                once, at most */
 } oci_config_t;
 
 /*

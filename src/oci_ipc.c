@@ -75,6 +75,16 @@ static const oci_ipc_verb_t  oci_ipc_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_STAT] =     { "STAT", 4, 5 },
     [OCI_MSG_BUSY] =     { "BUSY", 4, 3 },
     [OCI_MSG_DETACH] =   { "DETACH", 6, 2 },
+    [OCI_MSG_REPLICATE] = { "REPLICATE", 9, 5 },
+    [OCI_MSG_FROM] =     { "FROM", 4, 3 },
+    [OCI_MSG_STATUS] =   { "STATUS", 6, 2 },
+};
+
+/* FROM's sources, by oci_from_t */
+static const char  *oci_ipc_from_words[] = {
+    NULL,
+    "inflight",
+    "negative"
 };
 
 
@@ -101,6 +111,14 @@ oci_msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
     s = oci_err_code(code);
     snprintf(m->code, sizeof(m->code), "%s", s != NULL ? s : "UNKNOWN");
     snprintf(m->message, sizeof(m->message), "%s", message);
+}
+
+
+void
+oci_msg_from(oci_msg_t *m, uint32_t id, oci_from_t source)
+{
+    oci_msg_init(m, OCI_MSG_FROM, id);
+    m->from = source;
 }
 
 
@@ -273,10 +291,12 @@ oci_ipc_check(const oci_msg_t *m)
     case OCI_MSG_DONE:
     case OCI_MSG_WAIT:
     case OCI_MSG_STATS:
+    case OCI_MSG_STATUS:
         return OCI_OK;
 
     case OCI_MSG_BLOB:
     case OCI_MSG_STAT:
+    case OCI_MSG_REPLICATE:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -291,6 +311,10 @@ oci_ipc_check(const oci_msg_t *m)
 
     case OCI_MSG_PONG:
         return (m->status == 0 || m->status == 1) ? OCI_OK : OCI_EINVAL;
+
+    case OCI_MSG_FROM:
+        return (m->from == OCI_FROM_INFLIGHT || m->from == OCI_FROM_NEGATIVE)
+               ? OCI_OK : OCI_EINVAL;
 
     case OCI_MSG_CTL:
     case OCI_MSG_OUT:
@@ -372,7 +396,9 @@ oci_ipc_check(const oci_msg_t *m)
         return OCI_EINVAL;
     }
 
-    if (m->type == OCI_MSG_BLOB || m->type == OCI_MSG_STAT) {
+    if (m->type == OCI_MSG_BLOB || m->type == OCI_MSG_STAT
+        || m->type == OCI_MSG_REPLICATE)
+    {
         return (oci_digest_parse(m->reference, len, NULL) == OCI_OK)
                ? OCI_OK : OCI_EINVAL;
     }
@@ -514,6 +540,7 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
 
     case OCI_MSG_BLOB:
     case OCI_MSG_STAT:
+    case OCI_MSG_REPLICATE:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -556,6 +583,10 @@ oci_msg_encode(const oci_msg_t *m, char *buf, size_t cap)
     case OCI_MSG_SIZE:
         oci_ipc_put_num(&o, m->size);
         oci_ipc_put_token(&o, m->path);
+        break;
+
+    case OCI_MSG_FROM:
+        oci_ipc_put_token(&o, oci_ipc_from_words[m->from]);
         break;
 
     case OCI_MSG_PROGRESS:
@@ -673,7 +704,7 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     const char            *nl, *p, *end, *sp;
     const oci_ipc_verb_t  *v;
     oci_ipc_tok_t          t[OCI_IPC_TOKENS_MAX];
-    size_t                 scan, ntok, cap;
+    size_t                 scan, ntok, cap, i;
     long long              num;
     unsigned               type;
     char                  *txt;
@@ -797,6 +828,7 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
 
     case OCI_MSG_BLOB:
     case OCI_MSG_STAT:
+    case OCI_MSG_REPLICATE:
     case OCI_MSG_MANIFEST:
     case OCI_MSG_TAGS:
     case OCI_MSG_REFERRERS:
@@ -868,6 +900,16 @@ oci_msg_decode(const char *buf, size_t len, oci_msg_t *m, size_t *consumed)
     case OCI_MSG_PROGRESS:
         if (oci_ipc_num(&t[2], 0, LLONG_MAX, &m->bytes)) {
             return OCI_EINVAL;
+        }
+        break;
+
+    case OCI_MSG_FROM:
+        for (i = OCI_FROM_INFLIGHT; i <= OCI_FROM_NEGATIVE; i++) {
+            if (t[2].len == strlen(oci_ipc_from_words[i])
+                && memcmp(t[2].p, oci_ipc_from_words[i], t[2].len) == 0)
+            {
+                m->from = (oci_from_t) i;
+            }
         }
         break;
 

@@ -24,9 +24,19 @@
  *   TAGS     <id> <registry> <name> <n|-1> <last|->
  *   REFERRERS <id> <registry> <name> <digest> <artifact-type|->
  *   STATS    <id>                     the fetcher's metrics
+ *   STATUS   <id>                     the fetcher's part of the status
+ *                                     page: downloads in flight, the
+ *                                     store, the endpoints, the last
+ *                                     errors (a JSON object)
  *   USED     <id> <digest>            a stored blob or manifest was served
  *                                     (recency for the cache manager;
  *                                     batched by the worker, no answer)
+ *   REPLICATE <id> <registry> <name> <digest>
+ *                                     a cluster node with replicate "hot":
+ *                                     a blob its clients ask for often and
+ *                                     another node owns; the fetcher
+ *                                     copies it here from the owner, in
+ *                                     the background (no answer; id 0)
  *   CANCEL   <id>                     the worker's client went away
  *   DETACH   <id>                     the request has what it needs (a
  *                                     range on disk) and leaves, but the
@@ -60,7 +70,8 @@
  *                                     page ("n=..&last=..");
  *                                     REFERRERS: the image index (already
  *                                     filtered by the artifact type);
- *                                     STATS: Prometheus text lines
+ *                                     STATS: Prometheus text lines;
+ *                                     STATUS: a JSON object
  *   FAIL     <id> <status> <code> <message...>
  *   BUSY     <id> <retry-after> <message...>
  *                                     refused at once: one of the
@@ -68,6 +79,14 @@
  *                                     message names it); the client gets
  *                                     503 TOOMANYREQUESTS and Retry-After
  *                                     (seconds, 1..86400)
+ *   FROM     <id> <source>          where the answer that follows comes
+ *                                     from, said only when it is not a
+ *                                     download started for this request:
+ *                                     "inflight" (a BLOB joined a download
+ *                                     already running), "negative" (a
+ *                                     MANIFEST's FAIL is a remembered
+ *                                     upstream 404); for the worker's log
+ *                                     ($ocimirror_cache_status)
  *   WAIT     <id>                     still working on it (queued for a
  *                                     transfer slot, waiting for a token,
  *                                     or a body without Content-Length):
@@ -116,8 +135,18 @@ typedef enum {
     OCI_MSG_STAT,
     OCI_MSG_BUSY,
     OCI_MSG_DETACH,
+    OCI_MSG_REPLICATE,
+    OCI_MSG_FROM,
+    OCI_MSG_STATUS,
     OCI_MSG__COUNT
 } oci_msg_type_t;
+
+/* FROM's source */
+typedef enum {
+    OCI_FROM_NONE = 0,
+    OCI_FROM_INFLIGHT,
+    OCI_FROM_NEGATIVE
+} oci_from_t;
 
 typedef struct {
     oci_msg_type_t  type;
@@ -152,6 +181,7 @@ typedef struct {
     char            message[256];         /* FAIL, BUSY */
     long            retry_after;          /* BUSY: seconds */
     char            text[OCI_IPC_TEXT_MAX];   /* CTL, OUT; END: status */
+    oci_from_t      from;                     /* FROM */
 } oci_msg_t;
 
 /* Clear a message and set its type and id; other fields empty. */
@@ -161,6 +191,9 @@ void oci_msg_init(oci_msg_t *m, oci_msg_type_t type, uint32_t id);
  * none) and message (cut to fit). */
 void oci_msg_fail(oci_msg_t *m, uint32_t id, int status, oci_errcode_t code,
     const char *message);
+
+/* A FROM for id: the answer that follows comes from source. */
+void oci_msg_from(oci_msg_t *m, uint32_t id, oci_from_t source);
 
 /* A BUSY for id: retry after secs seconds, message naming the bound. */
 void oci_msg_busy(oci_msg_t *m, uint32_t id, long secs, const char *message);

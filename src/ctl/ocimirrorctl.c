@@ -7,7 +7,8 @@
  *
  * The fetcher owns the grammar of its commands: they are passed through
  * as written, and only what the CLI adds itself (du, --no-wait, --wait)
- * is parsed here.  Errors are one line on stderr, "ocimirrorctl: ...".
+ * is parsed here; clients writes runtimes' files from the config alone
+ * (octl_clients.c).  Errors are one line on stderr, "ocimirrorctl: ...".
  */
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 
 #include "oci_config.h"
 #include "oci_ipc.h"
+#include "octl_clients.h"
 #include "octl_conn.h"
 #include "octl_du.h"
 #include "octl_watch.h"
@@ -59,11 +61,13 @@ static int octl_pass(octl_t *ctl, int argc, char **argv);
 static int octl_warm(octl_t *ctl, int argc, char **argv);
 static int octl_scrub(octl_t *ctl, int argc, char **argv);
 static int octl_du(octl_t *ctl, int argc, char **argv);
+static int octl_clients(octl_t *ctl, int argc, char **argv);
 static int octl_help(octl_t *ctl, int argc, char **argv);
 
 static const octl_command_t  octl_commands[] = {
     { "status", octl_pass },
     { "du", octl_du },
+    { "clients", octl_clients },
     { "evict", octl_pass },
     { "pins", octl_pass },
     { "pin", octl_pass },
@@ -97,7 +101,8 @@ static const char  octl_help_text[] =
 "    -c FILE     the config (default " OCTL_CONFIG_DEFAULT "):\n"
 "                the fetcher's socket (fetcher.socket) and the store\n"
 "                (store.path)\n"
-"    -s SOCKET   the fetcher's socket; then only du reads the config\n"
+"    -s SOCKET   the fetcher's socket; then only du and clients read the\n"
+"                config\n"
 "    -t SECONDS  how long to wait for an answer (default 30)\n"
 "    -h          this text\n"
 "\n"
@@ -128,6 +133,15 @@ static const char  octl_help_text[] =
 "                            (--deep: layers too); --wait polls\n"
 "                            scrub-status until its state is idle\n"
 "    scrub-status            the scrub running, or the last one\n"
+"    clients --mirror URL [--out DIR] [--format F] [--ca FILE]\n"
+"                            write the files that point clients at the\n"
+"                            mirror URL, for every configured registry:\n"
+"                            containerd's certs.d/<registry>/hosts.toml,\n"
+"                            CRI-O/podman's registries.conf.d drop-in,\n"
+"                            Docker's daemon.json (Docker Hub only); F is\n"
+"                            containerd, crio, docker or all (all); DIR\n"
+"                            the folder (.); --ca: the CA file containerd\n"
+"                            checks an https mirror with\n"
 "    help                    this text\n"
 "\n"
 "    pin, unpin, purge, warm and scrub change the mirror: the fetcher takes\n"
@@ -788,6 +802,122 @@ octl_du(octl_t *ctl, int argc, char **argv)
     octl_du_free(&du);
 
     octl_du_live(ctl, next);
+
+    return OCTL_EXIT_OK;
+}
+
+
+static void
+octl_clients_report(const char *line, void *data)
+{
+    printf("%s\n", line);
+}
+
+
+/* clients: generated from the config alone; the fetcher is not asked. */
+static int
+octl_clients(octl_t *ctl, int argc, char **argv)
+{
+    octl_mirror_t  m;
+    const char    *url, *dir, *format, *ca;
+    unsigned       formats;
+    char           err[OCI_PATH_MAX + 256];
+    int            i, rc;
+
+    url = NULL;
+    dir = ".";
+    format = "all";
+    ca = NULL;
+
+    for (i = 1; i < argc; i++) {
+        if (i + 1 == argc
+            || (strcmp(argv[i], "--mirror") != 0
+                && strcmp(argv[i], "--out") != 0
+                && strcmp(argv[i], "--format") != 0
+                && strcmp(argv[i], "--ca") != 0))
+        {
+            octl_error("clients: %s \"%s\" (clients --mirror URL "
+                       "[--out DIR] [--format containerd|crio|docker|all] "
+                       "[--ca FILE])",
+                       i + 1 == argc && argv[i][0] == '-'
+                       ? "a value is missing after" : "unknown argument",
+                       argv[i]);
+            return OCTL_EXIT_USAGE;
+        }
+
+        if (strcmp(argv[i], "--mirror") == 0) {
+            url = argv[i + 1];
+
+        } else if (strcmp(argv[i], "--out") == 0) {
+            dir = argv[i + 1];
+
+        } else if (strcmp(argv[i], "--format") == 0) {
+            format = argv[i + 1];
+
+        } else {
+            ca = argv[i + 1];
+        }
+
+        i++;
+    }
+
+    if (url == NULL) {
+        octl_error("clients: --mirror URL is needed (the address clients "
+                   "reach the mirror at, http://mirror.example:5000)");
+        return OCTL_EXIT_USAGE;
+    }
+
+    if (strcmp(format, "all") == 0) {
+        formats = OCTL_CLIENTS_ALL;
+
+    } else if (strcmp(format, "containerd") == 0) {
+        formats = OCTL_CLIENTS_CONTAINERD;
+
+    } else if (strcmp(format, "crio") == 0) {
+        formats = OCTL_CLIENTS_CRIO;
+
+    } else if (strcmp(format, "docker") == 0) {
+        formats = OCTL_CLIENTS_DOCKER;
+
+    } else {
+        octl_error("clients: --format \"%s\": containerd, crio, docker or "
+                   "all", format);
+        return OCTL_EXIT_USAGE;
+    }
+
+    if (ca != NULL && ca[0] != '/') {
+        octl_error("clients: --ca \"%s\": the path on the nodes, absolute",
+                   ca);
+        return OCTL_EXIT_USAGE;
+    }
+
+    if (dir[0] == '\0') {
+        octl_error("clients: --out is empty");
+        return OCTL_EXIT_USAGE;
+    }
+
+    if (octl_mirror_parse(url, &m, err, sizeof(err)) != OCI_OK) {
+        octl_error("clients: %s", err);
+        return OCTL_EXIT_USAGE;
+    }
+
+    if (ca != NULL && !m.https) {
+        octl_error("clients: --ca is for an https:// mirror");
+        return OCTL_EXIT_USAGE;
+    }
+
+    rc = octl_config(ctl);
+    if (rc != OCTL_EXIT_OK) {
+        return rc;
+    }
+
+    if (octl_clients_write(ctl->cf, &m, dir, formats, ca,
+                           octl_clients_report, NULL, err, sizeof(err))
+        != OCI_OK)
+    {
+        octl_error("clients: %s", err);
+        return OCTL_EXIT_FAIL;
+    }
 
     return OCTL_EXIT_OK;
 }

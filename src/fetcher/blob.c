@@ -118,7 +118,12 @@ typedef struct {
                                                    written yet */
     blob_wbuf_t  *cbufs;                        /* per chunk, the same */
     int           size_sent;                    /* waiters stream tmp */
+    int           size_told;                    /* a waiter was sent
+                                                   SIZE with tmp: it
+                                                   may read it */
     int           committed;
+    int           replica;                      /* a cluster copy
+                                                   (blob_replicate()) */
     commit_req_t *commit;                       /* verified, its commit
                                                    under way: tmp is the
                                                    commit thread's */
@@ -171,6 +176,8 @@ static void blob_chunk_done(xfer_t *x, CURLcode rc, void *data);
 static void blob_chunk_token_done(token_waiter_t *w, int ok,
     oci_errcode_t code);
 
+static void blob_view(const job_t *j, job_view_t *v);
+
 static const job_ops_t  blob_ops = {
     "blob",
     OCI_ERR_BLOB_UNKNOWN,
@@ -187,7 +194,8 @@ static const job_ops_t  blob_ops = {
     NULL,               /* throttled: FAIL, nothing stored to serve */
     blob_retarget,
     NULL,               /* rejected: FAIL */
-    sizeof(blob_waiter_t)
+    sizeof(blob_waiter_t),
+    blob_view
 };
 
 static const xfer_handler_t  blob_chunk_handler = {
@@ -208,6 +216,7 @@ blob_send_size(blob_job_t *b, waiter_t *w, const char *path)
     snprintf(m.path, sizeof(m.path), "%s", path);
 
     bw->sent_size = 1;
+    b->size_told = 1;
     waiter_send(w, &m);
 }
 
@@ -283,7 +292,7 @@ blob_retarget(job_t *j, const oci_registry_t *reg, const char *name)
 static job_t *
 blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     const char *digest, const char *hex, const char *key, xfer_prio_t prio,
-    conn_t *c, uint32_t id)
+    conn_t *c, uint32_t id, const char *peer_url)
 {
     blob_job_t  *b;
     job_t       *j;
@@ -320,6 +329,17 @@ blob_start(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     }
 
     blob_request_setup(j, digest);
+
+    if (peer_url != NULL) {
+        if (job_from_peer(j, peer_url) != 0) {
+            job_finish(j);
+            return NULL;
+        }
+
+        b->replica = 1;
+        jobs->replicas++;
+    }
+
     job_issue(j);
 
     return j;
@@ -391,6 +411,9 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         w->registry = reg;
         snprintf(w->name, sizeof(w->name), "%s", m->name);
 
+        oci_msg_from(&r, m->id, OCI_FROM_INFLIGHT);
+        conn_send(c, &r);
+
         job_promote(j);
 
         /* while the commit runs tmp may be renamed at any moment: the
@@ -408,7 +431,7 @@ blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
     }
 
     blob_start(jobs, reg, m->name, m->reference, hex, key, XFER_PRIO_CLIENT,
-               c, m->id);
+               c, m->id, NULL);
 }
 
 
@@ -449,8 +472,89 @@ blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     snprintf(key, sizeof(key), "B %s", digest);
 
     return blob_start(jobs, reg, name, digest, hex, key, XFER_PRIO_PREFETCH,
-                      NULL, 0)
+                      NULL, 0, NULL)
            != NULL ? 1 : -1;
+}
+
+
+/*
+ * REPLICATE: a worker of this cluster node forwarded a blob another node
+ * owns often enough (cluster.replicate "hot", hot_requests in
+ * hot_window): a copy is made here, so that its next clients are served
+ * from this node's store.  It is a blob job like a prefetch (detached,
+ * at prefetch priority, verified before it is committed), whose first
+ * request goes to this node's own nginx at cluster.self with the
+ * OCI_CLUSTER_REPLICA_HEADER: the module there passes it over the other
+ * nodes (their ring: the owner, then failover), as a client's miss would
+ * go, and never serves it as a miss here.  The copy thus crosses the LAN,
+ * not the WAN.  If no node gives it, the job asks the upstream
+ * (job_peer_failed()).  At most cluster.max_replicas at once, and within
+ * fetcher.max_jobs; past them the request is left out and counted.  No
+ * answer is sent.
+ */
+void
+blob_replicate(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
+{
+    const oci_config_t    *cf = jobs->cf;
+    const oci_registry_t  *reg;
+    char                   hex[OCI_SHA256_HEX_LEN + 1];
+    char                   key[OCI_DIGEST_MAX + 8];
+    char                   url[OCI_PATH_MAX];
+    int                    n;
+
+    if (cf->cluster_replicate != OCI_CLUSTER_REPLICATE_HOT
+        || cf->n_cluster_peers < 2)
+    {
+        /* a worker of an nginx that read another config */
+        log_debug("REPLICATE of %s ignored: cluster.replicate is not "
+                  "\"hot\"", m->reference);
+        return;
+    }
+
+    reg = oci_config_registry(cf, m->registry, strlen(m->registry));
+
+    if (reg == NULL || reg->n_endpoints == 0
+        || !oci_name_valid(m->name, strlen(m->name))
+        || oci_digest_parse(m->reference, strlen(m->reference), hex)
+           != OCI_OK)
+    {
+        log_info("REPLICATE of %s/%s@%s ignored: not a configured "
+                 "registry, name or sha256 digest", m->registry, m->name,
+                 m->reference);
+        return;
+    }
+
+    if (blob_present(jobs, m->reference)) {
+        return;
+    }
+
+    if (jobs->replicas >= cf->cluster_max_replicas
+        || jobs->njobs >= (size_t) cf->max_jobs)
+    {
+        stats_registry(reg)->cluster_replicas_skipped++;
+        log_debug("REPLICATE of %s left out: %zu copies, %zu jobs in "
+                  "flight", m->reference, jobs->replicas, jobs->njobs);
+        return;
+    }
+
+    n = snprintf(url, sizeof(url), "http://%s/v2/%s/blobs/%s?ns=%s",
+                 cf->cluster_peers[cf->cluster_self], m->name, m->reference,
+                 reg->name);
+
+    if (n < 0 || (size_t) n >= sizeof(url)) {
+        return;
+    }
+
+    snprintf(key, sizeof(key), "B %s", m->reference);
+
+    if (blob_start(jobs, reg, m->name, m->reference, hex, key,
+                   XFER_PRIO_PREFETCH, NULL, 0, url)
+        != NULL)
+    {
+        stats_registry(reg)->cluster_replicas++;
+        log_info("blob %s/%s@%s: hot here, copied from the cluster",
+                 reg->name, m->name, m->reference);
+    }
 }
 
 
@@ -472,6 +576,28 @@ blob_progress(jobs_t *jobs, const char *digest, long long *done)
     *done = b->written + (b->chunked ? 0 : (long long) b->wbuf.len);
 
     return 1;
+}
+
+
+/* The status page: the bytes in the file, from 0 in order, or, of a
+ * ranged download, what every chunk got. */
+static void
+blob_view(const job_t *j, job_view_t *v)
+{
+    size_t             i;
+    const blob_job_t  *b = (const blob_job_t *) j;
+
+    snprintf(v->ref, sizeof(v->ref), "sha256:%s", b->hex);
+    v->total = b->size;
+    v->done = b->written + (long long) b->wbuf.len;
+
+    if (b->chunked) {
+        v->done = 0;
+
+        for (i = 0; i < b->chunks.n; i++) {
+            v->done += b->chunks.chunk[i].got;
+        }
+    }
 }
 
 
@@ -529,6 +655,7 @@ blob_reset(job_t *j)
 
     b->written = 0;
     b->size = -1;
+    b->size_sent = 0;
     b->wbuf.len = 0;
     b->wbuf.off = 0;
 
@@ -536,11 +663,16 @@ blob_reset(job_t *j)
 }
 
 
-/* Once waiters stream the temp file, it cannot start over elsewhere. */
+/* Once waiters stream the temp file, it cannot start over elsewhere (a
+ * job without them goes on by chunks: blob_unavailable()).  The cluster's
+ * copy (job_from_peer()), a plain GET, may while no waiter was told of
+ * the file. */
 static int
 blob_can_retry(job_t *j)
 {
-    return !((blob_job_t *) j)->size_sent;
+    blob_job_t  *b = (blob_job_t *) j;
+
+    return !b->size_told && (!b->size_sent || j->peer_url != NULL);
 }
 
 
@@ -1237,6 +1369,12 @@ blob_complete(blob_job_t *b)
     }
 
     if (b->size >= 0 && b->written != b->size) {
+        if (j->peer_url != NULL) {
+            /* the cluster's copy: the upstream, if nobody reads it yet */
+            job_peer_failed(j, "short body");
+            return;
+        }
+
         log_error("%s: got %lld of %lld bytes", j->label, b->written,
                   b->size);
         job_fail(j, 502, OCI_ERR_UPSTREAM, "short body from upstream");
@@ -1253,6 +1391,13 @@ blob_complete(blob_job_t *b)
     }
 
     oci_sha256_hex(md, got);
+
+    if (strcmp(got, b->hex) != 0 && j->peer_url != NULL) {
+        log_error("%s: digest mismatch, the cluster sent sha256:%s "
+                  "(%lld bytes); not stored", j->label, got, b->written);
+        job_peer_failed(j, "digest mismatch");
+        return;
+    }
 
     if (strcmp(got, b->hex) != 0) {
         log_error("%s: digest mismatch, upstream sent sha256:%s "
@@ -1744,4 +1889,8 @@ blob_cleanup(job_t *j)
 
     blob_wbuf_free(&b->wbuf);
     EVP_MD_CTX_free(b->md);
+
+    if (b->replica) {
+        j->jobs->replicas--;
+    }
 }

@@ -17,6 +17,10 @@ void blob_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
 int blob_prefetch(jobs_t *jobs, const oci_registry_t *reg, const char *name,
     const char *digest);
 
+/* REPLICATE <id> <registry> <name> <digest>: a cluster node's copy of a
+ * hot blob another node owns, from that node; no answer. */
+void blob_replicate(jobs_t *jobs, conn_t *c, const oci_msg_t *m);
+
 /* 1 if the blob is stored or in flight.  A digest that is not sha256
  * counts as present: it is never fetched. */
 int blob_present(jobs_t *jobs, const char *digest);

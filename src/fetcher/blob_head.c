@@ -52,7 +52,8 @@ static const job_ops_t  blob_head_ops = {
     NULL,               /* throttled: FAIL 429 */
     NULL,               /* retarget: each waiter asked this way */
     NULL,               /* rejected: FAIL */
-    0
+    0,
+    NULL                /* view: not a download the status page lists */
 };
 
 

@@ -22,6 +22,7 @@
 #include "prefetch.h"
 #include "referrers.h"
 #include "stats.h"
+#include "status.h"
 #include "tags.h"
 #include "warm.h"
 
@@ -50,7 +51,9 @@ static const dispatch_verb_t  dispatch_verbs[OCI_MSG__COUNT] = {
     [OCI_MSG_CANCEL] =    { "CANCEL", jobs_cancel, 0 },
     [OCI_MSG_DETACH] =    { "DETACH", jobs_detach, 0 },
     [OCI_MSG_USED] =      { "USED", dispatch_used, 0 },
+    [OCI_MSG_REPLICATE] = { "REPLICATE", blob_replicate, 0 },
     [OCI_MSG_CTL] =       { "CTL", ctl_request, 0 },
+    [OCI_MSG_STATUS] =    { "STATUS", status_request, 0 },
 };
 
 /* The kinds /metrics lists even while none of their jobs runs. */

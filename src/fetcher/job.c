@@ -13,6 +13,7 @@
 
 #include "oci_ref.h"
 #include "oci_store.h"
+#include "errors.h"
 #include "job.h"
 #include "job_auth.h"
 #include "log.h"
@@ -25,6 +26,9 @@ static void job_xfer_done(xfer_t *x, CURLcode rc, void *data);
 static int job_xfer_headers(xfer_t *x, void *data);
 static int job_xfer_body(xfer_t *x, const char *p, size_t n, void *data);
 static void job_fail_upstream(job_t *j, const xfer_resp_t *r);
+static void job_issue_peer(job_t *j);
+static void job_peer_done(job_t *j, xfer_t *x, CURLcode rc,
+    const xfer_resp_t *r);
 
 static const xfer_handler_t  job_xfer_handler = {
     job_xfer_headers,
@@ -198,6 +202,7 @@ job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
     job_target(j, reg, name, ref);
 
     j->prio = XFER_PRIO_CLIENT;
+    j->started_ms = endpoints_monotonic();
 
     jobs->njobs++;
 
@@ -375,6 +380,7 @@ job_finish(job_t *j)
     j->jobs->njobs--;
 
     free(j->order);
+    free(j->peer_url);
     free(j->key);
     free(j);
 }
@@ -470,6 +476,11 @@ job_fail(job_t *j, int status, oci_errcode_t code, const char *message)
 
     log_debug("%s: FAIL %d %s %s", j->label, status, oci_err_code(code),
               message);
+
+    /* a 404 is the client's mistake, not the upstream's */
+    if (status != 404) {
+        errors_add(j->label, status, message);
+    }
 
     oci_msg_fail(&m, 0, status, code, message);
     job_send_all(j, &m);
@@ -710,6 +721,74 @@ job_url(const job_t *j, char *url, size_t cap)
 }
 
 
+int
+job_from_peer(job_t *j, const char *url)
+{
+    j->peer_url = strdup(url);
+    if (j->peer_url == NULL) {
+        log_error("%s: out of memory", j->label);
+        return -1;
+    }
+
+    j->peer_ranged = j->ranged;
+    j->ranged = 0;
+
+    return 0;
+}
+
+
+/* The request to the peer: the cluster's node-to-node traffic, so none
+ * of the registry's settings (credentials, proxy, bandwidth share,
+ * counters) apply. */
+static void
+job_issue_peer(job_t *j)
+{
+    xfer_req_t  req;
+
+    memset(&req, 0, sizeof(req));
+    req.url = j->peer_url;
+    req.prio = j->prio;
+    req.http1 = 1;
+    req.direct = 1;
+    req.unshaped = 1;
+    req.header = OCI_CLUSTER_REPLICA_HEADER ": 1";
+
+    j->aborted = 0;
+    j->restart = 0;
+
+    j->xfer = xfer_start(j->jobs->xm, &req, &job_xfer_handler, j);
+    if (j->xfer == NULL) {
+        job_peer_failed(j, "cannot start a transfer");
+    }
+}
+
+
+void
+job_peer_failed(job_t *j, const char *why)
+{
+    int  retry;
+
+    retry = j->ops->can_retry(j);
+
+    free(j->peer_url);
+    j->peer_url = NULL;
+    j->ranged = j->peer_ranged;
+
+    if (!retry) {
+        log_warn("%s: the cluster's copy failed (%s) after clients began "
+                 "to read it", j->label, why);
+        job_fail(j, 502, OCI_ERR_UPSTREAM, "the cluster's copy failed");
+        return;
+    }
+
+    log_info("%s: the cluster's copy failed (%s), asking the upstream",
+             j->label, why);
+
+    stats_registry(j->registry)->cluster_replica_fallbacks++;
+    job_issue(j);
+}
+
+
 void
 job_issue(job_t *j)
 {
@@ -718,6 +797,11 @@ job_issue(job_t *j)
 
     if (j->ops->reset(j) != 0) {
         job_fail(j, 503, OCI_ERR_UNAVAILABLE, "cannot reset the download");
+        return;
+    }
+
+    if (j->peer_url != NULL) {
+        job_issue_peer(j);
         return;
     }
 
@@ -782,6 +866,7 @@ job_failover(job_t *j, const char *why)
 {
     const oci_registry_t  *reg = j->registry;
     size_t                 pos;
+    char                   text[ERRORS_TEXT_MAX];
 
     for (pos = j->order_pos + 1; pos < j->n_order; pos++) {
         if (endpoints_usable(j->jobs->eps, reg, j->order[pos])) {
@@ -796,6 +881,10 @@ job_failover(job_t *j, const char *why)
     log_warn("%s: endpoint %s failed (%s), trying %s", j->label,
              reg->endpoints[j->endpoint], why,
              reg->endpoints[j->order[pos]]);
+
+    snprintf(text, sizeof(text), "endpoint %s failed (%s), trying %s",
+             reg->endpoints[j->endpoint], why, reg->endpoints[j->order[pos]]);
+    errors_add(j->label, 0, text);
 
     stats_registry(reg)->failovers++;
     j->order_pos = pos;
@@ -926,6 +1015,12 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
 
     j->xfer = NULL;
     r = xfer_response(x);
+
+    if (j->peer_url != NULL) {
+        job_peer_done(j, x, rc, r);
+        return;
+    }
+
     foreign = r->redirected && !job_from_endpoint(j, xfer_effective_url(x));
 
     /* the endpoint's health, unless the answer came from memory and no
@@ -1038,6 +1133,55 @@ job_xfer_done(xfer_t *x, CURLcode rc, void *data)
     }
 
     job_fail_upstream(j, r);
+}
+
+
+/* The peer's transfer ended: a complete 2xx is the kind's, as from an
+ * endpoint.  No answer, a cut, a 5xx (nginx's 502 with every other node
+ * down), a 429, a 409 (a node that is not the owner refuses a copy it
+ * does not hold: the module) or an answer the kind refused go upstream;
+ * another 4xx is the owner's answer from the upstream (a 404: no such
+ * blob), not asked of it again. */
+static void
+job_peer_done(job_t *j, xfer_t *x, CURLcode rc, const xfer_resp_t *r)
+{
+    char  why[CURL_ERROR_SIZE + 32];
+
+    if (j->aborted) {
+        job_peer_failed(j, j->abort_message);
+        return;
+    }
+
+    if (j->restart) {
+        job_issue(j);
+        return;
+    }
+
+    if (rc == CURLE_OK && r->status >= 200 && r->status < 300) {
+        j->ops->done(j, r);
+        return;
+    }
+
+    if (rc == CURLE_OK && r->status >= 400 && r->status < 500
+        && r->status != 409 && r->status != 429)
+    {
+        log_info("%s: the cluster's copy was answered %ld", j->label,
+                 r->status);
+        free(j->peer_url);
+        j->peer_url = NULL;
+        j->ranged = j->peer_ranged;
+        job_fail_upstream(j, r);
+        return;
+    }
+
+    if (rc != CURLE_OK) {
+        snprintf(why, sizeof(why), "%s", xfer_strerror(x, rc));
+
+    } else {
+        snprintf(why, sizeof(why), "answered %ld", r->status);
+    }
+
+    job_peer_failed(j, why);
 }
 
 
@@ -1158,6 +1302,55 @@ jobs_census(jobs_t *jobs, stats_census_t *census)
     memcpy(census->refused, jobs->refused, sizeof(census->refused));
     census->dropped = jobs->dropped;
     census->finished_unwaited = jobs->finished_unwaited;
+}
+
+
+size_t
+jobs_view(jobs_t *jobs, job_view_t *v, size_t max, size_t *all)
+{
+    queue_t  *q, *wq;
+    job_t    *j;
+    size_t    n;
+
+    n = 0;
+    *all = 0;
+
+    for (q = queue_head(&jobs->all);
+         q != queue_sentinel(&jobs->all);
+         q = queue_next(q))
+    {
+        j = queue_data(q, job_t, link);
+
+        if (j->ops->view == NULL) {
+            continue;
+        }
+
+        (*all)++;
+
+        if (n == max) {
+            continue;
+        }
+
+        memset(&v[n], 0, sizeof(job_view_t));
+        v[n].kind = j->ops->kind;
+        v[n].registry = j->registry;
+        v[n].name = j->name;
+        v[n].started_ms = j->started_ms;
+        v[n].total = -1;
+        v[n].prefetch = j->prio == XFER_PRIO_PREFETCH;
+
+        for (wq = queue_head(&j->waiters);
+             wq != queue_sentinel(&j->waiters);
+             wq = queue_next(wq))
+        {
+            v[n].waiters++;
+        }
+
+        j->ops->view(j, &v[n]);
+        n++;
+    }
+
+    return n;
 }
 
 

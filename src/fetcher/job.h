@@ -111,6 +111,7 @@ struct jobs_s {
      * prefetch leaves what another node owns to that node */
     oci_ring_t             ring;
     size_t                 hints;       /* prefetch.c's, in flight */
+    size_t                 replicas;    /* blob.c's copies, in flight */
 
     /* the bounds (see above) */
     size_t                 njobs;       /* in all */
@@ -119,6 +120,21 @@ struct jobs_s {
     unsigned long long     dropped;
     unsigned long long     finished_unwaited;
 };
+
+/* A job as the status page lists it (jobs_view()): what the job layer
+ * knows, and what the kind's view op adds. */
+typedef struct {
+    const char            *kind;        /* job_ops_t.kind */
+    const oci_registry_t  *registry;
+    const char            *name;        /* the job's, valid until the loop
+                                           runs again */
+    char                   ref[OCI_REF_MAX + 1];    /* the digest */
+    long long              started_ms;  /* endpoints_monotonic() */
+    long long              done;        /* bytes in the file */
+    long long              total;       /* -1: not known yet */
+    unsigned long          waiters;
+    int                    prefetch;    /* at prefetch priority */
+} job_view_t;
 
 typedef struct {
     const char      *kind;              /* "blob", for the log */
@@ -184,6 +200,10 @@ typedef struct {
     /* bytes of the kind's own per waiter (waiter_t.data): what it asked,
      * what it was sent; 0: none */
     size_t   waiter_size;
+
+    /* a download the status page lists: fill v->ref, v->done and
+     * v->total; NULL: the kind's jobs are not listed (jobs_view()) */
+    void  (*view)(const job_t *j, job_view_t *v);
 } job_ops_t;
 
 struct job_s {
@@ -237,6 +257,13 @@ struct job_s {
     xfer_t            *xfer;
     token_waiter_t     token_waiter;
 
+    /* not NULL: the request goes there first, a cluster node's copy of
+     * a hot blob (blob.c): this node's own nginx, which passes it to the
+     * node that owns it (job_from_peer()); on any failure the job starts
+     * over at the registry's endpoints, if it can (can_retry) */
+    char              *peer_url;
+    int                peer_ranged;             /* j->ranged to restore */
+
     /* set by job_restart() from a kind's callback */
     int                restart;
 
@@ -245,6 +272,8 @@ struct job_s {
     int                abort_status;
     oci_errcode_t      abort_code;
     char               abort_message[128];
+
+    long long          started_ms;      /* endpoints_monotonic() */
 };
 
 struct waiter_s {
@@ -302,6 +331,11 @@ int jobs_admit_job(jobs_t *jobs, conn_t *c, uint32_t id);
  * room; and their waiters. */
 void jobs_census(jobs_t *jobs, stats_census_t *census);
 
+/* The downloads in flight (the jobs of kinds with a view op), oldest
+ * first, into v[0..max): their number; *all is set to how many there
+ * are. */
+size_t jobs_view(jobs_t *jobs, job_view_t *v, size_t max, size_t *all);
+
 /* Send the coalesced progress of every dirty job. */
 void jobs_flush(jobs_t *jobs);
 
@@ -326,6 +360,18 @@ job_t *job_create(jobs_t *jobs, const job_ops_t *ops, size_t size,
  * label (ref as for job_create()). */
 void job_target(job_t *j, const oci_registry_t *reg, const char *name,
     const char *ref);
+
+/* Send j's first request to url (a cluster peer, through this node's
+ * nginx: the header OCI_CLUSTER_REPLICA_HEADER) rather than to the
+ * registry: a plain GET, no credentials, no proxy, no bandwidth share, no
+ * endpoint health.  0, or -1 (out of memory, logged). */
+int job_from_peer(job_t *j, const char *url);
+
+/* j's request to the peer (job_from_peer()) failed, or what it sent is
+ * not the thing (kinds: a short body, another digest): the registry's
+ * endpoints, as if the job began there, if the kind can start over
+ * (can_retry); else FAIL 502. */
+void job_peer_failed(job_t *j, const char *why);
 
 /* The in-flight job for key, or NULL. */
 job_t *job_find(jobs_t *jobs, const char *key);

@@ -111,7 +111,8 @@ static const job_ops_t  manifest_ops = {
     manifest_throttled,
     NULL,               /* retarget: keyed by registry and name */
     NULL,               /* rejected: FAIL */
-    0                   /* waiter_size: META goes to all alike */
+    0,                  /* waiter_size: META goes to all alike */
+    NULL                /* view: not a download the status page lists */
 };
 
 
@@ -363,6 +364,8 @@ manifest_request(jobs_t *jobs, conn_t *c, const oci_msg_t *m)
         log_debug("manifest %s/%s:%s: upstream 404 remembered", reg->name,
                   m->name, m->reference);
         stats_registry(reg)->negative_hits++;
+        oci_msg_from(&r, m->id, OCI_FROM_NEGATIVE);
+        conn_send(c, &r);
         conn_send_fail(c, m->id, oci_err_status(code), code,
                    "manifest unknown upstream (remembered)");
         return;

@@ -98,7 +98,8 @@ static const job_ops_t  referrers_ops = {
     list_throttled,     /* the stored index, or FAIL 429 */
     NULL,               /* retarget: keyed by registry and name */
     referrers_rejected,
-    sizeof(referrers_waiter_t)
+    sizeof(referrers_waiter_t),
+    NULL                /* view: not a download the status page lists */
 };
 
 static const list_kind_t  referrers_kind = {

@@ -114,6 +114,18 @@ static const stats_family_t  stats_families[] = {
     { "ocimirror_fetcher_cluster_hints_skipped_total",
       "Those not asked: PREFETCH_HINTS_MAX were in flight.",
       STATS_COUNTER, offsetof(stats_registry_t, cluster_hints_skipped) },
+    { "ocimirror_fetcher_cluster_replicas_total",
+      "Hot blobs another cluster node owns, copied here from it "
+      "(cluster.replicate \"hot\"): downloads begun.",
+      STATS_COUNTER, offsetof(stats_registry_t, cluster_replicas) },
+    { "ocimirror_fetcher_cluster_replicas_skipped_total",
+      "Copies not begun: cluster.max_replicas or fetcher.max_jobs were "
+      "reached.",
+      STATS_COUNTER, offsetof(stats_registry_t, cluster_replicas_skipped) },
+    { "ocimirror_fetcher_cluster_replica_fallbacks_total",
+      "Copies the cluster could not give (every other node failed): "
+      "downloaded from the upstream instead.",
+      STATS_COUNTER, offsetof(stats_registry_t, cluster_replica_fallbacks) },
     { "ocimirror_fetcher_ratelimit_limit",
       "The upstream's last RateLimit-Limit (absent until one was seen).",
       STATS_GAUGE, offsetof(stats_registry_t, ratelimit_limit) },

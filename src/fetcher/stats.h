@@ -56,6 +56,13 @@ typedef struct {
                                                 them */
     unsigned long long  cluster_hints_skipped;  /* not asked: too many
                                                 in flight */
+    unsigned long long  cluster_replicas;    /* hot blobs copied from the
+                                                node that owns them
+                                                (replicate "hot"): begun */
+    unsigned long long  cluster_replicas_skipped;  /* not begun: max_replicas
+                                                or max_jobs reached */
+    unsigned long long  cluster_replica_fallbacks;  /* the owner could not
+                                                give it: asked upstream */
     long long           ratelimit_limit;     /* gauge: upstream's last
                                                 RateLimit-Limit, -1 */
     long long           ratelimit_remaining; /* gauge, -1 unknown */

@@ -92,7 +92,8 @@ static const job_ops_t  tags_ops = {
     list_throttled,     /* the stored list, or FAIL 429 */
     NULL,               /* retarget: keyed by registry and name */
     NULL,               /* rejected: FAIL */
-    sizeof(tags_waiter_t)
+    sizeof(tags_waiter_t),
+    NULL                /* view: not a download the status page lists */
 };
 
 static const list_kind_t  tags_kind = {

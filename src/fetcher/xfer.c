@@ -966,6 +966,10 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
                                      &failed);
     }
 
+    if (req->header != NULL) {
+        x->headers = xfer_add_header(x->headers, "", req->header, &failed);
+    }
+
     if (req->bearer != NULL) {
         x->headers = xfer_add_header(x->headers, "Authorization: Bearer ",
                                      req->bearer, &failed);

@@ -132,6 +132,8 @@ typedef struct {
                                      a few bytes, timed) */
     int          direct;          /* never through a proxy: a cluster
                                      node on the LAN (with registry NULL) */
+    const char  *header;          /* one more request header line
+                                     ("Name: value") or NULL */
     long         answer;          /* not 0: send nothing; the transfer
                                      ends at the next xfer_pump() with
                                      this status and no body (job_auth.c:

@@ -930,14 +930,17 @@ def render_include(prefix, hostport, config):
     """conf/ocimirror-nginx.conf listening on hostport and reading config,
     written under prefix; its path."""
     text = read_text(NGINX_INCLUDE)
+    access = "access_log /var/log/nginx/ocimirror-access.log ocimirror;"
     for needle in ("listen 127.0.0.1:5000;",
-                   "ocimirror_config /etc/ocimirror/ocimirror.cfg;"):
+                   "ocimirror_config /etc/ocimirror/ocimirror.cfg;", access):
         if needle not in text:
             raise StepError("conf/ocimirror-nginx.conf no longer has %r"
                             % needle)
     text = text.replace("listen 127.0.0.1:5000;", "listen %s;" % hostport)
     text = text.replace("ocimirror_config /etc/ocimirror/ocimirror.cfg;",
                         "ocimirror_config %s;" % config)
+    # measured as before the include logged: no access log
+    text = text.replace(access, "access_log off;")
     path = os.path.join(prefix, "ocimirror-nginx.conf")
     os.makedirs(prefix, exist_ok=True)
     with open(path, "w") as f:

@@ -672,8 +672,11 @@ class Mirror:
     def render_include(self):
         text = read_text(require_file(NGINX_INCLUDE,
                                       "the project's nginx include"))
+        access = ("access_log /var/log/nginx/ocimirror-access.log "
+                  "ocimirror;")
         for needle in ("listen 127.0.0.1:5000;",
-                       "ocimirror_config /etc/ocimirror/ocimirror.cfg;"):
+                       "ocimirror_config /etc/ocimirror/ocimirror.cfg;",
+                       access):
             if needle not in text:
                 raise AssertionError("%s no longer contains %r: the suite "
                                      "substitutes it" % (NGINX_INCLUDE,
@@ -682,6 +685,9 @@ class Mirror:
                             "listen %s;" % self.hostport)
         text = text.replace("ocimirror_config /etc/ocimirror/ocimirror.cfg;",
                             "ocimirror_config %s;" % self.config_path)
+        # the include's format, into the file the suite reads
+        text = text.replace(access, "access_log %s ocimirror;"
+                            % self.access_log_path)
         if self.fetch_timeout is not None:
             text = re.sub(r"ocimirror_fetch_timeout\s+\S+;",
                           "ocimirror_fetch_timeout %s;" % self.fetch_timeout,
@@ -1167,13 +1173,14 @@ class Cluster:
     teardown)."""
 
     def __init__(self, make_mirror, workdir, n, replicate="none",
-                 fail_timeout=10, **mirror_kw):
+                 fail_timeout=10, cluster_settings=None, **mirror_kw):
         self.make_mirror = make_mirror
         self.mirror_kw = mirror_kw
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.replicate = replicate
         self.fail_timeout = fail_timeout
+        self.cluster_settings = dict(cluster_settings or {})
         self.secret_file = os.path.join(workdir, "cluster.secret")
         with open(self.secret_file, "w") as f:
             f.write("%032x\n" % random.getrandbits(128))
@@ -1193,7 +1200,7 @@ class Cluster:
         node.settings["cluster"] = {
             "self": node.hostport, "peers": list(peers),
             "secret_file": self.secret_file, "replicate": self.replicate,
-            "fail_timeout": self.fail_timeout}
+            "fail_timeout": self.fail_timeout, **self.cluster_settings}
 
     def start(self):
         for m in self.nodes:

@@ -606,6 +606,143 @@ def test_forged_peer_header_is_a_client(cluster_factory, upstream, cimages):
     assert holders(c, y.digest) == [at]
 
 
+def _sample(node, name, labels=""):
+    """The value of one sample of node's /metrics (labels: the text
+    between the braces, "" for none); 0 if absent."""
+    r = node.get("/metrics", timeout=10)
+    assert r.status == 200, r
+    want = name + ("{%s}" % labels if labels else "")
+    for line in r.body.decode().splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == want:
+            return float(value)
+    return 0
+
+
+def test_hot_blob_copied_from_its_owner(cluster_factory, upstream, cimages):
+    """replicate "hot": a blob a node's clients ask for hot_requests
+    times, which another node owns, is copied to that node from the owner
+    (over the LAN: the upstream still sends it once), and its next
+    clients get it there as a hit.  A node whose clients asked less
+    keeps no copy.  The copy request of a node's own fetcher is never
+    served there as a miss: at the owner it is refused, and the fetcher
+    would ask the upstream."""
+    image, name = cimages["a"], "e2e/cluster-a"
+    c = new_cluster(cluster_factory, upstream, replicate="hot",
+                    cluster_settings={"hot_requests": 2, "hot_window": 60})
+    x = max(image.layer_blobs(), key=lambda b: b.size)
+    owner = c.owner(x.digest)
+    asked, other = [c.nodes[i] for i in range(3) if i != owner]
+    path = "/v2/%s/blobs/%s" % (name, x.digest)
+    mark = upstream.access.mark()
+    m0 = cluster_metrics(c)
+
+    def get(node):
+        r = node.get(path)
+        assert r.status == 200 and r.error is None, (r, c.diagnostics())
+        assert hashlib.sha256(r.body).hexdigest() == x.hex
+    get(other)                  # once through the other non-owner
+    get(asked)
+    assert not asked.has_blob(x.digest)
+    hits0 = _sample(asked, "ocimirror_requests_total",
+                    'endpoint="blob",outcome="hit"')
+    get(asked)                  # hot_requests: a copy is asked
+    wait_for(lambda: asked.has_blob(x.digest), timeout=30,
+             what="the copy on node %s" % asked.hostport)
+    # the fetcher's short-lived BODY files of /metrics may be there a
+    # moment: none left
+    wait_for(lambda: store_tmp_files(asked) == [], timeout=10,
+             what="no temp file left on %s" % asked.hostport)
+    fwd = _sample(asked, "ocimirror_cluster_forwarded_total")
+    for _ in range(3):
+        get(asked)
+    assert _sample(asked, "ocimirror_cluster_forwarded_total") == fwd
+    assert _sample(asked, "ocimirror_requests_total",
+                   'endpoint="blob",outcome="hit"') == hits0 + 3
+
+    upstream.access.settle(quiet=0.3)
+    gets = upstream.access.count("GET", r"/blobs/%s$" % x.digest, mark)
+    got = upstream_bytes(upstream, mark, name)
+    print("blob %s: owner node %d, copied to %s; upstream GETs %d, bytes "
+          "%d (blob %d)" % (x.digest[7:19], owner + 1, asked.hostport,
+                            gets, got, x.size))
+    assert gets == 1 and got == x.size
+    assert sorted(holders(c, x.digest)) == \
+        sorted([owner, c.nodes.index(asked)])
+    assert _sample(asked, "ocimirror_cluster_hot_total") == 1
+    assert _sample(asked, "ocimirror_cluster_replica_requests_total") == 1
+    assert _sample(asked, "ocimirror_fetcher_cluster_replicas_total",
+                   'registry="%s"' % upstream.hostport) == 1
+    assert _sample(asked, "ocimirror_fetcher_cluster_replica_fallbacks"
+                   "_total", 'registry="%s"' % upstream.hostport) == 0
+    assert _sample(other, "ocimirror_cluster_hot_total") == 0
+    # the copy's request reached the owner as a peer's (one more than
+    # the clients' forwards): no loop, no refusal
+    d = [{k: a[k] - b[k] for k in a} for a, b in zip(cluster_metrics(c), m0)]
+    assert all(e["ocimirror_cluster_peer_refused_total"] == 0 for e in d), d
+    assert d[owner]["ocimirror_cluster_peer_requests_total"] == \
+        sum(e["ocimirror_cluster_forwarded_total"] for e in d) + 1, d
+
+    # the copy mark at the node that owns an unstored blob: refused at
+    # once (it would wait on its own download), nothing fetched
+    other_image = cimages["b"]
+    y = [b for b in other_image.layer_blobs() if c.owner(b.digest) == owner]
+    assert y, "node %d owns none of the other image's blobs" % (owner + 1)
+    r = c.nodes[owner].get("/v2/e2e/cluster-b/blobs/%s" % y[0].digest,
+                           {"X-Ocimirror-Replica": "1"})
+    assert r.status == 503 and r.error_code() == "UNAVAILABLE", r
+    assert not c.nodes[owner].has_blob(y[0].digest)
+
+
+def test_hot_copy_with_the_owner_down(cluster_factory, upstream, cimages):
+    """Two nodes; a blob becomes hot on the node that does not own it
+    just as its owner dies.  The copy is asked over the other nodes only
+    (the owner, down), never of the node itself, where it would wait on
+    its own download: the fetcher gives up on the cluster at once and
+    fetches the blob upstream, and the client that made it hot (served
+    by this node as the failover, joining that download) gets it
+    promptly."""
+    image, name = cimages["b"], "e2e/cluster-b"
+    c = new_cluster(cluster_factory, upstream, n=2, replicate="hot",
+                    cluster_settings={"hot_requests": 2, "hot_window": 60})
+    blobs = sorted(image.layer_blobs(), key=lambda b: -b.size)
+    x = next(b for b in blobs if c.owner(b.digest) == 1)
+    asked, owner = c.nodes
+    path = "/v2/%s/blobs/%s" % (name, x.digest)
+    mark = upstream.access.mark()
+
+    r = asked.get(path)
+    assert r.status == 200 and r.error is None, r
+    owner.kill()
+    t0 = time.monotonic()
+    r = asked.get(path, timeout=60)
+    took = time.monotonic() - t0
+    assert r.status == 200 and r.error is None, (r, c.diagnostics())
+    assert hashlib.sha256(r.body).hexdigest() == x.hex
+    wait_for(lambda: asked.has_blob(x.digest), timeout=30,
+             what="the blob on the node left")
+    reg = 'registry="%s"' % upstream.hostport
+    copies = _sample(asked, "ocimirror_fetcher_cluster_replicas_total", reg)
+    fallbacks = _sample(asked, "ocimirror_fetcher_cluster_replica_"
+                        "fallbacks_total", reg)
+    upstream.access.settle(quiet=0.3)
+    gets = upstream.access.count("GET", r"/blobs/%s$" % x.digest, mark)
+    print("the hot GET with the owner down took %.2fs; copies %d, "
+          "fallbacks %d, upstream GETs %d" % (took, copies, fallbacks,
+                                             gets))
+    # a copy asked of this node itself waits on itself until a timeout
+    # breaks it (10 s measured with the others' upstream left out);
+    # through the others it takes a few hundredths of a second
+    assert took < 5, took
+    assert _sample(asked, "ocimirror_cluster_hot_total") == 1
+    assert copies == 1 and fallbacks == 1, (copies, fallbacks)
+    assert gets == 2
+    # the fetcher's short-lived BODY files of /metrics may be there a
+    # moment: none left
+    wait_for(lambda: store_tmp_files(asked) == [], timeout=10,
+             what="no temp file left on %s" % asked.hostport)
+
+
 # --- the configuration --------------------------------------------------
 
 def _cluster_mirror(tmp_path, binaries, **cluster):
@@ -633,11 +770,13 @@ def _check(binaries, path):
     return p.returncode, (p.stdout + p.stderr).strip()
 
 
-def test_cluster_group_accepted(binaries, tmp_path):
-    """A good cluster group: both readers of the file accept it.  (The
-    issue's replicate = "hot" is refused for now: "not implemented
-    yet".)"""
-    m = _cluster_mirror(tmp_path, binaries)
+@pytest.mark.parametrize("replicate", [
+    {}, {"replicate": "hot", "hot_requests": 5, "hot_window": 30,
+         "hot_table": 128, "max_replicas": 4}], ids=["none", "hot"])
+def test_cluster_group_accepted(binaries, tmp_path, replicate):
+    """A good cluster group: both readers of the file accept it, with
+    replicate "none" and with "hot" and its settings."""
+    m = _cluster_mirror(tmp_path, binaries, **replicate)
     rc, out = _check(binaries, m.config_path)
     assert rc == 0, out
     t = nginx_t(m)
@@ -653,6 +792,7 @@ BAD_CLUSTER = [
      False),
     ("duplicate-peer", "dup", True),
     ("bad-replicate", {"replicate": "sometimes"}, True),
+    ("hot-table-too-small", {"replicate": "hot", "hot_table": 8}, True),
     ("short-secret", "short", False),
 ]
 
@@ -686,3 +826,65 @@ def test_bad_cluster_group_refused(binaries, tmp_path, what, change,
         assert out.startswith("%s:%d: " % (m.config_path, line)), both
     assert t.returncode != 0, both
     assert "%s:%d: " % (m.config_path, line) in t.stderr, both
+
+
+def test_hot_copies_cycle_with_the_owner_down(cluster_factory, upstream,
+                                              cimages):
+    """Three nodes, the owner of some blobs dies, and the two others'
+    clients get those blobs at the same moment (hot_requests 1).  Each
+    node's copy goes over the others' upstream: the owner (down), then the
+    other non-owner, which refuses a copy of what it does not own and
+    hold (409), so the copy is fetched upstream at once; without that,
+    each would join the other's copy and both would wait until the
+    transfers stall out (low_speed_time, 10 s here)."""
+    image, name = cimages["a"], "e2e/cluster-a"
+    c = new_cluster(cluster_factory, upstream, replicate="hot",
+                    cluster_settings={"hot_requests": 1, "hot_window": 60})
+    owner_i = 1
+    xs = [b for b in image.layer_blobs() if c.owner(b.digest) == owner_i]
+    assert xs, "node 2 owns none of the image's blobs"
+    a, b = [c.nodes[i] for i in range(3) if i != owner_i]
+    c.nodes[owner_i].kill()
+    slow = []
+    for x in xs:
+        path = "/v2/%s/blobs/%s" % (name, x.digest)
+        barrier = threading.Barrier(2)
+
+        def get(node):
+            barrier.wait(30)
+            t0 = time.monotonic()
+            r = node.get(path, timeout=60)
+            return r, time.monotonic() - t0
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            res = list(ex.map(get, [a, b]))
+        for r, took in res:
+            assert r.status == 200 and r.error is None, r
+            assert hashlib.sha256(r.body).hexdigest() == x.hex
+        took = max(t for _, t in res)
+        print("blob %s: %.2fs" % (x.digest[7:19], took))
+        if took > 5:
+            slow.append((x.digest[7:19], took))
+    assert not slow, (slow, c.diagnostics())
+
+
+def test_hot_counts_client_gets_only(cluster_factory, upstream, cimages):
+    """hot_requests counts the client GETs of blobs a node forwards.  The
+    manifest's owner M fetches the manifest and sends prefetch hints (a
+    GET of the first byte) for the layers other nodes own through its own
+    nginx: those are forwarded too, but not counted.  With hot_requests
+    2, one client GET of such a layer at M does not make it hot."""
+    image, name = cimages["a"], "e2e/cluster-a"
+    c = new_cluster(cluster_factory, upstream, replicate="hot",
+                    cluster_settings={"hot_requests": 2, "hot_window": 60})
+    m = c.owner(tag_key(upstream, name))
+    M = c.nodes[m]
+    r = M.get("/v2/%s/manifests/v1" % name, {"Accept": ACCEPT_ALL})
+    assert r.status == 200, r
+    x = [b for b in image.layer_blobs() if c.owner(b.digest) != m][0]
+    upstream.access.settle(quiet=0.5)
+    fwd0 = _sample(M, "ocimirror_cluster_forwarded_total")
+    r = M.get("/v2/%s/blobs/%s" % (name, x.digest))
+    assert r.status == 200 and r.error is None, r
+    print("forwarded before the client's GET: %d; hot: %d" % (
+        fwd0, _sample(M, "ocimirror_cluster_hot_total")))
+    assert _sample(M, "ocimirror_cluster_hot_total") == 0

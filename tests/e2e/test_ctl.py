@@ -627,7 +627,9 @@ def test_usage(ctl_bin):
                 "evict --dry-run [N]", "pins", "pin REF [PLATFORM...]",
                 "unpin REF", "purge REF|DIGEST",
                 "warm [--no-wait] REF [PLATFORM...]", "warm-status [ID]",
-                "scrub [--wait] [--deep] [REF]", "scrub-status", "help"):
+                "scrub [--wait] [--deep] [REF]", "scrub-status",
+                "clients --mirror URL [--out DIR] [--format F] [--ca FILE]",
+                "help"):
         assert re.search(r"^    %s( |$)" % re.escape(cmd), p.stdout, re.M), \
             cmd
     assert "EXIT STATUS" in p.stdout

@@ -153,6 +153,7 @@ fuzz_encode(const char *p, size_t len)
 
     m.head = p[5] & 1;
     m.stale = (p[5] >> 1) & 1;
+    m.from = (oci_from_t) ((p[5] >> 2) & 3);    /* 3: none such */
     p += 6;
 
     fuzz_field(&p, end, m.registry, sizeof(m.registry));

@@ -73,6 +73,8 @@ struct xfer_s {
     int                    http1;
     int                    redirected;
     int                    unshaped;
+    int                    direct;
+    char                   header[256];  /* req->header, "" if none */
     char                   effective_url[8192];  /* what a test sets */
     char                   home[8192];  /* req->home, "" if none */
     const char            *hop_refused; /* xfer_refused(); a test sets */
@@ -149,6 +151,9 @@ xfer_start(xfer_multi_t *xm, const xfer_req_t *req,
     x->http1 = req->http1;
     x->redirected = req->redirected;
     x->unshaped = req->unshaped;
+    x->direct = req->direct;
+    snprintf(x->header, sizeof(x->header), "%s",
+             req->header != NULL ? req->header : "");
     x->rtt_us = -1;
     x->resp.content_length = -1;
     x->resp.range_first = -1;
@@ -815,6 +820,11 @@ fake_read_file(const char *path, char *buf, size_t cap)
 }
 
 
+/* More of the config for the next fake_env_setup() (a test's group, as
+ * the cluster's); NULL: none.  Set before, reset by the setup. */
+const char  *fake_env_extra;
+
+
 int
 fake_env_setup(void **state)
 {
@@ -840,8 +850,10 @@ fake_env_setup(void **state)
             "\"" FAKE_EP2 "/\" ); },\n"
             "  { name = \"" FAKE_SOLO "\"; endpoints = ( \"" FAKE_EP_SOLO
             "\" ); }\n"
-            ");\n", e->store, e->dir);
+            ");\n%s", e->store, e->dir,
+            fake_env_extra != NULL ? fake_env_extra : "");
     fclose(fp);
+    fake_env_extra = NULL;
 
     err[0] = '\0';
     if (oci_config_load(file, &e->cf, err, sizeof(err)) != OCI_OK) {

@@ -393,6 +393,12 @@ test_config_cluster(void **state)
     assert_string_equal(cf->cluster_peers[2], "[::1]:5001");
     assert_int_equal(cf->cluster_fail_timeout, 7);
     assert_int_equal(cf->cluster_replicate, OCI_CLUSTER_REPLICATE_NONE);
+    assert_int_equal(cf->cluster_hot_requests,
+                     OCI_DEFAULT_CLUSTER_HOT_REQUESTS);
+    assert_int_equal(cf->cluster_hot_window, OCI_DEFAULT_CLUSTER_HOT_WINDOW);
+    assert_int_equal(cf->cluster_hot_table, OCI_DEFAULT_CLUSTER_HOT_TABLE);
+    assert_int_equal(cf->cluster_max_replicas,
+                     OCI_DEFAULT_CLUSTER_MAX_REPLICAS);
 
     assert_int_equal(oci_config_cluster_secret(cf, buf, sizeof(buf), &len,
                                                f->err, sizeof(f->err)),
@@ -423,6 +429,23 @@ test_config_cluster(void **state)
                          OCI_OK);
     assert_non_null(strstr(f->err, "No such file or directory"));
 
+    oci_config_destroy(cf);
+
+    /* replicate "hot" and its settings */
+    assert_int_equal(load(f, "cluster = {\n"
+                             "  self = \"a:5000\";\n"
+                             "  peers = ( \"a:5000\", \"b:5000\" );\n"
+                             "  secret_file = \"%s\";\n"
+                             "  replicate = \"hot\"; hot_requests = 5;\n"
+                             "  hot_window = 30; hot_table = 128;\n"
+                             "  max_replicas = 4;\n"
+                             "};\n", &cf),
+                     OCI_OK);
+    assert_int_equal(cf->cluster_replicate, OCI_CLUSTER_REPLICATE_HOT);
+    assert_int_equal(cf->cluster_hot_requests, 5);
+    assert_int_equal(cf->cluster_hot_window, 30);
+    assert_int_equal(cf->cluster_hot_table, 128);
+    assert_int_equal(cf->cluster_max_replicas, 4);
     oci_config_destroy(cf);
 }
 
@@ -476,8 +499,14 @@ test_config_cluster_errors(void **state)
                     "  peers = ( \"a:5000\" );\n"
                     "  secret_file = \"%s\";\n"
                     "  replicate = \"all\";\n};\n", 7,
-                 "\"cluster.replicate\" must be \"none\" (\"hot\" is not "
-                 "implemented yet)");
+                 "\"cluster.replicate\" must be \"none\" or \"hot\"");
+
+    expect_error(f, "cluster = {\n"
+                    "  self = \"a:5000\";\n"
+                    "  peers = ( \"a:5000\" );\n"
+                    "  secret_file = \"%s\";\n"
+                    "  hot_table = 8;\n};\n", 7,
+                 "\"hot_table\" must be between 64 and 1048576");
 
     expect_error(f, "cluster = {\n"
                     "  self = \"a:5000\";\n"

@@ -84,6 +84,23 @@ request(blob_test_t *t, conn_t *c, uint32_t id, const char *registry,
 }
 
 
+/* request() of a waiter that joins the download in flight: it is told
+ * so first (FROM, for the worker's log), and that line is taken. */
+static void
+join(blob_test_t *t, conn_t *c, uint32_t id, const char *registry,
+    const char *name, const char *digest)
+{
+    oci_msg_t  m;
+
+    request(t, c, id, registry, name, digest);
+
+    assert_true(fake_conn_next(c, &m));
+    assert_int_equal(m.type, OCI_MSG_FROM);
+    assert_int_equal(m.id, id);
+    assert_int_equal(m.from, OCI_FROM_INFLIGHT);
+}
+
+
 /* After each piece of body: the loop's progress flush, and maybe a
  * second worker asking for the same blob. */
 static void
@@ -92,7 +109,7 @@ between(void *arg, size_t done)
     blob_test_t  *t = arg;
 
     if (t->joins_at != 0 && done == t->joins_at) {
-        request(t, &t->e->c2, 5, FAKE_SOLO, "other/name", t->digest);
+        join(t, &t->e->c2, 5, FAKE_SOLO, "other/name", t->digest);
     }
 
     if (t->flush) {
@@ -333,18 +350,20 @@ static void
 test_coalesce_early(void **state)
 {
     blob_test_t  *t = *state;
-    char          tmp[OCI_PATH_MAX], want[2 * OCI_PATH_MAX + 64];
+    char          tmp[OCI_PATH_MAX], want[2 * OCI_PATH_MAX + 96];
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
     request(t, &t->e->c2, 9, FAKE_REG, "a/b", t->digest);
     request(t, &t->e->c1, 3, FAKE_REG, "a/b", t->digest);
     assert_int_equal(fake_xfers.started, 1);
-    assert_string_equal(fake_conn_take(&t->e->c2), "");
+    /* the joiners are told so (for the worker's log) */
+    assert_string_equal(fake_conn_take(&t->e->c2), "FROM 9 inflight\n");
 
     reply_body(t, BODY, 0, 0);
 
     assert_size_tmp(t, &t->e->c2, 9, 11, tmp, sizeof(tmp));
-    snprintf(want, sizeof(want), "SIZE 1 11 %s\nSIZE 3 11 %s\n"
+    snprintf(want, sizeof(want), "FROM 3 inflight\n"
+             "SIZE 1 11 %s\nSIZE 3 11 %s\n"
              "PROGRESS 1 11\nDONE 1\nPROGRESS 3 11\nDONE 3\n", tmp, tmp);
     assert_string_equal(fake_conn_take(&t->e->c1), want);
 }
@@ -576,8 +595,8 @@ test_refused_retarget(void **state)
     char           url[256], tmp[OCI_PATH_MAX];
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
-    request(t, &t->e->c2, 5, FAKE_REG, "c/d", t->digest);
-    request(t, &t->e->c1, 2, FAKE_REG, "a/b", t->digest);
+    join(t, &t->e->c2, 5, FAKE_REG, "c/d", t->digest);
+    join(t, &t->e->c1, 2, FAKE_REG, "a/b", t->digest);
     assert_int_equal(fake_xfers.started, 1);
 
     memset(&r, 0, sizeof(r));
@@ -618,7 +637,7 @@ test_refused_after_size(void **state)
     char           tmp[OCI_PATH_MAX];
 
     request(t, &t->e->c1, 1, FAKE_SOLO, "a/b", t->digest);
-    request(t, &t->e->c2, 5, FAKE_SOLO, "c/d", t->digest);
+    join(t, &t->e->c2, 5, FAKE_SOLO, "c/d", t->digest);
 
     memset(&r, 0, sizeof(r));
     r.rc = CURLE_PARTIAL_FILE;
@@ -650,7 +669,7 @@ test_cancel_dropped(void **state)
     blob_test_t  *t = *state;
 
     request(t, &t->e->c1, 1, FAKE_REG, "a/b", t->digest);
-    request(t, &t->e->c2, 2, FAKE_SOLO, "c/d", t->digest);
+    join(t, &t->e->c2, 2, FAKE_SOLO, "c/d", t->digest);
     assert_int_equal(fake_xfer_count(), 1);
 
     /* one of two left: it goes on */
@@ -1287,7 +1306,7 @@ test_prefetch_left(void **state)
     assert_int_equal(blob_prefetch(t->b.e->jobs,
                                    &t->b.e->cf->registries[0], "a/b",
                                    t->b.digest), 1);
-    request(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
+    join(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
     assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
 
     fake_cancel(t->b.e->jobs, &t->b.e->c2, 7);
@@ -1363,7 +1382,7 @@ test_prefetch_promoted(void **state)
         assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_PREFETCH);
     }
 
-    request(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
+    join(&t->b, &t->b.e->c2, 7, FAKE_SOLO, "x/y", t->b.digest);
 
     for (i = 0; i < 3; i++) {
         assert_int_equal(fake_xfer_at(i)->prio, XFER_PRIO_CLIENT);
@@ -1802,6 +1821,316 @@ test_chunks_bad_probe_range(void **state)
 }
 
 
+/*
+ * A cluster node's copy of a hot blob (REPLICATE, cluster.replicate
+ * "hot"): from its own nginx at cluster.self, which passes it to the
+ * owner; upstream if that fails.
+ */
+
+#define REPLICA_SELF  "127.0.0.9:5000"
+
+static int
+setup_replica(void **state)
+{
+    fake_env_extra =
+        "cluster = { self = \"" REPLICA_SELF "\";\n"
+        "  peers = ( \"127.0.0.8:5000\", \"" REPLICA_SELF "\" );\n"
+        "  secret_file = \"cluster.secret\"; replicate = \"hot\";\n"
+        "  max_replicas = 2; };\n";
+
+    return setup(state);
+}
+
+
+static void
+replicate(blob_test_t *t, const char *registry, const char *name,
+    const char *digest)
+{
+    oci_msg_t  m;
+
+    oci_msg_init(&m, OCI_MSG_REPLICATE, 0);
+    snprintf(m.registry, sizeof(m.registry), "%s", registry);
+    snprintf(m.name, sizeof(m.name), "%s", name);
+    snprintf(m.reference, sizeof(m.reference), "%s", digest);
+    blob_replicate(t->e->jobs, &t->e->c1, &m);
+}
+
+
+/* The copy is asked of this node's nginx, as the cluster's traffic: a
+ * plain GET with the mark, no proxy, no bandwidth share, no registry;
+ * verified and stored like any download; nobody is answered. */
+static void
+test_replicate_from_peer(void **state)
+{
+    blob_test_t       *t = *state;
+    xfer_t            *x;
+    char               url[256];
+    stats_registry_t  *st;
+
+    st = stats_registry(fake_registry(t->e, FAKE_REG));
+    assert_true(t->e->cf->chunks_per_blob > 0);
+
+    replicate(t, FAKE_REG, "a/b", t->digest);
+
+    x = fake_xfer_one();
+    snprintf(url, sizeof(url), "http://" REPLICA_SELF "/v2/a/b/blobs/%s"
+             "?ns=" FAKE_REG, t->digest);
+    assert_string_equal(x->url, url);
+    assert_string_equal(x->header, OCI_CLUSTER_REPLICA_HEADER ": 1");
+    assert_int_equal(x->ranged, 0);
+    assert_int_equal(x->prio, XFER_PRIO_PREFETCH);
+    assert_true(x->registry == NULL);
+    assert_string_equal(x->bearer, "");
+    assert_int_equal(x->direct, 1);
+    assert_int_equal(x->unshaped, 1);
+    assert_int_equal(x->http1, 1);
+    assert_true(st->cluster_replicas == 1);
+
+    /* asked again while it runs: the same copy */
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfers.started, 1);
+
+    reply_body(t, BODY, 3, 0);
+    assert_stored(t, BODY);
+    assert_int_equal(fake_tmp_count(t->e), 0);
+    assert_string_equal(fake_conn_take(&t->e->c1), "");
+    assert_true(t->e->jobs->replicas == 0);
+
+    /* stored: nothing more */
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfers.started, 1);
+    assert_true(st->cluster_replicas == 1);
+    assert_true(st->cluster_replica_fallbacks == 0);
+}
+
+
+/* No node gives it (nginx answers 502 with every other node down, or
+ * this node's nginx is away): the registry's endpoints, with their
+ * ranged probe; the bytes a node sent before it broke are forgotten. */
+static void
+test_replicate_fallback(void **state)
+{
+    blob_test_t       *t = *state;
+    xfer_t            *x;
+    fake_reply_t       r;
+    stats_registry_t  *st;
+
+    st = stats_registry(fake_registry(t->e, FAKE_REG));
+
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    fake_reply_to(fake_xfer_one(), 502, "bad gateway", NULL);
+
+    x = fake_xfer_one();
+    assert_string_equal(x->url, t->url);
+    assert_string_equal(x->header, "");
+    assert_int_equal(x->ranged, 1);
+    assert_true(x->registry == fake_registry(t->e, FAKE_REG));
+    assert_true(st->cluster_replica_fallbacks == 1);
+    reply_body(t, BODY, 0, 0);
+    assert_stored(t, BODY);
+    assert_true(t->e->jobs->replicas == 0);
+
+    /* a node that breaks off mid-body */
+    assert_int_equal(unlink(t->blob), 0);
+    replicate(t, FAKE_REG, "a/b", t->digest);
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_PARTIAL_FILE;
+    r.status = 200;
+    r.length_set = 1;
+    r.length = 11;
+    r.body = "hello";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_string_equal(fake_xfer_one()->url, t->url);
+    assert_true(st->cluster_replica_fallbacks == 2);
+    reply_body(t, BODY, 0, 0);
+    assert_stored(t, BODY);
+
+    /* unreachable */
+    assert_int_equal(unlink(t->blob), 0);
+    replicate(t, FAKE_REG, "a/b", t->digest);
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_COULDNT_CONNECT;
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_string_equal(fake_xfer_one()->url, t->url);
+    assert_true(st->cluster_replica_fallbacks == 3);
+    reply_body(t, BODY, 0, 0);
+    assert_stored(t, BODY);
+    assert_string_equal(fake_conn_take(&t->e->c1), "");
+}
+
+
+/* What a node answers: a 409 (a node that is not the owner refuses a
+ * copy) and a body that is not the blob go upstream, and the mismatch
+ * is not the upstream's; a 404 is the owner's answer from the upstream,
+ * not asked again. */
+static void
+test_replicate_answers(void **state)
+{
+    blob_test_t       *t = *state;
+    fake_reply_t       r;
+    stats_registry_t  *st;
+
+    st = stats_registry(fake_registry(t->e, FAKE_REG));
+
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    fake_reply_to(fake_xfer_one(), 409, "not the owner", NULL);
+    assert_string_equal(fake_xfer_one()->url, t->url);
+    assert_true(st->cluster_replica_fallbacks == 1);
+    reply_body(t, BODY, 0, 0);
+    assert_stored(t, BODY);
+
+    assert_int_equal(unlink(t->blob), 0);
+    replicate(t, FAKE_REG, "a/b", t->digest);
+
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.body = "HELLO WORLD";
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_string_equal(fake_xfer_one()->url, t->url);
+    assert_true(st->cluster_replica_fallbacks == 2);
+    assert_true(st->digest_mismatches == 0);
+    reply_body(t, BODY, 0, 0);
+    assert_stored(t, BODY);
+
+    assert_int_equal(unlink(t->blob), 0);
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    fake_reply_to(fake_xfer_one(), 404, NULL, NULL);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_true(st->cluster_replica_fallbacks == 2);
+    assert_int_equal(fake_tmp_count(t->e), 0);
+    assert_true(t->e->jobs->replicas == 0);
+}
+
+
+/* A client of this node that asks meanwhile (a peer's request, this node
+ * the owner's failover) joins the copy like any download. */
+static void
+test_replicate_joined(void **state)
+{
+    blob_test_t  *t = *state;
+    char          tmp[OCI_PATH_MAX];
+
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    join(t, &t->e->c2, 4, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfers.started, 1);
+    assert_int_equal(fake_xfer_one()->prio, XFER_PRIO_CLIENT);
+
+    reply_body(t, BODY, 0, 0);
+    assert_size_tmp(t, &t->e->c2, 4, 11, tmp, sizeof(tmp));
+    assert_string_equal(fake_conn_take(&t->e->c2),
+                        "PROGRESS 4 11\nDONE 4\n");
+    assert_stored(t, BODY);
+
+    /* a blob a client's job downloads already: no copy beside it */
+    t->digest[7] = t->digest[7] == 'a' ? 'b' : 'a';
+    request(t, &t->e->c2, 5, FAKE_REG, "a/b", t->digest);
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfers.started, 2);
+    assert_true(t->e->jobs->replicas == 0);
+}
+
+
+/* A client joined the copy and was told SIZE (it streams the temp
+ * file); the node breaks off: no start over (the file would be truncated
+ * under the reader), FAIL 502 to the client, the temp file gone, the
+ * copies' count back to 0. */
+static void
+test_replicate_cut_after_size(void **state)
+{
+    blob_test_t   *t = *state;
+    fake_reply_t   r;
+    char           tmp[OCI_PATH_MAX];
+    oci_msg_t      m;
+
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    join(t, &t->e->c2, 4, FAKE_REG, "a/b", t->digest);
+
+    memset(&r, 0, sizeof(r));
+    r.rc = CURLE_PARTIAL_FILE;
+    r.status = 200;
+    r.length_set = 1;
+    r.length = 11;
+    r.body = "hello";
+    r.body_len = 5;
+    fake_xfer_reply(fake_xfer_one(), &r);
+
+    assert_size_tmp(t, &t->e->c2, 4, 11, tmp, sizeof(tmp));
+    while (fake_conn_next(&t->e->c2, &m) && m.type == OCI_MSG_PROGRESS) {
+    }
+    assert_int_equal(m.type, OCI_MSG_FAIL);
+    assert_int_equal(m.status, 502);
+    assert_int_equal(fake_xfer_count(), 0);
+    assert_int_equal(fake_tmp_count(t->e), 0);
+    assert_true(t->e->jobs->replicas == 0);
+}
+
+
+/* A prefetch (nobody was sent SIZE) whose probe breaks after the chunks
+ * began: the probe's chunk is retried alone for the bytes it lacks, the
+ * other chunks go on (the cluster copy's start over, blob_can_retry(),
+ * is for its plain GET alone). */
+static void
+test_prefetch_probe_cut(void **state)
+{
+    chunk_test_t  *t = *state;
+
+    assert_int_equal(blob_prefetch(t->b.e->jobs,
+                                   &t->b.e->cf->registries[0], "a/b",
+                                   t->b.digest), 1);
+    reply_range(t, fake_xfer_one(), 206, 0, CHUNK_SIZE - 1, CHUNK_TOTAL,
+                20000, CURLE_PARTIAL_FILE);
+
+    assert_non_null(fake_xfer_range(65536));
+    assert_non_null(fake_xfer_range(131072));
+}
+
+
+/* At most cluster.max_replicas at once, counted past it; what is not a
+ * configured registry or a sha256 digest is left alone. */
+static void
+test_replicate_bounds(void **state)
+{
+    blob_test_t       *t = *state;
+    stats_registry_t  *st;
+    char               digest[OCI_DIGEST_MAX + 1];
+    int                i;
+
+    st = stats_registry(fake_registry(t->e, FAKE_REG));
+
+    for (i = 0; i < 3; i++) {
+        snprintf(digest, sizeof(digest), "sha256:%064d", i);
+        replicate(t, FAKE_REG, "a/b", digest);
+    }
+
+    assert_int_equal(fake_xfer_count(), 2);
+    assert_true(t->e->jobs->replicas == 2);
+    assert_true(st->cluster_replicas == 2);
+    assert_true(st->cluster_replicas_skipped == 1);
+
+    replicate(t, "nowhere.test", "a/b", t->digest);
+    replicate(t, FAKE_REG, "a/b", "sha512:00");
+    assert_int_equal(fake_xfer_count(), 2);
+    assert_string_equal(fake_conn_take(&t->e->c1), "");
+}
+
+
+/* A node without replicate "hot" (an nginx that read another config)
+ * copies nothing. */
+static void
+test_replicate_off(void **state)
+{
+    blob_test_t  *t = *state;
+
+    replicate(t, FAKE_REG, "a/b", t->digest);
+    assert_int_equal(fake_xfers.started, 0);
+}
+
+
 int
 main(void)
 {
@@ -1857,7 +2186,23 @@ main(void)
                                         teardown_chunks),
         cmocka_unit_test_setup_teardown(test_destroy_removes_tmp,
                                         setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_replicate_from_peer,
+                                        setup_replica, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate_fallback,
+                                        setup_replica, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate_answers,
+                                        setup_replica, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate_joined,
+                                        setup_replica, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate_bounds,
+                                        setup_replica, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate_cut_after_size,
+                                        setup_replica, teardown),
+        cmocka_unit_test_setup_teardown(test_replicate_off, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_promoted,
+                                        setup_chunks, teardown_chunks),
+        cmocka_unit_test_setup_teardown(test_prefetch_probe_cut,
                                         setup_chunks, teardown_chunks),
         cmocka_unit_test_setup_teardown(test_chunks_token, setup_chunks,
                                         teardown_chunks),

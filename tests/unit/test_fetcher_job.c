@@ -146,14 +146,14 @@ kind_cleanup(job_t *j)
 static const job_ops_t  plain_ops = {
     "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, NULL, NULL, kind_flush, kind_cleanup, NULL, NULL,
-    NULL, NULL, 0
+    NULL, NULL, 0, NULL
 };
 
 /* A kind that is asked when idle and handles "unavailable" itself. */
 static const job_ops_t  idle_ops = {
     "test", OCI_ERR_BLOB_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, kind_unavailable, kind_idle, NULL,
-    kind_cleanup, NULL, NULL, NULL, NULL, 0
+    kind_cleanup, NULL, NULL, NULL, NULL, 0, NULL
 };
 
 

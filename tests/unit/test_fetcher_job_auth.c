@@ -75,7 +75,7 @@ kind_cleanup(job_t *j)
 static const job_ops_t  ops = {
     "test", OCI_ERR_MANIFEST_UNKNOWN, kind_headers, kind_body, kind_reset,
     kind_can_retry, kind_done, NULL, NULL, NULL, kind_cleanup, NULL, NULL,
-    NULL, NULL, 0
+    NULL, NULL, 0, NULL
 };
 
 

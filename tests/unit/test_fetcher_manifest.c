@@ -1053,9 +1053,11 @@ test_not_found(void **state)
     request(e, &e->c2, 3, "v1", 0, MT_MANIFEST);
     assert_int_equal(fake_xfers.started, 1);
     assert_string_equal(fake_conn_take(&e->c1),
+                        "FROM 2 negative\n"
                         "FAIL 2 404 MANIFEST_UNKNOWN manifest unknown "
                         "upstream (remembered)\n");
     assert_string_equal(fake_conn_take(&e->c2),
+                        "FROM 3 negative\n"
                         "FAIL 3 404 MANIFEST_UNKNOWN manifest unknown "
                         "upstream (remembered)\n");
     assert_true(stats_registry(e->jobs->cf->registries)->negative_hits
@@ -1071,6 +1073,7 @@ test_not_found(void **state)
     request(e, &e->c1, 5, "sha256:" HEX64_1, 0, "");
     assert_string_equal(fake_conn_take(&e->c1),
                         "FAIL 4 404 NAME_UNKNOWN upstream answered 404\n"
+                        "FROM 5 negative\n"
                         "FAIL 5 404 NAME_UNKNOWN manifest unknown upstream "
                         "(remembered)\n");
     assert_int_equal(fake_xfers.started, 2);

@@ -1033,7 +1033,8 @@ test_round_bounded(void **state)
     assert_non_null(strstr(blob_listing(t->w, 1), " stored 14/14\n"));
     assert_non_null(strstr(blob_listing(t->w, 1), " queued 0/14\n"));
 
-    /* a client asks for blob 3: it joins (no new transfer) */
+    /* a client asks for blob 3: it joins (no new transfer), and is told
+     * so */
     digest_of(blobs[3], digest, sizeof(digest));
     oci_msg_init(&m, OCI_MSG_BLOB, 9);
     snprintf(m.registry, sizeof(m.registry), FAKE_SOLO);
@@ -1041,6 +1042,7 @@ test_round_bounded(void **state)
     snprintf(m.reference, sizeof(m.reference), "%s", digest);
     dispatch_on_msg(&t->e->c2, &m, t->e->jobs);
     assert_int_equal(fake_xfers.started, 1 + WARM_JOBS);
+    assert_string_equal(fake_conn_take(&t->e->c2), "FROM 9 inflight\n");
 
     /* the blobs that end make room for the queued ones */
     for (i = 1; i <= WARM_JOBS; i++) {

@@ -71,6 +71,11 @@ test_requests(void **state)
     assert_int_equal(decode("DETACH 3 x\n", &d), OCI_EINVAL);
     assert_int_equal(decode("DETACH\n", &d), OCI_EINVAL);
 
+    oci_msg_init(&m, OCI_MSG_STATUS, 11);
+    roundtrip(&m, "STATUS 11\n");
+    assert_int_equal(decode("STATUS 11 x\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("STATUS\n", &d), OCI_EINVAL);
+
     oci_msg_init(&m, OCI_MSG_BLOB, 7);
     strcpy(m.registry, "docker.io");
     strcpy(m.name, "library/nginx");
@@ -114,6 +119,7 @@ static void
 test_answers(void **state)
 {
     oci_msg_t  m, d;
+    char       buf[64];
 
     oci_msg_init(&m, OCI_MSG_PONG, 1);
     m.status = 1;
@@ -142,6 +148,16 @@ test_answers(void **state)
 
     oci_msg_init(&m, OCI_MSG_WAIT, 9);
     roundtrip(&m, "WAIT 9\n");
+
+    oci_msg_from(&m, 6, OCI_FROM_INFLIGHT);
+    roundtrip(&m, "FROM 6 inflight\n");
+    oci_msg_from(&m, 6, OCI_FROM_NEGATIVE);
+    roundtrip(&m, "FROM 6 negative\n");
+    assert_int_equal(decode("FROM 6 store\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("FROM 6\n", &d), OCI_EINVAL);
+    assert_int_equal(decode("FROM 6 inflight x\n", &d), OCI_EINVAL);
+    oci_msg_init(&m, OCI_MSG_FROM, 6);
+    assert_int_equal(oci_msg_encode(&m, buf, sizeof(buf)), OCI_EINVAL);
 
     oci_msg_init(&m, OCI_MSG_META, 5);
     strcpy(m.digest, DIGEST);
