@@ -40,6 +40,7 @@ NGINX_UNIT = "/lib/systemd/system/nginx.service"
 SYSUSERS = os.path.join(harness.REPO_ROOT, "conf", "sysusers.d",
                         "ocimirror.conf")
 DOCKERFILE = os.path.join(harness.REPO_ROOT, "docker", "Dockerfile")
+ENTRYPOINT = os.path.join(harness.REPO_ROOT, "docker", "entrypoint.sh")
 ANALYZE = "/usr/bin/systemd-analyze"
 SYSUSERS_BIN = "/usr/bin/systemd-sysusers"
 SETPRIV = "/usr/bin/setpriv"
@@ -549,14 +550,18 @@ def test_metrics_loopback_only(mirror):
     finally:
         s.close()
 
-    # the image's edits of the include (sed s|...|...|) leave its
-    # /metrics location as it is
+    # the image's edits of the include (sed s|...|...| in its entrypoint,
+    # with the default listen address and config) leave its /metrics
+    # location as it is
     include = harness.read_text(harness.NGINX_INCLUDE)
     image = include
     edits = re.findall(r"s\|([^|]*)\|([^|]*)\|",
-                       harness.read_text(DOCKERFILE))
-    assert edits, "the Dockerfile no longer edits the include with sed"
+                       harness.read_text(DOCKERFILE)
+                       + harness.read_text(ENTRYPOINT))
+    assert edits, "the image no longer edits the include with sed"
     for old, new in edits:
+        new = new.replace("$listen", "5000").replace(
+            "$cfg", "/etc/ocimirror/ocimirror.cfg")
         image = image.replace(old, new)
     assert image != include
     block = re.compile(r"location = /metrics \{[^}]*\}")
