@@ -418,6 +418,33 @@ ngx_http_ocimirror_wait_detach(ngx_http_ocimirror_wait_t *w)
 }
 
 
+const oci_msg_t *
+ngx_http_ocimirror_body_answer(ngx_http_ocimirror_wait_t *w,
+    const oci_msg_t *m, ngx_log_t *log, const char *what, const char *verb)
+{
+    switch (m->type) {
+
+    case OCI_MSG_BODY:
+        return m;
+
+    case OCI_MSG_FAIL:
+        if (!w->timedout && !w->lost) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "ocimirror: the fetcher could not give its %s: %s",
+                          what, m->message);
+        }
+
+        return NULL;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "ocimirror: unexpected answer %d to %s",
+                      (int) m->type, verb);
+        return NULL;
+    }
+}
+
+
 /* Deactivate w if it is active and tell the fetcher: CANCEL or DETACH. */
 
 static void

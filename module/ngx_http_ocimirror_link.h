@@ -127,6 +127,15 @@ void ngx_http_ocimirror_wait_done(ngx_http_ocimirror_wait_t *w);
  * (DETACH: a range on disk, the rest of the blob still worth storing). */
 void ngx_http_ocimirror_wait_detach(ngx_http_ocimirror_wait_t *w);
 
+/*
+ * The answer m to w, a request for a BODY of the fetcher's own (STATS,
+ * STATUS): m if it is that BODY; NULL for a FAIL (logged, unless w timed
+ * out or its link was lost) or any other answer (logged).  what names
+ * the body in the log ("metrics"), verb the request ("STATS").
+ */
+const oci_msg_t *ngx_http_ocimirror_body_answer(ngx_http_ocimirror_wait_t *w,
+    const oci_msg_t *m, ngx_log_t *log, const char *what, const char *verb);
+
 /* The wait r was parked with by ngx_http_ocimirror_ask(), or NULL. */
 ngx_http_ocimirror_wait_t *ngx_http_ocimirror_wait_of(ngx_http_request_t *r);
 

@@ -414,29 +414,10 @@ ngx_http_ocimirror_status_message(ngx_http_ocimirror_wait_t *w,
     ctx = w->data;
     r = ctx->request;
 
-    switch (m->type) {
+    m = ngx_http_ocimirror_body_answer(w, m, r->connection->log, "status",
+                                       "STATUS");
 
-    case OCI_MSG_BODY:
-        ngx_http_finalize_request(r, ngx_http_ocimirror_status_send(r, m));
-        return;
-
-    case OCI_MSG_FAIL:
-        if (!w->timedout && !w->lost) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "ocimirror: the fetcher could not give its "
-                          "status: %s", m->message);
-        }
-
-        break;
-
-    default:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "ocimirror: unexpected answer %d to STATUS",
-                      (int) m->type);
-        break;
-    }
-
-    ngx_http_finalize_request(r, ngx_http_ocimirror_status_send(r, NULL));
+    ngx_http_finalize_request(r, ngx_http_ocimirror_status_send(r, m));
 }
 
 
