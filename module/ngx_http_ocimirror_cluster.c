@@ -31,11 +31,13 @@ typedef struct {
     size_t              len;
     oci_route_t        *route;
     ngx_uint_t          peer;       /* a peer's header verified */
-    ngx_uint_t          replica;    /* this node's fetcher's copy of a
-                                       hot blob (OCI_CLUSTER_REPLICA_HEADER
-                                       without a peer header) */
-    ngx_uint_t          copy;       /* another node's copy (the header
-                                       with a peer header that verified) */
+    ngx_uint_t          replica;    /* ..._pass(): this node's fetcher's
+                                       copy of a hot blob
+                                       (OCI_CLUSTER_REPLICA_HEADER without
+                                       a peer header) */
+    ngx_uint_t          copy;       /* ..._pass(): another node's copy (the
+                                       header with a peer header that
+                                       verified) */
 } ngx_http_ocimirror_cluster_ctx_t;
 
 
@@ -471,12 +473,9 @@ ngx_int_t
 ngx_http_ocimirror_cluster_check(ngx_http_request_t *r, const char *key,
     size_t len, oci_route_t *route)
 {
-    ngx_table_elt_t                   *h;
     ngx_http_ocimirror_cluster_t      *cl;
     ngx_http_ocimirror_main_conf_t    *mcf;
     ngx_http_ocimirror_cluster_ctx_t  *ctx;
-
-    static ngx_str_t  replica = ngx_string(OCI_CLUSTER_REPLICA_HEADER);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
     cl = mcf->cluster;
@@ -495,10 +494,6 @@ ngx_http_ocimirror_cluster_check(ngx_http_request_t *r, const char *key,
     ctx->route = route;
     ctx->peer = ngx_http_ocimirror_cluster_from_peer(r, cl, key, len);
 
-    ctx->replica = ngx_http_ocimirror_cluster_header(r, &replica, &h) > 0;
-    ctx->copy = ctx->peer && ctx->replica;
-    ctx->replica = !ctx->peer && ctx->replica;
-
     ngx_http_set_ctx(r, ctx, ngx_http_ocimirror_module);
 
     return NGX_OK;
@@ -513,9 +508,12 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
     size_t                             len;
     ngx_str_t                          location;
     const char                        *key;
+    ngx_table_elt_t                   *h;
     ngx_http_ocimirror_cluster_t      *cl;
     ngx_http_ocimirror_main_conf_t    *mcf;
     ngx_http_ocimirror_cluster_ctx_t  *ctx;
+
+    static ngx_str_t  replica = ngx_string(OCI_CLUSTER_REPLICA_HEADER);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ocimirror_module);
     cl = mcf->cluster;
@@ -527,6 +525,11 @@ ngx_http_ocimirror_cluster_pass(ngx_http_request_t *r)
 
     key = ctx->key;
     len = ctx->len;
+
+    /* a copy's mark: looked for on a miss only, a hit never needs it */
+    ctx->replica = ngx_http_ocimirror_cluster_header(r, &replica, &h) > 0;
+    ctx->copy = ctx->peer && ctx->replica;
+    ctx->replica = !ctx->peer && ctx->replica;
 
     if (ctx->peer) {
         if (ctx->copy && oci_ring_owner(&cl->ring, key, len) != cl->self) {

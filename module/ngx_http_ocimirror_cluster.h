@@ -52,9 +52,8 @@ ngx_http_ocimirror_cluster_t *ngx_http_ocimirror_cluster_create(
 /*
  * Before anything is served: key[0..len) is the request's key; whether a
  * peer sent the request (its header verified for key) is noted for
- * ngx_http_ocimirror_cluster_pass() and counted, hit or miss, and whether
- * it is this node's fetcher asking for a copy (OCI_CLUSTER_REPLICA_HEADER).
- * route: what the request asks (a blob's, for replicate "hot").  NGX_OK or
+ * ngx_http_ocimirror_cluster_pass() and counted, hit or miss.  route: what
+ * the request asks (a blob's, for replicate "hot").  NGX_OK or
  * NGX_ERROR (out of memory).  Nothing to do without a cluster.
  */
 ngx_int_t ngx_http_ocimirror_cluster_check(ngx_http_request_t *r,

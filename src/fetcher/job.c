@@ -27,6 +27,7 @@ static int job_xfer_headers(xfer_t *x, void *data);
 static int job_xfer_body(xfer_t *x, const char *p, size_t n, void *data);
 static void job_fail_upstream(job_t *j, const xfer_resp_t *r);
 static void job_issue_peer(job_t *j);
+static void job_peer_forget(job_t *j);
 static void job_peer_done(job_t *j, xfer_t *x, CURLcode rc,
     const xfer_resp_t *r);
 
@@ -763,16 +764,23 @@ job_issue_peer(job_t *j)
 }
 
 
+/* The peer is left: the request is the registry's again. */
+static void
+job_peer_forget(job_t *j)
+{
+    free(j->peer_url);
+    j->peer_url = NULL;
+    j->ranged = j->peer_ranged;
+}
+
+
 void
 job_peer_failed(job_t *j, const char *why)
 {
     int  retry;
 
     retry = j->ops->can_retry(j);
-
-    free(j->peer_url);
-    j->peer_url = NULL;
-    j->ranged = j->peer_ranged;
+    job_peer_forget(j);
 
     if (!retry) {
         log_warn("%s: the cluster's copy failed (%s) after clients began "
@@ -1167,9 +1175,7 @@ job_peer_done(job_t *j, xfer_t *x, CURLcode rc, const xfer_resp_t *r)
     {
         log_info("%s: the cluster's copy was answered %ld", j->label,
                  r->status);
-        free(j->peer_url);
-        j->peer_url = NULL;
-        j->ranged = j->peer_ranged;
+        job_peer_forget(j);
         job_fail_upstream(j, r);
         return;
     }
